@@ -1,0 +1,360 @@
+//! The VPC API client: one typed function per action, RPC v1 signing, a timeout on every call.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, field};
+
+use crate::cloud::credentials::CredentialProvider;
+use crate::cloud::model::*;
+use crate::cloud::{CloudError, signer};
+
+/// Regions served by the central endpoint; the others have `vpc.<region>.aliyuncs.com`.
+const CENTRAL_ENDPOINT_REGIONS: &[&str] = &[
+    "cn-qingdao",
+    "cn-beijing",
+    "cn-hangzhou",
+    "cn-shanghai",
+    "cn-shenzhen",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "us-east-1",
+    "us-west-1",
+];
+
+pub fn default_endpoint(region: &str) -> String {
+    if CENTRAL_ENDPOINT_REGIONS.contains(&region) {
+        "https://vpc.aliyuncs.com".to_string()
+    } else {
+        format!("https://vpc.{region}.aliyuncs.com")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientConfigError {
+    #[error("endpoint {0:?} is not an http(s) URL")]
+    BadEndpoint(String),
+    #[error("endpoint {0:?} is plain http: allow it explicitly (for a simulator or a test) or use https")]
+    InsecureEndpoint(String),
+    #[error("could not build the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Replaces the per-region endpoint for every region (a private endpoint or a simulator).
+    pub endpoint_override: Option<String>,
+    pub allow_insecure_endpoint: bool,
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig { endpoint_override: None, allow_insecure_endpoint: false, timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Told about every call, for metrics; the client itself knows nothing of Prometheus.
+pub trait CallObserver: Send + Sync {
+    /// `outcome` is "Success" or the error's code.
+    fn observe(&self, action: Action, region: &str, outcome: &str, elapsed: Duration);
+}
+
+#[derive(Clone)]
+pub struct VpcClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    credentials: Arc<dyn CredentialProvider>,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl VpcClient {
+    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialProvider>) -> Result<Self, ClientConfigError> {
+        if let Some(endpoint) = &config.endpoint_override {
+            if endpoint.starts_with("http://") {
+                if !config.allow_insecure_endpoint {
+                    return Err(ClientConfigError::InsecureEndpoint(endpoint.clone()));
+                }
+            } else if !endpoint.starts_with("https://") {
+                return Err(ClientConfigError::BadEndpoint(endpoint.clone()));
+            }
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("eipsegment-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientConfigError::Http)?;
+        Ok(VpcClient { http, config, credentials, observer: None })
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn endpoint(&self, region: &str) -> String {
+        match &self.config.endpoint_override {
+            Some(e) => e.trim_end_matches('/').to_string(),
+            None => default_endpoint(region),
+        }
+    }
+
+    pub async fn allocate(&self, request: &AllocateRequest) -> Result<AllocateResponse, CloudError> {
+        let action = Action::AllocateEipSegmentAddress;
+        self.call(action, &request.region_id, request.params()).await
+    }
+
+    /// One page of the region's segments, or of the one segment named.
+    pub async fn describe_segments(
+        &self,
+        region: &str,
+        segment_id: Option<&str>,
+        page_number: u32,
+        page_size: u32,
+    ) -> Result<SegmentPage, CloudError> {
+        let mut params = vec![
+            ("RegionId", region.to_string()),
+            ("PageNumber", page_number.max(1).to_string()),
+            ("PageSize", page_size.clamp(1, MAX_SEGMENT_PAGE_SIZE).to_string()),
+        ];
+        if let Some(id) = segment_id {
+            params.push(("SegmentInstanceId", id.to_string()));
+        }
+        let body: DescribeEipSegmentBody = self.call(Action::DescribeEipSegment, region, params).await?;
+        let segments = body.eip_segments.unwrap_or_default().eip_segment;
+        Ok(SegmentPage {
+            total_count: body.total_count.unwrap_or(segments.len() as u32),
+            page_number: body.page_number.unwrap_or(page_number),
+            page_size: body.page_size.unwrap_or(page_size),
+            request_id: body.request_id,
+            segments,
+        })
+    }
+
+    /// The segment, or `None` when the cloud no longer returns it (released).
+    pub async fn describe_segment(&self, region: &str, segment_id: &str) -> Result<Option<Segment>, CloudError> {
+        let page = self.describe_segments(region, Some(segment_id), 1, MAX_SEGMENT_PAGE_SIZE).await?;
+        Ok(page.segments.into_iter().find(|s| s.instance_id == segment_id))
+    }
+
+    /// Every segment of the region, page by page.
+    pub async fn list_segments(&self, region: &str) -> Result<Vec<Segment>, CloudError> {
+        let mut all = Vec::new();
+        for page_number in 1.. {
+            let page = self.describe_segments(region, None, page_number, MAX_SEGMENT_PAGE_SIZE).await?;
+            let got = page.segments.len();
+            all.extend(page.segments);
+            if got == 0 || all.len() >= page.total_count as usize {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// Asks for the release; returns the RequestId. The release itself completes asynchronously.
+    pub async fn release(&self, region: &str, segment_id: &str, client_token: &str) -> Result<String, CloudError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body {
+            #[serde(default)]
+            request_id: String,
+        }
+        let params = vec![
+            ("RegionId", region.to_string()),
+            ("SegmentInstanceId", segment_id.to_string()),
+            ("ClientToken", client_token.to_string()),
+        ];
+        let body: Body = self.call(Action::ReleaseEipSegmentAddress, region, params).await?;
+        Ok(body.request_id)
+    }
+
+    /// The member EIPs of a segment (to name the one that blocks a release).
+    pub async fn describe_segment_members(&self, region: &str, segment_id: &str) -> Result<Vec<EipAddress>, CloudError> {
+        let mut all = Vec::new();
+        for page_number in 1.. {
+            let params = vec![
+                ("RegionId", region.to_string()),
+                ("SegmentInstanceId", segment_id.to_string()),
+                ("PageNumber", page_number.to_string()),
+                ("PageSize", MAX_EIP_PAGE_SIZE.to_string()),
+            ];
+            let body: DescribeEipAddressesBody = self.call(Action::DescribeEipAddresses, region, params).await?;
+            let page = body.eip_addresses.unwrap_or_default().eip_address;
+            let got = page.len();
+            all.extend(page);
+            if got == 0 || all.len() >= body.total_count.unwrap_or(0) as usize {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        action: Action,
+        region: &str,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<T, CloudError> {
+        let span = tracing::debug_span!("vpc_call", action = %action, region, request_id = field::Empty);
+        let started = Instant::now();
+        let result = self.send::<T>(action, region, params).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "Success",
+            Err(e) => e.code(),
+        };
+        if let Err(e) = &result {
+            if let Some(id) = e.request_id() {
+                span.record("request_id", id);
+            }
+            tracing::debug!(parent: &span, error = %e, "cloud call failed");
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(action, region, outcome, started.elapsed());
+        }
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        action: Action,
+        region: &str,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<T, CloudError> {
+        let credentials = self.credentials.credentials().await?;
+        let mut all: Vec<(&str, String)> = vec![
+            ("Action", action.as_str().to_string()),
+            ("Version", API_VERSION.to_string()),
+            ("Format", "JSON".to_string()),
+            ("AccessKeyId", credentials.access_key_id.clone()),
+            ("SignatureMethod", "HMAC-SHA1".to_string()),
+            ("SignatureVersion", "1.0".to_string()),
+            ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
+            ("Timestamp", Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ];
+        if let Some(token) = &credentials.security_token {
+            all.push(("SecurityToken", token.expose().to_string()));
+        }
+        all.extend(params);
+        all.retain(|(_, v)| !v.is_empty());
+        let signature =
+            signer::rpc_signature("POST", all.iter().map(|(k, v)| (*k, v.as_str())), credentials.access_key_secret.expose());
+        all.push(("Signature", signature));
+        let body = all
+            .iter()
+            .map(|(k, v)| format!("{}={}", signer::percent_encode(k), signer::percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+
+        let response = self
+            .http
+            .post(format!("{}/", self.endpoint(region)))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(action, e))?;
+        let status = response.status().as_u16();
+        let retry_after = throttle_hint(response.headers());
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
+        if (200..300).contains(&status) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                if let Some(id) = v.get("RequestId").and_then(|v| v.as_str()) {
+                    tracing::Span::current().record("request_id", id);
+                }
+            }
+            return serde_json::from_slice(&bytes).map_err(|e| CloudError::Malformed {
+                action,
+                http_status: status,
+                detail: format!("{e} in {}", snippet(&bytes)),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(err) if !err.code.is_empty() => Err(CloudError::Api {
+                action,
+                http_status: status,
+                code: err.code,
+                message: err.message,
+                request_id: err.request_id,
+                retry_after,
+            }),
+            _ if status >= 500 || status == 429 => Err(CloudError::Api {
+                action,
+                http_status: status,
+                code: format!("HTTP{status}"),
+                message: snippet(&bytes),
+                request_id: String::new(),
+                retry_after,
+            }),
+            _ => Err(CloudError::Malformed { action, http_status: status, detail: snippet(&bytes) }),
+        }
+    }
+
+    fn transport_error(&self, action: Action, e: reqwest::Error) -> CloudError {
+        if e.is_timeout() {
+            CloudError::Timeout { action, timeout: self.config.timeout }
+        } else if e.is_connect() {
+            CloudError::Connect { action, source: e }
+        } else {
+            CloudError::Transport { action, source: e }
+        }
+    }
+}
+
+/// `TimeLeft:<ms>` from the throttling headers, when present.
+fn throttle_hint(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    ["x-ratelimit-user-api", "x-ratelimit-user"].iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?;
+        value.split([',', ';']).find_map(|part| {
+            let (k, v) = part.split_once(':')?;
+            (k.trim() == "TimeLeft").then(|| v.trim().parse::<u64>().ok().map(Duration::from_millis))?
+        })
+    })
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::credentials::MissingCredentials;
+
+    #[test]
+    fn endpoints_per_region() {
+        assert_eq!(default_endpoint("cn-hangzhou"), "https://vpc.aliyuncs.com");
+        assert_eq!(default_endpoint("eu-central-1"), "https://vpc.eu-central-1.aliyuncs.com");
+    }
+
+    #[test]
+    fn plain_http_needs_an_explicit_opt_in() {
+        let cfg = |allow| ClientConfig {
+            endpoint_override: Some("http://127.0.0.1:1".into()),
+            allow_insecure_endpoint: allow,
+            ..Default::default()
+        };
+        assert!(matches!(
+            VpcClient::new(cfg(false), Arc::new(MissingCredentials)),
+            Err(ClientConfigError::InsecureEndpoint(_))
+        ));
+        assert!(VpcClient::new(cfg(true), Arc::new(MissingCredentials)).is_ok());
+    }
+
+    #[test]
+    fn reads_time_left_hints() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-ratelimit-user-api", "Limit:60,Remain:0,TimeLeft:1500,Reset:1".parse().unwrap());
+        assert_eq!(throttle_hint(&h), Some(Duration::from_millis(1500)));
+        assert_eq!(throttle_hint(&reqwest::header::HeaderMap::new()), None);
+    }
+}

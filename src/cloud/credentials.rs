@@ -1,0 +1,100 @@
+//! Where the client's credentials come from. Secrets are wrapped so that no `Debug`, `Display` or
+//! log line can print them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::cloud::CloudError;
+
+/// A string that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    /// Set for STS credentials; sent as `SecurityToken`.
+    pub security_token: Option<Secret>,
+}
+
+pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+
+impl Credentials {
+    /// The first link of the official chain: the standard environment variables.
+    pub fn from_env() -> Option<Credentials> {
+        let id = std::env::var(ENV_ACCESS_KEY_ID).ok().filter(|v| !v.is_empty())?;
+        let secret = std::env::var(ENV_ACCESS_KEY_SECRET).ok().filter(|v| !v.is_empty())?;
+        let token = std::env::var(ENV_SECURITY_TOKEN).ok().filter(|v| !v.is_empty());
+        Some(Credentials { access_key_id: id, access_key_secret: Secret(secret), security_token: token.map(Secret) })
+    }
+}
+
+/// Gives the credentials for the next call; refreshing ones (STS) renew themselves behind it.
+pub trait CredentialProvider: Send + Sync {
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>>;
+}
+
+/// Credentials that never change (environment variables, a Secret's keys).
+pub struct StaticCredentials(pub Credentials);
+
+impl CredentialProvider for StaticCredentials {
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+/// For a process with no credentials configured: every call fails with a terminal error that says so.
+pub struct MissingCredentials;
+
+impl CredentialProvider for MissingCredentials {
+    fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
+        Box::pin(async {
+            Err(CloudError::Credentials(format!("set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}")))
+        })
+    }
+}
+
+pub fn from_env_or_missing() -> Arc<dyn CredentialProvider> {
+    match Credentials::from_env() {
+        Some(c) => Arc::new(StaticCredentials(c)),
+        None => Arc::new(MissingCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret_or_token() {
+        let c = Credentials {
+            access_key_id: "LTAIexample".into(),
+            access_key_secret: Secret::new("very-secret-value"),
+            security_token: Some(Secret::new("sts-token-value")),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("LTAIexample"));
+        assert!(!shown.contains("very-secret-value"));
+        assert!(!shown.contains("sts-token-value"));
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything that speaks to the Alibaba Cloud VPC API. Nothing here knows about Kubernetes.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod model;
+pub mod signer;
+
+pub use client::{ClientConfig, VpcClient};
+pub use error::{CloudError, ErrorClass};
+pub use model::Action;

@@ -1,0 +1,3 @@
+//! The eipsegment-operator: Alibaba Cloud EIP segments as Kubernetes `EipSegment` resources.
+
+pub mod cloud;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their published Go modules,
+# once per version, into a cache outside the repository. Prints the directory holding the binaries.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod" | head -1)"
+etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' "$here/etcd/go.mod" | head -1)"
+cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
+bin="$cache/controlplane/k8s-$k8s_version-etcd-$etcd_version"
+export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}" GOFLAGS=-mod=mod
+want=(etcd kube-apiserver kubectl)
+[[ "${WITH_CONTROLLER_MANAGER:-1}" == 1 ]] && want+=(kube-controller-manager)
+missing=()
+for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
+if ((${#missing[@]})); then
+  mkdir -p "$bin"
+  minor="${k8s_version#v1.}"; minor="${minor%%.*}"
+  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  for b in "${missing[@]}"; do
+    start=$(date +%s)
+    if [[ "$b" == etcd ]]; then
+      (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" .)
+    else
+      (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "./cmd/$b")
+    fi
+    mv "$bin/$b.tmp" "$bin/$b"
+    echo "built $b $( [[ $b == etcd ]] && echo "$etcd_version" || echo "$k8s_version") in $(( $(date +%s) - start ))s" >&2
+  done
+fi
+echo "$bin"
