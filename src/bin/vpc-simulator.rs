@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    eipsegment_operator::simulator::run(eipsegment_operator::simulator::Args::parse()).await
+}

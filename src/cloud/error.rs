@@ -88,6 +88,10 @@ pub fn classify(code: &str, http_status: u16) -> Classification {
         "InvalidParameter" | "MissingParameter" | "InvalidParameter.Mask" | "InvalidParameter.Bandwidth" => {
             c(Terminal, "the cloud rejected a parameter: fix the spec")
         }
+        "IdempotentParameterMismatch" => c(
+            Terminal,
+            "the client token was used before with other parameters: the spec changed under a pending request",
+        ),
         "SignatureDoesNotMatch" | "IncompleteSignature" => {
             c(Terminal, "the cloud rejected the request signature: check the AccessKeySecret")
         }
@@ -245,6 +249,7 @@ mod tests {
             ("Throttling.User", 400, Transient),
             ("Throttling.Api", 400, Transient),
             ("SignatureDoesNotMatch", 400, Terminal),
+            ("IdempotentParameterMismatch", 400, Terminal),
             ("IncompleteSignature", 400, Terminal),
             ("InvalidAccessKeyId.NotFound", 404, Terminal),
             ("InvalidSecurityToken.Expired", 400, Terminal),

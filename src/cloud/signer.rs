@@ -22,9 +22,10 @@ pub fn percent_encode(input: &str) -> String {
     out
 }
 
-/// Parameters sorted by key in byte order, encoded and joined as `k=v&k=v`; empty values dropped.
+/// Parameters sorted by key in byte order, encoded and joined as `k=v&k=v`. Empty values are signed
+/// as `k=`, as every official SDK does (the legacy one always sends an empty `SignatureType`).
 pub fn canonical_query<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let mut pairs: Vec<(&str, &str)> = params.into_iter().collect();
     pairs.sort();
     pairs
         .iter()
@@ -70,8 +71,8 @@ impl V3Request<'_> {
     }
 
     pub fn canonical_request(&self) -> String {
-        let mut query: Vec<(String, String)> =
-            self.query.iter().map(|(k, v)| (percent_encode(k), percent_encode(v))).collect();
+        // The SDK sorts the raw keys and encodes only the values.
+        let mut query: Vec<(&str, String)> = self.query.iter().map(|(k, v)| (*k, percent_encode(v))).collect();
         query.sort();
         let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
         let mut headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.trim())).collect();
@@ -138,10 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn v1_ignores_parameter_order_and_empty_values() {
+    fn v1_ignores_parameter_order_but_signs_empty_values() {
         let a = rpc_signature("POST", [("B", "2"), ("A", "1"), ("Empty", "")], "secret");
-        let b = rpc_signature("POST", [("A", "1"), ("B", "2")], "secret");
+        let b = rpc_signature("POST", [("Empty", ""), ("A", "1"), ("B", "2")], "secret");
         assert_eq!(a, b);
+        assert_ne!(a, rpc_signature("POST", [("A", "1"), ("B", "2")], "secret"));
         assert_ne!(a, rpc_signature("POST", [("A", "1"), ("B", "3")], "secret"));
     }
 }

@@ -1,0 +1,175 @@
+//! The simulated gateway's authentication: RPC v1 and V3 signatures, access keys, timestamps and
+//! nonces, with Alibaba's error codes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::world::{ApiError, Params};
+use crate::cloud::signer;
+
+/// Timestamps further than this from the server's clock are refused, and nonces remembered this long.
+pub const REQUEST_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Clone, Debug)]
+pub struct AccessKey {
+    pub secret: String,
+    pub account: String,
+    /// Required with the key when it is an STS credential.
+    pub security_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct Keyring {
+    keys: HashMap<String, AccessKey>,
+    nonces: HashMap<String, Instant>,
+}
+
+/// What the gateway saw of a request, enough to check either signature version.
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a [(String, String)],
+    /// Lower-cased names, every value of each.
+    pub headers: &'a HashMap<String, Vec<String>>,
+    pub body: &'a [u8],
+    pub params: &'a Params,
+}
+
+impl SignedRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    pub fn is_v3(&self) -> bool {
+        self.header("authorization").is_some_and(|a| a.starts_with(signer::V3_ALGORITHM))
+    }
+
+    /// The action, from the V3 header or the RPC parameter.
+    pub fn action(&self) -> &str {
+        match self.header("x-acs-action") {
+            Some(a) if self.is_v3() => a,
+            _ => self.params.get("Action"),
+        }
+    }
+}
+
+fn err(http_status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError { http_status, code, message: message.into() }
+}
+
+impl Keyring {
+    pub fn insert(&mut self, access_key_id: &str, key: AccessKey) {
+        self.keys.insert(access_key_id.to_string(), key);
+    }
+
+    /// Checks the request's signature and returns the account it acts for.
+    pub fn authenticate(&mut self, req: &SignedRequest<'_>, now: DateTime<Utc>, clock: Instant) -> Result<String, ApiError> {
+        self.nonces.retain(|_, seen| clock.duration_since(*seen) < REQUEST_WINDOW);
+        let (access_key_id, timestamp, nonce, token) = if req.is_v3() { self.v3_fields(req)? } else { v1_fields(req)? };
+        let key = self
+            .keys
+            .get(&access_key_id)
+            .ok_or_else(|| err(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))?
+            .clone();
+        let sent_at = parse_timestamp(&timestamp).ok_or_else(|| {
+            err(400, "InvalidTimeStamp.Format", format!("Specified time stamp or date value is not well formatted: {timestamp}"))
+        })?;
+        if (now - sent_at).abs() > chrono::Duration::from_std(REQUEST_WINDOW).unwrap_or_default() {
+            return Err(err(400, "InvalidTimeStamp.Expired", format!("Specified time stamp or date value is expired: {timestamp}")));
+        }
+        if let Some(expected) = &key.security_token {
+            match &token {
+                None => return Err(err(400, "InvalidSecurityToken.Malformed", "The Security Token is missing.")),
+                Some(t) if t != expected => {
+                    return Err(err(400, "InvalidSecurityToken.MismatchWithAccessKey", "The Security Token does not match the access key."));
+                }
+                _ => {}
+            }
+            if key.expires_at.is_some_and(|exp| exp <= now) {
+                return Err(err(400, "InvalidSecurityToken.Expired", "The Security Token has expired."));
+            }
+        }
+        let (expected, server_string) = if req.is_v3() { v3_expected(req, &key.secret)? } else { v1_expected(req, &key.secret) };
+        let given = if req.is_v3() { v3_authorization_part(req, "Signature").unwrap_or_default() } else { req.params.get("Signature").to_string() };
+        if !signer::signatures_match(&expected, &given) {
+            return Err(err(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation. server string to sign is:{server_string}")));
+        }
+        if self.nonces.contains_key(&nonce) {
+            return Err(err(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+        }
+        self.nonces.insert(nonce, clock);
+        Ok(key.account)
+    }
+
+    fn v3_fields(&self, req: &SignedRequest<'_>) -> Result<(String, String, String, Option<String>), ApiError> {
+        let ak = v3_authorization_part(req, "Credential")
+            .ok_or_else(|| err(400, "IncompleteSignature", "The Authorization header is incomplete: Credential is missing."))?;
+        let date = req.header("x-acs-date").ok_or_else(|| err(400, "MissingParameter", "The x-acs-date header is missing."))?;
+        let nonce = req.header("x-acs-signature-nonce").ok_or_else(|| err(400, "MissingParameter", "The x-acs-signature-nonce header is missing."))?;
+        Ok((ak, date.to_string(), nonce.to_string(), req.header("x-acs-security-token").map(str::to_string)))
+    }
+}
+
+fn v1_fields(req: &SignedRequest<'_>) -> Result<(String, String, String, Option<String>), ApiError> {
+    let p = req.params;
+    if p.get("Signature").is_empty() {
+        return Err(err(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards."));
+    }
+    if p.get("AccessKeyId").is_empty() {
+        return Err(err(400, "MissingParameter", "The input parameter \"AccessKeyId\" that is mandatory for processing this request is not supplied."));
+    }
+    let method = p.get("SignatureMethod");
+    if !method.is_empty() && method != "HMAC-SHA1" {
+        return Err(err(400, "InvalidParameter", format!("The SignatureMethod {method} is not supported.")));
+    }
+    let token = Some(p.get("SecurityToken").to_string()).filter(|t| !t.is_empty());
+    Ok((p.get("AccessKeyId").to_string(), p.get("Timestamp").to_string(), p.get("SignatureNonce").to_string(), token))
+}
+
+fn v1_expected(req: &SignedRequest<'_>, secret: &str) -> (String, String) {
+    let params = req.params.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let string_to_sign = signer::rpc_string_to_sign(req.method, params.clone());
+    (signer::rpc_signature(req.method, params, secret), string_to_sign)
+}
+
+/// `Credential=…`, `SignedHeaders=…` or `Signature=…` from a V3 Authorization header.
+fn v3_authorization_part(req: &SignedRequest<'_>, name: &str) -> Option<String> {
+    let auth = req.header("authorization")?.strip_prefix(signer::V3_ALGORITHM)?;
+    auth.split(',').find_map(|part| part.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+}
+
+fn v3_expected(req: &SignedRequest<'_>, secret: &str) -> Result<(String, String), ApiError> {
+    let payload_hash = req
+        .header("x-acs-content-sha256")
+        .ok_or_else(|| err(400, "MissingParameter", "The x-acs-content-sha256 header is missing."))?;
+    if payload_hash != signer::sha256_hex(req.body) {
+        return Err(err(400, "SignatureDoesNotMatch", "The x-acs-content-sha256 header does not match the body."));
+    }
+    let signed = v3_authorization_part(req, "SignedHeaders")
+        .ok_or_else(|| err(400, "IncompleteSignature", "The Authorization header is incomplete: SignedHeaders is missing."))?;
+    let mut headers = Vec::new();
+    for name in signed.split(';').filter(|n| !n.is_empty()) {
+        let mut values = req.headers.get(name).cloned().unwrap_or_default();
+        values.iter_mut().for_each(|v| *v = v.trim().to_string());
+        values.sort();
+        headers.push((name.to_string(), values.join(",")));
+    }
+    let v3 = signer::V3Request {
+        method: req.method,
+        path: req.path,
+        query: req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        headers,
+        payload_sha256: payload_hash,
+    };
+    Ok((v3.signature(secret), v3.canonical_request()))
+}
+
+fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%SZ").ok().map(|t| t.and_utc()))
+}

@@ -1,0 +1,457 @@
+//! The simulator's HTTP front: the VPC API at `/` (RPC v1 or V3 signed, GET query or POST form) and
+//! the admin API under `/__admin/`. Faults and rate limits are applied here, as a gateway would.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use super::auth::{Keyring, SignedRequest};
+use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
+use crate::cloud::Action;
+
+pub const ADMIN_PREFIX: &str = "/__admin/";
+const MAX_BODY: usize = 1 << 20;
+
+/// Injected faults; rates are probabilities per request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    pub internal_error_rate: f64,
+    /// Connections dropped without an answer; half before the action runs, half after it.
+    pub drop_rate: f64,
+    pub delay_rate: f64,
+    pub delay_ms_min: u64,
+    pub delay_ms_max: u64,
+    /// Throttling answers beyond those of the rate limits.
+    pub throttle_rate: f64,
+    /// Actions the faults apply to; empty means every action.
+    pub actions: Vec<String>,
+}
+
+/// At most `calls` per `per_seconds` for one account and action (Alibaba's fixed windows).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    pub calls: u32,
+    pub per_seconds: f64,
+}
+
+pub struct Simulator {
+    world: Mutex<World>,
+    keyring: Mutex<Keyring>,
+    faults: Mutex<Faults>,
+    limits: Mutex<HashMap<String, RateLimit>>,
+    windows: Mutex<HashMap<(String, String), (Instant, u32)>>,
+    counters: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    rng: Mutex<StdRng>,
+    default_account: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tells hyper to close the connection without an answer.
+#[derive(Debug)]
+pub struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+impl std::error::Error for DropConnection {}
+
+type Reply = Result<Response<Full<Bytes>>, DropConnection>;
+
+enum Fault {
+    None,
+    DropBefore,
+    DropAfter,
+    InternalError,
+    Throttle,
+}
+
+impl Simulator {
+    pub fn new(world: World, keyring: Keyring, faults: Faults, limits: HashMap<String, RateLimit>, rng: StdRng, default_account: String) -> Self {
+        Simulator {
+            world: Mutex::new(world),
+            keyring: Mutex::new(keyring),
+            faults: Mutex::new(faults),
+            limits: Mutex::new(limits),
+            windows: Mutex::new(HashMap::new()),
+            counters: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(rng),
+            default_account,
+        }
+    }
+
+    pub fn keyring(&self) -> MutexGuard<'_, Keyring> {
+        lock(&self.keyring)
+    }
+
+    fn count(&self, action: &str, outcome: &str) {
+        *lock(&self.counters).entry(action.to_string()).or_default().entry(outcome.to_string()).or_default() += 1;
+    }
+
+    fn draw_fault(&self, action: &str) -> (Fault, Option<Duration>) {
+        let faults = lock(&self.faults).clone();
+        if !faults.actions.is_empty() && !faults.actions.iter().any(|a| a == action) {
+            return (Fault::None, None);
+        }
+        let mut rng = lock(&self.rng);
+        let delay = (rng.random::<f64>() < faults.delay_rate).then(|| {
+            let (lo, hi) = (faults.delay_ms_min, faults.delay_ms_max.max(faults.delay_ms_min));
+            Duration::from_millis(rng.random_range(lo..=hi))
+        });
+        let roll: f64 = rng.random();
+        let fault = if roll < faults.drop_rate / 2.0 {
+            Fault::DropBefore
+        } else if roll < faults.drop_rate {
+            Fault::DropAfter
+        } else if roll < faults.drop_rate + faults.internal_error_rate {
+            Fault::InternalError
+        } else if roll < faults.drop_rate + faults.internal_error_rate + faults.throttle_rate {
+            Fault::Throttle
+        } else {
+            Fault::None
+        };
+        (fault, delay)
+    }
+
+    /// Fixed-window limit per account and action; on refusal, the milliseconds left in the window.
+    fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
+        let limit = *lock(&self.limits).get(action)?;
+        let window = Duration::from_secs_f64(limit.per_seconds.max(0.001));
+        let mut windows = lock(&self.windows);
+        let entry = windows.entry((account.to_string(), action.to_string())).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit.calls {
+            let left = window.saturating_sub(now.duration_since(entry.0));
+            return Some((limit.calls, left.as_millis() as u64));
+        }
+        entry.1 += 1;
+        None
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Ok(json_reply(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({"error": "body too large"}))),
+        };
+        if let Some(admin_path) = path.strip_prefix(ADMIN_PREFIX) {
+            return Ok(self.admin(&parts.method, admin_path, &body));
+        }
+        let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string();
+        let query: Vec<(String, String)> = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded_pairs(q.as_bytes()))
+            .unwrap_or_default();
+        let mut params = Params::default();
+        params.0.extend(query.iter().cloned());
+        let is_form = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form || (parts.method == Method::POST && !body.is_empty() && !body.starts_with(b"{")) {
+            params.0.extend(form_urlencoded_pairs(&body));
+        }
+        let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, value) in &parts.headers {
+            headers.entry(name.as_str().to_ascii_lowercase()).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+        let signed = SignedRequest { method: parts.method.as_str(), path: &path, query: &query, headers: &headers, body: &body, params: &params };
+        let action_name = signed.action().to_string();
+        let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let reply = self.api(&signed, &action_name).await;
+        let label = if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() };
+        match reply {
+            ApiReply::Ok(mut value) => {
+                self.count(&label, "Success");
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("RequestId".into(), request_id.into());
+                }
+                Ok(json_reply(StatusCode::OK, &value))
+            }
+            ApiReply::Err(e, throttle_header) => {
+                self.count(&label, e.code);
+                let body = serde_json::json!({
+                    "RequestId": request_id, "HostId": host, "Code": e.code, "Message": e.message,
+                    "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product=Vpc&requestId={request_id}", e.code),
+                });
+                let mut response = json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
+                if let Some(h) = throttle_header.and_then(|h| h.parse().ok()) {
+                    response.headers_mut().insert("x-ratelimit-user-api", h);
+                }
+                Ok(response)
+            }
+            ApiReply::Drop => {
+                self.count(&label, "Dropped");
+                Err(DropConnection)
+            }
+        }
+    }
+
+    async fn api(&self, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
+        let Some(action) = Action::parse(action_name) else {
+            return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message: format!("Specified api {action_name:?} is not found, please check your url and method.") }, None);
+        };
+        if req.is_v3() {
+            if req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str) != Some(crate::cloud::model::API_VERSION) {
+                return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message: "Specified parameter Version is not valid.".into() }, None);
+            }
+        } else if req.params.get("Version") != crate::cloud::model::API_VERSION {
+            return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message: "Specified parameter Version is not valid.".into() }, None);
+        }
+        let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
+            Ok(a) => a,
+            Err(e) => return ApiReply::Err(e, None),
+        };
+        if let Some((calls, left_ms)) = self.over_limit(&account, action_name, Instant::now()) {
+            let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
+            return ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message: "Request was denied due to user flow control.".into() }, Some(header));
+        }
+        let (fault, delay) = self.draw_fault(action_name);
+        match fault {
+            Fault::DropBefore => return ApiReply::Drop,
+            Fault::InternalError => {
+                return ApiReply::Err(ApiError { http_status: 500, code: "InternalError", message: "The request processing has failed due to some unknown error.".into() }, None);
+            }
+            Fault::Throttle => {
+                return ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message: "Request was denied due to user flow control.".into() }, Some("Limit:0,Remain:0,TimeLeft:1000".into()));
+            }
+            _ => {}
+        }
+        let mutating = matches!(action, Action::AllocateEipSegmentAddress | Action::ReleaseEipSegmentAddress);
+        let token = req.params.get("ClientToken");
+        let fingerprint = req.params.fingerprint();
+        let result = if mutating {
+            if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), token, &fingerprint) {
+                previous
+            } else {
+                lock(&self.world).token_begin(&account, action.as_str(), token, &fingerprint);
+                // A delayed request is "in flight": a repeat with its token meets LastTokenProcessing.
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+                let mut world = lock(&self.world);
+                let result = run_action(&mut world, action, &account, req.params);
+                world.token_finish(&account, action.as_str(), token, &result);
+                result
+            }
+        } else {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            run_action(&mut lock(&self.world), action, &account, req.params)
+        };
+        if matches!(fault, Fault::DropAfter) {
+            return ApiReply::Drop;
+        }
+        match result {
+            Ok(v) => ApiReply::Ok(v),
+            Err(e) => ApiReply::Err(e, None),
+        }
+    }
+
+    fn admin(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+        let now = Instant::now();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let bad = |msg: String| json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg}));
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, &serde_json::json!({"ok": true})),
+            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now)),
+            (&Method::POST, ["segments"]) => match parse::<SeedSegment>(body) {
+                Ok(seed) => match lock(&self.world).seed(&self.default_account, seed, now) {
+                    Ok(seg) => json_reply(StatusCode::CREATED, &seg),
+                    Err(e) => bad(e),
+                },
+                Err(e) => bad(e),
+            },
+            (&Method::GET, ["segments", id]) => {
+                let mut world = lock(&self.world);
+                world.advance(now);
+                match world.segment(id) {
+                    Some(seg) => json_reply(StatusCode::OK, seg),
+                    None => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"})),
+                }
+            }
+            (&Method::PATCH, ["segments", id]) => match parse::<SegmentPatch>(body) {
+                Ok(patch) => match lock(&self.world).patch(id, patch) {
+                    Ok(seg) => json_reply(StatusCode::OK, &seg),
+                    Err(e) => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": e})),
+                },
+                Err(e) => bad(e),
+            },
+            (&Method::DELETE, ["segments", id]) => {
+                if lock(&self.world).remove(id, now) {
+                    json_reply(StatusCode::OK, &serde_json::json!({"removed": id}))
+                } else {
+                    json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"}))
+                }
+            }
+            (&Method::GET, ["faults"]) => json_reply(StatusCode::OK, &*lock(&self.faults)),
+            (&Method::PUT, ["faults"]) => match parse::<Faults>(body) {
+                Ok(f) => {
+                    *lock(&self.faults) = f.clone();
+                    json_reply(StatusCode::OK, &f)
+                }
+                Err(e) => bad(e),
+            },
+            (&Method::GET, ["limits"]) => json_reply(StatusCode::OK, &*lock(&self.limits)),
+            (&Method::PUT, ["limits"]) => match parse::<HashMap<String, RateLimit>>(body) {
+                Ok(l) => {
+                    *lock(&self.limits) = l.clone();
+                    lock(&self.windows).clear();
+                    json_reply(StatusCode::OK, &l)
+                }
+                Err(e) => bad(e),
+            },
+            (&Method::GET, ["timing"]) => json_reply(StatusCode::OK, &lock(&self.world).timing),
+            (&Method::PUT, ["timing"]) => match parse::<Timing>(body) {
+                Ok(t) => {
+                    lock(&self.world).timing = t;
+                    json_reply(StatusCode::OK, &t)
+                }
+                Err(e) => bad(e),
+            },
+            (&Method::PUT, ["accounts", id]) => match parse::<AccountPatch>(body) {
+                Ok(p) => {
+                    let mut world = lock(&self.world);
+                    world.add_account(id);
+                    let account = world.accounts.get_mut(*id).expect("just added");
+                    if let Some(q) = p.segment_quota {
+                        account.segment_quota = q;
+                    }
+                    if let Some(b) = p.balance_sufficient {
+                        account.balance_sufficient = b;
+                    }
+                    json_reply(StatusCode::OK, &*account)
+                }
+                Err(e) => bad(e),
+            },
+            (&Method::GET, ["counters"]) => json_reply(StatusCode::OK, &*lock(&self.counters)),
+            (&Method::DELETE, ["counters"]) => {
+                lock(&self.counters).clear();
+                json_reply(StatusCode::OK, &serde_json::json!({}))
+            }
+            _ => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no admin route {method} {ADMIN_PREFIX}{path}")})),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountPatch {
+    segment_quota: Option<usize>,
+    balance_sufficient: Option<bool>,
+}
+
+enum ApiReply {
+    Ok(serde_json::Value),
+    Err(ApiError, Option<String>),
+    Drop,
+}
+
+fn run_action(world: &mut World, action: Action, account: &str, params: &Params) -> Result<serde_json::Value, ApiError> {
+    let now = Instant::now();
+    match action {
+        Action::AllocateEipSegmentAddress => world.allocate(account, params, now),
+        Action::DescribeEipSegment => world.describe(account, params, now),
+        Action::ReleaseEipSegmentAddress => world.release(account, params, now),
+        Action::DescribeEipAddresses => world.describe_members(account, params, now),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn json_reply<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json;charset=utf-8"));
+    response
+}
+
+/// `application/x-www-form-urlencoded` pairs; `+` is a space, as in HTML forms.
+fn form_urlencoded_pairs(input: &[u8]) -> Vec<(String, String)> {
+    input
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = it.next().unwrap_or_default();
+            let v = it.next().unwrap_or_default();
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &[u8]) -> String {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < input.len() => {
+                match std::str::from_utf8(&input[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Serves until the listener fails; each connection on its own task.
+pub async fn serve(listener: TcpListener, sim: Arc<Simulator>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| sim.clone().handle(req));
+            let io = hyper_util::rt::TokioIo::new(stream);
+            // An error here is a fault-injected drop or a client gone away: nothing to report.
+            let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_forms() {
+        let pairs = form_urlencoded_pairs(b"A=1&B=a%20b+c&C=%E4%B8%AD&D=&E=%zz&F=%4");
+        assert_eq!(pairs[1], ("B".into(), "a b c".into()));
+        assert_eq!(pairs[2].1, "中");
+        assert_eq!(pairs[3].1, "");
+        assert_eq!(pairs[4].1, "%zz");
+        assert_eq!(pairs[5].1, "%4");
+    }
+}

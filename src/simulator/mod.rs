@@ -1,0 +1,129 @@
+//! A stand-in for the Alibaba Cloud VPC API: the same actions, error codes and JSON shapes, with
+//! state that produces every documented error, fault injection, rate limits and an admin API.
+
+pub mod auth;
+pub mod gateway;
+pub mod world;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::Parser;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use auth::{AccessKey, Keyring};
+use gateway::{Faults, RateLimit, Simulator};
+use world::{DEFAULT_REGIONS, Timing, World};
+
+/// The documented default credentials, used when none are given.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
+pub const DEFAULT_ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
+pub const DEFAULT_ACCOUNT: &str = "1234567890123456";
+/// A second account, owner of segments the default account sees but may not release.
+pub const OTHER_ACCOUNT: &str = "6543210987654321";
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "vpc-simulator", version, about = "A simulator of the Alibaba Cloud VPC API's EIP segment actions")]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free one (the chosen address is printed on stdout).
+    #[arg(long, env = "VPC_SIMULATOR_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Accepted AccessKeyId (default: the documented simulator key).
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// Accepted AccessKeySecret (default: the documented simulator secret).
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+    /// Seconds a segment stays Allocating.
+    #[arg(long, default_value_t = 2.0)]
+    pub allocate_seconds: f64,
+    /// Seconds a segment stays Releasing before it disappears.
+    #[arg(long, default_value_t = 2.0)]
+    pub release_seconds: f64,
+    /// A second release attempt for one segment within this many seconds gets TaskConflict.
+    #[arg(long, default_value_t = 1.0)]
+    pub release_cooldown_seconds: f64,
+    /// Regions the simulated cloud has, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.iter().map(|r| r.to_string()))]
+    pub regions: Vec<String>,
+    /// Seed of the random choices (IDs, faults), for reproducible runs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Per-action rate limit, `Action=CALLS/SECONDS`, repeatable (e.g. ReleaseEipSegmentAddress=60/60).
+    #[arg(long = "rate-limit", value_parser = parse_rate_limit)]
+    pub rate_limits: Vec<(String, RateLimit)>,
+    /// Probability of an InternalError (HTTP 500) answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_internal_error_rate: f64,
+    /// Probability of a dropped connection.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_drop_rate: f64,
+    /// Probability of a delayed answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_delay_rate: f64,
+    /// Upper bound of an injected delay, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub fault_delay_ms: u64,
+    /// Probability of a throttling answer beyond the rate limits.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_throttle_rate: f64,
+}
+
+fn parse_rate_limit(value: &str) -> Result<(String, RateLimit), String> {
+    let (action, rate) = value.split_once('=').ok_or("expected Action=CALLS/SECONDS")?;
+    let (calls, seconds) = rate.split_once('/').ok_or("expected Action=CALLS/SECONDS")?;
+    let calls = calls.parse().map_err(|_| format!("bad call count {calls:?}"))?;
+    let per_seconds: f64 = seconds.parse().map_err(|_| format!("bad seconds {seconds:?}"))?;
+    Ok((action.to_string(), RateLimit { calls, per_seconds }))
+}
+
+impl Args {
+    pub fn build(&self) -> Simulator {
+        let timing = Timing {
+            allocate_seconds: self.allocate_seconds,
+            release_seconds: self.release_seconds,
+            release_cooldown_seconds: self.release_cooldown_seconds,
+        };
+        let mut world = World::new(self.regions.clone(), timing, StdRng::seed_from_u64(self.seed));
+        world.add_account(DEFAULT_ACCOUNT);
+        world.add_account(OTHER_ACCOUNT);
+        let mut keyring = Keyring::default();
+        let id = self.access_key_id.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_ID.to_string());
+        let secret = self.access_key_secret.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_SECRET.to_string());
+        keyring.insert(&id, AccessKey { secret, account: DEFAULT_ACCOUNT.into(), security_token: None, expires_at: None });
+        let faults = Faults {
+            internal_error_rate: self.fault_internal_error_rate,
+            drop_rate: self.fault_drop_rate,
+            delay_rate: self.fault_delay_rate,
+            delay_ms_min: 0,
+            delay_ms_max: self.fault_delay_ms,
+            throttle_rate: self.fault_throttle_rate,
+            actions: Vec::new(),
+        };
+        let limits: HashMap<String, RateLimit> = self.rate_limits.iter().cloned().collect();
+        Simulator::new(world, keyring, faults, limits, StdRng::seed_from_u64(self.seed.wrapping_add(1)), DEFAULT_ACCOUNT.into())
+    }
+}
+
+/// Runs the simulator until interrupted.
+pub async fn run(args: Args) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    let sim = Arc::new(args.build());
+    println!("vpc-simulator listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tokio::select! {
+        r = gateway::serve(listener, sim) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Starts a simulator on a free loopback port inside this process (for tests); returns its base URL.
+pub async fn start_in_process(args: Args) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let sim = Arc::new(args.build());
+    Ok((url, tokio::spawn(gateway::serve(listener, sim))))
+}

@@ -1,0 +1,667 @@
+//! The simulated cloud's state: accounts, segments and their member EIPs, client tokens. Every
+//! error comes from this state (a prepaid segment, a member in use, …), never from a switch.
+//! Time is passed in, so state changes are deterministic and lazily applied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+/// An API error as the cloud reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub http_status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn err(http_status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError { http_status, code, message: message.into() }
+}
+
+pub const DEFAULT_REGIONS: &[&str] = &[
+    "cn-hangzhou",
+    "cn-beijing",
+    "cn-shanghai",
+    "cn-shenzhen",
+    "cn-qingdao",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "us-west-1",
+    "us-east-1",
+    "eu-central-1",
+];
+pub const ISPS: &[&str] = &[
+    "BGP",
+    "BGP_PRO",
+    "ChinaTelecom",
+    "ChinaUnicom",
+    "ChinaMobile",
+    "ChinaTelecom_L2",
+    "ChinaUnicom_L2",
+    "ChinaMobile_L2",
+    "BGP_FinanceCloud",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Allocating,
+    Allocated,
+    Releasing,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub allocation_id: String,
+    pub ip_address: String,
+    /// Available, InUse, Associating, Unassociating.
+    pub status: String,
+    #[serde(default)]
+    pub instance_id: String,
+    /// A shared bandwidth package (`cbwp-…`).
+    #[serde(default)]
+    pub bandwidth_package_id: String,
+    /// An EIP bandwidth plan.
+    #[serde(default)]
+    pub bandwidth_plan_id: String,
+    /// Released on its own, outside the group.
+    #[serde(default)]
+    pub released_separately: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment {
+    pub instance_id: String,
+    pub region_id: String,
+    pub owner_account: String,
+    pub segment: String,
+    pub eip_mask: u8,
+    pub status: Status,
+    pub charge_type: String,
+    pub internet_charge_type: String,
+    pub bandwidth: u32,
+    pub isp: String,
+    pub netmode: String,
+    pub zone: String,
+    pub resource_group_id: String,
+    pub deletion_protection: bool,
+    pub creation_time: String,
+    pub members: Vec<Member>,
+    #[serde(skip)]
+    pub transition_at: Option<Instant>,
+    #[serde(skip)]
+    pub last_release_attempt: Option<Instant>,
+    /// Release requests accepted for this segment (for tests: exactly one is the promise).
+    pub releases_accepted: u32,
+    #[serde(skip)]
+    seq: u64,
+}
+
+/// Properties a test can give a seeded segment; everything is optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedSegment {
+    pub region_id: Option<String>,
+    pub owner_account: Option<String>,
+    pub eip_mask: Option<u8>,
+    pub status: Option<Status>,
+    /// PostPaid (default) or PrePaid.
+    pub charge_type: Option<String>,
+    pub deletion_protection: Option<bool>,
+    pub bandwidth: Option<u32>,
+    pub isp: Option<String>,
+    pub zone: Option<String>,
+    /// Per member index: what to change from an Available member.
+    pub members: Vec<MemberPatch>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemberPatch {
+    pub index: usize,
+    pub status: Option<String>,
+    pub instance_id: Option<String>,
+    pub bandwidth_package_id: Option<String>,
+    pub bandwidth_plan_id: Option<String>,
+    pub released_separately: Option<bool>,
+}
+
+/// Changes to a live segment, from the admin API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SegmentPatch {
+    pub charge_type: Option<String>,
+    pub deletion_protection: Option<bool>,
+    pub owner_account: Option<String>,
+    pub members: Vec<MemberPatch>,
+}
+
+#[derive(Clone, Debug)]
+enum TokenState {
+    InFlight,
+    Done(Result<serde_json::Value, ApiError>),
+}
+
+#[derive(Clone, Debug)]
+struct TokenRecord {
+    fingerprint: String,
+    state: TokenState,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timing {
+    pub allocate_seconds: f64,
+    pub release_seconds: f64,
+    /// A second release request for the same segment within this period is refused.
+    pub release_cooldown_seconds: f64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { allocate_seconds: 2.0, release_seconds: 2.0, release_cooldown_seconds: 1.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    /// Segments the account may hold at once.
+    pub segment_quota: usize,
+    pub balance_sufficient: bool,
+}
+
+pub struct World {
+    pub regions: Vec<String>,
+    pub timing: Timing,
+    pub accounts: HashMap<String, Account>,
+    segments: BTreeMap<String, Segment>,
+    /// Recently released segments, so a late Release says InstanceNotExist rather than NotFound.
+    released: HashMap<String, Instant>,
+    tokens: HashMap<(String, &'static str, String), TokenRecord>,
+    next_block: HashMap<String, u32>,
+    seq: u64,
+    rng: StdRng,
+}
+
+fn random_id(rng: &mut StdRng, prefix: &str) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let tail: String = (0..20).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    format!("{prefix}{tail}")
+}
+
+/// A public-looking, per-region pool the blocks are cut from.
+fn region_pool_base(regions: &[String], region: &str) -> u32 {
+    const FIRST_OCTETS: [u8; 10] = [47, 39, 8, 101, 106, 112, 118, 120, 121, 123];
+    let index = regions.iter().position(|r| r == region).unwrap_or(0);
+    u32::from(FIRST_OCTETS[index % FIRST_OCTETS.len()]) << 24 | ((index / FIRST_OCTETS.len()) as u32) << 20
+}
+
+impl World {
+    pub fn new(regions: Vec<String>, timing: Timing, rng: StdRng) -> Self {
+        World {
+            regions,
+            timing,
+            accounts: HashMap::new(),
+            segments: BTreeMap::new(),
+            released: HashMap::new(),
+            tokens: HashMap::new(),
+            next_block: HashMap::new(),
+            seq: 0,
+            rng,
+        }
+    }
+
+    pub fn add_account(&mut self, id: &str) {
+        self.accounts.entry(id.to_string()).or_insert(Account {
+            id: id.to_string(),
+            segment_quota: 100_000,
+            balance_sufficient: true,
+        });
+    }
+
+    /// Applies every transition that is due.
+    pub fn advance(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        for seg in self.segments.values_mut() {
+            if seg.transition_at.is_some_and(|t| t <= now) {
+                seg.transition_at = None;
+                match seg.status {
+                    Status::Allocating => seg.status = Status::Allocated,
+                    Status::Releasing => gone.push(seg.instance_id.clone()),
+                    Status::Allocated => {}
+                }
+            }
+        }
+        for id in gone {
+            self.segments.remove(&id);
+            self.released.insert(id, now);
+        }
+        self.released.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+    }
+
+    fn check_region(&self, region: &str) -> Result<(), ApiError> {
+        if region.is_empty() {
+            return Err(err(400, "MissingParameter", "The input parameter \"RegionId\" that is mandatory for processing this request is not supplied."));
+        }
+        if !self.regions.iter().any(|r| r == region) {
+            return Err(err(404, "Forbidden.RegionNotFound", "Specified region is not found during access authentication."));
+        }
+        Ok(())
+    }
+
+    /// Idempotency by ClientToken: the first answer for a token is the answer for every repeat with
+    /// the same parameters.
+    pub fn token_lookup(
+        &self,
+        account: &str,
+        action: &'static str,
+        token: &str,
+        fingerprint: &str,
+    ) -> Option<Result<serde_json::Value, ApiError>> {
+        if token.is_empty() {
+            return None;
+        }
+        let record = self.tokens.get(&(account.to_string(), action, token.to_string()))?;
+        if record.fingerprint != fingerprint {
+            return Some(Err(err(400, "IdempotentParameterMismatch", "The request uses the same client token as a previous, but non-identical request.")));
+        }
+        Some(match &record.state {
+            TokenState::InFlight => Err(err(400, "OperationFailed.LastTokenProcessing", "The last token request is processing.")),
+            TokenState::Done(result) => result.clone(),
+        })
+    }
+
+    pub fn token_begin(&mut self, account: &str, action: &'static str, token: &str, fingerprint: &str) {
+        if !token.is_empty() {
+            self.tokens.insert(
+                (account.to_string(), action, token.to_string()),
+                TokenRecord { fingerprint: fingerprint.to_string(), state: TokenState::InFlight },
+            );
+        }
+    }
+
+    /// Records the outcome. Failed requests free the token, as the cloud lets a client retry them.
+    pub fn token_finish(&mut self, account: &str, action: &'static str, token: &str, result: &Result<serde_json::Value, ApiError>) {
+        let key = (account.to_string(), action, token.to_string());
+        match result {
+            Ok(_) => {
+                if let Some(r) = self.tokens.get_mut(&key) {
+                    r.state = TokenState::Done(result.clone());
+                }
+            }
+            Err(_) => {
+                self.tokens.remove(&key);
+            }
+        }
+    }
+
+    fn new_segment(&mut self, account: &str, region: &str, mask: u8) -> Segment {
+        let size = 1u32 << (32 - mask);
+        let base = region_pool_base(&self.regions, region);
+        let next = self.next_block.entry(region.to_string()).or_insert(0);
+        let start = base + next.div_ceil(size) * size;
+        *next = next.div_ceil(size) * size + size;
+        let mut members = Vec::with_capacity(size as usize);
+        for i in 0..size {
+            members.push(Member {
+                allocation_id: random_id(&mut self.rng, "eip-"),
+                ip_address: Ipv4Addr::from(start + i).to_string(),
+                status: "Available".into(),
+                instance_id: String::new(),
+                bandwidth_package_id: String::new(),
+                bandwidth_plan_id: String::new(),
+                released_separately: false,
+            });
+        }
+        self.seq += 1;
+        Segment {
+            instance_id: random_id(&mut self.rng, "eipsg-"),
+            region_id: region.to_string(),
+            owner_account: account.to_string(),
+            segment: format!("{}/{mask}", Ipv4Addr::from(start)),
+            eip_mask: mask,
+            status: Status::Allocated,
+            charge_type: "PostPaid".into(),
+            internet_charge_type: "PayByBandwidth".into(),
+            bandwidth: 5,
+            isp: "BGP".into(),
+            netmode: "public".into(),
+            zone: String::new(),
+            resource_group_id: String::new(),
+            deletion_protection: false,
+            creation_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            members,
+            transition_at: None,
+            last_release_attempt: None,
+            releases_accepted: 0,
+            seq: self.seq,
+        }
+    }
+
+    pub fn allocate(&mut self, account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+        let region = p.get("RegionId");
+        if region.is_empty() {
+            return self.check_region(region).map(|_| serde_json::Value::Null);
+        }
+        if !self.regions.iter().any(|r| r == region) {
+            return Err(err(400, "InvalidRegion.NotSupport", "The specified region does not support this operation."));
+        }
+        let mask: u8 = match p.get("EipMask").parse() {
+            Ok(m @ 24..=28) => m,
+            _ => return Err(err(400, "InvalidParameter", "The specified EipMask is invalid: it must be 24 to 28.")),
+        };
+        let charge = non_empty_or(p.get("InternetChargeType"), "PayByBandwidth");
+        let max_bandwidth = match charge {
+            "PayByBandwidth" => 500,
+            "PayByTraffic" => 200,
+            _ => return Err(err(400, "InvalidParameter", "The specified InternetChargeType is invalid.")),
+        };
+        let bandwidth: u32 = match non_empty_or(p.get("Bandwidth"), "5").parse() {
+            Ok(b) if (1..=max_bandwidth).contains(&b) => b,
+            _ => return Err(err(400, "InvalidParameter", format!("The specified Bandwidth is invalid: it must be 1 to {max_bandwidth} for {charge}."))),
+        };
+        let isp = non_empty_or(p.get("Isp"), "BGP");
+        if !ISPS.contains(&isp) {
+            return Err(err(400, "InvalidParameter", "The specified Isp is invalid."));
+        }
+        let netmode = non_empty_or(p.get("Netmode"), "public");
+        if netmode != "public" && netmode != "hybrid" {
+            return Err(err(400, "InvalidParameter", "The specified Netmode is invalid."));
+        }
+        let zone = p.get("Zone");
+        if !zone.is_empty() && !zone.starts_with(region) {
+            return Err(err(400, "InvalidParameter", "The specified Zone does not belong to the region."));
+        }
+        let acct = self.accounts.get(account).cloned().ok_or_else(|| err(403, "Forbbiden", "User not authorized to operate on the specified resource."))?;
+        if !acct.balance_sufficient {
+            return Err(err(400, "InsufficientBalance", "Your account does not have enough balance."));
+        }
+        let held = self.segments.values().filter(|s| s.owner_account == account).count();
+        if held >= acct.segment_quota {
+            return Err(err(400, "QuotaExceeded.Eip", "Elastic IP address quota exceeded."));
+        }
+        let mut seg = self.new_segment(account, region, mask);
+        seg.status = Status::Allocating;
+        seg.transition_at = Some(now + Duration::from_secs_f64(self.timing.allocate_seconds));
+        seg.internet_charge_type = charge.to_string();
+        seg.bandwidth = bandwidth;
+        seg.isp = isp.to_string();
+        seg.netmode = netmode.to_string();
+        seg.zone = zone.to_string();
+        seg.resource_group_id = p.get("ResourceGroupId").to_string();
+        let id = seg.instance_id.clone();
+        self.segments.insert(id.clone(), seg);
+        self.advance(now);
+        let order: u64 = self.rng.random_range(200_000_000_000..900_000_000_000);
+        Ok(serde_json::json!({"EipSegmentInstanceId": id, "OrderId": order.to_string()}))
+    }
+
+    /// Segments the account sees in a region; by ID when given.
+    pub fn describe(&mut self, _account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+        self.advance(now);
+        let region = p.get("RegionId");
+        self.check_region(region)?;
+        let page_number: usize = parse_or(p.get("PageNumber"), 1, "PageNumber", 1..=usize::MAX)?;
+        let page_size: usize = parse_or(p.get("PageSize"), 10, "PageSize", 1..=50)?;
+        let wanted = p.get("SegmentInstanceId");
+        let mut visible: Vec<&Segment> = self
+            .segments
+            .values()
+            .filter(|s| s.region_id == region)
+            .filter(|s| wanted.is_empty() || s.instance_id == wanted)
+            .collect();
+        visible.sort_by_key(|s| s.seq);
+        let total = visible.len();
+        let items: Vec<serde_json::Value> = visible
+            .iter()
+            .skip((page_number - 1).saturating_mul(page_size))
+            .take(page_size)
+            .map(|s| {
+                serde_json::json!({
+                    "InstanceId": s.instance_id,
+                    "Status": format!("{:?}", s.status),
+                    "Segment": s.segment,
+                    "IpCount": s.members.len().to_string(),
+                    "RegionId": s.region_id,
+                    "Zone": s.zone,
+                    "Name": "",
+                    "Descritpion": "",
+                    "CreationTime": s.creation_time,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "PageNumber": page_number, "PageSize": page_size, "TotalCount": total,
+            "EipSegments": {"EipSegment": items},
+        }))
+    }
+
+    pub fn describe_members(&mut self, _account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+        self.advance(now);
+        let region = p.get("RegionId");
+        self.check_region(region)?;
+        let page_number: usize = parse_or(p.get("PageNumber"), 1, "PageNumber", 1..=usize::MAX)?;
+        let page_size: usize = parse_or(p.get("PageSize"), 10, "PageSize", 1..=100)?;
+        let wanted = p.get("SegmentInstanceId");
+        let members: Vec<(&Segment, &Member)> = self
+            .segments
+            .values()
+            .filter(|s| s.region_id == region)
+            .filter(|s| wanted.is_empty() || s.instance_id == wanted)
+            .flat_map(|s| s.members.iter().filter(|m| !m.released_separately).map(move |m| (s, m)))
+            .collect();
+        let items: Vec<serde_json::Value> = members
+            .iter()
+            .skip((page_number - 1).saturating_mul(page_size))
+            .take(page_size)
+            .map(|(s, m)| {
+                serde_json::json!({
+                    "AllocationId": m.allocation_id, "IpAddress": m.ip_address, "Status": m.status,
+                    "InstanceId": m.instance_id, "InstanceType": if m.instance_id.is_empty() { "" } else { "EcsInstance" },
+                    "SegmentInstanceId": s.instance_id, "BandwidthPackageId": m.bandwidth_package_id,
+                    "RegionId": s.region_id, "ChargeType": s.charge_type,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "PageNumber": page_number, "PageSize": page_size, "TotalCount": members.len(),
+            "EipAddresses": {"EipAddress": items},
+        }))
+    }
+
+    pub fn release(&mut self, account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+        self.advance(now);
+        let region = p.get("RegionId");
+        self.check_region(region)?;
+        let id = p.get("SegmentInstanceId");
+        if id.is_empty() {
+            return Err(err(400, "MissingParameter", "The input parameter \"SegmentInstanceId\" that is mandatory for processing this request is not supplied."));
+        }
+        let cooldown = Duration::from_secs_f64(self.timing.release_cooldown_seconds);
+        let release_seconds = self.timing.release_seconds;
+        let Some(seg) = self.segments.get_mut(id).filter(|s| s.region_id == region) else {
+            return Err(if self.released.contains_key(id) {
+                err(400, "OperationFailed.InstanceNotExist", "Operation failed because eip segment instance not exist.")
+            } else {
+                err(404, "InvalidAllocationId.NotFound", "Specified allocation ID is not found.")
+            });
+        };
+        // Accounts share one resource directory: each sees every segment, only the owner releases.
+        if seg.owner_account != account {
+            return Err(err(400, "Forbidden", "The eip instance owener error"));
+        }
+        if seg.last_release_attempt.is_some_and(|t| now.duration_since(t) < cooldown) {
+            return Err(err(400, "TaskConflict.AssociateGlobalAccelerationInstance", "Operate too frequent."));
+        }
+        seg.last_release_attempt = Some(now);
+        if seg.status != Status::Allocated {
+            return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
+        }
+        if seg.charge_type == "PrePaid" {
+            return Err(err(400, "Forbidden.ChargeTypeIsPrepaid", "It's forbidden to release a prepaid EIP"));
+        }
+        if seg.deletion_protection {
+            return Err(err(400, "InvalidOperation.DeletionProtection", "The instance cannnot delete because of deletion protecion."));
+        }
+        if seg.members.iter().any(|m| m.released_separately) {
+            return Err(err(400, "OperationFailed.EipNumInconsistent", "Operation failed because the number of eip is inconsistent."));
+        }
+        if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_plan_id.is_empty()) {
+            return Err(err(400, "Forbidden.EipInBwp", format!("The EIP has been associated with an EIP bandwidth plan. ({})", m.allocation_id)));
+        }
+        if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_package_id.is_empty()) {
+            return Err(err(400, "OperationFailed.EipInBwp", format!("Operation failed because eip instance has been added to the bandwidth package. ({})", m.allocation_id)));
+        }
+        if seg.members.iter().any(|m| m.status == "Associating" || m.status == "Unassociating") {
+            return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
+        }
+        if seg.members.iter().any(|m| m.status == "InUse") {
+            return Err(err(400, "OperationFailed.EipStatusInvalid", "Operation failed because eip instance status invalid."));
+        }
+        seg.status = Status::Releasing;
+        seg.releases_accepted += 1;
+        seg.transition_at = Some(now + Duration::from_secs_f64(release_seconds));
+        self.advance(now);
+        Ok(serde_json::json!({}))
+    }
+
+    // ---- admin ----
+
+    pub fn seed(&mut self, account: &str, s: SeedSegment, now: Instant) -> Result<Segment, String> {
+        let region = s.region_id.unwrap_or_else(|| self.regions[0].clone());
+        if !self.regions.contains(&region) {
+            return Err(format!("unknown region {region}"));
+        }
+        let mask = s.eip_mask.unwrap_or(28);
+        if !(24..=28).contains(&mask) {
+            return Err("eipMask must be 24 to 28".into());
+        }
+        let owner = s.owner_account.unwrap_or_else(|| account.to_string());
+        let mut seg = self.new_segment(&owner, &region, mask);
+        seg.status = s.status.unwrap_or(Status::Allocated);
+        if seg.status != Status::Allocated {
+            let secs = if seg.status == Status::Allocating { self.timing.allocate_seconds } else { self.timing.release_seconds };
+            seg.transition_at = Some(now + Duration::from_secs_f64(secs));
+        }
+        if let Some(c) = s.charge_type {
+            seg.charge_type = c;
+        }
+        seg.deletion_protection = s.deletion_protection.unwrap_or(false);
+        seg.bandwidth = s.bandwidth.unwrap_or(5);
+        seg.isp = s.isp.unwrap_or_else(|| "BGP".into());
+        seg.zone = s.zone.unwrap_or_default();
+        apply_member_patches(&mut seg, &s.members)?;
+        self.segments.insert(seg.instance_id.clone(), seg.clone());
+        Ok(seg)
+    }
+
+    pub fn patch(&mut self, id: &str, patch: SegmentPatch) -> Result<Segment, String> {
+        let seg = self.segments.get_mut(id).ok_or_else(|| format!("no segment {id}"))?;
+        if let Some(c) = patch.charge_type {
+            seg.charge_type = c;
+        }
+        if let Some(d) = patch.deletion_protection {
+            seg.deletion_protection = d;
+        }
+        if let Some(o) = patch.owner_account {
+            seg.owner_account = o;
+        }
+        apply_member_patches(seg, &patch.members)?;
+        Ok(seg.clone())
+    }
+
+    /// Releases a segment out of band, at once.
+    pub fn remove(&mut self, id: &str, now: Instant) -> bool {
+        let removed = self.segments.remove(id).is_some();
+        if removed {
+            self.released.insert(id.to_string(), now);
+        }
+        removed
+    }
+
+    pub fn snapshot(&mut self, now: Instant) -> serde_json::Value {
+        self.advance(now);
+        let segments: Vec<&Segment> = self.segments.values().collect();
+        let mut released: Vec<&String> = self.released.keys().collect();
+        released.sort();
+        serde_json::json!({
+            "segments": segments,
+            "recentlyReleased": released,
+            "timing": self.timing,
+            "regions": self.regions,
+            "accounts": self.accounts.values().collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn segment(&self, id: &str) -> Option<&Segment> {
+        self.segments.get(id)
+    }
+}
+
+
+fn apply_member_patches(seg: &mut Segment, patches: &[MemberPatch]) -> Result<(), String> {
+    for p in patches {
+        let m = seg.members.get_mut(p.index).ok_or_else(|| format!("segment has no member {}", p.index))?;
+        if let Some(s) = &p.status {
+            m.status = s.clone();
+        }
+        if let Some(i) = &p.instance_id {
+            m.instance_id = i.clone();
+        }
+        if let Some(b) = &p.bandwidth_package_id {
+            m.bandwidth_package_id = b.clone();
+        }
+        if let Some(b) = &p.bandwidth_plan_id {
+            m.bandwidth_plan_id = b.clone();
+        }
+        if let Some(r) = p.released_separately {
+            m.released_separately = r;
+        }
+    }
+    Ok(())
+}
+
+fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() { default } else { value }
+}
+
+fn parse_or(value: &str, default: usize, name: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, ApiError> {
+    if value.is_empty() {
+        return Ok(default);
+    }
+    match value.parse::<usize>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(err(400, "InvalidParameter", format!("The specified {name} is invalid."))),
+    }
+}
+
+/// A request's parameters, from the query string and the form body together.
+#[derive(Clone, Debug, Default)]
+pub struct Params(pub BTreeMap<String, String>);
+
+impl Params {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// What identifies "the same request" for ClientToken idempotency.
+    pub fn fingerprint(&self) -> String {
+        const TRANSPORT: &[&str] = &[
+            "Signature", "SignatureNonce", "Timestamp", "SignatureMethod", "SignatureVersion", "SignatureType",
+            "AccessKeyId", "SecurityToken", "Format", "Version", "Action",
+        ];
+        self.0
+            .iter()
+            .filter(|(k, _)| !TRANSPORT.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}

@@ -1,0 +1,265 @@
+//! The real VPC client against the simulator, over real HTTP: every error class arises from state
+//! the simulator holds, and the client classifies it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
+use eipsegment_operator::cloud::model::{AllocateRequest, SegmentStatus};
+use eipsegment_operator::cloud::{ClientConfig, CloudError, ErrorClass, VpcClient};
+use eipsegment_operator::simulator::{self, Args, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
+use serde_json::{Value, json};
+
+const REGION: &str = "cn-hangzhou";
+
+struct Sim {
+    url: String,
+    admin: reqwest::Client,
+}
+
+impl Sim {
+    async fn start(extra: &[&str]) -> Sim {
+        let mut argv = vec!["vpc-simulator", "--allocate-seconds", "0.3", "--release-seconds", "0.3", "--release-cooldown-seconds", "0.2"];
+        argv.extend_from_slice(extra);
+        let (url, _task) = simulator::start_in_process(Args::parse_from(argv)).await.unwrap();
+        Sim { url, admin: reqwest::Client::new() }
+    }
+
+    fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
+        let creds = Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
+        let config = ClientConfig { endpoint_override: Some(self.url.clone()), allow_insecure_endpoint: true, timeout };
+        VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+    }
+
+    fn client(&self) -> VpcClient {
+        self.client_with(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Duration::from_secs(5))
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let resp = self.admin.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "admin {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    async fn seed(&self, body: Value) -> String {
+        self.admin(reqwest::Method::POST, "segments", body).await["instanceId"].as_str().unwrap().to_string()
+    }
+
+    async fn counters(&self) -> Value {
+        self.admin(reqwest::Method::GET, "counters", json!({})).await
+    }
+}
+
+fn allocate_request(token: &str) -> AllocateRequest {
+    AllocateRequest { region_id: REGION.into(), eip_mask: 28, client_token: token.into(), ..Default::default() }
+}
+
+fn api_code(e: &CloudError) -> &str {
+    e.code()
+}
+
+async fn wait_for_status(client: &VpcClient, id: &str, want: Option<SegmentStatus>) {
+    for _ in 0..100 {
+        let got = client.describe_segment(REGION, id).await.unwrap().map(|s| s.status);
+        if got == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("segment {id} never reached {want:?}");
+}
+
+#[tokio::test]
+async fn allocate_describe_release_until_gone() {
+    let sim = Sim::start(&[]).await;
+    let client = sim.client();
+    let first = client.allocate(&allocate_request("uid-1-allocate")).await.unwrap();
+    assert!(first.eip_segment_instance_id.starts_with("eipsg-"));
+    let seg = client.describe_segment(REGION, &first.eip_segment_instance_id).await.unwrap().unwrap();
+    assert_eq!(seg.status, SegmentStatus::Allocating);
+    assert_eq!(seg.ip_count, Some(16));
+    assert!(seg.segment.ends_with("/28"));
+
+    // Same token, same parameters: the first answer again, no second segment.
+    let again = client.allocate(&allocate_request("uid-1-allocate")).await.unwrap();
+    assert_eq!(again.eip_segment_instance_id, first.eip_segment_instance_id);
+    // Same token, other parameters: refused.
+    let mut other = allocate_request("uid-1-allocate");
+    other.eip_mask = 27;
+    let e = client.allocate(&other).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("IdempotentParameterMismatch", ErrorClass::Terminal));
+
+    wait_for_status(&client, &first.eip_segment_instance_id, Some(SegmentStatus::Allocated)).await;
+    client.release(REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
+    let seg = client.describe_segment(REGION, &first.eip_segment_instance_id).await.unwrap().unwrap();
+    assert_eq!(seg.status, SegmentStatus::Releasing);
+    // A repeat with the same token is the same request: success, not a second release.
+    client.release(REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
+    // Another token while releasing is refused by the segment's state.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let e = client.release(REGION, &first.eip_segment_instance_id, "other-token").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("IncorrectEipStatus", ErrorClass::Transient));
+    wait_for_status(&client, &first.eip_segment_instance_id, None).await;
+
+    let e = client.release(REGION, &first.eip_segment_instance_id, "late-token").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("OperationFailed.InstanceNotExist", ErrorClass::Gone));
+    let e = client.release(REGION, "eipsg-neverexisted0000000", "t").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("InvalidAllocationId.NotFound", ErrorClass::Gone));
+
+    let state = sim.admin(reqwest::Method::GET, "state", json!({})).await;
+    assert_eq!(state["segments"].as_array().unwrap().len(), 0);
+    assert_eq!(sim.counters().await["ReleaseEipSegmentAddress"]["Success"], 2);
+}
+
+#[tokio::test]
+async fn blocking_states_give_the_documented_codes() {
+    let sim = Sim::start(&[]).await;
+    let client = sim.client();
+    let cases: Vec<(Value, &str, ErrorClass)> = vec![
+        (json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", ErrorClass::Blocked),
+        (json!({"deletionProtection": true}), "InvalidOperation.DeletionProtection", ErrorClass::Blocked),
+        (json!({"members": [{"index": 3, "bandwidthPackageId": "cbwp-1"}]}), "OperationFailed.EipInBwp", ErrorClass::Blocked),
+        (json!({"members": [{"index": 0, "bandwidthPlanId": "plan-1"}]}), "Forbidden.EipInBwp", ErrorClass::Blocked),
+        (json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web1"}]}), "OperationFailed.EipStatusInvalid", ErrorClass::Blocked),
+        (json!({"members": [{"index": 1, "status": "Associating"}]}), "IncorrectEipStatus", ErrorClass::Transient),
+        (json!({"members": [{"index": 5, "releasedSeparately": true}]}), "OperationFailed.EipNumInconsistent", ErrorClass::Blocked),
+        (json!({"ownerAccount": simulator::OTHER_ACCOUNT}), "Forbidden", ErrorClass::Terminal),
+        (json!({"status": "Allocating"}), "IncorrectEipStatus", ErrorClass::Transient),
+    ];
+    for (i, (seed, code, class)) in cases.into_iter().enumerate() {
+        let id = sim.seed(seed.clone()).await;
+        let e = client.release(REGION, &id, &format!("t{i}")).await.unwrap_err();
+        assert_eq!((api_code(&e), e.class()), (code, class), "seed {seed}");
+        // Still there: a refused release changes nothing.
+        assert!(client.describe_segment(REGION, &id).await.unwrap().is_some());
+    }
+
+    // The member that blocks a release can be named.
+    let id = sim.seed(json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web1"}]})).await;
+    let members = client.describe_segment_members(REGION, &id).await.unwrap();
+    assert_eq!(members.len(), 16);
+    let in_use: Vec<_> = members.iter().filter(|m| m.status == "InUse").collect();
+    assert_eq!((in_use.len(), in_use[0].instance_id.as_str()), (1, "i-web1"));
+
+    // Fixing the state lets the release through; a quick second attempt meets the cool-down first.
+    let e = client.release(REGION, &id, "t-fix").await.unwrap_err();
+    assert_eq!(api_code(&e), "OperationFailed.EipStatusInvalid");
+    let e = client.release(REGION, &id, "t-fix2").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("TaskConflict.AssociateGlobalAccelerationInstance", ErrorClass::Transient));
+    sim.admin(reqwest::Method::PATCH, &format!("segments/{id}"), json!({"members": [{"index": 2, "status": "Available", "instanceId": ""}]})).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    client.release(REGION, &id, "t-fix3").await.unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_are_terminal_or_blocked() {
+    let sim = Sim::start(&[]).await;
+    let client = sim.client();
+    let e = client.describe_segment("xx-nowhere-1", "eipsg-x").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("Forbidden.RegionNotFound", ErrorClass::Terminal));
+    let mut req = allocate_request("a1");
+    req.region_id = "xx-nowhere-1".into();
+    let e = client.allocate(&req).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("InvalidRegion.NotSupport", ErrorClass::Terminal));
+    let mut req = allocate_request("a2");
+    req.bandwidth = Some(300);
+    req.internet_charge_type = Some("PayByTraffic".into());
+    let e = client.allocate(&req).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("InvalidParameter", ErrorClass::Terminal));
+
+    sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 0})).await;
+    let e = client.allocate(&allocate_request("a3")).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("QuotaExceeded.Eip", ErrorClass::Blocked));
+    sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 10, "balanceSufficient": false})).await;
+    let e = client.allocate(&allocate_request("a4")).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("InsufficientBalance", ErrorClass::Blocked));
+
+    let wrong_secret = sim.client_with(DEFAULT_ACCESS_KEY_ID, "not-the-secret", Duration::from_secs(5));
+    let e = wrong_secret.describe_segment(REGION, "eipsg-x").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("SignatureDoesNotMatch", ErrorClass::Terminal));
+    assert!(!e.to_string().contains("not-the-secret"));
+    let unknown = sim.client_with("LTAIunknown", "whatever", Duration::from_secs(5));
+    let e = unknown.describe_segment(REGION, "eipsg-x").await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("InvalidAccessKeyId.NotFound", ErrorClass::Terminal));
+}
+
+#[tokio::test]
+async fn pages_through_a_large_region() {
+    let sim = Sim::start(&[]).await;
+    let client = sim.client();
+    for _ in 0..120 {
+        sim.seed(json!({})).await;
+    }
+    let page = client.describe_segments(REGION, None, 3, 50).await.unwrap();
+    assert_eq!((page.segments.len(), page.total_count), (20, 120));
+    sim.admin(reqwest::Method::DELETE, "counters", json!({})).await;
+    let all = client.list_segments(REGION).await.unwrap();
+    assert_eq!(all.len(), 120);
+    let mut ids: Vec<_> = all.iter().map(|s| s.instance_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 120);
+    assert_eq!(sim.counters().await["DescribeEipSegment"]["Success"], 3);
+    // CIDRs never overlap.
+    let mut cidrs: Vec<_> = all.iter().map(|s| s.segment.clone()).collect();
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), 120);
+}
+
+#[tokio::test]
+async fn throttling_faults_and_timeouts_are_transient() {
+    let sim = Sim::start(&["--rate-limit", "DescribeEipSegment=2/60"]).await;
+    let client = sim.client();
+    client.describe_segments(REGION, None, 1, 10).await.unwrap();
+    client.describe_segments(REGION, None, 1, 10).await.unwrap();
+    let e = client.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("Throttling.User", ErrorClass::Transient));
+    assert!(e.is_throttling());
+    let left = e.retry_after().expect("TimeLeft hint");
+    assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60), "{left:?}");
+    sim.admin(reqwest::Method::PUT, "limits", json!({})).await;
+
+    sim.admin(reqwest::Method::PUT, "faults", json!({"internalErrorRate": 1.0})).await;
+    let e = client.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class(), e.is_ambiguous()), ("InternalError", ErrorClass::Transient, true));
+
+    sim.admin(reqwest::Method::PUT, "faults", json!({"dropRate": 1.0})).await;
+    let e = client.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Transient);
+    assert!(e.is_ambiguous(), "{e:?}");
+
+    sim.admin(reqwest::Method::PUT, "faults", json!({"delayRate": 1.0, "delayMsMin": 1500, "delayMsMax": 1500})).await;
+    let impatient = sim.client_with(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Duration::from_millis(300));
+    let e = impatient.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("Timeout", ErrorClass::Transient));
+
+    // A retry while the first request with the token is still in flight.
+    sim.admin(reqwest::Method::PUT, "faults", json!({"delayRate": 1.0, "delayMsMin": 800, "delayMsMax": 800, "actions": ["AllocateEipSegmentAddress"]})).await;
+    let inflight = allocate_request("inflight");
+    let (a, b) = tokio::join!(client.allocate(&inflight), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.allocate(&inflight).await
+    });
+    let first = a.unwrap();
+    let e = b.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("OperationFailed.LastTokenProcessing", ErrorClass::Transient));
+    sim.admin(reqwest::Method::PUT, "faults", json!({})).await;
+    let repeat = client.allocate(&allocate_request("inflight")).await.unwrap();
+    assert_eq!(repeat.eip_segment_instance_id, first.eip_segment_instance_id);
+
+    let counters = sim.counters().await;
+    assert_eq!(counters["DescribeEipSegment"]["Throttling.User"], 1);
+    assert_eq!(counters["DescribeEipSegment"]["Dropped"], 1);
+    assert_eq!(counters["DescribeEipSegment"]["InternalError"], 1);
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_a_connection_failure() {
+    let config = ClientConfig { endpoint_override: Some("http://127.0.0.1:9".into()), allow_insecure_endpoint: true, timeout: Duration::from_secs(2) };
+    let creds = Credentials { access_key_id: "a".into(), access_key_secret: Secret::new("b"), security_token: None };
+    let client = VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap();
+    let e = client.describe_segment(REGION, "eipsg-x").await.unwrap_err();
+    assert_eq!((e.code(), e.class()), ("ConnectionFailed", ErrorClass::Transient));
+}
