@@ -4,7 +4,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod" | head -1)"
-etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' "$here/etcd/go.mod" | head -1)"
+# (the etcd module's go.mod names it on a one-line `require`, so skip that word when present)
+etcd_version="$(awk '{ if ($1 == "require") { $1 = "" ; $0 = $0 } } $1=="go.etcd.io/etcd/server/v3"{print $2}' "$here/etcd/go.mod" | head -1)"
+[[ -n "$k8s_version" && -n "$etcd_version" ]] || { echo "build.sh: cannot read versions from go.mod files" >&2; exit 1; }
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/controlplane/k8s-$k8s_version-etcd-$etcd_version"
 export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}" GOFLAGS=-mod=mod
