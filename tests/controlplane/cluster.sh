@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# A throwaway Kubernetes control plane on loopback: etcd + kube-apiserver (+ kube-controller-manager),
+# built from upstream sources by build.sh, no containers. Everything one cluster owns (certificates,
+# tokens, etcd data, logs, pids) lives in its directory, so several clusters can run side by side.
+#
+#   cluster.sh up DIR [--with-controller-manager]   start; install crds/ and deploy/rbac/; write DIR/cluster.env
+#   cluster.sh down DIR                             stop what DIR recorded and remove DIR
+#
+# DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
+# as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
+# A bare apiserver runs no controllers: without --with-controller-manager there is no garbage
+# collection and deleted namespaces stay Terminating.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
+operator_ns=eipsegment-system
+operator_sa=eipsegment-operator
+marker=.eipsegment-cluster # `down` only ever removes a directory that `up` marked as its own
+
+log() { echo "cluster.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { { echo "usage:"; sed -n '6,7s/^# */  /p' "$0"; } >&2; exit 2; }
+
+# Absolute, so the paths written into pid files, kubeconfigs and cluster.env hold from any cwd.
+resolve_dir() {
+  [[ -n "${1:-}" ]] || usage
+  local d
+  d="$(realpath -m -- "$1")"
+  [[ "$d" != *[[:space:]]* ]] || die "DIR must not contain whitespace: '$d'"
+  [[ "$d" != / && "$d" != "$HOME" ]] || die "refusing to use '$d' as a cluster directory"
+  echo "$d"
+}
+
+alive() { [[ -d /proc/$1 && "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; } # zombies count as gone
+
+# A pid file is trusted only while that pid's command line still names DIR: pids get reused.
+live_pid() { # DIR PIDFILE -> prints the pid if it is still one of ours
+  local pid
+  pid="$(cat "$2" 2>/dev/null)" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$1/" || return 1
+  echo "$pid"
+}
+
+# Newest first: the apiserver shuts down cleanly only while etcd still answers.
+stop_processes() { # DIR: TERM each recorded process, KILL it if still there after 10s
+  local dir="$1" name pid i
+  for name in kube-controller-manager kube-apiserver etcd; do
+    pid="$(live_pid "$dir" "$dir/$name.pid")" || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do alive "$pid" || continue 2; sleep 0.1; done
+    log "$name (pid $pid) still running 10s after TERM; sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do alive "$pid" || break; sleep 0.1; done
+  done
+}
+
+# Ports are picked by the kernel (bind to port 0), all at once so they differ from each other. Another
+# process could still take one before our server binds it; the server then fails with its log shown.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# Runs a server detached from this script (its own session), so it outlives `up` until `down`.
+start() { # NAME BINARY ARGS...
+  local name="$1"; shift
+  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
+  echo $! >"$dir/$name.pid"
+}
+
+wait_for() { # NAME TIMEOUT_SECONDS COMMAND... : poll until COMMAND succeeds while NAME stays alive
+  local name="$1" timeout="$2" deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ! live_pid "$dir" "$dir/$name.pid" >/dev/null; then
+      log "$name exited; last lines of $dir/$name.log:"; tail -n 30 "$dir/$name.log" >&2; exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      log "$name not ready after ${timeout}s; last lines of $dir/$name.log:"; tail -n 30 "$dir/$name.log" >&2; exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+gen_pki() { # PKI_DIR: a CA, the apiserver's serving certificate for 127.0.0.1/localhost, a SA key
+  local pki="$1"
+  mkdir -p "$pki"
+  # Our own config, so the result does not depend on the system's openssl.cnf.
+  cat >"$pki/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+authorityKeyIdentifier = keyid
+EOF
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 -config "$pki/openssl.cnf" -extensions ca "${ec[@]}" -days 3650 \
+    -subj "/CN=eipsegment-test-ca" -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -new -config "$pki/openssl.cnf" "${ec[@]}" \
+    -subj "/CN=kube-apiserver" -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -days 3650 -extfile "$pki/openssl.cnf" -extensions server \
+    -out "$pki/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+}
+
+write_kubeconfig() { # FILE USER TOKEN [NAMESPACE]
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: eipsegment-test
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $(base64 -w0 <"$dir/pki/ca.crt")
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2
+  context:
+    cluster: eipsegment-test
+    user: $2
+    namespace: ${4:-default}
+current-context: $2
+EOF
+}
+
+cmd_up() {
+  dir="$(resolve_dir "${1:-}")"; shift
+  local with_kcm=0
+  while (($#)); do
+    case "$1" in
+      --with-controller-manager) with_kcm=1 ;;
+      *) usage ;;
+    esac
+    shift
+  done
+
+  if [[ -e "$dir/$marker" ]]; then
+    local f
+    for f in "$dir"/*.pid; do
+      live_pid "$dir" "$f" >/dev/null &&
+        die "a cluster (or part of one) is running in $dir (see $dir/cluster.env); run 'cluster.sh down $dir' first"
+    done
+    die "$dir holds a stopped or failed cluster; run 'cluster.sh down $dir' first"
+  fi
+  if [[ -e "$dir" && -n "$(ls -A "$dir" 2>/dev/null)" ]]; then
+    die "$dir exists and is not a cluster directory; pass a new or empty directory"
+  fi
+
+  # One build at a time across parallel `up`s: the first builds, the others find the binaries cached.
+  mkdir -p "$cache"
+  local bin
+  bin="$(WITH_CONTROLLER_MANAGER=$with_kcm flock "$cache/.build.lock" "$here/build.sh")"
+  local kubectl="$bin/kubectl"
+
+  mkdir -p "$(dirname "$dir")"
+  umask 077 # keys and tokens are for this user only
+  mkdir -p "$dir"
+  touch "$dir/$marker"
+  # On any failure stop what was started but keep DIR: its logs tell why.
+  trap 'stop_processes "$dir"; log "up failed; logs are in $dir, remove it with: cluster.sh down $dir"' EXIT
+  trap 'exit 130' INT TERM
+
+  local etcd_port peer_port kcm_port
+  read -r etcd_port peer_port api_port kcm_port < <(free_ports 4)
+
+  gen_pki "$dir/pki"
+  local admin_token operator_token operator_user="system:serviceaccount:$operator_ns:$operator_sa"
+  admin_token="$(openssl rand -hex 24)"
+  operator_token="$(openssl rand -hex 24)"
+  # token,user,uid,"groups": the operator's groups are the ones the apiserver gives a real SA token.
+  cat >"$dir/tokens.csv" <<EOF
+$admin_token,eipsegment-admin,eipsegment-admin,"system:masters"
+$operator_token,$operator_user,$operator_sa,"system:serviceaccounts,system:serviceaccounts:$operator_ns,system:authenticated"
+EOF
+
+  start etcd "$bin/etcd" --name=etcd --data-dir="$dir/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="etcd=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync --log-level=warn # test data: losing it on a crash is fine, fsync is slow
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  # --advertise-address: without a default route the apiserver cannot pick an address and exits.
+  # ServiceAccount admission is off: no controller creates the default ServiceAccounts it requires.
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
+    --authorization-mode=RBAC --token-auth-file="$dir/tokens.csv" \
+    --service-account-issuer="https://127.0.0.1:$api_port" \
+    --service-account-key-file="$dir/pki/sa.key" --service-account-signing-key-file="$dir/pki/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount
+  wait_for kube-apiserver 90 curl -fsS --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
+    "https://127.0.0.1:$api_port/readyz"
+
+  write_kubeconfig "$dir/kubeconfig" admin "$admin_token"
+  write_kubeconfig "$dir/operator.kubeconfig" operator "$operator_token" "$operator_ns"
+  local kc=("$kubectl" --kubeconfig "$dir/kubeconfig")
+
+  if ((with_kcm)); then
+    # Only what tests need: foreground/background deletion and namespace deletion. It acts with its
+    # own credentials (admin), since no ServiceAccounts or token controller exist here.
+    write_kubeconfig "$dir/controller-manager.kubeconfig" controller-manager "$admin_token"
+    start kube-controller-manager "$bin/kube-controller-manager" \
+      --kubeconfig="$dir/controller-manager.kubeconfig" \
+      --controllers=garbage-collector-controller,namespace-controller \
+      --use-service-account-credentials=false --leader-elect=false \
+      --bind-address=127.0.0.1 --secure-port="$kcm_port"
+    wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  fi
+
+  local crds=() rbac=()
+  shopt -s nullglob
+  crds=("$repo"/crds/*.yaml)
+  rbac=("$repo"/deploy/rbac/*.yaml)
+  shopt -u nullglob
+  # Server-side apply: large CRDs exceed the annotation limit of client-side apply.
+  if ((${#crds[@]})); then
+    "${kc[@]}" apply --server-side --field-manager=cluster.sh "${crds[@]/#/--filename=}" >/dev/null ||
+      die "applying $repo/crds/*.yaml failed (kubectl's message above)"
+    "${kc[@]}" wait --for=condition=Established --timeout=60s "${crds[@]/#/--filename=}" >/dev/null ||
+      die "CRDs from $repo/crds/ not Established within 60s"
+  fi
+  "${kc[@]}" get namespace "$operator_ns" >/dev/null 2>&1 || "${kc[@]}" create namespace "$operator_ns" >/dev/null
+  if ((${#rbac[@]})); then
+    "${kc[@]}" apply --server-side --field-manager=cluster.sh "${rbac[@]/#/--filename=}" >/dev/null ||
+      die "applying $repo/deploy/rbac/*.yaml failed (kubectl's message above)"
+  fi
+
+  cat >"$dir/cluster.env" <<EOF
+KUBECONFIG=$dir/kubeconfig
+OPERATOR_KUBECONFIG=$dir/operator.kubeconfig
+OPERATOR_USER=$operator_user
+APISERVER_URL=https://127.0.0.1:$api_port
+APISERVER_PORT=$api_port
+ETCD_PORT=$etcd_port
+CA_CERT=$dir/pki/ca.crt
+KUBECTL=$kubectl
+CONTROLPLANE_BIN=$bin
+WITH_CONTROLLER_MANAGER=$with_kcm
+EOF
+  trap - EXIT INT TERM
+  log "cluster up in ${SECONDS}s at https://127.0.0.1:$api_port (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
+  log "  export KUBECONFIG=$dir/kubeconfig   # settings in $dir/cluster.env"
+}
+
+cmd_down() {
+  dir="$(resolve_dir "${1:-}")"
+  (($# <= 1)) || usage
+  if [[ ! -e "$dir" ]]; then
+    log "$dir does not exist; nothing to stop"
+    return 0
+  fi
+  [[ -e "$dir/$marker" ]] || die "$dir was not created by 'cluster.sh up'; not touching it"
+  stop_processes "$dir"
+  rm -rf -- "$dir"
+  log "cluster in $dir stopped and removed"
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  down) shift; cmd_down "$@" ;;
+  *) usage ;;
+esac
