@@ -81,6 +81,7 @@ impl VpcClient {
                 return Err(ClientConfigError::BadEndpoint(endpoint.clone()));
             }
         }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -303,6 +304,12 @@ impl VpcClient {
             CloudError::Transport { action, source: e }
         }
     }
+}
+
+/// One TLS crypto provider (ring) for the whole process, shared with the Kubernetes client.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `TimeLeft:<ms>` from the throttling headers, when present.

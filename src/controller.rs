@@ -1,0 +1,495 @@
+//! Kubernetes glue: watch `EipSegment`s, gather what the cloud says, ask `decide`, perform the one
+//! step, record status and events, requeue.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::cloud::model::{Segment, SegmentStatus};
+use crate::cloud::{CloudError, ErrorClass, VpcClient};
+use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER, LastError};
+use crate::decide::{self, Cloud, Facts, Finished, Observed, Pace, Step, Timings};
+
+pub const MANAGER: &str = "eipsegment-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed")]
+    Kube(#[source] kube::Error),
+    #[error("the object has no {0}")]
+    MissingMetadata(&'static str),
+    /// Keeps the finalizer while a release is not yet confirmed; not a failure.
+    #[error("release not yet confirmed; looking again in {0:?}")]
+    ReleasePending(Duration),
+    #[error("the cloud call failed: {0}")]
+    Cloud(#[source] CloudError, Duration),
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+pub struct Context {
+    pub client: Client,
+    pub vpc: VpcClient,
+    pub recorder: Recorder,
+    pub timings: Timings,
+    /// Consecutive failures per object UID, for backoff; reset on success.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, vpc: VpcClient, timings: Timings) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Context { client, vpc, recorder, timings, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_failure(&self, uid: &str) -> u32 {
+        let mut map = self.failures();
+        let n = map.entry(uid.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn record_success(&self, uid: &str) {
+        self.failures().remove(uid);
+    }
+
+    fn requeue(&self, uid: &str, pace: Pace, hint: Option<Duration>) -> Duration {
+        let failures = match pace {
+            Pace::Backoff(_) => self.record_failure(uid),
+            _ => {
+                self.record_success(uid);
+                0
+            }
+        };
+        decide::requeue_after(pace, failures, rand::random::<f64>(), hint, &self.timings)
+    }
+}
+
+/// Options of the watch.
+pub struct WatchScope {
+    /// Watch one namespace; all when `None`.
+    pub namespace: Option<String>,
+    pub concurrency: u16,
+}
+
+/// Changes that call for a reconcile: the spec, deletion, finalizers. Status writes do not, so the
+/// operator's own writes never wake it up.
+fn relevant_change(obj: &EipSegment) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut h);
+    obj.metadata.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    obj.metadata.finalizers.hash(&mut h);
+    Some(h.finish())
+}
+
+pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
+    let api: Api<EipSegment> = match &scope.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(relevant_change, Default::default());
+    Controller::for_stream(stream, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(object = %obj.name, namespace = ?obj.namespace, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) if is_pending(&e) => {
+                    debug!(object = %obj.name, "release pending")
+                }
+                Err(e) => warn!(error = %error_chain(&e), "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn is_pending(e: &Error) -> bool {
+    matches!(e, Error::Finalizer(b) if matches!(b.as_ref(), finalizer::Error::CleanupFailed(Error::ReleasePending(_))))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<EipSegment> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => converge(&api, &obj, &ctx, false).await,
+            Finalizer::Cleanup(obj) => converge(&api, &obj, &ctx, true).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(obj: Arc<EipSegment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let inner = match error {
+        Error::Finalizer(b) => match b.as_ref() {
+            finalizer::Error::CleanupFailed(e) | finalizer::Error::ApplyFailed(e) => e,
+            _ => error,
+        },
+        e => e,
+    };
+    match inner {
+        Error::ReleasePending(after) => Action::requeue(*after),
+        Error::Cloud(_, after) => Action::requeue(*after),
+        _ => {
+            let uid = obj.uid().unwrap_or_default();
+            Action::requeue(ctx.requeue(&uid, Pace::Backoff(ErrorClass::Transient), None))
+        }
+    }
+}
+
+/// One pass: look, decide, act, record. `deleting` passes run under the finalizer: their `Ok` lets
+/// the object go, so waiting for the cloud returns `ReleasePending` instead.
+async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleting: bool) -> Result<Action, Error> {
+    let uid = obj.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let name = obj.name_any();
+    let before = obj.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    status.observed_generation = obj.metadata.generation;
+    status.deletion_policy = Some(obj.spec.effective_deletion_policy().as_str().to_string());
+    let region = obj.spec.region_id.as_str();
+
+    let (cloud, look_error) = match decide::segment_to_look_at(&obj.spec, &status) {
+        _ if deleting && obj.spec.effective_deletion_policy() == crate::crd::DeletionPolicy::Retain => (Cloud::NothingToLookAt, None),
+        None => (Cloud::NothingToLookAt, None),
+        Some(id) => match ctx.vpc.describe_segment(region, id).await {
+            Ok(Some(seg)) => (Cloud::Found(seg), None),
+            Ok(None) => (Cloud::Missing, None),
+            Err(e) => (Cloud::LookFailed(e.class()), Some(e)),
+        },
+    };
+    let step = decide::with_tokens(decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &cloud }), &uid);
+    debug!(object = %name, ?step, "decided");
+
+    let wait = |after: Duration| if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) };
+
+    match step {
+        Step::Allocate { token } => {
+            status.allocation_token = Some(token.clone());
+            if status.allocation_requested_at.is_none() {
+                // The marker goes in before the call: a crash after it cannot leak the segment.
+                status.allocation_requested_at = Some(now());
+                write_status(api, &name, &before, &status).await?;
+                publish(ctx, obj, EventType::Normal, "AllocationRequested", "Allocate", format!("requesting a /{} segment in {region}", obj.spec.eip_mask.unwrap_or(28))).await;
+            }
+            let recorded = status.clone();
+            match ctx.vpc.allocate(&obj.spec.allocate_request(&token)).await {
+                Ok(resp) => {
+                    info!(object = %name, segment = %resp.eip_segment_instance_id, "allocation accepted");
+                    status.segment_instance_id = Some(resp.eip_segment_instance_id.clone());
+                    status.cloud_status = Some("Allocating".into());
+                    status.last_error = None;
+                    set_synced(&mut status, None);
+                    set_ready(&mut status, false, "Allocating", &format!("segment {} is being allocated", resp.eip_segment_instance_id));
+                    write_status(api, &name, &recorded, &status).await?;
+                    wait(ctx.requeue(&uid, Pace::Poll, None))
+                }
+                Err(e) => {
+                    let c = e.classification();
+                    if !decide::allocation_may_have_landed(c.class, e.is_ambiguous(), e.code()) {
+                        status.allocation_requested_at = None;
+                    }
+                    fail(api, ctx, obj, &name, &recorded, status, e, "Allocate", deleting).await
+                }
+            }
+        }
+        Step::Release { segment_id, token } => {
+            status.release_token = Some(token.clone());
+            if status.release_requested_at.is_none() {
+                status.release_requested_at = Some(now());
+            }
+            write_status(api, &name, &before, &status).await?;
+            let recorded = status.clone();
+            match ctx.vpc.release(region, &segment_id, &token).await {
+                Ok(request_id) => {
+                    info!(object = %name, segment = %segment_id, %request_id, "release accepted");
+                    status.cloud_status = Some("Releasing".into());
+                    status.last_error = None;
+                    set_synced(&mut status, None);
+                    set_ready(&mut status, false, "Releasing", &format!("release of {segment_id} requested; waiting for the cloud to confirm"));
+                    write_status(api, &name, &recorded, &status).await?;
+                    publish(ctx, obj, EventType::Normal, "ReleaseRequested", "Release", format!("release of {segment_id} accepted (RequestId {request_id})")).await;
+                    Err(Error::ReleasePending(ctx.requeue(&uid, Pace::Poll, None)))
+                }
+                // Gone already: the next look confirms it.
+                Err(e) if e.class() == ErrorClass::Gone => Err(Error::ReleasePending(Duration::from_millis(100))),
+                Err(e) => {
+                    let e = name_blockers(ctx, region, &segment_id, e).await;
+                    fail(api, ctx, obj, &name, &recorded, status, e, "Release", deleting).await
+                }
+            }
+        }
+        Step::Finish(finished) => {
+            let (reason, note) = match &finished {
+                Finished::Released { segment_id } => ("Released", format!("segment {segment_id} is released: the cloud no longer returns it")),
+                Finished::Retained { segment_id: Some(id) } => ("Retained", format!("deletion policy Retain: segment {id} was kept in the cloud")),
+                Finished::Retained { segment_id: None } => ("Retained", "deletion policy Retain: nothing released".to_string()),
+                Finished::NothingAllocated => ("Released", "no segment was ever allocated: nothing to release".to_string()),
+            };
+            if let Finished::Released { .. } = finished {
+                status.cloud_status = Some("Released".into());
+            }
+            info!(object = %name, reason, "{note}");
+            publish(ctx, obj, EventType::Normal, reason, "Finalize", note).await;
+            ctx.record_success(&uid);
+            Ok(Action::await_change())
+        }
+        Step::Wait { observed, pace } => {
+            let hint = look_error.as_ref().and_then(CloudError::retry_after);
+            match &observed {
+                Observed::Ready(seg) => {
+                    record_segment(&mut status, seg);
+                    status.allocation_requested_at = None;
+                    let (reason, message) = if obj.spec.adopts() {
+                        ("Adopted", format!("adopted segment {} ({})", seg.instance_id, seg.segment))
+                    } else {
+                        ("Allocated", format!("segment {} ({}) is allocated", seg.instance_id, seg.segment))
+                    };
+                    if !is_ready(&before) {
+                        publish(ctx, obj, EventType::Normal, reason, "Observe", message.clone()).await;
+                    }
+                    set_ready(&mut status, true, reason, &message);
+                }
+                Observed::Changing(seg) | Observed::Releasing(seg) => {
+                    record_segment(&mut status, seg);
+                    let msg = format!("segment {} is {}", seg.instance_id, seg.status.as_str());
+                    set_ready(&mut status, false, seg.status.as_str(), &msg);
+                }
+                Observed::Drifted { segment_id } => {
+                    status.cloud_status = Some("Missing".into());
+                    let msg = format!("segment {segment_id} no longer exists in the cloud (released outside this operator); it is not re-created: delete this object, or recreate it to allocate a new segment");
+                    if ready_reason(&before).as_deref() != Some("SegmentMissing") {
+                        publish(ctx, obj, EventType::Warning, "Drifted", "Observe", msg.clone()).await;
+                    }
+                    set_ready(&mut status, false, "SegmentMissing", &msg);
+                }
+                Observed::AdoptionTargetMissing { segment_id } => {
+                    let msg = format!("segment {segment_id} to adopt does not exist in region {region}: check spec.segmentInstanceId and spec.regionId");
+                    if ready_reason(&before).as_deref() != Some("AdoptionTargetNotFound") {
+                        publish(ctx, obj, EventType::Warning, "AdoptionFailed", "Adopt", msg.clone()).await;
+                    }
+                    set_ready(&mut status, false, "AdoptionTargetNotFound", &msg);
+                }
+                Observed::LookFailed => {}
+            }
+            if let Some(e) = look_error {
+                let after = ctx.requeue(&uid, pace, hint);
+                return fail_with(api, ctx, obj, &name, &before, status, e, "Describe", deleting, after).await;
+            }
+            status.last_error = None;
+            set_synced(&mut status, None);
+            write_status(api, &name, &before, &status).await?;
+            wait(ctx.requeue(&uid, pace, hint))
+        }
+    }
+}
+
+fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
+    status.segment_instance_id = Some(seg.instance_id.clone());
+    if !seg.segment.is_empty() {
+        status.segment = Some(seg.segment.clone());
+    }
+    if seg.ip_count.is_some() {
+        status.ip_count = seg.ip_count;
+    }
+    status.cloud_status = Some(seg.status.as_str().to_string());
+    if seg.status == SegmentStatus::Releasing && status.release_requested_at.is_none() {
+        debug!(segment = %seg.instance_id, "segment is releasing without a request from this object");
+    }
+}
+
+/// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
+async fn name_blockers(ctx: &Context, region: &str, segment_id: &str, e: CloudError) -> CloudError {
+    let wants_names = matches!(e.code(), "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp");
+    if !wants_names {
+        return e;
+    }
+    let Ok(members) = ctx.vpc.describe_segment_members(region, segment_id).await else { return e };
+    let blockers: Vec<String> = members
+        .iter()
+        .filter(|m| m.status != "Available" || !m.bandwidth_package_id.is_empty())
+        .take(5)
+        .map(|m| {
+            let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };
+            let bwp = if m.bandwidth_package_id.is_empty() { String::new() } else { format!(" in {}", m.bandwidth_package_id) };
+            format!("{} ({}, {}{bound}{bwp})", m.ip_address, m.allocation_id, m.status)
+        })
+        .collect();
+    if blockers.is_empty() {
+        return e;
+    }
+    match e {
+        CloudError::Api { action, http_status, code, message, request_id, retry_after } => CloudError::Api {
+            action,
+            http_status,
+            code,
+            message: format!("{message} Blocking member EIPs: {}", blockers.join(", ")),
+            request_id,
+            retry_after,
+        },
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fail(
+    api: &Api<EipSegment>,
+    ctx: &Context,
+    obj: &EipSegment,
+    name: &str,
+    before: &EipSegmentStatus,
+    status: EipSegmentStatus,
+    e: CloudError,
+    action: &str,
+    deleting: bool,
+) -> Result<Action, Error> {
+    let uid = obj.uid().unwrap_or_default();
+    let after = ctx.requeue(&uid, Pace::Backoff(e.class()), e.retry_after());
+    fail_with(api, ctx, obj, name, before, status, e, action, deleting, after).await
+}
+
+/// Records a failed cloud call in status (and, unless it is passing, in a Warning event) and retries later.
+#[allow(clippy::too_many_arguments)]
+async fn fail_with(
+    api: &Api<EipSegment>,
+    ctx: &Context,
+    obj: &EipSegment,
+    name: &str,
+    before: &EipSegmentStatus,
+    mut status: EipSegmentStatus,
+    e: CloudError,
+    action: &str,
+    deleting: bool,
+    after: Duration,
+) -> Result<Action, Error> {
+    let c = e.classification();
+    let detail = match &e {
+        CloudError::Api { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
+        _ => format!("{}: {}", e.code(), c.advice),
+    };
+    let last = LastError {
+        class: c.class.as_str().into(),
+        code: e.code().into(),
+        message: detail.clone(),
+        request_id: e.request_id().map(str::to_string),
+        action: action.into(),
+    };
+    warn!(object = %name, action, class = c.class.as_str(), code = e.code(), request_id = e.request_id().unwrap_or(""), retry_in = ?after, "{detail}");
+    let changed = status.last_error.as_ref().map(|l| (&l.code, &l.action)) != Some((&last.code, &last.action));
+    set_synced(&mut status, Some((c.class, &detail)));
+    status.last_error = Some(last);
+    write_status(api, name, before, &status).await?;
+    if changed && c.class != ErrorClass::Transient {
+        let reason = match (action, c.class) {
+            ("Release", ErrorClass::Blocked) => "ReleaseBlocked",
+            ("Release", _) => "ReleaseFailed",
+            ("Allocate", _) => "AllocationFailed",
+            _ => "CloudError",
+        };
+        publish(ctx, obj, EventType::Warning, reason, action, detail).await;
+    }
+    if deleting { Err(Error::Cloud(e, after)) } else { Ok(Action::requeue(after)) }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn condition<'a>(status: &'a EipSegmentStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn is_ready(status: &EipSegmentStatus) -> bool {
+    condition(status, "Ready").is_some_and(|c| c.status == "True")
+}
+
+fn ready_reason(status: &EipSegmentStatus) -> Option<String> {
+    condition(status, "Ready").map(|c| c.reason.clone())
+}
+
+/// Sets a condition; `lastTransitionTime` moves only when the condition's status does.
+fn set_condition(status: &mut EipSegmentStatus, type_: &str, value: bool, reason: &str, message: &str) {
+    let value = if value { "True" } else { "False" };
+    let generation = status.observed_generation;
+    let transition = match condition(status, type_) {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    status.conditions.retain(|c| c.type_ != type_);
+    status.conditions.push(Condition {
+        type_: type_.into(),
+        status: value.into(),
+        reason: reason.into(),
+        message: message.chars().take(1000).collect(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    });
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+fn set_ready(status: &mut EipSegmentStatus, ready: bool, reason: &str, message: &str) {
+    set_condition(status, "Ready", ready, reason, message);
+}
+
+fn set_synced(status: &mut EipSegmentStatus, error: Option<(ErrorClass, &str)>) {
+    match error {
+        None => set_condition(status, "Synced", true, "Succeeded", "the last cloud call succeeded"),
+        Some((class, message)) => set_condition(status, "Synced", false, class.as_str(), message),
+    }
+}
+
+/// Server-side apply of the whole status, skipped when nothing changed.
+async fn write_status(api: &Api<EipSegment>, name: &str, before: &EipSegmentStatus, status: &EipSegmentStatus) -> Result<(), Error> {
+    if before == status {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": EipSegment::api_version(&()),
+        "kind": EipSegment::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await.map_err(Error::Kube)?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, obj: &EipSegment, type_: EventType, reason: &str, action: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(object = %obj.name_any(), reason, error = %e, "could not publish event");
+    }
+}

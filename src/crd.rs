@@ -1,0 +1,244 @@
+//! The `EipSegment` custom resource. The CRD YAML in `crds/` is generated from these types.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "eipsegment.io";
+pub const FINALIZER: &str = "eipsegment.io/release";
+
+/// Immutability of an optional field: it may be neither added, removed nor changed.
+macro_rules! immutable {
+    ($field:literal) => {
+        concat!(
+            "has(self.", $field, ") == has(oldSelf.", $field, ") && (!has(self.", $field, ") || self.", $field,
+            " == oldSelf.", $field, ")"
+        )
+    };
+}
+
+/// A contiguous group of Alibaba Cloud elastic IP addresses (an EIP segment), allocated by the
+/// operator or adopted, and released when the object is deleted (unless its deletion policy is Retain).
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "eipsegment.io",
+    version = "v1alpha1",
+    kind = "EipSegment",
+    plural = "eipsegments",
+    shortname = "eipseg",
+    namespaced,
+    status = "EipSegmentStatus",
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.regionId"),
+    printcolumn(name = "Segment ID", type_ = "string", json_path = ".status.segmentInstanceId"),
+    printcolumn(name = "CIDR", type_ = "string", json_path = ".status.segment"),
+    printcolumn(name = "IPs", type_ = "integer", json_path = ".status.ipCount"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus"),
+    printcolumn(name = "Deletion Policy", type_ = "string", json_path = ".status.deletionPolicy"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.segmentInstanceId) != has(self.eipMask)").message("set eipMask to allocate a new segment, or segmentInstanceId to adopt an existing one, not both"),
+    validation = Rule::new("!has(self.bandwidth) || !has(self.internetChargeType) || self.internetChargeType != 'PayByTraffic' || self.bandwidth <= 200").message("bandwidth is at most 200 Mbit/s with PayByTraffic"),
+    validation = Rule::new(immutable!("eipMask")).message("eipMask is immutable"),
+    validation = Rule::new(immutable!("segmentInstanceId")).message("segmentInstanceId is immutable"),
+    validation = Rule::new(immutable!("bandwidth")).message("bandwidth is immutable: the operator does not resize a live segment"),
+    validation = Rule::new(immutable!("internetChargeType")).message("internetChargeType is immutable"),
+    validation = Rule::new(immutable!("isp")).message("isp is immutable"),
+    validation = Rule::new(immutable!("netmode")).message("netmode is immutable"),
+    validation = Rule::new(immutable!("zone")).message("zone is immutable"),
+    validation = Rule::new(immutable!("resourceGroupId")).message("resourceGroupId is immutable")
+)]
+pub struct EipSegmentSpec {
+    /// The Alibaba Cloud region of the segment, for example cn-hangzhou. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("regionId is immutable"))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z]{2,}(-[a-z0-9]+)+$"))]
+    pub region_id: String,
+
+    /// Mask of a new segment: 28 (16 IPs), 27 (32), 26 (64), 25 (128) or 24 (256). Required to
+    /// allocate; must be absent when adopting. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 24, max = 28))]
+    pub eip_mask: Option<u8>,
+
+    /// Peak bandwidth of each EIP in Mbit/s: 1-500 with PayByBandwidth, 1-200 with PayByTraffic.
+    /// Defaults to the cloud's default (5). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
+    pub bandwidth: Option<u32>,
+
+    /// Metering method: PayByBandwidth (cloud default) or PayByTraffic. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_charge_type: Option<InternetChargeType>,
+
+    /// Line type: BGP (cloud default), BGP_PRO, or a single-ISP line where the region offers it. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isp: Option<Isp>,
+
+    /// Network type; `public` is the only value current regions accept. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmode: Option<Netmode>,
+
+    /// Zone of the segment (the API's `Zone`, for example cn-hangzhou-a), when the region requires one. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub zone: Option<String>,
+
+    /// Resource group of a new segment. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub resource_group_id: Option<String>,
+
+    /// Adopt this existing segment (eipsg-…) instead of allocating one. The operator verifies it
+    /// exists in the region and never allocates. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 7, max = 64), regex(pattern = r"^eipsg-[a-z0-9]+$"))]
+    pub segment_instance_id: Option<String>,
+
+    /// What happens to the segment when the object is deleted. Delete releases it and waits until
+    /// the cloud confirms; Retain leaves it in the cloud. Defaults to Delete for allocated segments
+    /// and to Retain for adopted ones (the operator never releases what it did not create unless
+    /// told to). May be changed at any time, also during a deletion that is blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum InternetChargeType {
+    PayByBandwidth,
+    PayByTraffic,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[allow(non_camel_case_types)]
+pub enum Isp {
+    #[serde(rename = "BGP")]
+    Bgp,
+    #[serde(rename = "BGP_PRO")]
+    BgpPro,
+    ChinaTelecom,
+    ChinaUnicom,
+    ChinaMobile,
+    ChinaTelecom_L2,
+    ChinaUnicom_L2,
+    ChinaMobile_L2,
+    #[serde(rename = "BGP_FinanceCloud")]
+    BgpFinanceCloud,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Netmode {
+    Public,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    Delete,
+    Retain,
+}
+
+impl DeletionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionPolicy::Delete => "Delete",
+            DeletionPolicy::Retain => "Retain",
+        }
+    }
+}
+
+fn api_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+impl EipSegmentSpec {
+    pub fn adopts(&self) -> bool {
+        self.segment_instance_id.is_some()
+    }
+
+    /// The policy in force: the spec's, or the safe default for how the segment came to be.
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or(if self.adopts() { DeletionPolicy::Retain } else { DeletionPolicy::Delete })
+    }
+
+    pub fn allocate_request(&self, client_token: &str) -> crate::cloud::model::AllocateRequest {
+        crate::cloud::model::AllocateRequest {
+            region_id: self.region_id.clone(),
+            eip_mask: self.eip_mask.unwrap_or(28),
+            client_token: client_token.to_string(),
+            bandwidth: self.bandwidth,
+            internet_charge_type: self.internet_charge_type.map(|v| api_name(&v)),
+            isp: self.isp.map(|v| api_name(&v)),
+            netmode: self.netmode.map(|v| api_name(&v)),
+            zone: self.zone.clone(),
+            resource_group_id: self.resource_group_id.clone(),
+        }
+    }
+}
+
+/// What the operator knows of the segment. Written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EipSegmentStatus {
+    /// The segment's ID (eipsg-…), recorded as soon as the cloud returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_instance_id: Option<String>,
+    /// The segment's CIDR block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Number of EIPs in the segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_count: Option<u32>,
+    /// The cloud's status of the segment: Allocating, Allocated, Releasing, or Released once confirmed gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_status: Option<String>,
+    /// The deletion policy in force (the spec's, or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+    /// The generation of the spec last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// ClientToken of AllocateEipSegmentAddress, derived from the object's UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_token: Option<String>,
+    /// Set before an allocation request and cleared once its segment ID is recorded (or the request
+    /// certainly failed): while set, a segment may exist that status does not name yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_requested_at: Option<String>,
+    /// ClientToken of ReleaseEipSegmentAddress, derived from the object's UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_token: Option<String>,
+    /// When the release was first requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_requested_at: Option<String>,
+    /// The last cloud error, when the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Ready: the segment is allocated (or adopted) and recorded. Synced: whether the last cloud
+    /// interaction succeeded; when not, its reason is the error class (Transient, Blocked, Terminal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The last cloud error an object met.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// Transient (retried with backoff), Blocked (a person must act), or Terminal (configuration or credentials).
+    pub class: String,
+    /// The cloud's error code, or the kind of failure (Timeout, ConnectionFailed, …).
+    pub code: String,
+    /// What it means and what to do.
+    pub message: String,
+    /// The cloud's RequestId, for a support ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The action that failed.
+    pub action: String,
+}
+
+/// The CRD as YAML, as `eipsegment-operator crd` prints it.
+pub fn crd_yaml() -> String {
+    serde_yaml::to_string(&EipSegment::crd()).unwrap_or_default()
+}
