@@ -20,6 +20,7 @@ struct Sim {
 
 impl Sim {
     async fn start(extra: &[&str]) -> Sim {
+        eipsegment_operator::cloud::client::install_crypto_provider();
         let mut argv = vec!["vpc-simulator", "--allocate-seconds", "0.3", "--release-seconds", "0.3", "--release-cooldown-seconds", "0.2"];
         argv.extend_from_slice(extra);
         let (url, _task) = simulator::start_in_process(Args::parse_from(argv)).await.unwrap();

@@ -207,7 +207,7 @@ impl Simulator {
         }
     }
 
-    async fn api(&self, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
+    async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
         let Some(action) = Action::parse(action_name) else {
             return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message: format!("Specified api {action_name:?} is not found, please check your url and method.") }, None);
         };
@@ -238,27 +238,37 @@ impl Simulator {
             _ => {}
         }
         let mutating = matches!(action, Action::AllocateEipSegmentAddress | Action::ReleaseEipSegmentAddress);
-        let token = req.params.get("ClientToken");
-        let fingerprint = req.params.fingerprint();
+        let params = req.params.clone();
         let result = if mutating {
-            if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), token, &fingerprint) {
+            let token = params.get("ClientToken").to_string();
+            let fingerprint = params.fingerprint();
+            if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), &token, &fingerprint) {
                 previous
             } else {
-                lock(&self.world).token_begin(&account, action.as_str(), token, &fingerprint);
-                // A delayed request is "in flight": a repeat with its token meets LastTokenProcessing.
-                if let Some(d) = delay {
-                    tokio::time::sleep(d).await;
+                lock(&self.world).token_begin(&account, action.as_str(), &token, &fingerprint);
+                // The cloud finishes what it accepted even when the client goes away, so the work
+                // runs on its own task. While it is delayed, a repeat with its token meets
+                // LastTokenProcessing.
+                let sim = self.clone();
+                let work = tokio::spawn(async move {
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    let mut world = lock(&sim.world);
+                    let result = run_action(&mut world, action, &account, &params);
+                    world.token_finish(&account, action.as_str(), &token, &result);
+                    result
+                });
+                match work.await {
+                    Ok(result) => result,
+                    Err(_) => Err(ApiError { http_status: 500, code: "InternalError", message: "The request processing has failed due to some unknown error.".into() }),
                 }
-                let mut world = lock(&self.world);
-                let result = run_action(&mut world, action, &account, req.params);
-                world.token_finish(&account, action.as_str(), token, &result);
-                result
             }
         } else {
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            run_action(&mut lock(&self.world), action, &account, req.params)
+            run_action(&mut lock(&self.world), action, &account, &params)
         };
         if matches!(fault, Fault::DropAfter) {
             return ApiReply::Drop;

@@ -263,6 +263,11 @@ CONTROLPLANE_BIN=$bin
 WITH_CONTROLLER_MANAGER=$with_kcm
 EOF
   trap - EXIT INT TERM
+  # A test process that dies without cleaning up still takes its cluster with it.
+  if [[ -n "${CLUSTER_OWNER_PID:-}" ]]; then
+    nohup bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" >/dev/null 2>&1' \
+      _ "$CLUSTER_OWNER_PID" "$here/cluster.sh" "$dir" >/dev/null 2>&1 &
+  fi
   log "cluster up in ${SECONDS}s at https://127.0.0.1:$api_port (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
   log "  export KUBECONFIG=$dir/kubeconfig   # settings in $dir/cluster.env"
 }

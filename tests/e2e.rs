@@ -1,0 +1,318 @@
+//! End to end: the real operator binary (under the RBAC the project ships), a real kube-apiserver
+//! and etcd, the VPC simulator, and kubectl, as a platform team would run them.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn wait_ready(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
+    eventually(&format!("{ns}/{name} Ready"), T, || c.get(ns, name).filter(is_ready))
+}
+
+fn wait_gone(c: &Cluster, ns: &str, name: &str) {
+    eventually(&format!("{ns}/{name} gone"), T, || c.get(ns, name).is_none().then_some(()))
+}
+
+fn segment_id(obj: &serde_json::Value) -> String {
+    obj["status"]["segmentInstanceId"].as_str().expect("segment ID in status").to_string()
+}
+
+#[test]
+fn delete_blocks_until_the_cloud_confirms_the_release() {
+    let c = Cluster::shared();
+    let ns = c.namespace("lifecycle");
+    let sim = Simulator::start(&["--release-seconds", "4"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+
+    c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 27\n  bandwidth: 10\n")).unwrap();
+    let obj = wait_ready(c, &ns, "web");
+    let id = segment_id(&obj);
+    assert_eq!(obj["status"]["ipCount"], 32);
+    assert!(obj["status"]["segment"].as_str().unwrap().ends_with("/27"));
+    assert_eq!(obj["status"]["deletionPolicy"], "Delete");
+    assert_eq!(obj["status"]["allocationToken"], format!("alloc-{}", obj["metadata"]["uid"].as_str().unwrap()));
+    assert!(obj["metadata"]["finalizers"].as_array().unwrap().iter().any(|f| f == "eipsegment.io/release"));
+    assert_eq!(sim.segment(&id).unwrap()["bandwidth"], 10);
+    // The printer columns show the segment.
+    let table = c.kubectl(&["get", "eipseg", "web", "-n", &ns]);
+    assert!(table.contains(&id) && table.contains("Allocated") && table.contains("Delete"), "{table}");
+
+    // `kubectl delete` waits; while it does, the object stays and the cloud is Releasing.
+    let started = std::time::Instant::now();
+    let cluster = c;
+    let ns2 = ns.clone();
+    let deleter = std::thread::spawn(move || cluster.kubectl(&["delete", "eipsegment", "web", "-n", &ns2, "--timeout=60s"]));
+    let releasing = eventually("cloud Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
+    assert_eq!(releasing["releasesAccepted"], 1);
+    let during = c.get(&ns, "web").expect("object still present while releasing");
+    assert!(during["metadata"]["deletionTimestamp"].is_string());
+    deleter.join().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3), "delete returned before the release could complete");
+    // When kubectl returns, the cloud no longer has the segment.
+    assert!(sim.segment(&id).is_none());
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 1);
+    assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 1);
+    let reasons: Vec<String> = c.events(&ns, "web").into_iter().map(|(_, r, _)| r).collect();
+    for want in ["AllocationRequested", "Allocated", "ReleaseRequested", "Released"] {
+        assert!(reasons.iter().any(|r| r == want), "missing event {want} in {reasons:?}");
+    }
+}
+
+#[test]
+fn retain_keeps_the_segment_and_adoption_never_allocates() {
+    let c = Cluster::shared();
+    let ns = c.namespace("retain");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+
+    c.apply(&segment_yaml(&ns, "kept", "  regionId: cn-hangzhou\n  eipMask: 28\n  deletionPolicy: Retain\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "kept"));
+    c.kubectl(&["delete", "eipsegment", "kept", "-n", &ns, "--timeout=30s"]);
+    assert!(sim.segment(&id).is_some(), "Retain must keep the segment");
+    assert!(c.has_event(&ns, "kept", "Retained"));
+
+    // Adopt the kept segment: no allocation, and the default for adopted segments is Retain.
+    let before = sim.count("AllocateEipSegmentAddress", "Success");
+    c.apply(&segment_yaml(&ns, "adopted", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n"))).unwrap();
+    let obj = wait_ready(c, &ns, "adopted");
+    assert_eq!(segment_id(&obj), id);
+    assert_eq!(obj["status"]["deletionPolicy"], "Retain");
+    assert_eq!(condition(&obj, "Ready").unwrap()["reason"], "Adopted");
+    c.kubectl(&["delete", "eipsegment", "adopted", "-n", &ns, "--timeout=30s"]);
+    assert!(sim.segment(&id).is_some());
+    assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), before);
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 0);
+
+    // Adopted with an explicit Delete: released on deletion.
+    c.apply(&segment_yaml(&ns, "adopted-delete", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+    wait_ready(c, &ns, "adopted-delete");
+    c.kubectl(&["delete", "eipsegment", "adopted-delete", "-n", &ns, "--timeout=30s"]);
+    assert!(sim.segment(&id).is_none());
+
+    // A segment that does not exist cannot be adopted: a clear condition, no allocation.
+    c.apply(&segment_yaml(&ns, "ghost", "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-doesnotexist0000\n")).unwrap();
+    let obj = eventually("adoption failure", T, || {
+        c.get(&ns, "ghost").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "AdoptionTargetNotFound"))
+    });
+    assert!(condition(&obj, "Ready").unwrap()["message"].as_str().unwrap().contains("eipsg-doesnotexist0000"));
+    assert!(c.has_event(&ns, "ghost", "AdoptionFailed"));
+    c.kubectl(&["delete", "eipsegment", "ghost", "-n", &ns, "--timeout=30s"]);
+    assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), before);
+}
+
+#[test]
+fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
+    let c = Cluster::shared();
+    let ns = c.namespace("blocked");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    let cases = [
+        ("prepaid", json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", "Blocked", "prepaid"),
+        ("protected", json!({"deletionProtection": true}), "InvalidOperation.DeletionProtection", "Blocked", "deletion protection"),
+        ("bwp", json!({"members": [{"index": 1, "bandwidthPackageId": "cbwp-shared1"}]}), "OperationFailed.EipInBwp", "Blocked", "cbwp-shared1"),
+        ("inuse", json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web01"}]}), "OperationFailed.EipStatusInvalid", "Blocked", "i-web01"),
+        ("foreign", json!({"ownerAccount": "6543210987654321"}), "Forbidden", "Terminal", "does not belong"),
+    ];
+    for (name, seed, code, class, hint) in &cases {
+        let id = sim.seed(seed.clone());
+        c.apply(&segment_yaml(&ns, name, &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+        wait_ready(c, &ns, name);
+        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
+        let obj = eventually(&format!("{name}: {code}"), T, || {
+            c.get(&ns, name).filter(|o| o["status"]["lastError"]["code"] == *code)
+        });
+        let synced = condition(&obj, "Synced").unwrap();
+        assert_eq!((synced["status"].as_str(), synced["reason"].as_str()), (Some("False"), Some(*class)), "{name}");
+        let message = synced["message"].as_str().unwrap();
+        assert!(message.contains(code) && message.contains(hint), "{name}: {message}");
+        let reason = if *class == "Blocked" { "ReleaseBlocked" } else { "ReleaseFailed" };
+        eventually(&format!("{name}: {reason} event"), T, || c.has_event(&ns, name, reason).then_some(()));
+        assert!(sim.segment(&id).is_some(), "{name}: a refused release leaves the segment");
+        // Still blocked a while later: the finalizer holds.
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(c.get(&ns, name).is_some());
+        // The way out: Retain.
+        c.kubectl(&["patch", "eipsegment", name, "-n", &ns, "--type=merge", "-p", r#"{"spec":{"deletionPolicy":"Retain"}}"#]);
+        wait_gone(c, &ns, name);
+        assert!(sim.segment(&id).is_some());
+    }
+    // Blocked retries are slow: far fewer attempts than seconds elapsed.
+    let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"].iter().map(|code| sim.count("ReleaseEipSegmentAddress", code)).sum();
+    assert!(refused <= 6, "blocked releases were retried {refused} times");
+
+    // Fixing the cause lets the release through without any change to the object.
+    let id = sim.seed(json!({"members": [{"index": 0, "status": "InUse", "instanceId": "i-db01"}]}));
+    c.apply(&segment_yaml(&ns, "fixed", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+    wait_ready(c, &ns, "fixed");
+    c.kubectl(&["delete", "eipsegment", "fixed", "-n", &ns, "--wait=false"]);
+    eventually("blocked", T, || c.get(&ns, "fixed").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
+    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": 0, "status": "Available", "instanceId": ""}]}));
+    wait_gone(c, &ns, "fixed");
+    assert!(sim.segment(&id).is_none());
+}
+
+#[test]
+fn terminal_allocation_errors_do_not_loop() {
+    let c = Cluster::shared();
+    let ns = c.namespace("terminal");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "nowhere", "  regionId: xx-nowhere-1\n  eipMask: 28\n")).unwrap();
+    let obj = eventually("terminal condition", T, || c.get(&ns, "nowhere").filter(|o| o["status"]["lastError"]["code"] == "InvalidRegion.NotSupport"));
+    assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
+    assert!(obj["status"]["allocationRequestedAt"].is_null(), "a refused allocation leaves nothing pending");
+    eventually("AllocationFailed event", T, || c.has_event(&ns, "nowhere", "AllocationFailed").then_some(()));
+    std::thread::sleep(Duration::from_secs(4));
+    let attempts = sim.count("AllocateEipSegmentAddress", "InvalidRegion.NotSupport");
+    assert!(attempts <= 3, "terminal error retried {attempts} times in a few seconds");
+    // Nothing was allocated, so the delete completes at once.
+    c.kubectl(&["delete", "eipsegment", "nowhere", "-n", &ns, "--timeout=20s"]);
+    assert!(c.has_event(&ns, "nowhere", "Released"));
+}
+
+#[test]
+fn faults_and_throttling_are_ridden_through() {
+    let c = Cluster::shared();
+    let ns = c.namespace("faults");
+    let sim = Simulator::start(&["--seed", "7", "--fault-internal-error-rate", "0.2", "--fault-drop-rate", "0.1", "--fault-throttle-rate", "0.1", "--fault-delay-rate", "0.1", "--fault-delay-ms", "500"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    let names = ["f1", "f2", "f3", "f4"];
+    for n in names {
+        c.apply(&segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    }
+    let ids: Vec<String> = names.iter().map(|n| segment_id(&wait_ready(c, &ns, n))).collect();
+    for n in names {
+        c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--wait=false"]);
+    }
+    for n in names {
+        wait_gone(c, &ns, n);
+    }
+    for id in &ids {
+        assert!(sim.segment(id).is_none(), "{id} leaked");
+    }
+    assert!(sim.segments().is_empty(), "no second allocation may survive: {:?}", sim.segments());
+    let faults = sim.count("DescribeEipSegment", "InternalError") + sim.count("DescribeEipSegment", "Dropped") + sim.count("ReleaseEipSegmentAddress", "InternalError");
+    assert!(faults > 0, "the run met no fault, so it proves nothing");
+}
+
+#[test]
+fn sigkill_mid_allocation_and_mid_release_neither_leaks_nor_repeats() {
+    let c = Cluster::shared();
+    let ns = c.namespace("sigkill");
+    let sim = Simulator::start(&["--release-seconds", "3"]);
+    let mut op = Operator::start(c, &sim, &ns, &[]);
+
+    // The allocation is slow to answer; the operator dies while waiting for it.
+    sim.admin("PUT", "faults", json!({"delayRate": 1.0, "delayMsMin": 2500, "delayMsMax": 2500, "actions": ["AllocateEipSegmentAddress"]}));
+    c.apply(&segment_yaml(&ns, "crashy", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    eventually("allocation pending marker", T, || c.get(&ns, "crashy").filter(|o| o["status"]["allocationRequestedAt"].is_string()));
+    std::thread::sleep(Duration::from_millis(500));
+    op.kill();
+    assert!(c.get(&ns, "crashy").unwrap()["status"]["segmentInstanceId"].is_null());
+    std::thread::sleep(Duration::from_secs(3));
+    sim.admin("PUT", "faults", json!({}));
+    assert_eq!(sim.segments().len(), 1, "the cloud finished the request the operator never heard back from");
+    op.restart();
+    let obj = wait_ready(c, &ns, "crashy");
+    assert_eq!(sim.segments().len(), 1, "the restart must not allocate a second segment");
+    let id = segment_id(&obj);
+    assert_eq!(sim.segments()[0]["instanceId"], id);
+
+    // Dies right after the release was accepted.
+    c.kubectl(&["delete", "eipsegment", "crashy", "-n", &ns, "--wait=false"]);
+    eventually("Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
+    op.kill();
+    op.restart();
+    wait_gone(c, &ns, "crashy");
+    assert!(sim.segment(&id).is_none());
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 1, "exactly one release");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "IncorrectEipStatus"), 0, "no release attempt while Releasing");
+}
+
+#[test]
+fn drift_is_reported_not_recreated() {
+    let c = Cluster::shared();
+    let ns = c.namespace("drift");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &["--resync-seconds", "1"]);
+    c.apply(&segment_yaml(&ns, "drifty", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "drifty"));
+    sim.admin("DELETE", &format!("segments/{id}"), serde_json::Value::Null);
+    let obj = eventually("drift reported", T, || c.get(&ns, "drifty").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentMissing")));
+    assert!(condition(&obj, "Ready").unwrap()["message"].as_str().unwrap().contains(&id));
+    assert!(c.has_event(&ns, "drifty", "Drifted"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sim.segments().is_empty(), "a drifted segment is not re-created");
+    assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 1);
+    c.kubectl(&["delete", "eipsegment", "drifty", "-n", &ns, "--timeout=20s"]);
+}
+
+#[test]
+fn the_apiserver_rejects_invalid_specs_and_immutable_changes() {
+    let c = Cluster::shared();
+    let ns = c.namespace("invalid");
+    let rejected = [
+        ("  regionId: cn-hangzhou\n  eipMask: 30\n", "eipMask"),
+        ("  regionId: cn-hangzhou\n", "set eipMask to allocate"),
+        ("  regionId: cn-hangzhou\n  eipMask: 28\n  segmentInstanceId: eipsg-abc\n", "not both"),
+        ("  regionId: Not A Region\n  eipMask: 28\n", "regionId"),
+        ("  regionId: cn-hangzhou\n  eipMask: 28\n  bandwidth: 300\n  internetChargeType: PayByTraffic\n", "at most 200"),
+        ("  regionId: cn-hangzhou\n  eipMask: 28\n  isp: Pigeon\n", "isp"),
+        ("  regionId: cn-hangzhou\n  eipMask: 28\n  deletionPolicy: Orphan\n", "deletionPolicy"),
+        ("  regionId: cn-hangzhou\n  eipMask: 28\n  bandwidth: 100000\n", "bandwidth"),
+    ];
+    for (spec, expect) in rejected {
+        let err = c.apply(&segment_yaml(&ns, "bad", spec)).expect_err(spec);
+        assert!(err.contains(expect), "{spec:?}: {err}");
+    }
+    c.apply(&segment_yaml(&ns, "good", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    for (patch, expect) in [
+        (r#"{"spec":{"eipMask":27}}"#, "eipMask is immutable"),
+        (r#"{"spec":{"regionId":"cn-beijing"}}"#, "regionId is immutable"),
+        (r#"{"spec":{"bandwidth":20}}"#, "bandwidth is immutable"),
+    ] {
+        let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["patch", "eipsegment", "good", "-n", &ns, "--type=merge", "-p", patch], None);
+        assert!(!ok && err.contains(expect), "{patch}: {err}");
+    }
+    // deletionPolicy stays changeable.
+    c.kubectl(&["patch", "eipsegment", "good", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"deletionPolicy":"Retain"}}"#]);
+    // `kubectl explain` shows the descriptions.
+    let explain = c.kubectl(&["explain", "eipsegment.spec.deletionPolicy"]);
+    assert!(explain.contains("Retain"), "{explain}");
+    c.kubectl(&["delete", "eipsegment", "good", "-n", &ns, "--wait=false"]);
+    // No operator runs here: the finalizer was never added, so the object goes at once.
+    wait_gone(c, &ns, "good");
+}
+
+#[test]
+fn the_operator_identity_can_do_nothing_more() {
+    let c = Cluster::shared();
+    let op = c.operator_kubeconfig();
+    for (verb, resource, expect) in [
+        ("watch", "eipsegments.eipsegment.io", "yes"),
+        ("patch", "eipsegments.eipsegment.io/status", "yes"),
+        ("create", "events.events.k8s.io", "yes"),
+        ("create", "eipsegments.eipsegment.io", "no"),
+        ("delete", "eipsegments.eipsegment.io", "no"),
+        ("list", "secrets", "no"),
+        ("get", "secrets", "no"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io", "no"),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io", "no"),
+        ("list", "pods", "no"),
+    ] {
+        let (_, out, err) = c.kubectl_as(op, &["auth", "can-i", verb, resource, "--all-namespaces"], None);
+        assert_eq!(out.trim(), expect, "can-i {verb} {resource}: {out} {err}");
+    }
+}
+
+#[test]
+fn checked_in_crd_matches_the_types() {
+    let generated = eipsegment_operator::crd::crd_yaml();
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/eipsegment.io_eipsegments.yaml")).unwrap();
+    assert!(generated == checked_in, "crds/ is stale: run `cargo run -- crd > crds/eipsegment.io_eipsegments.yaml`");
+}

@@ -1,0 +1,283 @@
+//! The real stack for end-to-end tests: a control plane from `tests/controlplane/cluster.sh`, the
+//! `vpc-simulator` and `eipsegment-operator` binaries, and the real kubectl.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const REGION: &str = "cn-hangzhou";
+pub const ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
+pub const ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl Cluster {
+    /// One control plane per test binary, shared by its tests (each uses its own namespace). It goes
+    /// down when the test process exits.
+    pub fn shared() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            let dir = repo().join("target").join("e2e").join(format!("cluster-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let out = Command::new(repo().join("tests/controlplane/cluster.sh"))
+                .arg("up")
+                .arg(&dir)
+                .env("CLUSTER_OWNER_PID", std::process::id().to_string())
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run cluster.sh");
+            assert!(out.status.success(), "cluster.sh up failed (see its output above)");
+            let env = std::fs::read_to_string(dir.join("cluster.env"))
+                .expect("cluster.env")
+                .lines()
+                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            Cluster { dir, env }
+        })
+    }
+
+    pub fn admin_kubeconfig(&self) -> &str {
+        &self.env["KUBECONFIG"]
+    }
+
+    pub fn operator_kubeconfig(&self) -> &str {
+        &self.env["OPERATOR_KUBECONFIG"]
+    }
+
+    /// Runs kubectl as the admin; returns (success, stdout, stderr).
+    pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new(&self.env["KUBECTL"]);
+        cmd.args(args).env("KUBECONFIG", kubeconfig).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().expect("kubectl");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl_as(self.admin_kubeconfig(), args, None);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    pub fn apply(&self, yaml: &str) -> Result<String, String> {
+        let (ok, out, err) = self.kubectl_as(self.admin_kubeconfig(), &["apply", "-f", "-"], Some(yaml));
+        if ok { Ok(out) } else { Err(err) }
+    }
+
+    pub fn namespace(&self, name: &str) -> String {
+        let ns = format!("{name}-{}", std::process::id());
+        self.kubectl(&["create", "namespace", &ns]);
+        ns
+    }
+
+    /// The object as JSON, or None when it does not exist.
+    pub fn get(&self, ns: &str, name: &str) -> Option<Value> {
+        let (ok, out, err) = self.kubectl_as(self.admin_kubeconfig(), &["get", "eipsegment", name, "-n", ns, "-o", "json"], None);
+        if ok {
+            Some(serde_json::from_str(&out).unwrap())
+        } else {
+            assert!(err.contains("NotFound"), "kubectl get failed: {err}");
+            None
+        }
+    }
+
+    pub fn events(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let out = self.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .map(|e| {
+                (e["type"].as_str().unwrap_or("").into(), e["reason"].as_str().unwrap_or("").into(), e["note"].as_str().unwrap_or("").into())
+            })
+            .collect()
+    }
+
+    pub fn has_event(&self, ns: &str, name: &str, reason: &str) -> bool {
+        self.events(ns, name).iter().any(|(_, r, _)| r == reason)
+    }
+}
+
+/// Polls until `f` gives Some, or panics with `what` after the timeout.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The test defaults for the simulator, each overridable by `extra`.
+fn with_defaults(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for (flag, value) in [("--listen", "127.0.0.1:0"), ("--allocate-seconds", "1"), ("--release-seconds", "2"), ("--release-cooldown-seconds", "0.5")] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    args
+}
+
+pub struct Simulator {
+    child: Child,
+    pub url: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Simulator {
+    pub fn start(extra: &[&str]) -> Simulator {
+        eipsegment_operator::cloud::client::install_crypto_provider();
+        let http = reqwest::Client::new();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-simulator"))
+            .args(with_defaults(extra))
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vpc-simulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected simulator banner {line:?}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Simulator { child, url, rt, http }
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Value) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.rt.block_on(async {
+            let resp = self.http.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
+            assert!(resp.status().is_success(), "simulator admin {path}: {}", resp.status());
+            resp.json().await.unwrap()
+        })
+    }
+
+    pub fn segments(&self) -> Vec<Value> {
+        self.admin("GET", "state", Value::Null)["segments"].as_array().unwrap().clone()
+    }
+
+    pub fn segment(&self, id: &str) -> Option<Value> {
+        self.segments().into_iter().find(|s| s["instanceId"] == id)
+    }
+
+    pub fn count(&self, action: &str, outcome: &str) -> u64 {
+        self.admin("GET", "counters", Value::Null)[action][outcome].as_u64().unwrap_or(0)
+    }
+
+    pub fn seed(&self, body: Value) -> String {
+        self.admin("POST", "segments", body)["instanceId"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Operator {
+    child: Option<Child>,
+    args: Vec<String>,
+    kubeconfig: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// The real operator binary under the operator's own identity, scoped to one namespace.
+    pub fn start(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str]) -> Operator {
+        let mut args: Vec<String> = [
+            "run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace,
+            "--poll-seconds", "0.5", "--blocked-retry-seconds", "2", "--terminal-retry-seconds", "3", "--call-timeout-seconds", "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = cluster.dir.join(format!("operator-{namespace}.log"));
+        let mut op = Operator { child: None, args, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        op.spawn();
+        op
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_eipsegment-operator"))
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+            .env("RUST_LOG", "info,eipsegment_operator=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn eipsegment-operator");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up, as when a node dies.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn segment_yaml(ns: &str, name: &str, spec: &str) -> String {
+    format!("apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}")
+}
+
+pub fn condition(obj: &Value, type_: &str) -> Option<Value> {
+    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).cloned()
+}
+
+pub fn is_ready(obj: &Value) -> bool {
+    condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
