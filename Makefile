@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down
+.PHONY: cluster-up cluster-down test demo crd controlplane
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver built from upstream sources (tests/controlplane/), CRDs and RBAC installed.
@@ -15,7 +15,22 @@ cluster-down:
 	tests/controlplane/cluster.sh down $(CLUSTER_DIR)
 
 # ---- Tests -------------------------------------------------------------------------------------
+# Every test: unit and decision tables, signer vectors, client <-> simulator, the official SDKs
+# against the simulator, and the end-to-end suite on a real control plane. Builds what it needs.
+test: controlplane
+	cargo test --all-targets
+
+# Builds (once per version, cached in ~/.cache/eipsegment-operator) etcd, kube-apiserver, kubectl.
+controlplane:
+	tests/controlplane/build.sh >/dev/null
+
+# Regenerates the CRD from the Rust types (a test fails when the checked-in copy differs).
+crd:
+	cargo run --quiet -- crd > crds/eipsegment.io_eipsegments.yaml
 
 # ---- Demo --------------------------------------------------------------------------------------
+# Control plane + simulator + operator: create a segment, see it Ready, delete it, see it released.
+demo:
+	tests/demo.sh
 
 # ---- Benchmarks --------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ pids+=($!)
 
 say "kubectl apply -f deploy/examples/eipsegment.yaml"
 k apply -f "$repo/deploy/examples/eipsegment.yaml"
-k get eipseg -A -w --output-watch-events & watch=$!
+"$KUBECTL" get eipseg -A -w --output-watch-events & watch=$!
 for _ in $(seq 60); do
   [[ "$(k get eipseg web-frontend -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] && break
   sleep 1
@@ -47,10 +47,12 @@ kill $watch 2>/dev/null || true; wait $watch 2>/dev/null || true
 say "Ready:"
 k get eipseg web-frontend -o wide
 say "the simulator's view (the cloud)"
-curl -s "$sim/__admin/state" | python3 -c 'import json,sys; [print(f"  {s[\"instanceId\"]}  {s[\"segment\"]}  {s[\"status\"]}") for s in json.load(sys.stdin)["segments"]]'
+curl -s "$sim/__admin/state" | python3 -c 'import json,sys
+for s in json.load(sys.stdin)["segments"]:
+    print("  %s  %s  %s  %d member EIPs" % (s["instanceId"], s["segment"], s["status"], len(s["members"])))'
 
 say "kubectl delete eipsegment web-frontend   (blocks until the cloud confirms the release)"
-k get eipseg -A -w --output-watch-events & watch=$!
+"$KUBECTL" get eipseg -A -w --output-watch-events & watch=$!
 start=$(date +%s)
 k delete eipsegment web-frontend --timeout=120s
 kill $watch 2>/dev/null || true; wait $watch 2>/dev/null || true
