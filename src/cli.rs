@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, WatchScope};
 use crate::decide::Timings;
+use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
 #[command(name = "eipsegment-operator", version, about = "Manages Alibaba Cloud EIP segments as Kubernetes EipSegment resources")]
@@ -62,6 +63,9 @@ pub struct RunArgs {
     /// Timeout of each cloud call, in seconds.
     #[arg(long, env = "EIPSEG_CALL_TIMEOUT_SECONDS", default_value_t = 10.0)]
     pub call_timeout_seconds: f64,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "EIPSEG_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
     /// Objects reconciled at once.
     #[arg(long, env = "EIPSEG_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -73,6 +77,8 @@ pub enum RunError {
     Client(#[from] crate::cloud::client::ClientConfigError),
     #[error("cannot reach Kubernetes")]
     Kube(#[from] kube::Error),
+    #[error("cannot serve metrics")]
+    Metrics(#[from] std::io::Error),
     #[error("invalid duration {0}: must be a positive number of seconds")]
     Duration(f64),
 }
@@ -107,10 +113,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         timeout: seconds(args.call_timeout_seconds)?,
     };
     let credentials = credentials::from_env_or_missing();
-    let vpc = VpcClient::new(vpc_config, credentials)?;
+    let metrics = Arc::new(Metrics::default());
+    let vpc = VpcClient::new(vpc_config, credentials)?.with_observer(metrics.clone());
     let client = kube::Client::try_default().await?;
+    let listener = telemetry::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(telemetry::serve(listener, metrics.clone()));
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
-    let ctx = Arc::new(Context::new(client, vpc, timings));
+    let ctx = Arc::new(Context::new(client, vpc, timings, metrics));
     controller::run(ctx, WatchScope { namespace: args.namespace, concurrency: args.concurrency }).await;
     tracing::info!("stopped");
     Ok(())

@@ -22,6 +22,7 @@ use crate::cloud::model::{Segment, SegmentStatus};
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER, LastError};
 use crate::decide::{self, Cloud, Facts, Finished, Observed, Pace, Step, Timings};
+use crate::telemetry::Metrics;
 
 pub const MANAGER: &str = "eipsegment-operator";
 
@@ -45,15 +46,16 @@ pub struct Context {
     pub vpc: VpcClient,
     pub recorder: Recorder,
     pub timings: Timings,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per object UID, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, vpc: VpcClient, timings: Timings) -> Self {
+    pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, vpc, recorder, timings, failures: Mutex::new(HashMap::new()) }
+        Context { client, vpc, recorder, timings, metrics, failures: Mutex::new(HashMap::new()) }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -106,6 +108,20 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
         None => Api::all(ctx.client.clone()),
     };
     let (reader, writer) = reflector::store();
+    let synced = reader.clone();
+    let metrics = ctx.metrics.clone();
+    tokio::spawn(async move {
+        // One long wait was seen to miss readiness while the controller also waits on the store;
+        // a fresh wait each second does not.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), synced.wait_until_ready()).await {
+                Ok(Ok(())) => break metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed),
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
+        }
+    });
+    let metrics = ctx.metrics.clone();
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
@@ -115,13 +131,23 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
         .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(object = %obj.name, namespace = ?obj.namespace, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) if is_pending(&e) => {
-                    debug!(object = %obj.name, "release pending")
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => {
+                        metrics.reconciled("success");
+                        debug!(object = %obj.name, namespace = ?obj.namespace, "reconciled")
+                    }
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) if is_pending(&e) => {
+                        metrics.reconciled("pending");
+                        debug!(object = %obj.name, "release pending")
+                    }
+                    Err(e) => {
+                        metrics.reconciled("error");
+                        warn!(error = %error_chain(&e), "reconcile failed")
+                    }
                 }
-                Err(e) => warn!(error = %error_chain(&e), "reconcile failed"),
             }
         })
         .await;
@@ -247,7 +273,9 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     Err(Error::ReleasePending(ctx.requeue(&uid, Pace::Poll, None)))
                 }
                 // Gone already: the next look confirms it.
-                Err(e) if e.class() == ErrorClass::Gone => Err(Error::ReleasePending(Duration::from_millis(100))),
+                Err(e) if decide::after_refused_release(e.class()) == decide::AfterRefusedRelease::Confirm => {
+                    Err(Error::ReleasePending(Duration::from_millis(100)))
+                }
                 Err(e) => {
                     let e = name_blockers(ctx, region, &segment_id, e).await;
                     fail(api, ctx, obj, &name, &recorded, status, e, "Release", deleting).await

@@ -185,6 +185,22 @@ pub fn requeue_after(pace: Pace, failures: u32, jitter: f64, hint: Option<Durati
     hint.map_or(jittered, |h| jittered.max(h))
 }
 
+/// What follows a refused release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterRefusedRelease {
+    /// The segment is gone already: look once more to confirm, then let the object go.
+    Confirm,
+    /// Keep the finalizer and retry at the pace of the error's class.
+    Retry(Pace),
+}
+
+pub fn after_refused_release(class: ErrorClass) -> AfterRefusedRelease {
+    match class {
+        ErrorClass::Gone => AfterRefusedRelease::Confirm,
+        other => AfterRefusedRelease::Retry(Pace::Backoff(other)),
+    }
+}
+
 /// Whether an allocation that failed this way may have created a segment anyway.
 pub fn allocation_may_have_landed(class: ErrorClass, ambiguous: bool, code: &str) -> bool {
     ambiguous || class == ErrorClass::Transient || code == "OperationFailed.LastTokenProcessing"
@@ -302,6 +318,32 @@ mod tests {
         assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Blocked), 9, 0.0, None, &t), Duration::from_secs(600));
         assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Terminal), 1, 0.0, None, &t), Duration::from_secs(120));
         assert_eq!(requeue_after(Pace::Poll, 4, 0.5, None, &t), t.poll);
+    }
+
+    #[test]
+    fn every_release_error_code_has_its_consequence() {
+        use crate::cloud::error::classify;
+        use AfterRefusedRelease::*;
+        let retry = |c| Retry(Pace::Backoff(c));
+        // The documented ReleaseEipSegmentAddress table, code by code.
+        let rows = [
+            ("IncorrectEipStatus", 400, retry(ErrorClass::Transient)),
+            ("Forbidden.ChargeTypeIsPrepaid", 400, retry(ErrorClass::Blocked)),
+            ("Forbidden", 400, retry(ErrorClass::Terminal)),
+            ("TaskConflict.AssociateGlobalAccelerationInstance", 400, retry(ErrorClass::Transient)),
+            ("InvalidOperation.DeletionProtection", 400, retry(ErrorClass::Blocked)),
+            ("OperationFailed.InstanceNotExist", 400, Confirm),
+            ("OperationFailed.EipNumInconsistent", 400, retry(ErrorClass::Blocked)),
+            ("OperationFailed.EipStatusInvalid", 400, retry(ErrorClass::Blocked)),
+            ("OperationFailed.EipInBwp", 400, retry(ErrorClass::Blocked)),
+            ("Forbidden.EipInBwp", 400, retry(ErrorClass::Blocked)),
+            ("InvalidAllocationId.NotFound", 404, Confirm),
+            ("Forbidden.RegionNotFound", 404, retry(ErrorClass::Terminal)),
+            ("InternalError", 500, retry(ErrorClass::Transient)),
+        ];
+        for (code, status, want) in rows {
+            assert_eq!(after_refused_release(classify(code, status).class), want, "{code}");
+        }
     }
 
     #[test]

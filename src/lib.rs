@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod simulator;
+pub mod telemetry;
 pub mod crd;
 pub mod decide;
 pub mod controller;

@@ -27,7 +27,7 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     let c = Cluster::shared();
     let ns = c.namespace("lifecycle");
     let sim = Simulator::start(&["--release-seconds", "4"]);
-    let _op = Operator::start(c, &sim, &ns, &[]);
+    let op = Operator::start(c, &sim, &ns, &[]);
 
     c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 27\n  bandwidth: 10\n")).unwrap();
     let obj = wait_ready(c, &ns, "web");
@@ -61,6 +61,19 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     for want in ["AllocationRequested", "Allocated", "ReleaseRequested", "Released"] {
         assert!(reasons.iter().any(|r| r == want), "missing event {want} in {reasons:?}");
     }
+
+    // Probes and metrics agree with the simulator's counters.
+    assert_eq!(op.scrape("/healthz").0, 200);
+    assert_eq!(op.scrape("/readyz").0, 200);
+    let (status, metrics) = op.scrape("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"eipsegment_cloud_calls_total{action="ReleaseEipSegmentAddress",outcome="Success"} 1"#,
+        r#"eipsegment_cloud_calls_total{action="AllocateEipSegmentAddress",outcome="Success"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line} in\n{metrics}");
+    }
+    assert!(!metrics.contains("web"), "no object names in metric labels");
 }
 
 #[test]

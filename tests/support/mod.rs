@@ -205,6 +205,8 @@ impl Drop for Simulator {
 
 pub struct Operator {
     child: Option<Child>,
+    /// Where its /metrics, /healthz and /readyz are served.
+    pub metrics_url: String,
     args: Vec<String>,
     kubeconfig: String,
     pub log: PathBuf,
@@ -220,9 +222,12 @@ impl Operator {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = cluster.dir.join(format!("operator-{namespace}.log"));
-        let mut op = Operator { child: None, args, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        let metrics_url = format!("http://127.0.0.1:{port}");
+        let mut op = Operator { child: None, metrics_url, args, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
         op.spawn();
         op
     }
@@ -253,6 +258,17 @@ impl Operator {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// (HTTP status, body) of one of its telemetry paths.
+    pub fn scrape(&self, path: &str) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            match reqwest::get(format!("{}{path}", self.metrics_url)).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        })
     }
 
     pub fn log_text(&self) -> String {
