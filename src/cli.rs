@@ -136,14 +136,3 @@ pub async fn main(cli: Cli) -> Result<(), RunError> {
     }
 }
 
-/// The error with its causes, for a start-up failure.
-pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}

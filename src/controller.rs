@@ -145,7 +145,7 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
                     }
                     Err(e) => {
                         metrics.reconciled("error");
-                        warn!(error = %error_chain(&e), "reconcile failed")
+                        warn!(error = %crate::error_chain(&e), "reconcile failed")
                     }
                 }
             }
@@ -155,17 +155,6 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
 
 fn is_pending(e: &Error) -> bool {
     matches!(e, Error::Finalizer(b) if matches!(b.as_ref(), finalizer::Error::CleanupFailed(Error::ReleasePending(_))))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -437,7 +426,8 @@ async fn fail_with(
         request_id: e.request_id().map(str::to_string),
         action: action.into(),
     };
-    warn!(object = %name, action, class = c.class.as_str(), code = e.code(), request_id = e.request_id().unwrap_or(""), retry_in = ?after, "{detail}");
+    let segment = status.segment_instance_id.as_deref().or(obj.spec.segment_instance_id.as_deref()).unwrap_or("");
+    warn!(object = %name, segment, action, class = c.class.as_str(), code = e.code(), request_id = e.request_id().unwrap_or(""), retry_in = ?after, "{detail}");
     let changed = status.last_error.as_ref().map(|l| (&l.code, &l.action)) != Some((&last.code, &last.action));
     set_synced(&mut status, Some((c.class, &detail)));
     status.last_error = Some(last);

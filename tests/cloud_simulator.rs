@@ -180,6 +180,7 @@ async fn configuration_errors_are_terminal_or_blocked() {
     let e = wrong_secret.describe_segment(REGION, "eipsg-x").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("SignatureDoesNotMatch", ErrorClass::Terminal));
     assert!(!e.to_string().contains("not-the-secret"));
+    assert!(!e.to_string().contains("string to sign"), "the echoed string to sign is cut off: {e}");
     let unknown = sim.client_with("LTAIunknown", "whatever", Duration::from_secs(5));
     let e = unknown.describe_segment(REGION, "eipsg-x").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InvalidAccessKeyId.NotFound", ErrorClass::Terminal));

@@ -279,7 +279,7 @@ impl VpcClient {
                 action,
                 http_status: status,
                 code: err.code,
-                message: err.message,
+                message: without_string_to_sign(err.message),
                 request_id: err.request_id,
                 retry_after,
             }),
@@ -323,6 +323,15 @@ fn throttle_hint(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     })
 }
 
+/// A signature error echoes the server's string to sign, which holds the SecurityToken: cut it off
+/// before the message can reach a log, an event or status.
+fn without_string_to_sign(message: String) -> String {
+    match message.find("server string to sign is") {
+        Some(i) => message[..i].trim_end().to_string(),
+        None => message,
+    }
+}
+
 fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut s: String = text.chars().take(200).collect();
@@ -355,6 +364,14 @@ mod tests {
             Err(ClientConfigError::InsecureEndpoint(_))
         ));
         assert!(VpcClient::new(cfg(true), Arc::new(MissingCredentials)).is_ok());
+    }
+
+    #[test]
+    fn signature_errors_lose_the_echoed_string_to_sign() {
+        let m = "Specified signature is not matched with our calculation. server string to sign is:POST&%2F&SecurityToken%3Dsts-secret".to_string();
+        let cut = without_string_to_sign(m);
+        assert!(!cut.contains("sts-secret"));
+        assert!(cut.starts_with("Specified signature is not matched"));
     }
 
     #[test]
