@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, WatchScope};
 use crate::decide::Timings;
+use crate::leadership::{self, LeaseConfig};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
@@ -66,6 +67,21 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "EIPSEG_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Elect a leader among replicas on a Lease; only the holder reconciles.
+    #[arg(long, env = "EIPSEG_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "EIPSEG_LEASE_NAME", default_value = "eipsegment-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the pod's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "eipsegment-system")]
+    pub lease_namespace: String,
+    /// Seconds a lease stays valid without renewal: the longest a hand-over takes.
+    #[arg(long, env = "EIPSEG_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds before expiry at which the holder renews.
+    #[arg(long, env = "EIPSEG_LEASE_GRACE_SECONDS", default_value_t = 5)]
+    pub lease_grace_seconds: u64,
     /// Objects reconciled at once.
     #[arg(long, env = "EIPSEG_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -77,6 +93,8 @@ pub enum RunError {
     Client(#[from] crate::cloud::client::ClientConfigError),
     #[error("cannot reach Kubernetes")]
     Kube(#[from] kube::Error),
+    #[error("leader election failed")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("cannot serve metrics")]
     Metrics(#[from] std::io::Error),
     #[error("invalid duration {0}: must be a positive number of seconds")]
@@ -120,10 +138,73 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
-    let ctx = Arc::new(Context::new(client, vpc, timings, metrics));
-    controller::run(ctx, WatchScope { namespace: args.namespace, concurrency: args.concurrency }).await;
+    let scope = WatchScope { namespace: args.namespace.clone(), concurrency: args.concurrency };
+    let ctx = Arc::new(Context::new(client.clone(), vpc, timings, metrics.clone()));
+    if !args.leader_elect {
+        metrics.leader.set(1);
+        controller::run(ctx, scope, termination()).await;
+        tracing::info!("stopped");
+        return Ok(());
+    }
+    let lease = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: leadership::default_identity(),
+        duration: Duration::from_secs(args.lease_duration_seconds),
+        grace: Duration::from_secs(args.lease_grace_seconds),
+    };
+    // A standby replica is healthy and ready: it is waiting for its turn.
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the lease");
+    let mut leadership = tokio::select! {
+        l = leadership::acquire(client, &lease) => l?,
+        _ = termination() => return Ok(()),
+    };
+    tracing::info!(identity = %lease.identity, "holding the lease; reconciling");
+    metrics.leader.set(1);
+    metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            _ = leadership.lost() => {
+                let _ = lost_tx.send(());
+            }
+            _ = stop_rx => {}
+        }
+        leadership
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = termination() => tracing::info!("terminating"),
+            _ = lost_rx => tracing::warn!("lease lost; stopping"),
+        }
+    };
+    controller::run(ctx, scope, shutdown).await;
+    metrics.leader.set(0);
+    let _ = stop_tx.send(());
+    if let Ok(leadership) = watcher.await {
+        leadership.release().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub async fn main(cli: Cli) -> Result<(), RunError> {

@@ -49,13 +49,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object UID, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// UIDs whose release was requested and is not yet confirmed.
+    releasing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, vpc, recorder, timings, metrics, failures: Mutex::new(HashMap::new()) }
+        Context { client, vpc, recorder, timings, metrics, failures: Mutex::new(HashMap::new()), releasing: Mutex::default() }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -71,6 +73,15 @@ impl Context {
 
     fn record_success(&self, uid: &str) {
         self.failures().remove(uid);
+    }
+
+    /// Tracks the gauge of releases in flight.
+    fn set_releasing(&self, uid: &str, releasing: bool) {
+        let mut set = self.releasing.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if releasing { set.insert(uid.to_string()) } else { set.remove(uid) };
+        if changed {
+            self.metrics.releases_in_flight.set(set.len() as i64);
+        }
     }
 
     fn requeue(&self, uid: &str, pace: Pace, hint: Option<Duration>) -> Duration {
@@ -102,7 +113,9 @@ fn relevant_change(obj: &EipSegment) -> Option<u64> {
     Some(h.finish())
 }
 
-pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
+/// Runs until `shutdown` resolves; reconciles under way finish first, so no cloud call's outcome goes
+/// unrecorded.
+pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let api: Api<EipSegment> = match &scope.namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
@@ -129,7 +142,7 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope) {
         .predicate_filter(relevant_change, Default::default());
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             let metrics = metrics.clone();
@@ -160,14 +173,17 @@ fn is_pending(e: &Error) -> bool {
 async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<EipSegment> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+    let started = std::time::Instant::now();
+    let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => converge(&api, &obj, &ctx, false).await,
             Finalizer::Cleanup(obj) => converge(&api, &obj, &ctx, true).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconcile_took(started.elapsed());
+    result
 }
 
 fn error_policy(obj: Arc<EipSegment>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -253,6 +269,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             match ctx.vpc.release(region, &segment_id, &token).await {
                 Ok(request_id) => {
                     info!(object = %name, segment = %segment_id, %request_id, "release accepted");
+                    ctx.set_releasing(&uid, true);
                     status.cloud_status = Some("Releasing".into());
                     status.last_error = None;
                     set_synced(&mut status, None);
@@ -280,7 +297,12 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             };
             if let Finished::Released { .. } = finished {
                 status.cloud_status = Some("Released".into());
+                let requested = status.release_requested_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if let Some(requested) = requested {
+                    ctx.metrics.release_confirmed((Utc::now() - requested.with_timezone(&Utc)).to_std().unwrap_or_default());
+                }
             }
+            ctx.set_releasing(&uid, false);
             info!(object = %name, reason, "{note}");
             publish(ctx, obj, EventType::Normal, reason, "Finalize", note).await;
             ctx.record_success(&uid);
@@ -303,6 +325,9 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     set_ready(&mut status, true, reason, &message);
                 }
                 Observed::Changing(seg) | Observed::Releasing(seg) => {
+                    if deleting && seg.status == SegmentStatus::Releasing {
+                        ctx.set_releasing(&uid, true);
+                    }
                     record_segment(&mut status, seg);
                     let msg = format!("segment {} is {}", seg.instance_id, seg.status.as_str());
                     set_ready(&mut status, false, seg.status.as_str(), &msg);

@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod decide;
+pub mod leadership;
 pub mod simulator;
 pub mod telemetry;
 

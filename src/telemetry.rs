@@ -12,6 +12,7 @@ use hyper::{Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -40,6 +41,12 @@ pub struct Metrics {
     cloud_call_seconds: Family<ActionLabels, Histogram>,
     throttled: Counter,
     reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_seconds: Histogram,
+    /// Objects whose release was requested and is not yet confirmed.
+    pub releases_in_flight: Gauge,
+    release_seconds: Histogram,
+    /// 1 while this replica holds the lease (or runs without leader election).
+    pub leader: Gauge,
     /// Set once the watch has listed every object.
     pub ready: AtomicBool,
 }
@@ -56,13 +63,40 @@ impl Default for Metrics {
         registry.register("cloud_throttled", "VPC API calls answered with throttling", throttled.clone());
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by outcome (success, pending, error)", reconciles.clone());
-        Metrics { registry, cloud_calls, cloud_call_seconds, throttled, reconciles, ready: AtomicBool::new(false) }
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_seconds.clone());
+        let releases_in_flight = Gauge::default();
+        registry.register("releases_in_flight", "Releases requested and not yet confirmed", releases_in_flight.clone());
+        let release_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 14));
+        registry.register("release_duration_seconds", "From the release request to the cloud's confirmation", release_seconds.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica reconciles (holds the lease)", leader.clone());
+        Metrics {
+            registry,
+            cloud_calls,
+            cloud_call_seconds,
+            throttled,
+            reconciles,
+            reconcile_seconds,
+            releases_in_flight,
+            release_seconds,
+            leader,
+            ready: AtomicBool::new(false),
+        }
     }
 }
 
 impl Metrics {
     pub fn reconciled(&self, outcome: &str) {
         self.reconciles.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn reconcile_took(&self, elapsed: Duration) {
+        self.reconcile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn release_confirmed(&self, after: Duration) {
+        self.release_seconds.observe(after.as_secs_f64());
     }
 
     pub fn encode(&self) -> String {

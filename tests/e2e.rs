@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -328,4 +329,50 @@ fn checked_in_crd_matches_the_types() {
     let generated = eipsegment_operator::crd::crd_yaml();
     let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/eipsegment.io_eipsegments.yaml")).unwrap();
     assert!(generated == checked_in, "crds/ is stale: run `cargo run -- crd > crds/eipsegment.io_eipsegments.yaml`");
+}
+
+#[test]
+fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_release() {
+    let c = Cluster::shared();
+    let ns = c.namespace("leader");
+    let sim = Simulator::start(&["--release-seconds", "6"]);
+    let lease = format!("eipseg-{ns}");
+    let flags = ["--leader-elect", "--lease-name", &lease, "--lease-namespace", "eipsegment-system", "--lease-duration-seconds", "6", "--lease-grace-seconds", "2"];
+    let mut a = Operator::start_with_env(c, &sim, &ns, &flags, &[("POD_NAME", "replica-a")]);
+    let holder = || {
+        let (ok, out, _) = c.kubectl_as(c.admin_kubeconfig(), &["get", "lease", &lease, "-n", "eipsegment-system", "-o", "jsonpath={.spec.holderIdentity}"], None);
+        ok.then_some(out).filter(|h| !h.is_empty())
+    };
+    assert_eq!(eventually("replica-a leads", T, holder), "replica-a");
+    let b = Operator::start_with_env(c, &sim, &ns, &flags, &[("POD_NAME", "replica-b")]);
+    eventually("replica-b serves probes", T, || (b.scrape("/readyz").0 == 200).then_some(()));
+    assert_eq!(b.metric("eipsegment_leader"), Some(0.0));
+    assert_eq!(a.metric("eipsegment_leader"), Some(1.0));
+
+    c.apply(&segment_yaml(&ns, "ha", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "ha"));
+    assert!(b.metric("eipsegment_reconcile_duration_seconds_count").unwrap_or(0.0) == 0.0, "the standby reconciled");
+    assert!(a.metric("eipsegment_reconcile_duration_seconds_count").unwrap_or(0.0) > 0.0);
+
+    // The leader dies right after the release was accepted; the standby finishes the job.
+    c.kubectl(&["delete", "eipsegment", "ha", "-n", &ns, "--wait=false"]);
+    eventually("Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
+    a.kill();
+    let killed = std::time::Instant::now();
+    assert_eq!(eventually("replica-b takes over", T, || holder().filter(|h| h == "replica-b")), "replica-b");
+    let handover = killed.elapsed();
+    assert!(handover <= Duration::from_secs(6 + 3), "hand-over took {handover:?}, lease duration is 6 s");
+    wait_gone(c, &ns, "ha");
+    assert!(sim.segment(&id).is_none());
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 1, "one release across the hand-over");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "IncorrectEipStatus"), 0);
+    assert_eq!(b.metric("eipsegment_leader"), Some(1.0));
+
+    // SIGTERM: the leader gives the lease up at once rather than letting it expire.
+    let pid = b.pid().expect("running");
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let stopped = std::time::Instant::now();
+    a.restart();
+    assert_eq!(eventually("replica-a leads again", T, || holder().filter(|h| h == "replica-a")), "replica-a");
+    assert!(stopped.elapsed() < Duration::from_secs(6), "a released lease is taken before it would expire");
 }

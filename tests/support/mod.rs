@@ -208,6 +208,7 @@ pub struct Operator {
     /// Where its /metrics, /healthz and /readyz are served.
     pub metrics_url: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     kubeconfig: String,
     pub log: PathBuf,
 }
@@ -215,6 +216,10 @@ pub struct Operator {
 impl Operator {
     /// The real operator binary under the operator's own identity, scoped to one namespace.
     pub fn start(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str]) -> Operator {
+        Operator::start_with_env(cluster, sim, namespace, extra, &[])
+    }
+
+    pub fn start_with_env(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let mut args: Vec<String> = [
             "run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace,
             "--poll-seconds", "0.5", "--blocked-retry-seconds", "2", "--terminal-retry-seconds", "3", "--call-timeout-seconds", "3",
@@ -225,9 +230,11 @@ impl Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = cluster.dir.join(format!("operator-{namespace}.log"));
+        let suffix = env.iter().find(|(k, _)| *k == "POD_NAME").map(|(_, v)| format!("-{v}")).unwrap_or_default();
+        let log = cluster.dir.join(format!("operator-{namespace}{suffix}.log"));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let metrics_url = format!("http://127.0.0.1:{port}");
-        let mut op = Operator { child: None, metrics_url, args, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        let mut op = Operator { child: None, metrics_url, args, env, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
         op.spawn();
         op
     }
@@ -240,6 +247,7 @@ impl Operator {
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
             .env("RUST_LOG", "info,eipsegment_operator=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -253,6 +261,10 @@ impl Operator {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn restart(&mut self) {
@@ -269,6 +281,12 @@ impl Operator {
                 Err(_) => (0, String::new()),
             }
         })
+    }
+
+    /// The value of an unlabelled metric, when present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.scrape("/metrics");
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     pub fn log_text(&self) -> String {

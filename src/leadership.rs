@@ -1,0 +1,72 @@
+//! Leader election on a `coordination.k8s.io` Lease (kube-lease-manager): with several replicas only
+//! the holder reconciles; a replica that loses the lease stops reconciling at once.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    /// Unique per replica: the pod name, or the host name and a random suffix.
+    pub identity: String,
+    pub duration: Duration,
+    pub grace: Duration,
+}
+
+pub struct Leadership {
+    held: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+}
+
+/// Waits until this replica holds the lease.
+pub async fn acquire(client: Client, config: &LeaseConfig) -> Result<Leadership, LeaseManagerError> {
+    let manager = LeaseManagerBuilder::new(client, &config.name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.duration.as_secs().max(2))
+        .with_grace(config.grace.as_secs().max(1))
+        .with_field_manager(format!("eipsegment-operator-{}", config.identity))
+        .build()
+        .await?;
+    let (mut held, task) = manager.watch().await;
+    while !*held.borrow_and_update() {
+        if held.changed().await.is_err() {
+            break;
+        }
+    }
+    Ok(Leadership { held, task })
+}
+
+impl Leadership {
+    /// Resolves when the lease is lost (another replica took it, or it could not be renewed).
+    pub async fn lost(&mut self) {
+        loop {
+            if !*self.held.borrow_and_update() || self.held.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Gives the lease up so that a standby takes over without waiting for it to expire.
+    pub async fn release(self) {
+        drop(self.held);
+        match self.task.await {
+            Ok(Ok(_)) => tracing::info!("lease released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
+            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        }
+    }
+}
+
+/// The pod name when the downward API gives it, otherwise the host name with a random suffix.
+pub fn default_identity() -> String {
+    std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        format!("{}-{}", if host.is_empty() { "eipsegment-operator" } else { &host }, &uuid::Uuid::new_v4().simple().to_string()[..8])
+    })
+}
