@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Seconds between drift checks of a settled segment.
     #[arg(long, env = "EIPSEG_RESYNC_SECONDS", default_value_t = 600.0)]
     pub resync_seconds: f64,
+    /// Longest wait between retries after passing errors (throttling, 5xx, timeouts); the wait
+    /// starts at one second and doubles, with jitter.
+    #[arg(long, env = "EIPSEG_TRANSIENT_RETRY_MAX_SECONDS", default_value_t = 120.0)]
+    pub transient_retry_max_seconds: f64,
     /// First retry after a blocked release (doubles up to 10 minutes).
     #[arg(long, env = "EIPSEG_BLOCKED_RETRY_SECONDS", default_value_t = 30.0)]
     pub blocked_retry_seconds: f64,
@@ -123,6 +127,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         resync: seconds(args.resync_seconds)?,
         blocked_base: seconds(args.blocked_retry_seconds)?,
         terminal_base: seconds(args.terminal_retry_seconds)?,
+        transient_max: seconds(args.transient_retry_max_seconds)?,
         ..defaults
     };
     let vpc_config = ClientConfig {

@@ -194,7 +194,9 @@ fn faults_and_throttling_are_ridden_through() {
     let c = Cluster::shared();
     let ns = c.namespace("faults");
     let sim = Simulator::start(&["--seed", "7", "--fault-internal-error-rate", "0.2", "--fault-drop-rate", "0.1", "--fault-throttle-rate", "0.1", "--fault-delay-rate", "0.1", "--fault-delay-ms", "500"]);
-    let _op = Operator::start(c, &sim, &ns, &[]);
+    // A pass looks, then acts: with four faults in ten answers, runs of failed passes are common, so
+    // the backoff is capped low enough for a test of a minute.
+    let _op = Operator::start(c, &sim, &ns, &["--transient-retry-max-seconds", "4"]);
     let names = ["f1", "f2", "f3", "f4"];
     for n in names {
         c.apply(&segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
