@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cloud::{ClientConfig, VpcClient, credentials};
-use crate::controller::{self, Context, WatchScope};
+use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::decide::Timings;
 use crate::leadership::{self, LeaseConfig};
 use crate::telemetry::{self, Metrics};
@@ -71,6 +71,13 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "EIPSEG_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Let objects take credentials from a Secret in their own namespace (spec.credentialsSecretRef,
+    /// or the namespace's default credentials Secret). Needs `get` on Secrets in the served namespaces.
+    #[arg(long, env = "EIPSEG_SECRET_CREDENTIALS")]
+    pub secret_credentials: bool,
+    /// Name of a namespace's default credentials Secret.
+    #[arg(long, env = "EIPSEG_NAMESPACE_CREDENTIALS_SECRET", default_value = "eipsegment-credentials")]
+    pub namespace_credentials_secret: String,
     /// Elect a leader among replicas on a Lease; only the holder reconciles.
     #[arg(long, env = "EIPSEG_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -145,7 +152,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
     let scope = WatchScope { namespace: args.namespace.clone(), concurrency: args.concurrency };
-    let ctx = Arc::new(Context::new(client.clone(), vpc, timings, metrics.clone()));
+    let mut context = Context::new(client.clone(), vpc, timings, metrics.clone());
+    if args.secret_credentials {
+        context.secret_credentials = Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
+    }
+    let ctx = Arc::new(context);
     if !args.leader_elect {
         metrics.leader.set(1);
         controller::run(ctx, scope, termination()).await;

@@ -19,6 +19,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::cloud::model::{Segment, SegmentStatus};
+use crate::cloud::credentials::{Credentials, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, Secret, StaticCredentials};
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER, LastError};
 use crate::decide::{self, Cloud, Facts, Finished, Observed, Pace, Step, Timings};
@@ -51,13 +52,31 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// UIDs whose release was requested and is not yet confirmed.
     releasing: Mutex<std::collections::HashSet<String>>,
+    /// Set when objects may name their credentials in a Secret of their namespace.
+    pub secret_credentials: Option<SecretCredentials>,
+}
+
+/// Secret-referenced credentials: per object (`spec.credentialsSecretRef`) or per namespace (a
+/// Secret of a fixed name), always in the object's own namespace.
+#[derive(Clone, Debug)]
+pub struct SecretCredentials {
+    pub namespace_default: String,
 }
 
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, vpc, recorder, timings, metrics, failures: Mutex::new(HashMap::new()), releasing: Mutex::default() }
+        Context {
+            client,
+            vpc,
+            recorder,
+            timings,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+            releasing: Mutex::default(),
+            secret_credentials: None,
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -73,6 +92,33 @@ impl Context {
 
     fn record_success(&self, uid: &str) {
         self.failures().remove(uid);
+    }
+
+    /// The client acting with the object's credentials: the Secret it names, else its namespace's
+    /// default Secret, else the operator's own.
+    async fn client_for(&self, obj: &EipSegment) -> Result<VpcClient, CloudError> {
+        let explicit = obj.spec.credentials_secret_ref.as_ref().map(|r| r.name.clone());
+        let Some(config) = &self.secret_credentials else {
+            return match explicit {
+                Some(_) => Err(CloudError::Credentials(
+                    "spec.credentialsSecretRef is set, but this operator does not read Secrets: enable Secret-referenced credentials".into(),
+                )),
+                None => Ok(self.vpc.clone()),
+            };
+        };
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = explicit.clone().unwrap_or_else(|| config.namespace_default.clone());
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), &namespace);
+        match secrets.get_opt(&name).await {
+            Ok(Some(secret)) => {
+                let credentials = credentials_from_secret(&secret)
+                    .map_err(|missing| CloudError::Credentials(format!("Secret {namespace}/{name} has no {missing}")))?;
+                Ok(self.vpc.with_credentials(Arc::new(StaticCredentials(credentials))))
+            }
+            Ok(None) if explicit.is_none() => Ok(self.vpc.clone()),
+            Ok(None) => Err(CloudError::Credentials(format!("Secret {namespace}/{name} named by spec.credentialsSecretRef does not exist"))),
+            Err(e) => Err(CloudError::Credentials(format!("cannot read Secret {namespace}/{name}: {e}"))),
+        }
     }
 
     /// Tracks the gauge of releases in flight.
@@ -214,11 +260,23 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
     status.observed_generation = obj.metadata.generation;
     status.deletion_policy = Some(obj.spec.effective_deletion_policy().as_str().to_string());
     let region = obj.spec.region_id.as_str();
+    // Retain needs no cloud call, so not even credentials: a deleted Secret cannot block it.
+    let retaining = deleting && obj.spec.effective_deletion_policy() == crate::crd::DeletionPolicy::Retain;
+    // Likewise when nothing was ever requested: the object goes without a call.
+    let look_at = if retaining { None } else { decide::segment_to_look_at(&obj.spec, &status) };
+    let without_cloud = decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &Cloud::NothingToLookAt });
+    let vpc = if retaining || (look_at.is_none() && matches!(without_cloud, Step::Finish(_))) {
+        ctx.vpc.clone()
+    } else {
+        match ctx.client_for(obj).await {
+            Ok(vpc) => vpc,
+            Err(e) => return fail(api, ctx, obj, &name, &before, status, e, "Credentials", deleting).await,
+        }
+    };
 
-    let (cloud, look_error) = match decide::segment_to_look_at(&obj.spec, &status) {
-        _ if deleting && obj.spec.effective_deletion_policy() == crate::crd::DeletionPolicy::Retain => (Cloud::NothingToLookAt, None),
+    let (cloud, look_error) = match look_at {
         None => (Cloud::NothingToLookAt, None),
-        Some(id) => match ctx.vpc.describe_segment(region, id).await {
+        Some(id) => match vpc.describe_segment(region, id).await {
             Ok(Some(seg)) => (Cloud::Found(seg), None),
             Ok(None) => (Cloud::Missing, None),
             Err(e) => (Cloud::LookFailed(e.class()), Some(e)),
@@ -239,7 +297,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 publish(ctx, obj, EventType::Normal, "AllocationRequested", "Allocate", format!("requesting a /{} segment in {region}", obj.spec.eip_mask.unwrap_or(28))).await;
             }
             let recorded = status.clone();
-            match ctx.vpc.allocate(&obj.spec.allocate_request(&token)).await {
+            match vpc.allocate(&obj.spec.allocate_request(&token)).await {
                 Ok(resp) => {
                     info!(object = %name, segment = %resp.eip_segment_instance_id, "allocation accepted");
                     status.segment_instance_id = Some(resp.eip_segment_instance_id.clone());
@@ -266,7 +324,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             }
             write_status(api, &name, &before, &status).await?;
             let recorded = status.clone();
-            match ctx.vpc.release(region, &segment_id, &token).await {
+            match vpc.release(region, &segment_id, &token).await {
                 Ok(request_id) => {
                     info!(object = %name, segment = %segment_id, %request_id, "release accepted");
                     ctx.set_releasing(&uid, true);
@@ -283,7 +341,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     Err(Error::ReleasePending(Duration::from_millis(100)))
                 }
                 Err(e) => {
-                    let e = name_blockers(ctx, region, &segment_id, e).await;
+                    let e = name_blockers(&vpc, region, &segment_id, e).await;
                     fail(api, ctx, obj, &name, &recorded, status, e, "Release", deleting).await
                 }
             }
@@ -361,6 +419,15 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
     }
 }
 
+/// The standard variable names as keys, so one Secret serves `envFrom` and references alike.
+fn credentials_from_secret(secret: &k8s_openapi::api::core::v1::Secret) -> Result<Credentials, &'static str> {
+    let data = secret.data.clone().unwrap_or_default();
+    let text = |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let access_key_id = text(ENV_ACCESS_KEY_ID).ok_or(ENV_ACCESS_KEY_ID)?;
+    let secret_key = text(ENV_ACCESS_KEY_SECRET).ok_or(ENV_ACCESS_KEY_SECRET)?;
+    Ok(Credentials { access_key_id, access_key_secret: Secret::new(secret_key), security_token: text(ENV_SECURITY_TOKEN).map(Secret::new) })
+}
+
 fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
     status.segment_instance_id = Some(seg.instance_id.clone());
     if !seg.segment.is_empty() {
@@ -376,12 +443,12 @@ fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
 }
 
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
-async fn name_blockers(ctx: &Context, region: &str, segment_id: &str, e: CloudError) -> CloudError {
+async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: CloudError) -> CloudError {
     let wants_names = matches!(e.code(), "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp");
     if !wants_names {
         return e;
     }
-    let Ok(members) = ctx.vpc.describe_segment_members(region, segment_id).await else { return e };
+    let Ok(members) = vpc.describe_segment_members(region, segment_id).await else { return e };
     let blockers: Vec<String> = members
         .iter()
         .filter(|m| m.status != "Available" || !m.bandwidth_package_id.is_empty())
@@ -442,6 +509,7 @@ async fn fail_with(
     let c = e.classification();
     let detail = match &e {
         CloudError::Api { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
+        CloudError::Credentials(message) => format!("{}: {message}", e.code()),
         _ => format!("{}: {}", e.code(), c.advice),
     };
     let last = LastError {
@@ -462,6 +530,7 @@ async fn fail_with(
             ("Release", ErrorClass::Blocked) => "ReleaseBlocked",
             ("Release", _) => "ReleaseFailed",
             ("Allocate", _) => "AllocationFailed",
+            ("Credentials", _) => "CredentialsUnavailable",
             _ => "CloudError",
         };
         publish(ctx, obj, EventType::Warning, reason, action, detail).await;

@@ -95,12 +95,27 @@ pub struct EipSegmentSpec {
     #[schemars(length(min = 7, max = 64), regex(pattern = r"^eipsg-[a-z0-9]+$"))]
     pub segment_instance_id: Option<String>,
 
+    /// A Secret in this namespace holding the credentials for this segment (keys
+    /// ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, optional
+    /// ALIBABA_CLOUD_SECURITY_TOKEN). Needs an operator with Secret-referenced credentials enabled;
+    /// without it, the namespace's default credentials Secret or the operator's own are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+
     /// What happens to the segment when the object is deleted. Delete releases it and waits until
     /// the cloud confirms; Retain leaves it in the cloud. Defaults to Delete for allocated segments
     /// and to Retain for adopted ones (the operator never releases what it did not create unless
     /// told to). May be changed at any time, also during a deletion that is blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// A Secret in the object's own namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]

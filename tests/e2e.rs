@@ -378,3 +378,57 @@ fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_re
     assert_eq!(eventually("replica-a leads again", T, || holder().filter(|h| h == "replica-a")), "replica-a");
     assert!(stopped.elapsed() < Duration::from_secs(6), "a released lease is taken before it would expire");
 }
+
+#[test]
+fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
+    let c = Cluster::shared();
+    let ns = c.namespace("secretcreds");
+    // What the chart grants with Secret-referenced credentials on: get, in the served namespace only.
+    c.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nrules:\n- {{apiGroups: [\"\"], resources: [secrets], verbs: [get]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: eipsegment-operator-secrets}}\nsubjects:\n- {{kind: ServiceAccount, name: eipsegment-operator, namespace: eipsegment-system}}\n"
+    ))
+    .unwrap();
+    let sim = Simulator::start(&[]);
+    // No credentials of its own: everything comes from Secrets.
+    let op = Operator::start_with_env(c, &sim, &ns, &["--secret-credentials"], &[("ALIBABA_CLOUD_ACCESS_KEY_ID", ""), ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")]);
+    let secret = |name: &str, id: &str, key: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  ALIBABA_CLOUD_ACCESS_KEY_ID: {id}\n  ALIBABA_CLOUD_ACCESS_KEY_SECRET: {key}\n")
+    };
+
+    c.apply(&segment_yaml(&ns, "plain", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let obj = eventually("no credentials", T, || c.get(&ns, "plain").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials"));
+    assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
+    assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{obj}");
+    eventually("AllocationFailed event", T, || c.has_event(&ns, "plain", "AllocationFailed").then_some(()));
+    // The namespace's default Secret appears: the object proceeds.
+    c.apply(&secret("eipsegment-credentials", ACCESS_KEY_ID, ACCESS_KEY_SECRET)).unwrap();
+    let plain_id = segment_id(&wait_ready(c, &ns, "plain"));
+
+    let wrong = "WrongSecretValue-must-never-leak";
+    c.apply(&secret("wrong", ACCESS_KEY_ID, wrong)).unwrap();
+    c.apply(&segment_yaml(&ns, "wrongkey", "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: wrong}\n")).unwrap();
+    let obj = eventually("bad signature", T, || c.get(&ns, "wrongkey").filter(|o| o["status"]["lastError"]["code"] == "SignatureDoesNotMatch"));
+    assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
+    c.apply(&segment_yaml(&ns, "missing", "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: nope}\n")).unwrap();
+    let obj = eventually("missing Secret", T, || c.get(&ns, "missing").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials"));
+    assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("does not exist"));
+    eventually("CredentialsUnavailable event", T, || c.has_event(&ns, "missing", "CredentialsUnavailable").then_some(()));
+
+    for name in ["plain", "wrongkey", "missing"] {
+        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
+    }
+    wait_gone(c, &ns, "plain");
+    assert!(sim.segment(&plain_id).is_none());
+    // Nothing was ever allocated for the others, so their deletion needs no cloud call.
+    wait_gone(c, &ns, "wrongkey");
+    wait_gone(c, &ns, "missing");
+
+    // Neither secret reached a log line, an event, a status or a metric.
+    let events = c.kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "json"]);
+    let (_, metrics) = op.scrape("/metrics");
+    for (what, text) in [("log", op.log_text()), ("events", events), ("metrics", metrics)] {
+        for value in [ACCESS_KEY_SECRET, wrong] {
+            assert!(!text.contains(value), "a secret value appears in the operator's {what}");
+        }
+    }
+}

@@ -92,6 +92,11 @@ impl VpcClient {
         Ok(VpcClient { http, config, credentials, observer: None })
     }
 
+    /// The same client (connection pool, endpoint, observer) acting with other credentials.
+    pub fn with_credentials(&self, credentials: Arc<dyn CredentialProvider>) -> Self {
+        VpcClient { credentials, ..self.clone() }
+    }
+
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
         self.observer = Some(observer);
         self

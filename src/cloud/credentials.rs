@@ -69,7 +69,9 @@ pub struct MissingCredentials;
 impl CredentialProvider for MissingCredentials {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
         Box::pin(async {
-            Err(CloudError::Credentials(format!("set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}")))
+            Err(CloudError::Credentials(format!(
+                "the operator has no credentials of its own: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or reference a Secret"
+            )))
         })
     }
 }
