@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test demo crd controlplane
+.PHONY: cluster-up cluster-down test demo crd controlplane tools deploy
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver built from upstream sources (tests/controlplane/), CRDs and RBAC installed.
@@ -17,16 +17,25 @@ cluster-down:
 # ---- Tests -------------------------------------------------------------------------------------
 # Every test: unit and decision tables, signer vectors, client <-> simulator, the official SDKs
 # against the simulator, and the end-to-end suite on a real control plane. Builds what it needs.
-test: controlplane
+test: controlplane tools
 	cargo test --all-targets
 
 # Builds (once per version, cached in ~/.cache/eipsegment-operator) etcd, kube-apiserver, kubectl.
 controlplane:
 	tests/controlplane/build.sh >/dev/null
 
+# Builds helm (cached like the control plane) for the chart's tests.
+tools:
+	tests/tools/build-helm.sh >/dev/null
+
+# Re-renders deploy/ from the chart (a test fails when it is stale).
+deploy:
+	tests/tools/render-deploy.sh
+
 # Regenerates the CRD from the Rust types (a test fails when the checked-in copy differs).
 crd:
 	cargo run --quiet -- crd > crds/eipsegment.io_eipsegments.yaml
+	cp crds/eipsegment.io_eipsegments.yaml charts/eipsegment-operator/crds/
 
 # ---- Demo --------------------------------------------------------------------------------------
 # Control plane + simulator + operator: create a segment, see it Ready, delete it, see it released.

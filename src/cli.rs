@@ -40,9 +40,9 @@ pub struct RunArgs {
     /// Allow a plain-http --vpc-endpoint (a local simulator or a test only).
     #[arg(long, env = "EIPSEG_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "EIPSEG_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
+    #[arg(long = "namespace", env = "EIPSEG_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Log format.
     #[arg(long, env = "EIPSEG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -150,8 +150,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
-    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
-    let scope = WatchScope { namespace: args.namespace.clone(), concurrency: args.concurrency };
+    tracing::info!(namespaces = %if args.namespaces.is_empty() { "<all>".to_string() } else { args.namespaces.join(",") }, endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
+    let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
     let mut context = Context::new(client.clone(), vpc, timings, metrics.clone());
     if args.secret_credentials {
         context.secret_credentials = Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });

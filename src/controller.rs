@@ -144,8 +144,8 @@ impl Context {
 
 /// Options of the watch.
 pub struct WatchScope {
-    /// Watch one namespace; all when `None`.
-    pub namespace: Option<String>,
+    /// Watch these namespaces; all when empty.
+    pub namespaces: Vec<String>,
     pub concurrency: u16,
 }
 
@@ -160,12 +160,27 @@ fn relevant_change(obj: &EipSegment) -> Option<u64> {
 }
 
 /// Runs until `shutdown` resolves; reconciles under way finish first, so no cloud call's outcome goes
-/// unrecorded.
-pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<EipSegment> = match &scope.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+/// unrecorded. One controller per watched namespace (or one for all), each with its own cache.
+pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    let apis: Vec<Api<EipSegment>> = if scope.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        scope.namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
     };
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(apis.len()));
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let controllers = apis.into_iter().map(|api| run_one(ctx.clone(), api, scope.concurrency, unsynced.clone(), shutdown.clone()));
+    futures::future::join_all(controllers).await;
+}
+
+async fn run_one(
+    ctx: Arc<Context>,
+    api: Api<EipSegment>,
+    concurrency: u16,
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use std::sync::atomic::Ordering;
     let (reader, writer) = reflector::store();
     let synced = reader.clone();
     let metrics = ctx.metrics.clone();
@@ -174,7 +189,12 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::futur
         // a fresh wait each second does not.
         loop {
             match tokio::time::timeout(Duration::from_secs(1), synced.wait_until_ready()).await {
-                Ok(Ok(())) => break metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed),
+                Ok(Ok(())) => {
+                    if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        metrics.ready.store(true, Ordering::Relaxed);
+                    }
+                    break;
+                }
                 Ok(Err(_)) => break,
                 Err(_) => continue,
             }
@@ -187,7 +207,7 @@ pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::futur
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     Controller::for_stream(stream, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {

@@ -324,6 +324,11 @@ fn the_operator_identity_can_do_nothing_more() {
         let (_, out, err) = c.kubectl_as(op, &["auth", "can-i", verb, resource, "--all-namespaces"], None);
         assert_eq!(out.trim(), expect, "can-i {verb} {resource}: {out} {err}");
     }
+    // Leases for leader election: in its own namespace only.
+    for (namespace, expect) in [("eipsegment-system", "yes"), ("default", "no")] {
+        let (_, out, _) = c.kubectl_as(op, &["auth", "can-i", "update", "leases.coordination.k8s.io", "-n", namespace], None);
+        assert_eq!(out.trim(), expect, "leases in {namespace}");
+    }
 }
 
 #[test]
@@ -431,4 +436,26 @@ fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
             assert!(!text.contains(value), "a secret value appears in the operator's {what}");
         }
     }
+}
+
+#[test]
+fn one_operator_serves_a_list_of_namespaces_and_nothing_else() {
+    let c = Cluster::shared();
+    let (first, second, outside) = (c.namespace("multi-a"), c.namespace("multi-b"), c.namespace("multi-out"));
+    let sim = Simulator::start(&[]);
+    let op = Operator::start(c, &sim, &first, &["--namespace", &second]);
+    for ns in [&first, &second, &outside] {
+        c.apply(&segment_yaml(ns, "seg", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    }
+    wait_ready(c, &first, "seg");
+    wait_ready(c, &second, "seg");
+    eventually("ready once both watches synced", T, || (op.scrape("/readyz").0 == 200).then_some(()));
+    std::thread::sleep(Duration::from_secs(1));
+    let untouched = c.get(&outside, "seg").unwrap();
+    assert!(untouched["status"].is_null() && untouched["metadata"]["finalizers"].is_null(), "an unserved namespace was reconciled");
+    assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 2);
+    for ns in [&first, &second, &outside] {
+        c.kubectl(&["delete", "eipsegment", "seg", "-n", ns, "--timeout=60s"]);
+    }
+    assert!(sim.segments().is_empty());
 }
