@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::decide::Timings;
@@ -37,7 +38,13 @@ pub struct RunArgs {
     /// VPC API endpoint for every region (a private endpoint, or a simulator); default: Alibaba's per-region endpoint.
     #[arg(long, env = "EIPSEG_VPC_ENDPOINT")]
     pub vpc_endpoint: Option<String>,
-    /// Allow a plain-http --vpc-endpoint (a local simulator or a test only).
+    /// STS endpoint for RRSA (default: sts.aliyuncs.com, or sts.<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com).
+    #[arg(long, env = "EIPSEG_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// Renew RRSA credentials when this many seconds of validity remain.
+    #[arg(long, env = "EIPSEG_STS_REFRESH_BEFORE_SECONDS", default_value_t = 180)]
+    pub sts_refresh_before_seconds: u64,
+    /// Allow plain-http --vpc-endpoint and --sts-endpoint (a local simulator or a test only).
     #[arg(long, env = "EIPSEG_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
     /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
@@ -104,6 +111,8 @@ pub enum RunError {
     Client(#[from] crate::cloud::client::ClientConfigError),
     #[error("cannot reach Kubernetes")]
     Kube(#[from] kube::Error),
+    #[error("invalid credential configuration: {0}")]
+    Credentials(String),
     #[error("leader election failed")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("cannot serve metrics")]
@@ -143,7 +152,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         allow_insecure_endpoint: args.allow_insecure_endpoint,
         timeout: seconds(args.call_timeout_seconds)?,
     };
-    let credentials = credentials::from_env_or_missing();
+    let sts = StsConfig {
+        endpoint_override: args.sts_endpoint.clone(),
+        allow_insecure_endpoint: args.allow_insecure_endpoint,
+        timeout: seconds(args.call_timeout_seconds)?,
+        refresh_before: Duration::from_secs(args.sts_refresh_before_seconds),
+        ..StsConfig::default()
+    };
+    let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
     let metrics = Arc::new(Metrics::default());
     let vpc = VpcClient::new(vpc_config, credentials)?.with_observer(metrics.clone());
     let client = kube::Client::try_default().await?;

@@ -530,6 +530,7 @@ async fn fail_with(
     let detail = match &e {
         CloudError::Api { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
         CloudError::Credentials(message) => format!("{}: {message}", e.code()),
+        CloudError::Sts { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
         _ => format!("{}: {}", e.code(), c.advice),
     };
     let last = LastError {

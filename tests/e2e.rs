@@ -459,3 +459,70 @@ fn one_operator_serves_a_list_of_namespaces_and_nothing_else() {
     }
     assert!(sim.segments().is_empty());
 }
+
+/// A JWT-shaped OIDC token as ACK projects it (the simulator checks claims, not signatures).
+fn oidc_token(issued_at: i64, expires_at: i64) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({
+        "iss": "https://oidc-ack.cn-hangzhou.aliyuncs.com/simulator",
+        "aud": ["sts.aliyuncs.com"],
+        "sub": "system:serviceaccount:eipsegment-system:eipsegment-operator",
+        "iat": issued_at,
+        "exp": expires_at,
+    });
+    format!("{}.{}.c2ln", b64(json!({"alg": "RS256", "typ": "JWT"})), b64(claims))
+}
+
+#[test]
+fn rrsa_credentials_are_refreshed_from_a_rotated_token_file() {
+    let c = Cluster::shared();
+    let ns = c.namespace("rrsa");
+    let sim = Simulator::start(&[]);
+    sim.admin("PUT", "sts", json!({"credentialSeconds": 4}));
+    let now = chrono::Utc::now().timestamp();
+    let token_file = c.dir.join(format!("oidc-token-{ns}"));
+    std::fs::write(&token_file, oidc_token(now - 10, now + 3600)).unwrap();
+    let op = Operator::start_with_env(
+        c,
+        &sim,
+        &ns,
+        &["--sts-endpoint", &sim.url, "--sts-refresh-before-seconds", "2"],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234567890123456:role/eipsegment-operator"),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1234567890123456:oidc-provider/ack-rrsa-simulator"),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file.to_str().unwrap()),
+        ],
+    );
+    c.apply(&segment_yaml(&ns, "rrsa", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "rrsa"));
+
+    // The kubelet rotates the projected token; the old one is revoked. The next refresh must read
+    // the file again.
+    std::fs::write(&token_file, oidc_token(now + 1, now + 3600)).unwrap();
+    sim.admin("PUT", "sts", json!({"credentialSeconds": 4, "rejectTokensIssuedBefore": now + 1}));
+    std::thread::sleep(Duration::from_secs(5));
+    c.kubectl(&["delete", "eipsegment", "rrsa", "-n", &ns, "--timeout=60s"]);
+    assert!(sim.segment(&id).is_none());
+    assert!(sim.count("AssumeRoleWithOIDC", "Success") >= 2, "credentials were not refreshed");
+    assert_eq!(sim.count("AssumeRoleWithOIDC", "AuthenticationFail.OIDCToken.Invalid"), 0, "the rotated file was not re-read");
+    for action in ["AllocateEipSegmentAddress", "DescribeEipSegment", "ReleaseEipSegmentAddress"] {
+        assert_eq!(sim.count(action, "InvalidSecurityToken.Expired"), 0, "{action} was sent with expired credentials");
+    }
+
+    // An expired token: a terminal condition that says so.
+    std::fs::write(&token_file, oidc_token(now - 7200, now - 3600)).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    c.apply(&segment_yaml(&ns, "expired", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let obj = eventually("expired token reported", T, || {
+        c.get(&ns, "expired").filter(|o| o["status"]["lastError"]["code"] == "AuthenticationFail.OIDCToken.Expired")
+    });
+    assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
+    c.kubectl(&["delete", "eipsegment", "expired", "-n", &ns, "--timeout=30s"]);
+    // Temporary secrets and tokens stay out of the log.
+    let log = op.log_text();
+    assert!(!log.contains("CAIS"), "a security token reached the log");
+    assert!(!log.contains(&std::fs::read_to_string(&token_file).unwrap()), "the OIDC token reached the log");
+}

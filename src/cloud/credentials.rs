@@ -70,17 +70,23 @@ impl CredentialProvider for MissingCredentials {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
         Box::pin(async {
             Err(CloudError::Credentials(format!(
-                "the operator has no credentials of its own: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or reference a Secret"
+                "the operator has no credentials of its own: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, use RRSA, or reference a Secret"
             )))
         })
     }
 }
 
-pub fn from_env_or_missing() -> Arc<dyn CredentialProvider> {
-    match Credentials::from_env() {
-        Some(c) => Arc::new(StaticCredentials(c)),
-        None => Arc::new(MissingCredentials),
+/// The official chain as far as an operator needs it: the environment's AccessKey, else RRSA (the
+/// variables ACK's pod-identity webhook injects), else none.
+pub fn default_chain(sts: crate::cloud::sts::StsConfig) -> Result<Arc<dyn CredentialProvider>, String> {
+    if let Some(c) = Credentials::from_env() {
+        return Ok(Arc::new(StaticCredentials(c)));
     }
+    if let Some(settings) = crate::cloud::sts::RrsaSettings::from_env(&sts) {
+        tracing::info!(role = %settings.role_arn, token_file = %settings.token_file.display(), "using RRSA credentials");
+        return Ok(Arc::new(crate::cloud::sts::RrsaCredentials::new(settings, sts)?));
+    }
+    Ok(Arc::new(MissingCredentials))
 }
 
 #[cfg(test)]

@@ -155,6 +155,9 @@ pub enum CloudError {
     Malformed { action: Action, http_status: u16, detail: String },
     #[error("no usable credentials: {0}")]
     Credentials(String),
+    /// The RRSA token exchange (STS AssumeRoleWithOIDC) failed.
+    #[error("STS AssumeRoleWithOIDC failed with {code} (HTTP {http_status}): {message}")]
+    Sts { http_status: u16, code: String, message: String, request_id: String },
 }
 
 impl CloudError {
@@ -167,6 +170,10 @@ impl CloudError {
             }
             CloudError::Malformed { .. } => c(ErrorClass::Transient, "the cloud's answer could not be read; retrying"),
             CloudError::Credentials(_) => c(ErrorClass::Terminal, "no usable credentials: check the credential configuration"),
+            CloudError::Sts { http_status, code, .. } => match crate::cloud::sts::sts_error_class(*http_status, code) {
+                ErrorClass::Transient => c(ErrorClass::Transient, "STS is failing for now; retrying"),
+                class => c(class, "RRSA could not assume the role: check the RAM role's trust policy, the OIDC provider and the pod's token"),
+            },
         }
     }
 
@@ -183,6 +190,7 @@ impl CloudError {
             CloudError::Transport { .. } => "TransportError",
             CloudError::Malformed { .. } => "MalformedResponse",
             CloudError::Credentials(_) => "NoCredentials",
+            CloudError::Sts { code, .. } => code,
         }
     }
 
@@ -208,7 +216,7 @@ impl CloudError {
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            CloudError::Api { request_id, .. } if !request_id.is_empty() => Some(request_id),
+            CloudError::Api { request_id, .. } | CloudError::Sts { request_id, .. } if !request_id.is_empty() => Some(request_id),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod error;
 pub mod model;
 pub mod signer;
+pub mod sts;
 
 pub use client::{ClientConfig, VpcClient};
 pub use error::{CloudError, ErrorClass};

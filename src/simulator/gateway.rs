@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::auth::{Keyring, SignedRequest};
+use super::sts::{self, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
 use crate::cloud::Action;
 
@@ -53,6 +54,7 @@ pub struct Simulator {
     windows: Mutex<HashMap<(String, String), (Instant, u32)>>,
     counters: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     rng: Mutex<StdRng>,
+    sts: Mutex<StsConfig>,
     default_account: String,
 }
 
@@ -91,6 +93,7 @@ impl Simulator {
             windows: Mutex::new(HashMap::new()),
             counters: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(rng),
+            sts: Mutex::new(StsConfig::default()),
             default_account,
         }
     }
@@ -208,6 +211,9 @@ impl Simulator {
     }
 
     async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
+        if action_name == sts::ACTION {
+            return self.assume_role_with_oidc(req.params);
+        }
         let Some(action) = Action::parse(action_name) else {
             return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message: format!("Specified api {action_name:?} is not found, please check your url and method.") }, None);
         };
@@ -275,6 +281,19 @@ impl Simulator {
         }
         match result {
             Ok(v) => ApiReply::Ok(v),
+            Err(e) => ApiReply::Err(e, None),
+        }
+    }
+
+    /// STS is unsigned: the OIDC token is the proof.
+    fn assume_role_with_oidc(&self, params: &Params) -> ApiReply {
+        let config = lock(&self.sts).clone();
+        let result = sts::assume_role_with_oidc(&config, params, chrono::Utc::now(), &mut *lock(&self.rng));
+        match result {
+            Ok((answer, access_key_id, key)) => {
+                self.keyring().insert(&access_key_id, key);
+                ApiReply::Ok(answer)
+            }
             Err(e) => ApiReply::Err(e, None),
         }
     }
@@ -352,6 +371,14 @@ impl Simulator {
                         account.balance_sufficient = b;
                     }
                     json_reply(StatusCode::OK, &*account)
+                }
+                Err(e) => bad(e),
+            },
+            (&Method::GET, ["sts"]) => json_reply(StatusCode::OK, &*lock(&self.sts)),
+            (&Method::PUT, ["sts"]) => match parse::<StsConfig>(body) {
+                Ok(c) => {
+                    *lock(&self.sts) = c.clone();
+                    json_reply(StatusCode::OK, &c)
                 }
                 Err(e) => bad(e),
             },

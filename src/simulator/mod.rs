@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod sts;
 pub mod world;
 
 use std::collections::HashMap;
