@@ -190,11 +190,17 @@ fn deploy_and_the_chart_crd_are_up_to_date() {
 #[test]
 fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     let c = Cluster::shared();
-    // Install what the chart renders (the Deployment stays unscheduled: no kubelet runs here).
-    let rendered = template(&[]).unwrap();
-    let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "-f", "-"], Some(&rendered));
-    assert!(ok, "{err}");
-    let docs = documents(&rendered);
+    // `helm install` for real (the Deployment stays unscheduled: no kubelet runs here). The control
+    // plane already holds the same RBAC from deploy/rbac/, which the release adopts.
+    let out = Command::new(helm())
+        .args(["upgrade", "--install", "eipsegment-operator", CHART, "--namespace", "eipsegment-system", "--take-ownership", "--kubeconfig", c.admin_kubeconfig()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+    let installed = Command::new(helm()).args(["get", "manifest", "eipsegment-operator", "-n", "eipsegment-system", "--kubeconfig", c.admin_kubeconfig()]).output().unwrap();
+    let docs = documents(&String::from_utf8(installed.stdout).unwrap());
+    let deployment = c.kubectl(&["get", "deployment", "eipsegment-operator", "-n", "eipsegment-system", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(deployment, "2");
     let ns = c.namespace("chart");
     let sim = Simulator::start(&[]);
     // The chart's arguments, then what only a test needs: the simulator, a free port, its own Lease
