@@ -170,6 +170,17 @@ fn renderings_pass_a_server_side_dry_run() {
 }
 
 #[test]
+fn deploy_applies_with_kustomize() {
+    let c = Cluster::shared();
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+    let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "-k", deploy, "--dry-run=server"], None);
+    assert!(ok, "{err}");
+    for want in ["customresourcedefinition.apiextensions.k8s.io/eipsegments.eipsegment.io", "deployment.apps/eipsegment-operator", "clusterrole.rbac.authorization.k8s.io/eipsegment-operator"] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+}
+
+#[test]
 fn deploy_and_the_chart_crd_are_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert_eq!(
