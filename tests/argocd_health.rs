@@ -18,7 +18,7 @@ fn root() -> &'static Path {
 }
 
 fn check_dir() -> PathBuf {
-    root().join("tests/argocd/resource_customizations/eipsegment.io/EipSegment")
+    root().join("deploy/argocd/resource_customizations/eipsegment.io/EipSegment")
 }
 
 fn runs(program: &str, args: &[&str]) -> bool {
@@ -147,16 +147,4 @@ fn the_harness_fails_on_a_wrong_expectation_a_broken_script_and_an_unused_file()
     let out = harness(&[target]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("attempt to index global 'string'"), "the string library was there");
     let _ = std::fs::remove_dir_all(&scratch);
-}
-
-/// The copy under deploy/argocd (maintained with the deployment manifests), while there is one.
-#[test]
-fn the_deploy_copy_passes_its_own_cases() {
-    let dir = root().join("deploy/argocd/resource_customizations");
-    if !dir.join("eipsegment.io/EipSegment/health_test.yaml").exists() {
-        return;
-    }
-    let out = harness(&[dir.to_str().unwrap()]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "deploy/argocd health check tests failed:\n{report}{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -10,7 +10,7 @@ which is stricter than Argo CD's own tests, which open all libraries.
 
     tests/argocd/run_health_tests.py [--lua lua5.1] [--coverage] [ROOT_OR_CHECK_DIR ...]
 
-With no directory it checks tests/argocd/resource_customizations. --coverage also fails when a line
+With no directory it checks deploy/argocd/resource_customizations. --coverage also fails when a line
 of a health.lua never ran in any case (line events from debug.sethook, matched against the lines
 `luac5.1 -l` lists for the chunk). Needs PyYAML and lua5.1, plus luac5.1 for --coverage (Debian's
 lua5.1 package ships both).
@@ -191,7 +191,7 @@ def main():
     parser.add_argument("--lua", default="lua5.1")
     parser.add_argument("--luac", default="luac5.1")
     parser.add_argument("--coverage", action="store_true", help="fail when a line of health.lua never ran")
-    parser.add_argument("dirs", nargs="*", default=[os.path.join(HERE, "resource_customizations")])
+    parser.add_argument("dirs", nargs="*", default=[os.path.join(HERE, "..", "..", "deploy", "argocd", "resource_customizations")])
     args = parser.parse_args()
     if shutil.which(args.lua) is None:
         sys.exit("%s not found (Debian: apt-get install lua5.1)" % args.lua)

@@ -25,8 +25,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// One control plane per test binary, shared by its tests (each uses its own namespace). It goes
-    /// down when the test process exits.
+    /// One control plane (etcd, kube-apiserver, kube-controller-manager) per test binary, shared by
+    /// its tests (each uses its own namespace). It goes down when the test process exits.
     pub fn shared() -> &'static Cluster {
         static CLUSTER: OnceLock<Cluster> = OnceLock::new();
         CLUSTER.get_or_init(|| {
@@ -35,6 +35,9 @@ impl Cluster {
             let out = Command::new(repo().join("tests/controlplane/cluster.sh"))
                 .arg("up")
                 .arg(&dir)
+                // The garbage collector and namespace controller, so foreground and namespace
+                // deletions complete as on a real cluster.
+                .arg("--with-controller-manager")
                 .env("CLUSTER_OWNER_PID", std::process::id().to_string())
                 .stderr(Stdio::inherit())
                 .output()
@@ -265,6 +268,12 @@ impl Operator {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts it again after `kill`.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.spawn();
     }
 
     pub fn restart(&mut self) {

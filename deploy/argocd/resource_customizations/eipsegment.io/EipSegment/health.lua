@@ -1,66 +1,131 @@
--- Argo CD health of an EipSegment, from the conditions the operator writes.
+-- Argo CD health check for eipsegment.io/EipSegment (eipsegment-operator).
+--
+-- Reads what the operator writes: the Ready condition (the segment is allocated or adopted and
+-- recorded), the Synced condition (whether the last cloud call succeeded; when not, its reason is the
+-- error class Transient, Blocked or Terminal), status.cloudStatus and status.observedGeneration.
+--   Degraded     a person must act: a Blocked or Terminal cloud error (also during a release),
+--                a segment released outside the operator, an adoption target that does not exist.
+--   Progressing  allocating, not yet reconciled, retrying a transient error (throttling, 5xx),
+--                or deleting while the release is in flight.
+--   Healthy      Ready=True and not being deleted.
+-- Plain Lua 5.1, as Argo CD runs it under gopher-lua. It uses no string or math library, so it works
+-- from argocd-cm without resource.customizations.useOpenLibs.
 local hs = {}
 
-local function condition(kind)
-  if obj.status ~= nil and obj.status.conditions ~= nil then
-    for _, c in ipairs(obj.status.conditions) do
-      if c.type == kind then
-        return c
-      end
+local function condition(conditions, kind)
+  if conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(conditions) do
+    if c.type == kind then
+      return c
     end
   end
   return nil
 end
 
-local ready = condition("Ready")
-local synced = condition("Synced")
+local function text(value)
+  return value ~= nil and value ~= ""
+end
 
--- A person must act: a blocked release, a terminal error, a segment gone or never found.
+local metadata = obj.metadata or {}
+local spec = obj.spec or {}
+local status = obj.status or {}
+local ready = condition(status.conditions, "Ready")
+local synced = condition(status.conditions, "Synced")
+local segment = status.segmentInstanceId or spec.segmentInstanceId
+local deleting = metadata.deletionTimestamp ~= nil
+
+-- A person must act: the operator keeps retrying, but the cause is outside its reach.
 if synced ~= nil and synced.status == "False" and (synced.reason == "Blocked" or synced.reason == "Terminal") then
   hs.status = "Degraded"
-  hs.message = synced.message
+  if text(synced.message) then
+    hs.message = synced.message
+  else
+    hs.message = "the last cloud call failed (" .. synced.reason .. ")"
+  end
   return hs
 end
+
+-- Deleting: the finalizer holds the object until the cloud confirms the release.
+if deleting then
+  hs.status = "Progressing"
+  local policy = spec.deletionPolicy
+  if policy == nil then
+    -- The operator's default: Retain for adopted segments, Delete for allocated ones.
+    if spec.segmentInstanceId ~= nil then
+      policy = "Retain"
+    else
+      policy = "Delete"
+    end
+  end
+  if policy == "Retain" then
+    if segment ~= nil then
+      hs.message = "deleting; deletion policy Retain keeps segment " .. segment .. " in the cloud"
+    else
+      hs.message = "deleting; deletion policy Retain: nothing to release"
+    end
+  elseif segment == nil then
+    if status.allocationRequestedAt ~= nil then
+      hs.message = "deleting; looking up the segment of the pending allocation to release it"
+    else
+      hs.message = "deleting; no segment was allocated: nothing to release"
+    end
+  elseif status.cloudStatus == "Missing" or status.cloudStatus == "Released"
+      or (ready ~= nil and ready.reason == "SegmentMissing") then
+    hs.message = "deleting; segment " .. segment .. " is already gone from the cloud, waiting for the operator to confirm"
+  elseif status.releaseRequestedAt == nil and status.cloudStatus ~= "Releasing" then
+    hs.message = "deleting; waiting for the operator to release segment " .. segment
+  else
+    hs.message = "releasing segment " .. segment .. "; waiting for the cloud to confirm"
+  end
+  -- A passing error (throttling, 5xx) is retried with backoff: say so, but stay Progressing.
+  if policy ~= "Retain" and synced ~= nil and synced.status == "False" and text(synced.message) then
+    hs.message = hs.message .. " (retrying: " .. synced.message .. ")"
+  end
+  return hs
+end
+
+-- A segment gone out of band is not re-created; an adoption target that does not exist never appears.
 if ready ~= nil and ready.status == "False" and (ready.reason == "SegmentMissing" or ready.reason == "AdoptionTargetNotFound") then
   hs.status = "Degraded"
   hs.message = ready.message
   return hs
 end
 
-if obj.metadata.deletionTimestamp ~= nil then
+-- The operator has not yet acted on this object, or on its latest spec.
+if status.observedGeneration == nil then
   hs.status = "Progressing"
-  if obj.status ~= nil and obj.status.segmentInstanceId ~= nil then
-    hs.message = "Releasing segment " .. obj.status.segmentInstanceId .. "; waiting for the cloud to confirm"
-  else
-    hs.message = "Deleting"
-  end
+  hs.message = "waiting for the operator to reconcile this EipSegment"
+  return hs
+end
+if metadata.generation ~= nil and status.observedGeneration < metadata.generation then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator to observe generation " .. metadata.generation
+      .. " (observed: " .. status.observedGeneration .. ")"
   return hs
 end
 
-if obj.status == nil or obj.status.observedGeneration == nil
-    or (obj.metadata.generation ~= nil and obj.status.observedGeneration < obj.metadata.generation) then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator to act on the latest spec"
-  return hs
-end
-
+-- Allocated or adopted, and recorded. A failed look at a ready segment (throttling) does not flap it.
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message
   return hs
 end
 
--- Passing errors (throttling, 5xx) are retried: not a reason to page anyone.
-if synced ~= nil and synced.status == "False" then
-  hs.status = "Progressing"
-  hs.message = synced.message
-  return hs
-end
-
 hs.status = "Progressing"
-if ready ~= nil and ready.message ~= nil then
+if synced ~= nil and synced.status == "False" and text(synced.message) then
+  -- Transient: retried with backoff, not a reason to page anyone.
+  hs.message = synced.message
+elseif ready ~= nil and text(ready.message) then
   hs.message = ready.message
+elseif status.cloudStatus == "Allocating" and segment ~= nil then
+  hs.message = "segment " .. segment .. " is being allocated"
+elseif status.allocationRequestedAt ~= nil then
+  hs.message = "allocation requested; waiting for the cloud to return the segment"
+elseif spec.segmentInstanceId ~= nil then
+  hs.message = "waiting for the operator to adopt segment " .. spec.segmentInstanceId
 else
-  hs.message = "Allocating"
+  hs.message = "waiting for the operator to allocate a segment"
 end
 return hs

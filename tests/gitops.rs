@@ -1,0 +1,199 @@
+//! Removals the way GitOps tools make them, on a control plane with kube-controller-manager (garbage
+//! collector, namespace controller): foreground and background propagation, namespace deletion,
+//! `kubectl apply --prune`, an operator that is down while deletions are requested, and the Argo CD
+//! health check evaluated by gopher-lua over the real objects.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+const T: Duration = Duration::from_secs(90);
+
+fn wait_ready(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
+    eventually(&format!("{ns}/{name} Ready"), T, || c.get(ns, name).filter(is_ready))
+}
+
+fn wait_gone(c: &Cluster, ns: &str, name: &str) {
+    eventually(&format!("{ns}/{name} gone"), T, || c.get(ns, name).is_none().then_some(()))
+}
+
+fn segment_id(obj: &serde_json::Value) -> String {
+    obj["status"]["segmentInstanceId"].as_str().expect("segment ID").to_string()
+}
+
+fn create(c: &Cluster, ns: &str, name: &str) -> String {
+    c.apply(&segment_yaml(ns, name, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    segment_id(&wait_ready(c, ns, name))
+}
+
+#[test]
+fn foreground_and_background_deletes_release_exactly_once() {
+    let c = Cluster::shared();
+    let ns = c.namespace("propagation");
+    let sim = Simulator::start(&["--release-seconds", "3"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    for (name, cascade) in [("fg", "foreground"), ("bg", "background")] {
+        let id = create(c, &ns, name);
+        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, &format!("--cascade={cascade}"), "--wait=false"]);
+        if cascade == "foreground" {
+            let obj = c.get(&ns, name).expect("still there");
+            let finalizers = obj["metadata"]["finalizers"].to_string();
+            assert!(finalizers.contains("foregroundDeletion") && finalizers.contains("eipsegment.io/release"), "{finalizers}");
+        }
+        eventually("Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
+        assert!(c.get(&ns, name).is_some(), "{cascade}: the object went before the release was confirmed");
+        wait_gone(c, &ns, name);
+        assert!(sim.segment(&id).is_none(), "{cascade}: the object went but the segment stayed");
+    }
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 2);
+}
+
+#[test]
+fn deleting_a_namespace_waits_for_every_release() {
+    let c = Cluster::shared();
+    let ns = c.namespace("nsdelete");
+    let sim = Simulator::start(&["--release-seconds", "3"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    let names = ["n1", "n2", "n3"];
+    let ids: Vec<String> = names.iter().map(|n| create(c, &ns, n)).collect();
+    let started = Instant::now();
+    c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    eventually("segments releasing", T, || ids.iter().all(|id| sim.segment(id).is_some_and(|s| s["status"] == "Releasing")).then_some(()));
+    let phase = c.kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating");
+    eventually("namespace gone", T, || {
+        let (ok, _, _) = c.kubectl_as(c.admin_kubeconfig(), &["get", "namespace", &ns], None);
+        (!ok).then_some(())
+    });
+    let took = started.elapsed();
+    assert!(ids.iter().all(|id| sim.segment(id).is_none()), "the namespace went but segments stayed");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 3);
+    eprintln!("namespace deletion of {} segments took {took:?} (release takes 3 s in the simulator)", names.len());
+}
+
+#[test]
+fn pruning_a_removed_manifest_releases_only_that_segment() {
+    let c = Cluster::shared();
+    let ns = c.namespace("prune");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["keep-a", "keep-b", "drop"] {
+        let manifest = format!(
+            "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{app.kubernetes.io/part-of: prune-test}}\nspec:\n  regionId: cn-hangzhou\n  eipMask: 28\n"
+        );
+        std::fs::write(dir.path().join(format!("{name}.yaml")), manifest).unwrap();
+    }
+    // Custom resources are pruned only when allowed by name, as GitOps pruners scope them too.
+    let apply = || {
+        c.kubectl(&[
+            "apply", "--prune", "-l", "app.kubernetes.io/part-of=prune-test", "--prune-allowlist=eipsegment.io/v1alpha1/EipSegment",
+            "-n", &ns, "-f", dir.path().to_str().unwrap(),
+        ])
+    };
+    apply();
+    let ids: Vec<String> = ["keep-a", "keep-b", "drop"].iter().map(|n| segment_id(&wait_ready(c, &ns, n))).collect();
+    std::fs::remove_file(dir.path().join("drop.yaml")).unwrap();
+    let out = apply();
+    assert!(out.contains("eipsegment.eipsegment.io/drop pruned"), "{out}");
+    wait_gone(c, &ns, "drop");
+    assert!(sim.segment(&ids[2]).is_none());
+    assert!(sim.segment(&ids[0]).is_some() && sim.segment(&ids[1]).is_some(), "pruning touched the others");
+    assert!(is_ready(&c.get(&ns, "keep-a").unwrap()) && is_ready(&c.get(&ns, "keep-b").unwrap()));
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 1);
+    for n in ["keep-a", "keep-b"] {
+        c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--timeout=60s"]);
+    }
+}
+
+#[test]
+fn deletions_requested_while_the_operator_is_down_complete_when_it_returns() {
+    let c = Cluster::shared();
+    let ns = c.namespace("opdown");
+    let sim = Simulator::start(&[]);
+    let mut op = Operator::start(c, &sim, &ns, &[]);
+    let ids: Vec<String> = ["d1", "d2"].iter().map(|n| create(c, &ns, n)).collect();
+    op.kill();
+    for n in ["d1", "d2"] {
+        c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--wait=false"]);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for n in ["d1", "d2"] {
+        let obj = c.get(&ns, n).expect("waits with its finalizer while no operator runs");
+        assert!(obj["metadata"]["deletionTimestamp"].is_string());
+    }
+    assert!(ids.iter().all(|id| sim.segment(id).is_some()));
+    op.start_again();
+    for n in ["d1", "d2"] {
+        wait_gone(c, &ns, n);
+    }
+    assert!(ids.iter().all(|id| sim.segment(id).is_none()));
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 2);
+}
+
+/// The health Argo CD would show for the object, by gopher-lua.
+fn argocd_health(obj: &serde_json::Value) -> (String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = std::env::var("EIPSEG_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/eipsegment-operator"));
+    let mut child = Command::new("go")
+        .args(["run", ".", root.join("deploy/argocd/resource_customizations/eipsegment.io/EipSegment/health.lua").to_str().unwrap()])
+        .current_dir(root.join("tests/argocd"))
+        .env("GOMODCACHE", cache.join("go/mod"))
+        .env("GOCACHE", cache.join("go/build"))
+        .env("GOFLAGS", "-mod=mod")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("go");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(obj.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "gopher-lua evaluation failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["status"].as_str().unwrap().into(), v["message"].as_str().unwrap().into())
+}
+
+#[test]
+fn argocd_health_of_the_real_objects_at_each_phase() {
+    let c = Cluster::shared();
+    let ns = c.namespace("health");
+    let sim = Simulator::start(&["--allocate-seconds", "3"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+
+    let allocating = eventually("Allocating", T, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
+    let (status, message) = argocd_health(&allocating);
+    assert_eq!(status, "Progressing", "{message}");
+    assert!(message.contains("being allocated") || message.contains("allocation requested"), "{message}");
+
+    let ready = wait_ready(c, &ns, "web");
+    let id = segment_id(&ready);
+    let (status, message) = argocd_health(&ready);
+    assert_eq!(status, "Healthy");
+    assert!(message.contains(&id), "{message}");
+
+    // A member EIP in use blocks the release: Degraded, with what to do.
+    let index = 3;
+    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "InUse", "instanceId": "i-argo1"}]}));
+    c.kubectl(&["delete", "eipsegment", "web", "-n", &ns, "--wait=false"]);
+    let blocked = eventually("release blocked", T, || c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
+    let (status, message) = argocd_health(&blocked);
+    assert_eq!(status, "Degraded");
+    assert!(message.contains("i-argo1") && message.contains("deletionPolicy"), "{message}");
+
+    // Unblocked: Progressing while the cloud releases it, then gone.
+    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "Available", "instanceId": ""}]}));
+    let releasing = eventually("Releasing", T, || {
+        c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Releasing" && o["status"]["lastError"].is_null())
+    });
+    let (status, message) = argocd_health(&releasing);
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("releasing segment"), "{message}");
+    wait_gone(c, &ns, "web");
+}
