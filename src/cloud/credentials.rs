@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::cloud::CloudError;
+use crate::cloud::sts::{RrsaCredentials, RrsaSettings, StsConfig};
 
 /// A string that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,9 +43,15 @@ pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
 impl Credentials {
     /// The first link of the official chain: the standard environment variables.
     pub fn from_env() -> Option<Credentials> {
-        let id = std::env::var(ENV_ACCESS_KEY_ID).ok().filter(|v| !v.is_empty())?;
-        let secret = std::env::var(ENV_ACCESS_KEY_SECRET).ok().filter(|v| !v.is_empty())?;
-        let token = std::env::var(ENV_SECURITY_TOKEN).ok().filter(|v| !v.is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The same, from any source of variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Option<Credentials> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let id = var(ENV_ACCESS_KEY_ID)?;
+        let secret = var(ENV_ACCESS_KEY_SECRET)?;
+        let token = var(ENV_SECURITY_TOKEN);
         Some(Credentials { access_key_id: id, access_key_secret: Secret(secret), security_token: token.map(Secret) })
     }
 }
@@ -77,14 +84,22 @@ impl CredentialProvider for MissingCredentials {
 }
 
 /// The official chain as far as an operator needs it: the environment's AccessKey, else RRSA (the
-/// variables ACK's pod-identity webhook injects), else none.
-pub fn default_chain(sts: crate::cloud::sts::StsConfig) -> Result<Arc<dyn CredentialProvider>, String> {
-    if let Some(c) = Credentials::from_env() {
+/// variables ACK's pod-identity webhook injects), else none. An error means a configuration that
+/// cannot work (RRSA partly set, a plain-http STS endpoint not allowed, a bad DurationSeconds).
+pub fn default_chain(sts: StsConfig) -> Result<Arc<dyn CredentialProvider>, String> {
+    chain_from(sts, |name| std::env::var(name).ok())
+}
+
+/// [`default_chain`] over any source of variables.
+pub fn chain_from(sts: StsConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn CredentialProvider>, String> {
+    if let Some(c) = Credentials::from_lookup(&lookup) {
         return Ok(Arc::new(StaticCredentials(c)));
     }
-    if let Some(settings) = crate::cloud::sts::RrsaSettings::from_env(&sts) {
-        tracing::info!(role = %settings.role_arn, token_file = %settings.token_file.display(), "using RRSA credentials");
-        return Ok(Arc::new(crate::cloud::sts::RrsaCredentials::new(settings, sts)?));
+    if let Some(settings) = RrsaSettings::from_lookup(&sts, &lookup)? {
+        let provider = RrsaCredentials::new(settings, sts)?;
+        let s = provider.settings();
+        tracing::info!(role = %s.role_arn, provider = %s.oidc_provider_arn, token_file = %s.token_file.display(), endpoint = %s.endpoint, "using RRSA credentials");
+        return Ok(Arc::new(provider));
     }
     Ok(Arc::new(MissingCredentials))
 }

@@ -25,6 +25,8 @@ pub struct AccessKey {
 pub struct Keyring {
     keys: HashMap<String, AccessKey>,
     nonces: HashMap<String, Instant>,
+    /// Calls each key authenticated.
+    uses: HashMap<String, u64>,
 }
 
 /// What the gateway saw of a request, enough to check either signature version.
@@ -65,6 +67,11 @@ impl Keyring {
         self.keys.insert(access_key_id.to_string(), key);
     }
 
+    /// How many calls the key has authenticated (for an STS key: with its SecurityToken, in time).
+    pub fn uses(&self, access_key_id: &str) -> u64 {
+        self.uses.get(access_key_id).copied().unwrap_or(0)
+    }
+
     /// Checks the request's signature and returns the account it acts for.
     pub fn authenticate(&mut self, req: &SignedRequest<'_>, now: DateTime<Utc>, clock: Instant) -> Result<String, ApiError> {
         self.nonces.retain(|_, seen| clock.duration_since(*seen) < REQUEST_WINDOW);
@@ -101,6 +108,7 @@ impl Keyring {
             return Err(err(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
         }
         self.nonces.insert(nonce, clock);
+        *self.uses.entry(access_key_id).or_default() += 1;
         Ok(key.account)
     }
 

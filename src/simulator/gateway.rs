@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::auth::{Keyring, SignedRequest};
-use super::sts::{self, StsConfig};
+use super::sts::{self, Issued, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
 use crate::cloud::Action;
 
@@ -55,6 +55,7 @@ pub struct Simulator {
     counters: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     rng: Mutex<StdRng>,
     sts: Mutex<StsConfig>,
+    issued: Mutex<Vec<Issued>>,
     default_account: String,
 }
 
@@ -94,8 +95,23 @@ impl Simulator {
             counters: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(rng),
             sts: Mutex::new(StsConfig::default()),
+            issued: Mutex::new(Vec::new()),
             default_account,
         }
+    }
+
+    /// Trusts these roles and this OIDC provider for STS AssumeRoleWithOIDC.
+    pub fn with_sts(self, config: StsConfig) -> Self {
+        self.set_sts(config);
+        self
+    }
+
+    fn set_sts(&self, config: StsConfig) {
+        let mut world = lock(&self.world);
+        for account in config.accounts() {
+            world.add_account(&account);
+        }
+        *lock(&self.sts) = config;
     }
 
     pub fn keyring(&self) -> MutexGuard<'_, Keyring> {
@@ -180,6 +196,7 @@ impl Simulator {
         }
         let signed = SignedRequest { method: parts.method.as_str(), path: &path, query: &query, headers: &headers, body: &body, params: &params };
         let action_name = signed.action().to_string();
+        let product = if sts::is_sts_request(&action_name, params.get("Version")) { "Sts" } else { "Vpc" };
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
         let reply = self.api(&signed, &action_name).await;
         let label = if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() };
@@ -195,7 +212,7 @@ impl Simulator {
                 self.count(&label, e.code);
                 let body = serde_json::json!({
                     "RequestId": request_id, "HostId": host, "Code": e.code, "Message": e.message,
-                    "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product=Vpc&requestId={request_id}", e.code),
+                    "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product={product}&requestId={request_id}", e.code),
                 });
                 let mut response = json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
                 if let Some(h) = throttle_header.and_then(|h| h.parse().ok()) {
@@ -211,8 +228,8 @@ impl Simulator {
     }
 
     async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
-        if action_name == sts::ACTION {
-            return self.assume_role_with_oidc(req.params);
+        if sts::is_sts_request(action_name, req.params.get("Version")) {
+            return self.sts(req.params, action_name).await;
         }
         let Some(action) = Action::parse(action_name) else {
             return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message: format!("Specified api {action_name:?} is not found, please check your url and method.") }, None);
@@ -285,17 +302,45 @@ impl Simulator {
         }
     }
 
-    /// STS is unsigned: the OIDC token is the proof.
-    fn assume_role_with_oidc(&self, params: &Params) -> ApiReply {
+    /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof.
+    async fn sts(&self, params: &Params, action_name: &str) -> ApiReply {
+        if action_name != sts::ACTION {
+            let message = format!("Specified api {action_name:?} is not found, please check your url and method.");
+            return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message }, None);
+        }
         let config = lock(&self.sts).clone();
+        if config.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(config.delay_ms)).await;
+        }
+        if config.unavailable {
+            let message = "The request has failed due to a temporary failure of the server.".to_string();
+            return ApiReply::Err(ApiError { http_status: 503, code: "ServiceUnavailable", message }, None);
+        }
         let result = sts::assume_role_with_oidc(&config, params, chrono::Utc::now(), &mut *lock(&self.rng));
         match result {
-            Ok((answer, access_key_id, key)) => {
-                self.keyring().insert(&access_key_id, key);
-                ApiReply::Ok(answer)
+            Ok(grant) => {
+                self.keyring().insert(&grant.access_key_id, grant.key);
+                lock(&self.issued).push(grant.issued);
+                ApiReply::Ok(grant.answer)
             }
             Err(e) => ApiReply::Err(e, None),
         }
+    }
+
+    /// The STS credentials handed out, oldest first, with how often each authenticated a call.
+    fn issued_report(&self) -> serde_json::Value {
+        let now = chrono::Utc::now();
+        let keyring = self.keyring();
+        let issued: Vec<serde_json::Value> = lock(&self.issued)
+            .iter()
+            .map(|i| {
+                let mut v = serde_json::to_value(i).unwrap_or_default();
+                v["expired"] = (i.expiration <= now).into();
+                v["calls"] = keyring.uses(&i.access_key_id).into();
+                v
+            })
+            .collect();
+        serde_json::Value::Array(issued)
     }
 
     fn admin(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
@@ -375,13 +420,17 @@ impl Simulator {
                 Err(e) => bad(e),
             },
             (&Method::GET, ["sts"]) => json_reply(StatusCode::OK, &*lock(&self.sts)),
-            (&Method::PUT, ["sts"]) => match parse::<StsConfig>(body) {
-                Ok(c) => {
-                    *lock(&self.sts) = c.clone();
-                    json_reply(StatusCode::OK, &c)
+            (&Method::PUT, ["sts"]) => {
+                let patched = lock(&self.sts).patched(body);
+                match patched {
+                    Ok(c) => {
+                        self.set_sts(c.clone());
+                        json_reply(StatusCode::OK, &c)
+                    }
+                    Err(e) => bad(e),
                 }
-                Err(e) => bad(e),
-            },
+            }
+            (&Method::GET, ["sts", "credentials"]) => json_reply(StatusCode::OK, &self.issued_report()),
             (&Method::GET, ["counters"]) => json_reply(StatusCode::OK, &*lock(&self.counters)),
             (&Method::DELETE, ["counters"]) => {
                 lock(&self.counters).clear();

@@ -70,6 +70,30 @@ pub struct Args {
     /// Probability of a throttling answer beyond the rate limits.
     #[arg(long, default_value_t = 0.0)]
     pub fault_throttle_rate: f64,
+    /// A RAM role STS AssumeRoleWithOIDC may assume (`acs:ram::<account>:role/<name>`), repeatable;
+    /// its credentials act for the role's account.
+    #[arg(long = "rrsa-role", value_parser = parse_role_arn, default_values_t = [sts::DEFAULT_ROLE_ARN.to_string()])]
+    pub rrsa_roles: Vec<String>,
+    /// The registered OIDC provider (`acs:ram::<account>:oidc-provider/<name>`).
+    #[arg(long, value_parser = parse_provider_arn, default_value = sts::DEFAULT_OIDC_PROVIDER_ARN)]
+    pub rrsa_provider: String,
+    /// The provider's issuer URL; an OIDC token's `iss` must equal it.
+    #[arg(long, default_value = sts::DEFAULT_ISSUER)]
+    pub rrsa_issuer: String,
+    /// Lifetime of issued STS credentials in seconds, instead of the request's DurationSeconds (may
+    /// be below its 900 s minimum, for tests).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub rrsa_credential_seconds: Option<i64>,
+}
+
+fn parse_role_arn(value: &str) -> Result<String, String> {
+    sts::parse_arn(value, "role").map(|_| value.to_string()).ok_or_else(|| "expected acs:ram::<account>:role/<name>".into())
+}
+
+fn parse_provider_arn(value: &str) -> Result<String, String> {
+    sts::parse_arn(value, "oidc-provider")
+        .map(|_| value.to_string())
+        .ok_or_else(|| "expected acs:ram::<account>:oidc-provider/<name>".into())
 }
 
 fn parse_rate_limit(value: &str) -> Result<(String, RateLimit), String> {
@@ -104,7 +128,15 @@ impl Args {
             actions: Vec::new(),
         };
         let limits: HashMap<String, RateLimit> = self.rate_limits.iter().cloned().collect();
+        let sts = sts::StsConfig {
+            role_arns: self.rrsa_roles.clone(),
+            oidc_provider_arn: self.rrsa_provider.clone(),
+            issuer: self.rrsa_issuer.clone(),
+            credential_seconds: self.rrsa_credential_seconds,
+            ..sts::StsConfig::default()
+        };
         Simulator::new(world, keyring, faults, limits, StdRng::seed_from_u64(self.seed.wrapping_add(1)), DEFAULT_ACCOUNT.into())
+            .with_sts(sts)
     }
 }
 
