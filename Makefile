@@ -2,11 +2,11 @@
 .PHONY: cluster-up cluster-down test demo crd controlplane tools deploy
 
 # ---- Local control plane ----------------------------------------------------------------------
-# etcd + kube-apiserver built from upstream sources (tests/controlplane/), CRDs and RBAC installed.
-# `make cluster-up CLUSTER_FLAGS=--with-controller-manager` adds garbage collection and namespace
-# deletion. Then: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig (more in $(CLUSTER_DIR)/cluster.env).
+# etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
+# upstream sources (tests/controlplane/), CRDs and RBAC installed; `CLUSTER_FLAGS=` for the lighter
+# set. Then: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig (more in $(CLUSTER_DIR)/cluster.env).
 CLUSTER_DIR ?= $(CURDIR)/target/cluster
-CLUSTER_FLAGS ?=
+CLUSTER_FLAGS ?= --with-controller-manager
 
 cluster-up:
 	tests/controlplane/cluster.sh up $(CLUSTER_DIR) $(CLUSTER_FLAGS)
