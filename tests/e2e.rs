@@ -11,18 +11,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(60);
 
-fn wait_ready(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
-    eventually(&format!("{ns}/{name} Ready"), T, || c.get(ns, name).filter(is_ready))
-}
-
-fn wait_gone(c: &Cluster, ns: &str, name: &str) {
-    eventually(&format!("{ns}/{name} gone"), T, || c.get(ns, name).is_none().then_some(()))
-}
-
-fn segment_id(obj: &serde_json::Value) -> String {
-    obj["status"]["segmentInstanceId"].as_str().expect("segment ID in status").to_string()
-}
-
 #[test]
 fn delete_blocks_until_the_cloud_confirms_the_release() {
     let c = Cluster::shared();

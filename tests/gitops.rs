@@ -14,18 +14,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(90);
 
-fn wait_ready(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
-    eventually(&format!("{ns}/{name} Ready"), T, || c.get(ns, name).filter(is_ready))
-}
-
-fn wait_gone(c: &Cluster, ns: &str, name: &str) {
-    eventually(&format!("{ns}/{name} gone"), T, || c.get(ns, name).is_none().then_some(()))
-}
-
-fn segment_id(obj: &serde_json::Value) -> String {
-    obj["status"]["segmentInstanceId"].as_str().expect("segment ID").to_string()
-}
-
 fn create(c: &Cluster, ns: &str, name: &str) -> String {
     c.apply(&segment_yaml(ns, name, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     segment_id(&wait_ready(c, ns, name))

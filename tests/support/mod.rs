@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -330,6 +330,17 @@ pub fn is_ready(obj: &Value) -> bool {
     condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
 }
 
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
+/// How long an end-to-end wait may take on a loaded 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+pub fn wait_ready(c: &Cluster, ns: &str, name: &str) -> Value {
+    eventually(&format!("{ns}/{name} Ready"), WAIT, || c.get(ns, name).filter(is_ready))
+}
+
+pub fn wait_gone(c: &Cluster, ns: &str, name: &str) {
+    eventually(&format!("{ns}/{name} gone"), WAIT, || c.get(ns, name).is_none().then_some(()))
+}
+
+pub fn segment_id(obj: &Value) -> String {
+    obj["status"]["segmentInstanceId"].as_str().expect("segment ID in status").to_string()
 }
