@@ -267,37 +267,7 @@ impl VpcClient {
         let status = response.status().as_u16();
         let retry_after = throttle_hint(response.headers());
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
-        if (200..300).contains(&status) {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                if let Some(id) = v.get("RequestId").and_then(|v| v.as_str()) {
-                    tracing::Span::current().record("request_id", id);
-                }
-            }
-            return serde_json::from_slice(&bytes).map_err(|e| CloudError::Malformed {
-                action,
-                http_status: status,
-                detail: format!("{e} in {}", snippet(&bytes)),
-            });
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(err) if !err.code.is_empty() => Err(CloudError::Api {
-                action,
-                http_status: status,
-                code: err.code,
-                message: without_string_to_sign(err.message),
-                request_id: err.request_id,
-                retry_after,
-            }),
-            _ if status >= 500 || status == 429 => Err(CloudError::Api {
-                action,
-                http_status: status,
-                code: format!("HTTP{status}"),
-                message: snippet(&bytes),
-                request_id: String::new(),
-                retry_after,
-            }),
-            _ => Err(CloudError::Malformed { action, http_status: status, detail: snippet(&bytes) }),
-        }
+        read_answer(action, status, retry_after, &bytes)
     }
 
     fn transport_error(&self, action: Action, e: reqwest::Error) -> CloudError {
@@ -308,6 +278,42 @@ impl VpcClient {
         } else {
             CloudError::Transport { action, source: e }
         }
+    }
+}
+
+/// What an answer means: the typed body, or the error it carries. Any bytes give a value, never a
+/// panic.
+pub fn read_answer<T: DeserializeOwned>(action: Action, status: u16, retry_after: Option<Duration>, bytes: &[u8]) -> Result<T, CloudError> {
+    if (200..300).contains(&status) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(id) = v.get("RequestId").and_then(|v| v.as_str()) {
+                tracing::Span::current().record("request_id", id);
+            }
+        }
+        return serde_json::from_slice(bytes).map_err(|e| CloudError::Malformed {
+            action,
+            http_status: status,
+            detail: format!("{e} in {}", snippet(bytes)),
+        });
+    }
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(err) if !err.code.is_empty() => Err(CloudError::Api {
+            action,
+            http_status: status,
+            code: err.code,
+            message: without_string_to_sign(err.message),
+            request_id: err.request_id,
+            retry_after,
+        }),
+        _ if status >= 500 || status == 429 => Err(CloudError::Api {
+            action,
+            http_status: status,
+            code: format!("HTTP{status}"),
+            message: snippet(bytes),
+            request_id: String::new(),
+            retry_after,
+        }),
+        _ => Err(CloudError::Malformed { action, http_status: status, detail: snippet(bytes) }),
     }
 }
 
@@ -377,6 +383,60 @@ mod tests {
         let cut = without_string_to_sign(m);
         assert!(!cut.contains("sts-secret"));
         assert!(cut.starts_with("Specified signature is not matched"));
+    }
+
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("RequestId".to_string()), Just("Code".to_string()), Just("Message".to_string()),
+            Just("EipSegments".to_string()), Just("EipSegment".to_string()), Just("InstanceId".to_string()),
+            Just("Status".to_string()), Just("IpCount".to_string()), Just("TotalCount".to_string()),
+            Just("EipAddresses".to_string()), Just("EipAddress".to_string()), Just("EipSegmentInstanceId".to_string()),
+            Just("OrderId".to_string()), "[A-Za-z]{1,8}",
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(keys.clone(), inner, 0..5).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn read_all(status: u16, bytes: &[u8]) {
+        let _ = read_answer::<DescribeEipSegmentBody>(Action::DescribeEipSegment, status, None, bytes).map(|_| ());
+        let _ = read_answer::<DescribeEipAddressesBody>(Action::DescribeEipAddresses, status, None, bytes).map(|_| ());
+        let _ = read_answer::<AllocateResponse>(Action::AllocateEipSegmentAddress, status, None, bytes).map(|_| ());
+        if let Err(e) = read_answer::<serde_json::Value>(Action::ReleaseEipSegmentAddress, status, None, bytes) {
+            // Every failure is classified and printable.
+            let _ = (e.class(), e.code().len(), e.to_string());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_an_answer_or_an_error_never_a_panic(status in 100u16..600, bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            read_all(status, &bytes);
+        }
+
+        #[test]
+        fn any_json_shape_is_an_answer_or_an_error_never_a_panic(status in prop_oneof![Just(200u16), Just(400u16), Just(404u16), Just(500u16), 100u16..600], value in json_value()) {
+            read_all(status, value.to_string().as_bytes());
+        }
+
+        #[test]
+        fn error_bodies_keep_their_code(code in "[A-Za-z][A-Za-z.]{0,40}", status in 400u16..600) {
+            let body = serde_json::json!({"RequestId": "R", "Code": code, "Message": "m"}).to_string();
+            let e = read_answer::<serde_json::Value>(Action::ReleaseEipSegmentAddress, status, None, body.as_bytes()).unwrap_err();
+            prop_assert_eq!(e.code(), code.as_str());
+        }
     }
 
     #[test]

@@ -181,3 +181,75 @@ fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
         .ok()
         .or_else(|| chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%SZ").ok().map(|t| t.and_utc()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ID: &str = "LTAIproptest";
+    const SECRET: &str = "proptest-secret";
+
+    /// Signs like a client, sends the parameters through form encoding and decoding, and verifies.
+    fn round_trip(extra: &[(String, String)], nonce: &str) -> Result<String, ApiError> {
+        let now = Utc::now();
+        let mut params: Vec<(String, String)> = vec![
+            ("Action".into(), "DescribeEipSegment".into()),
+            ("Version".into(), "2016-04-28".into()),
+            ("AccessKeyId".into(), ID.into()),
+            ("SignatureMethod".into(), "HMAC-SHA1".into()),
+            ("SignatureNonce".into(), nonce.into()),
+            ("Timestamp".into(), now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ];
+        params.extend(extra.iter().cloned());
+        let signature = signer::rpc_signature("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())), SECRET);
+        params.push(("Signature".into(), signature));
+        let body: String = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", signer::percent_encode(k), signer::percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let decoded = Params(super::super::gateway::form_urlencoded_pairs(body.as_bytes()).into_iter().collect());
+        let mut keyring = Keyring::default();
+        keyring.insert(ID, AccessKey { secret: SECRET.into(), account: "a".into(), security_token: None, expires_at: None });
+        let headers = HashMap::new();
+        let request = SignedRequest { method: "POST", path: "/", query: &[], headers: &headers, body: body.as_bytes(), params: &decoded };
+        keyring.authenticate(&request, now, Instant::now())
+    }
+
+    proptest! {
+        #[test]
+        fn any_parameters_survive_encoding_and_verify(
+            extra in prop::collection::btree_map("[A-Z][A-Za-z]{0,10}", any::<String>(), 0..8),
+        ) {
+            const COMMON: &[&str] = &["Action", "Version", "AccessKeyId", "SignatureMethod", "SignatureNonce", "Timestamp", "Signature"];
+            let extra: Vec<(String, String)> = extra.into_iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).collect();
+            prop_assert_eq!(round_trip(&extra, "n").map_err(|e| e.code), Ok("a".to_string()));
+        }
+
+        #[test]
+        fn order_of_parameters_does_not_matter(values in prop::collection::vec(".{0,6}", 1..6), seed in any::<u64>()) {
+            let params: Vec<(String, String)> = values.iter().enumerate().map(|(i, v)| (format!("K{i}"), v.clone())).collect();
+            let mut shuffled = params.clone();
+            let n = shuffled.len();
+            shuffled.rotate_left((seed as usize) % n);
+            let a = signer::rpc_signature("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())), "s");
+            let b = signer::rpc_signature("POST", shuffled.iter().map(|(k, v)| (k.as_str(), v.as_str())), "s");
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn a_changed_value_changes_the_signature(value in ".{1,12}") {
+            let params = [("Action", "DescribeEipSegment"), ("V", value.as_str())];
+            let good = signer::rpc_signature("POST", params, SECRET);
+            let tampered = signer::rpc_signature("POST", [("Action", "DescribeEipSegment"), ("V", &format!("{value}x"))], SECRET);
+            prop_assert_ne!(good, tampered);
+        }
+    }
+
+    #[test]
+    fn every_byte_value_round_trips_through_the_form_encoding() {
+        let all: String = (1u8..=127).map(char::from).chain(['é', '中', '😀']).collect();
+        assert_eq!(round_trip(&[("Everything".into(), all)], "every-byte").map_err(|e| e.code), Ok("a".to_string()));
+    }
+}

@@ -478,7 +478,7 @@ fn json_reply<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<
 }
 
 /// `application/x-www-form-urlencoded` pairs; `+` is a space, as in HTML forms.
-fn form_urlencoded_pairs(input: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded_pairs(input: &[u8]) -> Vec<(String, String)> {
     input
         .split(|b| *b == b'&')
         .filter(|p| !p.is_empty())
