@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cloud::Action;
+use crate::cloud::limits::{ActionRate, RateLimits, default_rates};
 use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
@@ -100,6 +102,16 @@ pub struct RunArgs {
     /// Seconds before expiry at which the holder renews.
     #[arg(long, env = "EIPSEG_LEASE_GRACE_SECONDS", default_value_t = 5)]
     pub lease_grace_seconds: u64,
+    /// Client-side limit of ReleaseEipSegmentAddress calls per second, per credentials and region
+    /// (Alibaba documents 60 per 60 s).
+    #[arg(long, env = "EIPSEG_RELEASE_RATE_PER_SECOND", default_value_t = 0.9)]
+    pub release_rate_per_second: f64,
+    /// Client-side limit of AllocateEipSegmentAddress calls per second.
+    #[arg(long, env = "EIPSEG_ALLOCATE_RATE_PER_SECOND", default_value_t = 1.0)]
+    pub allocate_rate_per_second: f64,
+    /// Client-side limit of DescribeEipSegment calls per second.
+    #[arg(long, env = "EIPSEG_DESCRIBE_RATE_PER_SECOND", default_value_t = 20.0)]
+    pub describe_rate_per_second: f64,
     /// Objects reconciled at once.
     #[arg(long, env = "EIPSEG_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -113,6 +125,8 @@ pub enum RunError {
     Kube(#[from] kube::Error),
     #[error("invalid credential configuration: {0}")]
     Credentials(String),
+    #[error(transparent)]
+    Rate(#[from] crate::cloud::limits::InvalidRate),
     #[error("leader election failed")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("cannot serve metrics")]
@@ -161,7 +175,20 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
     let metrics = Arc::new(Metrics::default());
-    let vpc = VpcClient::new(vpc_config, credentials)?.with_observer(metrics.clone());
+    let rates: Vec<(Action, ActionRate)> = default_rates()
+        .into_iter()
+        .map(|(action, rate)| {
+            let per_second = match action {
+                Action::ReleaseEipSegmentAddress => args.release_rate_per_second,
+                Action::AllocateEipSegmentAddress => args.allocate_rate_per_second,
+                Action::DescribeEipSegment => args.describe_rate_per_second,
+                Action::DescribeEipAddresses => rate.per_second,
+            };
+            (action, ActionRate { per_second, ..rate })
+        })
+        .collect();
+    let limits = RateLimits::new(&rates)?;
+    let vpc = VpcClient::new(vpc_config, credentials)?.with_observer(metrics.clone()).with_rate_limits(limits);
     let client = kube::Client::try_default().await?;
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");

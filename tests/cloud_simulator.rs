@@ -305,3 +305,34 @@ async fn gateway_refuses_stale_timestamps_and_reused_nonces() {
         assert!(stale[field].as_str().is_some_and(|v| !v.is_empty()), "error body lacks {field}: {stale}");
     }
 }
+
+/// Releases a burst of segments through a client, returning how many met throttling.
+async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(sim.seed(json!({})).await);
+    }
+    let calls = ids.iter().enumerate().map(|(i, id)| {
+        let client = client.clone();
+        let id = id.clone();
+        async move { client.release(REGION, &id, &format!("burst-{i}")).await }
+    });
+    futures::future::join_all(calls).await.iter().filter(|r| r.as_ref().is_err_and(|e| e.is_throttling())).count()
+}
+
+#[tokio::test]
+async fn client_side_limits_keep_a_burst_under_the_clouds_flow_control() {
+    use eipsegment_operator::cloud::Action;
+    use eipsegment_operator::cloud::limits::{ActionRate, RateLimits};
+    let sim = Sim::start(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    // Without a limit the burst is throttled, so the check below can fail.
+    assert!(release_burst(&sim, &sim.client(), 12).await > 0);
+
+    let sim = Sim::start(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    let limits = RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 4.0, burst: 1 })]).unwrap();
+    let limited = sim.client().with_rate_limits(limits);
+    let started = std::time::Instant::now();
+    assert_eq!(release_burst(&sim, &limited, 12).await, 0, "throttled despite the client-side limit");
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(sim.counters().await["ReleaseEipSegmentAddress"]["Success"], 12);
+}

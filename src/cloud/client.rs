@@ -68,6 +68,7 @@ pub struct VpcClient {
     config: ClientConfig,
     credentials: Arc<dyn CredentialProvider>,
     observer: Option<Arc<dyn CallObserver>>,
+    limits: crate::cloud::limits::RateLimits,
 }
 
 impl VpcClient {
@@ -89,12 +90,18 @@ impl VpcClient {
             .user_agent(concat!("eipsegment-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientConfigError::Http)?;
-        Ok(VpcClient { http, config, credentials, observer: None })
+        Ok(VpcClient { http, config, credentials, observer: None, limits: Default::default() })
     }
 
     /// The same client (connection pool, endpoint, observer) acting with other credentials.
     pub fn with_credentials(&self, credentials: Arc<dyn CredentialProvider>) -> Self {
         VpcClient { credentials, ..self.clone() }
+    }
+
+    /// Calls wait for their (credentials, region, action) rate; none are limited by default.
+    pub fn with_rate_limits(mut self, limits: crate::cloud::limits::RateLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
@@ -231,6 +238,7 @@ impl VpcClient {
         params: Vec<(&'static str, String)>,
     ) -> Result<T, CloudError> {
         let credentials = self.credentials.credentials().await?;
+        self.limits.wait(action, &credentials.access_key_id, region).await;
         let mut all: Vec<(&str, String)> = vec![
             ("Action", action.as_str().to_string()),
             ("Version", API_VERSION.to_string()),

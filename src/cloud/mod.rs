@@ -3,6 +3,7 @@
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod limits;
 pub mod model;
 pub mod signer;
 pub mod sts;
