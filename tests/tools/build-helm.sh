@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# Builds helm from its published Go module, once per version, into a cache outside the repository.
-# Prints the path of the binary.
+# Builds helm from its published Go module, once per version, into a cache outside the repository
+# (like tests/controlplane/build.sh, sharing its Go module and build caches). Prints the binary's path.
 set -euo pipefail
 version=v3.22.0
-# The Kubernetes version helm assumes without a cluster: that of the client-go it is built with.
-k8s_major=1 k8s_minor=37
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
-bin="$cache/tools/helm-$version-k8s-$k8s_major.$k8s_minor"
-if [[ ! -x "$bin/helm" ]]; then
-  export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
+bin="$cache/tools/helm-$version"
+export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
+
+build() {
+  local start gomod client_go major minor ldflags pkg tmp
   start=$(date +%s)
-  mkdir -p "$bin"
+  # Helm's Makefile stamps the Kubernetes version it assumes without a cluster (`helm template`,
+  # `helm lint`, a chart's kubeVersion) from the client-go it is built with; do the same.
+  gomod="$(go mod download -json "helm.sh/helm/v3@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  client_go="$(awk '$1=="k8s.io/client-go"{print $2; exit}' "$gomod")" # v0.MINOR.PATCH
+  [[ "$client_go" =~ ^v0\.([0-9]+)\. ]] || { echo "build-helm.sh: no k8s.io/client-go version in $gomod" >&2; exit 1; }
+  major=1 minor="${BASH_REMATCH[1]}"
   ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
   for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-    ldflags+=" -X $pkg.k8sVersionMajor=$k8s_major -X $pkg.k8sVersionMinor=$k8s_minor"
+    ldflags+=" -X $pkg.k8sVersionMajor=$major -X $pkg.k8sVersionMinor=$minor"
   done
-  GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
-  echo "built helm $version in $(( $(date +%s) - start ))s" >&2
+  tmp="$(mktemp -d "$cache/tools/.helm-build.XXXXXX")"
+  GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
+  mkdir -p "$bin"
+  mv "$tmp/helm" "$bin/helm"
+  rmdir "$tmp"
+  echo "built helm $version (Kubernetes $major.$minor by default) in $(( $(date +%s) - start ))s" >&2
+}
+
+if [[ ! -x "$bin/helm" ]]; then
+  mkdir -p "$cache/tools"
+  # Tests may call this concurrently: one builds, the others wait and find the binary.
+  exec 9>"$cache/tools/.helm.lock"
+  flock 9
+  [[ -x "$bin/helm" ]] || build
+  exec 9>&-
 fi
 echo "$bin/helm"
