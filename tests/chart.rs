@@ -58,115 +58,307 @@ fn grants(docs: &[Value]) -> Vec<(String, String, String, String)> {
     out
 }
 
-fn grants_on(docs: &[Value], resource: &str) -> Vec<(String, String)> {
-    grants(docs).into_iter().filter(|(_, _, r, _)| r == resource).map(|(scope, _, _, verb)| (scope, verb)).collect()
-}
-
 fn args(docs: &[Value]) -> Vec<String> {
     let deployment = of_kind(docs, "Deployment")[0];
     deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
 }
 
-#[test]
-fn helm_lint_is_clean() {
-    let out = Command::new(helm()).args(["lint", "--strict", CHART]).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+/// The values modes the chart supports. Each is linted, has its RBAC checked exactly, and goes
+/// through a server-side dry run (the ServiceMonitor one only when its CRD exists: not here).
+const MODES: &[(&str, &[&str])] = &[
+    ("default", &[]),
+    ("namespaced", &["watchNamespaces={team-a,team-b}"]),
+    ("one namespace", &["watchNamespaces={team-a}"]),
+    ("leader election off", &["leaderElection.enabled=false", "replicaCount=1"]),
+    ("secret references", &["credentials.secretReferences.enabled=true"]),
+    ("secret references, namespaced", &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"]),
+    ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator"]),
+    ("credentials secret", &["credentials.secretName=alibaba-keys", "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com"]),
+];
+
+const RELEASE_NS: &str = "eipsegment-system";
+
+type Grant = (String, String, String, String);
+
+fn grant(scope: &str, group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
+    verbs.iter().map(|v| (scope.to_string(), group.to_string(), resource.to_string(), v.to_string())).collect()
+}
+
+/// What the operator needs on its own objects and events, in one scope ("*": cluster-wide).
+fn operator_grants(scope: &str) -> Vec<Grant> {
+    [
+        grant(scope, "eipsegment.io", "eipsegments", &["get", "list", "watch", "patch"]),
+        grant(scope, "eipsegment.io", "eipsegments/status", &["get", "patch"]),
+        grant(scope, "eipsegment.io", "eipsegments/finalizers", &["update"]),
+        grant(scope, "events.k8s.io", "events", &["create", "patch"]),
+    ]
+    .concat()
+}
+
+fn lease_grants() -> Vec<Grant> {
+    grant(RELEASE_NS, "coordination.k8s.io", "leases", &["get", "create", "update", "patch"])
+}
+
+fn secret_grants(scope: &str) -> Vec<Grant> {
+    grant(scope, "", "secrets", &["get"])
+}
+
+fn sorted(mut v: Vec<Grant>) -> Vec<Grant> {
+    v.sort();
+    v
+}
+
+fn pod_spec(docs: &[Value]) -> &Value {
+    &of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &pod_spec(docs)["containers"][0]
+}
+
+fn has_arg(docs: &[Value], want: &str) -> bool {
+    args(docs).iter().any(|a| a == want)
+}
+
+fn has_arg_prefix(docs: &[Value], prefix: &str) -> bool {
+    args(docs).iter().any(|a| a.starts_with(prefix))
 }
 
 #[test]
-fn default_rendering_is_least_privilege_hardened_and_highly_available() {
+fn helm_lint_is_clean_in_every_mode() {
+    for (mode, sets) in MODES {
+        let mut cmd = Command::new(helm());
+        cmd.args(["lint", "--strict", CHART, "--namespace", RELEASE_NS]);
+        for s in *sets {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{mode}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn default_rendering_is_hardened_and_highly_available() {
     let docs = documents(&template(&[]).unwrap());
     let deployment = of_kind(&docs, "Deployment")[0];
-    let pod = &deployment["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
+    let pod = pod_spec(&docs);
+    let container = container(&docs);
     assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(pod["serviceAccountName"], "eipsegment-operator");
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().is_some_and(|s| s >= 30), "{:?}", pod["terminationGracePeriodSeconds"]);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(container["image"], "eipsegment-operator:0.1.0", "tag defaults to the appVersion");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
-    assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
-    assert!(container["resources"]["limits"]["memory"].is_string() && container["resources"]["requests"]["cpu"].is_string());
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    let a = args(&docs);
-    for want in ["run", "--log-format=json", "--leader-elect"] {
-        assert!(a.contains(&want.to_string()), "{a:?} lacks {want}");
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_yaml::from_str::<Value>("[ALL]").unwrap());
+    for (kind, what) in [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")] {
+        assert!(container["resources"][kind][what].is_string(), "resources.{kind}.{what}");
     }
-    // Cluster-wide: no Secrets, no CRD writes, Leases only in the release namespace.
-    assert!(grants_on(&docs, "secrets").is_empty());
-    assert!(grants_on(&docs, "customresourcedefinitions").is_empty());
-    let leases = grants_on(&docs, "leases");
-    assert!(!leases.is_empty() && leases.iter().all(|(scope, _)| scope == "eipsegment-system"), "{leases:?}");
-    let own: Vec<_> = grants_on(&docs, "eipsegments").into_iter().map(|(_, v)| v).collect();
-    assert_eq!(own, ["get", "list", "watch", "patch"]);
-    assert_eq!(of_kind(&docs, "Service").len(), 1);
+    // Probes on the metrics port, which --metrics-addr binds.
+    assert_eq!(container["ports"][0]["name"], "metrics");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert!(has_arg(&docs, "--metrics-addr=0.0.0.0:8080"));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(container[probe]["httpGet"]["path"], path);
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics");
+    }
+    // The pod's name and namespace from the downward API (the Lease holder identity and namespace).
+    let env = container["env"].as_sequence().unwrap();
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
+        assert!(env.iter().any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == field), "{name} missing: {env:?}");
+    }
+    assert!(container["envFrom"].is_null(), "no credentials Secret by default");
+    for want in ["run", "--log-format=json", "--leader-elect", "--lease-name=eipsegment-operator", "--lease-namespace=eipsegment-system"] {
+        assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
+    }
+    for absent in ["--namespace", "--vpc-endpoint", "--secret-credentials", "--allow-insecure-endpoint"] {
+        assert!(!has_arg_prefix(&docs, absent), "{:?} has {absent}", args(&docs));
+    }
+    // The metrics Service reaches the pods' metrics port; no ServiceMonitor unless asked for.
+    let service = of_kind(&docs, "Service")[0];
+    let pod_labels = deployment["spec"]["template"]["metadata"]["labels"].as_mapping().unwrap();
+    for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(pod_labels.get(k), Some(v), "Service selector {k:?} does not select the pods");
+    }
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
     assert!(of_kind(&docs, "ServiceMonitor").is_empty());
+    assert!(of_kind(&docs, "CustomResourceDefinition").is_empty(), "the CRD ships in crds/, not templates/");
 }
 
 #[test]
-fn values_switch_rbac_and_arguments() {
-    // A list of namespaces: Roles there and nowhere else.
-    let docs = documents(&template(&["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"]).unwrap());
-    assert!(of_kind(&docs, "ClusterRole").is_empty());
-    let scopes: std::collections::BTreeSet<String> = grants_on(&docs, "eipsegments").into_iter().map(|(s, _)| s).collect();
-    assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["team-a", "team-b"]);
-    let secrets = grants_on(&docs, "secrets");
-    assert_eq!(secrets, [("team-a".to_string(), "get".to_string()), ("team-b".to_string(), "get".to_string())], "Secrets: get only, served namespaces only");
-    let a = args(&docs);
-    assert!(a.contains(&"--namespace=team-a,team-b".to_string()) && a.contains(&"--secret-credentials".to_string()), "{a:?}");
+fn rbac_is_exactly_what_each_mode_needs() {
+    let namespaced = |extra: fn(&str) -> Vec<Grant>| -> Vec<Grant> { ["team-a", "team-b"].iter().flat_map(|ns| [operator_grants(ns), extra(ns)].concat()).collect() };
+    let nothing = |_: &str| Vec::new();
+    let cases: Vec<(&str, &[&str], Vec<Grant>)> = vec![
+        ("default", &[], [operator_grants("*"), lease_grants()].concat()),
+        ("namespaced", &["watchNamespaces={team-a,team-b}"], [namespaced(nothing), lease_grants()].concat()),
+        ("one namespace", &["watchNamespaces={team-a}"], [operator_grants("team-a"), lease_grants()].concat()),
+        ("leader election off", &["leaderElection.enabled=false"], operator_grants("*")),
+        ("secret references", &["credentials.secretReferences.enabled=true"], [operator_grants("*"), secret_grants("*"), lease_grants()].concat()),
+        (
+            "secret references, namespaced",
+            &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
+            [namespaced(secret_grants), lease_grants()].concat(),
+        ),
+        (
+            "secret references, namespaced, no leader election",
+            &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true", "leaderElection.enabled=false"],
+            namespaced(secret_grants),
+        ),
+        ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=r"], [operator_grants("*"), lease_grants()].concat()),
+        ("credentials secret", &["credentials.secretName=k"], [operator_grants("*"), lease_grants()].concat()),
+    ];
+    for (mode, sets, want) in cases {
+        let docs = documents(&template(sets).unwrap());
+        assert_eq!(sorted(grants(&docs)), sorted(want), "{mode}: granted rights");
+        let cluster_wide = !sets.iter().any(|s| s.starts_with("watchNamespaces"));
+        assert_eq!(of_kind(&docs, "ClusterRole").len(), usize::from(cluster_wide), "{mode}: ClusterRoles");
+        assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), usize::from(cluster_wide), "{mode}: ClusterRoleBindings");
+        // Every binding names a role of this rendering, in its own namespace, for the release's
+        // ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test control plane uses).
+        let sa = of_kind(&docs, "ServiceAccount")[0];
+        assert_eq!((sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()), (Some(RELEASE_NS), Some("eipsegment-operator")));
+        for binding in docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding") {
+            let role_kind = if binding["kind"] == "RoleBinding" { "Role" } else { "ClusterRole" };
+            assert_eq!(binding["roleRef"]["kind"], role_kind, "{mode}");
+            assert!(
+                docs.iter().any(|d| d["kind"] == role_kind && d["metadata"]["name"] == binding["roleRef"]["name"] && d["metadata"]["namespace"] == binding["metadata"]["namespace"]),
+                "{mode}: {binding:?} refers to no rendered {role_kind}"
+            );
+            let subjects = binding["subjects"].as_sequence().unwrap();
+            assert_eq!(subjects.len(), 1, "{mode}");
+            assert_eq!((subjects[0]["kind"].as_str(), subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()), (Some("ServiceAccount"), Some("eipsegment-operator"), Some(RELEASE_NS)), "{mode}");
+        }
+        let bound = docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding").count();
+        assert_eq!(bound, docs.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole").count(), "{mode}: one binding per role");
+    }
+}
 
-    // Secret references cluster-wide: get, never list or watch.
-    let docs = documents(&template(&["credentials.secretReferences.enabled=true"]).unwrap());
-    assert_eq!(grants_on(&docs, "secrets"), [("*".to_string(), "get".to_string())]);
+#[test]
+fn arguments_follow_the_values() {
+    let docs = documents(&template(&["watchNamespaces={team-a,team-b}"]).unwrap());
+    assert!(has_arg(&docs, "--namespace=team-a,team-b"), "{:?}", args(&docs));
+    let docs = documents(&template(&["watchNamespaces={team-a}"]).unwrap());
+    assert!(has_arg(&docs, "--namespace=team-a"), "{:?}", args(&docs));
 
-    // No leader election: no Lease rights, no flag.
     let docs = documents(&template(&["leaderElection.enabled=false", "replicaCount=1"]).unwrap());
-    assert!(grants_on(&docs, "leases").is_empty());
-    assert!(!args(&docs).contains(&"--leader-elect".to_string()));
+    assert!(!has_arg_prefix(&docs, "--lease") && !has_arg(&docs, "--leader-elect"), "{:?}", args(&docs));
+    assert!(docs.iter().all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("leader-election")));
 
-    // RRSA: the ServiceAccount carries the role for ACK's pod-identity webhook.
-    let docs = documents(&template(&["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator"]).unwrap());
-    assert_eq!(of_kind(&docs, "ServiceAccount")[0]["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"], "eipsegment-operator");
-    assert!(template(&["rrsa.enabled=true"]).unwrap_err().contains("rrsa.roleName is required"));
+    let docs = documents(&template(&["leaderElection.leaseDurationSeconds=20", "leaderElection.leaseGraceSeconds=4"]).unwrap());
+    assert!(has_arg(&docs, "--lease-duration-seconds=20") && has_arg(&docs, "--lease-grace-seconds=4"), "{:?}", args(&docs));
+    // The Lease lives in the release namespace, whatever it is.
+    let out = Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).output().unwrap();
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    assert!(has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"), "{:?}", args(&docs));
+    let lease_role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    assert_eq!(lease_role["metadata"]["namespace"], "platform");
 
-    // Credentials Secret as environment; ServiceMonitor on demand.
-    let docs = documents(&template(&["credentials.secretName=alibaba-keys", "metrics.serviceMonitor.enabled=true"]).unwrap());
-    let container = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["envFrom"][0]["secretRef"]["name"], "alibaba-keys");
-    assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
+    let docs = documents(&template(&["credentials.secretReferences.enabled=true", "credentials.secretReferences.namespaceDefaultSecret=alibaba"]).unwrap());
+    assert!(has_arg(&docs, "--secret-credentials") && has_arg(&docs, "--namespace-credentials-secret=alibaba"), "{:?}", args(&docs));
+
+    let docs = documents(&template(&["vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com", "logFormat=text", "metrics.port=9090", "extraArgs={--poll-seconds=5}"]).unwrap());
+    for want in ["--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com", "--log-format=text", "--metrics-addr=0.0.0.0:9090", "--poll-seconds=5"] {
+        assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
+    }
+    assert_eq!(container(&docs)["ports"][0]["containerPort"], 9090);
+    assert_eq!(of_kind(&docs, "Service")[0]["spec"]["ports"][0]["port"], 9090);
+}
+
+#[test]
+fn credentials_come_from_a_secret_or_rrsa() {
+    // RRSA: the ServiceAccount carries the role for ACK's pod-identity webhook, next to other annotations.
+    let docs = documents(&template(&["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator", "serviceAccount.annotations.team=platform"]).unwrap());
+    let annotations = &of_kind(&docs, "ServiceAccount")[0]["metadata"]["annotations"];
+    assert_eq!(annotations["pod-identity.alibabacloud.com/role-name"], "eipsegment-operator");
+    assert_eq!(annotations["team"], "platform");
+    assert!(container(&docs)["envFrom"].is_null());
+    let err = template(&["rrsa.enabled=true"]).unwrap_err();
+    assert!(err.contains("rrsa.roleName is required"), "{err}");
+    // Without RRSA, no pod-identity annotation.
+    let docs = documents(&template(&["rrsa.roleName=ignored"]).unwrap());
+    assert!(of_kind(&docs, "ServiceAccount")[0]["metadata"]["annotations"].is_null());
+
+    // An AccessKey Secret as environment.
+    let docs = documents(&template(&["credentials.secretName=alibaba-keys"]).unwrap());
+    assert_eq!(container(&docs)["envFrom"][0]["secretRef"]["name"], "alibaba-keys");
+    // Both at once would silently prefer the AccessKey: refused.
+    let err = template(&["credentials.secretName=k", "rrsa.enabled=true", "rrsa.roleName=r"]).unwrap_err();
+    assert!(err.contains("either credentials.secretName or rrsa.enabled"), "{err}");
+
+    // A ServiceAccount made elsewhere: it must be named.
+    let err = template(&["serviceAccount.create=false"]).unwrap_err();
+    assert!(err.contains("serviceAccount.name is required"), "{err}");
+    let docs = documents(&template(&["serviceAccount.create=false", "serviceAccount.name=existing"]).unwrap());
+    assert!(of_kind(&docs, "ServiceAccount").is_empty());
+    assert_eq!(pod_spec(&docs)["serviceAccountName"], "existing");
+    assert_eq!(of_kind(&docs, "ClusterRoleBinding")[0]["subjects"][0]["name"], "existing");
+}
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_service() {
+    let docs = documents(&template(&["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus"]).unwrap());
+    let monitor = of_kind(&docs, "ServiceMonitor")[0];
+    let service = of_kind(&docs, "Service")[0];
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let service_labels = service["metadata"]["labels"].as_mapping().unwrap();
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(service_labels.get(k), Some(v), "ServiceMonitor selector {k:?} does not select the Service");
+    }
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
 }
 
 #[test]
 fn invalid_values_are_refused_by_the_schema() {
-    for (set, expect) in [
-        ("logFormat=xml", "logFormat"),
-        ("replicaCount=0", "replicaCount"),
-        ("surprise=1", "surprise"),
-        ("vpcEndpoint=http://plain", "vpcEndpoint"),
-        ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
+    for (set, path) in [
+        ("logFormat=xml", "/logFormat"),
+        ("replicaCount=0", "/replicaCount"),
+        ("surprise=1", "'surprise'"),
+        ("leaderElection.enable=false", "'enable'"), // a typo is not silently ignored
+        ("rrsa.rolename=r", "'rolename'"),
+        ("vpcEndpoint=http://plain", "/vpcEndpoint"),
+        ("watchNamespaces={Not_A_Namespace}", "/watchNamespaces"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("image.repository=", "/image/repository"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
     ] {
         let err = template(&[set]).expect_err(set);
-        assert!(err.contains(expect), "{set}: {err}");
+        assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
+        assert!(err.contains(path), "{set}: the message should name {path}: {err}");
     }
 }
 
 #[test]
-fn renderings_pass_a_server_side_dry_run() {
+fn every_mode_passes_a_server_side_dry_run() {
     let c = Cluster::shared();
     for ns in ["team-a", "team-b"] {
         let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
     }
-    for sets in [
-        &[][..],
-        &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"][..],
-        &["leaderElection.enabled=false", "rrsa.enabled=true", "rrsa.roleName=r", "credentials.secretName=k"][..],
-    ] {
+    for (mode, sets) in MODES {
         let rendered = template(sets).unwrap();
         let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
-        assert!(ok, "{sets:?}: {err}");
+        assert!(ok, "{mode}: {err}");
         // "created" or, once another test installed the chart, "configured"/"unchanged".
-        assert!(out.lines().any(|l| l.starts_with("deployment.apps/eipsegment-operator ") && l.ends_with("(server dry run)")), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("deployment.apps/eipsegment-operator ") && l.ends_with("(server dry run)")), "{mode}: {out}");
+        assert_eq!(out.lines().count(), documents(&rendered).len(), "{mode}: every object went through:\n{out}");
     }
+}
+
+#[test]
+fn deploy_rbac_is_the_identity_the_test_control_plane_uses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("tests/controlplane/cluster.sh")).unwrap();
+    let var = |name: &str| script.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(|v| v.split_whitespace().next().unwrap().to_string()).unwrap();
+    let (ns, sa) = (var("operator_ns"), var("operator_sa"));
+    let docs = documents(&std::fs::read_to_string(root.join("deploy/rbac/operator.yaml")).unwrap());
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+    assert_eq!((docs[0]["metadata"]["namespace"].as_str(), docs[0]["metadata"]["name"].as_str()), (Some(ns.as_str()), Some(sa.as_str())));
+    assert_eq!(sorted(grants(&docs)), sorted([operator_grants("*"), lease_grants()].concat()));
 }
 
 #[test]
