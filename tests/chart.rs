@@ -96,7 +96,7 @@ fn operator_grants(scope: &str) -> Vec<Grant> {
 }
 
 fn lease_grants() -> Vec<Grant> {
-    grant(RELEASE_NS, "coordination.k8s.io", "leases", &["get", "create", "update", "patch"])
+    grant(RELEASE_NS, "coordination.k8s.io", "leases", &["get", "create", "patch"])
 }
 
 fn secret_grants(scope: &str) -> Vec<Grant> {

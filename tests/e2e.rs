@@ -314,7 +314,7 @@ fn the_operator_identity_can_do_nothing_more() {
     }
     // Leases for leader election: in its own namespace only.
     for (namespace, expect) in [("eipsegment-system", "yes"), ("default", "no")] {
-        let (_, out, _) = c.kubectl_as(op, &["auth", "can-i", "update", "leases.coordination.k8s.io", "-n", namespace], None);
+        let (_, out, _) = c.kubectl_as(op, &["auth", "can-i", "patch", "leases.coordination.k8s.io", "-n", namespace], None);
         assert_eq!(out.trim(), expect, "leases in {namespace}");
     }
 }
