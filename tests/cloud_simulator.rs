@@ -4,27 +4,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, SegmentStatus};
 use eipsegment_operator::cloud::{ClientConfig, CloudError, ErrorClass, VpcClient};
-use eipsegment_operator::simulator::{self, Args, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
+use eipsegment_operator::simulator::{self, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use serde_json::{Value, json};
 
 const REGION: &str = "cn-hangzhou";
 
-struct Sim {
-    url: String,
-    admin: reqwest::Client,
-}
+mod in_process;
+
+use in_process::Sim;
+
+/// Allocation and release are quick here; the tests are about answers, not waiting.
+const FAST: &[&str] = &["--allocate-seconds", "0.3", "--release-seconds", "0.3", "--release-cooldown-seconds", "0.2"];
 
 impl Sim {
-    async fn start(extra: &[&str]) -> Sim {
-        eipsegment_operator::cloud::client::install_crypto_provider();
-        let mut argv = vec!["vpc-simulator", "--allocate-seconds", "0.3", "--release-seconds", "0.3", "--release-cooldown-seconds", "0.2"];
-        argv.extend_from_slice(extra);
-        let (url, _task) = simulator::start_in_process(Args::parse_from(argv)).await.unwrap();
-        Sim { url, admin: reqwest::Client::new() }
+    async fn fast(extra: &[&str]) -> Sim {
+        Sim::start(&[FAST, extra].concat()).await
     }
 
     fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
@@ -37,19 +34,10 @@ impl Sim {
         self.client_with(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Duration::from_secs(5))
     }
 
-    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = self.admin.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
-        assert!(resp.status().is_success(), "admin {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
     async fn seed(&self, body: Value) -> String {
         self.admin(reqwest::Method::POST, "segments", body).await["instanceId"].as_str().unwrap().to_string()
     }
 
-    async fn counters(&self) -> Value {
-        self.admin(reqwest::Method::GET, "counters", json!({})).await
-    }
 }
 
 fn allocate_request(token: &str) -> AllocateRequest {
@@ -73,7 +61,7 @@ async fn wait_for_status(client: &VpcClient, id: &str, want: Option<SegmentStatu
 
 #[tokio::test]
 async fn allocate_describe_release_until_gone() {
-    let sim = Sim::start(&[]).await;
+    let sim = Sim::fast(&[]).await;
     let client = sim.client();
     let first = client.allocate(&allocate_request("uid-1-allocate")).await.unwrap();
     assert!(first.eip_segment_instance_id.starts_with("eipsg-"));
@@ -115,7 +103,7 @@ async fn allocate_describe_release_until_gone() {
 
 #[tokio::test]
 async fn blocking_states_give_the_documented_codes() {
-    let sim = Sim::start(&[]).await;
+    let sim = Sim::fast(&[]).await;
     let client = sim.client();
     let cases: Vec<(Value, &str, ErrorClass)> = vec![
         (json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", ErrorClass::Blocked),
@@ -155,7 +143,7 @@ async fn blocking_states_give_the_documented_codes() {
 
 #[tokio::test]
 async fn configuration_errors_are_terminal_or_blocked() {
-    let sim = Sim::start(&[]).await;
+    let sim = Sim::fast(&[]).await;
     let client = sim.client();
     let e = client.describe_segment("xx-nowhere-1", "eipsg-x").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("Forbidden.RegionNotFound", ErrorClass::Terminal));
@@ -188,7 +176,7 @@ async fn configuration_errors_are_terminal_or_blocked() {
 
 #[tokio::test]
 async fn pages_through_a_large_region() {
-    let sim = Sim::start(&[]).await;
+    let sim = Sim::fast(&[]).await;
     let client = sim.client();
     for _ in 0..120 {
         sim.seed(json!({})).await;
@@ -212,7 +200,7 @@ async fn pages_through_a_large_region() {
 
 #[tokio::test]
 async fn throttling_faults_and_timeouts_are_transient() {
-    let sim = Sim::start(&["--rate-limit", "DescribeEipSegment=2/60"]).await;
+    let sim = Sim::fast(&["--rate-limit", "DescribeEipSegment=2/60"]).await;
     let client = sim.client();
     client.describe_segments(REGION, None, 1, 10).await.unwrap();
     client.describe_segments(REGION, None, 1, 10).await.unwrap();
@@ -292,7 +280,7 @@ async fn raw_call(sim: &Sim, method: &str, timestamp: &str, nonce: &str) -> Valu
 
 #[tokio::test]
 async fn gateway_refuses_stale_timestamps_and_reused_nonces() {
-    let sim = Sim::start(&[]).await;
+    let sim = Sim::fast(&[]).await;
     let now = chrono::Utc::now();
     let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     // GET with a query string and POST with a form are both accepted.
@@ -324,11 +312,11 @@ async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
 async fn client_side_limits_keep_a_burst_under_the_clouds_flow_control() {
     use eipsegment_operator::cloud::Action;
     use eipsegment_operator::cloud::limits::{ActionRate, RateLimits};
-    let sim = Sim::start(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
     // Without a limit the burst is throttled, so the check below can fail.
     assert!(release_burst(&sim, &sim.client(), 12).await > 0);
 
-    let sim = Sim::start(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
     let limits = RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 4.0, burst: 1 })]).unwrap();
     let limited = sim.client().with_rate_limits(limits);
     let started = std::time::Instant::now();

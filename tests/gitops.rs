@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::*;
 
-const T: Duration = Duration::from_secs(90);
-
 fn create(c: &Cluster, ns: &str, name: &str) -> String {
     c.apply(&segment_yaml(ns, name, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     segment_id(&wait_ready(c, ns, name))
@@ -33,7 +31,7 @@ fn foreground_and_background_deletes_release_exactly_once() {
             let finalizers = obj["metadata"]["finalizers"].to_string();
             assert!(finalizers.contains("foregroundDeletion") && finalizers.contains("eipsegment.io/release"), "{finalizers}");
         }
-        eventually("Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
+        eventually("Releasing", WAIT, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
         assert!(c.get(&ns, name).is_some(), "{cascade}: the object went before the release was confirmed");
         wait_gone(c, &ns, name);
         assert!(sim.segment(&id).is_none(), "{cascade}: the object went but the segment stayed");
@@ -51,10 +49,10 @@ fn deleting_a_namespace_waits_for_every_release() {
     let ids: Vec<String> = names.iter().map(|n| create(c, &ns, n)).collect();
     let started = Instant::now();
     c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
-    eventually("segments releasing", T, || ids.iter().all(|id| sim.segment(id).is_some_and(|s| s["status"] == "Releasing")).then_some(()));
+    eventually("segments releasing", WAIT, || ids.iter().all(|id| sim.segment(id).is_some_and(|s| s["status"] == "Releasing")).then_some(()));
     let phase = c.kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Terminating");
-    eventually("namespace gone", T, || {
+    eventually("namespace gone", WAIT, || {
         let (ok, _, _) = c.kubectl_as(c.admin_kubeconfig(), &["get", "namespace", &ns], None);
         (!ok).then_some(())
     });
@@ -155,7 +153,7 @@ fn argocd_health_of_the_real_objects_at_each_phase() {
     let _op = Operator::start(c, &sim, &ns, &[]);
     c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
 
-    let allocating = eventually("Allocating", T, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
+    let allocating = eventually("Allocating", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
     let (status, message) = argocd_health(&allocating);
     assert_eq!(status, "Progressing", "{message}");
     assert!(message.contains("being allocated") || message.contains("allocation requested"), "{message}");
@@ -170,14 +168,14 @@ fn argocd_health_of_the_real_objects_at_each_phase() {
     let index = 3;
     sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "InUse", "instanceId": "i-argo1"}]}));
     c.kubectl(&["delete", "eipsegment", "web", "-n", &ns, "--wait=false"]);
-    let blocked = eventually("release blocked", T, || c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
+    let blocked = eventually("release blocked", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
     let (status, message) = argocd_health(&blocked);
     assert_eq!(status, "Degraded");
     assert!(message.contains("i-argo1") && message.contains("deletionPolicy"), "{message}");
 
     // Unblocked: Progressing while the cloud releases it, then gone.
     sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "Available", "instanceId": ""}]}));
-    let releasing = eventually("Releasing", T, || {
+    let releasing = eventually("Releasing", WAIT, || {
         c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Releasing" && o["status"]["lastError"].is_null())
     });
     let (status, message) = argocd_health(&releasing);

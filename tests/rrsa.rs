@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clap::Parser;
 use eipsegment_operator::cloud::credentials::{self, CredentialProvider, Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::sts::{self, RrsaCredentials, RrsaSettings, StsConfig};
 use eipsegment_operator::cloud::{ClientConfig, CloudError, ErrorClass, VpcClient};
-use eipsegment_operator::simulator::{self, Args};
+use eipsegment_operator::simulator;
 use serde_json::{Value, json};
 
 const REGION: &str = "cn-hangzhou";
@@ -21,28 +20,11 @@ const ROLE: &str = "acs:ram::1234567890123456:role/eipsegment-operator";
 const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-simulator";
 const ISSUER: &str = "https://oidc-ack.cn-hangzhou.aliyuncs.com/simulator";
 
-struct Sim {
-    url: String,
-    admin: reqwest::Client,
-}
+mod in_process;
+
+use in_process::Sim;
 
 impl Sim {
-    async fn start(extra: &[&str]) -> Sim {
-        eipsegment_operator::cloud::client::install_crypto_provider();
-        let mut argv = vec!["vpc-simulator"];
-        argv.extend_from_slice(extra);
-        let (url, _task) = simulator::start_in_process(Args::parse_from(argv)).await.unwrap();
-        Sim { url, admin: reqwest::Client::new() }
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = self.admin.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "admin {path}: {status} {body}");
-        body
-    }
-
     async fn set_sts(&self, patch: Value) -> Value {
         self.admin(reqwest::Method::PUT, "sts", patch).await
     }
@@ -51,13 +33,6 @@ impl Sim {
         self.admin(reqwest::Method::GET, "sts/credentials", json!({})).await.as_array().unwrap().clone()
     }
 
-    async fn counters(&self) -> Value {
-        self.admin(reqwest::Method::GET, "counters", json!({})).await
-    }
-
-    async fn count(&self, action: &str, outcome: &str) -> u64 {
-        self.counters().await[action][outcome].as_u64().unwrap_or(0)
-    }
 
     /// Sleeps until the STS credentials with this key have `left` of their validity remaining.
     async fn sleep_until_left(&self, access_key_id: &str, left_ms: i64) {

@@ -1,0 +1,37 @@
+//! A simulator inside the test process, reached over real HTTP on loopback, with its admin API.
+#![allow(dead_code)]
+
+use clap::Parser;
+use eipsegment_operator::simulator::{self, Args};
+use serde_json::{Value, json};
+
+pub struct Sim {
+    pub url: String,
+    pub admin: reqwest::Client,
+}
+
+impl Sim {
+    /// Starts one with these flags (after the program name).
+    pub async fn start(flags: &[&str]) -> Sim {
+        eipsegment_operator::cloud::client::install_crypto_provider();
+        let argv = std::iter::once("vpc-simulator").chain(flags.iter().copied());
+        let (url, _task) = simulator::start_in_process(Args::parse_from(argv)).await.unwrap();
+        Sim { url, admin: reqwest::Client::new() }
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let resp = self.admin.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "admin {path}: {status} {body}");
+        body
+    }
+
+    pub async fn counters(&self) -> Value {
+        self.admin(reqwest::Method::GET, "counters", json!({})).await
+    }
+
+    pub async fn count(&self, action: &str, outcome: &str) -> u64 {
+        self.counters().await[action][outcome].as_u64().unwrap_or(0)
+    }
+}
