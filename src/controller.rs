@@ -278,14 +278,20 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
     let before = obj.status.clone().unwrap_or_default();
     let mut status = before.clone();
     status.observed_generation = obj.metadata.generation;
-    status.deletion_policy = Some(obj.spec.effective_deletion_policy().as_str().to_string());
+    let policy = obj.spec.effective_deletion_policy();
+    status.deletion_policy = Some(policy.as_str().to_string());
     let region = obj.spec.region_id.as_str();
     // Retain needs no cloud call, so not even credentials: a deleted Secret cannot block it.
-    let retaining = deleting && obj.spec.effective_deletion_policy() == crate::crd::DeletionPolicy::Retain;
-    // Likewise when nothing was ever requested: the object goes without a call.
+    let retaining = deleting && policy == crate::crd::DeletionPolicy::Retain;
     let look_at = if retaining { None } else { decide::segment_to_look_at(&obj.spec, &status) };
-    let without_cloud = decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &Cloud::NothingToLookAt });
-    let vpc = if retaining || (look_at.is_none() && matches!(without_cloud, Step::Finish(_))) {
+    // Likewise when nothing was ever requested: the object goes without a call.
+    let needs_cloud = !retaining
+        && (look_at.is_some()
+            || !matches!(
+                decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &Cloud::NothingToLookAt }),
+                Step::Finish(_)
+            ));
+    let vpc = if !needs_cloud {
         ctx.vpc.clone()
     } else {
         match ctx.client_for(obj).await {
