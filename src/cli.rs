@@ -12,6 +12,7 @@ use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::decide::Timings;
 use crate::leadership::{self, LeaseConfig};
+use crate::poller::{Poller, PollerConfig};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
@@ -58,10 +59,11 @@ pub struct RunArgs {
     /// Log filter in tracing's EnvFilter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
-    /// Seconds between looks at a segment that is allocating or releasing.
+    /// Seconds before the first look at an allocation or release while its usual duration is not yet
+    /// learned, and between later looks at one that is still under way.
     #[arg(long, env = "EIPSEG_POLL_SECONDS", default_value_t = 2.0)]
     pub poll_seconds: f64,
-    /// Seconds between drift checks of a settled segment.
+    /// Seconds between drift checks of settled segments (region-wide pages when many are due).
     #[arg(long, env = "EIPSEG_RESYNC_SECONDS", default_value_t = 600.0)]
     pub resync_seconds: f64,
     /// Longest wait between retries after passing errors (throttling, 5xx, timeouts); the wait
@@ -195,14 +197,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
     tracing::info!(namespaces = %if args.namespaces.is_empty() { "<all>".to_string() } else { args.namespaces.join(",") }, endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
     let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
-    let mut context = Context::new(client.clone(), vpc, timings, metrics.clone());
+    let (poller, woken) = Poller::new(PollerConfig::new(timings.poll, timings.resync, timings.transient_max));
+    let mut context = Context::new(client.clone(), vpc, timings, metrics.clone(), poller);
     if args.secret_credentials {
         context.secret_credentials = Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
     }
     let ctx = Arc::new(context);
     if !args.leader_elect {
         metrics.leader.set(1);
-        controller::run(ctx, scope, termination()).await;
+        controller::run(ctx, scope, woken, termination()).await;
         tracing::info!("stopped");
         return Ok(());
     }
@@ -240,7 +243,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             _ = lost_rx => tracing::warn!("lease lost; stopping"),
         }
     };
-    controller::run(ctx, scope, shutdown).await;
+    controller::run(ctx, scope, woken, shutdown).await;
     metrics.leader.set(0);
     let _ = stop_tx.send(());
     if let Ok(leadership) = watcher.await {

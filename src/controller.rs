@@ -1,7 +1,7 @@
 //! Kubernetes glue: watch `EipSegment`s, gather what the cloud says, ask `decide`, perform the one
 //! step, record status and events, requeue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,12 +20,20 @@ use tracing::{debug, info, warn};
 
 use crate::cloud::model::{Segment, SegmentStatus};
 use crate::cloud::credentials::{Credentials, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, Secret, StaticCredentials};
-use crate::cloud::{CloudError, ErrorClass, VpcClient};
+use crate::cloud::{Action as CloudAction, Admit, CloudError, ErrorClass, VpcClient};
+use crate::poller::{Change, Key, Poller, Seen, WakeTarget};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER, LastError};
 use crate::decide::{self, Cloud, Facts, Finished, Observed, Pace, Step, Timings};
 use crate::telemetry::Metrics;
 
 pub const MANAGER: &str = "eipsegment-operator";
+
+/// Objects waiting on the poller are woken when their segment changes; this is only the safety net
+/// should a wake be lost.
+const UNWOKEN_RECHECK: Duration = Duration::from_secs(60);
+
+/// Names the operator's own credentials in poller keys.
+const OWN_CREDENTIALS: &str = "operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,7 +45,7 @@ pub enum Error {
     #[error("release not yet confirmed; looking again in {0:?}")]
     ReleasePending(Duration),
     #[error("the cloud call failed: {0}")]
-    Cloud(#[source] CloudError, Duration),
+    Cloud(#[source] Arc<CloudError>, Duration),
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
@@ -51,7 +59,12 @@ pub struct Context {
     /// Consecutive failures per object UID, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
     /// UIDs whose release was requested and is not yet confirmed.
-    releasing: Mutex<std::collections::HashSet<String>>,
+    releasing: Mutex<HashSet<String>>,
+    /// UIDs whose segment was last seen allocated.
+    ready: Mutex<HashSet<String>>,
+    /// UIDs waiting for a place within a client-side rate, per (credentials, region, action).
+    queued: Mutex<HashMap<(Key, CloudAction), HashSet<String>>>,
+    pub poller: Arc<Poller>,
     /// Set when objects may name their credentials in a Secret of their namespace.
     pub secret_credentials: Option<SecretCredentials>,
 }
@@ -64,7 +77,7 @@ pub struct SecretCredentials {
 }
 
 impl Context {
-    pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         Context {
@@ -75,6 +88,9 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             releasing: Mutex::default(),
+            ready: Mutex::default(),
+            queued: Mutex::default(),
+            poller,
             secret_credentials: None,
         }
     }
@@ -94,16 +110,17 @@ impl Context {
         self.failures().remove(uid);
     }
 
-    /// The client acting with the object's credentials: the Secret it names, else its namespace's
-    /// default Secret, else the operator's own.
-    async fn client_for(&self, obj: &EipSegment) -> Result<VpcClient, CloudError> {
+    /// The client acting with the object's credentials, and a name for them: the Secret it names,
+    /// else its namespace's default Secret, else the operator's own.
+    async fn client_for(&self, obj: &EipSegment) -> Result<(String, VpcClient), CloudError> {
         let explicit = obj.spec.credentials_secret_ref.as_ref().map(|r| r.name.clone());
+        let own = || (OWN_CREDENTIALS.to_string(), self.vpc.clone());
         let Some(config) = &self.secret_credentials else {
             return match explicit {
                 Some(_) => Err(CloudError::Credentials(
                     "spec.credentialsSecretRef is set, but this operator does not read Secrets: enable Secret-referenced credentials".into(),
                 )),
-                None => Ok(self.vpc.clone()),
+                None => Ok(own()),
             };
         };
         let namespace = obj.namespace().unwrap_or_default();
@@ -113,9 +130,9 @@ impl Context {
             Ok(Some(secret)) => {
                 let credentials = credentials_from_secret(&secret)
                     .map_err(|missing| CloudError::Credentials(format!("Secret {namespace}/{name} has no {missing}")))?;
-                Ok(self.vpc.with_credentials(Arc::new(StaticCredentials(credentials))))
+                Ok((format!("secret/{namespace}/{name}"), self.vpc.with_credentials(Arc::new(StaticCredentials(credentials)))))
             }
-            Ok(None) if explicit.is_none() => Ok(self.vpc.clone()),
+            Ok(None) if explicit.is_none() => Ok(own()),
             Ok(None) => Err(CloudError::Credentials(format!("Secret {namespace}/{name} named by spec.credentialsSecretRef does not exist"))),
             Err(e) => Err(CloudError::Credentials(format!("cannot read Secret {namespace}/{name}: {e}"))),
         }
@@ -130,7 +147,44 @@ impl Context {
         }
     }
 
+    /// Tracks the gauge of objects whose segment is allocated.
+    fn set_ready(&self, uid: &str, ready: bool) {
+        let mut set = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if ready { set.insert(uid.to_string()) } else { set.remove(uid) };
+        if changed {
+            self.metrics.objects_ready.set(set.len() as i64);
+        }
+    }
+
+    /// When an object that found no free place within the rate tries again: after the rate allows
+    /// one, spread over the others waiting, so that they neither stampede nor leave places unused.
+    fn queue(&self, key: &Key, action: CloudAction, uid: &str, after: Duration, period: Option<Duration>) -> Duration {
+        let waiting = {
+            let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+            let set = queued.entry((key.clone(), action)).or_default();
+            set.insert(uid.to_string());
+            set.len()
+        };
+        let spread = period.unwrap_or_default().mul_f64(waiting as f64 / 2.0);
+        after + spread.mul_f64(rand::random::<f64>())
+    }
+
+    fn unqueue(&self, key: &Key, action: CloudAction, uid: &str) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = queued.get_mut(&(key.clone(), action)) {
+            set.remove(uid);
+            if set.is_empty() {
+                queued.remove(&(key.clone(), action));
+            }
+        }
+    }
+
     fn requeue(&self, uid: &str, pace: Pace, hint: Option<Duration>) -> Duration {
+        if pace == Pace::Poll {
+            // The poller wakes the object when its segment changes.
+            self.record_success(uid);
+            return UNWOKEN_RECHECK;
+        }
         let failures = match pace {
             Pace::Backoff(_) => self.record_failure(uid),
             _ => {
@@ -160,23 +214,51 @@ fn relevant_change(obj: &EipSegment) -> Option<u64> {
 }
 
 /// Runs until `shutdown` resolves; reconciles under way finish first, so no cloud call's outcome goes
-/// unrecorded. One controller per watched namespace (or one for all), each with its own cache.
-pub async fn run(ctx: Arc<Context>, scope: WatchScope, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-    let apis: Vec<Api<EipSegment>> = if scope.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
-    } else {
-        scope.namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect()
-    };
-    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(apis.len()));
+/// unrecorded. One controller per watched namespace (or one for all), each with its own cache; the
+/// poller's wakes go to the controller that watches the object.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: WatchScope,
+    woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let namespaces: Vec<Option<String>> =
+        if scope.namespaces.is_empty() { vec![None] } else { scope.namespaces.iter().cloned().map(Some).collect() };
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces.len()));
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let controllers = apis.into_iter().map(|api| run_one(ctx.clone(), api, scope.concurrency, unsynced.clone(), shutdown.clone()));
+    let mut routes = Vec::new();
+    let controllers: Vec<_> = namespaces
+        .into_iter()
+        .map(|namespace| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<WakeTarget>();
+            let api = match &namespace {
+                None => Api::all(ctx.client.clone()),
+                Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            };
+            routes.push((namespace, tx));
+            let wakes = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|t| (reflector::ObjectRef::new(&t.name).within(&t.namespace), rx))
+            });
+            run_one(ctx.clone(), api, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
+        })
+        .collect();
+    tokio::spawn(route_wakes(woken, routes));
     futures::future::join_all(controllers).await;
+}
+
+async fn route_wakes(mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>, routes: Vec<(Option<String>, tokio::sync::mpsc::UnboundedSender<WakeTarget>)>) {
+    while let Some(target) = woken.recv().await {
+        if let Some((_, tx)) = routes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == target.namespace)) {
+            let _ = tx.send(target);
+        }
+    }
 }
 
 async fn run_one(
     ctx: Arc<Context>,
     api: Api<EipSegment>,
     concurrency: u16,
+    wakes: impl futures::Stream<Item = reflector::ObjectRef<EipSegment>> + Send + 'static,
     unsynced: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -203,11 +285,14 @@ async fn run_one(
     let metrics = ctx.metrics.clone();
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        // The cache holds every object: without managedFields it is a fraction of the size.
+        .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .reconcile_on(wakes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -281,6 +366,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
     let policy = obj.spec.effective_deletion_policy();
     status.deletion_policy = Some(policy.as_str().to_string());
     let region = obj.spec.region_id.as_str();
+    let target = WakeTarget { namespace: obj.namespace().unwrap_or_default(), name: name.clone() };
     // Retain needs no cloud call, so not even credentials: a deleted Secret cannot block it.
     let retaining = deleting && policy == crate::crd::DeletionPolicy::Retain;
     let look_at = if retaining { None } else { decide::segment_to_look_at(&obj.spec, &status) };
@@ -291,41 +377,61 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &Cloud::NothingToLookAt }),
                 Step::Finish(_)
             ));
-    let vpc = if !needs_cloud {
-        ctx.vpc.clone()
+    let (credentials, vpc) = if !needs_cloud {
+        (OWN_CREDENTIALS.to_string(), ctx.vpc.clone())
     } else {
         match ctx.client_for(obj).await {
-            Ok(vpc) => vpc,
-            Err(e) => return fail(api, ctx, obj, &name, &before, status, e, "Credentials", deleting).await,
+            Ok(found) => found,
+            Err(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Credentials", deleting).await,
         }
     };
+    let key = Key { credentials, region: region.to_string() };
+    let wait = |after: Duration| if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) };
 
     let (cloud, look_error) = match look_at {
         None => (Cloud::NothingToLookAt, None),
-        Some(id) => match vpc.describe_segment(region, id).await {
-            Ok(Some(seg)) => (Cloud::Found(seg), None),
-            Ok(None) => (Cloud::Missing, None),
-            Err(e) => (Cloud::LookFailed(e.class()), Some(e)),
+        // Settled segments stay under drift checks; one being deleted only awaits its release.
+        Some(id) => match ctx.poller.look(&key, &vpc, id, target.clone(), !deleting) {
+            None => {
+                debug!(object = %name, segment = id, "waiting for a look at the segment");
+                return wait(UNWOKEN_RECHECK);
+            }
+            Some(observation) => match observation.seen {
+                Seen::Present(seg) => (Cloud::Found(seg), None),
+                Seen::Absent => (Cloud::Missing, None),
+                Seen::Failed(e) => (Cloud::LookFailed(e.class()), Some(e)),
+            },
         },
     };
     let step = decide::with_tokens(decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &cloud }), &uid);
     debug!(object = %name, ?step, "decided");
 
-    let wait = |after: Duration| if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) };
-
     match step {
         Step::Allocate { token } => {
+            let action = CloudAction::AllocateEipSegmentAddress;
+            let admission = match vpc.admit(action, region).await {
+                Admit::Granted(admission) => admission,
+                Admit::NotYet(after) => {
+                    set_ready(&mut status, false, "AllocationQueued", &queued_message(&vpc, action));
+                    write_status(api, &name, &before, &status).await?;
+                    return wait(ctx.queue(&key, action, &uid, after, vpc.rate_period(action)));
+                }
+                Admit::Failed(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Allocate", deleting).await,
+            };
+            ctx.unqueue(&key, action, &uid);
             status.allocation_token = Some(token.clone());
+            let mut recorded = before.clone();
             if status.allocation_requested_at.is_none() {
                 // The marker goes in before the call: a crash after it cannot leak the segment.
                 status.allocation_requested_at = Some(now());
                 write_status(api, &name, &before, &status).await?;
+                recorded = status.clone();
                 publish(ctx, obj, EventType::Normal, "AllocationRequested", "Allocate", format!("requesting a /{} segment in {region}", obj.spec.eip_mask.unwrap_or(28))).await;
             }
-            let recorded = status.clone();
-            match vpc.allocate(&obj.spec.allocate_request(&token)).await {
+            match vpc.allocate_admitted(&obj.spec.allocate_request(&token), admission).await {
                 Ok(resp) => {
                     info!(object = %name, segment = %resp.eip_segment_instance_id, "allocation accepted");
+                    ctx.poller.changing(&key, &vpc, &resp.eip_segment_instance_id, Change::Allocating, target);
                     status.segment_instance_id = Some(resp.eip_segment_instance_id.clone());
                     status.cloud_status = Some("Allocating".into());
                     status.last_error = None;
@@ -339,21 +445,34 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     if !decide::allocation_may_have_landed(c.class, e.is_ambiguous(), e.code()) {
                         status.allocation_requested_at = None;
                     }
-                    fail(api, ctx, obj, &name, &recorded, status, e, "Allocate", deleting).await
+                    fail(api, ctx, obj, &name, &recorded, status, Arc::new(e), "Allocate", deleting).await
                 }
             }
         }
         Step::Release { segment_id, token } => {
+            let action = CloudAction::ReleaseEipSegmentAddress;
+            let admission = match vpc.admit(action, region).await {
+                Admit::Granted(admission) => admission,
+                Admit::NotYet(after) => {
+                    set_ready(&mut status, false, "ReleaseQueued", &queued_message(&vpc, action));
+                    write_status(api, &name, &before, &status).await?;
+                    return wait(ctx.queue(&key, action, &uid, after, vpc.rate_period(action)));
+                }
+                Admit::Failed(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Release", deleting).await,
+            };
+            ctx.unqueue(&key, action, &uid);
             status.release_token = Some(token.clone());
             if status.release_requested_at.is_none() {
                 status.release_requested_at = Some(now());
             }
             write_status(api, &name, &before, &status).await?;
             let recorded = status.clone();
-            match vpc.release(region, &segment_id, &token).await {
+            match vpc.release_admitted(region, &segment_id, &token, admission).await {
                 Ok(request_id) => {
                     info!(object = %name, segment = %segment_id, %request_id, "release accepted");
+                    ctx.poller.changing(&key, &vpc, &segment_id, Change::Releasing, target);
                     ctx.set_releasing(&uid, true);
+                    ctx.set_ready(&uid, false);
                     status.cloud_status = Some("Releasing".into());
                     status.last_error = None;
                     set_synced(&mut status, None);
@@ -362,13 +481,14 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     publish(ctx, obj, EventType::Normal, "ReleaseRequested", "Release", format!("release of {segment_id} accepted (RequestId {request_id})")).await;
                     Err(Error::ReleasePending(ctx.requeue(&uid, Pace::Poll, None)))
                 }
-                // Gone already: the next look confirms it.
+                // Gone already: a fresh look confirms it.
                 Err(e) if decide::after_refused_release(e.class()) == decide::AfterRefusedRelease::Confirm => {
-                    Err(Error::ReleasePending(Duration::from_millis(100)))
+                    ctx.poller.refresh(&key, &vpc, &segment_id, target);
+                    Err(Error::ReleasePending(UNWOKEN_RECHECK))
                 }
                 Err(e) => {
                     let e = name_blockers(&vpc, region, &segment_id, e).await;
-                    fail(api, ctx, obj, &name, &recorded, status, e, "Release", deleting).await
+                    fail(api, ctx, obj, &name, &recorded, status, Arc::new(e), "Release", deleting).await
                 }
             }
         }
@@ -386,14 +506,22 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     ctx.metrics.release_confirmed((Utc::now() - requested.with_timezone(&Utc)).to_std().unwrap_or_default());
                 }
             }
+            if let Some(id) = decide::segment_to_look_at(&obj.spec, &status) {
+                ctx.poller.forget_everywhere(id);
+            }
             ctx.set_releasing(&uid, false);
+            ctx.set_ready(&uid, false);
+            for action in [CloudAction::AllocateEipSegmentAddress, CloudAction::ReleaseEipSegmentAddress] {
+                ctx.unqueue(&key, action, &uid);
+            }
             info!(object = %name, reason, "{note}");
             publish(ctx, obj, EventType::Normal, reason, "Finalize", note).await;
             ctx.record_success(&uid);
             Ok(Action::await_change())
         }
         Step::Wait { observed, pace } => {
-            let hint = look_error.as_ref().and_then(CloudError::retry_after);
+            let hint = look_error.as_ref().and_then(|e| e.retry_after());
+            ctx.set_ready(&uid, matches!(observed, Observed::Ready(_)));
             match &observed {
                 Observed::Ready(seg) => {
                     record_segment(&mut status, seg);
@@ -443,6 +571,12 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             wait(ctx.requeue(&uid, pace, hint))
         }
     }
+}
+
+/// Why an object waits before its call: the client-side rate, and what it is.
+fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
+    let rate = vpc.rate_period(action).map(|p| format!(" ({:.2} calls/s per credentials and region)", 1.0 / p.as_secs_f64())).unwrap_or_default();
+    format!("waiting for a place within the client-side rate limit of {action}{rate}; other objects are ahead")
 }
 
 /// The standard variable names as keys, so one Secret serves `envFrom` and references alike.
@@ -509,7 +643,7 @@ async fn fail(
     name: &str,
     before: &EipSegmentStatus,
     status: EipSegmentStatus,
-    e: CloudError,
+    e: Arc<CloudError>,
     action: &str,
     deleting: bool,
 ) -> Result<Action, Error> {
@@ -527,13 +661,13 @@ async fn fail_with(
     name: &str,
     before: &EipSegmentStatus,
     mut status: EipSegmentStatus,
-    e: CloudError,
+    e: Arc<CloudError>,
     action: &str,
     deleting: bool,
     after: Duration,
 ) -> Result<Action, Error> {
     let c = e.classification();
-    let detail = match &e {
+    let detail = match e.as_ref() {
         CloudError::Api { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
         CloudError::Credentials(message) => format!("{}: {message}", e.code()),
         CloudError::Sts { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod decide;
 pub mod leadership;
+pub mod poller;
 pub mod simulator;
 pub mod telemetry;
 

@@ -44,6 +44,7 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     /// Objects whose release was requested and is not yet confirmed.
     pub releases_in_flight: Gauge,
+    pub objects_ready: Gauge,
     release_seconds: Histogram,
     /// 1 while this replica holds the lease (or runs without leader election).
     pub leader: Gauge,
@@ -67,6 +68,8 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Duration of one reconcile", reconcile_seconds.clone());
         let releases_in_flight = Gauge::default();
         registry.register("releases_in_flight", "Releases requested and not yet confirmed", releases_in_flight.clone());
+        let objects_ready = Gauge::default();
+        registry.register("objects_ready", "Objects whose segment was last seen allocated", objects_ready.clone());
         let release_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 14));
         registry.register("release_duration_seconds", "From the release request to the cloud's confirmation", release_seconds.clone());
         let leader = Gauge::default();
@@ -79,6 +82,7 @@ impl Default for Metrics {
             reconciles,
             reconcile_seconds,
             releases_in_flight,
+            objects_ready,
             release_seconds,
             leader,
             ready: AtomicBool::new(false),

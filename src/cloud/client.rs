@@ -62,6 +62,30 @@ pub trait CallObserver: Send + Sync {
     fn observe(&self, action: Action, region: &str, outcome: &str, elapsed: Duration);
 }
 
+/// The hold after a throttling answer without a TimeLeft hint, and the longest hold honoured.
+const THROTTLED_HOLD: Duration = Duration::from_secs(1);
+const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
+
+/// A place taken within the client-side rate for one call.
+#[derive(Debug)]
+pub struct Admission(());
+
+#[derive(Debug)]
+pub enum Admit {
+    Granted(Admission),
+    /// The rate allows a call after this long.
+    NotYet(Duration),
+    /// No credentials to call with.
+    Failed(CloudError),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReleaseBody {
+    #[serde(default)]
+    request_id: String,
+}
+
 #[derive(Clone)]
 pub struct VpcClient {
     http: reqwest::Client,
@@ -121,6 +145,11 @@ impl VpcClient {
         self.call(action, &request.region_id, request.params()).await
     }
 
+    /// Allocates under a place already taken within the client-side rate.
+    pub async fn allocate_admitted(&self, request: &AllocateRequest, _admission: Admission) -> Result<AllocateResponse, CloudError> {
+        self.call_admitted(Action::AllocateEipSegmentAddress, &request.region_id, request.params(), true).await
+    }
+
     /// One page of the region's segments, or of the one segment named.
     pub async fn describe_segments(
         &self,
@@ -170,19 +199,42 @@ impl VpcClient {
 
     /// Asks for the release; returns the RequestId. The release itself completes asynchronously.
     pub async fn release(&self, region: &str, segment_id: &str, client_token: &str) -> Result<String, CloudError> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Body {
-            #[serde(default)]
-            request_id: String,
-        }
         let params = vec![
             ("RegionId", region.to_string()),
             ("SegmentInstanceId", segment_id.to_string()),
             ("ClientToken", client_token.to_string()),
         ];
-        let body: Body = self.call(Action::ReleaseEipSegmentAddress, region, params).await?;
+        let body: ReleaseBody = self.call(Action::ReleaseEipSegmentAddress, region, params).await?;
         Ok(body.request_id)
+    }
+
+    /// Asks for the release under a place already taken within the client-side rate.
+    pub async fn release_admitted(&self, region: &str, segment_id: &str, client_token: &str, _admission: Admission) -> Result<String, CloudError> {
+        let params = vec![
+            ("RegionId", region.to_string()),
+            ("SegmentInstanceId", segment_id.to_string()),
+            ("ClientToken", client_token.to_string()),
+        ];
+        let body: ReleaseBody = self.call_admitted(Action::ReleaseEipSegmentAddress, region, params, true).await?;
+        Ok(body.request_id)
+    }
+
+    /// Takes a place for one `action` call within the client-side rate if one is free now, without
+    /// waiting: work that must wait its turn is requeued instead of holding a worker.
+    pub async fn admit(&self, action: Action, region: &str) -> Admit {
+        let access_key_id = match self.credentials.credentials().await {
+            Ok(c) => c.access_key_id,
+            Err(e) => return Admit::Failed(e),
+        };
+        match self.limits.try_acquire(action, &access_key_id, region) {
+            Ok(()) => Admit::Granted(Admission(())),
+            Err(after) => Admit::NotYet(after),
+        }
+    }
+
+    /// The sustained spacing of `action`'s calls under the client-side rate, if limited.
+    pub fn rate_period(&self, action: Action) -> Option<Duration> {
+        self.limits.period(action)
     }
 
     /// The member EIPs of a segment (to name the one that blocks a release).
@@ -212,9 +264,19 @@ impl VpcClient {
         region: &str,
         params: Vec<(&'static str, String)>,
     ) -> Result<T, CloudError> {
+        self.call_admitted(action, region, params, false).await
+    }
+
+    async fn call_admitted<T: DeserializeOwned>(
+        &self,
+        action: Action,
+        region: &str,
+        params: Vec<(&'static str, String)>,
+        admitted: bool,
+    ) -> Result<T, CloudError> {
         let span = tracing::debug_span!("vpc_call", action = %action, region, request_id = field::Empty);
         let started = Instant::now();
-        let result = self.send::<T>(action, region, params).instrument(span.clone()).await;
+        let result = self.send::<T>(action, region, params, admitted).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(_) => "Success",
             Err(e) => e.code(),
@@ -236,9 +298,12 @@ impl VpcClient {
         action: Action,
         region: &str,
         params: Vec<(&'static str, String)>,
+        admitted: bool,
     ) -> Result<T, CloudError> {
         let credentials = self.credentials.credentials().await?;
-        self.limits.wait(action, &credentials.access_key_id, region).await;
+        if !admitted {
+            self.limits.wait(action, &credentials.access_key_id, region).await;
+        }
         let mut all: Vec<(&str, String)> = vec![
             ("Action", action.as_str().to_string()),
             ("Version", API_VERSION.to_string()),
@@ -275,7 +340,15 @@ impl VpcClient {
         let status = response.status().as_u16();
         let retry_after = throttle_hint(response.headers());
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
-        read_answer(action, status, retry_after, &bytes)
+        let answer = read_answer(action, status, retry_after, &bytes);
+        if let Err(e) = &answer {
+            if e.is_throttling() {
+                // The cloud's window outranks ours: hold this action until it says.
+                let left = e.retry_after().unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);
+                self.limits.hold(action, &credentials.access_key_id, region, left);
+            }
+        }
+        answer
     }
 
     fn transport_error(&self, action: Action, e: reqwest::Error) -> CloudError {

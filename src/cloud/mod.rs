@@ -8,6 +8,6 @@ pub mod model;
 pub mod signer;
 pub mod sts;
 
-pub use client::{ClientConfig, VpcClient};
+pub use client::{Admission, Admit, ClientConfig, VpcClient};
 pub use error::{CloudError, ErrorClass};
 pub use model::Action;
