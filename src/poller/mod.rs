@@ -86,6 +86,9 @@ impl PollerConfig {
     }
 }
 
+/// While a first change is being timed, others wait at most this many first-look intervals.
+const SCOUTED_WAIT_FACTOR: u32 = 8;
+
 /// After this long, a change that shows no sign of having begun (the segment still Allocated after
 /// a release, or absent after an allocation) is reported to the object instead of awaited.
 const CHANGE_VISIBLE_WITHIN: Duration = Duration::from_secs(120);
@@ -245,10 +248,16 @@ impl Poller {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let now = Instant::now();
-        let first_look = match change {
-            Change::Allocating => st.allocations.first_look_after(),
-            Change::Releasing => st.releases.first_look_after(),
+        let durations = match change {
+            Change::Allocating => &st.allocations,
+            Change::Releasing => &st.releases,
         };
+        let first_look = durations.first_look_after();
+        // Until one such change has been seen to end, one segment (the first) is polled to learn
+        // how long it takes; the others wait for that instead of each polling blindly.
+        let scouted = !durations.known()
+            && st.watched.iter().any(|(id, w)| id != segment_id && matches!(w.change, Some((c, _, true)) if c == change));
+        let first_look = if scouted { first_look.saturating_mul(SCOUTED_WAIT_FACTOR) } else { first_look };
         st.scanned.remove(segment_id);
         let entry = self.entry(&mut st, segment_id, target);
         entry.change = Some((change, now, true));
@@ -540,7 +549,20 @@ impl Poller {
                 Change::Allocating => &mut st.allocations,
                 Change::Releasing => &mut st.releases,
             };
+            let first_learned = finished && !durations.known();
             if finished { durations.finished_by(elapsed) } else { durations.still_changing_after(elapsed) }
+            if first_learned {
+                // The changes that waited for the first to be timed are due when it says.
+                let first_look = durations.first_look_after();
+                for w in st.watched.values_mut() {
+                    if let (Some((c, since, true)), None) = (w.change, &w.last) {
+                        if c == change {
+                            let due = (since + first_look).max(now);
+                            w.due = Some(w.due.map_or(due, |d| d.min(due)));
+                        }
+                    }
+                }
+            }
         }
         targets
     }

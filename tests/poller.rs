@@ -1,0 +1,171 @@
+//! The shared poller against the simulator over real HTTP: what it costs in DescribeEipSegment calls
+//! to learn about many segments, to confirm releases, and to notice drift, and that it wakes exactly
+//! the objects whose segment changed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
+use eipsegment_operator::cloud::model::SegmentStatus;
+use eipsegment_operator::cloud::{ClientConfig, VpcClient};
+use eipsegment_operator::poller::{Change, Key, Observation, Poller, PollerConfig, Seen, WakeTarget};
+use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
+use reqwest::Method;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+mod in_process;
+use in_process::Sim;
+
+const REGION: &str = "cn-hangzhou";
+
+fn client(sim: &Sim) -> VpcClient {
+    let creds = Credentials {
+        access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
+        access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
+        security_token: None,
+    };
+    let config = ClientConfig { endpoint_override: Some(sim.url.clone()), allow_insecure_endpoint: true, timeout: Duration::from_secs(5) };
+    VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+}
+
+fn key() -> Key {
+    Key { credentials: "operator".into(), region: REGION.into() }
+}
+
+fn target(id: &str) -> WakeTarget {
+    WakeTarget { namespace: "ns".into(), name: id.into() }
+}
+
+fn poller(drift: Duration) -> (Arc<Poller>, UnboundedReceiver<WakeTarget>) {
+    Poller::new(PollerConfig::new(Duration::from_millis(500), drift, Duration::from_secs(5)))
+}
+
+async fn seed(sim: &Sim, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let seg = sim.admin(Method::POST, "segments", json!({"regionId": REGION})).await;
+        ids.push(seg["instanceId"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Collects wakes until every one of `want` was woken (others are returned too).
+async fn woken(rx: &mut UnboundedReceiver<WakeTarget>, want: &HashSet<String>, within: Duration) -> HashSet<String> {
+    let mut got = HashSet::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while !want.is_subset(&got) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(t)) => {
+                got.insert(t.name);
+            }
+            _ => panic!("woken {} of {}; missing e.g. {:?}", want.intersection(&got).count(), want.len(), want.difference(&got).next()),
+        }
+    }
+    got
+}
+
+fn status(obs: &Observation) -> Option<SegmentStatus> {
+    match &obs.seen {
+        Seen::Present(s) => Some(s.status.clone()),
+        Seen::Absent => None,
+        Seen::Failed(e) => panic!("look failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn many_objects_starting_at_once_cost_one_scan_of_pages() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 120).await;
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(600));
+    for id in &ids {
+        assert!(poller.look(&key(), &vpc, id, target(id), true).is_none(), "nothing known yet");
+    }
+    woken(&mut rx, &ids.iter().cloned().collect(), Duration::from_secs(20)).await;
+    for id in &ids {
+        let obs = poller.look(&key(), &vpc, id, target(id), true).expect("known after the wake");
+        assert_eq!(status(&obs), Some(SegmentStatus::Allocated));
+    }
+    assert_eq!(sim.count("DescribeEipSegment", "Success").await, 3, "120 segments are three pages of 50");
+}
+
+#[tokio::test]
+async fn releases_are_confirmed_with_about_one_look_each() {
+    let sim = Sim::start(&["--release-seconds", "1.5", "--release-cooldown-seconds", "0"]).await;
+    // More than a page, so that absence needs a look by ID.
+    let ids = seed(&sim, 60).await;
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(600));
+    for id in &ids {
+        poller.look(&key(), &vpc, id, target(id), false);
+    }
+    woken(&mut rx, &ids.iter().cloned().collect(), Duration::from_secs(20)).await;
+    let before = sim.count("DescribeEipSegment", "Success").await;
+
+    let released: Vec<String> = ids.iter().take(12).cloned().collect();
+    for id in &released {
+        vpc.release(REGION, id, &format!("release-{id}")).await.unwrap();
+        poller.changing(&key(), &vpc, id, Change::Releasing, target(id));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let got = woken(&mut rx, &released.iter().cloned().collect(), Duration::from_secs(30)).await;
+    assert!(got.iter().all(|name| released.contains(name)), "only the released objects are woken: {got:?}");
+    for id in &released {
+        let obs = poller.look(&key(), &vpc, id, target(id), false).unwrap();
+        assert_eq!(status(&obs), None, "{id} is confirmed gone");
+    }
+    let looks = sim.count("DescribeEipSegment", "Success").await - before;
+    // The first release is timed with a look every 0.5 s while the others wait for it; then each
+    // takes one look.
+    assert!(looks <= released.len() as u64 + 3, "{looks} looks for {} releases", released.len());
+    assert!(looks >= released.len() as u64, "each release is confirmed by a look of its own");
+}
+
+#[tokio::test]
+async fn drift_checks_are_region_pages_and_wake_only_the_drifted() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 70).await;
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(2));
+    for id in &ids {
+        poller.look(&key(), &vpc, id, target(id), true);
+    }
+    woken(&mut rx, &ids.iter().cloned().collect(), Duration::from_secs(20)).await;
+    for id in &ids {
+        poller.look(&key(), &vpc, id, target(id), true).unwrap();
+    }
+    let before = sim.count("DescribeEipSegment", "Success").await;
+    // Released outside the operator: the next drift check notices.
+    let gone = ids[10].clone();
+    sim.admin(Method::DELETE, &format!("segments/{gone}"), json!({})).await;
+    let got = woken(&mut rx, &HashSet::from([gone.clone()]), Duration::from_secs(10)).await;
+    assert_eq!(got, HashSet::from([gone.clone()]), "only the drifted object is woken");
+    let obs = poller.look(&key(), &vpc, &gone, target(&gone), true).unwrap();
+    assert_eq!(status(&obs), None);
+    // Two pages for the region, and one look by ID to be sure of an absence two pages cannot prove.
+    let looks = sim.count("DescribeEipSegment", "Success").await - before;
+    assert!((3..=6).contains(&looks), "{looks} looks for one drift check");
+    for id in ids.iter().filter(|id| **id != gone) {
+        assert_eq!(status(&poller.look(&key(), &vpc, id, target(id), true).unwrap()), Some(SegmentStatus::Allocated));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_look_is_reported_once_and_retried() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 1).await;
+    let id = &ids[0];
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(600));
+    sim.admin(Method::PUT, "faults", json!({"internalErrorRate": 1.0})).await;
+    assert!(poller.look(&key(), &vpc, id, target(id), true).is_none());
+    woken(&mut rx, &HashSet::from([id.clone()]), Duration::from_secs(10)).await;
+    let obs = poller.look(&key(), &vpc, id, target(id), true).unwrap();
+    assert!(matches!(obs.seen, Seen::Failed(_)), "{obs:?}");
+    assert!(poller.look(&key(), &vpc, id, target(id), true).is_none(), "a failure is reported once");
+    sim.admin(Method::PUT, "faults", json!({"internalErrorRate": 0.0})).await;
+    woken(&mut rx, &HashSet::from([id.clone()]), Duration::from_secs(10)).await;
+    assert_eq!(status(&poller.look(&key(), &vpc, id, target(id), true).unwrap()), Some(SegmentStatus::Allocated));
+}
