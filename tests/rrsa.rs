@@ -167,6 +167,21 @@ async fn concurrent_callers_share_one_refresh() {
 }
 
 #[tokio::test]
+async fn a_token_the_cloud_refuses_early_is_replaced_at_the_next_call() {
+    let sim = Sim::start(&[]).await;
+    let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
+    let provider = sim.provider(&token.path, Duration::from_secs(180));
+    let first = provider.credentials().await.unwrap().access_key_id;
+    assert_eq!(provider.credentials().await.unwrap().access_key_id, first, "cached while valid");
+    provider.token_refused("STS.someone-else");
+    assert_eq!(provider.credentials().await.unwrap().access_key_id, first, "a refusal of other credentials changes nothing");
+    provider.token_refused(&first);
+    let second = provider.credentials().await.unwrap().access_key_id;
+    assert_ne!(second, first, "fresh credentials after the refusal");
+    assert_eq!(sim.count("AssumeRoleWithOIDC", "Success").await, 2);
+}
+
+#[tokio::test]
 async fn short_lived_credentials_are_renewed_before_they_expire() {
     let sim = Sim::start(&["--rrsa-credential-seconds", "3"]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));

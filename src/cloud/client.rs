@@ -342,6 +342,9 @@ impl VpcClient {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
         let answer = read_answer(action, status, retry_after, &bytes);
         if let Err(e) = &answer {
+            if e.code().starts_with("InvalidSecurityToken") {
+                self.credentials.token_refused(&credentials.access_key_id);
+            }
             if e.is_throttling() {
                 // The cloud's window outranks ours: hold this action until it says.
                 let left = e.retry_after().unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);

@@ -59,6 +59,10 @@ impl Credentials {
 /// Gives the credentials for the next call; refreshing ones (STS) renew themselves behind it.
 pub trait CredentialProvider: Send + Sync {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CloudError>>;
+
+    /// The cloud refused these credentials' security token (expired or revoked early): temporary
+    /// credentials are fetched afresh on the next call.
+    fn token_refused(&self, _access_key_id: &str) {}
 }
 
 /// Credentials that never change (environment variables, a Secret's keys).
