@@ -40,6 +40,7 @@ macro_rules! immutable {
 #[x_kube(
     validation = Rule::new("has(self.segmentInstanceId) != has(self.eipMask)").message("set eipMask to allocate a new segment, or segmentInstanceId to adopt an existing one, not both"),
     validation = Rule::new("!has(self.bandwidth) || !has(self.internetChargeType) || self.internetChargeType != 'PayByTraffic' || self.bandwidth <= 200").message("bandwidth is at most 200 Mbit/s with PayByTraffic"),
+    validation = Rule::new("!has(self.segmentInstanceId) || !(has(self.bandwidth) || has(self.internetChargeType) || has(self.isp) || has(self.netmode) || has(self.zone) || has(self.resourceGroupId))").message("bandwidth, internetChargeType, isp, netmode, zone and resourceGroupId describe a new segment: leave them out when adopting one with segmentInstanceId"),
     validation = Rule::new(immutable!("eipMask")).message("eipMask is immutable"),
     validation = Rule::new(immutable!("segmentInstanceId")).message("segmentInstanceId is immutable"),
     validation = Rule::new(immutable!("bandwidth")).message("bandwidth is immutable: the operator does not resize a live segment"),
@@ -69,24 +70,27 @@ pub struct EipSegmentSpec {
 
     /// Metering method: PayByBandwidth (cloud default) or PayByTraffic. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = no_null_in_enum)]
     pub internet_charge_type: Option<InternetChargeType>,
 
     /// Line type: BGP (cloud default), BGP_PRO, or a single-ISP line where the region offers it. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = no_null_in_enum)]
     pub isp: Option<Isp>,
 
     /// Network type; `public` is the only value current regions accept. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = no_null_in_enum)]
     pub netmode: Option<Netmode>,
 
     /// Zone of the segment (the API's `Zone`, for example cn-hangzhou-a), when the region requires one. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z]{2,}(-[a-z0-9]+)+$"))]
     pub zone: Option<String>,
 
-    /// Resource group of a new segment. Immutable.
+    /// Resource group of a new segment (rg-…). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 4, max = 64), regex(pattern = r"^rg-[a-z0-9]+$"))]
     pub resource_group_id: Option<String>,
 
     /// Adopt this existing segment (eipsg-…) instead of allocating one. The operator verifies it
@@ -107,14 +111,23 @@ pub struct EipSegmentSpec {
     /// and to Retain for adopted ones (the operator never releases what it did not create unless
     /// told to). May be changed at any time, also during a deletion that is blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = no_null_in_enum)]
     pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// An optional enum field stays nullable, but `null` is not listed among its values: the apiserver
+/// would print it as a supported value (`"null"`) in every rejection, yet refuses it.
+fn no_null_in_enum(schema: &mut schemars::Schema) {
+    if let Some(values) = schema.get_mut("enum").and_then(|v| v.as_array_mut()) {
+        values.retain(|v| !v.is_null());
+    }
 }
 
 /// A Secret in the object's own namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub struct SecretReference {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
     pub name: String,
 }
 
