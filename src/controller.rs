@@ -408,17 +408,11 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
 
     match step {
         Step::Allocate { token } => {
-            let action = CloudAction::AllocateEipSegmentAddress;
-            let admission = match vpc.admit(action, region).await {
-                Admit::Granted(admission) => admission,
-                Admit::NotYet(after) => {
-                    set_ready(&mut status, false, "AllocationQueued", &queued_message(&vpc, action));
-                    write_status(api, &name, &before, &status).await?;
-                    return wait(ctx.queue(&key, action, &uid, after, vpc.rate_period(action)));
-                }
-                Admit::Failed(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Allocate", deleting).await,
+            let turn = Turn { api, ctx, obj, vpc: &vpc, key: &key, before: &before, deleting };
+            let admission = match turn.take(CloudAction::AllocateEipSegmentAddress, &mut status).await {
+                Ok(admission) => admission,
+                Err(outcome) => return outcome,
             };
-            ctx.unqueue(&key, action, &uid);
             status.allocation_token = Some(token.clone());
             let mut recorded = before.clone();
             if status.allocation_requested_at.is_none() {
@@ -450,17 +444,11 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             }
         }
         Step::Release { segment_id, token } => {
-            let action = CloudAction::ReleaseEipSegmentAddress;
-            let admission = match vpc.admit(action, region).await {
-                Admit::Granted(admission) => admission,
-                Admit::NotYet(after) => {
-                    set_ready(&mut status, false, "ReleaseQueued", &queued_message(&vpc, action));
-                    write_status(api, &name, &before, &status).await?;
-                    return wait(ctx.queue(&key, action, &uid, after, vpc.rate_period(action)));
-                }
-                Admit::Failed(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Release", deleting).await,
+            let turn = Turn { api, ctx, obj, vpc: &vpc, key: &key, before: &before, deleting };
+            let admission = match turn.take(CloudAction::ReleaseEipSegmentAddress, &mut status).await {
+                Ok(admission) => admission,
+                Err(outcome) => return outcome,
             };
-            ctx.unqueue(&key, action, &uid);
             status.release_token = Some(token.clone());
             if status.release_requested_at.is_none() {
                 status.release_requested_at = Some(now());
@@ -569,6 +557,46 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             set_synced(&mut status, None);
             write_status(api, &name, &before, &status).await?;
             wait(ctx.requeue(&uid, pace, hint))
+        }
+    }
+}
+
+/// What an object's mutating call needs to wait for its place within the client-side rate.
+struct Turn<'a> {
+    api: &'a Api<EipSegment>,
+    ctx: &'a Context,
+    obj: &'a EipSegment,
+    vpc: &'a VpcClient,
+    key: &'a Key,
+    before: &'a EipSegmentStatus,
+    deleting: bool,
+}
+
+impl Turn<'_> {
+    /// A place for the call now; or, when others are ahead, the status says so and the object
+    /// comes back later, without holding a worker meanwhile.
+    async fn take(&self, action: CloudAction, status: &mut EipSegmentStatus) -> Result<crate::cloud::Admission, Result<Action, Error>> {
+        let Turn { api, ctx, obj, vpc, key, before, deleting } = *self;
+        let uid = obj.uid().unwrap_or_default();
+        let name = obj.name_any();
+        let (queued, label) = match action {
+            CloudAction::AllocateEipSegmentAddress => ("AllocationQueued", "Allocate"),
+            _ => ("ReleaseQueued", "Release"),
+        };
+        match vpc.admit(action, &key.region).await {
+            Admit::Granted(admission) => {
+                ctx.unqueue(key, action, &uid);
+                Ok(admission)
+            }
+            Admit::NotYet(after) => {
+                set_ready(status, false, queued, &queued_message(vpc, action));
+                if let Err(e) = write_status(api, &name, before, status).await {
+                    return Err(Err(e));
+                }
+                let after = ctx.queue(key, action, &uid, after, vpc.rate_period(action));
+                Err(if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) })
+            }
+            Admit::Failed(e) => Err(fail(api, ctx, obj, &name, before, status.clone(), Arc::new(e), label, deleting).await),
         }
     }
 }

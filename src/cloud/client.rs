@@ -199,23 +199,21 @@ impl VpcClient {
 
     /// Asks for the release; returns the RequestId. The release itself completes asynchronously.
     pub async fn release(&self, region: &str, segment_id: &str, client_token: &str) -> Result<String, CloudError> {
-        let params = vec![
-            ("RegionId", region.to_string()),
-            ("SegmentInstanceId", segment_id.to_string()),
-            ("ClientToken", client_token.to_string()),
-        ];
-        let body: ReleaseBody = self.call(Action::ReleaseEipSegmentAddress, region, params).await?;
-        Ok(body.request_id)
+        self.send_release(region, segment_id, client_token, false).await
     }
 
     /// Asks for the release under a place already taken within the client-side rate.
     pub async fn release_admitted(&self, region: &str, segment_id: &str, client_token: &str, _admission: Admission) -> Result<String, CloudError> {
+        self.send_release(region, segment_id, client_token, true).await
+    }
+
+    async fn send_release(&self, region: &str, segment_id: &str, client_token: &str, admitted: bool) -> Result<String, CloudError> {
         let params = vec![
             ("RegionId", region.to_string()),
             ("SegmentInstanceId", segment_id.to_string()),
             ("ClientToken", client_token.to_string()),
         ];
-        let body: ReleaseBody = self.call_admitted(Action::ReleaseEipSegmentAddress, region, params, true).await?;
+        let body: ReleaseBody = self.call_admitted(Action::ReleaseEipSegmentAddress, region, params, admitted).await?;
         Ok(body.request_id)
     }
 
