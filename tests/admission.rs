@@ -400,6 +400,10 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         );
     }
     assert!(is_ready(&c.get(&ns, "fine").unwrap()), "the valid neighbour is Ready");
+    for (name, ..) in cases {
+        let finalizers = c.get(&ns, name).unwrap()["metadata"]["finalizers"].clone();
+        assert_eq!(finalizers, serde_json::json!([eipsegment_operator::crd::FINALIZER]), "{name}: the deletion must pass through the operator's cleanup");
+    }
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 1, "only the valid neighbour was allocated");
     assert_eq!(sim.segments().len(), 1);
 
