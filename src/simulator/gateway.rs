@@ -350,6 +350,7 @@ impl Simulator {
         match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, &serde_json::json!({"ok": true})),
             (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now)),
+            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now)),
             (&Method::POST, ["segments"]) => match parse::<SeedSegment>(body) {
                 Ok(seed) => match lock(&self.world).seed(&self.default_account, seed, now) {
                     Ok(seg) => json_reply(StatusCode::CREATED, &seg),
@@ -539,5 +540,42 @@ mod tests {
         assert_eq!(pairs[3].1, "");
         assert_eq!(pairs[4].1, "%zz");
         assert_eq!(pairs[5].1, "%4");
+    }
+
+    fn admin_json(sim: &Simulator, method: Method, path: &str, body: &str) -> serde_json::Value {
+        let response = sim.admin(&method, path, body.as_bytes());
+        assert!(response.status().is_success(), "{method} {path}: {}", response.status());
+        let bytes = futures::executor::block_on(response.into_body().collect()).unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn history_lists_seeded_and_removed_segments() {
+        use clap::Parser;
+        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build();
+        let kept = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
+        let removed = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
+        admin_json(&sim, Method::DELETE, &format!("segments/{removed}"), "");
+        let history = admin_json(&sim, Method::GET, "history", "");
+        let entries = history["segments"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{history}");
+        assert_eq!(entries[0]["instanceId"], kept.as_str());
+        assert_eq!(entries[0]["goneAtMs"], serde_json::Value::Null);
+        assert_eq!(entries[1]["instanceId"], removed.as_str());
+        assert_eq!(entries[1]["removedOutOfBand"], true);
+        assert!(entries[1]["goneAtMs"].as_u64().unwrap() >= entries[1]["createdAtMs"].as_u64().unwrap());
+    }
+
+    #[test]
+    fn counters_read_as_a_snapshot_for_deltas() {
+        use clap::Parser;
+        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build();
+        sim.count("DescribeEipSegment", "Success");
+        let before = admin_json(&sim, Method::GET, "counters", "");
+        sim.count("DescribeEipSegment", "Success");
+        sim.count("DescribeEipSegment", "Throttling.User");
+        let after = admin_json(&sim, Method::GET, "counters", "");
+        assert_eq!(before["DescribeEipSegment"], serde_json::json!({"Success": 1}), "reading does not reset");
+        assert_eq!(after["DescribeEipSegment"], serde_json::json!({"Success": 2, "Throttling.User": 1}));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -141,6 +141,25 @@ pub struct SegmentPatch {
     pub members: Vec<MemberPatch>,
 }
 
+/// One segment's life as the cloud saw it, kept after the segment is gone (`GET /__admin/history`).
+/// Times are Unix epoch milliseconds on the wall clock.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentHistory {
+    pub instance_id: String,
+    pub region_id: String,
+    pub owner_account: String,
+    /// The ClientToken of the Allocate that created it; None for a seeded segment.
+    pub allocation_token: Option<String>,
+    pub created_at_ms: u64,
+    /// Each accepted ReleaseEipSegmentAddress.
+    pub release_accepted_at_ms: Vec<u64>,
+    /// When Describe stopped returning it: the due time of its Releasing -> gone transition, or
+    /// the moment it was removed out of band.
+    pub gone_at_ms: Option<u64>,
+    pub removed_out_of_band: bool,
+}
+
 #[derive(Clone, Debug)]
 enum TokenState {
     InFlight,
@@ -188,6 +207,11 @@ pub struct World {
     next_block: HashMap<String, u32>,
     seq: u64,
     rng: StdRng,
+    /// Every segment ever held, in creation order, with an index by ID.
+    history: Vec<SegmentHistory>,
+    history_index: HashMap<String, usize>,
+    /// A monotonic instant and the wall clock at that instant, to report instants as epoch times.
+    clock_anchor: (Instant, SystemTime),
 }
 
 fn random_id(rng: &mut StdRng, prefix: &str) -> String {
@@ -215,6 +239,9 @@ impl World {
             next_block: HashMap::new(),
             seq: 0,
             rng,
+            history: Vec::new(),
+            history_index: HashMap::new(),
+            clock_anchor: (Instant::now(), SystemTime::now()),
         }
     }
 
@@ -230,20 +257,59 @@ impl World {
     pub fn advance(&mut self, now: Instant) {
         let mut gone = Vec::new();
         for seg in self.segments.values_mut() {
-            if seg.transition_at.is_some_and(|t| t <= now) {
+            if let Some(due) = seg.transition_at.filter(|t| *t <= now) {
                 seg.transition_at = None;
                 match seg.status {
                     Status::Allocating => seg.status = Status::Allocated,
-                    Status::Releasing => gone.push(seg.instance_id.clone()),
+                    Status::Releasing => gone.push((seg.instance_id.clone(), due)),
                     Status::Allocated => {}
                 }
             }
         }
-        for id in gone {
+        for (id, due) in gone {
             self.segments.remove(&id);
-            self.released.insert(id, now);
+            self.released.insert(id.clone(), now);
+            let due_ms = self.wall_ms(due);
+            if let Some(h) = self.history_mut(&id) {
+                h.gone_at_ms = Some(due_ms);
+            }
         }
         self.released.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+    }
+
+    /// An instant as Unix epoch milliseconds on the wall clock.
+    fn wall_ms(&self, at: Instant) -> u64 {
+        let (anchor, wall) = self.clock_anchor;
+        let t = match at.checked_duration_since(anchor) {
+            Some(after) => wall + after,
+            None => wall - anchor.duration_since(at),
+        };
+        t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn history_mut(&mut self, id: &str) -> Option<&mut SegmentHistory> {
+        let index = *self.history_index.get(id)?;
+        self.history.get_mut(index)
+    }
+
+    fn record_created(&mut self, seg: &Segment, allocation_token: Option<String>, now: Instant) {
+        self.history_index.insert(seg.instance_id.clone(), self.history.len());
+        self.history.push(SegmentHistory {
+            instance_id: seg.instance_id.clone(),
+            region_id: seg.region_id.clone(),
+            owner_account: seg.owner_account.clone(),
+            allocation_token,
+            created_at_ms: self.wall_ms(now),
+            release_accepted_at_ms: Vec::new(),
+            gone_at_ms: None,
+            removed_out_of_band: false,
+        });
+    }
+
+    /// Every segment the simulator ever held, released ones included, oldest first.
+    pub fn history(&mut self, now: Instant) -> serde_json::Value {
+        self.advance(now);
+        serde_json::json!({ "segments": self.history })
     }
 
     fn check_region(&self, region: &str) -> Result<(), ApiError> {
@@ -397,6 +463,8 @@ impl World {
         seg.zone = zone.to_string();
         seg.resource_group_id = p.get("ResourceGroupId").to_string();
         let id = seg.instance_id.clone();
+        let token = Some(p.get("ClientToken")).filter(|t| !t.is_empty()).map(str::to_string);
+        self.record_created(&seg, token, now);
         self.segments.insert(id.clone(), seg);
         self.advance(now);
         let order: u64 = self.rng.random_range(200_000_000_000..900_000_000_000);
@@ -528,6 +596,10 @@ impl World {
         seg.status = Status::Releasing;
         seg.releases_accepted += 1;
         seg.transition_at = Some(now + Duration::from_secs_f64(release_seconds));
+        let accepted_ms = self.wall_ms(now);
+        if let Some(h) = self.history_mut(id) {
+            h.release_accepted_at_ms.push(accepted_ms);
+        }
         self.advance(now);
         Ok(serde_json::json!({}))
     }
@@ -558,6 +630,7 @@ impl World {
         seg.isp = s.isp.unwrap_or_else(|| "BGP".into());
         seg.zone = s.zone.unwrap_or_default();
         apply_member_patches(&mut seg, &s.members)?;
+        self.record_created(&seg, None, now);
         self.segments.insert(seg.instance_id.clone(), seg.clone());
         Ok(seg)
     }
@@ -574,7 +647,11 @@ impl World {
             seg.owner_account = o;
         }
         apply_member_patches(seg, &patch.members)?;
-        Ok(seg.clone())
+        let seg = seg.clone();
+        if let Some(h) = self.history_mut(id) {
+            h.owner_account = seg.owner_account.clone();
+        }
+        Ok(seg)
     }
 
     /// Releases a segment out of band, at once.
@@ -582,6 +659,11 @@ impl World {
         let removed = self.segments.remove(id).is_some();
         if removed {
             self.released.insert(id.to_string(), now);
+            let now_ms = self.wall_ms(now);
+            if let Some(h) = self.history_mut(id) {
+                h.gone_at_ms = Some(now_ms);
+                h.removed_out_of_band = true;
+            }
         }
         removed
     }
@@ -663,5 +745,74 @@ impl Params {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn world() -> World {
+        let timing = Timing { allocate_seconds: 1.0, release_seconds: 5.0, release_cooldown_seconds: 0.0 };
+        let mut w = World::new(vec!["cn-hangzhou".into()], timing, StdRng::seed_from_u64(7));
+        w.add_account("acct");
+        w
+    }
+
+    #[test]
+    fn history_keeps_every_segment_with_the_due_time_of_its_disappearance() {
+        let mut w = world();
+        let t0 = Instant::now();
+        let allocated = w
+            .allocate("acct", &params(&[("RegionId", "cn-hangzhou"), ("EipMask", "28"), ("ClientToken", "alloc-1")]), t0)
+            .unwrap()["EipSegmentInstanceId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let seeded = w.seed("acct", SeedSegment::default(), t0).unwrap().instance_id;
+        let dropped = w.seed("acct", SeedSegment::default(), t0).unwrap().instance_id;
+
+        // Allocated after 1 s; released at 2 s, gone at 7 s, first noticed by a request at 60 s.
+        let released_at = t0 + Duration::from_secs(2);
+        w.advance(t0 + Duration::from_secs(1));
+        w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at).unwrap();
+        let refused = w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at);
+        assert_eq!(refused.unwrap_err().code, "IncorrectEipStatus", "a refused release is not an accepted one");
+        assert!(w.remove(&dropped, t0 + Duration::from_secs(3)));
+        let late = t0 + Duration::from_secs(60);
+        let history = w.history(late);
+
+        let entries = history["segments"].as_array().unwrap();
+        assert_eq!(entries.len(), 3, "{history}");
+        let entry = |id: &str| entries.iter().find(|e| e["instanceId"] == id).unwrap().clone();
+        let ms = |at: Instant| w.wall_ms(at);
+
+        let a = entry(&allocated);
+        assert_eq!(a["allocationToken"], "alloc-1");
+        assert_eq!(a["regionId"], "cn-hangzhou");
+        assert_eq!(a["ownerAccount"], "acct");
+        assert_eq!(a["createdAtMs"], ms(t0));
+        assert_eq!(a["releaseAcceptedAtMs"], serde_json::json!([ms(released_at)]));
+        assert_eq!(a["goneAtMs"], ms(released_at + Duration::from_secs(5)), "the transition's due time, not the request that saw it");
+        assert_eq!(a["removedOutOfBand"], false);
+
+        let s = entry(&seeded);
+        assert_eq!(s["allocationToken"], serde_json::Value::Null);
+        assert_eq!(s["goneAtMs"], serde_json::Value::Null);
+        assert_eq!(s["releaseAcceptedAtMs"], serde_json::json!([]));
+
+        let d = entry(&dropped);
+        assert_eq!(d["goneAtMs"], ms(t0 + Duration::from_secs(3)));
+        assert_eq!(d["removedOutOfBand"], true);
+
+        // Epoch milliseconds on the wall clock, within a second of now.
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(a["createdAtMs"].as_u64().unwrap().abs_diff(now_ms) < 1_000, "{a}");
+        assert_eq!(ms(t0 + Duration::from_millis(1500)) - ms(t0), 1500);
     }
 }
