@@ -5,6 +5,7 @@
 #
 #   cluster.sh up DIR [--with-controller-manager]   start; install crds/ and deploy/rbac/; write DIR/cluster.env
 #   cluster.sh down DIR                             stop what DIR recorded and remove DIR
+#   cluster.sh restart-apiserver DIR [--down-seconds N]   stop kube-apiserver, start it again after N s
 #
 # DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
 # as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
@@ -21,7 +22,7 @@ marker=.eipsegment-cluster # `down` only ever removes a directory that `up` mark
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { { echo "usage:"; sed -n '6,7s/^# */  /p' "$0"; } >&2; exit 2; }
+usage() { { echo "usage:"; sed -n '6,8s/^# */  /p' "$0"; } >&2; exit 2; }
 
 # Absolute, so the paths written into pid files, kubeconfigs and cluster.env hold from any cwd.
 resolve_dir() {
@@ -70,10 +71,13 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# Runs a server detached from this script (its own session), so it outlives `up` until `down`.
+# Runs a server detached from this script (its own session), so it outlives `up` until `down`. Its
+# command line is kept in DIR/NAME.cmd (NUL-separated) for `restart-apiserver`; its log is appended
+# to, so a restarted server's log follows the previous one.
 start() { # NAME BINARY ARGS...
   local name="$1"; shift
-  setsid "$@" </dev/null >"$dir/$name.log" 2>&1 &
+  printf '%s\0' "$@" >"$dir/$name.cmd"
+  setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
   echo $! >"$dir/$name.pid"
 }
 
@@ -285,8 +289,52 @@ cmd_down() {
   log "cluster in $dir stopped and removed"
 }
 
+# The apiserver alone goes down and comes back, as in a control-plane upgrade or a crash: clients
+# see refused connections and broken watches, then the same data (etcd keeps running).
+cmd_restart_apiserver() {
+  dir="$(resolve_dir "${1:-}")"; shift
+  local down_seconds=0
+  while (($#)); do
+    case "$1" in
+      --down-seconds) [[ "${2:-}" =~ ^[0-9]+([.][0-9]+)?$ ]] || usage; down_seconds="$2"; shift ;;
+      *) usage ;;
+    esac
+    shift
+  done
+  [[ -e "$dir/$marker" && -f "$dir/cluster.env" ]] || die "$dir holds no running cluster (run 'cluster.sh up $dir')"
+  live_pid "$dir" "$dir/etcd.pid" >/dev/null || die "etcd of $dir is not running; the apiserver would come back without data"
+  local args=() pid i api_port admin_token
+  if [[ -s "$dir/kube-apiserver.cmd" ]]; then
+    mapfile -d '' args <"$dir/kube-apiserver.cmd"
+  elif pid="$(live_pid "$dir" "$dir/kube-apiserver.pid")"; then # a cluster started before .cmd files
+    mapfile -d '' args <"/proc/$pid/cmdline"
+  else
+    die "no recorded command line for kube-apiserver in $dir"
+  fi
+  api_port="$(sed -n 's/^APISERVER_PORT=//p' "$dir/cluster.env")"
+  admin_token="$(awk -F, '$2 == "eipsegment-admin" {print $1}' "$dir/tokens.csv")"
+  [[ -n "$api_port" && -n "$admin_token" ]] || die "cannot read the apiserver port or admin token from $dir"
+
+  if pid="$(live_pid "$dir" "$dir/kube-apiserver.pid")"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      log "kube-apiserver (pid $pid) still running 30s after TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 20; i++)); do alive "$pid" || break; sleep 0.1; done
+    fi
+  fi
+  log "kube-apiserver stopped; starting it again in ${down_seconds}s"
+  sleep "$down_seconds"
+  start kube-apiserver "${args[@]}"
+  wait_for kube-apiserver 90 curl -fsS --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
+    "https://127.0.0.1:$api_port/readyz"
+  log "kube-apiserver ready again at https://127.0.0.1:$api_port (pid $(cat "$dir/kube-apiserver.pid"))"
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
+  restart-apiserver) shift; cmd_restart_apiserver "$@" ;;
   *) usage ;;
 esac
