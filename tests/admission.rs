@@ -333,6 +333,22 @@ fn terminal_backoff_allows(base: Duration, window: Duration) -> u64 {
     attempts
 }
 
+/// A spec the schema admits and the cloud refuses, and how the refusal must be reported.
+#[derive(Clone, Copy)]
+struct Refusal {
+    name: &'static str,
+    spec: &'static str,
+    /// The simulator's action, and the error code it answers.
+    call: &'static str,
+    code: &'static str,
+    /// `status.lastError.action` and the Warning event's reason.
+    action: &'static str,
+    event: &'static str,
+    /// What the condition and the event must tell the user, and what the cloud said.
+    advice: &'static str,
+    cloud_says: &'static str,
+}
+
 /// The terminal backoff the support harness gives the operator (`--terminal-retry-seconds 3`).
 const TERMINAL_BASE: Duration = Duration::from_secs(3);
 /// How long the refused objects are watched for a retry loop.
@@ -346,10 +362,39 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
     let _op = Operator::start(c, &sim, &ns, &[]);
     // Well-formed, so admitted; the simulated cloud serves no such region, and its zones are its own.
     let cases = [
-        ("nowhere", "  regionId: xx-nowhere-1\n  eipMask: 28\n", "InvalidRegion.NotSupport", "fix spec.regionId", "does not support"),
-        ("foreign-zone", "  regionId: cn-hangzhou\n  eipMask: 28\n  zone: cn-beijing-a\n", "InvalidParameter", "fix the spec", "Zone does not belong to the region"),
+        Refusal {
+            name: "nowhere",
+            spec: "  regionId: xx-nowhere-1\n  eipMask: 28\n",
+            call: "AllocateEipSegmentAddress",
+            code: "InvalidRegion.NotSupport",
+            action: "Allocate",
+            event: "AllocationFailed",
+            advice: "fix spec.regionId",
+            cloud_says: "does not support",
+        },
+        Refusal {
+            name: "foreign-zone",
+            spec: "  regionId: cn-hangzhou\n  eipMask: 28\n  zone: cn-beijing-a\n",
+            call: "AllocateEipSegmentAddress",
+            code: "InvalidParameter",
+            action: "Allocate",
+            event: "AllocationFailed",
+            advice: "fix the spec",
+            cloud_says: "Zone does not belong to the region",
+        },
+        // Adoption looks the segment up instead: the look fails the same way.
+        Refusal {
+            name: "adopt-nowhere",
+            spec: "  regionId: xx-nowhere-1\n  segmentInstanceId: eipsg-2zett8ba055tbsxme0001\n",
+            call: "DescribeEipSegment",
+            code: "Forbidden.RegionNotFound",
+            action: "Describe",
+            event: "CloudError",
+            advice: "fix spec.regionId",
+            cloud_says: "region is not found",
+        },
     ];
-    for (name, spec, ..) in cases {
+    for Refusal { name, spec, .. } in cases {
         c.apply(&segment_yaml(&ns, name, spec)).unwrap();
     }
     // A valid neighbour, so the refusals are not the operator failing at everything.
@@ -360,8 +405,8 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
     let started = Instant::now();
     let mut attempts: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     while started.elapsed() < WATCH {
-        for (i, (_, _, code, ..)) in cases.iter().enumerate() {
-            let n = sim.count("AllocateEipSegmentAddress", code) as usize;
+        for (i, case) in cases.iter().enumerate() {
+            let n = sim.count(case.call, case.code) as usize;
             while attempts[i].len() < n {
                 attempts[i].push(started.elapsed().as_secs_f64());
             }
@@ -369,8 +414,8 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let allowed = terminal_backoff_allows(TERMINAL_BASE, started.elapsed());
-    for ((name, ..), times) in cases.iter().zip(&attempts) {
-        eprintln!("{name}: refused allocations at {times:.1?} s (a terminal backoff allows {allowed} in {:?})", started.elapsed());
+    for (Refusal { name, .. }, times) in cases.iter().zip(&attempts) {
+        eprintln!("{name}: refused calls at {times:.1?} s (a terminal backoff allows {allowed} in {:?})", started.elapsed());
         assert!(!times.is_empty(), "{name}: never attempted");
         assert!(times.len() as u64 <= allowed, "{name}: {} attempts in {:?} where a terminal backoff allows {allowed}: a retry loop", times.len(), started.elapsed());
         // The gaps grow: a backoff, not a fixed pace.
@@ -381,7 +426,7 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         }
     }
 
-    for (name, _, code, advice, cloud_says) in cases {
+    for Refusal { name, code, action, event, advice, cloud_says, .. } in cases {
         let obj = c.get(&ns, name).expect("the refused object");
         assert_eq!(obj["status"]["lastError"]["code"], code, "{name}: {}", obj["status"]);
         let synced = condition(&obj, "Synced").expect("a Synced condition");
@@ -389,18 +434,18 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         let message = synced["message"].as_str().unwrap();
         assert!(message.contains(code) && message.contains(advice) && message.contains(cloud_says), "{name}: unclear condition message {message:?}");
         assert_eq!(obj["status"]["lastError"]["class"], "Terminal");
-        assert_eq!(obj["status"]["lastError"]["action"], "Allocate");
+        assert_eq!(obj["status"]["lastError"]["action"], action);
         assert!(obj["status"]["segmentInstanceId"].is_null(), "{name}: nothing was allocated");
         assert!(obj["status"]["allocationRequestedAt"].is_null(), "{name}: a refused allocation leaves nothing pending");
         assert!(!is_ready(&obj), "{name}");
         let warnings: Vec<_> = c.events(&ns, name).into_iter().filter(|(type_, ..)| type_ == "Warning").collect();
         assert!(
-            warnings.iter().any(|(_, reason, note)| reason == "AllocationFailed" && note.contains(code) && note.contains(advice)),
+            warnings.iter().any(|(_, reason, note)| reason == event && note.contains(code) && note.contains(advice)),
             "{name}: no Warning event names the problem: {warnings:?}"
         );
     }
     assert!(is_ready(&c.get(&ns, "fine").unwrap()), "the valid neighbour is Ready");
-    for (name, ..) in cases {
+    for Refusal { name, .. } in cases {
         let finalizers = c.get(&ns, name).unwrap()["metadata"]["finalizers"].clone();
         assert_eq!(finalizers, serde_json::json!([eipsegment_operator::crd::FINALIZER]), "{name}: the deletion must pass through the operator's cleanup");
     }
@@ -409,14 +454,14 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
 
     // Deleting a refused object completes at once: nothing was allocated, so nothing to release.
     let before = total_calls(&sim);
-    for (name, ..) in cases {
+    for Refusal { name, .. } in cases {
         let start = Instant::now();
         c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--timeout=30s"]);
         assert!(c.get(&ns, name).is_none());
         eprintln!("{name}: deleted in {:?}", start.elapsed());
     }
     assert_eq!(calls(&sim, "ReleaseEipSegmentAddress"), 0, "a refused allocation has nothing to release");
-    assert!(total_calls(&sim) - before <= 2, "deleting refused objects needs no cloud calls beyond the neighbour's polling");
+    assert!(total_calls(&sim) - before <= cases.len() as u64, "deleting refused objects needs no cloud calls beyond the neighbour's polling");
     assert_eq!(sim.segments().len(), 1, "the neighbour's segment is untouched");
 
     c.kubectl(&["delete", "eipsegment", "fine", "-n", &ns, "--timeout=60s"]);
