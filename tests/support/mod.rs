@@ -266,6 +266,37 @@ impl Operator {
         }
     }
 
+    /// The operator binary on its own defaults: only the simulator endpoint, the namespace and a
+    /// free metrics port are given, then `extra` (for benchmarks, which measure the defaults).
+    pub fn start_with_defaults(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut args: Vec<String> = ["run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace].map(String::from).to_vec();
+        args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = cluster.dir.join(format!("operator-{namespace}.log"));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let metrics_url = format!("http://127.0.0.1:{port}");
+        let mut op = Operator { child: None, metrics_url, args, env, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        op.spawn();
+        op
+    }
+
+    /// SIGTERM, as when the kubelet stops the pod; waits up to `timeout` for the exit (true if it exited).
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
