@@ -400,6 +400,18 @@ fn main() {
         .map(|id| by_id.get(id.as_str()).and_then(|h| h["releaseAcceptedAtMs"].as_array()).map_or(0, Vec::len))
         .collect();
     let segments_released_once = releases_accepted.iter().filter(|n| **n == 1).count();
+    // When the cloud accepted the releases, from the start of the storm: pacing apart from confirmation.
+    let mut accepted_at: Vec<f64> = segment_of
+        .values()
+        .filter_map(|id| by_id.get(id.as_str())?["releaseAcceptedAtMs"].as_array()?.first()?.as_u64())
+        .map(|ms| (ms as f64 - storm_started_ms as f64) / 1000.0)
+        .collect();
+    accepted_at.sort_by(f64::total_cmp);
+    let (first_release, last_release) = (accepted_at.first().copied(), accepted_at.last().copied());
+    let achieved_rate = match (first_release, last_release) {
+        (Some(a), Some(b)) if b > a => Some((accepted_at.len() - 1) as f64 / (b - a)),
+        _ => None,
+    };
     let n = cfg.n as f64;
     let release_calls = calls(&storm, "ReleaseEipSegmentAddress");
     let describe_calls = calls(&storm, "DescribeEipSegment");
@@ -422,8 +434,9 @@ fn main() {
         ("delete storm: completion".into(), fmt(completion, " s")),
         ("delete storm: lower bound N/rate + release".into(), format!("{lower_bound:.2} s")),
         ("delete storm: completion / lower bound".into(), fmt(ratio, "")),
-        ("  (bound at the operator's own rate)".into(), format!("{client_bound:.2} s")),
+        ("  (bound at the operator's own rate, ratio)".into(), format!("{client_bound:.2} s, {}", fmt(completion.map(|t| t / client_bound), ""))),
         ("  (kubectl delete issuing time)".into(), format!("{issued_in:.2} s")),
+        ("  (releases accepted: first, last, rate)".into(), format!("{}, {}, {}", fmt(first_release, " s"), fmt(last_release, " s"), fmt(achieved_rate, "/s"))),
         ("objects gone".into(), format!("{} of {}", gone.len(), cfg.n)),
         ("storm calls/segment ReleaseEipSegmentAddress".into(), format!("{:.2} ({release_calls})", release_calls as f64 / n)),
         ("storm calls/segment DescribeEipSegment".into(), format!("{:.2} ({describe_calls})", describe_calls as f64 / n)),
@@ -527,6 +540,8 @@ fn main() {
             "lowerBoundSeconds": lower_bound,
             "ratio": ratio,
             "lowerBoundAtOperatorRateSeconds": client_bound,
+            "ratioAtOperatorRate": completion.map(|t| t / client_bound),
+            "releasesAccepted": {"firstSeconds": first_release, "lastSeconds": last_release, "ratePerSecond": achieved_rate},
             "kubectlDeleteSeconds": issued_in,
             "objectsGone": gone.len(),
             "callsByAction": storm,
