@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test demo crd controlplane tools deploy bench
+.PHONY: cluster-up cluster-down test demo crd controlplane tools deploy bench chaos
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
@@ -19,6 +19,13 @@ cluster-down:
 # against the simulator, and the end-to-end suite on a real control plane. Builds what it needs.
 test: controlplane tools
 	cargo test --all-targets
+
+# The long chaos run (the short one is part of `test`): 200 EipSegments created and deleted in waves
+# while the operator is SIGKILLed (55 times), the simulated cloud fails, drops, delays and throttles
+# calls and the kube-apiserver restarts once; then every invariant is checked (tests/chaos.rs).
+# CHAOS_SEED=<n> picks another reproducible schedule. Report: target/chaos/long-seed<n>.{txt,json}.
+chaos: controlplane
+	CHAOS_PROFILE=long cargo test --test chaos
 
 # Builds (once per version, cached in ~/.cache/eipsegment-operator) etcd, kube-apiserver, kubectl.
 controlplane:

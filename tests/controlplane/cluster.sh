@@ -316,10 +316,11 @@ cmd_restart_apiserver() {
   [[ -n "$api_port" && -n "$admin_token" ]] || die "cannot read the apiserver port or admin token from $dir"
 
   if pid="$(live_pid "$dir" "$dir/kube-apiserver.pid")"; then
+    # It stops listening at once, then may wait on open watches for a long while: 10s, as `down`.
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do alive "$pid" || break; sleep 0.1; done
+    for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
     if alive "$pid"; then
-      log "kube-apiserver (pid $pid) still running 30s after TERM; sending KILL"
+      log "kube-apiserver (pid $pid) still running 10s after TERM; sending KILL"
       kill -KILL "$pid" 2>/dev/null || true
       for ((i = 0; i < 20; i++)); do alive "$pid" || break; sleep 0.1; done
     fi

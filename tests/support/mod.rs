@@ -119,6 +119,18 @@ impl Cluster {
     pub fn has_event(&self, ns: &str, name: &str, reason: &str) -> bool {
         self.events(ns, name).iter().any(|(_, r, _)| r == reason)
     }
+
+    /// Stops kube-apiserver, keeps it down for `down`, starts it again (etcd keeps the data).
+    pub fn restart_apiserver(&self, down: Duration) {
+        let status = Command::new(repo().join("tests/controlplane/cluster.sh"))
+            .arg("restart-apiserver")
+            .arg(&self.dir)
+            .args(["--down-seconds".to_string(), down.as_secs_f64().to_string()])
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run cluster.sh");
+        assert!(status.success(), "cluster.sh restart-apiserver failed (see its output above)");
+    }
 }
 
 /// Polls until `f` gives Some, or panics with `what` after the timeout.
@@ -299,6 +311,11 @@ impl Operator {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How it ended, if it ended on its own (not by `kill`); `kill` then `start_again` restart it.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Starts it again after `kill`.
