@@ -53,7 +53,7 @@ demo:
 # The delete storm on the real stack (control plane, simulator, operator in release mode): N objects
 # Ready, an operator restart, then all deleted at once; prints a table with each target's PASS/FAIL
 # and writes target/bench/bench-$(N).json. RELEASE_RATE is the cloud's release limit per second
-# (Alibaba: 60 per 60 s); the operator's client-side rate stays at 90 % of it. BENCH_STRICT=1 fails
+# (Alibaba: 60 per 60 s); the operator's client-side rate stays at 95 % of it. BENCH_STRICT=1 fails
 # on a missed target. N=1000 at the default rate takes about 20 minutes.
 N ?= 1000
 RELEASE_RATE ?= 1

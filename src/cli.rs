@@ -106,7 +106,7 @@ pub struct RunArgs {
     pub lease_grace_seconds: u64,
     /// Client-side limit of ReleaseEipSegmentAddress calls per second, per credentials and region
     /// (Alibaba documents 60 per 60 s).
-    #[arg(long, env = "EIPSEG_RELEASE_RATE_PER_SECOND", default_value_t = 0.9)]
+    #[arg(long, env = "EIPSEG_RELEASE_RATE_PER_SECOND", default_value_t = 0.95)]
     pub release_rate_per_second: f64,
     /// Client-side limit of AllocateEipSegmentAddress calls per second.
     #[arg(long, env = "EIPSEG_ALLOCATE_RATE_PER_SECOND", default_value_t = 1.0)]

@@ -93,9 +93,19 @@ async fn many_objects_starting_at_once_cost_one_scan_of_pages() {
 
 #[tokio::test]
 async fn releases_are_confirmed_with_about_one_look_each() {
+    confirm_releases(12, Duration::from_millis(400)).await;
+}
+
+#[tokio::test]
+async fn many_releases_in_flight_still_take_about_one_look_each() {
+    // Ten a second for a 1.5 s release: fifteen in flight while the duration is learned.
+    confirm_releases(40, Duration::from_millis(100)).await;
+}
+
+async fn confirm_releases(n: usize, spacing: Duration) {
     let sim = Sim::start(&["--release-seconds", "1.5", "--release-cooldown-seconds", "0"]).await;
     // More than a page, so that absence needs a look by ID.
-    let ids = seed(&sim, 60).await;
+    let ids = seed(&sim, 60.max(n + 10)).await;
     let vpc = client(&sim);
     let (poller, mut rx) = poller(Duration::from_secs(600));
     for id in &ids {
@@ -104,11 +114,11 @@ async fn releases_are_confirmed_with_about_one_look_each() {
     woken(&mut rx, &ids.iter().cloned().collect(), Duration::from_secs(20)).await;
     let before = sim.count("DescribeEipSegment", "Success").await;
 
-    let released: Vec<String> = ids.iter().take(12).cloned().collect();
+    let released: Vec<String> = ids.iter().take(n).cloned().collect();
     for id in &released {
         vpc.release(REGION, id, &format!("release-{id}")).await.unwrap();
         poller.changing(&key(), &vpc, id, Change::Releasing, target(id));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(spacing).await;
     }
     let got = woken(&mut rx, &released.iter().cloned().collect(), Duration::from_secs(30)).await;
     assert!(got.iter().all(|name| released.contains(name)), "only the released objects are woken: {got:?}");

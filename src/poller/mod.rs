@@ -133,6 +133,22 @@ struct Watched {
     drift: bool,
     /// Absent from a multi-page scan: only a look by ID can tell.
     confirm_by_id: bool,
+    /// Its first look probes below the learned duration.
+    probe: bool,
+}
+
+fn durations_of(st: &RegionState, change: Change) -> &Durations {
+    match change {
+        Change::Allocating => &st.allocations,
+        Change::Releasing => &st.releases,
+    }
+}
+
+fn durations_of_mut(st: &mut RegionState, change: Change) -> &mut Durations {
+    match change {
+        Change::Allocating => &mut st.allocations,
+        Change::Releasing => &mut st.releases,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,6 +205,7 @@ impl Poller {
             waiting: false,
             drift: false,
             confirm_by_id: false,
+            probe: false,
         });
         if !entry.targets.contains(&target) {
             entry.targets.push(target);
@@ -248,18 +265,24 @@ impl Poller {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let now = Instant::now();
-        let durations = match change {
-            Change::Allocating => &st.allocations,
-            Change::Releasing => &st.releases,
-        };
-        let first_look = durations.first_look_after();
         // Until one such change has been seen to end, one segment (the first) is polled to learn
         // how long it takes; the others wait for that instead of each polling blindly.
-        let scouted = !durations.known()
+        let scouted = !durations_of(&st, change).known()
             && st.watched.iter().any(|(id, w)| id != segment_id && matches!(w.change, Some((c, _, true)) if c == change));
-        let first_look = if scouted { first_look.saturating_mul(SCOUTED_WAIT_FACTOR) } else { first_look };
+        let (first_look, probe) = if scouted {
+            (durations_of(&st, change).expected().saturating_mul(SCOUTED_WAIT_FACTOR), false)
+        } else {
+            let look = durations_of_mut(&mut st, change).first_look();
+            (look.after, look.probe)
+        };
         st.scanned.remove(segment_id);
+        // A probe this entry held for an earlier change is given up.
         let entry = self.entry(&mut st, segment_id, target);
+        if let (true, Some((earlier, ..))) = (std::mem::take(&mut entry.probe), entry.change) {
+            durations_of_mut(&mut st, earlier).probe_done();
+        }
+        let entry = st.watched.get_mut(segment_id).expect("just inserted");
+        entry.probe = probe;
         entry.change = Some((change, now, true));
         entry.not_before = now;
         entry.last = None;
@@ -292,7 +315,11 @@ impl Poller {
         let regions: Vec<Arc<Region>> = lock(&self.regions).values().cloned().collect();
         for region in regions {
             let mut st = lock(&region.state);
-            st.watched.remove(segment_id);
+            if let Some(w) = st.watched.remove(segment_id) {
+                if let (true, Some((change, ..))) = (w.probe, w.change) {
+                    durations_of_mut(&mut st, change).probe_done();
+                }
+            }
             st.scanned.remove(segment_id);
         }
     }
@@ -491,6 +518,7 @@ impl Poller {
         };
         let mut report = true;
         let mut learned: Option<(Change, Duration, bool)> = None;
+        let was_probe = std::mem::take(&mut w.probe);
         match (w.change, &obs.seen) {
             (Some((change, since, learn)), Seen::Present(_) | Seen::Absent) => {
                 let elapsed = obs.at.saturating_duration_since(since);
@@ -545,15 +573,15 @@ impl Poller {
         };
         w.last = Some(obs);
         if let Some((change, elapsed, finished)) = learned {
-            let durations = match change {
-                Change::Allocating => &mut st.allocations,
-                Change::Releasing => &mut st.releases,
-            };
+            let durations = durations_of_mut(st, change);
+            if was_probe {
+                durations.probe_done();
+            }
             let first_learned = finished && !durations.known();
             if finished { durations.finished_by(elapsed) } else { durations.still_changing_after(elapsed) }
             if first_learned {
                 // The changes that waited for the first to be timed are due when it says.
-                let first_look = durations.first_look_after();
+                let first_look = durations.expected();
                 for w in st.watched.values_mut() {
                     if let (Some((c, since, true)), None) = (w.change, &w.last) {
                         if c == change {

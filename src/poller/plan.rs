@@ -51,21 +51,30 @@ pub fn hold_for(next_due_in: Option<Duration>, region_total: Option<u32>, max_ho
 
 /// Learns how long a change (allocation or release) takes from what the polls saw: the longest
 /// time a segment was still seen changing (a lower bound) and the shortest time by which one had
-/// finished (an upper bound). The next first look goes halfway while the two are far apart, and at
-/// the upper bound once they are close, so after a few changes most segments take one look.
+/// finished (an upper bound). Segments take their first look at the upper bound; while the bounds
+/// are far apart, one segment at a time probes halfway, so that a miss costs one look, not one per
+/// segment in flight.
 #[derive(Clone, Debug)]
 pub struct Durations {
     prior: Duration,
     tolerance: Duration,
     lower: VecDeque<Duration>,
     upper: VecDeque<Duration>,
+    probing: bool,
 }
 
 const SAMPLES: usize = 32;
 
+/// When a segment's first look goes, and whether it is the probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstLook {
+    pub after: Duration,
+    pub probe: bool,
+}
+
 impl Durations {
     pub fn new(prior: Duration, tolerance: Duration) -> Self {
-        Durations { prior, tolerance, lower: VecDeque::new(), upper: VecDeque::new() }
+        Durations { prior, tolerance, lower: VecDeque::new(), upper: VecDeque::new(), probing: false }
     }
 
     /// A segment was still changing this long after the change began.
@@ -83,11 +92,26 @@ impl Durations {
         !self.upper.is_empty()
     }
 
-    /// When, after its change began, a segment is first worth a look.
-    pub fn first_look_after(&self) -> Duration {
-        let Some(hi) = self.upper.iter().min().copied() else { return self.prior };
+    /// When, after its change began, a segment that has no probe role is first worth a look.
+    pub fn expected(&self) -> Duration {
+        self.upper.iter().min().copied().unwrap_or(self.prior)
+    }
+
+    /// The first look of a new change: halfway between the bounds if they are far apart and no
+    /// other probe is out, else the upper bound.
+    pub fn first_look(&mut self) -> FirstLook {
+        let Some(hi) = self.upper.iter().min().copied() else { return FirstLook { after: self.prior, probe: false } };
         let lo = self.lower.iter().max().copied().unwrap_or_default();
-        if hi > lo + self.tolerance { lo + (hi - lo) / 2 } else { hi }
+        if hi > lo + self.tolerance && !self.probing {
+            self.probing = true;
+            return FirstLook { after: lo + (hi - lo) / 2, probe: true };
+        }
+        FirstLook { after: hi, probe: false }
+    }
+
+    /// The probe's outcome is in (or it was abandoned): another may go.
+    pub fn probe_done(&mut self) {
+        self.probing = false;
     }
 }
 
@@ -143,30 +167,35 @@ mod tests {
     #[test]
     fn learning_a_duration_converges_to_one_look() {
         let mut d = Durations::new(s(2.0), s(1.0));
-        assert_eq!(d.first_look_after(), s(2.0), "the prior before anything is known");
+        assert_eq!(d.first_look(), FirstLook { after: s(2.0), probe: false }, "the prior before anything is known");
         // A 5 s release polled every 2 s: seen at 2 and 4, gone at 6.
         d.still_changing_after(s(2.0));
         d.still_changing_after(s(4.0));
         d.finished_by(s(6.0));
-        assert_eq!(d.first_look_after(), s(5.0), "halfway between 4 and 6");
+        assert_eq!(d.first_look(), FirstLook { after: s(5.0), probe: true }, "one probe halfway between 4 and 6");
+        assert_eq!(d.first_look(), FirstLook { after: s(6.0), probe: false }, "the others at the upper bound meanwhile");
         d.finished_by(s(5.0));
-        assert_eq!(d.first_look_after(), s(5.0), "close bounds: the upper one");
+        d.probe_done();
+        assert_eq!(d.first_look(), FirstLook { after: s(5.0), probe: false }, "close bounds: the upper one, no probe");
+        assert_eq!(d.expected(), s(5.0));
     }
 
     #[test]
-    fn a_duration_that_grows_is_followed() {
+    fn a_missed_probe_raises_the_lower_bound_and_a_slower_cloud_is_followed() {
         let mut d = Durations::new(s(2.0), s(1.0));
         d.finished_by(s(3.0));
-        assert_eq!(d.first_look_after(), s(1.5), "no lower bound yet: halfway from zero");
+        assert_eq!(d.first_look(), FirstLook { after: s(1.5), probe: true }, "no lower bound yet: halfway from zero");
         d.still_changing_after(s(1.5));
-        assert_eq!(d.first_look_after(), s(2.25));
+        d.probe_done();
+        assert_eq!(d.first_look(), FirstLook { after: s(2.25), probe: true });
         d.still_changing_after(s(2.25));
-        assert_eq!(d.first_look_after(), s(3.0), "within tolerance: the upper bound");
+        d.probe_done();
+        assert_eq!(d.first_look(), FirstLook { after: s(3.0), probe: false }, "within tolerance: the upper bound");
         // The cloud slows down: the old upper bound leaves the window as new ones arrive.
         for _ in 0..SAMPLES {
             d.still_changing_after(s(8.0));
             d.finished_by(s(9.0));
         }
-        assert_eq!(d.first_look_after(), s(9.0));
+        assert_eq!(d.first_look(), FirstLook { after: s(9.0), probe: false });
     }
 }
