@@ -74,7 +74,7 @@ struct Profile {
 
 const SHORT: Profile = Profile {
     name: "short",
-    objects: 36,
+    objects: 40,
     retain: 2,
     wave: (4, 8),
     delete_pause_ms: (0, 2500),
@@ -82,7 +82,7 @@ const SHORT: Profile = Profile {
     delete_earlier: 0.3,
     delete_new: 0.2,
     reuse_name: 0.1,
-    kills: 8,
+    kills: 10,
     kill_gap_ms: (2500, 7000),
     kill_pause_ms: (100, 2500),
     apiserver_down_s: (1, 3),
@@ -620,8 +620,29 @@ fn scan_log(log: &Path, needles: &Needles, findings: &mut Vec<String>) -> (Vec<S
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    // As libtest would: `--list`, name filters (`cargo test decide` runs no chaos), `--ignored`.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
         println!("chaos: test");
+        return;
+    }
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--skip" => skips.extend(it.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                it.next();
+            }
+            _ if !a.starts_with('-') => filters.push(a),
+            _ => {}
+        }
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let selected = filters.is_empty() || filters.iter().any(|f| if exact { *f == "chaos" } else { "chaos".contains(f.as_str()) });
+    if !selected || skips.iter().any(|s| "chaos".contains(s.as_str())) || args.iter().any(|a| a == "--ignored") {
+        println!("chaos: filtered out");
         return;
     }
     let profile = match std::env::var("CHAOS_PROFILE").as_deref() {
@@ -641,6 +662,7 @@ fn main() {
         plan.restart_after_wave + 1,
         plan.apiserver_down_s
     );
+    println!("chaos: faults until the end of the waves: {} (operator call timeout 3 s)", faults());
     let t0 = Instant::now();
     let t0_ms = now_ms();
 
@@ -908,6 +930,15 @@ fn main() {
         })
         .collect();
     let segments_allocated = history.iter().filter(|s| s["allocationToken"].is_string()).count();
+    // How close the chaos came to the moments that matter.
+    let token_object = |s: &Value| s["allocationToken"].as_str().and_then(|t| t.strip_prefix("alloc-")).and_then(|u| by_uid.get(u).copied());
+    let allocated_after_delete = history.iter().filter(|s| token_object(s).and_then(|o| o.delete_ms).is_some_and(|d| s["createdAtMs"].as_u64().unwrap_or(0) > d)).count();
+    let deleted_before_allocation = run.objects.iter().filter(|o| !per_uid.contains_key(o.uid.as_str())).count();
+    let accepted: Vec<u64> = history
+        .iter()
+        .flat_map(|s| s["createdAtMs"].as_u64().into_iter().chain(s["releaseAcceptedAtMs"].as_array().into_iter().flatten().filter_map(Value::as_u64)))
+        .collect();
+    let kills_near_calls = sup.kills.iter().filter(|k| accepted.iter().any(|&a| a <= k.at_ms && k.at_ms - a <= 2000)).count();
     let releases_accepted: usize = history.iter().map(|s| s["releaseAcceptedAtMs"].as_array().map_or(0, Vec::len)).sum();
 
     let mut table = String::new();
@@ -926,10 +957,13 @@ fn main() {
         ("names reused after their object was gone".into(), run.names_reused.to_string()),
         ("deletions asked during chaos / after".into(), format!("{deleted_during_chaos} / {}", remaining.len())),
         ("segments allocated / releases accepted".into(), format!("{segments_allocated} / {releases_accepted}")),
+        ("objects deleted before any allocation".into(), deleted_before_allocation.to_string()),
+        ("segments created after their deletion was asked".into(), allocated_after_delete.to_string()),
         ("segments released more than once".into(), released_twice.to_string()),
         ("Retain segments kept in the cloud".into(), retained_kept.to_string()),
         ("segments removed out of band".into(), out_of_band.to_string()),
         ("operator SIGKILLs".into(), sup.kills.len().to_string()),
+        ("SIGKILLs <= 2 s after the cloud accepted an allocation or release".into(), kills_near_calls.to_string()),
         ("operator starts".into(), (sup.starts + 1).to_string()),
         ("kube-apiserver restarts".into(), if apiserver.is_null() { "0".into() } else { format!("1 (down {}s)", plan.apiserver_down_s) }),
     ];
@@ -938,20 +972,21 @@ fn main() {
     }
     figures.push(("faults injected: delays (20%, 100-4000 ms)".into(), "not counted".into()));
     for (action, (total, _)) in &calls {
-        figures.push((format!("cloud calls: {action}"), total.to_string()));
+        figures.push((format!("cloud calls answered: {action}"), total.to_string()));
     }
     figures.extend([
         ("total duration".into(), format!("{total_seconds:.1} s")),
-        ("chaos phase (first wave to faults stopping)".into(), format!("{:.1} s", (faults_stopped_ms - t0_ms) as f64 / 1000.0)),
+        ("start to faults stopping".into(), format!("{:.1} s", (faults_stopped_ms - t0_ms) as f64 / 1000.0)),
         ("faults stopped to all objects gone".into(), drain_seconds.map_or("not within 120 s".to_string(), |s| format!("{s:.1} s"))),
         ("operator log lines (TRACE), size".into(), format!("{log_lines_total} ({trace_lines}), {:.1} MB", log_bytes as f64 / 1e6)),
         ("lists, /metrics scrapes checked for secrets".into(), format!("{}, {}", run.lists, sup.scrapes)),
     ]);
     let fw = figures.iter().map(|(k, _)| k.len()).max().unwrap_or(10).max(w);
-    let fline = format!("+{}+{}+\n", "-".repeat(fw + 2), "-".repeat(20));
-    table += &format!("\n{fline}| {:<fw$} | {:>18} |\n{fline}", "figure", "value");
+    let vw = figures.iter().map(|(_, v)| v.len()).max().unwrap_or(10).max(10);
+    let fline = format!("+{}+{}+\n", "-".repeat(fw + 2), "-".repeat(vw + 2));
+    table += &format!("\n{fline}| {:<fw$} | {:>vw$} |\n{fline}", "figure", "value");
     for (k, v) in &figures {
-        table += &format!("| {k:<fw$} | {v:>18} |\n");
+        table += &format!("| {k:<fw$} | {v:>vw$} |\n");
     }
     table += &fline;
     table += "cloud calls by outcome:\n";
@@ -1018,6 +1053,9 @@ fn main() {
             "segmentsAllocated": segments_allocated,
             "releasesAccepted": releases_accepted,
             "segmentsReleasedMoreThanOnce": released_twice,
+            "objectsDeletedBeforeAnyAllocation": deleted_before_allocation,
+            "segmentsCreatedAfterDeletionAsked": allocated_after_delete,
+            "killsWithin2sOfAcceptedMutation": kills_near_calls,
             "retainSegmentsKept": retained_kept,
             "kills": sup.kills.len(),
             "operatorStarts": sup.starts + 1,
