@@ -62,7 +62,8 @@ pub struct PollerConfig {
     pub poll: Duration,
     /// Drift checks of settled segments.
     pub drift: Duration,
-    /// How long a sweep may wait so that one page serves the next due segment too.
+    /// How long a sweep may wait so that one page serves the next due segment too (only when the
+    /// region fits in one page): at most one poll interval of delay for one look saved.
     pub hold: Duration,
     /// How long a first look waits for other registrations (many objects starting at once).
     pub gather: Duration,
@@ -77,7 +78,7 @@ impl PollerConfig {
         PollerConfig {
             poll,
             drift,
-            hold: Duration::from_secs(1),
+            hold: poll,
             gather: Duration::from_millis(300),
             backoff_base: Duration::from_secs(1),
             backoff_max,
