@@ -53,7 +53,10 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub vpc: VpcClient,
-    pub recorder: Recorder,
+    /// Who publishes events. A recorder is made per event: kube's keeps every event it published
+    /// for six minutes to count repeats, which a delete storm of thousands turns into tens of MiB
+    /// and a scan per event, while this operator publishes only on a change anyway.
+    pub reporter: Reporter,
     pub timings: Timings,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object UID, for backoff; reset on success.
@@ -79,11 +82,10 @@ pub struct SecretCredentials {
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
         Context {
             client,
             vpc,
-            recorder,
+            reporter,
             timings,
             metrics,
             failures: Mutex::new(HashMap::new()),
@@ -283,7 +285,9 @@ async fn run_one(
         }
     });
     let metrics = ctx.metrics.clone();
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    // A consistent, paged list (500 objects a page) rather than one answer from the watch cache:
+    // with many objects, one unpaged answer dominates the operator's peak memory.
+    let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         // The cache holds every object: without managedFields it is a fraction of the size.
         .modify(|obj| obj.managed_fields_mut().clear())
@@ -790,7 +794,8 @@ async fn write_status(api: &Api<EipSegment>, name: &str, before: &EipSegmentStat
 
 async fn publish(ctx: &Context, obj: &EipSegment, type_: EventType, reason: &str, action: &str, note: String) {
     let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
         warn!(object = %obj.name_any(), reason, error = %e, "could not publish event");
     }
 }

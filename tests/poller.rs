@@ -128,9 +128,8 @@ async fn confirm_releases(n: usize, spacing: Duration) {
     }
     let looks = sim.count("DescribeEipSegment", "Success").await - before;
     // The first release is timed with a look every 0.5 s while the others wait for it; then each
-    // takes one look.
+    // takes one look, or shares a page once the region fits in one.
     assert!(looks <= released.len() as u64 + 3, "{looks} looks for {} releases", released.len());
-    assert!(looks >= released.len() as u64, "each release is confirmed by a look of its own");
 }
 
 #[tokio::test]

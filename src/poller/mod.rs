@@ -277,6 +277,10 @@ impl Poller {
             (look.after, look.probe)
         };
         st.scanned.remove(segment_id);
+        if change == Change::Allocating {
+            // A new segment joins the region's size (known from the last scan).
+            st.total = st.total.map(|t| t.saturating_add(1));
+        }
         // A probe this entry held for an earlier change is given up.
         let entry = self.entry(&mut st, segment_id, target);
         if let (true, Some((earlier, ..))) = (std::mem::take(&mut entry.probe), entry.change) {
@@ -542,7 +546,8 @@ impl Poller {
                         if learn {
                             learned = Some((change, elapsed, false));
                         }
-                        report = w.waiting && w.last.is_none();
+                        // The object that started the change awaits its end, not news of it.
+                        report = !learn && w.waiting && w.last.is_none();
                     }
                     None => report = elapsed >= CHANGE_VISIBLE_WITHIN,
                 }
@@ -565,6 +570,9 @@ impl Poller {
             (Seen::Present(_), None) if w.drift => Some(obs.at + drift_every),
             _ => None,
         };
+        // The region's size between scans: a segment seen to vanish leaves it.
+        let vanished = matches!(obs.seen, Seen::Absent)
+            && (matches!(w.last, Some(Observation { seen: Seen::Present(_), .. })) || matches!(learned, Some((Change::Releasing, _, true))));
         let wake = report && (changed || w.waiting);
         let targets = if wake {
             w.waiting = false;
@@ -573,6 +581,9 @@ impl Poller {
             Vec::new()
         };
         w.last = Some(obs);
+        if vanished {
+            st.total = st.total.map(|t| t.saturating_sub(1));
+        }
         if let Some((change, elapsed, finished)) = learned {
             let durations = durations_of_mut(st, change);
             if was_probe {
