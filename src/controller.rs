@@ -289,8 +289,12 @@ async fn run_one(
     // with many objects, one unpaged answer dominates the operator's peak memory.
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        // The cache holds every object: without managedFields it is a fraction of the size.
-        .modify(|obj| obj.managed_fields_mut().clear())
+        // The cache holds every object: without managedFields and kubectl's copy of the last
+        // applied spec it is a fraction of the size.
+        .modify(|obj| {
+            obj.managed_fields_mut().clear();
+            obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());

@@ -434,7 +434,7 @@ impl Poller {
         for (id, at, result) in looks {
             match result {
                 Ok(found) => {
-                    let seen = found.map_or(Seen::Absent, Seen::Present);
+                    let seen = found.map_or(Seen::Absent, |s| Seen::Present(kept(s)));
                     let wake = {
                         let mut st = lock(&region.state);
                         st.failures = 0;
@@ -466,7 +466,7 @@ impl Poller {
             let page = client.describe_segments(region, None, page_number, PAGE_SIZE).await.map_err(|e| (at, e))?;
             pages += 1;
             let got = page.segments.len();
-            scan.seen.extend(page.segments.into_iter().map(|s| (at, s)));
+            scan.seen.extend(page.segments.into_iter().map(|s| (at, kept(s))));
             scan.total = Some(page.total_count);
             if got == 0 || scan.seen.len() >= page.total_count as usize || got < PAGE_SIZE as usize {
                 scan.complete_snapshot = pages == 1 && got == page.total_count as usize;
@@ -649,6 +649,21 @@ impl Poller {
         for t in targets {
             let _ = self.wake.send(t);
         }
+    }
+}
+
+/// What objects use of a segment; the rest is not held for thousands of them.
+fn kept(seg: Segment) -> Segment {
+    Segment {
+        instance_id: seg.instance_id,
+        status: seg.status,
+        segment: seg.segment,
+        ip_count: seg.ip_count,
+        region_id: String::new(),
+        zone: String::new(),
+        name: String::new(),
+        description: String::new(),
+        creation_time: String::new(),
     }
 }
 
