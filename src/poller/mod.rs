@@ -219,13 +219,11 @@ impl Poller {
     pub fn look(self: &Arc<Self>, key: &Key, client: &VpcClient, segment_id: &str, target: WakeTarget, drift: bool) -> Option<Observation> {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
-        let scanned = st.scanned.get(segment_id).cloned();
+        let scanned = st.scanned.remove(segment_id);
         let drift_every = self.config.drift;
         let entry = self.entry(&mut st, segment_id, target);
         entry.drift = drift;
         let usable = entry.last.clone().or(scanned).filter(|o| o.at >= entry.not_before);
-        st.scanned.remove(segment_id);
-        let entry = st.watched.get_mut(segment_id).expect("just inserted");
         match usable {
             Some(obs) => {
                 if matches!(obs.seen, Seen::Failed(_)) {
@@ -327,11 +325,6 @@ impl Poller {
             }
             st.scanned.remove(segment_id);
         }
-    }
-
-    /// Segments watched, over every key.
-    pub fn watched(&self) -> usize {
-        lock(&self.regions).values().map(|r| lock(&r.state).watched.len()).sum()
     }
 
     async fn run(self: Arc<Self>, key: Key, region: Arc<Region>) {
