@@ -205,6 +205,35 @@ fn faults_and_throttling_are_ridden_through() {
 }
 
 #[test]
+fn releases_beyond_the_client_rate_wait_their_turn_and_say_so() {
+    let c = Cluster::shared();
+    let ns = c.namespace("queued");
+    let sim = Simulator::start(&["--release-seconds", "1"]);
+    // Two releases at once, then one every 2 s: four deletions queue two of them.
+    let _op = Operator::start(c, &sim, &ns, &["--release-rate-per-second", "0.5"]);
+    let names = ["q1", "q2", "q3", "q4"];
+    for n in names {
+        c.apply(&segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    }
+    for n in names {
+        wait_ready(c, &ns, n);
+    }
+    for n in names {
+        c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--wait=false"]);
+    }
+    let queued = eventually("an object waiting for the client-side rate", T, || {
+        names.iter().filter_map(|n| c.get(&ns, n)).find(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseQueued"))
+    });
+    let message = condition(&queued, "Ready").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("ReleaseEipSegmentAddress") && message.contains("0.50 calls/s"), "{message}");
+    for n in names {
+        wait_gone(c, &ns, n);
+    }
+    assert!(sim.segments().is_empty());
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 4, "one release each, queued or not");
+}
+
+#[test]
 fn sigkill_mid_allocation_and_mid_release_neither_leaks_nor_repeats() {
     let c = Cluster::shared();
     let ns = c.namespace("sigkill");
