@@ -16,7 +16,11 @@ use crate::poller::{Poller, PollerConfig};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
-#[command(name = "eipsegment-operator", version, about = "Manages Alibaba Cloud EIP segments as Kubernetes EipSegment resources")]
+#[command(
+    name = "eipsegment-operator",
+    version,
+    about = "Manages Alibaba Cloud EIP segments as Kubernetes EipSegment resources"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -142,7 +146,8 @@ fn seconds(v: f64) -> Result<Duration, RunError> {
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
@@ -200,7 +205,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (poller, woken) = Poller::new(PollerConfig::new(timings.poll, timings.resync, timings.transient_max));
     let mut context = Context::new(client.clone(), vpc, timings, metrics.clone(), poller);
     if args.secret_credentials {
-        context.secret_credentials = Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
+        context.secret_credentials =
+            Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
     }
     let ctx = Arc::new(context);
     if !args.leader_elect {
@@ -279,4 +285,3 @@ pub async fn main(cli: Cli) -> Result<(), RunError> {
         Command::Run(args) => run(args).await,
     }
 }
-

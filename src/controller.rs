@@ -18,12 +18,14 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::cloud::credentials::{
+    Credentials, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, Secret, StaticCredentials,
+};
 use crate::cloud::model::{Segment, SegmentStatus};
-use crate::cloud::credentials::{Credentials, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, Secret, StaticCredentials};
 use crate::cloud::{Action as CloudAction, Admit, CloudError, ErrorClass, VpcClient};
-use crate::poller::{Change, Key, Poller, Seen, WakeTarget};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER, LastError};
 use crate::decide::{self, Cloud, Facts, Finished, Observed, Pace, Step, Timings};
+use crate::poller::{Change, Key, Poller, Seen, WakeTarget};
 use crate::telemetry::Metrics;
 
 pub const MANAGER: &str = "eipsegment-operator";
@@ -130,12 +132,18 @@ impl Context {
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), &namespace);
         match secrets.get_opt(&name).await {
             Ok(Some(secret)) => {
-                let credentials = credentials_from_secret(&secret)
-                    .map_err(|missing| CloudError::Credentials(format!("Secret {namespace}/{name} has no {missing}")))?;
-                Ok((format!("secret/{namespace}/{name}"), self.vpc.with_credentials(Arc::new(StaticCredentials(credentials)))))
+                let credentials = credentials_from_secret(&secret).map_err(|missing| {
+                    CloudError::Credentials(format!("Secret {namespace}/{name} has no {missing}"))
+                })?;
+                Ok((
+                    format!("secret/{namespace}/{name}"),
+                    self.vpc.with_credentials(Arc::new(StaticCredentials(credentials))),
+                ))
             }
             Ok(None) if explicit.is_none() => Ok(own()),
-            Ok(None) => Err(CloudError::Credentials(format!("Secret {namespace}/{name} named by spec.credentialsSecretRef does not exist"))),
+            Ok(None) => Err(CloudError::Credentials(format!(
+                "Secret {namespace}/{name} named by spec.credentialsSecretRef does not exist"
+            ))),
             Err(e) => Err(CloudError::Credentials(format!("cannot read Secret {namespace}/{name}: {e}"))),
         }
     }
@@ -248,7 +256,10 @@ pub async fn run(
     futures::future::join_all(controllers).await;
 }
 
-async fn route_wakes(mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>, routes: Vec<(Option<String>, tokio::sync::mpsc::UnboundedSender<WakeTarget>)>) {
+async fn route_wakes(
+    mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
+    routes: Vec<(Option<String>, tokio::sync::mpsc::UnboundedSender<WakeTarget>)>,
+) {
     while let Some(target) = woken.recv().await {
         if let Some((_, tx)) = routes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == target.namespace)) {
             let _ = tx.send(target);
@@ -411,7 +422,8 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             },
         },
     };
-    let step = decide::with_tokens(decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &cloud }), &uid);
+    let step =
+        decide::with_tokens(decide::decide(&Facts { spec: &obj.spec, status: &status, deleting, cloud: &cloud }), &uid);
     debug!(object = %name, ?step, "decided");
 
     match step {
@@ -428,7 +440,15 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 status.allocation_requested_at = Some(now());
                 write_status(api, &name, &before, &status).await?;
                 recorded = status.clone();
-                publish(ctx, obj, EventType::Normal, "AllocationRequested", "Allocate", format!("requesting a /{} segment in {region}", obj.spec.eip_mask.unwrap_or(28))).await;
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Normal,
+                    "AllocationRequested",
+                    "Allocate",
+                    format!("requesting a /{} segment in {region}", obj.spec.eip_mask.unwrap_or(28)),
+                )
+                .await;
             }
             match vpc.allocate_admitted(&obj.spec.allocate_request(&token), admission).await {
                 Ok(resp) => {
@@ -438,7 +458,12 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     status.cloud_status = Some("Allocating".into());
                     status.last_error = None;
                     set_synced(&mut status, None);
-                    set_ready(&mut status, false, "Allocating", &format!("segment {} is being allocated", resp.eip_segment_instance_id));
+                    set_ready(
+                        &mut status,
+                        false,
+                        "Allocating",
+                        &format!("segment {} is being allocated", resp.eip_segment_instance_id),
+                    );
                     write_status(api, &name, &recorded, &status).await?;
                     wait(ctx.requeue(&uid, Pace::Poll, None))
                 }
@@ -472,9 +497,22 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                     status.cloud_status = Some("Releasing".into());
                     status.last_error = None;
                     set_synced(&mut status, None);
-                    set_ready(&mut status, false, "Releasing", &format!("release of {segment_id} requested; waiting for the cloud to confirm"));
+                    set_ready(
+                        &mut status,
+                        false,
+                        "Releasing",
+                        &format!("release of {segment_id} requested; waiting for the cloud to confirm"),
+                    );
                     write_status(api, &name, &recorded, &status).await?;
-                    publish(ctx, obj, EventType::Normal, "ReleaseRequested", "Release", format!("release of {segment_id} accepted (RequestId {request_id})")).await;
+                    publish(
+                        ctx,
+                        obj,
+                        EventType::Normal,
+                        "ReleaseRequested",
+                        "Release",
+                        format!("release of {segment_id} accepted (RequestId {request_id})"),
+                    )
+                    .await;
                     Err(Error::ReleasePending(ctx.requeue(&uid, Pace::Poll, None)))
                 }
                 // Gone already: a fresh look confirms it.
@@ -490,16 +528,26 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
         }
         Step::Finish(finished) => {
             let (reason, note) = match &finished {
-                Finished::Released { segment_id } => ("Released", format!("segment {segment_id} is released: the cloud no longer returns it")),
-                Finished::Retained { segment_id: Some(id) } => ("Retained", format!("deletion policy Retain: segment {id} was kept in the cloud")),
-                Finished::Retained { segment_id: None } => ("Retained", "deletion policy Retain: nothing released".to_string()),
-                Finished::NothingAllocated => ("Released", "no segment was ever allocated: nothing to release".to_string()),
+                Finished::Released { segment_id } => {
+                    ("Released", format!("segment {segment_id} is released: the cloud no longer returns it"))
+                }
+                Finished::Retained { segment_id: Some(id) } => {
+                    ("Retained", format!("deletion policy Retain: segment {id} was kept in the cloud"))
+                }
+                Finished::Retained { segment_id: None } => {
+                    ("Retained", "deletion policy Retain: nothing released".to_string())
+                }
+                Finished::NothingAllocated => {
+                    ("Released", "no segment was ever allocated: nothing to release".to_string())
+                }
             };
             if let Finished::Released { .. } = finished {
                 status.cloud_status = Some("Released".into());
-                let requested = status.release_requested_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let requested =
+                    status.release_requested_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
                 if let Some(requested) = requested {
-                    ctx.metrics.release_confirmed((Utc::now() - requested.with_timezone(&Utc)).to_std().unwrap_or_default());
+                    ctx.metrics
+                        .release_confirmed((Utc::now() - requested.with_timezone(&Utc)).to_std().unwrap_or_default());
                 }
             }
             if let Some(id) = decide::segment_to_look_at(&obj.spec, &status) {
@@ -542,14 +590,18 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 }
                 Observed::Drifted { segment_id } => {
                     status.cloud_status = Some("Missing".into());
-                    let msg = format!("segment {segment_id} no longer exists in the cloud (released outside this operator); it is not re-created: delete this object, or recreate it to allocate a new segment");
+                    let msg = format!(
+                        "segment {segment_id} no longer exists in the cloud (released outside this operator); it is not re-created: delete this object, or recreate it to allocate a new segment"
+                    );
                     if ready_reason(&before).as_deref() != Some("SegmentMissing") {
                         publish(ctx, obj, EventType::Warning, "Drifted", "Observe", msg.clone()).await;
                     }
                     set_ready(&mut status, false, "SegmentMissing", &msg);
                 }
                 Observed::AdoptionTargetMissing { segment_id } => {
-                    let msg = format!("segment {segment_id} to adopt does not exist in region {region}: check spec.segmentInstanceId and spec.regionId");
+                    let msg = format!(
+                        "segment {segment_id} to adopt does not exist in region {region}: check spec.segmentInstanceId and spec.regionId"
+                    );
                     if ready_reason(&before).as_deref() != Some("AdoptionTargetNotFound") {
                         publish(ctx, obj, EventType::Warning, "AdoptionFailed", "Adopt", msg.clone()).await;
                     }
@@ -583,7 +635,11 @@ struct Turn<'a> {
 impl Turn<'_> {
     /// A place for the call now; or, when others are ahead, the status says so and the object
     /// comes back later, without holding a worker meanwhile.
-    async fn take(&self, action: CloudAction, status: &mut EipSegmentStatus) -> Result<crate::cloud::Admission, Result<Action, Error>> {
+    async fn take(
+        &self,
+        action: CloudAction,
+        status: &mut EipSegmentStatus,
+    ) -> Result<crate::cloud::Admission, Result<Action, Error>> {
         let Turn { api, ctx, obj, vpc, key, before, deleting } = *self;
         let uid = obj.uid().unwrap_or_default();
         let name = obj.name_any();
@@ -604,24 +660,38 @@ impl Turn<'_> {
                 let after = ctx.queue(key, action, &uid, after, vpc.rate_period(action));
                 Err(if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) })
             }
-            Admit::Failed(e) => Err(fail(api, ctx, obj, &name, before, status.clone(), Arc::new(e), label, deleting).await),
+            Admit::Failed(e) => {
+                Err(fail(api, ctx, obj, &name, before, status.clone(), Arc::new(e), label, deleting).await)
+            }
         }
     }
 }
 
 /// Why an object waits before its call: the client-side rate, and what it is.
 fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
-    let rate = vpc.rate_period(action).map(|p| format!(" ({:.2} calls/s per credentials and region)", 1.0 / p.as_secs_f64())).unwrap_or_default();
+    let rate = vpc
+        .rate_period(action)
+        .map(|p| format!(" ({:.2} calls/s per credentials and region)", 1.0 / p.as_secs_f64()))
+        .unwrap_or_default();
     format!("waiting for a place within the client-side rate limit of {action}{rate}; other objects are ahead")
 }
 
 /// The standard variable names as keys, so one Secret serves `envFrom` and references alike.
 fn credentials_from_secret(secret: &k8s_openapi::api::core::v1::Secret) -> Result<Credentials, &'static str> {
     let data = secret.data.clone().unwrap_or_default();
-    let text = |key: &str| data.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let access_key_id = text(ENV_ACCESS_KEY_ID).ok_or(ENV_ACCESS_KEY_ID)?;
     let secret_key = text(ENV_ACCESS_KEY_SECRET).ok_or(ENV_ACCESS_KEY_SECRET)?;
-    Ok(Credentials { access_key_id, access_key_secret: Secret::new(secret_key), security_token: text(ENV_SECURITY_TOKEN).map(Secret::new) })
+    Ok(Credentials {
+        access_key_id,
+        access_key_secret: Secret::new(secret_key),
+        security_token: text(ENV_SECURITY_TOKEN).map(Secret::new),
+    })
 }
 
 fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
@@ -640,7 +710,10 @@ fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
 
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
 async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: CloudError) -> CloudError {
-    let wants_names = matches!(e.code(), "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp");
+    let wants_names = matches!(
+        e.code(),
+        "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp"
+    );
     if !wants_names {
         return e;
     }
@@ -651,7 +724,11 @@ async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: Cloud
         .take(5)
         .map(|m| {
             let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };
-            let bwp = if m.bandwidth_package_id.is_empty() { String::new() } else { format!(" in {}", m.bandwidth_package_id) };
+            let bwp = if m.bandwidth_package_id.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", m.bandwidth_package_id)
+            };
             format!("{} ({}, {}{bound}{bwp})", m.ip_address, m.allocation_id, m.status)
         })
         .collect();
@@ -783,7 +860,12 @@ fn set_synced(status: &mut EipSegmentStatus, error: Option<(ErrorClass, &str)>) 
 }
 
 /// Server-side apply of the whole status, skipped when nothing changed.
-async fn write_status(api: &Api<EipSegment>, name: &str, before: &EipSegmentStatus, status: &EipSegmentStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<EipSegment>,
+    name: &str,
+    before: &EipSegmentStatus,
+    status: &EipSegmentStatus,
+) -> Result<(), Error> {
     if before == status {
         return Ok(());
     }

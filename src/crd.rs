@@ -11,8 +11,17 @@ pub const FINALIZER: &str = "eipsegment.io/release";
 macro_rules! immutable {
     ($field:literal) => {
         concat!(
-            "has(self.", $field, ") == has(oldSelf.", $field, ") && (!has(self.", $field, ") || self.", $field,
-            " == oldSelf.", $field, ")"
+            "has(self.",
+            $field,
+            ") == has(oldSelf.",
+            $field,
+            ") && (!has(self.",
+            $field,
+            ") || self.",
+            $field,
+            " == oldSelf.",
+            $field,
+            ")"
         )
     };
 }
@@ -127,7 +136,10 @@ fn no_null_in_enum(schema: &mut schemars::Schema) {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub struct SecretReference {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 }
 

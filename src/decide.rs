@@ -256,42 +256,99 @@ mod tests {
             // Allocation.
             ((false, None, false, false, false, NothingToLookAt), Step::Allocate { token: String::new() }),
             ((false, None, false, true, false, NothingToLookAt), Step::Allocate { token: String::new() }),
-            ((false, None, true, false, false, Found(seg(Allocating))), wait(Observed::Changing(seg(Allocating)), Pace::Poll)),
-            ((false, None, true, false, false, Found(seg(Allocated))), wait(Observed::Ready(seg(Allocated)), Pace::Resync)),
-            ((false, None, true, false, false, Found(seg(Releasing))), wait(Observed::Changing(seg(Releasing)), Pace::Poll)),
-            ((false, None, true, false, false, Missing), wait(Observed::Drifted { segment_id: "eipsg-abc".into() }, Pace::Backoff(ErrorClass::Blocked))),
-            ((false, None, true, false, false, LookFailed(ErrorClass::Transient)), wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Transient))),
-            ((false, None, true, false, false, LookFailed(ErrorClass::Terminal)), wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Terminal))),
+            (
+                (false, None, true, false, false, Found(seg(Allocating))),
+                wait(Observed::Changing(seg(Allocating)), Pace::Poll),
+            ),
+            (
+                (false, None, true, false, false, Found(seg(Allocated))),
+                wait(Observed::Ready(seg(Allocated)), Pace::Resync),
+            ),
+            (
+                (false, None, true, false, false, Found(seg(Releasing))),
+                wait(Observed::Changing(seg(Releasing)), Pace::Poll),
+            ),
+            (
+                (false, None, true, false, false, Missing),
+                wait(Observed::Drifted { segment_id: "eipsg-abc".into() }, Pace::Backoff(ErrorClass::Blocked)),
+            ),
+            (
+                (false, None, true, false, false, LookFailed(ErrorClass::Transient)),
+                wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Transient)),
+            ),
+            (
+                (false, None, true, false, false, LookFailed(ErrorClass::Terminal)),
+                wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Terminal)),
+            ),
             // Adoption never allocates.
-            ((true, None, false, false, false, Found(seg(Allocated))), wait(Observed::Ready(seg(Allocated)), Pace::Resync)),
-            ((true, None, false, false, false, Missing), wait(Observed::AdoptionTargetMissing { segment_id: "eipsg-abc".into() }, Pace::Backoff(ErrorClass::Terminal))),
-            ((true, None, true, false, false, Missing), wait(Observed::Drifted { segment_id: "eipsg-abc".into() }, Pace::Backoff(ErrorClass::Blocked))),
-            ((true, None, false, false, false, LookFailed(ErrorClass::Blocked)), wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Blocked))),
+            (
+                (true, None, false, false, false, Found(seg(Allocated))),
+                wait(Observed::Ready(seg(Allocated)), Pace::Resync),
+            ),
+            (
+                (true, None, false, false, false, Missing),
+                wait(
+                    Observed::AdoptionTargetMissing { segment_id: "eipsg-abc".into() },
+                    Pace::Backoff(ErrorClass::Terminal),
+                ),
+            ),
+            (
+                (true, None, true, false, false, Missing),
+                wait(Observed::Drifted { segment_id: "eipsg-abc".into() }, Pace::Backoff(ErrorClass::Blocked)),
+            ),
+            (
+                (true, None, false, false, false, LookFailed(ErrorClass::Blocked)),
+                wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Blocked)),
+            ),
             // Deletion, Delete policy: look first.
             ((false, None, true, false, true, Found(seg(Allocated))), release()),
             ((false, Some(Delete), true, false, true, Found(seg(Allocated))), release()),
-            ((false, None, true, false, true, Found(seg(Releasing))), wait(Observed::Releasing(seg(Releasing)), Pace::Poll)),
-            ((false, None, true, false, true, Found(seg(Allocating))), wait(Observed::Changing(seg(Allocating)), Pace::Poll)),
+            (
+                (false, None, true, false, true, Found(seg(Releasing))),
+                wait(Observed::Releasing(seg(Releasing)), Pace::Poll),
+            ),
+            (
+                (false, None, true, false, true, Found(seg(Allocating))),
+                wait(Observed::Changing(seg(Allocating)), Pace::Poll),
+            ),
             ((false, None, true, false, true, Found(seg(Released))), released()),
             ((false, None, true, false, true, Missing), released()),
-            ((false, None, true, false, true, LookFailed(ErrorClass::Transient)), wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Transient))),
+            (
+                (false, None, true, false, true, LookFailed(ErrorClass::Transient)),
+                wait(Observed::LookFailed, Pace::Backoff(ErrorClass::Transient)),
+            ),
             // Nothing ever requested: cleanup succeeds at once, without a call.
             ((false, None, false, false, true, NothingToLookAt), Step::Finish(Finished::NothingAllocated)),
             // A request whose answer was lost: learn the ID with the same token first.
             ((false, None, false, true, true, NothingToLookAt), Step::Allocate { token: String::new() }),
             // Retain: no cloud call, whatever the cloud says.
-            ((false, Some(Retain), true, false, true, Found(seg(Allocated))), Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) })),
-            ((false, Some(Retain), true, false, true, LookFailed(ErrorClass::Terminal)), Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) })),
-            ((false, Some(Retain), false, true, true, NothingToLookAt), Step::Finish(Finished::Retained { segment_id: None })),
+            (
+                (false, Some(Retain), true, false, true, Found(seg(Allocated))),
+                Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) }),
+            ),
+            (
+                (false, Some(Retain), true, false, true, LookFailed(ErrorClass::Terminal)),
+                Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) }),
+            ),
+            (
+                (false, Some(Retain), false, true, true, NothingToLookAt),
+                Step::Finish(Finished::Retained { segment_id: None }),
+            ),
             // Adopted segments default to Retain; Delete must be asked for.
-            ((true, None, true, false, true, Found(seg(Allocated))), Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) })),
+            (
+                (true, None, true, false, true, Found(seg(Allocated))),
+                Step::Finish(Finished::Retained { segment_id: Some("eipsg-abc".into()) }),
+            ),
             ((true, Some(Delete), true, false, true, Found(seg(Allocated))), release()),
             ((true, Some(Delete), true, false, true, Missing), released()),
         ];
         for ((adopt, policy, recorded, pending, deleting, cloud), want) in rows {
             let (sp, st) = (spec(adopt, policy), status(recorded, pending));
             let got = decide(&Facts { spec: &sp, status: &st, deleting, cloud: &cloud });
-            assert_eq!(got, want, "adopt={adopt} policy={policy:?} recorded={recorded} pending={pending} deleting={deleting} cloud={cloud:?}");
+            assert_eq!(
+                got, want,
+                "adopt={adopt} policy={policy:?} recorded={recorded} pending={pending} deleting={deleting} cloud={cloud:?}"
+            );
         }
     }
 
@@ -299,7 +356,10 @@ mod tests {
     fn tokens_come_from_the_uid() {
         let step = with_tokens(Step::Release { segment_id: "eipsg-abc".into(), token: String::new() }, "1234-uid");
         assert_eq!(step, Step::Release { segment_id: "eipsg-abc".into(), token: "release-1234-uid".into() });
-        assert_eq!(with_tokens(Step::Allocate { token: String::new() }, "u"), Step::Allocate { token: "alloc-u".into() });
+        assert_eq!(
+            with_tokens(Step::Allocate { token: String::new() }, "u"),
+            Step::Allocate { token: "alloc-u".into() }
+        );
         assert!(allocation_token("0b1c6a4e-8f7e-4d5c-9a1b-2c3d4e5f6a7b").len() <= 64);
     }
 
@@ -313,7 +373,10 @@ mod tests {
         assert_eq!(transient(30), Duration::from_secs(120));
         assert!(requeue_after(Pace::Backoff(ErrorClass::Transient), 3, 0.99, None, &t) < Duration::from_secs(4));
         assert!(requeue_after(Pace::Backoff(ErrorClass::Transient), 3, 0.99, None, &t) >= Duration::from_millis(3200));
-        assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Transient), 1, 0.0, Some(Duration::from_secs(7)), &t), Duration::from_secs(7));
+        assert_eq!(
+            requeue_after(Pace::Backoff(ErrorClass::Transient), 1, 0.0, Some(Duration::from_secs(7)), &t),
+            Duration::from_secs(7)
+        );
         assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Blocked), 1, 0.0, None, &t), Duration::from_secs(30));
         assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Blocked), 9, 0.0, None, &t), Duration::from_secs(600));
         assert_eq!(requeue_after(Pace::Backoff(ErrorClass::Terminal), 1, 0.0, None, &t), Duration::from_secs(120));

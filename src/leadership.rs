@@ -67,6 +67,10 @@ impl Leadership {
 pub fn default_identity() -> String {
     std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        format!("{}-{}", if host.is_empty() { "eipsegment-operator" } else { &host }, &uuid::Uuid::new_v4().simple().to_string()[..8])
+        format!(
+            "{}-{}",
+            if host.is_empty() { "eipsegment-operator" } else { &host },
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
     })
 }

@@ -56,9 +56,14 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("eipsegment");
         let cloud_calls = Family::<CallLabels, Counter>::default();
-        registry.register("cloud_calls", "VPC API calls by action and outcome (Success or the error code)", cloud_calls.clone());
-        let cloud_call_seconds =
-            Family::<ActionLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 12)));
+        registry.register(
+            "cloud_calls",
+            "VPC API calls by action and outcome (Success or the error code)",
+            cloud_calls.clone(),
+        );
+        let cloud_call_seconds = Family::<ActionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 12))
+        });
         registry.register("cloud_call_duration_seconds", "VPC API call duration by action", cloud_call_seconds.clone());
         let throttled = Counter::default();
         registry.register("cloud_throttled", "VPC API calls answered with throttling", throttled.clone());
@@ -71,7 +76,11 @@ impl Default for Metrics {
         let objects_ready = Gauge::default();
         registry.register("objects_ready", "Objects whose segment was last seen allocated", objects_ready.clone());
         let release_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 14));
-        registry.register("release_duration_seconds", "From the release request to the cloud's confirmation", release_seconds.clone());
+        registry.register(
+            "release_duration_seconds",
+            "From the release request to the cloud's confirmation",
+            release_seconds.clone(),
+        );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica reconciles (holds the lease)", leader.clone());
         Metrics {
@@ -139,15 +148,25 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                 let metrics = metrics.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(match req.uri().path() {
-                        "/metrics" => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode()),
+                        "/metrics" => reply(
+                            StatusCode::OK,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            metrics.encode(),
+                        ),
                         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-                        "/readyz" if metrics.ready.load(Ordering::Relaxed) => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-                        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "watch not yet synced\n".into()),
+                        "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
+                            reply(StatusCode::OK, "text/plain", "ok\n".into())
+                        }
+                        "/readyz" => {
+                            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "watch not yet synced\n".into())
+                        }
                         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
                     })
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
         });
     }
 }

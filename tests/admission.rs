@@ -64,7 +64,12 @@ struct Row {
     rejected_with: Option<Vec<&'static str>>,
 }
 
-fn row(what: impl Into<String>, submit: Submit, spec: impl Into<String>, rejected_with: Option<&[&'static str]>) -> Row {
+fn row(
+    what: impl Into<String>,
+    submit: Submit,
+    spec: impl Into<String>,
+    rejected_with: Option<&[&'static str]>,
+) -> Row {
     Row {
         what: what.into(),
         submit,
@@ -115,7 +120,8 @@ fn allocating_base_with(field: &str, line: &str) -> String {
 }
 
 fn manifest(ns: &str, name: &str, resource_version: Option<&str>, spec: Option<&str>, extra_top_level: &str) -> String {
-    let mut m = format!("apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\n");
+    let mut m =
+        format!("apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\n");
     if let Some(rv) = resource_version {
         m.push_str(&format!("  resourceVersion: \"{rv}\"\n"));
     }
@@ -136,14 +142,29 @@ fn table() -> Vec<Row> {
         good("minimal adoption", ADOPTING_SPEC),
         good("every allocation parameter", ALLOCATING_SPEC),
         good("smallest segment /28, bandwidth 1", allocating("  bandwidth: 1\n")),
-        good("largest segment /24, PayByBandwidth at its 500 Mbit/s limit", "  regionId: cn-hangzhou\n  eipMask: 24\n  bandwidth: 500\n  internetChargeType: PayByBandwidth\n"),
-        good("PayByTraffic at its 200 Mbit/s limit", allocating("  bandwidth: 200\n  internetChargeType: PayByTraffic\n")),
+        good(
+            "largest segment /24, PayByBandwidth at its 500 Mbit/s limit",
+            "  regionId: cn-hangzhou\n  eipMask: 24\n  bandwidth: 500\n  internetChargeType: PayByBandwidth\n",
+        ),
+        good(
+            "PayByTraffic at its 200 Mbit/s limit",
+            allocating("  bandwidth: 200\n  internetChargeType: PayByTraffic\n"),
+        ),
         good("PayByTraffic without a bandwidth", allocating("  internetChargeType: PayByTraffic\n")),
         good("a single-ISP line", allocating("  isp: ChinaMobile_L2\n")),
-        good("BGP_FinanceCloud in a finance region", "  regionId: cn-shanghai-finance-1\n  eipMask: 28\n  isp: BGP_FinanceCloud\n  zone: cn-shanghai-finance-1z\n"),
-        good("a zone named without a dash before its letter", "  regionId: ap-southeast-1\n  eipMask: 27\n  zone: ap-southeast-1a\n"),
+        good(
+            "BGP_FinanceCloud in a finance region",
+            "  regionId: cn-shanghai-finance-1\n  eipMask: 28\n  isp: BGP_FinanceCloud\n  zone: cn-shanghai-finance-1z\n",
+        ),
+        good(
+            "a zone named without a dash before its letter",
+            "  regionId: ap-southeast-1\n  eipMask: 27\n  zone: ap-southeast-1a\n",
+        ),
         good("a region ID of exactly 64 characters", format!("  regionId: {}\n  eipMask: 28\n", long("cn-", 64))),
-        good("credentials from a Secret with a dotted name", allocating("  credentialsSecretRef:\n    name: alibaba.credentials-1\n")),
+        good(
+            "credentials from a Secret with a dotted name",
+            allocating("  credentialsSecretRef:\n    name: alibaba.credentials-1\n"),
+        ),
         good("an adopted segment released on deletion", format!("{ADOPTING_SPEC}  deletionPolicy: Delete\n")),
         good("an allocated segment kept on deletion", allocating("  deletionPolicy: Retain\n")),
         good("a null optional field counts as absent", allocating("  bandwidth: null\n")),
@@ -151,82 +172,321 @@ fn table() -> Vec<Row> {
         Row { spec: None, ..bad("no spec at all", "", &["spec: Required value"]) },
         Row { spec: Some(String::new()), ..bad("an empty spec", "", &["spec.regionId: Required value"]) },
         bad("no regionId", "  eipMask: 28\n", &["spec.regionId: Required value"]),
-        bad("an empty regionId", "  regionId: \"\"\n  eipMask: 28\n", &["spec.regionId", "should be at least 1 chars long"]),
-        bad("neither eipMask nor segmentInstanceId", "  regionId: cn-hangzhou\n", &["set eipMask to allocate a new segment, or segmentInstanceId to adopt an existing one"]),
-        bad("eipMask: null is no eipMask", "  regionId: cn-hangzhou\n  eipMask: null\n", &["set eipMask to allocate a new segment"]),
-        bad("a Secret reference without a name", allocating("  credentialsSecretRef: {}\n"), &["spec.credentialsSecretRef.name: Required value"]),
+        bad(
+            "an empty regionId",
+            "  regionId: \"\"\n  eipMask: 28\n",
+            &["spec.regionId", "should be at least 1 chars long"],
+        ),
+        bad(
+            "neither eipMask nor segmentInstanceId",
+            "  regionId: cn-hangzhou\n",
+            &["set eipMask to allocate a new segment, or segmentInstanceId to adopt an existing one"],
+        ),
+        bad(
+            "eipMask: null is no eipMask",
+            "  regionId: cn-hangzhou\n  eipMask: null\n",
+            &["set eipMask to allocate a new segment"],
+        ),
+        bad(
+            "a Secret reference without a name",
+            allocating("  credentialsSecretRef: {}\n"),
+            &["spec.credentialsSecretRef.name: Required value"],
+        ),
         // ---- Allocate and adopt together. -------------------------------------------------------
         bad("eipMask and segmentInstanceId both set", format!("{ADOPTING_SPEC}  eipMask: 28\n"), &["not both"]),
-        bad("adopting with a bandwidth", format!("{ADOPTING_SPEC}  bandwidth: 10\n"), &["describe a new segment: leave them out when adopting"]),
-        bad("adopting with an ISP", format!("{ADOPTING_SPEC}  isp: BGP\n"), &["describe a new segment: leave them out when adopting"]),
-        bad("adopting with a zone", format!("{ADOPTING_SPEC}  zone: cn-hangzhou-a\n"), &["describe a new segment: leave them out when adopting"]),
-        bad("adopting with a resource group", format!("{ADOPTING_SPEC}  resourceGroupId: rg-acfmxazb4ph6aiy\n"), &["describe a new segment: leave them out when adopting"]),
+        bad(
+            "adopting with a bandwidth",
+            format!("{ADOPTING_SPEC}  bandwidth: 10\n"),
+            &["describe a new segment: leave them out when adopting"],
+        ),
+        bad(
+            "adopting with an ISP",
+            format!("{ADOPTING_SPEC}  isp: BGP\n"),
+            &["describe a new segment: leave them out when adopting"],
+        ),
+        bad(
+            "adopting with a zone",
+            format!("{ADOPTING_SPEC}  zone: cn-hangzhou-a\n"),
+            &["describe a new segment: leave them out when adopting"],
+        ),
+        bad(
+            "adopting with a resource group",
+            format!("{ADOPTING_SPEC}  resourceGroupId: rg-acfmxazb4ph6aiy\n"),
+            &["describe a new segment: leave them out when adopting"],
+        ),
         // ---- Enums. -----------------------------------------------------------------------------
-        bad("internetChargeType PayByHour", allocating("  internetChargeType: PayByHour\n"), &["spec.internetChargeType: Unsupported value: \"PayByHour\": supported values: \"PayByBandwidth\", \"PayByTraffic\""]),
+        bad(
+            "internetChargeType PayByHour",
+            allocating("  internetChargeType: PayByHour\n"),
+            &[
+                "spec.internetChargeType: Unsupported value: \"PayByHour\": supported values: \"PayByBandwidth\", \"PayByTraffic\"",
+            ],
+        ),
         bad("isp Pigeon", allocating("  isp: Pigeon\n"), &["spec.isp: Unsupported value: \"Pigeon\"", "\"BGP_PRO\""]),
         bad("isp in the wrong case", allocating("  isp: bgp\n"), &["spec.isp: Unsupported value: \"bgp\""]),
         bad("isp: null", allocating("  isp: null\n"), &["spec.isp: Unsupported value: null"]),
-        bad("netmode hybrid (no current region takes it)", allocating("  netmode: hybrid\n"), &["spec.netmode: Unsupported value: \"hybrid\": supported values: \"public\""]),
-        bad("deletionPolicy Orphan", allocating("  deletionPolicy: Orphan\n"), &["spec.deletionPolicy: Unsupported value: \"Orphan\": supported values: \"Delete\", \"Retain\""]),
+        bad(
+            "netmode hybrid (no current region takes it)",
+            allocating("  netmode: hybrid\n"),
+            &["spec.netmode: Unsupported value: \"hybrid\": supported values: \"public\""],
+        ),
+        bad(
+            "deletionPolicy Orphan",
+            allocating("  deletionPolicy: Orphan\n"),
+            &["spec.deletionPolicy: Unsupported value: \"Orphan\": supported values: \"Delete\", \"Retain\""],
+        ),
         // ---- Numbers out of range or of the wrong type. -----------------------------------------
-        bad("eipMask 23 (a /23 is too large)", "  regionId: cn-hangzhou\n  eipMask: 23\n", &["spec.eipMask", "should be greater than or equal to 24"]),
-        bad("eipMask 29 (a /29 is too small)", "  regionId: cn-hangzhou\n  eipMask: 29\n", &["spec.eipMask", "should be less than or equal to 28"]),
-        bad("eipMask 32", "  regionId: cn-hangzhou\n  eipMask: 32\n", &["spec.eipMask", "should be less than or equal to 28"]),
-        bad("a negative eipMask", "  regionId: cn-hangzhou\n  eipMask: -28\n", &["spec.eipMask", "should be greater than or equal to 24"]),
-        bad("eipMask as a string", "  regionId: cn-hangzhou\n  eipMask: \"28\"\n", &["spec.eipMask", "must be of type integer"]),
+        bad(
+            "eipMask 23 (a /23 is too large)",
+            "  regionId: cn-hangzhou\n  eipMask: 23\n",
+            &["spec.eipMask", "should be greater than or equal to 24"],
+        ),
+        bad(
+            "eipMask 29 (a /29 is too small)",
+            "  regionId: cn-hangzhou\n  eipMask: 29\n",
+            &["spec.eipMask", "should be less than or equal to 28"],
+        ),
+        bad(
+            "eipMask 32",
+            "  regionId: cn-hangzhou\n  eipMask: 32\n",
+            &["spec.eipMask", "should be less than or equal to 28"],
+        ),
+        bad(
+            "a negative eipMask",
+            "  regionId: cn-hangzhou\n  eipMask: -28\n",
+            &["spec.eipMask", "should be greater than or equal to 24"],
+        ),
+        bad(
+            "eipMask as a string",
+            "  regionId: cn-hangzhou\n  eipMask: \"28\"\n",
+            &["spec.eipMask", "must be of type integer"],
+        ),
         bad("bandwidth 0", allocating("  bandwidth: 0\n"), &["spec.bandwidth", "should be greater than or equal to 1"]),
-        bad("a negative bandwidth", allocating("  bandwidth: -5\n"), &["spec.bandwidth", "should be greater than or equal to 1"]),
-        bad("bandwidth 501", allocating("  bandwidth: 501\n"), &["spec.bandwidth", "should be less than or equal to 500"]),
-        bad("bandwidth beyond 32 bits", allocating("  bandwidth: 4294967296\n"), &["spec.bandwidth", "should be less than or equal to 500"]),
+        bad(
+            "a negative bandwidth",
+            allocating("  bandwidth: -5\n"),
+            &["spec.bandwidth", "should be greater than or equal to 1"],
+        ),
+        bad(
+            "bandwidth 501",
+            allocating("  bandwidth: 501\n"),
+            &["spec.bandwidth", "should be less than or equal to 500"],
+        ),
+        bad(
+            "bandwidth beyond 32 bits",
+            allocating("  bandwidth: 4294967296\n"),
+            &["spec.bandwidth", "should be less than or equal to 500"],
+        ),
         bad("a fractional bandwidth", allocating("  bandwidth: 1.5\n"), &["spec.bandwidth", "must be of type integer"]),
-        bad("PayByTraffic above 200 Mbit/s", allocating("  bandwidth: 201\n  internetChargeType: PayByTraffic\n"), &["bandwidth is at most 200 Mbit/s with PayByTraffic"]),
+        bad(
+            "PayByTraffic above 200 Mbit/s",
+            allocating("  bandwidth: 201\n  internetChargeType: PayByTraffic\n"),
+            &["bandwidth is at most 200 Mbit/s with PayByTraffic"],
+        ),
         // ---- Formats. ---------------------------------------------------------------------------
         bad("a region ID in capitals", "  regionId: CN-Hangzhou\n  eipMask: 28\n", &["spec.regionId", "should match"]),
-        bad("a region ID with an underscore", "  regionId: cn_hangzhou\n  eipMask: 28\n", &["spec.regionId", "should match"]),
-        bad("a region ID without its area", "  regionId: hangzhou\n  eipMask: 28\n", &["spec.regionId", "should match"]),
-        bad("a region endpoint instead of its ID", "  regionId: vpc.cn-hangzhou.aliyuncs.com\n  eipMask: 28\n", &["spec.regionId", "should match"]),
-        bad("a segment ID of another resource", "  regionId: cn-hangzhou\n  segmentInstanceId: eip-2zett8ba055tbsxme0001\n", &["spec.segmentInstanceId", "should match '^eipsg-"]),
-        bad("a segment ID in capitals", "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-2ZETT8BA055\n", &["spec.segmentInstanceId", "should match"]),
+        bad(
+            "a region ID with an underscore",
+            "  regionId: cn_hangzhou\n  eipMask: 28\n",
+            &["spec.regionId", "should match"],
+        ),
+        bad(
+            "a region ID without its area",
+            "  regionId: hangzhou\n  eipMask: 28\n",
+            &["spec.regionId", "should match"],
+        ),
+        bad(
+            "a region endpoint instead of its ID",
+            "  regionId: vpc.cn-hangzhou.aliyuncs.com\n  eipMask: 28\n",
+            &["spec.regionId", "should match"],
+        ),
+        bad(
+            "a segment ID of another resource",
+            "  regionId: cn-hangzhou\n  segmentInstanceId: eip-2zett8ba055tbsxme0001\n",
+            &["spec.segmentInstanceId", "should match '^eipsg-"],
+        ),
+        bad(
+            "a segment ID in capitals",
+            "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-2ZETT8BA055\n",
+            &["spec.segmentInstanceId", "should match"],
+        ),
         bad("a zone with a space", allocating("  zone: cn hangzhou a\n"), &["spec.zone", "should match"]),
-        bad("a resource group name instead of its ID", allocating("  resourceGroupId: default\n"), &["spec.resourceGroupId", "should match '^rg-"]),
-        bad("a Secret name that is not a DNS subdomain", allocating("  credentialsSecretRef:\n    name: My_Secret\n"), &["spec.credentialsSecretRef.name", "should match"]),
+        bad(
+            "a resource group name instead of its ID",
+            allocating("  resourceGroupId: default\n"),
+            &["spec.resourceGroupId", "should match '^rg-"],
+        ),
+        bad(
+            "a Secret name that is not a DNS subdomain",
+            allocating("  credentialsSecretRef:\n    name: My_Secret\n"),
+            &["spec.credentialsSecretRef.name", "should match"],
+        ),
         // ---- Oversized values. ------------------------------------------------------------------
-        bad("a region ID of 65 characters", format!("  regionId: {}\n  eipMask: 28\n", long("cn-", 65)), &["spec.regionId: Too long: may not be more than 64 bytes"]),
-        bad("a zone of 65 characters", allocating(&format!("  zone: {}\n", long("cn-hangzhou-", 65))), &["spec.zone: Too long: may not be more than 64 bytes"]),
-        bad("a resource group ID of 65 characters", allocating(&format!("  resourceGroupId: {}\n", long("rg-", 65))), &["spec.resourceGroupId: Too long: may not be more than 64 bytes"]),
-        bad("a segment ID of 65 characters", format!("  regionId: cn-hangzhou\n  segmentInstanceId: {}\n", long("eipsg-", 65)), &["spec.segmentInstanceId: Too long: may not be more than 64 bytes"]),
-        bad("a Secret name of 254 characters", allocating(&format!("  credentialsSecretRef:\n    name: {}\n", long("s", 254))), &["spec.credentialsSecretRef.name: Too long: may not be more than 253 bytes"]),
-        bad("a zone of one megabyte", allocating(&format!("  zone: {}\n", long("cn-hangzhou-", 1 << 20))), &["spec.zone: Too long: may not be more than 64 bytes"]),
-        Row { name: long("n", 254), ..bad("an object name of 254 characters", allocating(""), &["metadata.name", "must be no more than 253 characters"]) },
+        bad(
+            "a region ID of 65 characters",
+            format!("  regionId: {}\n  eipMask: 28\n", long("cn-", 65)),
+            &["spec.regionId: Too long: may not be more than 64 bytes"],
+        ),
+        bad(
+            "a zone of 65 characters",
+            allocating(&format!("  zone: {}\n", long("cn-hangzhou-", 65))),
+            &["spec.zone: Too long: may not be more than 64 bytes"],
+        ),
+        bad(
+            "a resource group ID of 65 characters",
+            allocating(&format!("  resourceGroupId: {}\n", long("rg-", 65))),
+            &["spec.resourceGroupId: Too long: may not be more than 64 bytes"],
+        ),
+        bad(
+            "a segment ID of 65 characters",
+            format!("  regionId: cn-hangzhou\n  segmentInstanceId: {}\n", long("eipsg-", 65)),
+            &["spec.segmentInstanceId: Too long: may not be more than 64 bytes"],
+        ),
+        bad(
+            "a Secret name of 254 characters",
+            allocating(&format!("  credentialsSecretRef:\n    name: {}\n", long("s", 254))),
+            &["spec.credentialsSecretRef.name: Too long: may not be more than 253 bytes"],
+        ),
+        bad(
+            "a zone of one megabyte",
+            allocating(&format!("  zone: {}\n", long("cn-hangzhou-", 1 << 20))),
+            &["spec.zone: Too long: may not be more than 64 bytes"],
+        ),
+        Row {
+            name: long("n", 254),
+            ..bad(
+                "an object name of 254 characters",
+                allocating(""),
+                &["metadata.name", "must be no more than 253 characters"],
+            )
+        },
         // ---- Unknown fields: strict field validation, and server-side apply. --------------------
-        bad("an unknown field", allocating("  bandwith: 10\n"), &["strict decoding error: unknown field \"spec.bandwith\""]),
-        bad("a field in the wrong case", "  regionId: cn-hangzhou\n  eipmask: 28\n", &["unknown field \"spec.eipmask\""]),
-        bad("a Secret in another namespace", allocating("  credentialsSecretRef:\n    name: creds\n    namespace: other\n"), &["unknown field \"spec.credentialsSecretRef.namespace\""]),
-        Row { extra_top_level: "specs:\n  regionId: cn-hangzhou\n", ..bad("a misspelt spec next to the real one", allocating(""), &["unknown field \"specs\""]) },
-        row("an unknown field, by server-side apply", Submit::ServerSideApply, allocating("  bandwith: 10\n"), Some(&[".spec.bandwith: field not declared in schema"])),
+        bad(
+            "an unknown field",
+            allocating("  bandwith: 10\n"),
+            &["strict decoding error: unknown field \"spec.bandwith\""],
+        ),
+        bad(
+            "a field in the wrong case",
+            "  regionId: cn-hangzhou\n  eipmask: 28\n",
+            &["unknown field \"spec.eipmask\""],
+        ),
+        bad(
+            "a Secret in another namespace",
+            allocating("  credentialsSecretRef:\n    name: creds\n    namespace: other\n"),
+            &["unknown field \"spec.credentialsSecretRef.namespace\""],
+        ),
+        Row {
+            extra_top_level: "specs:\n  regionId: cn-hangzhou\n",
+            ..bad("a misspelt spec next to the real one", allocating(""), &["unknown field \"specs\""])
+        },
+        row(
+            "an unknown field, by server-side apply",
+            Submit::ServerSideApply,
+            allocating("  bandwith: 10\n"),
+            Some(&[".spec.bandwith: field not declared in schema"]),
+        ),
         row("a valid object, by server-side apply", Submit::ServerSideApply, allocating(""), None),
         // ---- Updates: CEL transition rules. -----------------------------------------------------
         good_update("the same spec again", Allocating, ALLOCATING_SPEC),
         good_update("deletionPolicy set", Allocating, format!("{ALLOCATING_SPEC}  deletionPolicy: Retain\n")),
-        good_update("a Secret reference added", Allocating, format!("{ALLOCATING_SPEC}  credentialsSecretRef:\n    name: creds\n")),
-        good_update("an adopted segment switched to Delete", Adopting, format!("{ADOPTING_SPEC}  deletionPolicy: Delete\n")),
-        bad_update("regionId changed", Allocating, allocating_base_with("regionId", "  regionId: cn-beijing"), &["spec.regionId: Invalid value: \"string\": regionId is immutable"]),
-        bad_update("regionId removed", Allocating, allocating_base_with("regionId", ""), &["spec.regionId: Required value"]),
-        bad_update("eipMask changed", Allocating, allocating_base_with("eipMask", "  eipMask: 27"), &["eipMask is immutable"]),
-        bad_update("bandwidth changed", Allocating, allocating_base_with("bandwidth", "  bandwidth: 20"), &["bandwidth is immutable: the operator does not resize a live segment"]),
+        good_update(
+            "a Secret reference added",
+            Allocating,
+            format!("{ALLOCATING_SPEC}  credentialsSecretRef:\n    name: creds\n"),
+        ),
+        good_update(
+            "an adopted segment switched to Delete",
+            Adopting,
+            format!("{ADOPTING_SPEC}  deletionPolicy: Delete\n"),
+        ),
+        bad_update(
+            "regionId changed",
+            Allocating,
+            allocating_base_with("regionId", "  regionId: cn-beijing"),
+            &["spec.regionId: Invalid value: \"string\": regionId is immutable"],
+        ),
+        bad_update(
+            "regionId removed",
+            Allocating,
+            allocating_base_with("regionId", ""),
+            &["spec.regionId: Required value"],
+        ),
+        bad_update(
+            "eipMask changed",
+            Allocating,
+            allocating_base_with("eipMask", "  eipMask: 27"),
+            &["eipMask is immutable"],
+        ),
+        bad_update(
+            "bandwidth changed",
+            Allocating,
+            allocating_base_with("bandwidth", "  bandwidth: 20"),
+            &["bandwidth is immutable: the operator does not resize a live segment"],
+        ),
         bad_update("bandwidth removed", Allocating, allocating_base_with("bandwidth", ""), &["bandwidth is immutable"]),
-        bad_update("internetChargeType changed", Allocating, allocating_base_with("internetChargeType", "  internetChargeType: PayByTraffic"), &["internetChargeType is immutable"]),
+        bad_update(
+            "internetChargeType changed",
+            Allocating,
+            allocating_base_with("internetChargeType", "  internetChargeType: PayByTraffic"),
+            &["internetChargeType is immutable"],
+        ),
         bad_update("isp changed", Allocating, allocating_base_with("isp", "  isp: BGP_PRO"), &["isp is immutable"]),
         bad_update("netmode removed", Allocating, allocating_base_with("netmode", ""), &["netmode is immutable"]),
-        bad_update("zone changed", Allocating, allocating_base_with("zone", "  zone: cn-hangzhou-b"), &["zone is immutable"]),
-        bad_update("resourceGroupId changed", Allocating, allocating_base_with("resourceGroupId", "  resourceGroupId: rg-other"), &["resourceGroupId is immutable"]),
-        bad_update("an immutable change hidden behind an allowed one", Allocating, format!("{}  deletionPolicy: Retain\n", allocating_base_with("eipMask", "  eipMask: 24")), &["eipMask is immutable"]),
-        bad_update("an allocation turned into an adoption", Allocating, "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-2zett8ba055tbsxme0001\n", &["eipMask is immutable", "segmentInstanceId is immutable"]),
-        bad_update("the adopted segment swapped", Adopting, "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-somethingelse\n", &["segmentInstanceId is immutable"]),
-        bad_update("an adoption turned into an allocation", Adopting, "  regionId: cn-hangzhou\n  eipMask: 28\n", &["segmentInstanceId is immutable", "eipMask is immutable"]),
-        bad_update("an adoption given a bandwidth", Adopting, format!("{ADOPTING_SPEC}  bandwidth: 10\n"), &["describe a new segment", "bandwidth is immutable"]),
-        bad_update("an invalid value in an update", Allocating, format!("{ALLOCATING_SPEC}  deletionPolicy: Orphan\n"), &["spec.deletionPolicy: Unsupported value: \"Orphan\""]),
-        bad_update("an unknown field in an update", Allocating, format!("{ALLOCATING_SPEC}  bandwith: 10\n"), &["unknown field \"spec.bandwith\""]),
+        bad_update(
+            "zone changed",
+            Allocating,
+            allocating_base_with("zone", "  zone: cn-hangzhou-b"),
+            &["zone is immutable"],
+        ),
+        bad_update(
+            "resourceGroupId changed",
+            Allocating,
+            allocating_base_with("resourceGroupId", "  resourceGroupId: rg-other"),
+            &["resourceGroupId is immutable"],
+        ),
+        bad_update(
+            "an immutable change hidden behind an allowed one",
+            Allocating,
+            format!("{}  deletionPolicy: Retain\n", allocating_base_with("eipMask", "  eipMask: 24")),
+            &["eipMask is immutable"],
+        ),
+        bad_update(
+            "an allocation turned into an adoption",
+            Allocating,
+            "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-2zett8ba055tbsxme0001\n",
+            &["eipMask is immutable", "segmentInstanceId is immutable"],
+        ),
+        bad_update(
+            "the adopted segment swapped",
+            Adopting,
+            "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-somethingelse\n",
+            &["segmentInstanceId is immutable"],
+        ),
+        bad_update(
+            "an adoption turned into an allocation",
+            Adopting,
+            "  regionId: cn-hangzhou\n  eipMask: 28\n",
+            &["segmentInstanceId is immutable", "eipMask is immutable"],
+        ),
+        bad_update(
+            "an adoption given a bandwidth",
+            Adopting,
+            format!("{ADOPTING_SPEC}  bandwidth: 10\n"),
+            &["describe a new segment", "bandwidth is immutable"],
+        ),
+        bad_update(
+            "an invalid value in an update",
+            Allocating,
+            format!("{ALLOCATING_SPEC}  deletionPolicy: Orphan\n"),
+            &["spec.deletionPolicy: Unsupported value: \"Orphan\""],
+        ),
+        bad_update(
+            "an unknown field in an update",
+            Allocating,
+            format!("{ALLOCATING_SPEC}  bandwith: 10\n"),
+            &["unknown field \"spec.bandwith\""],
+        ),
     ]
 }
 
@@ -244,23 +504,32 @@ fn the_apiserver_refuses_bad_input_with_clear_messages() {
     // The stored objects the update rows change (no operator serves this namespace: no finalizer).
     let mut versions = Vec::new();
     for base in [Base::Allocating, Base::Adopting] {
-        let (ok, _, err) = c.kubectl_as(kc, &["create", "-f", "-"], Some(&manifest(&ns, base.name(), None, Some(base.spec()), "")));
+        let (ok, _, err) =
+            c.kubectl_as(kc, &["create", "-f", "-"], Some(&manifest(&ns, base.name(), None, Some(base.spec()), "")));
         assert!(ok, "creating the {base:?} base failed: {err}");
         let obj = c.get(&ns, base.name()).unwrap();
-        versions.push((base, obj["metadata"]["resourceVersion"].as_str().unwrap().to_string(), obj["metadata"]["generation"].clone()));
+        versions.push((
+            base,
+            obj["metadata"]["resourceVersion"].as_str().unwrap().to_string(),
+            obj["metadata"]["generation"].clone(),
+        ));
     }
 
     let rows = table();
     let (mut failures, mut accepted, mut refused) = (Vec::new(), 0, 0);
     for r in &rows {
         let (name, rv) = match r.submit {
-            Submit::Replace(base) => (base.name().to_string(), versions.iter().find(|(b, ..)| *b == base).map(|(_, rv, _)| rv.as_str())),
+            Submit::Replace(base) => {
+                (base.name().to_string(), versions.iter().find(|(b, ..)| *b == base).map(|(_, rv, _)| rv.as_str()))
+            }
             _ => (r.name.clone(), None),
         };
         let doc = manifest(&ns, &name, rv, r.spec.as_deref(), r.extra_top_level);
         let args: &[&str] = match r.submit {
             Submit::Create => &["create", "--dry-run=server", "--validate=strict", "-f", "-"],
-            Submit::ServerSideApply => &["apply", "--server-side", "--field-manager=admission-test", "--dry-run=server", "-f", "-"],
+            Submit::ServerSideApply => {
+                &["apply", "--server-side", "--field-manager=admission-test", "--dry-run=server", "-f", "-"]
+            }
             Submit::Replace(_) => &["replace", "--dry-run=server", "--validate=strict", "-f", "-"],
         };
         let (ok, out, err) = c.kubectl_as(kc, args, Some(&doc));
@@ -313,7 +582,9 @@ fn the_apiserver_refuses_bad_input_with_clear_messages() {
 
 /// Calls of `action` the simulator answered, whatever the outcome.
 fn calls(sim: &Simulator, action: &str) -> u64 {
-    sim.admin("GET", "counters", Value::Null)[action].as_object().map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
+    sim.admin("GET", "counters", Value::Null)[action]
+        .as_object()
+        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
 }
 
 fn total_calls(sim: &Simulator) -> u64 {
@@ -415,9 +686,17 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
     }
     let allowed = terminal_backoff_allows(TERMINAL_BASE, started.elapsed());
     for (Refusal { name, .. }, times) in cases.iter().zip(&attempts) {
-        eprintln!("{name}: refused calls at {times:.1?} s (a terminal backoff allows {allowed} in {:?})", started.elapsed());
+        eprintln!(
+            "{name}: refused calls at {times:.1?} s (a terminal backoff allows {allowed} in {:?})",
+            started.elapsed()
+        );
         assert!(!times.is_empty(), "{name}: never attempted");
-        assert!(times.len() as u64 <= allowed, "{name}: {} attempts in {:?} where a terminal backoff allows {allowed}: a retry loop", times.len(), started.elapsed());
+        assert!(
+            times.len() as u64 <= allowed,
+            "{name}: {} attempts in {:?} where a terminal backoff allows {allowed}: a retry loop",
+            times.len(),
+            started.elapsed()
+        );
         // The gaps grow: a backoff, not a fixed pace.
         let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.len() >= 2, "{name}: too few retries in {WATCH:?} to see the backoff: {times:?}");
@@ -430,13 +709,23 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         let obj = c.get(&ns, name).expect("the refused object");
         assert_eq!(obj["status"]["lastError"]["code"], code, "{name}: {}", obj["status"]);
         let synced = condition(&obj, "Synced").expect("a Synced condition");
-        assert_eq!((synced["status"].as_str(), synced["reason"].as_str()), (Some("False"), Some("Terminal")), "{name}: {synced}");
+        assert_eq!(
+            (synced["status"].as_str(), synced["reason"].as_str()),
+            (Some("False"), Some("Terminal")),
+            "{name}: {synced}"
+        );
         let message = synced["message"].as_str().unwrap();
-        assert!(message.contains(code) && message.contains(advice) && message.contains(cloud_says), "{name}: unclear condition message {message:?}");
+        assert!(
+            message.contains(code) && message.contains(advice) && message.contains(cloud_says),
+            "{name}: unclear condition message {message:?}"
+        );
         assert_eq!(obj["status"]["lastError"]["class"], "Terminal");
         assert_eq!(obj["status"]["lastError"]["action"], action);
         assert!(obj["status"]["segmentInstanceId"].is_null(), "{name}: nothing was allocated");
-        assert!(obj["status"]["allocationRequestedAt"].is_null(), "{name}: a refused allocation leaves nothing pending");
+        assert!(
+            obj["status"]["allocationRequestedAt"].is_null(),
+            "{name}: a refused allocation leaves nothing pending"
+        );
         assert!(!is_ready(&obj), "{name}");
         let warnings: Vec<_> = c.events(&ns, name).into_iter().filter(|(type_, ..)| type_ == "Warning").collect();
         assert!(
@@ -447,7 +736,11 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
     assert!(is_ready(&c.get(&ns, "fine").unwrap()), "the valid neighbour is Ready");
     for Refusal { name, .. } in cases {
         let finalizers = c.get(&ns, name).unwrap()["metadata"]["finalizers"].clone();
-        assert_eq!(finalizers, serde_json::json!([eipsegment_operator::crd::FINALIZER]), "{name}: the deletion must pass through the operator's cleanup");
+        assert_eq!(
+            finalizers,
+            serde_json::json!([eipsegment_operator::crd::FINALIZER]),
+            "{name}: the deletion must pass through the operator's cleanup"
+        );
     }
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 1, "only the valid neighbour was allocated");
     assert_eq!(sim.segments().len(), 1);
@@ -461,7 +754,10 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         eprintln!("{name}: deleted in {:?}", start.elapsed());
     }
     assert_eq!(calls(&sim, "ReleaseEipSegmentAddress"), 0, "a refused allocation has nothing to release");
-    assert!(total_calls(&sim) - before <= cases.len() as u64, "deleting refused objects needs no cloud calls beyond the neighbour's polling");
+    assert!(
+        total_calls(&sim) - before <= cases.len() as u64,
+        "deleting refused objects needs no cloud calls beyond the neighbour's polling"
+    );
     assert_eq!(sim.segments().len(), 1, "the neighbour's segment is untouched");
 
     c.kubectl(&["delete", "eipsegment", "fine", "-n", &ns, "--timeout=60s"]);

@@ -74,7 +74,10 @@ fn setup() -> &'static str {
                 .output()
                 .map_err(|e| format!("{python}: {e}"))?;
             if !out.status.success() || !runs(&python, &["-c", "import yaml"]) {
-                return Err(format!("pip install pyyaml into {venv_arg} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+                return Err(format!(
+                    "pip install pyyaml into {venv_arg} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
         }
         Ok(python)
@@ -106,7 +109,10 @@ fn every_case_gives_the_expected_status_and_message_and_every_line_runs() {
     let report = String::from_utf8_lossy(&out.stdout);
     print!("{report}");
     assert!(out.status.success(), "health check tests failed:\n{report}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(report.contains(&format!("eipsegment.io/EipSegment: {} cases", cases.len())), "not every case ran:\n{report}");
+    assert!(
+        report.contains(&format!("eipsegment.io/EipSegment: {} cases", cases.len())),
+        "not every case ran:\n{report}"
+    );
     assert!(report.contains("every line of health.lua ran"), "{report}");
 }
 
@@ -133,18 +139,27 @@ fn the_harness_fails_on_a_wrong_expectation_a_broken_script_and_an_unused_file()
     let wrong = tests.replacen("status: Healthy", "status: Degraded", 1);
     std::fs::write(copy.join("health_test.yaml"), &wrong).unwrap();
     let out = harness(&[target]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("FAIL"), "a wrong expectation passed");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("FAIL"),
+        "a wrong expectation passed"
+    );
     std::fs::write(copy.join("health_test.yaml"), &tests).unwrap();
 
     std::fs::write(copy.join("testdata/unused.yaml"), "kind: EipSegment\n").unwrap();
     let out = harness(&[target]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("testdata/unused.yaml: no test uses it"), "an unused file passed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("testdata/unused.yaml: no test uses it"),
+        "an unused file passed"
+    );
     std::fs::remove_file(copy.join("testdata/unused.yaml")).unwrap();
 
     // Argo CD gives a health check from argocd-cm no string library.
     let script = std::fs::read_to_string(copy.join("health.lua")).unwrap();
     std::fs::write(copy.join("health.lua"), format!("local _ = string.lower(\"X\")\n{script}")).unwrap();
     let out = harness(&[target]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("attempt to index global 'string'"), "the string library was there");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("attempt to index global 'string'"),
+        "the string library was there"
+    );
     let _ = std::fs::remove_dir_all(&scratch);
 }

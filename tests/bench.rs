@@ -32,8 +32,8 @@ use eipsegment_operator::crd::EipSegment;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use support::*;
 
@@ -146,7 +146,9 @@ fn throttled(c: &Counters) -> u64 {
 /// (peak RSS in MiB, CPU seconds) of a process, from /proc.
 fn process_usage(pid: u32) -> (Option<f64>, Option<f64>) {
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
-        s.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok()).map(|kb| kb / 1024.0)
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
     });
     let ticks: f64 = Command::new("getconf")
         .arg("CLK_TCK")
@@ -268,10 +270,18 @@ fn main() {
     progress(start, &format!("control plane up; namespace {ns}"));
     let release_limit = format!("ReleaseEipSegmentAddress={per_minute}/60");
     let (release_seconds, allocate_seconds) = (cfg.release_seconds.to_string(), cfg.allocate_seconds.to_string());
-    let sim = Simulator::start(&["--rate-limit", &release_limit, "--release-seconds", &release_seconds, "--allocate-seconds", &allocate_seconds]);
+    let sim = Simulator::start(&[
+        "--rate-limit",
+        &release_limit,
+        "--release-seconds",
+        &release_seconds,
+        "--allocate-seconds",
+        &allocate_seconds,
+    ]);
     let kubeconfig = Kubeconfig::read_from(c.admin_kubeconfig()).expect("admin kubeconfig");
     let client: kube::Client = rt.block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
         kube::Client::try_from(config).expect("kube client")
     });
     let resource = ApiResource::erase::<EipSegment>(&());
@@ -318,12 +328,14 @@ fn main() {
     let restart_args: Vec<&str> = restart_args.iter().map(String::as_str).collect();
     let restart_started = Instant::now();
     let op = Operator::start_with_defaults(c, &sim, &ns, &restart_args, &quiet);
-    let restart_timeout = if cfg.smoke { Duration::from_secs(30) } else { Duration::from_secs_f64(60.0 + cfg.n as f64 / 50.0) };
+    let restart_timeout =
+        if cfg.smoke { Duration::from_secs(30) } else { Duration::from_secs_f64(60.0 + cfg.n as f64 / 50.0) };
     let mut gauge_seen = false;
     let mut last_gauge = None;
     let restart_time: Option<f64> = loop {
         let (status, text) = op.scrape("/metrics");
-        let value = text.lines().find_map(|l| l.strip_prefix(READY_GAUGE)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+        let value =
+            text.lines().find_map(|l| l.strip_prefix(READY_GAUGE)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
         gauge_seen |= value.is_some();
         last_gauge = value.or(last_gauge);
         if value.is_some_and(|v| v >= cfg.n as f64) {
@@ -381,13 +393,19 @@ fn main() {
 
     // ---- Figures ----------------------------------------------------------------------------------
     let history = sim.admin("GET", "history", Value::Null);
-    let by_id: HashMap<&str, &Value> =
-        history["segments"].as_array().expect("history").iter().filter_map(|h| Some((h["instanceId"].as_str()?, h))).collect();
-    let completion = gone.values().max().map(|last| (*last as f64 - storm_started_ms as f64) / 1000.0).filter(|_| all_gone);
+    let by_id: HashMap<&str, &Value> = history["segments"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| Some((h["instanceId"].as_str()?, h)))
+        .collect();
+    let completion =
+        gone.values().max().map(|last| (*last as f64 - storm_started_ms as f64) / 1000.0).filter(|_| all_gone);
     let mut latencies = Vec::new();
     let mut unconfirmed = Vec::new();
     for (name, gone_ms) in &gone {
-        let cloud_gone = segment_of.get(name).and_then(|id| by_id.get(id.as_str())).and_then(|h| h["goneAtMs"].as_u64());
+        let cloud_gone =
+            segment_of.get(name).and_then(|id| by_id.get(id.as_str())).and_then(|h| h["goneAtMs"].as_u64());
         match cloud_gone {
             Some(cloud_ms) => latencies.push((*gone_ms as f64 - cloud_ms as f64) / 1000.0),
             None => unconfirmed.push(name.clone()),
@@ -429,17 +447,32 @@ fn main() {
     let fmt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     let mut rows: Vec<(String, String)> = vec![
         ("N".into(), cfg.n.to_string()),
-        ("cloud release limit / operator rate".into(), format!("{per_minute}/60 s / {:.2}/s", cfg.client_release_rate())),
+        (
+            "cloud release limit / operator rate".into(),
+            format!("{per_minute}/60 s / {:.2}/s", cfg.client_release_rate()),
+        ),
         ("release / allocate duration".into(), format!("{} s / {} s", cfg.release_seconds, cfg.allocate_seconds)),
         ("delete storm: completion".into(), fmt(completion, " s")),
         ("delete storm: lower bound N/rate + release".into(), format!("{lower_bound:.2} s")),
         ("delete storm: completion / lower bound".into(), fmt(ratio, "")),
-        ("  (bound at the operator's own rate, ratio)".into(), format!("{client_bound:.2} s, {}", fmt(completion.map(|t| t / client_bound), ""))),
+        (
+            "  (bound at the operator's own rate, ratio)".into(),
+            format!("{client_bound:.2} s, {}", fmt(completion.map(|t| t / client_bound), "")),
+        ),
         ("  (kubectl delete issuing time)".into(), format!("{issued_in:.2} s")),
-        ("  (releases accepted: first, last, rate)".into(), format!("{}, {}, {}", fmt(first_release, " s"), fmt(last_release, " s"), fmt(achieved_rate, "/s"))),
+        (
+            "  (releases accepted: first, last, rate)".into(),
+            format!("{}, {}, {}", fmt(first_release, " s"), fmt(last_release, " s"), fmt(achieved_rate, "/s")),
+        ),
         ("objects gone".into(), format!("{} of {}", gone.len(), cfg.n)),
-        ("storm calls/segment ReleaseEipSegmentAddress".into(), format!("{:.2} ({release_calls})", release_calls as f64 / n)),
-        ("storm calls/segment DescribeEipSegment".into(), format!("{:.2} ({describe_calls})", describe_calls as f64 / n)),
+        (
+            "storm calls/segment ReleaseEipSegmentAddress".into(),
+            format!("{:.2} ({release_calls})", release_calls as f64 / n),
+        ),
+        (
+            "storm calls/segment DescribeEipSegment".into(),
+            format!("{:.2} ({describe_calls})", describe_calls as f64 / n),
+        ),
     ];
     for (action, count) in &other_actions {
         rows.push((format!("storm calls/segment {action}"), format!("{:.2} ({count})", *count as f64 / n)));

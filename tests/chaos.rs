@@ -196,7 +196,9 @@ impl Plan {
         let restart_after_wave = rng.random_range(n / 3..=(2 * n / 3).max(n / 3)).min(n - 1);
         let apiserver_down_s = between(&mut rng, p.apiserver_down_s);
         let mut kill_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
-        let kills = (0..p.kills).map(|_| (between(&mut kill_rng, p.kill_gap_ms), between(&mut kill_rng, p.kill_pause_ms))).collect();
+        let kills = (0..p.kills)
+            .map(|_| (between(&mut kill_rng, p.kill_gap_ms), between(&mut kill_rng, p.kill_pause_ms)))
+            .collect();
         Plan { waves, restart_after_wave, apiserver_down_s, kills }
     }
 }
@@ -214,7 +216,11 @@ impl Needles {
             .lines()
             .find_map(|l| l.trim().strip_prefix("token:").map(|t| t.trim().to_string()))
             .expect("operator token in its kubeconfig");
-        Needles(vec![("AccessKeySecret", ACCESS_KEY_SECRET.to_string()), ("AccessKeySecret (base64)", b64), ("operator Kubernetes token", token)])
+        Needles(vec![
+            ("AccessKeySecret", ACCESS_KEY_SECRET.to_string()),
+            ("AccessKeySecret (base64)", b64),
+            ("operator Kubernetes token", token),
+        ])
     }
 
     /// One finding per secret found in `text`.
@@ -256,7 +262,9 @@ impl Http {
     }
 
     fn admin(&self, sim: &Simulator, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, text) = self.call(method, &format!("{}/__admin/{path}", sim.url), body).unwrap_or_else(|e| panic!("simulator admin {path}: {e}"));
+        let (status, text) = self
+            .call(method, &format!("{}/__admin/{path}", sim.url), body)
+            .unwrap_or_else(|e| panic!("simulator admin {path}: {e}"));
         assert!((200..300).contains(&status), "simulator admin {method} {path}: HTTP {status}: {text}");
         serde_json::from_str(&text).unwrap()
     }
@@ -298,7 +306,12 @@ struct Supervisor {
 impl Supervisor {
     fn mark(&self, op: &Operator, why: &str) {
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&op.log) {
-            let _ = writeln!(f, "---- chaos: operator start #{} ({why}) at {} ----", self.report.starts + 1, chrono::Utc::now().to_rfc3339());
+            let _ = writeln!(
+                f,
+                "---- chaos: operator start #{} ({why}) at {} ----",
+                self.report.starts + 1,
+                chrono::Utc::now().to_rfc3339()
+            );
         }
     }
 
@@ -400,7 +413,11 @@ fn object_yaml(ns: &str, name: &str, o: &NewObject) -> String {
     } else {
         ""
     };
-    segment_yaml(ns, name, &format!("  regionId: {REGION}\n  eipMask: {}\n  bandwidth: {}\n{policy}", o.mask, o.bandwidth))
+    segment_yaml(
+        ns,
+        name,
+        &format!("  regionId: {REGION}\n  eipMask: {}\n  bandwidth: {}\n{policy}", o.mask, o.bandwidth),
+    )
 }
 
 impl Run<'_> {
@@ -462,7 +479,8 @@ impl Run<'_> {
         }
         let mut pending: Vec<usize> = (0..names.len()).collect();
         for attempt in 0.. {
-            let docs: Vec<String> = pending.iter().map(|&k| object_yaml(&self.ns, &names[k], &wave.creates[k])).collect();
+            let docs: Vec<String> =
+                pending.iter().map(|&k| object_yaml(&self.ns, &names[k], &wave.creates[k])).collect();
             let started = now_ms();
             let result = self.kubectl(&["create", "-f", "-", "-o", "json"], Some(&docs.join("---\n")));
             // Whatever was created (all, or some before an error) is in the namespace now.
@@ -475,7 +493,8 @@ impl Run<'_> {
             let known: HashSet<&str> = self.objects.iter().map(|o| o.uid.as_str()).collect();
             let mut created = Vec::new();
             for item in listed["items"].as_array().unwrap() {
-                let (name, uid) = (item["metadata"]["name"].as_str().unwrap(), item["metadata"]["uid"].as_str().unwrap());
+                let (name, uid) =
+                    (item["metadata"]["name"].as_str().unwrap(), item["metadata"]["uid"].as_str().unwrap());
                 if let Some(&k) = pending.iter().find(|&&k| names[k] == name)
                     && !known.contains(uid)
                 {
@@ -501,19 +520,35 @@ impl Run<'_> {
             if pending.is_empty() {
                 return;
             }
-            assert!(attempt < 20, "wave {wave_no}: cannot create {:?}: {:?}", pending.iter().map(|&k| &names[k]).collect::<Vec<_>>(), result.err());
+            assert!(
+                attempt < 20,
+                "wave {wave_no}: cannot create {:?}: {:?}",
+                pending.iter().map(|&k| &names[k]).collect::<Vec<_>>(),
+                result.err()
+            );
             std::thread::sleep(Duration::from_secs(1));
         }
     }
 
     /// Asks for the deletion of these objects (by creation index) without waiting for it.
     fn delete(&mut self, indexes: &[usize]) {
-        let mut pending: Vec<usize> = indexes.iter().filter_map(|i| self.by_index.get(i).copied()).filter(|&k| self.objects[k].delete_ms.is_none()).collect();
+        let mut pending: Vec<usize> = indexes
+            .iter()
+            .filter_map(|i| self.by_index.get(i).copied())
+            .filter(|&k| self.objects[k].delete_ms.is_none())
+            .collect();
         for attempt in 0.. {
             if pending.is_empty() {
                 return;
             }
-            let mut args = vec!["delete".to_string(), "eipsegments".into(), "-n".into(), self.ns.clone(), "--wait=false".into(), "--ignore-not-found".into()];
+            let mut args = vec![
+                "delete".to_string(),
+                "eipsegments".into(),
+                "-n".into(),
+                self.ns.clone(),
+                "--wait=false".into(),
+                "--ignore-not-found".into(),
+            ];
             args.extend(pending.iter().map(|&k| self.objects[k].name.clone()));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let before = now_ms();
@@ -558,7 +593,9 @@ struct Violation {
 }
 
 fn fmt_ms(t0_ms: u64, ms: u64) -> String {
-    let at = chrono::DateTime::from_timestamp_millis(ms as i64).map(|d| d.format("%H:%M:%S%.3f").to_string()).unwrap_or_default();
+    let at = chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|d| d.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default();
     format!("t+{:.3}s ({at}Z)", (ms as f64 - t0_ms as f64) / 1000.0)
 }
 
@@ -578,7 +615,10 @@ fn log_lines(log: &Path, name: &str, keys: &[String], window: (u64, u64), limit:
             (marker.rsplit(" at ").next().and_then(|t| at_ms(t.trim_end_matches('-'))), true)
         } else {
             let about = line.split(' ').any(|w| w == object) || keys.iter().any(|k| line.contains(k.as_str()));
-            (line.split(' ').next().and_then(at_ms), about && line.contains("eipsegment_operator") && !line.contains(" TRACE "))
+            (
+                line.split(' ').next().and_then(at_ms),
+                about && line.contains("eipsegment_operator") && !line.contains(" TRACE "),
+            )
         };
         if wanted && ts.is_some_and(|t| t >= window.0 && t <= window.1) {
             out.push(line.chars().take(400).collect());
@@ -640,7 +680,8 @@ fn main() {
         }
     }
     let exact = args.iter().any(|a| a == "--exact");
-    let selected = filters.is_empty() || filters.iter().any(|f| if exact { *f == "chaos" } else { "chaos".contains(f.as_str()) });
+    let selected =
+        filters.is_empty() || filters.iter().any(|f| if exact { *f == "chaos" } else { "chaos".contains(f.as_str()) });
     if !selected || skips.iter().any(|s| "chaos".contains(s.as_str())) || args.iter().any(|a| a == "--ignored") {
         println!("chaos: filtered out");
         return;
@@ -650,7 +691,10 @@ fn main() {
         Ok("short") | Err(_) => SHORT,
         Ok(other) => panic!("CHAOS_PROFILE must be short or long, not {other:?}"),
     };
-    let seed: u64 = std::env::var("CHAOS_SEED").ok().map(|s| s.parse().expect("CHAOS_SEED must be an integer")).unwrap_or(DEFAULT_SEED);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .map(|s| s.parse().expect("CHAOS_SEED must be an integer"))
+        .unwrap_or(DEFAULT_SEED);
     let plan = Plan::new(&profile, seed);
     println!(
         "chaos: profile {}, seed {seed} (reproduce with CHAOS_PROFILE={} CHAOS_SEED={seed} cargo test --test chaos): {} objects in {} waves, {} kills, apiserver restart after wave {} for {}s",
@@ -689,7 +733,13 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let kills_done = Arc::new(AtomicBool::new(false));
     let supervisor = {
-        let s = Supervisor { op: op.clone(), needles: needles.clone(), report: SupervisorReport::default(), http: Http::new(), stop: stop.clone() };
+        let s = Supervisor {
+            op: op.clone(),
+            needles: needles.clone(),
+            report: SupervisorReport::default(),
+            http: Http::new(),
+            stop: stop.clone(),
+        };
         let (kills, done) = (plan.kills.clone(), kills_done.clone());
         std::thread::spawn(move || s.run(kills, done))
     };
@@ -717,7 +767,11 @@ fn main() {
             let at = now_ms();
             c.restart_apiserver(Duration::from_secs(plan.apiserver_down_s));
             let back = now_ms();
-            println!("chaos: kube-apiserver restarted at {} (back after {:.1}s)", fmt_ms(t0_ms, at), (back - at) as f64 / 1000.0);
+            println!(
+                "chaos: kube-apiserver restarted at {} (back after {:.1}s)",
+                fmt_ms(t0_ms, at),
+                (back - at) as f64 / 1000.0
+            );
             apiserver = json!({"stoppedAtMs": at, "readyAtMs": back, "downSeconds": plan.apiserver_down_s});
         }
         run.wait(Duration::from_millis(wave.gap_ms));
@@ -772,24 +826,32 @@ fn main() {
     needles.scan("events (kubectl get events -A -o yaml)", &events, &mut secret_findings);
     let (panics, log_lines_total, log_bytes, trace_lines) = scan_log(&log_path, &needles, &mut secret_findings);
     if trace_lines == 0 {
-        secret_findings.push(format!("no TRACE line in {}: the check of the most verbose logging proves nothing", log_path.display()));
+        secret_findings.push(format!(
+            "no TRACE line in {}: the check of the most verbose logging proves nothing",
+            log_path.display()
+        ));
     }
     secret_findings.sort();
     secret_findings.dedup();
     let total_seconds = t0.elapsed().as_secs_f64();
 
     // ---- The cloud's history against what the run did ----
-    let present_ids: HashSet<&str> = state["segments"].as_array().unwrap().iter().filter_map(|s| s["instanceId"].as_str()).collect();
+    let present_ids: HashSet<&str> =
+        state["segments"].as_array().unwrap().iter().filter_map(|s| s["instanceId"].as_str()).collect();
     let final_objects = run.present.clone().unwrap_or_default();
     let by_uid: HashMap<&str, &Tracked> = run.objects.iter().map(|o| (o.uid.as_str(), o)).collect();
-    let by_segment: HashMap<&str, &Value> = history.iter().filter_map(|s| Some((s["instanceId"].as_str()?, s))).collect();
+    let by_segment: HashMap<&str, &Value> =
+        history.iter().filter_map(|s| Some((s["instanceId"].as_str()?, s))).collect();
     let mut violations: Vec<Violation> = Vec::new();
     let mut per_uid: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     let (mut released_twice, mut out_of_band, mut retained_kept) = (0, 0, 0);
     for seg in &history {
         let id = seg["instanceId"].as_str().unwrap_or_default();
         let present = present_ids.contains(id);
-        let releases: Vec<u64> = seg["releaseAcceptedAtMs"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+        let releases: Vec<u64> = seg["releaseAcceptedAtMs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
         if releases.len() > 1 {
             released_twice += 1;
         }
@@ -800,9 +862,15 @@ fn main() {
         let object = token.and_then(|t| t.strip_prefix("alloc-")).and_then(|u| by_uid.get(u).copied());
         let Some(o) = object else {
             let (check, what) = if present {
-                ("leaked segments", format!("{id} is in the cloud with ClientToken {token:?}, which names no object of the run"))
+                (
+                    "leaked segments",
+                    format!("{id} is in the cloud with ClientToken {token:?}, which names no object of the run"),
+                )
             } else {
-                ("second allocations", format!("{id} was allocated with ClientToken {token:?}, which names no object of the run"))
+                (
+                    "second allocations",
+                    format!("{id} was allocated with ClientToken {token:?}, which names no object of the run"),
+                )
             };
             violations.push(Violation { check, what, object: None, segments: vec![seg.clone()] });
             continue;
@@ -823,7 +891,12 @@ fn main() {
         if let Some(gone) = o.gone_ms.filter(|&g| created > g) {
             violations.push(Violation {
                 check: "second allocations",
-                what: format!("{id} was created at {}, after {} was seen gone at {}", fmt_ms(t0_ms, created), o.name, fmt_ms(t0_ms, gone)),
+                what: format!(
+                    "{id} was created at {}, after {} was seen gone at {}",
+                    fmt_ms(t0_ms, created),
+                    o.name,
+                    fmt_ms(t0_ms, gone)
+                ),
                 object: Some(o.clone()),
                 segments: vec![seg.clone()],
             });
@@ -876,20 +949,35 @@ fn main() {
     }
     for o in run.objects.iter().filter(|o| final_objects.contains(&o.uid)) {
         let segs = per_uid.get(o.uid.as_str()).map(|v| v.iter().map(|s| (*s).clone()).collect()).unwrap_or_default();
-        violations.push(Violation { check: "objects present 2 min after the faults stopped", what: format!("{} still exists", o.name), object: Some(o.clone()), segments: segs });
+        violations.push(Violation {
+            check: "objects present 2 min after the faults stopped",
+            what: format!("{} still exists", o.name),
+            object: Some(o.clone()),
+            segments: segs,
+        });
     }
     for p in &panics {
         violations.push(Violation { check: "operator panics", what: p.clone(), ..Default::default() });
     }
     for e in &sup.unexpected_exits {
-        violations.push(Violation { check: "operator exits the run did not cause", what: format!("pid {} exited at {}: {}", e.pid, fmt_ms(t0_ms, e.at_ms), e.status), ..Default::default() });
+        violations.push(Violation {
+            check: "operator exits the run did not cause",
+            what: format!("pid {} exited at {}: {}", e.pid, fmt_ms(t0_ms, e.at_ms), e.status),
+            ..Default::default()
+        });
     }
     for f in &secret_findings {
         violations.push(Violation { check: "secret hygiene", what: f.clone(), ..Default::default() });
     }
     // A run that met no chaos proves nothing.
-    let sum_outcome = |outcome: &str| -> u64 { counters.as_object().unwrap().values().map(|o| o[outcome].as_u64().unwrap_or(0)).sum() };
-    let injected = [("5xx InternalError", sum_outcome("InternalError")), ("dropped connections", sum_outcome("Dropped")), ("throttling (Throttling.User)", sum_outcome("Throttling.User"))];
+    let sum_outcome = |outcome: &str| -> u64 {
+        counters.as_object().unwrap().values().map(|o| o[outcome].as_u64().unwrap_or(0)).sum()
+    };
+    let injected = [
+        ("5xx InternalError", sum_outcome("InternalError")),
+        ("dropped connections", sum_outcome("Dropped")),
+        ("throttling (Throttling.User)", sum_outcome("Throttling.User")),
+    ];
     let mut undelivered = Vec::new();
     if sup.kills.len() < plan.kills.len() {
         undelivered.push(format!("{} of {} kills done", sup.kills.len(), plan.kills.len()));
@@ -917,7 +1005,8 @@ fn main() {
         "secret hygiene",
         "chaos not delivered",
     ];
-    let check_values: Vec<(&str, usize)> = checks.iter().map(|&k| (k, violations.iter().filter(|v| v.check == k).count())).collect();
+    let check_values: Vec<(&str, usize)> =
+        checks.iter().map(|&k| (k, violations.iter().filter(|v| v.check == k).count())).collect();
     let calls: BTreeMap<String, (u64, String)> = counters
         .as_object()
         .unwrap()
@@ -931,15 +1020,29 @@ fn main() {
         .collect();
     let segments_allocated = history.iter().filter(|s| s["allocationToken"].is_string()).count();
     // How close the chaos came to the moments that matter.
-    let token_object = |s: &Value| s["allocationToken"].as_str().and_then(|t| t.strip_prefix("alloc-")).and_then(|u| by_uid.get(u).copied());
-    let allocated_after_delete = history.iter().filter(|s| token_object(s).and_then(|o| o.delete_ms).is_some_and(|d| s["createdAtMs"].as_u64().unwrap_or(0) > d)).count();
+    let token_object = |s: &Value| {
+        s["allocationToken"].as_str().and_then(|t| t.strip_prefix("alloc-")).and_then(|u| by_uid.get(u).copied())
+    };
+    let allocated_after_delete = history
+        .iter()
+        .filter(|s| {
+            token_object(s).and_then(|o| o.delete_ms).is_some_and(|d| s["createdAtMs"].as_u64().unwrap_or(0) > d)
+        })
+        .count();
     let deleted_before_allocation = run.objects.iter().filter(|o| !per_uid.contains_key(o.uid.as_str())).count();
     let accepted: Vec<u64> = history
         .iter()
-        .flat_map(|s| s["createdAtMs"].as_u64().into_iter().chain(s["releaseAcceptedAtMs"].as_array().into_iter().flatten().filter_map(Value::as_u64)))
+        .flat_map(|s| {
+            s["createdAtMs"]
+                .as_u64()
+                .into_iter()
+                .chain(s["releaseAcceptedAtMs"].as_array().into_iter().flatten().filter_map(Value::as_u64))
+        })
         .collect();
-    let kills_near_calls = sup.kills.iter().filter(|k| accepted.iter().any(|&a| a <= k.at_ms && k.at_ms - a <= 2000)).count();
-    let releases_accepted: usize = history.iter().map(|s| s["releaseAcceptedAtMs"].as_array().map_or(0, Vec::len)).sum();
+    let kills_near_calls =
+        sup.kills.iter().filter(|k| accepted.iter().any(|&a| a <= k.at_ms && k.at_ms - a <= 2000)).count();
+    let releases_accepted: usize =
+        history.iter().map(|s| s["releaseAcceptedAtMs"].as_array().map_or(0, Vec::len)).sum();
 
     let mut table = String::new();
     let w = 48;
@@ -953,7 +1056,10 @@ fn main() {
     }
     table += &line;
     let mut figures: Vec<(String, String)> = vec![
-        ("objects created (Retain)".into(), format!("{} ({})", run.objects.len(), run.objects.iter().filter(|o| o.retain).count())),
+        (
+            "objects created (Retain)".into(),
+            format!("{} ({})", run.objects.len(), run.objects.iter().filter(|o| o.retain).count()),
+        ),
         ("names reused after their object was gone".into(), run.names_reused.to_string()),
         ("deletions asked during chaos / after".into(), format!("{deleted_during_chaos} / {}", remaining.len())),
         ("segments allocated / releases accepted".into(), format!("{segments_allocated} / {releases_accepted}")),
@@ -965,7 +1071,10 @@ fn main() {
         ("operator SIGKILLs".into(), sup.kills.len().to_string()),
         ("SIGKILLs <= 2 s after the cloud accepted an allocation or release".into(), kills_near_calls.to_string()),
         ("operator starts".into(), (sup.starts + 1).to_string()),
-        ("kube-apiserver restarts".into(), if apiserver.is_null() { "0".into() } else { format!("1 (down {}s)", plan.apiserver_down_s) }),
+        (
+            "kube-apiserver restarts".into(),
+            if apiserver.is_null() { "0".into() } else { format!("1 (down {}s)", plan.apiserver_down_s) },
+        ),
     ];
     for (k, v) in &injected {
         figures.push((format!("faults injected: {k}"), v.to_string()));
@@ -977,8 +1086,14 @@ fn main() {
     figures.extend([
         ("total duration".into(), format!("{total_seconds:.1} s")),
         ("start to faults stopping".into(), format!("{:.1} s", (faults_stopped_ms - t0_ms) as f64 / 1000.0)),
-        ("faults stopped to all objects gone".into(), drain_seconds.map_or("not within 120 s".to_string(), |s| format!("{s:.1} s"))),
-        ("operator log lines (TRACE), size".into(), format!("{log_lines_total} ({trace_lines}), {:.1} MB", log_bytes as f64 / 1e6)),
+        (
+            "faults stopped to all objects gone".into(),
+            drain_seconds.map_or("not within 120 s".to_string(), |s| format!("{s:.1} s")),
+        ),
+        (
+            "operator log lines (TRACE), size".into(),
+            format!("{log_lines_total} ({trace_lines}), {:.1} MB", log_bytes as f64 / 1e6),
+        ),
         ("lists, /metrics scrapes checked for secrets".into(), format!("{}, {}", run.lists, sup.scrapes)),
     ]);
     let fw = figures.iter().map(|(k, _)| k.len()).max().unwrap_or(10).max(w);
@@ -1013,7 +1128,10 @@ fn main() {
             );
         }
         for s in &v.segments {
-            let rel: Vec<String> = s["releaseAcceptedAtMs"].as_array().map(|a| a.iter().filter_map(Value::as_u64).map(|r| fmt_ms(t0_ms, r)).collect()).unwrap_or_default();
+            let rel: Vec<String> = s["releaseAcceptedAtMs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).map(|r| fmt_ms(t0_ms, r)).collect())
+                .unwrap_or_default();
             details += &format!(
                 "  segment {} token {}: created {}, releases accepted {:?}, gone {}\n",
                 s["instanceId"].as_str().unwrap_or("?"),
@@ -1082,7 +1200,11 @@ fn main() {
     let json_path = dir.join(format!("{stem}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     std::fs::write(dir.join(format!("{stem}.history.json")), serde_json::to_string_pretty(&history).unwrap()).unwrap();
-    std::fs::write(dir.join(format!("{stem}.txt")), format!("{table}{}", if violations.is_empty() { String::new() } else { format!("violations:{details}") })).unwrap();
+    std::fs::write(
+        dir.join(format!("{stem}.txt")),
+        format!("{table}{}", if violations.is_empty() { String::new() } else { format!("violations:{details}") }),
+    )
+    .unwrap();
     // The cluster directory goes with this process: keep the operator's log for the timelines.
     let kept = dir.join(format!("{stem}.operator.log"));
     let _ = std::fs::copy(&log_path, &kept);

@@ -14,7 +14,9 @@ use support::*;
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/eipsegment-operator");
 
 fn helm() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/build-helm.sh")).output().expect("build-helm.sh");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/build-helm.sh"))
+        .output()
+        .expect("build-helm.sh");
     assert!(out.status.success(), "building helm failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
@@ -27,7 +29,11 @@ fn template(sets: &[&str]) -> Result<String, String> {
         cmd.args(["--set", s]);
     }
     let out = cmd.output().unwrap();
-    if out.status.success() { Ok(String::from_utf8(out.stdout).unwrap()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) }
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into())
+    }
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -49,7 +55,12 @@ fn grants(docs: &[Value]) -> Vec<(String, String, String, String)> {
             for g in rule["apiGroups"].as_sequence().unwrap() {
                 for r in rule["resources"].as_sequence().unwrap() {
                     for v in rule["verbs"].as_sequence().unwrap() {
-                        out.push((scope.clone(), g.as_str().unwrap().into(), r.as_str().unwrap().into(), v.as_str().unwrap().into()));
+                        out.push((
+                            scope.clone(),
+                            g.as_str().unwrap().into(),
+                            r.as_str().unwrap().into(),
+                            v.as_str().unwrap().into(),
+                        ));
                     }
                 }
             }
@@ -60,7 +71,12 @@ fn grants(docs: &[Value]) -> Vec<(String, String, String, String)> {
 
 fn args(docs: &[Value]) -> Vec<String> {
     let deployment = of_kind(docs, "Deployment")[0];
-    deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The values modes the chart supports. Each is linted, has its RBAC checked exactly, and goes
@@ -71,9 +87,15 @@ const MODES: &[(&str, &[&str])] = &[
     ("one namespace", &["watchNamespaces={team-a}"]),
     ("leader election off", &["leaderElection.enabled=false", "replicaCount=1"]),
     ("secret references", &["credentials.secretReferences.enabled=true"]),
-    ("secret references, namespaced", &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"]),
+    (
+        "secret references, namespaced",
+        &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
+    ),
     ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator"]),
-    ("credentials secret", &["credentials.secretName=alibaba-keys", "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com"]),
+    (
+        "credentials secret",
+        &["credentials.secretName=alibaba-keys", "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com"],
+    ),
 ];
 
 const RELEASE_NS: &str = "eipsegment-system";
@@ -133,7 +155,12 @@ fn helm_lint_is_clean_in_every_mode() {
             cmd.args(["--set", s]);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{mode}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -145,7 +172,11 @@ fn default_rendering_is_hardened_and_highly_available() {
     let container = container(&docs);
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(pod["serviceAccountName"], "eipsegment-operator");
-    assert!(pod["terminationGracePeriodSeconds"].as_u64().is_some_and(|s| s >= 30), "{:?}", pod["terminationGracePeriodSeconds"]);
+    assert!(
+        pod["terminationGracePeriodSeconds"].as_u64().is_some_and(|s| s >= 30),
+        "{:?}",
+        pod["terminationGracePeriodSeconds"]
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
@@ -167,10 +198,19 @@ fn default_rendering_is_hardened_and_highly_available() {
     // The pod's name and namespace from the downward API (the Lease holder identity and namespace).
     let env = container["env"].as_sequence().unwrap();
     for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
-        assert!(env.iter().any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == field), "{name} missing: {env:?}");
+        assert!(
+            env.iter().any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == field),
+            "{name} missing: {env:?}"
+        );
     }
     assert!(container["envFrom"].is_null(), "no credentials Secret by default");
-    for want in ["run", "--log-format=json", "--leader-elect", "--lease-name=eipsegment-operator", "--lease-namespace=eipsegment-system"] {
+    for want in [
+        "run",
+        "--log-format=json",
+        "--leader-elect",
+        "--lease-name=eipsegment-operator",
+        "--lease-namespace=eipsegment-system",
+    ] {
         assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
     }
     for absent in ["--namespace", "--vpc-endpoint", "--secret-credentials", "--allow-insecure-endpoint"] {
@@ -189,14 +229,20 @@ fn default_rendering_is_hardened_and_highly_available() {
 
 #[test]
 fn rbac_is_exactly_what_each_mode_needs() {
-    let namespaced = |extra: fn(&str) -> Vec<Grant>| -> Vec<Grant> { ["team-a", "team-b"].iter().flat_map(|ns| [operator_grants(ns), extra(ns)].concat()).collect() };
+    let namespaced = |extra: fn(&str) -> Vec<Grant>| -> Vec<Grant> {
+        ["team-a", "team-b"].iter().flat_map(|ns| [operator_grants(ns), extra(ns)].concat()).collect()
+    };
     let nothing = |_: &str| Vec::new();
     let cases: Vec<(&str, &[&str], Vec<Grant>)> = vec![
         ("default", &[], [operator_grants("*"), lease_grants()].concat()),
         ("namespaced", &["watchNamespaces={team-a,team-b}"], [namespaced(nothing), lease_grants()].concat()),
         ("one namespace", &["watchNamespaces={team-a}"], [operator_grants("team-a"), lease_grants()].concat()),
         ("leader election off", &["leaderElection.enabled=false"], operator_grants("*")),
-        ("secret references", &["credentials.secretReferences.enabled=true"], [operator_grants("*"), secret_grants("*"), lease_grants()].concat()),
+        (
+            "secret references",
+            &["credentials.secretReferences.enabled=true"],
+            [operator_grants("*"), secret_grants("*"), lease_grants()].concat(),
+        ),
         (
             "secret references, namespaced",
             &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
@@ -204,7 +250,11 @@ fn rbac_is_exactly_what_each_mode_needs() {
         ),
         (
             "secret references, namespaced, no leader election",
-            &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true", "leaderElection.enabled=false"],
+            &[
+                "watchNamespaces={team-a,team-b}",
+                "credentials.secretReferences.enabled=true",
+                "leaderElection.enabled=false",
+            ],
             namespaced(secret_grants),
         ),
         ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=r"], [operator_grants("*"), lease_grants()].concat()),
@@ -215,24 +265,41 @@ fn rbac_is_exactly_what_each_mode_needs() {
         assert_eq!(sorted(grants(&docs)), sorted(want), "{mode}: granted rights");
         let cluster_wide = !sets.iter().any(|s| s.starts_with("watchNamespaces"));
         assert_eq!(of_kind(&docs, "ClusterRole").len(), usize::from(cluster_wide), "{mode}: ClusterRoles");
-        assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), usize::from(cluster_wide), "{mode}: ClusterRoleBindings");
+        assert_eq!(
+            of_kind(&docs, "ClusterRoleBinding").len(),
+            usize::from(cluster_wide),
+            "{mode}: ClusterRoleBindings"
+        );
         // Every binding names a role of this rendering, in its own namespace, for the release's
         // ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test control plane uses).
         let sa = of_kind(&docs, "ServiceAccount")[0];
-        assert_eq!((sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()), (Some(RELEASE_NS), Some("eipsegment-operator")));
+        assert_eq!(
+            (sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()),
+            (Some(RELEASE_NS), Some("eipsegment-operator"))
+        );
         for binding in docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding") {
             let role_kind = if binding["kind"] == "RoleBinding" { "Role" } else { "ClusterRole" };
             assert_eq!(binding["roleRef"]["kind"], role_kind, "{mode}");
             assert!(
-                docs.iter().any(|d| d["kind"] == role_kind && d["metadata"]["name"] == binding["roleRef"]["name"] && d["metadata"]["namespace"] == binding["metadata"]["namespace"]),
+                docs.iter().any(|d| d["kind"] == role_kind
+                    && d["metadata"]["name"] == binding["roleRef"]["name"]
+                    && d["metadata"]["namespace"] == binding["metadata"]["namespace"]),
                 "{mode}: {binding:?} refers to no rendered {role_kind}"
             );
             let subjects = binding["subjects"].as_sequence().unwrap();
             assert_eq!(subjects.len(), 1, "{mode}");
-            assert_eq!((subjects[0]["kind"].as_str(), subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()), (Some("ServiceAccount"), Some("eipsegment-operator"), Some(RELEASE_NS)), "{mode}");
+            assert_eq!(
+                (subjects[0]["kind"].as_str(), subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()),
+                (Some("ServiceAccount"), Some("eipsegment-operator"), Some(RELEASE_NS)),
+                "{mode}"
+            );
         }
         let bound = docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding").count();
-        assert_eq!(bound, docs.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole").count(), "{mode}: one binding per role");
+        assert_eq!(
+            bound,
+            docs.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole").count(),
+            "{mode}: one binding per role"
+        );
     }
 }
 
@@ -247,20 +314,53 @@ fn arguments_follow_the_values() {
     assert!(!has_arg_prefix(&docs, "--lease") && !has_arg(&docs, "--leader-elect"), "{:?}", args(&docs));
     assert!(docs.iter().all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("leader-election")));
 
-    let docs = documents(&template(&["leaderElection.leaseDurationSeconds=20", "leaderElection.leaseGraceSeconds=4"]).unwrap());
-    assert!(has_arg(&docs, "--lease-duration-seconds=20") && has_arg(&docs, "--lease-grace-seconds=4"), "{:?}", args(&docs));
+    let docs = documents(
+        &template(&["leaderElection.leaseDurationSeconds=20", "leaderElection.leaseGraceSeconds=4"]).unwrap(),
+    );
+    assert!(
+        has_arg(&docs, "--lease-duration-seconds=20") && has_arg(&docs, "--lease-grace-seconds=4"),
+        "{:?}",
+        args(&docs)
+    );
     // The Lease lives in the release namespace, whatever it is.
     let out = Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).output().unwrap();
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
-    assert!(has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"), "{:?}", args(&docs));
+    assert!(
+        has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"),
+        "{:?}",
+        args(&docs)
+    );
     let lease_role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
     assert_eq!(lease_role["metadata"]["namespace"], "platform");
 
-    let docs = documents(&template(&["credentials.secretReferences.enabled=true", "credentials.secretReferences.namespaceDefaultSecret=alibaba"]).unwrap());
-    assert!(has_arg(&docs, "--secret-credentials") && has_arg(&docs, "--namespace-credentials-secret=alibaba"), "{:?}", args(&docs));
+    let docs = documents(
+        &template(&[
+            "credentials.secretReferences.enabled=true",
+            "credentials.secretReferences.namespaceDefaultSecret=alibaba",
+        ])
+        .unwrap(),
+    );
+    assert!(
+        has_arg(&docs, "--secret-credentials") && has_arg(&docs, "--namespace-credentials-secret=alibaba"),
+        "{:?}",
+        args(&docs)
+    );
 
-    let docs = documents(&template(&["vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com", "logFormat=text", "metrics.port=9090", "extraArgs={--poll-seconds=5}"]).unwrap());
-    for want in ["--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com", "--log-format=text", "--metrics-addr=0.0.0.0:9090", "--poll-seconds=5"] {
+    let docs = documents(
+        &template(&[
+            "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+            "logFormat=text",
+            "metrics.port=9090",
+            "extraArgs={--poll-seconds=5}",
+        ])
+        .unwrap(),
+    );
+    for want in [
+        "--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+        "--log-format=text",
+        "--metrics-addr=0.0.0.0:9090",
+        "--poll-seconds=5",
+    ] {
         assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
     }
     assert_eq!(container(&docs)["ports"][0]["containerPort"], 9090);
@@ -270,7 +370,14 @@ fn arguments_follow_the_values() {
 #[test]
 fn credentials_come_from_a_secret_or_rrsa() {
     // RRSA: the ServiceAccount carries the role for ACK's pod-identity webhook, next to other annotations.
-    let docs = documents(&template(&["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator", "serviceAccount.annotations.team=platform"]).unwrap());
+    let docs = documents(
+        &template(&[
+            "rrsa.enabled=true",
+            "rrsa.roleName=eipsegment-operator",
+            "serviceAccount.annotations.team=platform",
+        ])
+        .unwrap(),
+    );
     let annotations = &of_kind(&docs, "ServiceAccount")[0]["metadata"]["annotations"];
     assert_eq!(annotations["pod-identity.alibabacloud.com/role-name"], "eipsegment-operator");
     assert_eq!(annotations["team"], "platform");
@@ -299,7 +406,10 @@ fn credentials_come_from_a_secret_or_rrsa() {
 
 #[test]
 fn the_service_monitor_scrapes_the_metrics_service() {
-    let docs = documents(&template(&["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus"]).unwrap());
+    let docs = documents(
+        &template(&["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus"])
+            .unwrap(),
+    );
     let monitor = of_kind(&docs, "ServiceMonitor")[0];
     let service = of_kind(&docs, "Service")[0];
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
@@ -340,10 +450,15 @@ fn every_mode_passes_a_server_side_dry_run() {
     }
     for (mode, sets) in MODES {
         let rendered = template(sets).unwrap();
-        let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+        let (ok, out, err) =
+            c.kubectl_as(c.admin_kubeconfig(), &["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
         assert!(ok, "{mode}: {err}");
         // "created" or, once another test installed the chart, "configured"/"unchanged".
-        assert!(out.lines().any(|l| l.starts_with("deployment.apps/eipsegment-operator ") && l.ends_with("(server dry run)")), "{mode}: {out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("deployment.apps/eipsegment-operator ") && l.ends_with("(server dry run)")),
+            "{mode}: {out}"
+        );
         assert_eq!(out.lines().count(), documents(&rendered).len(), "{mode}: every object went through:\n{out}");
     }
 }
@@ -352,12 +467,21 @@ fn every_mode_passes_a_server_side_dry_run() {
 fn deploy_rbac_is_the_identity_the_test_control_plane_uses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = std::fs::read_to_string(root.join("tests/controlplane/cluster.sh")).unwrap();
-    let var = |name: &str| script.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(|v| v.split_whitespace().next().unwrap().to_string()).unwrap();
+    let var = |name: &str| {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split_whitespace().next().unwrap().to_string())
+            .unwrap()
+    };
     let (ns, sa) = (var("operator_ns"), var("operator_sa"));
     let docs = documents(&std::fs::read_to_string(root.join("deploy/rbac/operator.yaml")).unwrap());
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
-    assert_eq!((docs[0]["metadata"]["namespace"].as_str(), docs[0]["metadata"]["name"].as_str()), (Some(ns.as_str()), Some(sa.as_str())));
+    assert_eq!(
+        (docs[0]["metadata"]["namespace"].as_str(), docs[0]["metadata"]["name"].as_str()),
+        (Some(ns.as_str()), Some(sa.as_str()))
+    );
     assert_eq!(sorted(grants(&docs)), sorted([operator_grants("*"), lease_grants()].concat()));
 }
 
@@ -367,7 +491,11 @@ fn deploy_applies_with_kustomize() {
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
     let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "-k", deploy, "--dry-run=server"], None);
     assert!(ok, "{err}");
-    for want in ["customresourcedefinition.apiextensions.k8s.io/eipsegments.eipsegment.io", "deployment.apps/eipsegment-operator", "clusterrole.rbac.authorization.k8s.io/eipsegment-operator"] {
+    for want in [
+        "customresourcedefinition.apiextensions.k8s.io/eipsegments.eipsegment.io",
+        "deployment.apps/eipsegment-operator",
+        "clusterrole.rbac.authorization.k8s.io/eipsegment-operator",
+    ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
 }
@@ -396,13 +524,42 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     // `helm install` for real (the Deployment stays unscheduled: no kubelet runs here). The control
     // plane already holds the same RBAC from deploy/rbac/, which the release adopts.
     let out = Command::new(helm())
-        .args(["upgrade", "--install", "eipsegment-operator", CHART, "--namespace", "eipsegment-system", "--take-ownership", "--kubeconfig", c.admin_kubeconfig()])
+        .args([
+            "upgrade",
+            "--install",
+            "eipsegment-operator",
+            CHART,
+            "--namespace",
+            "eipsegment-system",
+            "--take-ownership",
+            "--kubeconfig",
+            c.admin_kubeconfig(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
-    let installed = Command::new(helm()).args(["get", "manifest", "eipsegment-operator", "-n", "eipsegment-system", "--kubeconfig", c.admin_kubeconfig()]).output().unwrap();
+    let installed = Command::new(helm())
+        .args([
+            "get",
+            "manifest",
+            "eipsegment-operator",
+            "-n",
+            "eipsegment-system",
+            "--kubeconfig",
+            c.admin_kubeconfig(),
+        ])
+        .output()
+        .unwrap();
     let docs = documents(&String::from_utf8(installed.stdout).unwrap());
-    let deployment = c.kubectl(&["get", "deployment", "eipsegment-operator", "-n", "eipsegment-system", "-o", "jsonpath={.spec.replicas}"]);
+    let deployment = c.kubectl(&[
+        "get",
+        "deployment",
+        "eipsegment-operator",
+        "-n",
+        "eipsegment-system",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(deployment, "2");
     let ns = c.namespace("chart");
     let sim = Simulator::start(&[]);
@@ -413,7 +570,13 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     let lease = format!("--lease-name=chart-{ns}");
     let mut extra: Vec<&str> = chart_args.iter().map(String::as_str).collect();
     extra.push(&lease);
-    let op = Operator::start_with_env(c, &sim, &ns, &extra, &[("POD_NAME", "chart-replica"), ("POD_NAMESPACE", "eipsegment-system")]);
+    let op = Operator::start_with_env(
+        c,
+        &sim,
+        &ns,
+        &extra,
+        &[("POD_NAME", "chart-replica"), ("POD_NAMESPACE", "eipsegment-system")],
+    );
     c.apply(&segment_yaml(&ns, "from-chart", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let obj = eventually("Ready", Duration::from_secs(60), || c.get(&ns, "from-chart").filter(is_ready));
     let id = obj["status"]["segmentInstanceId"].as_str().unwrap().to_string();
@@ -421,6 +584,9 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     assert!(sim.segment(&id).is_none());
     // The chart's --log-format=json: every log line is a JSON object.
     let log = op.log_text();
-    assert!(log.lines().filter(|l| !l.trim().is_empty()).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "non-JSON log lines");
+    assert!(
+        log.lines().filter(|l| !l.trim().is_empty()).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "non-JSON log lines"
+    );
     assert_eq!(op.metric("eipsegment_leader"), Some(1.0));
 }

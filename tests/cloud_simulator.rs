@@ -25,7 +25,8 @@ impl Sim {
     }
 
     fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
-        let creds = Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
+        let creds =
+            Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
         let config = ClientConfig { endpoint_override: Some(self.url.clone()), allow_insecure_endpoint: true, timeout };
         VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
     }
@@ -37,7 +38,6 @@ impl Sim {
     async fn seed(&self, body: Value) -> String {
         self.admin(reqwest::Method::POST, "segments", body).await["instanceId"].as_str().unwrap().to_string()
     }
-
 }
 
 fn allocate_request(token: &str) -> AllocateRequest {
@@ -108,11 +108,23 @@ async fn blocking_states_give_the_documented_codes() {
     let cases: Vec<(Value, &str, ErrorClass)> = vec![
         (json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", ErrorClass::Blocked),
         (json!({"deletionProtection": true}), "InvalidOperation.DeletionProtection", ErrorClass::Blocked),
-        (json!({"members": [{"index": 3, "bandwidthPackageId": "cbwp-1"}]}), "OperationFailed.EipInBwp", ErrorClass::Blocked),
+        (
+            json!({"members": [{"index": 3, "bandwidthPackageId": "cbwp-1"}]}),
+            "OperationFailed.EipInBwp",
+            ErrorClass::Blocked,
+        ),
         (json!({"members": [{"index": 0, "bandwidthPlanId": "plan-1"}]}), "Forbidden.EipInBwp", ErrorClass::Blocked),
-        (json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web1"}]}), "OperationFailed.EipStatusInvalid", ErrorClass::Blocked),
+        (
+            json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web1"}]}),
+            "OperationFailed.EipStatusInvalid",
+            ErrorClass::Blocked,
+        ),
         (json!({"members": [{"index": 1, "status": "Associating"}]}), "IncorrectEipStatus", ErrorClass::Transient),
-        (json!({"members": [{"index": 5, "releasedSeparately": true}]}), "OperationFailed.EipNumInconsistent", ErrorClass::Blocked),
+        (
+            json!({"members": [{"index": 5, "releasedSeparately": true}]}),
+            "OperationFailed.EipNumInconsistent",
+            ErrorClass::Blocked,
+        ),
         (json!({"ownerAccount": simulator::OTHER_ACCOUNT}), "Forbidden", ErrorClass::Terminal),
         (json!({"status": "Allocating"}), "IncorrectEipStatus", ErrorClass::Transient),
     ];
@@ -136,7 +148,12 @@ async fn blocking_states_give_the_documented_codes() {
     assert_eq!(api_code(&e), "OperationFailed.EipStatusInvalid");
     let e = client.release(REGION, &id, "t-fix2").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("TaskConflict.AssociateGlobalAccelerationInstance", ErrorClass::Transient));
-    sim.admin(reqwest::Method::PATCH, &format!("segments/{id}"), json!({"members": [{"index": 2, "status": "Available", "instanceId": ""}]})).await;
+    sim.admin(
+        reqwest::Method::PATCH,
+        &format!("segments/{id}"),
+        json!({"members": [{"index": 2, "status": "Available", "instanceId": ""}]}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     client.release(REGION, &id, "t-fix3").await.unwrap();
 }
@@ -157,10 +174,16 @@ async fn configuration_errors_are_terminal_or_blocked() {
     let e = client.allocate(&req).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InvalidParameter", ErrorClass::Terminal));
 
-    sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 0})).await;
+    sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 0}))
+        .await;
     let e = client.allocate(&allocate_request("a3")).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("QuotaExceeded.Eip", ErrorClass::Blocked));
-    sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 10, "balanceSufficient": false})).await;
+    sim.admin(
+        reqwest::Method::PUT,
+        &format!("accounts/{}", simulator::DEFAULT_ACCOUNT),
+        json!({"segmentQuota": 10, "balanceSufficient": false}),
+    )
+    .await;
     let e = client.allocate(&allocate_request("a4")).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InsufficientBalance", ErrorClass::Blocked));
 
@@ -226,7 +249,12 @@ async fn throttling_faults_and_timeouts_are_transient() {
     assert_eq!((api_code(&e), e.class()), ("Timeout", ErrorClass::Transient));
 
     // A retry while the first request with the token is still in flight.
-    sim.admin(reqwest::Method::PUT, "faults", json!({"delayRate": 1.0, "delayMsMin": 800, "delayMsMax": 800, "actions": ["AllocateEipSegmentAddress"]})).await;
+    sim.admin(
+        reqwest::Method::PUT,
+        "faults",
+        json!({"delayRate": 1.0, "delayMsMin": 800, "delayMsMax": 800, "actions": ["AllocateEipSegmentAddress"]}),
+    )
+    .await;
     let inflight = allocate_request("inflight");
     let (a, b) = tokio::join!(client.allocate(&inflight), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -247,7 +275,11 @@ async fn throttling_faults_and_timeouts_are_transient() {
 
 #[tokio::test]
 async fn unreachable_endpoint_is_a_connection_failure() {
-    let config = ClientConfig { endpoint_override: Some("http://127.0.0.1:9".into()), allow_insecure_endpoint: true, timeout: Duration::from_secs(2) };
+    let config = ClientConfig {
+        endpoint_override: Some("http://127.0.0.1:9".into()),
+        allow_insecure_endpoint: true,
+        timeout: Duration::from_secs(2),
+    };
     let creds = Credentials { access_key_id: "a".into(), access_key_secret: Secret::new("b"), security_token: None };
     let client = VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap();
     let e = client.describe_segment(REGION, "eipsg-x").await.unwrap_err();
@@ -268,12 +300,17 @@ async fn raw_call(sim: &Sim, method: &str, timestamp: &str, nonce: &str) -> Valu
         ("Timestamp", timestamp.into()),
         ("RegionId", REGION.into()),
     ];
-    let signature = signer::rpc_signature(method, params.iter().map(|(k, v)| (*k, v.as_str())), DEFAULT_ACCESS_KEY_SECRET);
+    let signature =
+        signer::rpc_signature(method, params.iter().map(|(k, v)| (*k, v.as_str())), DEFAULT_ACCESS_KEY_SECRET);
     params.push(("Signature", signature));
     let query = params.iter().map(|(k, v)| format!("{k}={}", signer::percent_encode(v))).collect::<Vec<_>>().join("&");
     let request = match method {
         "GET" => sim.admin.get(format!("{}/?{query}", sim.url)),
-        _ => sim.admin.post(format!("{}/", sim.url)).header("Content-Type", "application/x-www-form-urlencoded").body(query),
+        _ => sim
+            .admin
+            .post(format!("{}/", sim.url))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(query),
     };
     request.send().await.unwrap().json().await.unwrap()
 }
@@ -317,7 +354,8 @@ async fn client_side_limits_keep_a_burst_under_the_clouds_flow_control() {
     assert!(release_burst(&sim, &sim.client(), 12).await > 0);
 
     let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
-    let limits = RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 4.0, burst: 1 })]).unwrap();
+    let limits =
+        RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 4.0, burst: 1 })]).unwrap();
     let limited = sim.client().with_rate_limits(limits);
     let started = std::time::Instant::now();
     assert_eq!(release_burst(&sim, &limited, 12).await, 0, "throttled despite the client-side limit");

@@ -35,7 +35,8 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     let started = std::time::Instant::now();
     let cluster = c;
     let ns2 = ns.clone();
-    let deleter = std::thread::spawn(move || cluster.kubectl(&["delete", "eipsegment", "web", "-n", &ns2, "--timeout=60s"]));
+    let deleter =
+        std::thread::spawn(move || cluster.kubectl(&["delete", "eipsegment", "web", "-n", &ns2, "--timeout=60s"]));
     let releasing = eventually("cloud Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
     assert_eq!(releasing["releasesAccepted"], 1);
     let during = c.get(&ns, "web").expect("object still present while releasing");
@@ -91,13 +92,19 @@ fn retain_keeps_the_segment_and_adoption_never_allocates() {
     assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 0);
 
     // Adopted with an explicit Delete: released on deletion.
-    c.apply(&segment_yaml(&ns, "adopted-delete", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+    c.apply(&segment_yaml(
+        &ns,
+        "adopted-delete",
+        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
+    ))
+    .unwrap();
     wait_ready(c, &ns, "adopted-delete");
     c.kubectl(&["delete", "eipsegment", "adopted-delete", "-n", &ns, "--timeout=30s"]);
     assert!(sim.segment(&id).is_none());
 
     // A segment that does not exist cannot be adopted: a clear condition, no allocation.
-    c.apply(&segment_yaml(&ns, "ghost", "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-doesnotexist0000\n")).unwrap();
+    c.apply(&segment_yaml(&ns, "ghost", "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-doesnotexist0000\n"))
+        .unwrap();
     let obj = eventually("adoption failure", T, || {
         c.get(&ns, "ghost").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "AdoptionTargetNotFound"))
     });
@@ -115,14 +122,37 @@ fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
     let _op = Operator::start(c, &sim, &ns, &[]);
     let cases = [
         ("prepaid", json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", "Blocked", "prepaid"),
-        ("protected", json!({"deletionProtection": true}), "InvalidOperation.DeletionProtection", "Blocked", "deletion protection"),
-        ("bwp", json!({"members": [{"index": 1, "bandwidthPackageId": "cbwp-shared1"}]}), "OperationFailed.EipInBwp", "Blocked", "cbwp-shared1"),
-        ("inuse", json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web01"}]}), "OperationFailed.EipStatusInvalid", "Blocked", "i-web01"),
+        (
+            "protected",
+            json!({"deletionProtection": true}),
+            "InvalidOperation.DeletionProtection",
+            "Blocked",
+            "deletion protection",
+        ),
+        (
+            "bwp",
+            json!({"members": [{"index": 1, "bandwidthPackageId": "cbwp-shared1"}]}),
+            "OperationFailed.EipInBwp",
+            "Blocked",
+            "cbwp-shared1",
+        ),
+        (
+            "inuse",
+            json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web01"}]}),
+            "OperationFailed.EipStatusInvalid",
+            "Blocked",
+            "i-web01",
+        ),
         ("foreign", json!({"ownerAccount": "6543210987654321"}), "Forbidden", "Terminal", "does not belong"),
     ];
     for (name, seed, code, class, hint) in &cases {
         let id = sim.seed(seed.clone());
-        c.apply(&segment_yaml(&ns, name, &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+        c.apply(&segment_yaml(
+            &ns,
+            name,
+            &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
+        ))
+        .unwrap();
         wait_ready(c, &ns, name);
         c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
         let obj = eventually(&format!("{name}: {code}"), T, || {
@@ -139,21 +169,42 @@ fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
         std::thread::sleep(Duration::from_secs(1));
         assert!(c.get(&ns, name).is_some());
         // The way out: Retain.
-        c.kubectl(&["patch", "eipsegment", name, "-n", &ns, "--type=merge", "-p", r#"{"spec":{"deletionPolicy":"Retain"}}"#]);
+        c.kubectl(&[
+            "patch",
+            "eipsegment",
+            name,
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"deletionPolicy":"Retain"}}"#,
+        ]);
         wait_gone(c, &ns, name);
         assert!(sim.segment(&id).is_some());
     }
     // Blocked retries are slow: far fewer attempts than seconds elapsed.
-    let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"].iter().map(|code| sim.count("ReleaseEipSegmentAddress", code)).sum();
+    let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"]
+        .iter()
+        .map(|code| sim.count("ReleaseEipSegmentAddress", code))
+        .sum();
     assert!(refused <= 6, "blocked releases were retried {refused} times");
 
     // Fixing the cause lets the release through without any change to the object.
     let id = sim.seed(json!({"members": [{"index": 0, "status": "InUse", "instanceId": "i-db01"}]}));
-    c.apply(&segment_yaml(&ns, "fixed", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"))).unwrap();
+    c.apply(&segment_yaml(
+        &ns,
+        "fixed",
+        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
+    ))
+    .unwrap();
     wait_ready(c, &ns, "fixed");
     c.kubectl(&["delete", "eipsegment", "fixed", "-n", &ns, "--wait=false"]);
     eventually("blocked", T, || c.get(&ns, "fixed").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
-    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": 0, "status": "Available", "instanceId": ""}]}));
+    sim.admin(
+        "PATCH",
+        &format!("segments/{id}"),
+        json!({"members": [{"index": 0, "status": "Available", "instanceId": ""}]}),
+    );
     wait_gone(c, &ns, "fixed");
     assert!(sim.segment(&id).is_none());
 }
@@ -165,7 +216,9 @@ fn terminal_allocation_errors_do_not_loop() {
     let sim = Simulator::start(&[]);
     let _op = Operator::start(c, &sim, &ns, &[]);
     c.apply(&segment_yaml(&ns, "nowhere", "  regionId: xx-nowhere-1\n  eipMask: 28\n")).unwrap();
-    let obj = eventually("terminal condition", T, || c.get(&ns, "nowhere").filter(|o| o["status"]["lastError"]["code"] == "InvalidRegion.NotSupport"));
+    let obj = eventually("terminal condition", T, || {
+        c.get(&ns, "nowhere").filter(|o| o["status"]["lastError"]["code"] == "InvalidRegion.NotSupport")
+    });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
     assert!(obj["status"]["allocationRequestedAt"].is_null(), "a refused allocation leaves nothing pending");
     eventually("AllocationFailed event", T, || c.has_event(&ns, "nowhere", "AllocationFailed").then_some(()));
@@ -181,7 +234,20 @@ fn terminal_allocation_errors_do_not_loop() {
 fn faults_and_throttling_are_ridden_through() {
     let c = Cluster::shared();
     let ns = c.namespace("faults");
-    let sim = Simulator::start(&["--seed", "7", "--fault-internal-error-rate", "0.2", "--fault-drop-rate", "0.1", "--fault-throttle-rate", "0.1", "--fault-delay-rate", "0.1", "--fault-delay-ms", "500"]);
+    let sim = Simulator::start(&[
+        "--seed",
+        "7",
+        "--fault-internal-error-rate",
+        "0.2",
+        "--fault-drop-rate",
+        "0.1",
+        "--fault-throttle-rate",
+        "0.1",
+        "--fault-delay-rate",
+        "0.1",
+        "--fault-delay-ms",
+        "500",
+    ]);
     // A pass looks, then acts: with four faults in ten answers, runs of failed passes are common, so
     // the backoff is capped low enough for a test of a minute.
     let _op = Operator::start(c, &sim, &ns, &["--transient-retry-max-seconds", "4"]);
@@ -200,7 +266,9 @@ fn faults_and_throttling_are_ridden_through() {
         assert!(sim.segment(id).is_none(), "{id} leaked");
     }
     assert!(sim.segments().is_empty(), "no second allocation may survive: {:?}", sim.segments());
-    let faults = sim.count("DescribeEipSegment", "InternalError") + sim.count("DescribeEipSegment", "Dropped") + sim.count("ReleaseEipSegmentAddress", "InternalError");
+    let faults = sim.count("DescribeEipSegment", "InternalError")
+        + sim.count("DescribeEipSegment", "Dropped")
+        + sim.count("ReleaseEipSegmentAddress", "InternalError");
     assert!(faults > 0, "the run met no fault, so it proves nothing");
 }
 
@@ -222,7 +290,10 @@ fn releases_beyond_the_client_rate_wait_their_turn_and_say_so() {
         c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--wait=false"]);
     }
     let queued = eventually("an object waiting for the client-side rate", T, || {
-        names.iter().filter_map(|n| c.get(&ns, n)).find(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseQueued"))
+        names
+            .iter()
+            .filter_map(|n| c.get(&ns, n))
+            .find(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseQueued"))
     });
     let message = condition(&queued, "Ready").unwrap()["message"].as_str().unwrap().to_string();
     assert!(message.contains("ReleaseEipSegmentAddress") && message.contains("0.50 calls/s"), "{message}");
@@ -241,9 +312,15 @@ fn sigkill_mid_allocation_and_mid_release_neither_leaks_nor_repeats() {
     let mut op = Operator::start(c, &sim, &ns, &[]);
 
     // The allocation is slow to answer; the operator dies while waiting for it.
-    sim.admin("PUT", "faults", json!({"delayRate": 1.0, "delayMsMin": 2500, "delayMsMax": 2500, "actions": ["AllocateEipSegmentAddress"]}));
+    sim.admin(
+        "PUT",
+        "faults",
+        json!({"delayRate": 1.0, "delayMsMin": 2500, "delayMsMax": 2500, "actions": ["AllocateEipSegmentAddress"]}),
+    );
     c.apply(&segment_yaml(&ns, "crashy", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    eventually("allocation pending marker", T, || c.get(&ns, "crashy").filter(|o| o["status"]["allocationRequestedAt"].is_string()));
+    eventually("allocation pending marker", T, || {
+        c.get(&ns, "crashy").filter(|o| o["status"]["allocationRequestedAt"].is_string())
+    });
     std::thread::sleep(Duration::from_millis(500));
     op.kill();
     assert!(c.get(&ns, "crashy").unwrap()["status"]["segmentInstanceId"].is_null());
@@ -276,7 +353,9 @@ fn drift_is_reported_not_recreated() {
     c.apply(&segment_yaml(&ns, "drifty", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let id = segment_id(&wait_ready(c, &ns, "drifty"));
     sim.admin("DELETE", &format!("segments/{id}"), serde_json::Value::Null);
-    let obj = eventually("drift reported", T, || c.get(&ns, "drifty").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentMissing")));
+    let obj = eventually("drift reported", T, || {
+        c.get(&ns, "drifty").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentMissing"))
+    });
     assert!(condition(&obj, "Ready").unwrap()["message"].as_str().unwrap().contains(&id));
     assert!(c.has_event(&ns, "drifty", "Drifted"));
     std::thread::sleep(Duration::from_secs(2));
@@ -294,7 +373,10 @@ fn the_apiserver_rejects_invalid_specs_and_immutable_changes() {
         ("  regionId: cn-hangzhou\n", "set eipMask to allocate"),
         ("  regionId: cn-hangzhou\n  eipMask: 28\n  segmentInstanceId: eipsg-abc\n", "not both"),
         ("  regionId: Not A Region\n  eipMask: 28\n", "regionId"),
-        ("  regionId: cn-hangzhou\n  eipMask: 28\n  bandwidth: 300\n  internetChargeType: PayByTraffic\n", "at most 200"),
+        (
+            "  regionId: cn-hangzhou\n  eipMask: 28\n  bandwidth: 300\n  internetChargeType: PayByTraffic\n",
+            "at most 200",
+        ),
         ("  regionId: cn-hangzhou\n  eipMask: 28\n  isp: Pigeon\n", "isp"),
         ("  regionId: cn-hangzhou\n  eipMask: 28\n  deletionPolicy: Orphan\n", "deletionPolicy"),
         ("  regionId: cn-hangzhou\n  eipMask: 28\n  bandwidth: 100000\n", "bandwidth"),
@@ -309,11 +391,24 @@ fn the_apiserver_rejects_invalid_specs_and_immutable_changes() {
         (r#"{"spec":{"regionId":"cn-beijing"}}"#, "regionId is immutable"),
         (r#"{"spec":{"bandwidth":20}}"#, "bandwidth is immutable"),
     ] {
-        let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["patch", "eipsegment", "good", "-n", &ns, "--type=merge", "-p", patch], None);
+        let (ok, _, err) = c.kubectl_as(
+            c.admin_kubeconfig(),
+            &["patch", "eipsegment", "good", "-n", &ns, "--type=merge", "-p", patch],
+            None,
+        );
         assert!(!ok && err.contains(expect), "{patch}: {err}");
     }
     // deletionPolicy stays changeable.
-    c.kubectl(&["patch", "eipsegment", "good", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"deletionPolicy":"Retain"}}"#]);
+    c.kubectl(&[
+        "patch",
+        "eipsegment",
+        "good",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
+    ]);
     // `kubectl explain` shows the descriptions.
     let explain = c.kubectl(&["explain", "eipsegment.spec.deletionPolicy"]);
     assert!(explain.contains("Retain"), "{explain}");
@@ -343,7 +438,8 @@ fn the_operator_identity_can_do_nothing_more() {
     }
     // Leases for leader election: in its own namespace only.
     for (namespace, expect) in [("eipsegment-system", "yes"), ("default", "no")] {
-        let (_, out, _) = c.kubectl_as(op, &["auth", "can-i", "patch", "leases.coordination.k8s.io", "-n", namespace], None);
+        let (_, out, _) =
+            c.kubectl_as(op, &["auth", "can-i", "patch", "leases.coordination.k8s.io", "-n", namespace], None);
         assert_eq!(out.trim(), expect, "leases in {namespace}");
     }
 }
@@ -351,7 +447,8 @@ fn the_operator_identity_can_do_nothing_more() {
 #[test]
 fn checked_in_crd_matches_the_types() {
     let generated = eipsegment_operator::crd::crd_yaml();
-    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/eipsegment.io_eipsegments.yaml")).unwrap();
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/eipsegment.io_eipsegments.yaml")).unwrap();
     assert!(generated == checked_in, "crds/ is stale: run `cargo run -- crd > crds/eipsegment.io_eipsegments.yaml`");
 }
 
@@ -361,10 +458,24 @@ fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_re
     let ns = c.namespace("leader");
     let sim = Simulator::start(&["--release-seconds", "6"]);
     let lease = format!("eipseg-{ns}");
-    let flags = ["--leader-elect", "--lease-name", &lease, "--lease-namespace", "eipsegment-system", "--lease-duration-seconds", "6", "--lease-grace-seconds", "2"];
+    let flags = [
+        "--leader-elect",
+        "--lease-name",
+        &lease,
+        "--lease-namespace",
+        "eipsegment-system",
+        "--lease-duration-seconds",
+        "6",
+        "--lease-grace-seconds",
+        "2",
+    ];
     let mut a = Operator::start_with_env(c, &sim, &ns, &flags, &[("POD_NAME", "replica-a")]);
     let holder = || {
-        let (ok, out, _) = c.kubectl_as(c.admin_kubeconfig(), &["get", "lease", &lease, "-n", "eipsegment-system", "-o", "jsonpath={.spec.holderIdentity}"], None);
+        let (ok, out, _) = c.kubectl_as(
+            c.admin_kubeconfig(),
+            &["get", "lease", &lease, "-n", "eipsegment-system", "-o", "jsonpath={.spec.holderIdentity}"],
+            None,
+        );
         ok.then_some(out).filter(|h| !h.is_empty())
     };
     assert_eq!(eventually("replica-a leads", T, holder), "replica-a");
@@ -421,11 +532,15 @@ fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
         &[("ALIBABA_CLOUD_ACCESS_KEY_ID", ""), ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""), ("RUST_LOG", "trace")],
     );
     let secret = |name: &str, id: &str, key: &str| {
-        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  ALIBABA_CLOUD_ACCESS_KEY_ID: {id}\n  ALIBABA_CLOUD_ACCESS_KEY_SECRET: {key}\n")
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  ALIBABA_CLOUD_ACCESS_KEY_ID: {id}\n  ALIBABA_CLOUD_ACCESS_KEY_SECRET: {key}\n"
+        )
     };
 
     c.apply(&segment_yaml(&ns, "plain", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    let obj = eventually("no credentials", T, || c.get(&ns, "plain").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials"));
+    let obj = eventually("no credentials", T, || {
+        c.get(&ns, "plain").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
+    });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
     assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{obj}");
     eventually("AllocationFailed event", T, || c.has_event(&ns, "plain", "AllocationFailed").then_some(()));
@@ -435,13 +550,29 @@ fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
 
     let wrong = "WrongSecretValue-must-never-leak";
     c.apply(&secret("wrong", ACCESS_KEY_ID, wrong)).unwrap();
-    c.apply(&segment_yaml(&ns, "wrongkey", "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: wrong}\n")).unwrap();
-    let obj = eventually("bad signature", T, || c.get(&ns, "wrongkey").filter(|o| o["status"]["lastError"]["code"] == "SignatureDoesNotMatch"));
+    c.apply(&segment_yaml(
+        &ns,
+        "wrongkey",
+        "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: wrong}\n",
+    ))
+    .unwrap();
+    let obj = eventually("bad signature", T, || {
+        c.get(&ns, "wrongkey").filter(|o| o["status"]["lastError"]["code"] == "SignatureDoesNotMatch")
+    });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
-    c.apply(&segment_yaml(&ns, "missing", "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: nope}\n")).unwrap();
-    let obj = eventually("missing Secret", T, || c.get(&ns, "missing").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials"));
+    c.apply(&segment_yaml(
+        &ns,
+        "missing",
+        "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: nope}\n",
+    ))
+    .unwrap();
+    let obj = eventually("missing Secret", T, || {
+        c.get(&ns, "missing").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
+    });
     assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("does not exist"));
-    eventually("CredentialsUnavailable event", T, || c.has_event(&ns, "missing", "CredentialsUnavailable").then_some(()));
+    eventually("CredentialsUnavailable event", T, || {
+        c.has_event(&ns, "missing", "CredentialsUnavailable").then_some(())
+    });
 
     for name in ["plain", "wrongkey", "missing"] {
         c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
@@ -487,7 +618,10 @@ fn one_operator_serves_a_list_of_namespaces_and_nothing_else() {
     eventually("ready once both watches synced", T, || (op.scrape("/readyz").0 == 200).then_some(()));
     std::thread::sleep(Duration::from_secs(1));
     let untouched = c.get(&outside, "seg").unwrap();
-    assert!(untouched["status"].is_null() && untouched["metadata"]["finalizers"].is_null(), "an unserved namespace was reconciled");
+    assert!(
+        untouched["status"].is_null() && untouched["metadata"]["finalizers"].is_null(),
+        "an unserved namespace was reconciled"
+    );
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 2);
     for ns in [&first, &second, &outside] {
         c.kubectl(&["delete", "eipsegment", "seg", "-n", ns, "--timeout=60s"]);
@@ -542,7 +676,11 @@ fn rrsa_credentials_are_refreshed_from_a_rotated_token_file() {
     c.kubectl(&["delete", "eipsegment", "rrsa", "-n", &ns, "--timeout=60s"]);
     assert!(sim.segment(&id).is_none());
     assert!(sim.count("AssumeRoleWithOIDC", "Success") >= 2, "credentials were not refreshed");
-    assert_eq!(sim.count("AssumeRoleWithOIDC", "AuthenticationFail.OIDCToken.Invalid"), 0, "the rotated file was not re-read");
+    assert_eq!(
+        sim.count("AssumeRoleWithOIDC", "AuthenticationFail.OIDCToken.Invalid"),
+        0,
+        "the rotated file was not re-read"
+    );
     for action in ["AllocateEipSegmentAddress", "DescribeEipSegment", "ReleaseEipSegmentAddress"] {
         assert_eq!(sim.count(action, "InvalidSecurityToken.Expired"), 0, "{action} was sent with expired credentials");
     }

@@ -29,7 +29,10 @@ fn foreground_and_background_deletes_release_exactly_once() {
         if cascade == "foreground" {
             let obj = c.get(&ns, name).expect("still there");
             let finalizers = obj["metadata"]["finalizers"].to_string();
-            assert!(finalizers.contains("foregroundDeletion") && finalizers.contains("eipsegment.io/release"), "{finalizers}");
+            assert!(
+                finalizers.contains("foregroundDeletion") && finalizers.contains("eipsegment.io/release"),
+                "{finalizers}"
+            );
         }
         eventually("Releasing", WAIT, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
         assert!(c.get(&ns, name).is_some(), "{cascade}: the object went before the release was confirmed");
@@ -49,7 +52,9 @@ fn deleting_a_namespace_waits_for_every_release() {
     let ids: Vec<String> = names.iter().map(|n| create(c, &ns, n)).collect();
     let started = Instant::now();
     c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
-    eventually("segments releasing", WAIT, || ids.iter().all(|id| sim.segment(id).is_some_and(|s| s["status"] == "Releasing")).then_some(()));
+    eventually("segments releasing", WAIT, || {
+        ids.iter().all(|id| sim.segment(id).is_some_and(|s| s["status"] == "Releasing")).then_some(())
+    });
     let phase = c.kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Terminating");
     eventually("namespace gone", WAIT, || {
@@ -78,8 +83,15 @@ fn pruning_a_removed_manifest_releases_only_that_segment() {
     // Custom resources are pruned only when allowed by name, as GitOps pruners scope them too.
     let apply = || {
         c.kubectl(&[
-            "apply", "--prune", "-l", "app.kubernetes.io/part-of=prune-test", "--prune-allowlist=eipsegment.io/v1alpha1/EipSegment",
-            "-n", &ns, "-f", dir.path().to_str().unwrap(),
+            "apply",
+            "--prune",
+            "-l",
+            "app.kubernetes.io/part-of=prune-test",
+            "--prune-allowlist=eipsegment.io/v1alpha1/EipSegment",
+            "-n",
+            &ns,
+            "-f",
+            dir.path().to_str().unwrap(),
         ])
     };
     apply();
@@ -125,9 +137,15 @@ fn deletions_requested_while_the_operator_is_down_complete_when_it_returns() {
 /// The health Argo CD would show for the object, by gopher-lua.
 fn argocd_health(obj: &serde_json::Value) -> (String, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cache = std::env::var("EIPSEG_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/eipsegment-operator"));
+    let cache = std::env::var("EIPSEG_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/eipsegment-operator"));
     let mut child = Command::new("go")
-        .args(["run", ".", root.join("deploy/argocd/resource_customizations/eipsegment.io/EipSegment/health.lua").to_str().unwrap()])
+        .args([
+            "run",
+            ".",
+            root.join("deploy/argocd/resource_customizations/eipsegment.io/EipSegment/health.lua").to_str().unwrap(),
+        ])
         .current_dir(root.join("tests/argocd"))
         .env("GOMODCACHE", cache.join("go/mod"))
         .env("GOCACHE", cache.join("go/build"))
@@ -153,7 +171,8 @@ fn argocd_health_of_the_real_objects_at_each_phase() {
     let _op = Operator::start(c, &sim, &ns, &[]);
     c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
 
-    let allocating = eventually("Allocating", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
+    let allocating =
+        eventually("Allocating", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
     let (status, message) = argocd_health(&allocating);
     assert_eq!(status, "Progressing", "{message}");
     assert!(message.contains("being allocated") || message.contains("allocation requested"), "{message}");
@@ -166,15 +185,25 @@ fn argocd_health_of_the_real_objects_at_each_phase() {
 
     // A member EIP in use blocks the release: Degraded, with what to do.
     let index = 3;
-    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "InUse", "instanceId": "i-argo1"}]}));
+    sim.admin(
+        "PATCH",
+        &format!("segments/{id}"),
+        json!({"members": [{"index": index, "status": "InUse", "instanceId": "i-argo1"}]}),
+    );
     c.kubectl(&["delete", "eipsegment", "web", "-n", &ns, "--wait=false"]);
-    let blocked = eventually("release blocked", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
+    let blocked = eventually("release blocked", WAIT, || {
+        c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked")
+    });
     let (status, message) = argocd_health(&blocked);
     assert_eq!(status, "Degraded");
     assert!(message.contains("i-argo1") && message.contains("deletionPolicy"), "{message}");
 
     // Unblocked: Progressing while the cloud releases it, then gone.
-    sim.admin("PATCH", &format!("segments/{id}"), json!({"members": [{"index": index, "status": "Available", "instanceId": ""}]}));
+    sim.admin(
+        "PATCH",
+        &format!("segments/{id}"),
+        json!({"members": [{"index": index, "status": "Available", "instanceId": ""}]}),
+    );
     let releasing = eventually("Releasing", WAIT, || {
         c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Releasing" && o["status"]["lastError"].is_null())
     });

@@ -26,7 +26,11 @@ fn client(sim: &Sim) -> VpcClient {
         access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
         security_token: None,
     };
-    let config = ClientConfig { endpoint_override: Some(sim.url.clone()), allow_insecure_endpoint: true, timeout: Duration::from_secs(5) };
+    let config = ClientConfig {
+        endpoint_override: Some(sim.url.clone()),
+        allow_insecure_endpoint: true,
+        timeout: Duration::from_secs(5),
+    };
     VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
 }
 
@@ -60,7 +64,12 @@ async fn woken(rx: &mut UnboundedReceiver<WakeTarget>, want: &HashSet<String>, w
             Ok(Some(t)) => {
                 got.insert(t.name);
             }
-            _ => panic!("woken {} of {}; missing e.g. {:?}", want.intersection(&got).count(), want.len(), want.difference(&got).next()),
+            _ => panic!(
+                "woken {} of {}; missing e.g. {:?}",
+                want.intersection(&got).count(),
+                want.len(),
+                want.difference(&got).next()
+            ),
         }
     }
     got

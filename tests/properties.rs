@@ -69,8 +69,21 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// Parameter names the signed test request sets itself, or that DescribeEipSegment reads.
 const TAKEN: &[&str] = &[
-    "Action", "Version", "Format", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "SignatureType",
-    "Timestamp", "Signature", "SecurityToken", "RegionId", "PageNumber", "PageSize", "SegmentInstanceId",
+    "Action",
+    "Version",
+    "Format",
+    "AccessKeyId",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "SignatureType",
+    "Timestamp",
+    "Signature",
+    "SecurityToken",
+    "RegionId",
+    "PageNumber",
+    "PageSize",
+    "SegmentInstanceId",
 ];
 
 /// A DescribeEipSegment request signed like the SDKs sign it, carrying `extra` parameters, its body
@@ -92,10 +105,14 @@ async fn send_signed(url: &str, extra: &[(String, String)], order: Option<&[usiz
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     params.extend(extra.iter().cloned());
-    let signature = signer::rpc_signature("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())), DEFAULT_ACCESS_KEY_SECRET);
-    let indices: Vec<usize> = order.map_or_else(|| (0..params.len()).collect(), |o| o.iter().copied().filter(|i| *i < params.len()).collect());
-    let mut body: Vec<String> =
-        indices.iter().map(|&i| format!("{}={}", signer::percent_encode(&params[i].0), signer::percent_encode(&params[i].1))).collect();
+    let signature =
+        signer::rpc_signature("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())), DEFAULT_ACCESS_KEY_SECRET);
+    let indices: Vec<usize> = order
+        .map_or_else(|| (0..params.len()).collect(), |o| o.iter().copied().filter(|i| *i < params.len()).collect());
+    let mut body: Vec<String> = indices
+        .iter()
+        .map(|&i| format!("{}={}", signer::percent_encode(&params[i].0), signer::percent_encode(&params[i].1)))
+        .collect();
     body.push(format!("Signature={}", signer::percent_encode(&signature)));
     let resp = reqwest::Client::new()
         .post(format!("{url}/"))
@@ -110,13 +127,20 @@ async fn send_signed(url: &str, extra: &[(String, String)], order: Option<&[usiz
 }
 
 /// Extra parameters: any names and values, minus the names the request sets itself.
-fn extra_params(max: usize, names: impl Strategy<Value = String>, values: impl Strategy<Value = String>) -> impl Strategy<Value = Vec<(String, String)>> {
+fn extra_params(
+    max: usize,
+    names: impl Strategy<Value = String>,
+    values: impl Strategy<Value = String>,
+) -> impl Strategy<Value = Vec<(String, String)>> {
     prop::collection::btree_map(names, values, 0..max)
         .prop_map(|m| m.into_iter().filter(|(k, _)| !TAKEN.contains(&k.as_str())).collect::<Vec<_>>())
 }
 
 fn is_signature_error(code: &str) -> bool {
-    matches!(code, "SignatureDoesNotMatch" | "IncompleteSignature" | "InvalidAccessKeyId.NotFound" | "SignatureNonceUsed")
+    matches!(
+        code,
+        "SignatureDoesNotMatch" | "IncompleteSignature" | "InvalidAccessKeyId.NotFound" | "SignatureNonceUsed"
+    )
 }
 
 // ---- Every byte value ---------------------------------------------------------------------------
@@ -162,7 +186,10 @@ fn every_byte_value_in_names_and_values_verifies_in_the_simulator() {
             ("as a value", vec![("Everything".to_string(), all.clone())]),
             ("as a name", vec![(format!("X{all}"), "v".to_string())]),
             ("as both", vec![(all.clone(), all.clone())]),
-            ("one parameter per character", all.chars().collect::<BTreeSet<char>>().into_iter().map(|c| (format!("K{c}"), c.to_string())).collect()),
+            (
+                "one parameter per character",
+                all.chars().collect::<BTreeSet<char>>().into_iter().map(|c| (format!("K{c}"), c.to_string())).collect(),
+            ),
         ] {
             let (status, code) = send_signed(url, &extra, None).await;
             assert_eq!((status, code.as_str()), (200, ""), "every byte value {what}");
@@ -350,13 +377,18 @@ async fn answer_once(status: u16, header: Option<String>, body: Vec<u8>) -> (Str
             request.extend_from_slice(&buf[..n]);
             if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-                let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
                 if request.len() >= end + 4 + length {
                     break;
                 }
             }
         }
-        let mut response = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        let mut response =
+            format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
         if let Some(h) = header {
             response.push_str(&format!("x-ratelimit-user-api: {h}\r\n"));
         }
@@ -398,7 +430,13 @@ fn check_error(e: &CloudError, status: u16, success_status: bool) -> Result<(), 
     prop_assert!(!e.code().is_empty());
     if success_status {
         // An unreadable success may have taken effect: retry with the same token, never give up.
-        prop_assert!(e.class() == ErrorClass::Transient && e.is_ambiguous(), "HTTP {}: {} is {:?}", status, e, e.class());
+        prop_assert!(
+            e.class() == ErrorClass::Transient && e.is_ambiguous(),
+            "HTTP {}: {} is {:?}",
+            status,
+            e,
+            e.class()
+        );
     }
     if status >= 500 && !matches!(e, CloudError::Api { .. }) {
         prop_assert_eq!(e.class(), ErrorClass::Transient);

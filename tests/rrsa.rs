@@ -33,18 +33,23 @@ impl Sim {
         self.admin(reqwest::Method::GET, "sts/credentials", json!({})).await.as_array().unwrap().clone()
     }
 
-
     /// Sleeps until the STS credentials with this key have `left` of their validity remaining.
     async fn sleep_until_left(&self, access_key_id: &str, left_ms: i64) {
         let issued = self.issued().await;
         let entry = issued.iter().find(|i| i["accessKeyId"] == access_key_id).expect("issued by this simulator");
         let expiration = chrono::DateTime::parse_from_rfc3339(entry["expiration"].as_str().unwrap()).unwrap();
-        let wait = expiration.with_timezone(&chrono::Utc) - chrono::Duration::milliseconds(left_ms) - chrono::Utc::now();
+        let wait =
+            expiration.with_timezone(&chrono::Utc) - chrono::Duration::milliseconds(left_ms) - chrono::Utc::now();
         tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
     }
 
     fn sts_config(&self, refresh_before: Duration) -> StsConfig {
-        StsConfig { endpoint_override: Some(self.url.clone()), allow_insecure_endpoint: true, refresh_before, ..StsConfig::default() }
+        StsConfig {
+            endpoint_override: Some(self.url.clone()),
+            allow_insecure_endpoint: true,
+            refresh_before,
+            ..StsConfig::default()
+        }
     }
 
     fn provider(&self, token_file: &Path, refresh_before: Duration) -> Arc<RrsaCredentials> {
@@ -52,7 +57,11 @@ impl Sim {
     }
 
     fn client(&self, credentials: Arc<dyn CredentialProvider>) -> VpcClient {
-        let config = ClientConfig { endpoint_override: Some(self.url.clone()), allow_insecure_endpoint: true, timeout: Duration::from_secs(5) };
+        let config = ClientConfig {
+            endpoint_override: Some(self.url.clone()),
+            allow_insecure_endpoint: true,
+            timeout: Duration::from_secs(5),
+        };
         VpcClient::new(config, credentials).unwrap()
     }
 }
@@ -174,7 +183,11 @@ async fn a_token_the_cloud_refuses_early_is_replaced_at_the_next_call() {
     let first = provider.credentials().await.unwrap().access_key_id;
     assert_eq!(provider.credentials().await.unwrap().access_key_id, first, "cached while valid");
     provider.token_refused("STS.someone-else");
-    assert_eq!(provider.credentials().await.unwrap().access_key_id, first, "a refusal of other credentials changes nothing");
+    assert_eq!(
+        provider.credentials().await.unwrap().access_key_id,
+        first,
+        "a refusal of other credentials changes nothing"
+    );
     provider.token_refused(&first);
     let second = provider.credentials().await.unwrap().access_key_id;
     assert_ne!(second, first, "fresh credentials after the refusal");
@@ -195,7 +208,9 @@ async fn short_lived_credentials_are_renewed_before_they_expire() {
             tokio::spawn(async move {
                 let mut calls = 0u64;
                 while started.elapsed() < Duration::from_secs(9) {
-                    describe(&client).await.unwrap_or_else(|e| panic!("a call failed after {:?}: {e}", started.elapsed()));
+                    describe(&client)
+                        .await
+                        .unwrap_or_else(|e| panic!("a call failed after {:?}: {e}", started.elapsed()));
                     calls += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -216,7 +231,10 @@ async fn short_lived_credentials_are_renewed_before_they_expire() {
     // Nine seconds of 3 s credentials renewed every ~1.5 s: about six; not one per call.
     assert!((4..=12).contains(&renewals), "{renewals} AssumeRoleWithOIDC for {calls} calls");
     let issued = sim.issued().await;
-    assert!(issued.iter().filter(|i| i["expired"] == true).count() >= 3, "the run spanned several expiries: {issued:?}");
+    assert!(
+        issued.iter().filter(|i| i["expired"] == true).count() >= 3,
+        "the run spanned several expiries: {issued:?}"
+    );
     let authenticated: u64 = issued.iter().map(|i| i["calls"].as_u64().unwrap()).sum();
     assert_eq!(authenticated, calls, "every call went out with STS credentials");
     // Each renewal came well before the credentials it replaced expired: at half their life, which
@@ -252,7 +270,11 @@ async fn a_rotated_token_file_is_read_again_at_refresh() {
     let second = provider.credentials().await.unwrap().access_key_id;
     assert_ne!(first, second, "the credentials were renewed");
     assert_eq!(sim.count("AssumeRoleWithOIDC", "Success").await, 2);
-    assert_eq!(sim.count("AssumeRoleWithOIDC", "AuthenticationFail.OIDCToken.Invalid").await, 1, "only the stale provider was refused");
+    assert_eq!(
+        sim.count("AssumeRoleWithOIDC", "AuthenticationFail.OIDCToken.Invalid").await,
+        1,
+        "only the stale provider was refused"
+    );
 }
 
 #[tokio::test]
@@ -281,7 +303,11 @@ async fn valid_credentials_serve_while_sts_fails_and_then_the_failure_shows() {
     describe(&client).await.unwrap();
     assert_ne!(provider.credentials().await.unwrap().access_key_id, first);
     let counters = sim.counters().await;
-    assert_eq!(counters["DescribeEipSegment"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["Success"], "{counters}");
+    assert_eq!(
+        counters["DescribeEipSegment"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["Success"],
+        "{counters}"
+    );
 }
 
 #[tokio::test]
@@ -300,11 +326,21 @@ async fn refusals_are_terminal_and_say_why() {
         ("other audience", jwt(other_audience), ROLE, PROVIDER, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
         ("unknown role", good.clone(), "acs:ram::1234567890123456:role/nobody", PROVIDER, "EntityNotExist.Role"),
         ("malformed role", good.clone(), "eipsegment-operator", PROVIDER, "InvalidParameter.RoleArn"),
-        ("unknown provider", good.clone(), ROLE, "acs:ram::1234567890123456:oidc-provider/other", "AuthenticationFail.NoPermission"),
+        (
+            "unknown provider",
+            good.clone(),
+            ROLE,
+            "acs:ram::1234567890123456:oidc-provider/other",
+            "AuthenticationFail.NoPermission",
+        ),
     ];
     for (what, token, role, provider, code) in cases {
         let file = TokenFile::new(&token);
-        let settings = RrsaSettings { role_arn: role.into(), oidc_provider_arn: provider.into(), ..settings(&sim.url, &file.path) };
+        let settings = RrsaSettings {
+            role_arn: role.into(),
+            oidc_provider_arn: provider.into(),
+            ..settings(&sim.url, &file.path)
+        };
         let rrsa = RrsaCredentials::new(settings, sim.sts_config(Duration::from_secs(180))).unwrap();
         let e = describe(&sim.client(Arc::new(rrsa))).await.unwrap_err();
         assert!(matches!(e, CloudError::Sts { .. }), "{what}: {e:?}");
@@ -318,7 +354,10 @@ async fn refusals_are_terminal_and_say_why() {
     }
     let counters = sim.counters().await;
     assert!(counters.get("DescribeEipSegment").is_none(), "no VPC call went out without credentials: {counters}");
-    assert_eq!(counters["AssumeRoleWithOIDC"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 7);
+    assert_eq!(
+        counters["AssumeRoleWithOIDC"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        7
+    );
 }
 
 #[tokio::test]
@@ -335,7 +374,8 @@ async fn an_unreachable_or_slow_sts_is_a_passing_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let nowhere = RrsaCredentials::new(settings(&closed, &token.path), sim.sts_config(Duration::from_secs(180))).unwrap();
+    let nowhere =
+        RrsaCredentials::new(settings(&closed, &token.path), sim.sts_config(Duration::from_secs(180))).unwrap();
     let e = nowhere.credentials().await.unwrap_err();
     assert_eq!((e.code(), e.class()), ("ConnectionFailed", ErrorClass::Transient), "{e}");
 }
@@ -364,7 +404,11 @@ impl Captured {
 async fn secrets_stay_out_of_debug_output_errors_and_logs() {
     let log = Captured::default();
     let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let sim = Sim::start(&["--rrsa-credential-seconds", "2"]).await;
@@ -401,7 +445,10 @@ async fn secrets_stay_out_of_debug_output_errors_and_logs() {
     shown.extend([e.to_string(), format!("{e:?}"), format!("{provider:?}")]);
 
     let logged = log.text();
-    assert!(logged.contains("obtained STS credentials") && logged.contains(&creds.access_key_id), "the log was captured:\n{logged}");
+    assert!(
+        logged.contains("obtained STS credentials") && logged.contains(&creds.access_key_id),
+        "the log was captured:\n{logged}"
+    );
     shown.push(logged);
     let payload = |jwt: &str| jwt.split('.').nth(1).unwrap().to_string();
     let (first_payload, expired_payload) = (payload(&oidc_token), payload(&expired_token));
@@ -426,14 +473,18 @@ async fn the_default_chain_takes_access_keys_then_rrsa_then_nothing() {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         credentials::chain_from(sim.sts_config(Duration::from_secs(180)), move |name| vars.get(name).cloned())
     };
-    let rrsa = [(sts::ENV_ROLE_ARN, ROLE), (sts::ENV_OIDC_PROVIDER_ARN, PROVIDER), (sts::ENV_OIDC_TOKEN_FILE, file.as_str())];
+    let rrsa =
+        [(sts::ENV_ROLE_ARN, ROLE), (sts::ENV_OIDC_PROVIDER_ARN, PROVIDER), (sts::ENV_OIDC_TOKEN_FILE, file.as_str())];
 
     let from_rrsa = chain(&rrsa).unwrap();
     assert!(from_rrsa.credentials().await.unwrap().access_key_id.starts_with("STS."));
     describe(&sim.client(from_rrsa)).await.unwrap();
 
     let mut both = rrsa.to_vec();
-    both.extend([(credentials::ENV_ACCESS_KEY_ID, simulator::DEFAULT_ACCESS_KEY_ID), (credentials::ENV_ACCESS_KEY_SECRET, simulator::DEFAULT_ACCESS_KEY_SECRET)]);
+    both.extend([
+        (credentials::ENV_ACCESS_KEY_ID, simulator::DEFAULT_ACCESS_KEY_ID),
+        (credentials::ENV_ACCESS_KEY_SECRET, simulator::DEFAULT_ACCESS_KEY_SECRET),
+    ]);
     let from_keys = chain(&both).unwrap();
     assert_eq!(from_keys.credentials().await.unwrap().access_key_id, simulator::DEFAULT_ACCESS_KEY_ID);
     assert_eq!(sim.count("AssumeRoleWithOIDC", "Success").await, 1, "access keys win without asking STS");

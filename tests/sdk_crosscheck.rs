@@ -32,7 +32,9 @@ fn cache_root() -> PathBuf {
     if let Some(root) = std::env::var_os("EIPSEG_CACHE").filter(|v| !v.is_empty()) {
         return PathBuf::from(root);
     }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).expect("neither EIPSEG_CACHE nor HOME is set: no place for the SDK venv");
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .expect("neither EIPSEG_CACHE nor HOME is set: no place for the SDK venv");
     PathBuf::from(home).join(".cache/eipsegment-operator")
 }
 
@@ -68,7 +70,11 @@ fn run_bounded(cmd: &mut Command, timeout: Duration, what: &str) -> (bool, Strin
     };
     let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
     match status {
-        Some(s) => (s.success(), stdout, format!("{stderr}{}", if s.success() { String::new() } else { format!("\n[{what}: {s}]") })),
+        Some(s) => (
+            s.success(),
+            stdout,
+            format!("{stderr}{}", if s.success() { String::new() } else { format!("\n[{what}: {s}]") }),
+        ),
         None => (false, stdout, format!("{stderr}\n[{what}: killed after {timeout:?}]")),
     }
 }
@@ -86,7 +92,12 @@ fn sdk_python() -> PathBuf {
 
     // Serialise concurrent creators (two test processes) on a lock file beside the venv.
     let lock_path = root.join(format!("sdk-venv-{}.lock", &digest[..12]));
-    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
     lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
 
     if python.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == digest) {
@@ -94,11 +105,20 @@ fn sdk_python() -> PathBuf {
     }
     // Absent, or left half-made by an interrupted install: start afresh.
     if venv.exists() {
-        std::fs::remove_dir_all(&venv).unwrap_or_else(|e| panic!("cannot remove the incomplete venv {}: {e}", venv.display()));
+        std::fs::remove_dir_all(&venv)
+            .unwrap_or_else(|e| panic!("cannot remove the incomplete venv {}: {e}", venv.display()));
     }
     let interpreter = std::env::var("EIPSEG_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!("sdk_crosscheck: creating {} with {interpreter} -m venv and pip install -r {}", venv.display(), reqs.display());
-    let (ok, out, err) = run_bounded(Command::new(&interpreter).arg("-m").arg("venv").arg(&venv), Duration::from_secs(300), "python3 -m venv");
+    eprintln!(
+        "sdk_crosscheck: creating {} with {interpreter} -m venv and pip install -r {}",
+        venv.display(),
+        reqs.display()
+    );
+    let (ok, out, err) = run_bounded(
+        Command::new(&interpreter).arg("-m").arg("venv").arg(&venv),
+        Duration::from_secs(300),
+        "python3 -m venv",
+    );
     assert!(ok, "creating the SDK venv failed ({interpreter} -m venv {}):\n{out}\n{err}", venv.display());
     let (ok, out, err) = run_bounded(
         Command::new(&python).args(["-m", "pip", "install", "--no-input", "-r"]).arg(&reqs),
@@ -219,20 +239,34 @@ fn official_sdks_drive_the_simulator() {
             .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
             .env("PYTHONDONTWRITEBYTECODE", "1");
         let (ok, out, err) = run_bounded(&mut cmd, DRIVER_TIMEOUT, &format!("drive_simulator.py --sdk {sdk}"));
-        let context = || format!("--- stdout ---\n{out}\n--- stderr ---\n{err}\n--- simulator stderr ---\n{}", sim.stderr());
+        let context =
+            || format!("--- stdout ---\n{out}\n--- stderr ---\n{err}\n--- simulator stderr ---\n{}", sim.stderr());
         assert!(ok, "the {sdk} SDK driver failed:\n{}", context());
 
         let lines: Vec<Value> = out
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{sdk}: driver line is not JSON ({e}): {l}\n{}", context())))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{sdk}: driver line is not JSON ({e}): {l}\n{}", context()))
+            })
             .collect();
         let failed: Vec<&Value> = lines.iter().filter(|l| l["ok"] != Value::Bool(true)).collect();
         assert!(failed.is_empty(), "{sdk}: failed checks {failed:?}\n{}", context());
         let checks: Vec<&str> = lines.iter().filter_map(|l| l["check"].as_str()).collect();
         for want in [
-            "allocate", "describe-allocating", "poll-allocated", "allocate-idempotent-repeat", "describe-members", "release",
-            "describe-releasing", "poll-gone", "tampered-secret", "unknown-access-key", "release-prepaid", "all",
+            "allocate",
+            "describe-allocating",
+            "poll-allocated",
+            "allocate-idempotent-repeat",
+            "describe-members",
+            "release",
+            "describe-releasing",
+            "poll-gone",
+            "tampered-secret",
+            "unknown-access-key",
+            "release-prepaid",
+            "all",
         ] {
             assert!(checks.contains(&want), "{sdk}: check {want:?} missing from the driver's output\n{}", context());
         }
@@ -248,10 +282,19 @@ fn official_sdks_drive_the_simulator() {
         }
         for ((action, outcome), range) in &expected {
             let n = seen.get(&(action.to_string(), outcome.to_string())).copied().unwrap_or(0);
-            assert!(range.contains(&n), "{sdk}: simulator counted {n} {action}/{outcome}, want {range:?}; counters {counters}\n{}", context());
+            assert!(
+                range.contains(&n),
+                "{sdk}: simulator counted {n} {action}/{outcome}, want {range:?}; counters {counters}\n{}",
+                context()
+            );
         }
-        let unexpected: Vec<_> = seen.iter().filter(|((a, o), _)| !expected.contains_key(&(a.as_str(), o.as_str()))).collect();
-        assert!(unexpected.is_empty(), "{sdk}: unexpected simulator outcomes {unexpected:?}; counters {counters}\n{}", context());
+        let unexpected: Vec<_> =
+            seen.iter().filter(|((a, o), _)| !expected.contains_key(&(a.as_str(), o.as_str()))).collect();
+        assert!(
+            unexpected.is_empty(),
+            "{sdk}: unexpected simulator outcomes {unexpected:?}; counters {counters}\n{}",
+            context()
+        );
         eprintln!("sdk_crosscheck: {sdk} ok, counters {counters}");
     }
 }

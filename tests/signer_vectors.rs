@@ -89,7 +89,14 @@ fn signer_matches_official_sdk_vectors() {
                 };
                 let canonical = request.canonical_request();
                 check(&mut failures, name, description, "v3 canonical request", expected_canonical_request, &canonical);
-                check(&mut failures, name, description, "v3 string to sign", expected_string_to_sign, &request.string_to_sign());
+                check(
+                    &mut failures,
+                    name,
+                    description,
+                    "v3 string to sign",
+                    expected_string_to_sign,
+                    &request.string_to_sign(),
+                );
                 check(&mut failures, name, description, "v3 signature", expected_signature, &request.signature(secret));
                 check(
                     &mut failures,

@@ -146,7 +146,11 @@ impl VpcClient {
     }
 
     /// Allocates under a place already taken within the client-side rate.
-    pub async fn allocate_admitted(&self, request: &AllocateRequest, _admission: Admission) -> Result<AllocateResponse, CloudError> {
+    pub async fn allocate_admitted(
+        &self,
+        request: &AllocateRequest,
+        _admission: Admission,
+    ) -> Result<AllocateResponse, CloudError> {
         self.call_admitted(Action::AllocateEipSegmentAddress, &request.region_id, request.params(), true).await
     }
 
@@ -203,11 +207,23 @@ impl VpcClient {
     }
 
     /// Asks for the release under a place already taken within the client-side rate.
-    pub async fn release_admitted(&self, region: &str, segment_id: &str, client_token: &str, _admission: Admission) -> Result<String, CloudError> {
+    pub async fn release_admitted(
+        &self,
+        region: &str,
+        segment_id: &str,
+        client_token: &str,
+        _admission: Admission,
+    ) -> Result<String, CloudError> {
         self.send_release(region, segment_id, client_token, true).await
     }
 
-    async fn send_release(&self, region: &str, segment_id: &str, client_token: &str, admitted: bool) -> Result<String, CloudError> {
+    async fn send_release(
+        &self,
+        region: &str,
+        segment_id: &str,
+        client_token: &str,
+        admitted: bool,
+    ) -> Result<String, CloudError> {
         let params = vec![
             ("RegionId", region.to_string()),
             ("SegmentInstanceId", segment_id.to_string()),
@@ -236,7 +252,11 @@ impl VpcClient {
     }
 
     /// The member EIPs of a segment (to name the one that blocks a release).
-    pub async fn describe_segment_members(&self, region: &str, segment_id: &str) -> Result<Vec<EipAddress>, CloudError> {
+    pub async fn describe_segment_members(
+        &self,
+        region: &str,
+        segment_id: &str,
+    ) -> Result<Vec<EipAddress>, CloudError> {
         let mut all = Vec::new();
         for page_number in 1.. {
             let params = vec![
@@ -317,8 +337,11 @@ impl VpcClient {
         }
         all.extend(params);
         all.retain(|(_, v)| !v.is_empty());
-        let signature =
-            signer::rpc_signature("POST", all.iter().map(|(k, v)| (*k, v.as_str())), credentials.access_key_secret.expose());
+        let signature = signer::rpc_signature(
+            "POST",
+            all.iter().map(|(k, v)| (*k, v.as_str())),
+            credentials.access_key_secret.expose(),
+        );
         all.push(("Signature", signature));
         let body = all
             .iter()
@@ -365,7 +388,12 @@ impl VpcClient {
 
 /// What an answer means: the typed body, or the error it carries. Any bytes give a value, never a
 /// panic.
-pub fn read_answer<T: DeserializeOwned>(action: Action, status: u16, retry_after: Option<Duration>, bytes: &[u8]) -> Result<T, CloudError> {
+pub fn read_answer<T: DeserializeOwned>(
+    action: Action,
+    status: u16,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+) -> Result<T, CloudError> {
     if (200..300).contains(&status) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
             if let Some(id) = v.get("RequestId").and_then(|v| v.as_str()) {
@@ -478,16 +506,26 @@ mod tests {
             ".{0,12}".prop_map(serde_json::Value::from),
         ];
         let keys = prop_oneof![
-            Just("RequestId".to_string()), Just("Code".to_string()), Just("Message".to_string()),
-            Just("EipSegments".to_string()), Just("EipSegment".to_string()), Just("InstanceId".to_string()),
-            Just("Status".to_string()), Just("IpCount".to_string()), Just("TotalCount".to_string()),
-            Just("EipAddresses".to_string()), Just("EipAddress".to_string()), Just("EipSegmentInstanceId".to_string()),
-            Just("OrderId".to_string()), "[A-Za-z]{1,8}",
+            Just("RequestId".to_string()),
+            Just("Code".to_string()),
+            Just("Message".to_string()),
+            Just("EipSegments".to_string()),
+            Just("EipSegment".to_string()),
+            Just("InstanceId".to_string()),
+            Just("Status".to_string()),
+            Just("IpCount".to_string()),
+            Just("TotalCount".to_string()),
+            Just("EipAddresses".to_string()),
+            Just("EipAddress".to_string()),
+            Just("EipSegmentInstanceId".to_string()),
+            Just("OrderId".to_string()),
+            "[A-Za-z]{1,8}",
         ];
         leaf.prop_recursive(4, 48, 6, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-                prop::collection::btree_map(keys.clone(), inner, 0..5).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(keys.clone(), inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
     }

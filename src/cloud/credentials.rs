@@ -95,7 +95,10 @@ pub fn default_chain(sts: StsConfig) -> Result<Arc<dyn CredentialProvider>, Stri
 }
 
 /// [`default_chain`] over any source of variables.
-pub fn chain_from(sts: StsConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Arc<dyn CredentialProvider>, String> {
+pub fn chain_from(
+    sts: StsConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn CredentialProvider>, String> {
     if let Some(c) = Credentials::from_lookup(&lookup) {
         return Ok(Arc::new(StaticCredentials(c)));
     }

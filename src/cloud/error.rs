@@ -82,7 +82,10 @@ pub fn classify(code: &str, http_status: u16) -> Classification {
         "Forbidden.RAM" | "Forbidden.AccessKeyDisabled" | "Forbidden.NoPermission" => {
             c(Terminal, "the RAM identity lacks permission for this action: grant it in the RAM policy")
         }
-        "Forbidden.RegionNotFound" | "InvalidRegion.NotSupport" | "InvalidRegionId.NotFound" | "InvalidRegionId.Malformed" => {
+        "Forbidden.RegionNotFound"
+        | "InvalidRegion.NotSupport"
+        | "InvalidRegionId.NotFound"
+        | "InvalidRegionId.Malformed" => {
             c(Terminal, "the region is unknown or does not offer EIP segments: fix spec.regionId")
         }
         "InvalidParameter" | "MissingParameter" | "InvalidParameter.Mask" | "InvalidParameter.Bandwidth" => {
@@ -98,7 +101,9 @@ pub fn classify(code: &str, http_status: u16) -> Classification {
         "InvalidAccessKeyId.NotFound" | "InvalidAccessKeyId.Inactive" | "InvalidAccessKeyId" => {
             c(Terminal, "the AccessKeyId is unknown or disabled: check the credentials")
         }
-        "InvalidSecurityToken.Expired" | "InvalidSecurityToken.Malformed" | "InvalidSecurityToken.MismatchWithAccessKey" => {
+        "InvalidSecurityToken.Expired"
+        | "InvalidSecurityToken.Malformed"
+        | "InvalidSecurityToken.MismatchWithAccessKey" => {
             c(Terminal, "the STS security token is expired or invalid: check the credential source")
         }
         "InvalidTimeStamp.Expired" | "InvalidTimeStamp.Format" => {
@@ -109,17 +114,25 @@ pub fn classify(code: &str, http_status: u16) -> Classification {
         "Throttling" | "Throttling.User" | "Throttling.Api" | "Throttling.Resource" => {
             c(Transient, "the cloud is throttling requests; retrying with backoff")
         }
-        "TaskConflict.AssociateGlobalAccelerationInstance" => c(Transient, "the cloud reports operations too frequent; retrying later"),
-        "OperationFailed.LastTokenProcessing" => c(Transient, "the previous request with this client token is still being processed"),
+        "TaskConflict.AssociateGlobalAccelerationInstance" => {
+            c(Transient, "the cloud reports operations too frequent; retrying later")
+        }
+        "OperationFailed.LastTokenProcessing" => {
+            c(Transient, "the previous request with this client token is still being processed")
+        }
         "IncorrectEipStatus" | "IncorrectStatus" | "IncorrectEipStatus.EipSegment" => {
             c(Transient, "a member EIP is changing state; retrying when it settles")
         }
-        "OperationConflict" | "SystemBusy" | "ServiceUnavailable" | "InternalError" | "UnknownError" | "ReserveIpFail"
-        | "SignatureNonceUsed" => c(Transient, "the cloud reported a passing failure; retrying with backoff"),
+        "OperationConflict" | "SystemBusy" | "ServiceUnavailable" | "InternalError" | "UnknownError"
+        | "ReserveIpFail" | "SignatureNonceUsed" => {
+            c(Transient, "the cloud reported a passing failure; retrying with backoff")
+        }
         code if code.starts_with("TaskConflict") || code.starts_with("Throttling") => {
             c(Transient, "the cloud reports a conflicting task; retrying later")
         }
-        _ if http_status >= 500 || http_status == 429 => c(Transient, "the cloud reported a server error; retrying with backoff"),
+        _ if http_status >= 500 || http_status == 429 => {
+            c(Transient, "the cloud reported a server error; retrying with backoff")
+        }
         _ => c(Terminal, "the cloud rejected the request: see the error code"),
     }
 }
@@ -164,15 +177,22 @@ impl CloudError {
     pub fn classification(&self) -> Classification {
         match self {
             CloudError::Api { code, http_status, .. } => classify(code, *http_status),
-            CloudError::Timeout { .. } => c(ErrorClass::Transient, "the call timed out; retrying with the same client token"),
+            CloudError::Timeout { .. } => {
+                c(ErrorClass::Transient, "the call timed out; retrying with the same client token")
+            }
             CloudError::Connect { .. } | CloudError::Transport { .. } => {
                 c(ErrorClass::Transient, "the endpoint could not be reached; retrying with the same client token")
             }
             CloudError::Malformed { .. } => c(ErrorClass::Transient, "the cloud's answer could not be read; retrying"),
-            CloudError::Credentials(_) => c(ErrorClass::Terminal, "no usable credentials: check the credential configuration"),
+            CloudError::Credentials(_) => {
+                c(ErrorClass::Terminal, "no usable credentials: check the credential configuration")
+            }
             CloudError::Sts { http_status, code, .. } => match crate::cloud::sts::sts_error_class(*http_status, code) {
                 ErrorClass::Transient => c(ErrorClass::Transient, "STS is failing for now; retrying"),
-                class => c(class, "RRSA could not assume the role: check the RAM role's trust policy, the OIDC provider and the pod's token"),
+                class => c(
+                    class,
+                    "RRSA could not assume the role: check the RAM role's trust policy, the OIDC provider and the pod's token",
+                ),
             },
         }
     }
@@ -216,7 +236,9 @@ impl CloudError {
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            CloudError::Api { request_id, .. } | CloudError::Sts { request_id, .. } if !request_id.is_empty() => Some(request_id),
+            CloudError::Api { request_id, .. } | CloudError::Sts { request_id, .. } if !request_id.is_empty() => {
+                Some(request_id)
+            }
             _ => None,
         }
     }

@@ -53,7 +53,8 @@ impl RateLimits {
         let mut per_action = HashMap::new();
         for (action, rate) in rates {
             let invalid = || InvalidRate { action: *action, rate: *rate };
-            let period = Duration::try_from_secs_f64(1.0 / rate.per_second).ok().filter(|p| !p.is_zero()).ok_or_else(invalid)?;
+            let period =
+                Duration::try_from_secs_f64(1.0 / rate.per_second).ok().filter(|p| !p.is_zero()).ok_or_else(invalid)?;
             let burst = NonZeroU32::new(rate.burst).ok_or_else(invalid)?;
             let quota = Quota::with_period(period).ok_or_else(invalid)?.allow_burst(burst);
             per_action.insert(*action, (Arc::new(RateLimiter::keyed(quota)), period));
@@ -80,7 +81,9 @@ impl RateLimits {
         }
         match self.per_action.get(&action) {
             None => Ok(()),
-            Some((limiter, _)) => limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+            Some((limiter, _)) => {
+                limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            }
         }
     }
 
@@ -116,7 +119,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_then_the_sustained_rate() {
-        let limits = RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 10.0, burst: 3 })]).unwrap();
+        let limits =
+            RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 10.0, burst: 3 })]).unwrap();
         let started = std::time::Instant::now();
         for _ in 0..3 {
             limits.wait(Action::ReleaseEipSegmentAddress, "ak", "cn-hangzhou").await;
@@ -136,7 +140,8 @@ mod tests {
 
     #[tokio::test]
     async fn trying_takes_a_place_or_says_how_long() {
-        let limits = RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 2.0, burst: 1 })]).unwrap();
+        let limits =
+            RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 2.0, burst: 1 })]).unwrap();
         assert_eq!(limits.try_acquire(Action::ReleaseEipSegmentAddress, "ak", "r"), Ok(()));
         let wait = limits.try_acquire(Action::ReleaseEipSegmentAddress, "ak", "r").unwrap_err();
         assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");

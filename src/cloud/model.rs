@@ -285,8 +285,10 @@ mod tests {
 
     #[test]
     fn order_id_is_string_or_number() {
-        let a: AllocateResponse = serde_json::from_str(r#"{"EipSegmentInstanceId":"eipsg-1","OrderId":20190000}"#).unwrap();
-        let b: AllocateResponse = serde_json::from_str(r#"{"EipSegmentInstanceId":"eipsg-1","OrderId":"20190000"}"#).unwrap();
+        let a: AllocateResponse =
+            serde_json::from_str(r#"{"EipSegmentInstanceId":"eipsg-1","OrderId":20190000}"#).unwrap();
+        let b: AllocateResponse =
+            serde_json::from_str(r#"{"EipSegmentInstanceId":"eipsg-1","OrderId":"20190000"}"#).unwrap();
         assert_eq!(a.order_id, b.order_id);
     }
 }

@@ -79,14 +79,18 @@ impl RrsaSettings {
         Self::from_lookup(config, |name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup(config: &StsConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<RrsaSettings>, String> {
+    pub fn from_lookup(
+        config: &StsConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<RrsaSettings>, String> {
         let var = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let required = [ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE];
         let (role_arn, oidc_provider_arn, token_file) = match required.map(var) {
             [Some(role), Some(provider), Some(file)] => (role, provider, file),
             [None, None, None] => return Ok(None),
             partial => {
-                let missing: Vec<&str> = required.iter().zip(&partial).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+                let missing: Vec<&str> =
+                    required.iter().zip(&partial).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
                 return Err(format!("RRSA is partly configured: {} not set", missing.join(", ")));
             }
         };
@@ -182,8 +186,15 @@ pub struct RrsaCredentials {
 
 impl fmt::Debug for RrsaCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cached = self.state.try_lock().ok().and_then(|s| s.cached.as_ref().map(|c| (c.credentials.access_key_id.clone(), c.expiration)));
-        f.debug_struct("RrsaCredentials").field("settings", &self.settings).field("cached", &cached).finish_non_exhaustive()
+        let cached = self
+            .state
+            .try_lock()
+            .ok()
+            .and_then(|s| s.cached.as_ref().map(|c| (c.credentials.access_key_id.clone(), c.expiration)));
+        f.debug_struct("RrsaCredentials")
+            .field("settings", &self.settings)
+            .field("cached", &cached)
+            .finish_non_exhaustive()
     }
 }
 
@@ -223,7 +234,9 @@ pub fn sts_error_class(http_status: u16, code: &str) -> ErrorClass {
 fn endpoint_url(endpoint: &str, allow_insecure: bool) -> Result<String, String> {
     let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("https://{endpoint}") };
     if url.starts_with("http://") && !allow_insecure {
-        return Err(format!("STS endpoint {endpoint:?} is plain http: allow it explicitly (for a simulator or a test) or use https"));
+        return Err(format!(
+            "STS endpoint {endpoint:?} is plain http: allow it explicitly (for a simulator or a test) or use https"
+        ));
     }
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(format!("STS endpoint {endpoint:?} is not an http(s) URL"));
@@ -280,8 +293,9 @@ impl RrsaCredentials {
             ("RoleSessionName", self.settings.session_name.clone()),
             ("DurationSeconds", self.config.duration_seconds.to_string()),
         ];
-        let encode =
-            |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| format!("{k}={}", signer::percent_encode(v))).collect::<Vec<_>>().join("&");
+        let encode = |pairs: &[(&str, String)]| {
+            pairs.iter().map(|(k, v)| format!("{k}={}", signer::percent_encode(v))).collect::<Vec<_>>().join("&")
+        };
         let response = self
             .http
             .post(format!("{}/?{}", self.settings.endpoint, encode(&query)))
@@ -291,7 +305,13 @@ impl RrsaCredentials {
             .send()
             .await
             .map_err(|e| {
-                let code = if e.is_timeout() { "Timeout" } else if e.is_connect() { "ConnectionFailed" } else { "TransportError" };
+                let code = if e.is_timeout() {
+                    "Timeout"
+                } else if e.is_connect() {
+                    "ConnectionFailed"
+                } else {
+                    "TransportError"
+                };
                 sts_error(0, code, format!("{e} (after at most {:?})", self.config.timeout), "")
             })?;
         let status = response.status().as_u16();
@@ -306,10 +326,16 @@ impl RrsaCredentials {
             }
             return Err(sts_error(status, &code, message, &body.request_id));
         }
-        let body: AssumeRoleBody = serde_json::from_slice(&bytes)
-            .map_err(|e| sts_error(status, "MalformedResponse", format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e)), ""))?;
-        let expiration =
-            parse_expiration(&body.credentials.expiration).map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
+        let body: AssumeRoleBody = serde_json::from_slice(&bytes).map_err(|e| {
+            sts_error(
+                status,
+                "MalformedResponse",
+                format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e)),
+                "",
+            )
+        })?;
+        let expiration = parse_expiration(&body.credentials.expiration)
+            .map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
         let credentials = Credentials {
             access_key_id: body.credentials.access_key_id,
             access_key_secret: Secret::new(body.credentials.access_key_secret),
@@ -386,7 +412,11 @@ mod tests {
 
     fn cached(obtained: &str, expiration: &str) -> Cached {
         Cached {
-            credentials: Credentials { access_key_id: "STS.x".into(), access_key_secret: Secret::new("s"), security_token: Some(Secret::new("t")) },
+            credentials: Credentials {
+                access_key_id: "STS.x".into(),
+                access_key_secret: Secret::new("s"),
+                security_token: Some(Secret::new("t")),
+            },
             expiration: at(expiration),
             obtained: at(obtained),
         }
@@ -413,7 +443,8 @@ mod tests {
 
     #[test]
     fn after_a_failed_renewal_valid_credentials_serve_for_a_while() {
-        let mut state = State { cached: Some(cached("2026-11-26T18:00:00Z", "2026-11-26T19:00:00Z")), last_failure: None };
+        let mut state =
+            State { cached: Some(cached("2026-11-26T18:00:00Z", "2026-11-26T19:00:00Z")), last_failure: None };
         let before = Duration::from_secs(180);
         state.last_failure = Some(at("2026-11-26T18:58:00Z"));
         // Backoff: 18 s, capped at 10 s.
@@ -481,7 +512,10 @@ mod tests {
             assert_eq!(sts_error_class(401, terminal), ErrorClass::Terminal, "{terminal}");
         }
         let e = sts_error(401, "AuthenticationFail.OIDCToken.Expired", "This JsonWebToken is expired.", "R1");
-        assert_eq!((e.class(), e.code(), e.request_id()), (ErrorClass::Terminal, "AuthenticationFail.OIDCToken.Expired", Some("R1")));
+        assert_eq!(
+            (e.class(), e.code(), e.request_id()),
+            (ErrorClass::Terminal, "AuthenticationFail.OIDCToken.Expired", Some("R1"))
+        );
         assert_eq!(sts_error(0, "Timeout", "", "").class(), ErrorClass::Transient);
     }
 
@@ -500,7 +534,8 @@ mod tests {
         assert!(RrsaCredentials::new(settings("http://127.0.0.1:1", "/t"), StsConfig::default()).is_err());
         let allowed = StsConfig { allow_insecure_endpoint: true, ..StsConfig::default() };
         assert!(RrsaCredentials::new(settings("http://127.0.0.1:1", "/t"), allowed).is_ok());
-        let bare = RrsaCredentials::new(settings("sts-vpc.cn-beijing.aliyuncs.com/", "/t"), StsConfig::default()).unwrap();
+        let bare =
+            RrsaCredentials::new(settings("sts-vpc.cn-beijing.aliyuncs.com/", "/t"), StsConfig::default()).unwrap();
         assert_eq!(bare.settings().endpoint, "https://sts-vpc.cn-beijing.aliyuncs.com");
         assert!(RrsaCredentials::new(settings("ftp://sts", "/t"), StsConfig::default()).is_err());
         let short = StsConfig { duration_seconds: 899, ..StsConfig::default() };
@@ -509,20 +544,28 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_or_empty_token_file_is_a_clear_terminal_error() {
-        let provider = RrsaCredentials::new(settings("https://sts.aliyuncs.com", "/nonexistent/token"), StsConfig::default()).unwrap();
+        let provider =
+            RrsaCredentials::new(settings("https://sts.aliyuncs.com", "/nonexistent/token"), StsConfig::default())
+                .unwrap();
         let e = provider.credentials().await.unwrap_err();
         assert_eq!(e.class(), ErrorClass::Terminal);
         assert!(e.to_string().contains("/nonexistent/token"), "{e}");
 
         let empty = tempfile::NamedTempFile::new().unwrap();
-        let provider = RrsaCredentials::new(settings("https://sts.aliyuncs.com", empty.path().to_str().unwrap()), StsConfig::default()).unwrap();
+        let provider = RrsaCredentials::new(
+            settings("https://sts.aliyuncs.com", empty.path().to_str().unwrap()),
+            StsConfig::default(),
+        )
+        .unwrap();
         let e = provider.credentials().await.unwrap_err();
         assert!(e.to_string().contains("is empty"), "{e}");
     }
 
     #[test]
     fn shape_errors_do_not_quote_values() {
-        let parsed = serde_json::from_str::<StsCredentials>(r#"{"AccessKeyId":"STS.a","AccessKeySecret":12345678,"SecurityToken":"t","Expiration":"x"}"#);
+        let parsed = serde_json::from_str::<StsCredentials>(
+            r#"{"AccessKeyId":"STS.a","AccessKeySecret":12345678,"SecurityToken":"t","Expiration":"x"}"#,
+        );
         let Err(e) = parsed else { panic!("a number is not a secret string") };
         assert!(e.to_string().contains("12345678"), "serde quotes it: {e}");
         assert!(!shape_error(&e).contains("12345678"));

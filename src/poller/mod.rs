@@ -216,7 +216,14 @@ impl Poller {
 
     /// What the cloud last said about the segment, if that is recent enough to act on; otherwise
     /// `None`, and the object is woken once it is known. `drift`: keep checking it once settled.
-    pub fn look(self: &Arc<Self>, key: &Key, client: &VpcClient, segment_id: &str, target: WakeTarget, drift: bool) -> Option<Observation> {
+    pub fn look(
+        self: &Arc<Self>,
+        key: &Key,
+        client: &VpcClient,
+        segment_id: &str,
+        target: WakeTarget,
+        drift: bool,
+    ) -> Option<Observation> {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let scanned = st.scanned.remove(segment_id);
@@ -260,14 +267,24 @@ impl Poller {
 
     /// This operator's call started a change (its answer has arrived): earlier observations are
     /// stale, and the first look goes when such changes usually end.
-    pub fn changing(self: &Arc<Self>, key: &Key, client: &VpcClient, segment_id: &str, change: Change, target: WakeTarget) {
+    pub fn changing(
+        self: &Arc<Self>,
+        key: &Key,
+        client: &VpcClient,
+        segment_id: &str,
+        change: Change,
+        target: WakeTarget,
+    ) {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let now = Instant::now();
         // Until one such change has been seen to end, one segment (the first) is polled to learn
         // how long it takes; the others wait for that instead of each polling blindly.
         let scouted = !durations_of(&st, change).known()
-            && st.watched.iter().any(|(id, w)| id != segment_id && matches!(w.change, Some((c, _, true)) if c == change));
+            && st
+                .watched
+                .iter()
+                .any(|(id, w)| id != segment_id && matches!(w.change, Some((c, _, true)) if c == change));
         let (first_look, probe) = if scouted {
             (durations_of(&st, change).expected().saturating_mul(SCOUTED_WAIT_FACTOR), false)
         } else {
@@ -334,7 +351,10 @@ impl Poller {
                 let st = lock(&region.state);
                 let mut dues: Vec<Instant> = st.watched.values().filter_map(|w| w.due).collect();
                 dues.sort();
-                let first_looks = st.watched.values().any(|w| w.waiting && w.last.is_none() && w.change.is_none() && w.due.is_some_and(|d| d <= now));
+                let first_looks = st
+                    .watched
+                    .values()
+                    .any(|w| w.waiting && w.last.is_none() && w.change.is_none() && w.due.is_some_and(|d| d <= now));
                 let next = dues.first().copied().map(|d| st.paused_until.map_or(d, |p| d.max(p)));
                 let second = dues.iter().copied().find(|d| *d > now);
                 (next, first_looks, second)
@@ -357,7 +377,9 @@ impl Poller {
                 tokio::time::sleep(self.config.gather).await;
             } else {
                 let total = lock(&region.state).total;
-                if let Some(wait) = plan::hold_for(second.map(|s| s.saturating_duration_since(now)), total, self.config.hold) {
+                if let Some(wait) =
+                    plan::hold_for(second.map(|s| s.saturating_duration_since(now)), total, self.config.hold)
+                {
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -372,17 +394,21 @@ impl Poller {
         let drift_slack = now + self.config.drift / 10;
         let (client, due, by_id_only, vanishing, total) = {
             let st = lock(&region.state);
-            let mut due: Vec<String> = st.watched.iter().filter(|(_, w)| w.due.is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
+            let mut due: Vec<String> =
+                st.watched.iter().filter(|(_, w)| w.due.is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
             if !due.is_empty() {
                 let settled_soon = st
                     .watched
                     .iter()
-                    .filter(|(_, w)| w.change.is_none() && w.drift && w.due.is_some_and(|d| d > now && d <= drift_slack))
+                    .filter(|(_, w)| {
+                        w.change.is_none() && w.drift && w.due.is_some_and(|d| d > now && d <= drift_slack)
+                    })
                     .map(|(id, _)| id.clone());
                 due.extend(settled_soon.collect::<Vec<_>>());
             }
             let by_id_only: Vec<String> = due.iter().filter(|id| st.watched[*id].confirm_by_id).cloned().collect();
-            let vanishing = due.iter().filter(|id| matches!(st.watched[*id].change, Some((Change::Releasing, ..)))).count();
+            let vanishing =
+                due.iter().filter(|id| matches!(st.watched[*id].change, Some((Change::Releasing, ..)))).count();
             (st.client.clone(), due, by_id_only, vanishing, st.total)
         };
         if due.is_empty() {
@@ -486,7 +512,8 @@ impl Poller {
         let now = Instant::now();
         for id in due {
             let Some(w) = st.watched.get_mut(id) else { continue };
-            if w.due.is_some_and(|d| d > now) || w.last.as_ref().is_some_and(|o| snapshot_at.is_some_and(|s| o.at >= s)) {
+            if w.due.is_some_and(|d| d > now) || w.last.as_ref().is_some_and(|o| snapshot_at.is_some_and(|s| o.at >= s))
+            {
                 continue; // seen in this scan
             }
             match (scan.complete_snapshot, snapshot_at) {
@@ -565,7 +592,8 @@ impl Poller {
         };
         // The region's size between scans: a segment seen to vanish leaves it.
         let vanished = matches!(obs.seen, Seen::Absent)
-            && (matches!(w.last, Some(Observation { seen: Seen::Present(_), .. })) || matches!(learned, Some((Change::Releasing, _, true))));
+            && (matches!(w.last, Some(Observation { seen: Seen::Present(_), .. }))
+                || matches!(learned, Some((Change::Releasing, _, true))));
         let wake = report && (changed || w.waiting);
         let targets = if wake {
             w.waiting = false;
@@ -583,7 +611,11 @@ impl Poller {
                 durations.probe_done();
             }
             let first_learned = finished && !durations.known();
-            if finished { durations.finished_by(elapsed) } else { durations.still_changing_after(elapsed) }
+            if finished {
+                durations.finished_by(elapsed)
+            } else {
+                durations.still_changing_after(elapsed)
+            }
             if first_learned {
                 // The changes that waited for the first to be timed are due when it says.
                 let first_look = durations.expected();

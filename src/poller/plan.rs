@@ -173,7 +173,11 @@ mod tests {
         d.still_changing_after(s(4.0));
         d.finished_by(s(6.0));
         assert_eq!(d.first_look(), FirstLook { after: s(5.0), probe: true }, "one probe halfway between 4 and 6");
-        assert_eq!(d.first_look(), FirstLook { after: s(6.0), probe: false }, "the others at the upper bound meanwhile");
+        assert_eq!(
+            d.first_look(),
+            FirstLook { after: s(6.0), probe: false },
+            "the others at the upper bound meanwhile"
+        );
         d.finished_by(s(5.0));
         d.probe_done();
         assert_eq!(d.first_look(), FirstLook { after: s(5.0), probe: false }, "close bounds: the upper one, no probe");

@@ -73,7 +73,12 @@ impl Keyring {
     }
 
     /// Checks the request's signature and returns the account it acts for.
-    pub fn authenticate(&mut self, req: &SignedRequest<'_>, now: DateTime<Utc>, clock: Instant) -> Result<String, ApiError> {
+    pub fn authenticate(
+        &mut self,
+        req: &SignedRequest<'_>,
+        now: DateTime<Utc>,
+        clock: Instant,
+    ) -> Result<String, ApiError> {
         self.nonces.retain(|_, seen| clock.duration_since(*seen) < REQUEST_WINDOW);
         let (access_key_id, timestamp, nonce, token) = if req.is_v3() { self.v3_fields(req)? } else { v1_fields(req)? };
         let key = self
@@ -82,16 +87,28 @@ impl Keyring {
             .ok_or_else(|| err(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))?
             .clone();
         let sent_at = parse_timestamp(&timestamp).ok_or_else(|| {
-            err(400, "InvalidTimeStamp.Format", format!("Specified time stamp or date value is not well formatted: {timestamp}"))
+            err(
+                400,
+                "InvalidTimeStamp.Format",
+                format!("Specified time stamp or date value is not well formatted: {timestamp}"),
+            )
         })?;
         if (now - sent_at).abs() > chrono::Duration::from_std(REQUEST_WINDOW).unwrap_or_default() {
-            return Err(err(400, "InvalidTimeStamp.Expired", format!("Specified time stamp or date value is expired: {timestamp}")));
+            return Err(err(
+                400,
+                "InvalidTimeStamp.Expired",
+                format!("Specified time stamp or date value is expired: {timestamp}"),
+            ));
         }
         if let Some(expected) = &key.security_token {
             match &token {
                 None => return Err(err(400, "InvalidSecurityToken.Malformed", "The Security Token is missing.")),
                 Some(t) if t != expected => {
-                    return Err(err(400, "InvalidSecurityToken.MismatchWithAccessKey", "The Security Token does not match the access key."));
+                    return Err(err(
+                        400,
+                        "InvalidSecurityToken.MismatchWithAccessKey",
+                        "The Security Token does not match the access key.",
+                    ));
                 }
                 _ => {}
             }
@@ -99,10 +116,21 @@ impl Keyring {
                 return Err(err(400, "InvalidSecurityToken.Expired", "The Security Token has expired."));
             }
         }
-        let (expected, server_string) = if req.is_v3() { v3_expected(req, &key.secret)? } else { v1_expected(req, &key.secret) };
-        let given = if req.is_v3() { v3_authorization_part(req, "Signature").unwrap_or_default() } else { req.params.get("Signature").to_string() };
+        let (expected, server_string) =
+            if req.is_v3() { v3_expected(req, &key.secret)? } else { v1_expected(req, &key.secret) };
+        let given = if req.is_v3() {
+            v3_authorization_part(req, "Signature").unwrap_or_default()
+        } else {
+            req.params.get("Signature").to_string()
+        };
         if !signer::signatures_match(&expected, &given) {
-            return Err(err(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation. server string to sign is:{server_string}")));
+            return Err(err(
+                400,
+                "SignatureDoesNotMatch",
+                format!(
+                    "Specified signature is not matched with our calculation. server string to sign is:{server_string}"
+                ),
+            ));
         }
         if self.nonces.contains_key(&nonce) {
             return Err(err(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
@@ -113,10 +141,15 @@ impl Keyring {
     }
 
     fn v3_fields(&self, req: &SignedRequest<'_>) -> Result<(String, String, String, Option<String>), ApiError> {
-        let ak = v3_authorization_part(req, "Credential")
-            .ok_or_else(|| err(400, "IncompleteSignature", "The Authorization header is incomplete: Credential is missing."))?;
-        let date = req.header("x-acs-date").ok_or_else(|| err(400, "MissingParameter", "The x-acs-date header is missing."))?;
-        let nonce = req.header("x-acs-signature-nonce").ok_or_else(|| err(400, "MissingParameter", "The x-acs-signature-nonce header is missing."))?;
+        let ak = v3_authorization_part(req, "Credential").ok_or_else(|| {
+            err(400, "IncompleteSignature", "The Authorization header is incomplete: Credential is missing.")
+        })?;
+        let date = req
+            .header("x-acs-date")
+            .ok_or_else(|| err(400, "MissingParameter", "The x-acs-date header is missing."))?;
+        let nonce = req
+            .header("x-acs-signature-nonce")
+            .ok_or_else(|| err(400, "MissingParameter", "The x-acs-signature-nonce header is missing."))?;
         Ok((ak, date.to_string(), nonce.to_string(), req.header("x-acs-security-token").map(str::to_string)))
     }
 }
@@ -127,7 +160,11 @@ fn v1_fields(req: &SignedRequest<'_>) -> Result<(String, String, String, Option<
         return Err(err(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards."));
     }
     if p.get("AccessKeyId").is_empty() {
-        return Err(err(400, "MissingParameter", "The input parameter \"AccessKeyId\" that is mandatory for processing this request is not supplied."));
+        return Err(err(
+            400,
+            "MissingParameter",
+            "The input parameter \"AccessKeyId\" that is mandatory for processing this request is not supplied.",
+        ));
     }
     let method = p.get("SignatureMethod");
     if !method.is_empty() && method != "HMAC-SHA1" {
@@ -156,8 +193,9 @@ fn v3_expected(req: &SignedRequest<'_>, secret: &str) -> Result<(String, String)
     if payload_hash != signer::sha256_hex(req.body) {
         return Err(err(400, "SignatureDoesNotMatch", "The x-acs-content-sha256 header does not match the body."));
     }
-    let signed = v3_authorization_part(req, "SignedHeaders")
-        .ok_or_else(|| err(400, "IncompleteSignature", "The Authorization header is incomplete: SignedHeaders is missing."))?;
+    let signed = v3_authorization_part(req, "SignedHeaders").ok_or_else(|| {
+        err(400, "IncompleteSignature", "The Authorization header is incomplete: SignedHeaders is missing.")
+    })?;
     let mut headers = Vec::new();
     for name in signed.split(';').filter(|n| !n.is_empty()) {
         let mut values = req.headers.get(name).cloned().unwrap_or_default();
@@ -211,9 +249,19 @@ mod tests {
             .join("&");
         let decoded = Params(super::super::gateway::form_urlencoded_pairs(body.as_bytes()).into_iter().collect());
         let mut keyring = Keyring::default();
-        keyring.insert(ID, AccessKey { secret: SECRET.into(), account: "a".into(), security_token: None, expires_at: None });
+        keyring.insert(
+            ID,
+            AccessKey { secret: SECRET.into(), account: "a".into(), security_token: None, expires_at: None },
+        );
         let headers = HashMap::new();
-        let request = SignedRequest { method: "POST", path: "/", query: &[], headers: &headers, body: body.as_bytes(), params: &decoded };
+        let request = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &[],
+            headers: &headers,
+            body: body.as_bytes(),
+            params: &decoded,
+        };
         keyring.authenticate(&request, now, Instant::now())
     }
 

@@ -85,7 +85,14 @@ enum Fault {
 }
 
 impl Simulator {
-    pub fn new(world: World, keyring: Keyring, faults: Faults, limits: HashMap<String, RateLimit>, rng: StdRng, default_account: String) -> Self {
+    pub fn new(
+        world: World,
+        keyring: Keyring,
+        faults: Faults,
+        limits: HashMap<String, RateLimit>,
+        rng: StdRng,
+        default_account: String,
+    ) -> Self {
         Simulator {
             world: Mutex::new(world),
             keyring: Mutex::new(keyring),
@@ -169,17 +176,16 @@ impl Simulator {
         let path = parts.uri.path().to_string();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return Ok(json_reply(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({"error": "body too large"}))),
+            Err(_) => {
+                return Ok(json_reply(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({"error": "body too large"})));
+            }
         };
         if let Some(admin_path) = path.strip_prefix(ADMIN_PREFIX) {
             return Ok(self.admin(&parts.method, admin_path, &body));
         }
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string();
-        let query: Vec<(String, String)> = parts
-            .uri
-            .query()
-            .map(|q| form_urlencoded_pairs(q.as_bytes()))
-            .unwrap_or_default();
+        let query: Vec<(String, String)> =
+            parts.uri.query().map(|q| form_urlencoded_pairs(q.as_bytes())).unwrap_or_default();
         let mut params = Params::default();
         params.0.extend(query.iter().cloned());
         let is_form = parts
@@ -192,9 +198,19 @@ impl Simulator {
         }
         let mut headers: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in &parts.headers {
-            headers.entry(name.as_str().to_ascii_lowercase()).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            headers
+                .entry(name.as_str().to_ascii_lowercase())
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
-        let signed = SignedRequest { method: parts.method.as_str(), path: &path, query: &query, headers: &headers, body: &body, params: &params };
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &headers,
+            body: &body,
+            params: &params,
+        };
         let action_name = signed.action().to_string();
         let product = if sts::is_sts_request(&action_name, params.get("Version")) { "Sts" } else { "Vpc" };
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
@@ -214,7 +230,8 @@ impl Simulator {
                     "RequestId": request_id, "HostId": host, "Code": e.code, "Message": e.message,
                     "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product={product}&requestId={request_id}", e.code),
                 });
-                let mut response = json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
+                let mut response =
+                    json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
                 if let Some(h) = throttle_header.and_then(|h| h.parse().ok()) {
                     response.headers_mut().insert("x-ratelimit-user-api", h);
                 }
@@ -232,14 +249,37 @@ impl Simulator {
             return self.sts(req.params, action_name).await;
         }
         let Some(action) = Action::parse(action_name) else {
-            return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message: format!("Specified api {action_name:?} is not found, please check your url and method.") }, None);
+            return ApiReply::Err(
+                ApiError {
+                    http_status: 404,
+                    code: "InvalidAction.NotFound",
+                    message: format!("Specified api {action_name:?} is not found, please check your url and method."),
+                },
+                None,
+            );
         };
         if req.is_v3() {
-            if req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str) != Some(crate::cloud::model::API_VERSION) {
-                return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message: "Specified parameter Version is not valid.".into() }, None);
+            if req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str)
+                != Some(crate::cloud::model::API_VERSION)
+            {
+                return ApiReply::Err(
+                    ApiError {
+                        http_status: 400,
+                        code: "InvalidVersion",
+                        message: "Specified parameter Version is not valid.".into(),
+                    },
+                    None,
+                );
             }
         } else if req.params.get("Version") != crate::cloud::model::API_VERSION {
-            return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message: "Specified parameter Version is not valid.".into() }, None);
+            return ApiReply::Err(
+                ApiError {
+                    http_status: 400,
+                    code: "InvalidVersion",
+                    message: "Specified parameter Version is not valid.".into(),
+                },
+                None,
+            );
         }
         let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
             Ok(a) => a,
@@ -247,16 +287,37 @@ impl Simulator {
         };
         if let Some((calls, left_ms)) = self.over_limit(&account, action_name, Instant::now()) {
             let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
-            return ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message: "Request was denied due to user flow control.".into() }, Some(header));
+            return ApiReply::Err(
+                ApiError {
+                    http_status: 400,
+                    code: "Throttling.User",
+                    message: "Request was denied due to user flow control.".into(),
+                },
+                Some(header),
+            );
         }
         let (fault, delay) = self.draw_fault(action_name);
         match fault {
             Fault::DropBefore => return ApiReply::Drop,
             Fault::InternalError => {
-                return ApiReply::Err(ApiError { http_status: 500, code: "InternalError", message: "The request processing has failed due to some unknown error.".into() }, None);
+                return ApiReply::Err(
+                    ApiError {
+                        http_status: 500,
+                        code: "InternalError",
+                        message: "The request processing has failed due to some unknown error.".into(),
+                    },
+                    None,
+                );
             }
             Fault::Throttle => {
-                return ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message: "Request was denied due to user flow control.".into() }, Some("Limit:0,Remain:0,TimeLeft:1000".into()));
+                return ApiReply::Err(
+                    ApiError {
+                        http_status: 400,
+                        code: "Throttling.User",
+                        message: "Request was denied due to user flow control.".into(),
+                    },
+                    Some("Limit:0,Remain:0,TimeLeft:1000".into()),
+                );
             }
             _ => {}
         }
@@ -284,7 +345,11 @@ impl Simulator {
                 });
                 match work.await {
                     Ok(result) => result,
-                    Err(_) => Err(ApiError { http_status: 500, code: "InternalError", message: "The request processing has failed due to some unknown error.".into() }),
+                    Err(_) => Err(ApiError {
+                        http_status: 500,
+                        code: "InternalError",
+                        message: "The request processing has failed due to some unknown error.".into(),
+                    }),
                 }
             }
         } else {
@@ -437,7 +502,10 @@ impl Simulator {
                 lock(&self.counters).clear();
                 json_reply(StatusCode::OK, &serde_json::json!({}))
             }
-            _ => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no admin route {method} {ADMIN_PREFIX}{path}")})),
+            _ => json_reply(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": format!("no admin route {method} {ADMIN_PREFIX}{path}")}),
+            ),
         }
     }
 }
@@ -455,7 +523,12 @@ enum ApiReply {
     Drop,
 }
 
-fn run_action(world: &mut World, action: Action, account: &str, params: &Params) -> Result<serde_json::Value, ApiError> {
+fn run_action(
+    world: &mut World,
+    action: Action,
+    account: &str,
+    params: &Params,
+) -> Result<serde_json::Value, ApiError> {
     let now = Instant::now();
     match action {
         Action::AllocateEipSegmentAddress => world.allocate(account, params, now),
@@ -474,7 +547,9 @@ fn json_reply<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json;charset=utf-8"));
+    response
+        .headers_mut()
+        .insert("content-type", hyper::header::HeaderValue::from_static("application/json;charset=utf-8"));
     response
 }
 

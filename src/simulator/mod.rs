@@ -87,7 +87,9 @@ pub struct Args {
 }
 
 fn parse_role_arn(value: &str) -> Result<String, String> {
-    sts::parse_arn(value, "role").map(|_| value.to_string()).ok_or_else(|| "expected acs:ram::<account>:role/<name>".into())
+    sts::parse_arn(value, "role")
+        .map(|_| value.to_string())
+        .ok_or_else(|| "expected acs:ram::<account>:role/<name>".into())
 }
 
 fn parse_provider_arn(value: &str) -> Result<String, String> {
@@ -117,7 +119,8 @@ impl Args {
         let mut keyring = Keyring::default();
         let id = self.access_key_id.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_ID.to_string());
         let secret = self.access_key_secret.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_SECRET.to_string());
-        keyring.insert(&id, AccessKey { secret, account: DEFAULT_ACCOUNT.into(), security_token: None, expires_at: None });
+        keyring
+            .insert(&id, AccessKey { secret, account: DEFAULT_ACCOUNT.into(), security_token: None, expires_at: None });
         let faults = Faults {
             internal_error_rate: self.fault_internal_error_rate,
             drop_rate: self.fault_drop_rate,
@@ -135,8 +138,15 @@ impl Args {
             credential_seconds: self.rrsa_credential_seconds,
             ..sts::StsConfig::default()
         };
-        Simulator::new(world, keyring, faults, limits, StdRng::seed_from_u64(self.seed.wrapping_add(1)), DEFAULT_ACCOUNT.into())
-            .with_sts(sts)
+        Simulator::new(
+            world,
+            keyring,
+            faults,
+            limits,
+            StdRng::seed_from_u64(self.seed.wrapping_add(1)),
+            DEFAULT_ACCOUNT.into(),
+        )
+        .with_sts(sts)
     }
 }
 

@@ -83,17 +83,22 @@ impl StsConfig {
         for (k, v) in fields {
             merged[k] = v;
         }
-        let config: StsConfig = serde_json::from_value(merged).map_err(|e| format!("invalid STS configuration: {e}"))?;
+        let config: StsConfig =
+            serde_json::from_value(merged).map_err(|e| format!("invalid STS configuration: {e}"))?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         for role in &self.role_arns {
-            parse_arn(role, "role").ok_or_else(|| format!("{role:?} is not a role ARN (acs:ram::<account>:role/<name>)"))?;
+            parse_arn(role, "role")
+                .ok_or_else(|| format!("{role:?} is not a role ARN (acs:ram::<account>:role/<name>)"))?;
         }
         parse_arn(&self.oidc_provider_arn, "oidc-provider").ok_or_else(|| {
-            format!("{:?} is not an OIDC provider ARN (acs:ram::<account>:oidc-provider/<name>)", self.oidc_provider_arn)
+            format!(
+                "{:?} is not an OIDC provider ARN (acs:ram::<account>:oidc-provider/<name>)",
+                self.oidc_provider_arn
+            )
         })?;
         if self.issuer.is_empty() {
             return Err("the issuer must not be empty".into());
@@ -115,7 +120,8 @@ pub fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
     let rest = arn.strip_prefix("acs:ram::")?;
     let (account, resource) = rest.split_once(':')?;
     let name = resource.strip_prefix(kind)?.strip_prefix('/')?;
-    let name_ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let name_ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     (!account.is_empty() && account.chars().all(|c| c.is_ascii_digit()) && name_ok).then_some((account, name))
 }
 
@@ -207,7 +213,12 @@ fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// Checks an AssumeRoleWithOIDC request and, on success, grants temporary credentials.
-pub fn assume_role_with_oidc(config: &StsConfig, params: &Params, now: DateTime<Utc>, rng: &mut impl Rng) -> Result<Grant, ApiError> {
+pub fn assume_role_with_oidc(
+    config: &StsConfig,
+    params: &Params,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Result<Grant, ApiError> {
     if params.get("Version") != VERSION {
         return Err(err(400, "InvalidVersion", "Specified parameter Version is not valid."));
     }
@@ -216,7 +227,9 @@ pub fn assume_role_with_oidc(config: &StsConfig, params: &Params, now: DateTime<
             return Err(err(
                 400,
                 "MissingParameter",
-                format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+                format!(
+                    "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+                ),
             ));
         }
     }
@@ -228,13 +241,16 @@ pub fn assume_role_with_oidc(config: &StsConfig, params: &Params, now: DateTime<
                 return Err(err(
                     400,
                     "InvalidParameter.DurationSeconds",
-                    format!("The parameter DurationSeconds must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}."),
+                    format!(
+                        "The parameter DurationSeconds must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}."
+                    ),
                 ));
             }
         },
     };
     let session = params.get("RoleSessionName");
-    let session_ok = (2..=64).contains(&session.len()) && session.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    let session_ok =
+        (2..=64).contains(&session.len()) && session.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
     if !session.is_empty() && !session_ok {
         return Err(err(400, "InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed."));
     }
@@ -268,11 +284,14 @@ pub fn assume_role_with_oidc(config: &StsConfig, params: &Params, now: DateTime<
     if let Some(before) = config.reject_tokens_issued_before
         && claims.iat.is_none_or(|iat| iat < before)
     {
-        return Err(invalid_token("The OIDCToken has been revoked: it was issued before the provider's last rotation."));
+        return Err(invalid_token(
+            "The OIDCToken has been revoked: it was issued before the provider's last rotation.",
+        ));
     }
 
     // Whole seconds, as the answer states it: the key stops working exactly when the client is told.
-    let expiration = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now) + ChronoDuration::seconds(config.credential_seconds.unwrap_or(duration));
+    let expiration = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+        + ChronoDuration::seconds(config.credential_seconds.unwrap_or(duration));
     let access_key_id = format!("STS.{}", random(rng, 24));
     let secret = random(rng, 40);
     let token = format!("CAIS{}", random(rng, 200));
@@ -304,7 +323,8 @@ pub fn assume_role_with_oidc(config: &StsConfig, params: &Params, now: DateTime<
             "Expiration": timestamp(expiration),
         },
     });
-    let key = AccessKey { secret, account: account.to_string(), security_token: Some(token), expires_at: Some(expiration) };
+    let key =
+        AccessKey { secret, account: account.to_string(), security_token: Some(token), expires_at: Some(expiration) };
     let issued = Issued {
         access_key_id: access_key_id.clone(),
         account: account.to_string(),
@@ -368,13 +388,17 @@ mod tests {
 
     #[test]
     fn grants_credentials_for_a_good_token() {
-        let grant = assume_role_with_oidc(&StsConfig::default(), &request(&[]), now(), &mut StdRng::seed_from_u64(1)).unwrap();
+        let grant =
+            assume_role_with_oidc(&StsConfig::default(), &request(&[]), now(), &mut StdRng::seed_from_u64(1)).unwrap();
         let c = &grant.answer["Credentials"];
         assert!(c["AccessKeyId"].as_str().unwrap().starts_with("STS."));
         assert_eq!(c["Expiration"], "2027-01-15T09:00:00Z", "3600 s after {}", now());
         assert_eq!(grant.key.security_token.as_deref(), c["SecurityToken"].as_str());
         assert_eq!(grant.key.account, "1234567890123456");
-        assert_eq!(grant.answer["AssumedRoleUser"]["Arn"], "acs:ram::1234567890123456:assumed-role/eipsegment-operator/eipsegment-operator");
+        assert_eq!(
+            grant.answer["AssumedRoleUser"]["Arn"],
+            "acs:ram::1234567890123456:assumed-role/eipsegment-operator/eipsegment-operator"
+        );
         assert_eq!(grant.answer["OIDCTokenInfo"]["Subject"], "system:serviceaccount:ns:sa");
         assert_eq!(grant.issued.expiration, now() + ChronoDuration::seconds(3600));
     }
@@ -382,7 +406,10 @@ mod tests {
     #[test]
     fn lifetime_follows_duration_seconds_unless_overridden() {
         let grant = |config: &StsConfig, d: &str| {
-            assume_role_with_oidc(config, &request(&[("DurationSeconds", d)]), now(), &mut StdRng::seed_from_u64(1)).unwrap().issued.expiration
+            assume_role_with_oidc(config, &request(&[("DurationSeconds", d)]), now(), &mut StdRng::seed_from_u64(1))
+                .unwrap()
+                .issued
+                .expiration
         };
         assert_eq!(grant(&StsConfig::default(), "900"), now() + ChronoDuration::seconds(900));
         let short = StsConfig { credential_seconds: Some(3), ..StsConfig::default() };
@@ -393,11 +420,17 @@ mod tests {
     fn every_refusal_has_its_code() {
         let config = StsConfig::default();
         let expired = token(serde_json::json!({"iss": DEFAULT_ISSUER, "aud": AUDIENCE, "exp": 1_799_999_999}));
-        let other_audience = token(serde_json::json!({"iss": DEFAULT_ISSUER, "aud": ["kubernetes.default.svc"], "exp": 1_800_003_600}));
-        let other_issuer = token(serde_json::json!({"iss": "https://elsewhere", "aud": AUDIENCE, "exp": 1_800_003_600}));
+        let other_audience =
+            token(serde_json::json!({"iss": DEFAULT_ISSUER, "aud": ["kubernetes.default.svc"], "exp": 1_800_003_600}));
+        let other_issuer =
+            token(serde_json::json!({"iss": "https://elsewhere", "aud": AUDIENCE, "exp": 1_800_003_600}));
         let no_exp = token(serde_json::json!({"iss": DEFAULT_ISSUER, "aud": AUDIENCE}));
         let hs256 = format!("{}.{}.sig", b64(serde_json::json!({"alg": "HS256"})), b64(good_claims()));
-        let not_json = format!("{}.{}.sig", b64(serde_json::json!({"alg": "RS256"})), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope"));
+        let not_json = format!(
+            "{}.{}.sig",
+            b64(serde_json::json!({"alg": "RS256"})),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope")
+        );
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![], "Success"),
             (vec![("Version", "2016-04-28")], "InvalidVersion"),
@@ -410,7 +443,10 @@ mod tests {
             (vec![("RoleArn", "acs:ram::1234567890123456:user/x")], "InvalidParameter.RoleArn"),
             (vec![("RoleArn", "acs:ram::1234567890123456:role/someone-else")], "EntityNotExist.Role"),
             (vec![("OIDCProviderArn", "acs:ram::1234567890123456:role/x")], "InvalidParameter.OIDCProviderArn"),
-            (vec![("OIDCProviderArn", "acs:ram::1234567890123456:oidc-provider/other")], "AuthenticationFail.NoPermission"),
+            (
+                vec![("OIDCProviderArn", "acs:ram::1234567890123456:oidc-provider/other")],
+                "AuthenticationFail.NoPermission",
+            ),
             (vec![("OIDCToken", "")], "AuthenticationFail.OIDCToken.Invalid"),
             (vec![("OIDCToken", "not-a-jwt")], "AuthenticationFail.OIDCToken.Invalid"),
             (vec![("OIDCToken", "a.b.c")], "AuthenticationFail.OIDCToken.Invalid"),
@@ -430,7 +466,9 @@ mod tests {
     fn tokens_from_before_a_rotation_are_refused() {
         let config = StsConfig { reject_tokens_issued_before: Some(1_799_999_500), ..StsConfig::default() };
         assert_eq!(code(&config, &request(&[])), "AuthenticationFail.OIDCToken.Invalid");
-        let fresh = token(serde_json::json!({"iss": DEFAULT_ISSUER, "aud": AUDIENCE, "iat": 1_799_999_600, "exp": 1_800_003_600}));
+        let fresh = token(
+            serde_json::json!({"iss": DEFAULT_ISSUER, "aud": AUDIENCE, "iat": 1_799_999_600, "exp": 1_800_003_600}),
+        );
         assert_eq!(code(&config, &request(&[("OIDCToken", &fresh)])), "Success");
     }
 
@@ -438,7 +476,9 @@ mod tests {
     fn a_second_role_acts_for_its_own_account() {
         let other = "acs:ram::6543210987654321:role/segments";
         let config = StsConfig { role_arns: vec![DEFAULT_ROLE_ARN.into(), other.into()], ..StsConfig::default() };
-        let grant = assume_role_with_oidc(&config, &request(&[("RoleArn", other)]), now(), &mut StdRng::seed_from_u64(1)).unwrap();
+        let grant =
+            assume_role_with_oidc(&config, &request(&[("RoleArn", other)]), now(), &mut StdRng::seed_from_u64(1))
+                .unwrap();
         assert_eq!(grant.key.account, "6543210987654321");
         assert_eq!(config.accounts(), vec!["1234567890123456", "6543210987654321"]);
     }
@@ -458,7 +498,10 @@ mod tests {
     #[test]
     fn parses_arns() {
         assert_eq!(parse_arn(DEFAULT_ROLE_ARN, "role"), Some(("1234567890123456", "eipsegment-operator")));
-        assert_eq!(parse_arn(DEFAULT_OIDC_PROVIDER_ARN, "oidc-provider"), Some(("1234567890123456", "ack-rrsa-simulator")));
+        assert_eq!(
+            parse_arn(DEFAULT_OIDC_PROVIDER_ARN, "oidc-provider"),
+            Some(("1234567890123456", "ack-rrsa-simulator"))
+        );
         assert_eq!(parse_arn("acs:ram::12ab:role/x", "role"), None);
         assert_eq!(parse_arn("acs:ram::123:role/", "role"), None);
         assert_eq!(parse_arn("acs:ram::123:roles/x", "role"), None);

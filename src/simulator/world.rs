@@ -314,10 +314,18 @@ impl World {
 
     fn check_region(&self, region: &str) -> Result<(), ApiError> {
         if region.is_empty() {
-            return Err(err(400, "MissingParameter", "The input parameter \"RegionId\" that is mandatory for processing this request is not supplied."));
+            return Err(err(
+                400,
+                "MissingParameter",
+                "The input parameter \"RegionId\" that is mandatory for processing this request is not supplied.",
+            ));
         }
         if !self.regions.iter().any(|r| r == region) {
-            return Err(err(404, "Forbidden.RegionNotFound", "Specified region is not found during access authentication."));
+            return Err(err(
+                404,
+                "Forbidden.RegionNotFound",
+                "Specified region is not found during access authentication.",
+            ));
         }
         Ok(())
     }
@@ -336,10 +344,16 @@ impl World {
         }
         let record = self.tokens.get(&(account.to_string(), action, token.to_string()))?;
         if record.fingerprint != fingerprint {
-            return Some(Err(err(400, "IdempotentParameterMismatch", "The request uses the same client token as a previous, but non-identical request.")));
+            return Some(Err(err(
+                400,
+                "IdempotentParameterMismatch",
+                "The request uses the same client token as a previous, but non-identical request.",
+            )));
         }
         Some(match &record.state {
-            TokenState::InFlight => Err(err(400, "OperationFailed.LastTokenProcessing", "The last token request is processing.")),
+            TokenState::InFlight => {
+                Err(err(400, "OperationFailed.LastTokenProcessing", "The last token request is processing."))
+            }
             TokenState::Done(result) => result.clone(),
         })
     }
@@ -354,7 +368,13 @@ impl World {
     }
 
     /// Records the outcome. Failed requests free the token, as the cloud lets a client retry them.
-    pub fn token_finish(&mut self, account: &str, action: &'static str, token: &str, result: &Result<serde_json::Value, ApiError>) {
+    pub fn token_finish(
+        &mut self,
+        account: &str,
+        action: &'static str,
+        token: &str,
+        result: &Result<serde_json::Value, ApiError>,
+    ) {
         let key = (account.to_string(), action, token.to_string());
         match result {
             Ok(_) => {
@@ -431,7 +451,13 @@ impl World {
         };
         let bandwidth: u32 = match non_empty_or(p.get("Bandwidth"), "5").parse() {
             Ok(b) if (1..=max_bandwidth).contains(&b) => b,
-            _ => return Err(err(400, "InvalidParameter", format!("The specified Bandwidth is invalid: it must be 1 to {max_bandwidth} for {charge}."))),
+            _ => {
+                return Err(err(
+                    400,
+                    "InvalidParameter",
+                    format!("The specified Bandwidth is invalid: it must be 1 to {max_bandwidth} for {charge}."),
+                ));
+            }
         };
         let isp = non_empty_or(p.get("Isp"), "BGP");
         if !ISPS.contains(&isp) {
@@ -445,7 +471,11 @@ impl World {
         if !zone.is_empty() && !zone.starts_with(region) {
             return Err(err(400, "InvalidParameter", "The specified Zone does not belong to the region."));
         }
-        let acct = self.accounts.get(account).cloned().ok_or_else(|| err(403, "Forbbiden", "User not authorized to operate on the specified resource."))?;
+        let acct = self
+            .accounts
+            .get(account)
+            .cloned()
+            .ok_or_else(|| err(403, "Forbbiden", "User not authorized to operate on the specified resource."))?;
         if !acct.balance_sufficient {
             return Err(err(400, "InsufficientBalance", "Your account does not have enough balance."));
         }
@@ -511,7 +541,12 @@ impl World {
         }))
     }
 
-    pub fn describe_members(&mut self, _account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+    pub fn describe_members(
+        &mut self,
+        _account: &str,
+        p: &Params,
+        now: Instant,
+    ) -> Result<serde_json::Value, ApiError> {
         self.advance(now);
         let region = p.get("RegionId");
         self.check_region(region)?;
@@ -550,7 +585,11 @@ impl World {
         self.check_region(region)?;
         let id = p.get("SegmentInstanceId");
         if id.is_empty() {
-            return Err(err(400, "MissingParameter", "The input parameter \"SegmentInstanceId\" that is mandatory for processing this request is not supplied."));
+            return Err(err(
+                400,
+                "MissingParameter",
+                "The input parameter \"SegmentInstanceId\" that is mandatory for processing this request is not supplied.",
+            ));
         }
         let cooldown = Duration::from_secs_f64(self.timing.release_cooldown_seconds);
         let release_seconds = self.timing.release_seconds;
@@ -576,22 +615,45 @@ impl World {
             return Err(err(400, "Forbidden.ChargeTypeIsPrepaid", "It's forbidden to release a prepaid EIP"));
         }
         if seg.deletion_protection {
-            return Err(err(400, "InvalidOperation.DeletionProtection", "The instance cannnot delete because of deletion protecion."));
+            return Err(err(
+                400,
+                "InvalidOperation.DeletionProtection",
+                "The instance cannnot delete because of deletion protecion.",
+            ));
         }
         if seg.members.iter().any(|m| m.released_separately) {
-            return Err(err(400, "OperationFailed.EipNumInconsistent", "Operation failed because the number of eip is inconsistent."));
+            return Err(err(
+                400,
+                "OperationFailed.EipNumInconsistent",
+                "Operation failed because the number of eip is inconsistent.",
+            ));
         }
         if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_plan_id.is_empty()) {
-            return Err(err(400, "Forbidden.EipInBwp", format!("The EIP has been associated with an EIP bandwidth plan. ({})", m.allocation_id)));
+            return Err(err(
+                400,
+                "Forbidden.EipInBwp",
+                format!("The EIP has been associated with an EIP bandwidth plan. ({})", m.allocation_id),
+            ));
         }
         if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_package_id.is_empty()) {
-            return Err(err(400, "OperationFailed.EipInBwp", format!("Operation failed because eip instance has been added to the bandwidth package. ({})", m.allocation_id)));
+            return Err(err(
+                400,
+                "OperationFailed.EipInBwp",
+                format!(
+                    "Operation failed because eip instance has been added to the bandwidth package. ({})",
+                    m.allocation_id
+                ),
+            ));
         }
         if seg.members.iter().any(|m| m.status == "Associating" || m.status == "Unassociating") {
             return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
         }
         if seg.members.iter().any(|m| m.status == "InUse") {
-            return Err(err(400, "OperationFailed.EipStatusInvalid", "Operation failed because eip instance status invalid."));
+            return Err(err(
+                400,
+                "OperationFailed.EipStatusInvalid",
+                "Operation failed because eip instance status invalid.",
+            ));
         }
         seg.status = Status::Releasing;
         seg.releases_accepted += 1;
@@ -619,7 +681,11 @@ impl World {
         let mut seg = self.new_segment(&owner, &region, mask);
         seg.status = s.status.unwrap_or(Status::Allocated);
         if seg.status != Status::Allocated {
-            let secs = if seg.status == Status::Allocating { self.timing.allocate_seconds } else { self.timing.release_seconds };
+            let secs = if seg.status == Status::Allocating {
+                self.timing.allocate_seconds
+            } else {
+                self.timing.release_seconds
+            };
             seg.transition_at = Some(now + Duration::from_secs_f64(secs));
         }
         if let Some(c) = s.charge_type {
@@ -687,7 +753,6 @@ impl World {
     }
 }
 
-
 fn apply_member_patches(seg: &mut Segment, patches: &[MemberPatch]) -> Result<(), String> {
     for p in patches {
         let m = seg.members.get_mut(p.index).ok_or_else(|| format!("segment has no member {}", p.index))?;
@@ -714,7 +779,12 @@ fn non_empty_or<'a>(value: &'a str, default: &'a str) -> &'a str {
     if value.is_empty() { default } else { value }
 }
 
-fn parse_or(value: &str, default: usize, name: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, ApiError> {
+fn parse_or(
+    value: &str,
+    default: usize,
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ApiError> {
     if value.is_empty() {
         return Ok(default);
     }
@@ -736,8 +806,17 @@ impl Params {
     /// What identifies "the same request" for ClientToken idempotency.
     pub fn fingerprint(&self) -> String {
         const TRANSPORT: &[&str] = &[
-            "Signature", "SignatureNonce", "Timestamp", "SignatureMethod", "SignatureVersion", "SignatureType",
-            "AccessKeyId", "SecurityToken", "Format", "Version", "Action",
+            "Signature",
+            "SignatureNonce",
+            "Timestamp",
+            "SignatureMethod",
+            "SignatureVersion",
+            "SignatureType",
+            "AccessKeyId",
+            "SecurityToken",
+            "Format",
+            "Version",
+            "Action",
         ];
         self.0
             .iter()
@@ -769,7 +848,11 @@ mod tests {
         let mut w = world();
         let t0 = Instant::now();
         let allocated = w
-            .allocate("acct", &params(&[("RegionId", "cn-hangzhou"), ("EipMask", "28"), ("ClientToken", "alloc-1")]), t0)
+            .allocate(
+                "acct",
+                &params(&[("RegionId", "cn-hangzhou"), ("EipMask", "28"), ("ClientToken", "alloc-1")]),
+                t0,
+            )
             .unwrap()["EipSegmentInstanceId"]
             .as_str()
             .unwrap()
@@ -780,8 +863,10 @@ mod tests {
         // Allocated after 1 s; released at 2 s, gone at 7 s, first noticed by a request at 60 s.
         let released_at = t0 + Duration::from_secs(2);
         w.advance(t0 + Duration::from_secs(1));
-        w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at).unwrap();
-        let refused = w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at);
+        w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at)
+            .unwrap();
+        let refused =
+            w.release("acct", &params(&[("RegionId", "cn-hangzhou"), ("SegmentInstanceId", &allocated)]), released_at);
         assert_eq!(refused.unwrap_err().code, "IncorrectEipStatus", "a refused release is not an accepted one");
         assert!(w.remove(&dropped, t0 + Duration::from_secs(3)));
         let late = t0 + Duration::from_secs(60);
@@ -798,7 +883,11 @@ mod tests {
         assert_eq!(a["ownerAccount"], "acct");
         assert_eq!(a["createdAtMs"], ms(t0));
         assert_eq!(a["releaseAcceptedAtMs"], serde_json::json!([ms(released_at)]));
-        assert_eq!(a["goneAtMs"], ms(released_at + Duration::from_secs(5)), "the transition's due time, not the request that saw it");
+        assert_eq!(
+            a["goneAtMs"],
+            ms(released_at + Duration::from_secs(5)),
+            "the transition's due time, not the request that saw it"
+        );
         assert_eq!(a["removedOutOfBand"], false);
 
         let s = entry(&seeded);

@@ -93,7 +93,8 @@ impl Cluster {
 
     /// The object as JSON, or None when it does not exist.
     pub fn get(&self, ns: &str, name: &str) -> Option<Value> {
-        let (ok, out, err) = self.kubectl_as(self.admin_kubeconfig(), &["get", "eipsegment", name, "-n", ns, "-o", "json"], None);
+        let (ok, out, err) =
+            self.kubectl_as(self.admin_kubeconfig(), &["get", "eipsegment", name, "-n", ns, "-o", "json"], None);
         if ok {
             Some(serde_json::from_str(&out).unwrap())
         } else {
@@ -111,7 +112,11 @@ impl Cluster {
             .iter()
             .filter(|e| e["regarding"]["name"] == name)
             .map(|e| {
-                (e["type"].as_str().unwrap_or("").into(), e["reason"].as_str().unwrap_or("").into(), e["note"].as_str().unwrap_or("").into())
+                (
+                    e["type"].as_str().unwrap_or("").into(),
+                    e["reason"].as_str().unwrap_or("").into(),
+                    e["note"].as_str().unwrap_or("").into(),
+                )
             })
             .collect()
     }
@@ -150,7 +155,12 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
 /// The test defaults for the simulator, each overridable by `extra`.
 fn with_defaults(extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    for (flag, value) in [("--listen", "127.0.0.1:0"), ("--allocate-seconds", "1"), ("--release-seconds", "2"), ("--release-cooldown-seconds", "0.5")] {
+    for (flag, value) in [
+        ("--listen", "127.0.0.1:0"),
+        ("--allocate-seconds", "1"),
+        ("--release-seconds", "2"),
+        ("--release-cooldown-seconds", "0.5"),
+    ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), value.to_string()]);
         }
@@ -188,7 +198,8 @@ impl Simulator {
     pub fn admin(&self, method: &str, path: &str, body: Value) -> Value {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         self.rt.block_on(async {
-            let resp = self.http.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
+            let resp =
+                self.http.request(method, format!("{}/__admin/{path}", self.url)).json(&body).send().await.unwrap();
             assert!(resp.status().is_success(), "simulator admin {path}: {}", resp.status());
             resp.json().await.unwrap()
         })
@@ -234,10 +245,28 @@ impl Operator {
         Operator::start_with_env(cluster, sim, namespace, extra, &[])
     }
 
-    pub fn start_with_env(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+    pub fn start_with_env(
+        cluster: &Cluster,
+        sim: &Simulator,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let mut args: Vec<String> = [
-            "run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace,
-            "--poll-seconds", "0.5", "--blocked-retry-seconds", "2", "--terminal-retry-seconds", "3", "--call-timeout-seconds", "3",
+            "run",
+            "--vpc-endpoint",
+            &sim.url,
+            "--allow-insecure-endpoint",
+            "--namespace",
+            namespace,
+            "--poll-seconds",
+            "0.5",
+            "--blocked-retry-seconds",
+            "2",
+            "--terminal-retry-seconds",
+            "3",
+            "--call-timeout-seconds",
+            "3",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -249,7 +278,14 @@ impl Operator {
         let log = cluster.dir.join(format!("operator-{namespace}{suffix}.log"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let metrics_url = format!("http://127.0.0.1:{port}");
-        let mut op = Operator { child: None, metrics_url, args, env, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        let mut op = Operator {
+            child: None,
+            metrics_url,
+            args,
+            env,
+            kubeconfig: cluster.operator_kubeconfig().to_string(),
+            log,
+        };
         op.spawn();
         op
     }
@@ -280,15 +316,31 @@ impl Operator {
 
     /// The operator binary on its own defaults: only the simulator endpoint, the namespace and a
     /// free metrics port are given, then `extra` (for benchmarks, which measure the defaults).
-    pub fn start_with_defaults(cluster: &Cluster, sim: &Simulator, namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+    pub fn start_with_defaults(
+        cluster: &Cluster,
+        sim: &Simulator,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut args: Vec<String> = ["run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace].map(String::from).to_vec();
+        let mut args: Vec<String> =
+            ["run", "--vpc-endpoint", &sim.url, "--allow-insecure-endpoint", "--namespace", namespace]
+                .map(String::from)
+                .to_vec();
         args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = cluster.dir.join(format!("operator-{namespace}.log"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let metrics_url = format!("http://127.0.0.1:{port}");
-        let mut op = Operator { child: None, metrics_url, args, env, kubeconfig: cluster.operator_kubeconfig().to_string(), log };
+        let mut op = Operator {
+            child: None,
+            metrics_url,
+            args,
+            env,
+            kubeconfig: cluster.operator_kubeconfig().to_string(),
+            log,
+        };
         op.spawn();
         op
     }
@@ -367,7 +419,9 @@ impl Drop for Operator {
 }
 
 pub fn segment_yaml(ns: &str, name: &str, spec: &str) -> String {
-    format!("apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}")
+    format!(
+        "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}"
+    )
 }
 
 pub fn condition(obj: &Value, type_: &str) -> Option<Value> {
