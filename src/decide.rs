@@ -179,10 +179,7 @@ pub fn requeue_after(pace: Pace, failures: u32, jitter: f64, hint: Option<Durati
         Pace::Backoff(ErrorClass::Blocked) => (t.blocked_base, t.blocked_max),
         Pace::Backoff(ErrorClass::Terminal) => (t.terminal_base, t.terminal_max),
     };
-    let exponent = failures.saturating_sub(1).min(20);
-    let raw = base.saturating_mul(1u32 << exponent).min(max);
-    let jittered = raw.mul_f64(1.0 - 0.2 * jitter.clamp(0.0, 1.0));
-    hint.map_or(jittered, |h| jittered.max(h))
+    crate::backoff::delay(base, max, failures, jitter, hint)
 }
 
 /// What follows a refused release.
