@@ -170,6 +170,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let vpc_config = ClientConfig {
         endpoint_override: args.vpc_endpoint.clone(),
+        sts_endpoint: args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }),
         allow_insecure_endpoint: args.allow_insecure_endpoint,
         timeout: seconds(args.call_timeout_seconds)?,
     };
@@ -189,7 +190,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 Action::ReleaseEipSegmentAddress => args.release_rate_per_second,
                 Action::AllocateEipSegmentAddress => args.allocate_rate_per_second,
                 Action::DescribeEipSegment => args.describe_rate_per_second,
-                Action::DescribeEipAddresses => rate.per_second,
+                Action::DescribeEipAddresses | Action::GetCallerIdentity => rate.per_second,
             };
             (action, ActionRate { per_second, ..rate })
         })

@@ -450,7 +450,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 )
                 .await;
             }
-            match vpc.allocate_admitted(&obj.spec.allocate_request(&token), admission).await {
+            match vpc.allocate(&obj.spec.allocate_request(&token), admission).await {
                 Ok(resp) => {
                     info!(object = %name, segment = %resp.eip_segment_instance_id, "allocation accepted");
                     ctx.poller.changing(&key, &vpc, &resp.eip_segment_instance_id, Change::Allocating, target);
@@ -488,7 +488,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             }
             write_status(api, &name, &before, &status).await?;
             let recorded = status.clone();
-            match vpc.release_admitted(region, &segment_id, &token, admission).await {
+            match vpc.release(region, &segment_id, &token, admission).await {
                 Ok(request_id) => {
                     info!(object = %name, segment = %segment_id, %request_id, "release accepted");
                     ctx.poller.changing(&key, &vpc, &segment_id, Change::Releasing, target);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
-use eipsegment_operator::cloud::model::{AllocateRequest, SegmentStatus};
-use eipsegment_operator::cloud::{ClientConfig, CloudError, ErrorClass, VpcClient};
+use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse, SegmentStatus};
+use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient};
 use eipsegment_operator::simulator::{self, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use serde_json::{Value, json};
 
@@ -27,7 +27,12 @@ impl Sim {
     fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
         let creds =
             Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
-        let config = ClientConfig { endpoint_override: Some(self.url.clone()), allow_insecure_endpoint: true, timeout };
+        let config = ClientConfig {
+            endpoint_override: Some(self.url.clone()),
+            sts_endpoint: Some(self.url.clone()),
+            allow_insecure_endpoint: true,
+            timeout,
+        };
         VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
     }
 
@@ -42,6 +47,14 @@ impl Sim {
 
 fn allocate_request(token: &str) -> AllocateRequest {
     AllocateRequest { region_id: REGION.into(), eip_mask: 28, client_token: token.into(), ..Default::default() }
+}
+
+async fn allocate(client: &VpcClient, request: &AllocateRequest) -> Result<AllocateResponse, CloudError> {
+    client.allocate(request, in_process::admission(client, Action::AllocateEipSegmentAddress, REGION).await).await
+}
+
+async fn release(client: &VpcClient, region: &str, id: &str, token: &str) -> Result<String, CloudError> {
+    client.release(region, id, token, in_process::admission(client, Action::ReleaseEipSegmentAddress, region).await).await
 }
 
 fn api_code(e: &CloudError) -> &str {
@@ -63,7 +76,7 @@ async fn wait_for_status(client: &VpcClient, id: &str, want: Option<SegmentStatu
 async fn allocate_describe_release_until_gone() {
     let sim = Sim::fast(&[]).await;
     let client = sim.client();
-    let first = client.allocate(&allocate_request("uid-1-allocate")).await.unwrap();
+    let first = allocate(&client, &allocate_request("uid-1-allocate")).await.unwrap();
     assert!(first.eip_segment_instance_id.starts_with("eipsg-"));
     let seg = client.describe_segment(REGION, &first.eip_segment_instance_id).await.unwrap().unwrap();
     assert_eq!(seg.status, SegmentStatus::Allocating);
@@ -71,29 +84,29 @@ async fn allocate_describe_release_until_gone() {
     assert!(seg.segment.ends_with("/28"));
 
     // Same token, same parameters: the first answer again, no second segment.
-    let again = client.allocate(&allocate_request("uid-1-allocate")).await.unwrap();
+    let again = allocate(&client, &allocate_request("uid-1-allocate")).await.unwrap();
     assert_eq!(again.eip_segment_instance_id, first.eip_segment_instance_id);
     // Same token, other parameters: refused.
     let mut other = allocate_request("uid-1-allocate");
     other.eip_mask = 27;
-    let e = client.allocate(&other).await.unwrap_err();
+    let e = allocate(&client, &other).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("IdempotentParameterMismatch", ErrorClass::Terminal));
 
     wait_for_status(&client, &first.eip_segment_instance_id, Some(SegmentStatus::Allocated)).await;
-    client.release(REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
+    release(&client, REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
     let seg = client.describe_segment(REGION, &first.eip_segment_instance_id).await.unwrap().unwrap();
     assert_eq!(seg.status, SegmentStatus::Releasing);
     // A repeat with the same token is the same request: success, not a second release.
-    client.release(REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
+    release(&client, REGION, &first.eip_segment_instance_id, "uid-1-release").await.unwrap();
     // Another token while releasing is refused by the segment's state.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let e = client.release(REGION, &first.eip_segment_instance_id, "other-token").await.unwrap_err();
+    let e = release(&client, REGION, &first.eip_segment_instance_id, "other-token").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("IncorrectEipStatus", ErrorClass::Transient));
     wait_for_status(&client, &first.eip_segment_instance_id, None).await;
 
-    let e = client.release(REGION, &first.eip_segment_instance_id, "late-token").await.unwrap_err();
+    let e = release(&client, REGION, &first.eip_segment_instance_id, "late-token").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("OperationFailed.InstanceNotExist", ErrorClass::Gone));
-    let e = client.release(REGION, "eipsg-neverexisted0000000", "t").await.unwrap_err();
+    let e = release(&client, REGION, "eipsg-neverexisted0000000", "t").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InvalidAllocationId.NotFound", ErrorClass::Gone));
 
     let state = sim.admin(reqwest::Method::GET, "state", json!({})).await;
@@ -130,7 +143,7 @@ async fn blocking_states_give_the_documented_codes() {
     ];
     for (i, (seed, code, class)) in cases.into_iter().enumerate() {
         let id = sim.seed(seed.clone()).await;
-        let e = client.release(REGION, &id, &format!("t{i}")).await.unwrap_err();
+        let e = release(&client, REGION, &id, &format!("t{i}")).await.unwrap_err();
         assert_eq!((api_code(&e), e.class()), (code, class), "seed {seed}");
         // Still there: a refused release changes nothing.
         assert!(client.describe_segment(REGION, &id).await.unwrap().is_some());
@@ -144,9 +157,9 @@ async fn blocking_states_give_the_documented_codes() {
     assert_eq!((in_use.len(), in_use[0].instance_id.as_str()), (1, "i-web1"));
 
     // Fixing the state lets the release through; a quick second attempt meets the cool-down first.
-    let e = client.release(REGION, &id, "t-fix").await.unwrap_err();
+    let e = release(&client, REGION, &id, "t-fix").await.unwrap_err();
     assert_eq!(api_code(&e), "OperationFailed.EipStatusInvalid");
-    let e = client.release(REGION, &id, "t-fix2").await.unwrap_err();
+    let e = release(&client, REGION, &id, "t-fix2").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("TaskConflict.AssociateGlobalAccelerationInstance", ErrorClass::Transient));
     sim.admin(
         reqwest::Method::PATCH,
@@ -155,7 +168,7 @@ async fn blocking_states_give_the_documented_codes() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
-    client.release(REGION, &id, "t-fix3").await.unwrap();
+    release(&client, REGION, &id, "t-fix3").await.unwrap();
 }
 
 #[tokio::test]
@@ -166,17 +179,17 @@ async fn configuration_errors_are_terminal_or_blocked() {
     assert_eq!((api_code(&e), e.class()), ("Forbidden.RegionNotFound", ErrorClass::Terminal));
     let mut req = allocate_request("a1");
     req.region_id = "xx-nowhere-1".into();
-    let e = client.allocate(&req).await.unwrap_err();
+    let e = allocate(&client, &req).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InvalidRegion.NotSupport", ErrorClass::Terminal));
     let mut req = allocate_request("a2");
     req.bandwidth = Some(300);
     req.internet_charge_type = Some("PayByTraffic".into());
-    let e = client.allocate(&req).await.unwrap_err();
+    let e = allocate(&client, &req).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InvalidParameter", ErrorClass::Terminal));
 
     sim.admin(reqwest::Method::PUT, &format!("accounts/{}", simulator::DEFAULT_ACCOUNT), json!({"segmentQuota": 0}))
         .await;
-    let e = client.allocate(&allocate_request("a3")).await.unwrap_err();
+    let e = allocate(&client, &allocate_request("a3")).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("QuotaExceeded.Eip", ErrorClass::Blocked));
     sim.admin(
         reqwest::Method::PUT,
@@ -184,7 +197,7 @@ async fn configuration_errors_are_terminal_or_blocked() {
         json!({"segmentQuota": 10, "balanceSufficient": false}),
     )
     .await;
-    let e = client.allocate(&allocate_request("a4")).await.unwrap_err();
+    let e = allocate(&client, &allocate_request("a4")).await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("InsufficientBalance", ErrorClass::Blocked));
 
     let wrong_secret = sim.client_with(DEFAULT_ACCESS_KEY_ID, "not-the-secret", Duration::from_secs(5));
@@ -207,7 +220,10 @@ async fn pages_through_a_large_region() {
     let page = client.describe_segments(REGION, None, 3, 50).await.unwrap();
     assert_eq!((page.segments.len(), page.total_count), (20, 120));
     sim.admin(reqwest::Method::DELETE, "counters", json!({})).await;
-    let all = client.list_segments(REGION).await.unwrap();
+    let mut all = Vec::new();
+    for page_number in 1..=3 {
+        all.extend(client.describe_segments(REGION, None, page_number, 50).await.unwrap().segments);
+    }
     assert_eq!(all.len(), 120);
     let mut ids: Vec<_> = all.iter().map(|s| s.instance_id.clone()).collect();
     ids.sort();
@@ -256,15 +272,15 @@ async fn throttling_faults_and_timeouts_are_transient() {
     )
     .await;
     let inflight = allocate_request("inflight");
-    let (a, b) = tokio::join!(client.allocate(&inflight), async {
+    let (a, b) = tokio::join!(allocate(&client, &inflight), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        client.allocate(&inflight).await
+        allocate(&client, &inflight).await
     });
     let first = a.unwrap();
     let e = b.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("OperationFailed.LastTokenProcessing", ErrorClass::Transient));
     sim.admin(reqwest::Method::PUT, "faults", json!({})).await;
-    let repeat = client.allocate(&allocate_request("inflight")).await.unwrap();
+    let repeat = allocate(&client, &allocate_request("inflight")).await.unwrap();
     assert_eq!(repeat.eip_segment_instance_id, first.eip_segment_instance_id);
 
     let counters = sim.counters().await;
@@ -277,6 +293,7 @@ async fn throttling_faults_and_timeouts_are_transient() {
 async fn unreachable_endpoint_is_a_connection_failure() {
     let config = ClientConfig {
         endpoint_override: Some("http://127.0.0.1:9".into()),
+        sts_endpoint: Some("http://127.0.0.1:9".into()),
         allow_insecure_endpoint: true,
         timeout: Duration::from_secs(2),
     };
@@ -340,7 +357,7 @@ async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
     let calls = ids.iter().enumerate().map(|(i, id)| {
         let client = client.clone();
         let id = id.clone();
-        async move { client.release(REGION, &id, &format!("burst-{i}")).await }
+        async move { release(&client, REGION, &id, &format!("burst-{i}")).await }
     });
     futures::future::join_all(calls).await.iter().filter(|r| r.as_ref().is_err_and(|e| e.is_throttling())).count()
 }

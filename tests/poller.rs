@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::SegmentStatus;
-use eipsegment_operator::cloud::{ClientConfig, VpcClient};
+use eipsegment_operator::cloud::{Action, ClientConfig, VpcClient};
 use eipsegment_operator::poller::{Change, Key, Observation, Poller, PollerConfig, Seen, WakeTarget};
 use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use reqwest::Method;
@@ -28,6 +28,7 @@ fn client(sim: &Sim) -> VpcClient {
     };
     let config = ClientConfig {
         endpoint_override: Some(sim.url.clone()),
+        sts_endpoint: Some(sim.url.clone()),
         allow_insecure_endpoint: true,
         timeout: Duration::from_secs(5),
     };
@@ -125,7 +126,8 @@ async fn confirm_releases(n: usize, spacing: Duration) {
 
     let released: Vec<String> = ids.iter().take(n).cloned().collect();
     for id in &released {
-        vpc.release(REGION, id, &format!("release-{id}")).await.unwrap();
+        let admission = in_process::admission(&vpc, Action::ReleaseEipSegmentAddress, REGION).await;
+        vpc.release(REGION, id, &format!("release-{id}"), admission).await.unwrap();
         poller.changing(&key(), &vpc, id, Change::Releasing, target(id));
         tokio::time::sleep(spacing).await;
     }

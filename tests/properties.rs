@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
-use eipsegment_operator::cloud::model::AllocateRequest;
+use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse};
 use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient, client, signer};
 use eipsegment_operator::simulator::{self, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use proptest::prelude::*;
@@ -46,8 +46,29 @@ fn client_for(url: &str, timeout: Duration) -> VpcClient {
         access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
         security_token: None,
     };
-    let config = ClientConfig { endpoint_override: Some(url.to_string()), allow_insecure_endpoint: true, timeout };
+    let config = ClientConfig {
+        endpoint_override: Some(url.to_string()),
+        sts_endpoint: Some(url.to_string()),
+        allow_insecure_endpoint: true,
+        timeout,
+    };
     VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+}
+
+/// The mutating calls take a place within the client's rate (none is set here, so one is free).
+async fn admission(client: &VpcClient, action: Action) -> eipsegment_operator::cloud::Admission {
+    match client.admit(action, "cn-hangzhou").await {
+        eipsegment_operator::cloud::Admit::Granted(a) => a,
+        other => panic!("no admission: {other:?}"),
+    }
+}
+
+async fn allocate(client: &VpcClient, request: &AllocateRequest) -> Result<AllocateResponse, CloudError> {
+    client.allocate(request, admission(client, Action::AllocateEipSegmentAddress).await).await
+}
+
+async fn release(client: &VpcClient, region: &str, id: &str, token: &str) -> Result<String, CloudError> {
+    client.release(region, id, token, admission(client, Action::ReleaseEipSegmentAddress).await).await
 }
 
 /// Percent-decoding written here, independently of the signer and the simulator.
@@ -210,14 +231,14 @@ fn the_real_client_carries_every_byte_value_to_the_simulator() {
             resource_group_id: Some(all.clone()),
             ..Default::default()
         };
-        let allocated = client.allocate(&request).await.unwrap();
+        let allocated = allocate(&client, &request).await.unwrap();
         // The same token and parameters, decoded identically: the same answer, not a mismatch.
-        assert_eq!(client.allocate(&request).await.unwrap().eip_segment_instance_id, allocated.eip_segment_instance_id);
+        assert_eq!(allocate(&client, &request).await.unwrap().eip_segment_instance_id, allocated.eip_segment_instance_id);
         // Refused by the cloud for what the values mean, never for how they were signed.
         let e = client.describe_segment(&all, "eipsg-x").await.unwrap_err();
         assert_eq!(e.code(), "Forbidden.RegionNotFound", "{e}");
         assert_eq!(client.describe_segment("cn-hangzhou", &all).await.unwrap(), None);
-        let e = client.release("cn-hangzhou", &all, &all).await.unwrap_err();
+        let e = release(&client, "cn-hangzhou", &all, &all).await.unwrap_err();
         assert_eq!(e.code(), "InvalidAllocationId.NotFound", "{e}");
     });
 }
@@ -345,7 +366,7 @@ proptest! {
                 region_id: "cn-hangzhou".into(), eip_mask: 28, client_token: format!("{token}#{n}"),
                 resource_group_id: Some(group), ..Default::default()
             };
-            let allocated = client.allocate(&request).await;
+            let allocated = allocate(&client, &request).await;
             prop_assert!(allocated.is_ok(), "{:?}", allocated.err().map(|e| e.to_string()));
             match client.describe_segment(&region, &segment).await {
                 Ok(found) => prop_assert!(found.is_none() || found.unwrap().instance_id == segment),
@@ -459,10 +480,10 @@ proptest! {
             let client = client_for(&url, Duration::from_secs(3));
             let success_status = (200..300).contains(&status);
             let outcome: Result<(), CloudError> = match action {
-                0 => client.allocate(&AllocateRequest { region_id: "cn-hangzhou".into(), eip_mask: 28, client_token: "t".into(), ..Default::default() }).await.map(|_| ()),
+                0 => allocate(&client, &AllocateRequest { region_id: "cn-hangzhou".into(), eip_mask: 28, client_token: "t".into(), ..Default::default() }).await.map(|_| ()),
                 1 => client.describe_segment("cn-hangzhou", "eipsg-1").await.map(|_| ()),
                 2 => client.describe_segments("cn-hangzhou", None, 1, 50).await.map(|_| ()),
-                3 => client.release("cn-hangzhou", "eipsg-1", "t").await.map(|_| ()),
+                3 => release(&client, "cn-hangzhou", "eipsg-1", "t").await.map(|_| ()),
                 _ => client.describe_segment_members("cn-hangzhou", "eipsg-1").await.map(|_| ()),
             };
             task.abort();
@@ -479,7 +500,7 @@ proptest! {
         runtime().block_on(async {
             let body = serde_json::json!({"Code": code, "Message": "Request was denied due to user flow control.", "RequestId": "R"}).to_string();
             let (url, task) = answer_once(400, Some(format!("Limit:60,Remain:0,TimeLeft:{left},Reset:1")), body.into_bytes()).await;
-            let e = client_for(&url, Duration::from_secs(3)).release("cn-hangzhou", "eipsg-1", "t").await.unwrap_err();
+            let e = release(&client_for(&url, Duration::from_secs(3)), "cn-hangzhou", "eipsg-1", "t").await.unwrap_err();
             task.abort();
             prop_assert!(e.is_throttling() && e.class() == ErrorClass::Transient, "{}", e);
             prop_assert_eq!(e.retry_after(), Some(Duration::from_millis(left)));

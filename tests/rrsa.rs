@@ -59,6 +59,7 @@ impl Sim {
     fn client(&self, credentials: Arc<dyn CredentialProvider>) -> VpcClient {
         let config = ClientConfig {
             endpoint_override: Some(self.url.clone()),
+            sts_endpoint: Some(self.url.clone()),
             allow_insecure_endpoint: true,
             timeout: Duration::from_secs(5),
         };

@@ -46,15 +46,24 @@ pub enum ClientConfigError {
 pub struct ClientConfig {
     /// Replaces the per-region endpoint for every region (a private endpoint or a simulator).
     pub endpoint_override: Option<String>,
+    /// STS for GetCallerIdentity; default `https://sts.aliyuncs.com`.
+    pub sts_endpoint: Option<String>,
     pub allow_insecure_endpoint: bool,
     pub timeout: Duration,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { endpoint_override: None, allow_insecure_endpoint: false, timeout: Duration::from_secs(10) }
+        ClientConfig {
+            endpoint_override: None,
+            sts_endpoint: None,
+            allow_insecure_endpoint: false,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
+
+const DEFAULT_STS_ENDPOINT: &str = "https://sts.aliyuncs.com";
 
 /// Told about every call, for metrics; the client itself knows nothing of Prometheus.
 pub trait CallObserver: Send + Sync {
@@ -93,11 +102,13 @@ pub struct VpcClient {
     credentials: Arc<dyn CredentialProvider>,
     observer: Option<Arc<dyn CallObserver>>,
     limits: crate::cloud::limits::RateLimits,
+    /// The account each AccessKeyId acts for, once asked: a key never changes account.
+    accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl VpcClient {
     pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialProvider>) -> Result<Self, ClientConfigError> {
-        if let Some(endpoint) = &config.endpoint_override {
+        for endpoint in [&config.endpoint_override, &config.sts_endpoint].into_iter().flatten() {
             if endpoint.starts_with("http://") {
                 if !config.allow_insecure_endpoint {
                     return Err(ClientConfigError::InsecureEndpoint(endpoint.clone()));
@@ -114,7 +125,7 @@ impl VpcClient {
             .user_agent(concat!("eipsegment-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientConfigError::Http)?;
-        Ok(VpcClient { http, config, credentials, observer: None, limits: Default::default() })
+        Ok(VpcClient { http, config, credentials, observer: None, limits: Default::default(), accounts: Arc::default() })
     }
 
     /// The same client (connection pool, endpoint, observer) acting with other credentials.
@@ -133,28 +144,41 @@ impl VpcClient {
         self
     }
 
-    pub fn endpoint(&self, region: &str) -> String {
-        match &self.config.endpoint_override {
-            Some(e) => e.trim_end_matches('/').to_string(),
-            None => default_endpoint(region),
+    pub fn endpoint(&self, action: Action, region: &str) -> String {
+        let endpoint = match action {
+            Action::GetCallerIdentity => self.config.sts_endpoint.clone().unwrap_or_else(|| DEFAULT_STS_ENDPOINT.into()),
+            _ => self.config.endpoint_override.clone().unwrap_or_else(|| default_endpoint(region)),
+        };
+        endpoint.trim_end_matches('/').to_string()
+    }
+
+    /// The Alibaba Cloud account these credentials act for (STS GetCallerIdentity, once per
+    /// AccessKeyId). Every answer the operator believes is tied to an account this way.
+    pub async fn account(&self) -> Result<String, CloudError> {
+        let access_key_id = self.credentials.credentials().await?.access_key_id;
+        if let Some(account) = lock(&self.accounts).get(&access_key_id) {
+            return Ok(account.clone());
         }
+        let identity: CallerIdentity = self.call(Action::GetCallerIdentity, "", Vec::new()).await?;
+        if identity.account_id.is_empty() || identity.request_id.is_empty() {
+            return Err(malformed(Action::GetCallerIdentity, "no AccountId or RequestId"));
+        }
+        lock(&self.accounts).insert(access_key_id, identity.account_id.clone());
+        Ok(identity.account_id)
     }
 
-    pub async fn allocate(&self, request: &AllocateRequest) -> Result<AllocateResponse, CloudError> {
+    /// Requests a segment under a place taken within the client-side rate.
+    pub async fn allocate(&self, request: &AllocateRequest, _admission: Admission) -> Result<AllocateResponse, CloudError> {
         let action = Action::AllocateEipSegmentAddress;
-        self.call(action, &request.region_id, request.params()).await
+        let response: AllocateResponse = self.call_admitted(action, &request.region_id, request.params(), true).await?;
+        if response.eip_segment_instance_id.is_empty() || response.request_id.is_empty() {
+            return Err(malformed(action, "no EipSegmentInstanceId or RequestId"));
+        }
+        Ok(response)
     }
 
-    /// Allocates under a place already taken within the client-side rate.
-    pub async fn allocate_admitted(
-        &self,
-        request: &AllocateRequest,
-        _admission: Admission,
-    ) -> Result<AllocateResponse, CloudError> {
-        self.call_admitted(Action::AllocateEipSegmentAddress, &request.region_id, request.params(), true).await
-    }
-
-    /// One page of the region's segments, or of the one segment named.
+    /// One page of the region's segments, or of the one segment named. Only a whole, consistent
+    /// answer is a page; anything else is `Malformed`.
     pub async fn describe_segments(
         &self,
         region: &str,
@@ -162,74 +186,48 @@ impl VpcClient {
         page_number: u32,
         page_size: u32,
     ) -> Result<SegmentPage, CloudError> {
+        let query = SegmentQuery {
+            segment_id,
+            page_number: page_number.max(1),
+            page_size: page_size.clamp(1, MAX_SEGMENT_PAGE_SIZE),
+        };
         let mut params = vec![
             ("RegionId", region.to_string()),
-            ("PageNumber", page_number.max(1).to_string()),
-            ("PageSize", page_size.clamp(1, MAX_SEGMENT_PAGE_SIZE).to_string()),
+            ("PageNumber", query.page_number.to_string()),
+            ("PageSize", query.page_size.to_string()),
         ];
         if let Some(id) = segment_id {
             params.push(("SegmentInstanceId", id.to_string()));
         }
         let body: DescribeEipSegmentBody = self.call(Action::DescribeEipSegment, region, params).await?;
-        let segments = body.eip_segments.unwrap_or_default().eip_segment;
-        Ok(SegmentPage {
-            total_count: body.total_count.unwrap_or(segments.len() as u32),
-            page_number: body.page_number.unwrap_or(page_number),
-            page_size: body.page_size.unwrap_or(page_size),
-            request_id: body.request_id,
-            segments,
-        })
+        body.into_page(query).map_err(|detail| malformed(Action::DescribeEipSegment, &detail))
     }
 
-    /// The segment, or `None` when the cloud no longer returns it (released).
+    /// The segment, or `None` when a well-formed answer by ID no longer returns it (released).
     pub async fn describe_segment(&self, region: &str, segment_id: &str) -> Result<Option<Segment>, CloudError> {
         let page = self.describe_segments(region, Some(segment_id), 1, MAX_SEGMENT_PAGE_SIZE).await?;
-        Ok(page.segments.into_iter().find(|s| s.instance_id == segment_id))
+        Ok(page.segments.into_iter().next())
     }
 
-    /// Every segment of the region, page by page.
-    pub async fn list_segments(&self, region: &str) -> Result<Vec<Segment>, CloudError> {
-        let mut all = Vec::new();
-        for page_number in 1.. {
-            let page = self.describe_segments(region, None, page_number, MAX_SEGMENT_PAGE_SIZE).await?;
-            let got = page.segments.len();
-            all.extend(page.segments);
-            if got == 0 || all.len() >= page.total_count as usize {
-                break;
-            }
-        }
-        Ok(all)
-    }
-
-    /// Asks for the release; returns the RequestId. The release itself completes asynchronously.
-    pub async fn release(&self, region: &str, segment_id: &str, client_token: &str) -> Result<String, CloudError> {
-        self.send_release(region, segment_id, client_token, false).await
-    }
-
-    /// Asks for the release under a place already taken within the client-side rate.
-    pub async fn release_admitted(
+    /// Asks for the release under a place taken within the client-side rate; returns the RequestId.
+    /// The release itself completes asynchronously.
+    pub async fn release(
         &self,
         region: &str,
         segment_id: &str,
         client_token: &str,
         _admission: Admission,
     ) -> Result<String, CloudError> {
-        self.send_release(region, segment_id, client_token, true).await
-    }
-
-    async fn send_release(
-        &self,
-        region: &str,
-        segment_id: &str,
-        client_token: &str,
-        admitted: bool,
-    ) -> Result<String, CloudError> {
+        let action = Action::ReleaseEipSegmentAddress;
         let params = vec![
             ("RegionId", region.to_string()),
             ("SegmentInstanceId", segment_id.to_string()),
             ("ClientToken", client_token.to_string()),
         ];
-        let body: ReleaseBody = self.call_admitted(Action::ReleaseEipSegmentAddress, region, params, admitted).await?;
+        let body: ReleaseBody = self.call_admitted(action, region, params, true).await?;
+        if body.request_id.is_empty() {
+            return Err(malformed(action, "no RequestId"));
+        }
         Ok(body.request_id)
     }
 
@@ -324,7 +322,7 @@ impl VpcClient {
         }
         let mut all: Vec<(&str, String)> = vec![
             ("Action", action.as_str().to_string()),
-            ("Version", API_VERSION.to_string()),
+            ("Version", action.version().to_string()),
             ("Format", "JSON".to_string()),
             ("AccessKeyId", credentials.access_key_id.clone()),
             ("SignatureMethod", "HMAC-SHA1".to_string()),
@@ -351,7 +349,7 @@ impl VpcClient {
 
         let response = self
             .http
-            .post(format!("{}/", self.endpoint(region)))
+            .post(format!("{}/", self.endpoint(action, region)))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json")
             .body(body)
@@ -384,6 +382,15 @@ impl VpcClient {
             CloudError::Transport { action, source: e }
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A 2xx answer that lacks what every real answer holds: proof of nothing.
+fn malformed(action: Action, detail: &str) -> CloudError {
+    CloudError::Malformed { action, http_status: 200, detail: detail.to_string() }
 }
 
 /// What an answer means: the typed body, or the error it carries. Any bytes give a value, never a

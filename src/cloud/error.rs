@@ -218,6 +218,17 @@ impl CloudError {
         matches!(self, CloudError::Api { code, http_status, .. } if code.starts_with("Throttling") || *http_status == 429)
     }
 
+    /// True when this refusal of an AllocateEipSegmentAddress proves that its ClientToken created
+    /// nothing: the parameters or the region are invalid, so no request with them ever succeeded.
+    /// A refusal that depends on who asks or when (credentials, permissions, clock, quota, balance,
+    /// throttling, a token used with other parameters) proves nothing: a first request with the
+    /// same token may have created a segment that its replay is now refused from seeing.
+    pub fn proves_nothing_created(&self) -> bool {
+        matches!(self, CloudError::Api { code, .. } if matches!(code.as_str(),
+            "InvalidParameter" | "MissingParameter" | "InvalidParameter.Mask" | "InvalidParameter.Bandwidth"
+            | "InvalidRegion.NotSupport" | "Forbidden.RegionNotFound" | "InvalidRegionId.NotFound" | "InvalidRegionId.Malformed"))
+    }
+
     /// True when the request may have taken effect although no answer says so.
     pub fn is_ambiguous(&self) -> bool {
         match self {
@@ -312,6 +323,31 @@ mod tests {
         ] {
             assert!(classify(code, 400).advice.contains("deletionPolicy"), "{code}");
         }
+    }
+
+    #[test]
+    fn only_invalid_parameters_prove_an_allocation_created_nothing() {
+        let api = |code: &str| CloudError::Api {
+            action: Action::AllocateEipSegmentAddress,
+            http_status: 400,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+            retry_after: None,
+        };
+        for code in ["InvalidParameter", "InvalidRegion.NotSupport", "Forbidden.RegionNotFound"] {
+            assert!(api(code).proves_nothing_created(), "{code}");
+        }
+        let unproven = [
+            "SignatureDoesNotMatch", "InvalidAccessKeyId.NotFound", "InvalidSecurityToken.Expired", "InvalidTimeStamp.Expired",
+            "Forbidden.RAM", "Forbbiden", "QuotaExceeded.Eip", "InsufficientBalance", "IdempotentParameterMismatch",
+            "Throttling.User", "OperationFailed.LastTokenProcessing", "InternalError",
+        ];
+        for code in unproven {
+            assert!(!api(code).proves_nothing_created(), "{code}");
+        }
+        assert!(!CloudError::Timeout { action: Action::AllocateEipSegmentAddress, timeout: Duration::from_secs(1) }.proves_nothing_created());
+        assert!(!CloudError::Credentials("none".into()).proves_nothing_created());
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub const API_VERSION: &str = "2016-04-28";
+/// STS, for GetCallerIdentity.
+pub const STS_API_VERSION: &str = "2015-04-01";
 /// Largest page DescribeEipSegment accepts.
 pub const MAX_SEGMENT_PAGE_SIZE: u32 = 50;
 /// Largest page DescribeEipAddresses accepts.
@@ -16,9 +18,12 @@ pub enum Action {
     DescribeEipSegment,
     ReleaseEipSegmentAddress,
     DescribeEipAddresses,
+    /// STS: which account the credentials act for.
+    GetCallerIdentity,
 }
 
 impl Action {
+    /// The VPC actions.
     pub const ALL: [Action; 4] = [
         Action::AllocateEipSegmentAddress,
         Action::DescribeEipSegment,
@@ -32,9 +37,19 @@ impl Action {
             Action::DescribeEipSegment => "DescribeEipSegment",
             Action::ReleaseEipSegmentAddress => "ReleaseEipSegmentAddress",
             Action::DescribeEipAddresses => "DescribeEipAddresses",
+            Action::GetCallerIdentity => "GetCallerIdentity",
         }
     }
 
+    /// The API version the action belongs to.
+    pub fn version(self) -> &'static str {
+        match self {
+            Action::GetCallerIdentity => STS_API_VERSION,
+            _ => API_VERSION,
+        }
+    }
+
+    /// A VPC action, by name.
     pub fn parse(name: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == name)
     }
@@ -121,7 +136,62 @@ pub(crate) struct DescribeEipSegmentBody {
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct SegmentList {
     #[serde(default)]
-    pub eip_segment: Vec<Segment>,
+    pub eip_segment: Option<Vec<Segment>>,
+}
+
+/// What a DescribeEipSegment call asked for, to check the answer against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SegmentQuery<'a> {
+    pub segment_id: Option<&'a str>,
+    pub page_number: u32,
+    pub page_size: u32,
+}
+
+impl DescribeEipSegmentBody {
+    /// The page, if the answer is whole and consistent. An answer that lacks its list, its
+    /// TotalCount or its RequestId, or whose list disagrees with its TotalCount or with the query,
+    /// proves nothing: above all not that a segment is gone.
+    pub(crate) fn into_page(self, query: SegmentQuery<'_>) -> Result<SegmentPage, String> {
+        if self.request_id.is_empty() {
+            return Err("no RequestId".into());
+        }
+        let total = self.total_count.ok_or("no TotalCount")?;
+        let list = self.eip_segments.ok_or("no EipSegments")?;
+        let segments = match list.eip_segment {
+            Some(segments) => segments,
+            // `"EipSegments":{}` is an empty list only where TotalCount says so.
+            None if total == 0 => Vec::new(),
+            None => return Err(format!("no EipSegments.EipSegment list, but TotalCount {total}")),
+        };
+        check_page(&segments, total, query)?;
+        Ok(SegmentPage {
+            total_count: total,
+            page_number: self.page_number.unwrap_or(query.page_number),
+            page_size: self.page_size.unwrap_or(query.page_size),
+            request_id: self.request_id,
+            segments,
+        })
+    }
+}
+
+/// A page's list must be what its TotalCount and the query imply.
+fn check_page(segments: &[Segment], total: u32, query: SegmentQuery<'_>) -> Result<(), String> {
+    let skipped = u64::from(query.page_number.max(1) - 1) * u64::from(query.page_size);
+    let expected = (u64::from(total).saturating_sub(skipped)).min(u64::from(query.page_size));
+    if segments.len() as u64 != expected {
+        return Err(format!(
+            "{} segments on page {} of size {}, but TotalCount {total}",
+            segments.len(),
+            query.page_number,
+            query.page_size
+        ));
+    }
+    if let Some(id) = query.segment_id {
+        if total > 1 || segments.iter().any(|s| s.instance_id != id) {
+            return Err(format!("an answer for {id} that holds other segments (TotalCount {total})"));
+        }
+    }
+    Ok(())
 }
 
 /// One member EIP as DescribeEipAddresses reports it.
@@ -160,6 +230,20 @@ pub(crate) struct DescribeEipAddressesBody {
 pub(crate) struct EipAddressList {
     #[serde(default)]
     pub eip_address: Vec<EipAddress>,
+}
+
+/// STS GetCallerIdentity.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallerIdentity {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub account_id: String,
+    #[serde(default)]
+    pub arn: String,
+    #[serde(default)]
+    pub identity_type: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -256,7 +340,7 @@ mod tests {
             "Descritpion":"MyEipSegment","InstanceId":"eipsg-2zett8ba055tbsxme","IpCount":"16",
             "Name":"MyEipSegment","Segment":"161.0.0.32/28","RegionId":"cn-hangzhou","Zone":"cn-hangzhou-a"}]}}"#;
         let body: DescribeEipSegmentBody = serde_json::from_str(documented).unwrap();
-        let seg = &body.eip_segments.unwrap().eip_segment[0];
+        let seg = &body.eip_segments.unwrap().eip_segment.unwrap()[0];
         assert_eq!(seg.ip_count, Some(16));
         assert_eq!(seg.description, "MyEipSegment");
         assert_eq!(seg.status, SegmentStatus::Allocated);
@@ -265,7 +349,7 @@ mod tests {
             "InstanceId":"eipsg-x","IpCount":32,"Unknown":{"a":1}}]}}"#;
         let body: DescribeEipSegmentBody = serde_json::from_str(older).unwrap();
         assert_eq!(body.total_count, Some(1));
-        let seg = &body.eip_segments.unwrap().eip_segment[0];
+        let seg = &body.eip_segments.unwrap().eip_segment.unwrap()[0];
         assert_eq!((seg.ip_count, seg.description.as_str()), (Some(32), "d"));
         assert_eq!(seg.status, SegmentStatus::Releasing);
     }
@@ -276,11 +360,11 @@ mod tests {
             r#"{"EipSegments":{"EipSegment":[{"Status":"Frozen","InstanceId":"eipsg-y","IpCount":"many"}]}}"#,
         )
         .unwrap();
-        let seg = &body.eip_segments.unwrap().eip_segment[0];
+        let seg = &body.eip_segments.unwrap().eip_segment.unwrap()[0];
         assert_eq!(seg.status, SegmentStatus::Other("Frozen".into()));
         assert_eq!(seg.ip_count, None);
         let empty: DescribeEipSegmentBody = serde_json::from_str(r#"{"EipSegments":{}}"#).unwrap();
-        assert!(empty.eip_segments.unwrap().eip_segment.is_empty());
+        assert!(empty.eip_segments.unwrap().eip_segment.is_none());
     }
 
     #[test]
@@ -290,5 +374,41 @@ mod tests {
         let b: AllocateResponse =
             serde_json::from_str(r#"{"EipSegmentInstanceId":"eipsg-1","OrderId":"20190000"}"#).unwrap();
         assert_eq!(a.order_id, b.order_id);
+    }
+
+    fn page(body: &str, segment_id: Option<&str>, page_number: u32, page_size: u32) -> Result<SegmentPage, String> {
+        let body: DescribeEipSegmentBody = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        body.into_page(SegmentQuery { segment_id, page_number, page_size })
+    }
+
+    const SEG: &str = r#"{"InstanceId":"eipsg-a","Status":"Allocated"}"#;
+
+    #[test]
+    fn only_a_whole_consistent_answer_is_a_page() {
+        let list = |items: &str| format!(r#"{{"EipSegment":[{items}]}}"#);
+        let ok = |total: u32, items: &str| format!(r#"{{"RequestId":"R","TotalCount":{total},"EipSegments":{}}}"#, list(items));
+        // By ID: present, and proven absent.
+        assert_eq!(page(&ok(1, SEG), Some("eipsg-a"), 1, 50).unwrap().segments.len(), 1);
+        assert!(page(&ok(0, ""), Some("eipsg-a"), 1, 50).unwrap().segments.is_empty());
+        assert!(page(r#"{"RequestId":"R","TotalCount":0,"EipSegments":{}}"#, Some("eipsg-a"), 1, 50).is_ok());
+        // Pages: the last one holds the remainder.
+        assert!(page(&ok(51, SEG), None, 2, 50).is_ok());
+        let malformed = [
+            (r#"{"RequestId":"R","TotalCount":0}"#.to_string(), "no EipSegments"),
+            (r#"{"RequestId":"R","EipSegments":{"EipSegment":[]}}"#.to_string(), "no TotalCount"),
+            (format!(r#"{{"TotalCount":0,"EipSegments":{}}}"#, list("")), "no RequestId"),
+            (r#"{}"#.to_string(), "no RequestId"),
+            (r#"{"RequestId":"R","TotalCount":1,"EipSegments":{}}"#.to_string(), "TotalCount 1"),
+            (ok(1, ""), "0 segments"),
+            (ok(0, SEG), "1 segments"),
+            (ok(2, SEG), "1 segments"),
+        ];
+        for (body, why) in &malformed {
+            let e = page(body, Some("eipsg-a"), 1, 50).unwrap_err();
+            assert!(e.contains(why), "{body}: {e}");
+        }
+        let other = r#"{"InstanceId":"eipsg-b","Status":"Allocated"}"#;
+        assert!(page(&ok(1, other), Some("eipsg-a"), 1, 50).unwrap_err().contains("other segments"));
+        assert!(page(&ok(60, SEG), None, 1, 50).unwrap_err().contains("TotalCount 60"), "a short page that is not the last");
     }
 }

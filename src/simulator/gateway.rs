@@ -535,6 +535,12 @@ fn run_action(
         Action::DescribeEipSegment => world.describe(account, params, now),
         Action::ReleaseEipSegmentAddress => world.release(account, params, now),
         Action::DescribeEipAddresses => world.describe_members(account, params, now),
+        // An STS action: never reaches the VPC world.
+        Action::GetCallerIdentity => Err(ApiError {
+            http_status: 404,
+            code: "InvalidAction.NotFound",
+            message: "Specified api is not found, please check your url and method.".into(),
+        }),
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use clap::Parser;
+use eipsegment_operator::cloud::{Action, Admission, Admit, VpcClient};
 use eipsegment_operator::simulator::{self, Args};
 use serde_json::{Value, json};
 
@@ -33,5 +34,16 @@ impl Sim {
 
     pub async fn count(&self, action: &str, outcome: &str) -> u64 {
         self.counters().await[action][outcome].as_u64().unwrap_or(0)
+    }
+}
+
+/// A place within the client's rate for one mutating call, waiting for it as long as the rate says.
+pub async fn admission(client: &VpcClient, action: Action, region: &str) -> Admission {
+    loop {
+        match client.admit(action, region).await {
+            Admit::Granted(a) => return a,
+            Admit::NotYet(after) => tokio::time::sleep(after).await,
+            Admit::Failed(e) => panic!("no admission: {e}"),
+        }
     }
 }
