@@ -186,6 +186,8 @@ impl VpcClient {
         page_number: u32,
         page_size: u32,
     ) -> Result<SegmentPage, CloudError> {
+        // An empty ID is no filter: the parameter is not sent.
+        let segment_id = segment_id.filter(|id| !id.is_empty());
         let query = SegmentQuery {
             segment_id,
             page_number: page_number.max(1),
@@ -206,7 +208,7 @@ impl VpcClient {
     /// The segment, or `None` when a well-formed answer by ID no longer returns it (released).
     pub async fn describe_segment(&self, region: &str, segment_id: &str) -> Result<Option<Segment>, CloudError> {
         let page = self.describe_segments(region, Some(segment_id), 1, MAX_SEGMENT_PAGE_SIZE).await?;
-        Ok(page.segments.into_iter().next())
+        Ok(page.segments.into_iter().find(|s| s.instance_id == segment_id))
     }
 
     /// Asks for the release under a place taken within the client-side rate; returns the RequestId.
