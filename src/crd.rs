@@ -1,6 +1,5 @@
 //! The `EipSegment` custom resource. The CRD YAML in `crds/` is generated from these types.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +25,10 @@ macro_rules! immutable {
     };
 }
 
+/// Once status names the account the segment lives in, the credentials source that leads to it is
+/// fixed: other credentials would act in another account, where the segment cannot be seen.
+const CREDENTIALS_FIXED_ONCE_USED: &str = "!has(oldSelf.status) || !has(oldSelf.status.accountId) || (has(self.spec.credentialsSecretRef) == has(oldSelf.spec.credentialsSecretRef) && (!has(self.spec.credentialsSecretRef) || self.spec.credentialsSecretRef.name == oldSelf.spec.credentialsSecretRef.name))";
+
 /// A contiguous group of Alibaba Cloud elastic IP addresses (an EIP segment), allocated by the
 /// operator or adopted, and released when the object is deleted (unless its deletion policy is Retain).
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
@@ -43,7 +46,10 @@ macro_rules! immutable {
     printcolumn(name = "IPs", type_ = "integer", json_path = ".status.ipCount"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus"),
     printcolumn(name = "Deletion Policy", type_ = "string", json_path = ".status.deletionPolicy"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(CREDENTIALS_FIXED_ONCE_USED).message(
+        "credentialsSecretRef cannot change once the operator has recorded the account of the segment (status.accountId): the segment lives in that account"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -111,7 +117,9 @@ pub struct EipSegmentSpec {
     /// A Secret in this namespace holding the credentials for this segment (keys
     /// ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, optional
     /// ALIBABA_CLOUD_SECURITY_TOKEN). Needs an operator with Secret-referenced credentials enabled;
-    /// without it, the namespace's default credentials Secret or the operator's own are used.
+    /// without it, the namespace's default credentials Secret or the operator's own are used. Fixed
+    /// once the operator has recorded the segment's account; the Secret's keys may be rotated in
+    /// place, to keys of the same account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
 
@@ -229,20 +237,31 @@ pub struct EipSegmentStatus {
     /// Number of EIPs in the segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_count: Option<u32>,
-    /// The cloud's status of the segment: Allocating, Allocated, Releasing, or Released once confirmed gone.
+    /// The cloud's status of the segment as last seen: Allocating, Allocated, Releasing; Released
+    /// once confirmed gone; Missing when it vanished while the object still wanted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_status: Option<String>,
+    /// The Alibaba Cloud account the segment lives in, recorded before the first call that could
+    /// create or release it. No answer from another account is ever believed about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Where the credentials for that account come from: `Operator` (the operator's own) or
+    /// `Secret/<name>` (a Secret in this namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_source: Option<String>,
     /// The deletion policy in force (the spec's, or the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<String>,
     /// The generation of the spec last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// ClientToken of AllocateEipSegmentAddress, derived from the object's UID.
+    /// ClientToken of AllocateEipSegmentAddress: derived from the object's UID, or the one a
+    /// restored object carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_token: Option<String>,
-    /// Set before an allocation request and cleared once its segment ID is recorded (or the request
-    /// certainly failed): while set, a segment may exist that status does not name yet.
+    /// Set before an allocation request; cleared once its segment has been seen in the cloud, or
+    /// when the cloud's answer to the token proves that nothing was created. While set, a segment
+    /// may exist that the cloud does not show yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_requested_at: Option<String>,
     /// ClientToken of ReleaseEipSegmentAddress, derived from the object's UID.
@@ -251,6 +270,9 @@ pub struct EipSegmentStatus {
     /// When the release was first requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_requested_at: Option<String>,
+    /// When the cloud accepted the release: from then on it cannot be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_accepted_at: Option<String>,
     /// The last cloud error, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
@@ -259,6 +281,27 @@ pub struct EipSegmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// A condition, in the shape of Kubernetes' `metav1.Condition`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready or Synced.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// A CamelCase word for programs: why the condition is what it is.
+    pub reason: String,
+    /// What it means and what to do, for people.
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: String,
+    /// The generation the condition was set from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// The last cloud error an object met.

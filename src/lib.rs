@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod decide;
+pub mod lifecycle;
 pub mod leadership;
 pub mod poller;
 pub mod simulator;

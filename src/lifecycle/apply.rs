@@ -1,0 +1,191 @@
+//! The object wants its segment: allocate it, adopt it, or keep it under watch.
+
+use crate::cloud::ErrorClass;
+use crate::cloud::model::{Segment, SegmentStatus};
+use crate::lifecycle::conditions::{is_ready, set_ready};
+use crate::lifecycle::facts::{Claimant, Look, Outcome, Seen};
+use crate::lifecycle::moves::{Call, Change, Decision, Event, Pace, Watch};
+use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
+
+pub(super) fn decide(p: &Pass) -> Decision {
+    match p.holding() {
+        Holding::Nothing | Holding::Pending => allocate(p),
+        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => watch(p, &id),
+    }
+}
+
+/// A new allocation, or the replay of one whose answer was lost (same token: the same segment).
+pub(super) fn allocate(p: &Pass) -> Decision {
+    let (c, account) = match p.account() {
+        Ok(found) => found,
+        Err(decision) => return decision,
+    };
+    if let Some(outcome) = p.f.outcome {
+        return after_allocate(p, outcome);
+    }
+    if c.terminating && p.holding() == Holding::Nothing {
+        let detail = format!(
+            "SecretTerminating: the credentials Secret {} is being deleted: no new segment is allocated with it",
+            c.source
+        );
+        let problem = crate::lifecycle::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
+        return p.fail(p.status.clone(), &problem, Act::Credentials);
+    }
+    let mut status = p.status.clone();
+    let token = p.allocation_token();
+    let first = status.allocation_requested_at.is_none() && p.holding() == Holding::Nothing;
+    status.allocation_token = Some(token.clone());
+    status.allocation_requested_at.get_or_insert_with(|| p.now().to_string());
+    record_account(&mut status, c, &account);
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));
+    m.call = Some(Call::Allocate(p.o.spec.allocate_request(&token)));
+    if first {
+        let note = format!("requesting a /{} segment in {} (account {account})", p.o.spec.eip_mask.unwrap_or(28), p.region());
+        m.event = Some(Event::normal("AllocationRequested", "Allocate", note));
+    }
+    Decision::Act(m)
+}
+
+/// What the allocation's answer means. The pending marker goes only with proof: the segment is
+/// seen later, or the cloud's refusal of the token proves nothing was created.
+pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
+    let mut status = p.status.clone();
+    match outcome {
+        Outcome::NotAdmitted { after, why } => {
+            p.wait(p.not_ready(p.o.status.clone(), "AllocationQueued", why), Pace::Queued(*after))
+        }
+        Outcome::Allocated { segment_id } => {
+            status.segment_instance_id = Some(segment_id.clone());
+            let message = format!("segment {segment_id} is being allocated");
+            let status = p.not_ready(p.succeeded(status), "Allocating", &message);
+            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));
+            m.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
+            Decision::Act(m)
+        }
+        Outcome::Refused(problem) => {
+            if problem.proves_nothing_created {
+                status.allocation_requested_at = None;
+            }
+            p.fail(status, problem, Act::Allocate)
+        }
+        // Not an answer to an allocation: look again.
+        Outcome::ReleaseAccepted { .. } => p.wait(status, Pace::Woken),
+    }
+}
+
+/// A named segment: refuse it if another object holds it, otherwise look and record.
+fn watch(p: &Pass, id: &str) -> Decision {
+    let claims = match p.claims(id) {
+        Ok(claims) => claims,
+        Err(need) => return need,
+    };
+    if let Some(owner) = p.outranked_by(claims, id) {
+        return refused(p, id, owner);
+    }
+    let (c, account) = match p.account() {
+        Ok(found) => found,
+        Err(decision) => return decision,
+    };
+    let Some(look) = p.f.look else {
+        return Decision::Need(crate::lifecycle::moves::Need::Look { segment_id: id.to_string(), drift: true });
+    };
+    match look {
+        Look::Seen { account: seen_in, seen } if *seen_in == account => match seen {
+            Seen::Failed(problem) => p.fail(p.status.clone(), problem, Act::Describe),
+            Seen::Absent => absent(p, id, &account),
+            Seen::Present(seg) => {
+                let mut status = p.status.clone();
+                record_account(&mut status, c, &account);
+                present(p, status, seg)
+            }
+        },
+        // A look made before the object's account was known, or none yet: the poller wakes it.
+        _ => p.wait(p.status.clone(), Pace::Woken),
+    }
+}
+
+/// Another object holds the segment: this one does not act on it and says who does.
+fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
+    let message = format!(
+        "segment {id} is held by {}/{}, which named it first: this object does not act on it. Delete this object, \
+         or delete {}/{} to hand the segment over",
+        owner.namespace, owner.name, owner.namespace, owner.name
+    );
+    let status = p.not_ready(p.o.status.clone(), "SegmentInUse", &message);
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    m.identity = p.o.annotations.clone();
+    m.secret = crate::lifecycle::moves::SecretUse::Unchanged;
+    if p.reason_is_new("SegmentInUse") {
+        m.event = Some(Event::warning("ClaimRefused", "Adopt", message));
+    }
+    m.watch = Some(Watch::Forget { segment_ids: vec![id.to_string()] });
+    Decision::Act(m)
+}
+
+fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) -> Decision {
+    record_segment(&mut status, seg);
+    let status = p.succeeded(status);
+    if seg.status != SegmentStatus::Allocated {
+        let message = format!("segment {} is {}", seg.instance_id, seg.status.as_str());
+        return p.wait(p.not_ready(status, seg.status.as_str(), &message), Pace::Woken);
+    }
+    let (reason, message) = if p.o.spec.adopts() {
+        ("Adopted", format!("adopted segment {} ({})", seg.instance_id, seg.segment))
+    } else {
+        ("Allocated", format!("segment {} ({}) is allocated", seg.instance_id, seg.segment))
+    };
+    let mut status = status;
+    set_ready(&mut status, true, reason, &message, p.now());
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Resync));
+    if !is_ready(p.before()) {
+        m.event = Some(Event::normal(reason, "Observe", message));
+    }
+    Decision::Act(m)
+}
+
+/// A well-formed answer from the segment's own account does not return it.
+fn absent(p: &Pass, id: &str, account: &str) -> Decision {
+    let status = p.succeeded(p.status.clone());
+    match p.holding() {
+        Holding::Adopting(_) => {
+            let message = format!(
+                "segment {id} to adopt does not exist in region {} of account {account}: check spec.segmentInstanceId, \
+                 spec.regionId and the credentials",
+                p.region()
+            );
+            let status = p.not_ready(status, "AdoptionTargetNotFound", &message);
+            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
+            if p.reason_is_new("AdoptionTargetNotFound") {
+                m.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
+            }
+            Decision::Act(m)
+        }
+        Holding::Unseen(_) => {
+            let message = format!("segment {id} was accepted and is not yet visible in account {account}");
+            p.wait(p.not_ready(status, "Allocating", &message), Pace::Woken)
+        }
+        _ => drifted(p, status, id, account),
+    }
+}
+
+fn drifted(p: &Pass, mut status: crate::crd::EipSegmentStatus, id: &str, account: &str) -> Decision {
+    let message = if p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some() {
+        format!(
+            "segment {id} no longer exists in account {account} (released outside this operator); it is not re-created: \
+             delete this object, or recreate it to allocate a new segment"
+        )
+    } else {
+        format!(
+            "segment {id} is not visible to account {account}, and the account it was created in was never recorded: \
+             if the credentials changed, give back those of its account; if it was released outside this operator, \
+             delete this object"
+        )
+    };
+    status.cloud_status = Some("Missing".into());
+    let status = p.not_ready(status, "SegmentMissing", &message);
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    if p.reason_is_new("SegmentMissing") {
+        m.event = Some(Event::warning("Drifted", "Observe", message));
+    }
+    Decision::Act(m)
+}

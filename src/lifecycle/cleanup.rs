@@ -1,0 +1,205 @@
+//! The object is being deleted: release its segment once and prove it gone, or keep it (Retain),
+//! and only then let the object go. Absence is believed only from the segment's own account.
+
+use crate::cloud::ErrorClass;
+use crate::cloud::model::SegmentStatus;
+use crate::crd::{DeletionPolicy, EipSegmentStatus};
+use crate::lifecycle::apply;
+use crate::lifecycle::facts::{Look, Outcome, Seen};
+use crate::lifecycle::moves::{Call, Change, Decision, Event, Need, Next, Pace, Watch};
+use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
+
+pub(super) fn decide(p: &Pass) -> Decision {
+    if p.policy == DeletionPolicy::Retain {
+        return retain(p);
+    }
+    match p.holding() {
+        Holding::Nothing => p.finish(p.status.clone(), nothing_allocated()),
+        Holding::Gone(id) => p.finish(p.status.clone(), released(&id, p.status.account_id.as_deref())),
+        // A request may have created a segment whose ID was never recorded: ask again with the
+        // same token to learn it, then release it.
+        Holding::Pending => resolve_pending(p),
+        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) => release(p, &id),
+    }
+}
+
+fn nothing_allocated() -> Event {
+    Event::normal("NothingAllocated", "Finalize", "no segment was ever allocated: nothing to release".into())
+}
+
+fn released(id: &str, account: Option<&str>) -> Event {
+    let account = account.map(|a| format!(" in account {a}")).unwrap_or_default();
+    Event::normal("Released", "Finalize", format!("segment {id} is released: DescribeEipSegment{account} no longer returns it"))
+}
+
+/// Retain: no release. A pending allocation is resolved first, so that what is kept is named.
+fn retain(p: &Pass) -> Decision {
+    let kept = |id: &str| {
+        let account = p.status.account_id.as_deref().map(|a| format!(" (account {a})")).unwrap_or_default();
+        Event::normal("Retained", "Finalize", format!("deletion policy Retain: segment {id}{account} is kept in the cloud"))
+    };
+    match p.holding() {
+        Holding::Pending => match p.f.outcome {
+            Some(Outcome::Allocated { segment_id }) => {
+                let mut status = p.status.clone();
+                status.segment_instance_id = Some(segment_id.clone());
+                p.finish(p.succeeded(status), kept(segment_id))
+            }
+            Some(Outcome::Refused(problem)) if problem.proves_nothing_created => {
+                let note = format!("deletion policy Retain: the cloud's answer to the pending allocation ({}) proves nothing was created", problem.code);
+                p.finish(p.status.clone(), Event::normal("NothingAllocated", "Finalize", note))
+            }
+            _ => apply::allocate(p),
+        },
+        _ if p.status.release_accepted_at.is_some() => {
+            let id = p.status.segment_instance_id.clone().unwrap_or_default();
+            let note = format!(
+                "deletion policy Retain, but the cloud accepted the release of segment {id} before: a release cannot be \
+                 undone, so the segment is being released"
+            );
+            p.finish(p.status.clone(), Event::warning("ReleaseUnderWay", "Finalize", note))
+        }
+        Holding::Nothing => p.finish(p.status.clone(), nothing_allocated()),
+        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => {
+            p.finish(p.status.clone(), kept(&id))
+        }
+    }
+}
+
+/// The replay of a pending allocation while deleting: the ID it names is released next; a refusal
+/// that proves nothing was created lets the object go; anything else keeps it and says why.
+fn resolve_pending(p: &Pass) -> Decision {
+    match p.f.outcome {
+        Some(Outcome::Refused(problem)) if problem.proves_nothing_created => {
+            let note = format!("the cloud's answer to the pending allocation ({}) proves nothing was created: nothing to release", problem.code);
+            p.finish(p.status.clone(), Event::normal("NothingAllocated", "Finalize", note))
+        }
+        _ => apply::allocate(p),
+    }
+}
+
+fn release(p: &Pass, id: &str) -> Decision {
+    let claims = match p.claims(id) {
+        Ok(claims) => claims,
+        Err(need) => return need,
+    };
+    // Never release a segment another object still wants; let go of one another object holds.
+    if let Some(other) = claims.iter().find(|c| !c.deleting && c.uid != p.o.uid) {
+        let note = format!("segment {id} is also named by {}/{}, which keeps it: not released", other.namespace, other.name);
+        return p.finish(p.status.clone(), Event::normal("HandedOver", "Finalize", note));
+    }
+    if let Some(owner) = p.outranked_by(claims, id) {
+        let note = format!("segment {id} belongs to {}/{}: this object releases nothing", owner.namespace, owner.name);
+        return p.finish(p.o.status.clone(), Event::normal("NotOwner", "Finalize", note));
+    }
+    let (c, account) = match p.account() {
+        Ok(found) => found,
+        Err(decision) => return decision,
+    };
+    if let Some(outcome) = p.f.outcome {
+        return after_release(p, id, outcome);
+    }
+    let Some(look) = p.f.look else { return Decision::Need(Need::Look { segment_id: id.to_string(), drift: false }) };
+    match look {
+        Look::Seen { account: seen_in, seen } if *seen_in == account => match seen {
+            Seen::Failed(problem) => p.fail(p.status.clone(), problem, Act::Describe),
+            Seen::Absent => absent(p, id, &account),
+            Seen::Present(seg) => {
+                let mut status = p.status.clone();
+                record_account(&mut status, c, &account);
+                record_segment(&mut status, seg);
+                present(p, p.succeeded(status), id, &seg.status)
+            }
+        },
+        _ => p.wait(p.status.clone(), Pace::Woken),
+    }
+}
+
+fn present(p: &Pass, status: EipSegmentStatus, id: &str, cloud: &SegmentStatus) -> Decision {
+    match cloud {
+        SegmentStatus::Allocated => request_release(p, status, id),
+        SegmentStatus::Released => finish_released(p, status, id),
+        SegmentStatus::Releasing => {
+            let message = format!("segment {id} is Releasing; waiting for the cloud to confirm");
+            p.wait(p.not_ready(status, "Releasing", &message), Pace::Woken)
+        }
+        // Allocating, or a status this operator does not know: only queries are allowed; the
+        // poller keeps looking.
+        other => {
+            let message = format!("segment {id} is {}: the release waits until it settles", other.as_str());
+            p.wait(p.not_ready(status, other.as_str(), &message), Pace::Woken)
+        }
+    }
+}
+
+/// The release, with the token recorded (status and annotation) before the call.
+fn request_release(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision {
+    let token = p.release_token();
+    status.release_token = Some(token.clone());
+    status.release_requested_at.get_or_insert_with(|| p.now().to_string());
+    let mut m = p.act(status, Next::Wait(Pace::Woken));
+    m.call = Some(Call::Release { region: p.region().to_string(), segment_id: id.to_string(), token });
+    Decision::Act(m)
+}
+
+fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
+    match outcome {
+        Outcome::NotAdmitted { after, why } => {
+            p.wait(p.not_ready(p.o.status.clone(), "ReleaseQueued", why), Pace::Queued(*after))
+        }
+        Outcome::ReleaseAccepted { request_id } => {
+            let mut status = p.succeeded(p.status.clone());
+            status.release_accepted_at.get_or_insert_with(|| p.now().to_string());
+            status.cloud_status = Some("Releasing".into());
+            let message = format!("release of {id} requested; waiting for the cloud to confirm");
+            let mut m = p.act(p.not_ready(status, "Releasing", &message), Next::Wait(Pace::Woken));
+            m.event = Some(Event::normal("ReleaseRequested", "Release", format!("release of {id} accepted (RequestId {request_id})")));
+            m.watch = Some(Watch::Changing { segment_id: id.to_string(), change: Change::Releasing });
+            Decision::Act(m)
+        }
+        // Gone already, says the cloud: a fresh look by ID proves it.
+        Outcome::Refused(problem) if problem.class == ErrorClass::Gone => {
+            let mut m = p.act(p.status.clone(), Next::Wait(Pace::Woken));
+            m.watch = Some(Watch::Refresh { segment_id: id.to_string() });
+            Decision::Act(m)
+        }
+        Outcome::Refused(problem) => p.fail(p.status.clone(), problem, Act::Release),
+        Outcome::Allocated { .. } => p.wait(p.status.clone(), Pace::Woken),
+    }
+}
+
+/// Proven absent from the segment's own account. Gone, unless it was never seen since its
+/// allocation (the cloud's read side may lag the call) or its account was never recorded.
+fn absent(p: &Pass, id: &str, account: &str) -> Decision {
+    let status = p.succeeded(p.status.clone());
+    let requested = p.status.release_accepted_at.is_some();
+    if matches!(p.holding(), Holding::Unseen(_)) && !requested {
+        let message = format!(
+            "segment {id} was accepted by AllocateEipSegmentAddress and is not yet visible in account {account}: it is \
+             released once it is. If it never appears, set spec.deletionPolicy to Retain to let this object go"
+        );
+        return p.wait(p.not_ready(status, "Allocating", &message), Pace::Woken);
+    }
+    let account_known = p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some();
+    let releasing = p.o.status.cloud_status.as_deref() == Some("Releasing") && p.o.status.release_token.is_some();
+    if !account_known && !releasing {
+        let message = format!(
+            "segment {id} is not visible to account {account}, and the account it lives in was never recorded: it is \
+             not taken as released. Give back the credentials of its account, or set spec.deletionPolicy to Retain"
+        );
+        return p.wait(p.not_ready(status, "AccountUnknown", &message), Pace::Backoff { class: ErrorClass::Blocked, hint: None });
+    }
+    finish_released(p, status, id)
+}
+
+fn finish_released(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision {
+    let seen = p.o.status.cloud_status.is_some() || p.status.release_accepted_at.is_some();
+    if !seen && status.cloud_status.is_none() {
+        let account = status.account_id.clone().unwrap_or_default();
+        let note = format!("segment {id} does not exist in account {account}: nothing to release");
+        return p.finish(status, Event::normal("NothingToRelease", "Finalize", note));
+    }
+    status.cloud_status = Some("Released".into());
+    let event = released(id, status.account_id.as_deref());
+    p.finish(status, event)
+}

@@ -1,0 +1,74 @@
+//! The Ready and Synced conditions. `lastTransitionTime` moves only when a condition's status does.
+
+use crate::crd::{Condition, EipSegmentStatus};
+use crate::lifecycle::facts::Problem;
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+
+pub fn get<'a>(status: &'a EipSegmentStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn is_ready(status: &EipSegmentStatus) -> bool {
+    get(status, READY).is_some_and(|c| c.status == "True")
+}
+
+pub fn ready_reason(status: &EipSegmentStatus) -> Option<&str> {
+    get(status, READY).map(|c| c.reason.as_str())
+}
+
+/// Conditions are messages for people; the apiserver caps them at 32 KiB, these at 1000 characters.
+const MAX_MESSAGE: usize = 1000;
+
+pub fn set(status: &mut EipSegmentStatus, type_: &str, value: bool, reason: &str, message: &str, now: &str) {
+    let value = if value { "True" } else { "False" };
+    let transition = match get(status, type_) {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => now.to_string(),
+    };
+    let condition = Condition {
+        type_: type_.into(),
+        status: value.into(),
+        reason: reason.into(),
+        message: message.chars().take(MAX_MESSAGE).collect(),
+        last_transition_time: transition,
+        observed_generation: status.observed_generation,
+    };
+    status.conditions.retain(|c| c.type_ != type_);
+    status.conditions.push(condition);
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+pub fn set_ready(status: &mut EipSegmentStatus, ready: bool, reason: &str, message: &str, now: &str) {
+    set(status, READY, ready, reason, message, now);
+}
+
+/// Synced=True after a successful cloud interaction; False with the error's class otherwise.
+pub fn set_synced(status: &mut EipSegmentStatus, problem: Option<&Problem>, now: &str) {
+    match problem {
+        None => set(status, SYNCED, true, "Succeeded", "the last cloud call succeeded", now),
+        Some(p) => set(status, SYNCED, false, p.class.as_str(), &p.detail, now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let mut s = EipSegmentStatus::default();
+        set_ready(&mut s, false, "Allocating", "a", "t1");
+        set_ready(&mut s, false, "Allocating", "b", "t2");
+        assert_eq!(get(&s, READY).unwrap().last_transition_time, "t1");
+        set_ready(&mut s, true, "Allocated", "c", "t3");
+        assert_eq!(get(&s, READY).unwrap().last_transition_time, "t3");
+        assert!(is_ready(&s));
+        set_synced(&mut s, None, "t4");
+        assert_eq!(s.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), [READY, SYNCED]);
+        let long = "x".repeat(5000);
+        set_ready(&mut s, true, "Allocated", &long, "t5");
+        assert_eq!(get(&s, READY).unwrap().message.len(), MAX_MESSAGE);
+    }
+}

@@ -1,0 +1,125 @@
+//! What a pass knows when it asks for a decision. The glue gathers these; nothing here does IO.
+
+use std::time::Duration;
+
+use crate::cloud::ErrorClass;
+use crate::cloud::model::Segment;
+use crate::crd::{EipSegmentSpec, EipSegmentStatus};
+use crate::lifecycle::identity::{Identity, Source};
+
+/// Everything known so far. Facts the decision has not asked for yet are `None`.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    pub object: &'a Object,
+    /// Other objects naming the segment, once asked for ([`crate::lifecycle::Need::Claims`]).
+    pub claims: Option<&'a [Claimant]>,
+    /// The credentials in force and the account they act for ([`crate::lifecycle::Need::Credentials`]).
+    pub credentials: Option<&'a Credentials>,
+    /// The poller's last look at the segment ([`crate::lifecycle::Need::Look`]).
+    pub look: Option<&'a Look>,
+    /// How this pass's cloud call ended.
+    pub outcome: Option<&'a Outcome>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn of(object: &'a Object) -> Facts<'a> {
+        Facts { object, claims: None, credentials: None, look: None, outcome: None }
+    }
+}
+
+/// The object as the pass read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Object {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// creationTimestamp (RFC 3339): the older of two claims on one segment wins.
+    pub created: String,
+    pub generation: Option<i64>,
+    pub spec: EipSegmentSpec,
+    pub status: EipSegmentStatus,
+    /// The identity annotations.
+    pub annotations: Identity,
+    /// Its deletion was requested.
+    pub deleting: bool,
+    /// The time of the pass (RFC 3339), for markers and conditions.
+    pub now: String,
+}
+
+/// Another object that names the same segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub created: String,
+    /// Its status records the segment as its own.
+    pub established: bool,
+    pub deleting: bool,
+}
+
+/// The credentials a pass would act with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credentials {
+    pub source: Source,
+    /// The account they act for (STS GetCallerIdentity), or why that is not known.
+    pub account: Result<String, Problem>,
+    /// The Secret they come from is being deleted.
+    pub terminating: bool,
+}
+
+/// The poller's view of the segment.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Look {
+    /// No look yet: the poller wakes the object when there is one.
+    Pending,
+    /// A look made with credentials of `account`.
+    Seen { account: String, seen: Seen },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seen {
+    Present(Segment),
+    /// Proven absent: a well-formed answer by ID, or a single page holding the whole region.
+    Absent,
+    Failed(Problem),
+}
+
+/// How the pass's call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The client-side rate had no place for it; nothing was sent.
+    NotAdmitted { after: Duration, why: String },
+    Allocated { segment_id: String },
+    ReleaseAccepted { request_id: String },
+    Refused(Problem),
+}
+
+/// A failed cloud call (or credential lookup), as the decision needs to know it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub class: ErrorClass,
+    /// The cloud's error code, or the kind of failure (Timeout, NoCredentials, …).
+    pub code: String,
+    /// What it means and what to do.
+    pub detail: String,
+    pub request_id: Option<String>,
+    /// The cloud's TimeLeft hint.
+    pub retry_after: Option<Duration>,
+    /// For an allocation: the refusal proves that the token created nothing.
+    pub proves_nothing_created: bool,
+}
+
+impl Problem {
+    /// A problem that needs no cloud classification (tests, models, credential lookups).
+    pub fn new(class: ErrorClass, code: &str, detail: &str) -> Problem {
+        Problem {
+            class,
+            code: code.into(),
+            detail: detail.into(),
+            request_id: None,
+            retry_after: None,
+            proves_nothing_created: false,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! What a decision answers: one more fact to gather, or the whole move.
+
+use std::time::Duration;
+
+use crate::cloud::ErrorClass;
+use crate::cloud::model::AllocateRequest;
+use crate::crd::EipSegmentStatus;
+use crate::lifecycle::identity::{Identity, Source};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Need(Need),
+    Act(Move),
+}
+
+/// A fact the decision cannot go without. Each is asked for at most once per pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The other objects that name this segment (from the cache; no IO).
+    Claims { segment_id: String },
+    /// The credentials to act with, and the account they act for.
+    Credentials(SourceChoice),
+    /// The poller's last look at the segment, registering for wakes; `drift` keeps a settled
+    /// segment under drift checks.
+    Look { segment_id: String, drift: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// This source and no other: once a segment's account is recorded, its source is fixed.
+    Exactly(Source),
+    /// Nothing recorded yet: the namespace's default Secret if it exists, else the operator's own.
+    NamespaceDefaultOrOperator,
+}
+
+/// The whole next move. The glue writes `identity`, then `status`, then holds or lets go of the
+/// Secret, then makes the `call` (if any), then publishes the `event`, tells the poller, and waits
+/// or finishes. When there is a call, the writes before it are what a crash must find.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Move {
+    pub status: EipSegmentStatus,
+    /// The identity annotations to hold.
+    pub identity: Identity,
+    pub secret: SecretUse,
+    pub call: Option<Call>,
+    pub event: Option<Event>,
+    pub watch: Option<Watch>,
+    pub next: Next,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Allocate(AllocateRequest),
+    Release { region: String, segment_id: String, token: String },
+}
+
+/// The object's hold on the Secret its credentials come from: a Secret an object with a live
+/// segment depends on is kept (a finalizer per object) until the object no longer needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretUse {
+    Unchanged,
+    Hold(String),
+    LetGo(String),
+}
+
+/// What the poller should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// This operator started a change of the segment: await its end.
+    Changing { segment_id: String, change: Change },
+    /// The cloud said the segment is gone: look again by ID to prove it.
+    Refresh { segment_id: String },
+    /// The object no longer waits on these segments.
+    Forget { segment_ids: Vec<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Allocating,
+    Releasing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Wait(Pace),
+    /// Nothing is left in the cloud that this object must release: let it go.
+    Finish,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// The poller wakes the object when the segment changes (a slow recheck is only a safety net).
+    Woken,
+    /// Settled: the next drift check.
+    Resync,
+    /// After an error of this class: per-object exponential backoff, reset by any other pace.
+    Backoff { class: ErrorClass, hint: Option<Duration> },
+    /// Waiting for a place within the client-side rate.
+    Queued(Duration),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    /// What the operator was doing (Allocate, Release, Observe, …).
+    pub action: &'static str,
+    pub note: String,
+}
+
+impl Event {
+    pub fn normal(reason: &'static str, action: &'static str, note: String) -> Event {
+        Event { warning: false, reason, action, note }
+    }
+
+    pub fn warning(reason: &'static str, action: &'static str, note: String) -> Event {
+        Event { warning: true, reason, action, note }
+    }
+}

@@ -1,0 +1,274 @@
+//! One pass over one object: what it holds, who else claims it, which account is in force, and the
+//! moves every decision is built from.
+
+use crate::crd::{DeletionPolicy, EipSegmentStatus, LastError};
+use crate::lifecycle::conditions::{self, set_ready, set_synced};
+use crate::lifecycle::facts::{Claimant, Credentials, Facts, Object, Problem};
+use crate::lifecycle::identity::{self, Identity, Source};
+use crate::lifecycle::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
+
+/// What the object holds in the cloud, as far as its own record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Holding {
+    /// Nothing was ever requested (or the cloud proved the request created nothing).
+    Nothing,
+    /// An allocation was requested and its segment ID is not known yet.
+    Pending,
+    /// The segment to adopt, not yet recorded.
+    Adopting(String),
+    /// Allocated by this object and named by the cloud, not yet seen in a look.
+    Unseen(String),
+    /// Recorded and seen (or adopted, or restored).
+    Named(String),
+    /// Its release is proven and recorded.
+    Gone(String),
+}
+
+/// What the operator was doing when a call failed: names the event and `lastError.action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Act {
+    Allocate,
+    Release,
+    Describe,
+    Credentials,
+}
+
+impl Act {
+    fn as_str(self) -> &'static str {
+        match self {
+            Act::Allocate => "Allocate",
+            Act::Release => "Release",
+            Act::Describe => "Describe",
+            Act::Credentials => "Credentials",
+        }
+    }
+
+    fn reason(self, class: crate::cloud::ErrorClass) -> &'static str {
+        use crate::cloud::ErrorClass::Blocked;
+        match (self, class) {
+            (Act::Release, Blocked) => "ReleaseBlocked",
+            (Act::Release, _) => "ReleaseFailed",
+            (Act::Allocate, _) => "AllocationFailed",
+            (Act::Credentials, _) => "CredentialsUnavailable",
+            (Act::Describe, _) => "CloudError",
+        }
+    }
+}
+
+pub(super) struct Pass<'a> {
+    pub f: Facts<'a>,
+    pub o: &'a Object,
+    /// Status as read, with the identity a restore left in annotations filled in.
+    pub status: EipSegmentStatus,
+    pub policy: DeletionPolicy,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(f: &Facts<'a>) -> Pass<'a> {
+        let o = f.object;
+        let mut status = o.status.clone();
+        identity::restore_into(&mut status, &o.annotations);
+        status.observed_generation = o.generation;
+        let policy = o.spec.effective_deletion_policy();
+        status.deletion_policy = Some(policy.as_str().to_string());
+        Pass { f: *f, o, status, policy }
+    }
+
+    pub fn before(&self) -> &EipSegmentStatus {
+        &self.o.status
+    }
+
+    pub fn holding(&self) -> Holding {
+        let s = &self.status;
+        match (&s.segment_instance_id, &self.o.spec.segment_instance_id) {
+            (Some(id), _) if s.cloud_status.as_deref() == Some("Released") => Holding::Gone(id.clone()),
+            (Some(id), _) if s.allocation_requested_at.is_some() => Holding::Unseen(id.clone()),
+            (Some(id), _) => Holding::Named(id.clone()),
+            (None, Some(adopt)) => Holding::Adopting(adopt.clone()),
+            (None, None) if s.allocation_requested_at.is_some() => Holding::Pending,
+            (None, None) => Holding::Nothing,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.o.spec.region_id
+    }
+
+    pub fn now(&self) -> &str {
+        &self.o.now
+    }
+
+    /// The token this object's allocation uses: the one recorded (a restored object keeps its
+    /// own), else one derived from the UID.
+    pub fn allocation_token(&self) -> String {
+        self.status.allocation_token.clone().unwrap_or_else(|| identity::allocation_token(&self.o.uid))
+    }
+
+    pub fn release_token(&self) -> String {
+        self.status.release_token.clone().unwrap_or_else(|| identity::release_token(&self.o.uid))
+    }
+
+    pub fn recorded_source(&self) -> Option<Source> {
+        self.status.credentials_source.as_deref().and_then(Source::parse)
+    }
+
+    fn source_choice(&self) -> SourceChoice {
+        match (self.recorded_source(), &self.o.spec.credentials_secret_ref) {
+            (Some(recorded), _) => SourceChoice::Exactly(recorded),
+            (None, Some(r)) => SourceChoice::Exactly(Source::Secret(r.name.clone())),
+            (None, None) => SourceChoice::NamespaceDefaultOrOperator,
+        }
+    }
+
+    /// The claimants, or the need for them.
+    pub fn claims(&self, segment_id: &str) -> Result<&'a [Claimant], Decision> {
+        self.f.claims.ok_or_else(|| Decision::Need(Need::Claims { segment_id: segment_id.to_string() }))
+    }
+
+    /// The claimant that holds the segment instead of this object: claims the owner's status
+    /// records come first, then the older object (then the UID, so that the order is total).
+    pub fn outranked_by<'c>(&self, claims: &'c [Claimant], segment_id: &str) -> Option<&'c Claimant> {
+        let mine = (self.before().segment_instance_id.as_deref() != Some(segment_id), &self.o.created, &self.o.uid);
+        claims.iter().filter(|c| c.uid != self.o.uid).find(|c| (!c.established, &c.created, &c.uid) < mine)
+    }
+
+    /// The credentials and the account to act in, once known and in agreement with the account
+    /// the segment lives in; otherwise what to do instead.
+    pub fn account(&self) -> Result<(&'a Credentials, String), Decision> {
+        let Some(c) = self.f.credentials else { return Err(Decision::Need(Need::Credentials(self.source_choice()))) };
+        let account = match &c.account {
+            Ok(account) => account.clone(),
+            Err(problem) => return Err(self.fail(self.status.clone(), problem, Act::Credentials)),
+        };
+        match &self.status.account_id {
+            Some(recorded) if *recorded != account => Err(self.mismatch(c, recorded, &account)),
+            _ => Ok((c, account)),
+        }
+    }
+
+    /// Credentials of another account: nothing they say about the segment is believed, and they
+    /// neither allocate nor release.
+    fn mismatch(&self, c: &Credentials, recorded: &str, account: &str) -> Decision {
+        let detail = format!(
+            "AccountMismatch: the credentials from {} act for account {account}, but the segment lives in account \
+             {recorded}: nothing is allocated, released or believed absent with them. Give {} credentials of account \
+             {recorded} again",
+            c.source, c.source
+        );
+        let problem = Problem::new(crate::cloud::ErrorClass::Terminal, "AccountMismatch", &detail);
+        let mut status = self.status.clone();
+        status.last_error = None;
+        let mut decision = self.fail(status, &problem, Act::Credentials);
+        if let Decision::Act(m) = &mut decision {
+            if let Some(e) = &mut m.event {
+                e.reason = "AccountMismatch";
+            }
+        }
+        decision
+    }
+
+    // ---- moves ----
+
+    /// A move with no call: write `status` (and the identity it holds), then wait or finish.
+    pub fn act(&self, status: EipSegmentStatus, next: Next) -> Move {
+        Move {
+            identity: Identity::of_status(&status),
+            secret: secret_use(&status),
+            status,
+            call: None,
+            event: None,
+            watch: None,
+            next,
+        }
+    }
+
+    pub fn wait(&self, status: EipSegmentStatus, pace: Pace) -> Decision {
+        Decision::Act(self.act(status, Next::Wait(pace)))
+    }
+
+    /// Settled or under way, with a cloud interaction that succeeded.
+    pub fn succeeded(&self, mut status: EipSegmentStatus) -> EipSegmentStatus {
+        status.last_error = None;
+        set_synced(&mut status, None, self.now());
+        status
+    }
+
+    /// Records a failed call and backs off at the pace of its class; a Warning event when it is new
+    /// and not a passing one.
+    pub fn fail(&self, mut status: EipSegmentStatus, problem: &Problem, act: Act) -> Decision {
+        let last = LastError {
+            class: problem.class.as_str().into(),
+            code: problem.code.clone(),
+            message: problem.detail.clone(),
+            request_id: problem.request_id.clone(),
+            action: act.as_str().into(),
+        };
+        let before = self.before().last_error.as_ref().map(|l| (&l.code, &l.action));
+        let new = before != Some((&last.code, &last.action));
+        set_synced(&mut status, Some(problem), self.now());
+        status.last_error = Some(last);
+        let mut m = self.act(status, Next::Wait(Pace::Backoff { class: problem.class, hint: problem.retry_after }));
+        if new && problem.class != crate::cloud::ErrorClass::Transient {
+            m.event = Some(Event::warning(act.reason(problem.class), act.as_str(), problem.detail.clone()));
+        }
+        Decision::Act(m)
+    }
+
+    /// Ready=False with a reason and message, and an event when the reason is new.
+    pub fn not_ready(&self, mut status: EipSegmentStatus, reason: &str, message: &str) -> EipSegmentStatus {
+        set_ready(&mut status, false, reason, message, self.now());
+        status
+    }
+
+    pub fn reason_is_new(&self, reason: &str) -> bool {
+        conditions::ready_reason(self.before()) != Some(reason)
+    }
+
+    /// The object may go. The Secret it held is let go, the poller forgets it.
+    pub fn finish(&self, status: EipSegmentStatus, event: Event) -> Decision {
+        let mut m = self.act(status, Next::Finish);
+        m.secret = match self.recorded_source() {
+            Some(Source::Secret(name)) => SecretUse::LetGo(name),
+            _ => SecretUse::Unchanged,
+        };
+        let ids: Vec<String> =
+            [self.status.segment_instance_id.clone(), self.o.spec.segment_instance_id.clone()].into_iter().flatten().collect();
+        m.watch = (!ids.is_empty()).then_some(Watch::Forget { segment_ids: ids });
+        m.event = Some(event);
+        Decision::Act(m)
+    }
+}
+
+/// An object whose status names a live segment, or an allocation that may have created one,
+/// holds the Secret its credentials come from.
+fn secret_use(status: &EipSegmentStatus) -> SecretUse {
+    let live = status.segment_instance_id.is_some() || status.allocation_requested_at.is_some();
+    match status.credentials_source.as_deref().and_then(Source::parse) {
+        Some(Source::Secret(name)) if live => SecretUse::Hold(name),
+        _ => SecretUse::Unchanged,
+    }
+}
+
+/// Records the account a segment was seen or created in, and the source of its credentials.
+pub(super) fn record_account(status: &mut EipSegmentStatus, c: &Credentials, account: &str) {
+    if status.account_id.is_none() {
+        status.account_id = Some(account.to_string());
+    }
+    if status.credentials_source.is_none() {
+        status.credentials_source = Some(c.source.to_string());
+    }
+}
+
+/// Records what a look saw of the segment.
+pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &crate::cloud::model::Segment) {
+    status.segment_instance_id = Some(seg.instance_id.clone());
+    if !seg.segment.is_empty() {
+        status.segment = Some(seg.segment.clone());
+    }
+    if seg.ip_count.is_some() {
+        status.ip_count = seg.ip_count;
+    }
+    status.cloud_status = Some(seg.status.as_str().to_string());
+    // Seen: whatever was requested exists.
+    status.allocation_requested_at = None;
+}
