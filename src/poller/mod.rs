@@ -433,18 +433,7 @@ impl Poller {
             .await;
         let mut looked = Vec::with_capacity(looks.len());
         for (id, at, result) in looks {
-            match result {
-                Ok(found) => {
-                    let seen = found.map_or(Seen::Absent, |s| Seen::Present(kept(s)));
-                    let wake = {
-                        let mut st = lock(&region.state);
-                        st.failures = 0;
-                        self.observe(&mut st, &id, Observation { at, seen })
-                    };
-                    self.wake_all(wake);
-                }
-                Err(e) => self.failed(region, std::slice::from_ref(&id), at, e),
-            }
+            self.record(region, &id, at, result);
             looked.push(id);
         }
         let mut st = lock(&region.state);
@@ -455,6 +444,22 @@ impl Poller {
             {
                 w.due = Some(later);
             }
+        }
+    }
+
+    /// Records the answer to one look by ID, sent at `at`.
+    fn record(&self, region: &Region, id: &str, at: Instant, result: Result<Option<Segment>, CloudError>) {
+        match result {
+            Ok(found) => {
+                let seen = found.map_or(Seen::Absent, |s| Seen::Present(kept(s)));
+                let wake = {
+                    let mut st = lock(&region.state);
+                    st.failures = 0;
+                    self.observe(&mut st, id, Observation { at, seen })
+                };
+                self.wake_all(wake);
+            }
+            Err(e) => self.failed(region, &[id.to_string()], at, e),
         }
     }
 
