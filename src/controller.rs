@@ -404,7 +404,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
             Err(e) => return fail(api, ctx, obj, &name, &before, status, Arc::new(e), "Credentials", deleting).await,
         }
     };
-    let key = Key { credentials, region: region.to_string() };
+    let key = Key { account: credentials, region: region.to_string() };
     let wait = |after: Duration| if deleting { Err(Error::ReleasePending(after)) } else { Ok(Action::requeue(after)) };
 
     let (cloud, look_error) = match look_at {
@@ -551,7 +551,7 @@ async fn converge(api: &Api<EipSegment>, obj: &EipSegment, ctx: &Context, deleti
                 }
             }
             if let Some(id) = decide::segment_to_look_at(&obj.spec, &status) {
-                ctx.poller.forget_everywhere(id);
+                ctx.poller.forget(&key, id, &target);
             }
             ctx.set_releasing(&uid, false);
             ctx.set_ready(&uid, false);

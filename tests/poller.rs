@@ -3,16 +3,21 @@
 //! the objects whose segment changed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::SegmentStatus;
 use eipsegment_operator::cloud::{Action, ClientConfig, VpcClient};
 use eipsegment_operator::poller::{Change, Key, Observation, Poller, PollerConfig, Seen, WakeTarget};
-use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
+use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod in_process;
@@ -21,14 +26,18 @@ use in_process::Sim;
 const REGION: &str = "cn-hangzhou";
 
 fn client(sim: &Sim) -> VpcClient {
+    client_at(&sim.url)
+}
+
+fn client_at(url: &str) -> VpcClient {
     let creds = Credentials {
         access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
         access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
         security_token: None,
     };
     let config = ClientConfig {
-        endpoint_override: Some(sim.url.clone()),
-        sts_endpoint: Some(sim.url.clone()),
+        endpoint_override: Some(url.to_string()),
+        sts_endpoint: Some(url.to_string()),
         allow_insecure_endpoint: true,
         timeout: Duration::from_secs(5),
     };
@@ -36,7 +45,7 @@ fn client(sim: &Sim) -> VpcClient {
 }
 
 fn key() -> Key {
-    Key { credentials: "operator".into(), region: REGION.into() }
+    Key { account: DEFAULT_ACCOUNT.into(), region: REGION.into() }
 }
 
 fn target(id: &str) -> WakeTarget {
@@ -188,4 +197,115 @@ async fn a_failed_look_is_reported_once_and_retried() {
     sim.admin(Method::PUT, "faults", json!({"internalErrorRate": 0.0})).await;
     woken(&mut rx, &HashSet::from([id.clone()]), Duration::from_secs(10)).await;
     assert_eq!(status(&poller.look(&key(), &vpc, id, target(id), true).unwrap()), Some(SegmentStatus::Allocated));
+}
+
+/// A loopback endpoint in front of the simulator that, while told to, reports a status of its
+/// choosing for one segment: the simulator itself only knows the statuses this operator knows.
+struct Rewriting {
+    url: String,
+    status: Arc<Mutex<Option<(String, String)>>>,
+}
+
+impl Rewriting {
+    async fn start(sim: &Sim) -> Rewriting {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let status: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+        let (upstream, rewrite) = (sim.url.clone(), status.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (upstream, rewrite) = (upstream.clone(), rewrite.clone());
+                let service = hyper::service::service_fn(move |req| {
+                    let (upstream, rewrite) = (upstream.clone(), rewrite.clone());
+                    async move { forward(&upstream, &rewrite, req).await }
+                });
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Rewriting { url, status }
+    }
+
+    /// Reports `status` for the segment from now on; `None`: the simulator's own again.
+    fn report(&self, segment_id: &str, status: Option<&str>) {
+        *self.status.lock().unwrap() = status.map(|s| (segment_id.to_string(), s.to_string()));
+    }
+}
+
+async fn forward(
+    upstream: &str,
+    rewrite: &Mutex<Option<(String, String)>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let body = req.into_body().collect().await?.to_bytes();
+    let answer = reqwest::Client::new()
+        .post(format!("{upstream}/"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let code = answer.status().as_u16();
+    let mut json: Value = answer.json().await.unwrap();
+    if let Some((id, status)) = rewrite.lock().unwrap().clone() {
+        let segments = json["EipSegments"]["EipSegment"].as_array_mut().into_iter().flatten();
+        for seg in segments.filter(|seg| seg["InstanceId"] == id.as_str()) {
+            seg["Status"] = status.clone().into();
+        }
+    }
+    let reply = Response::builder().status(code).header("Content-Type", "application/json");
+    Ok(reply.body(Full::new(Bytes::from(json.to_string()))).unwrap())
+}
+
+#[tokio::test]
+async fn a_status_this_operator_does_not_know_is_looked_at_while_an_object_waits_on_it() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 1).await;
+    let id = &ids[0];
+    let cloud = Rewriting::start(&sim).await;
+    cloud.report(id, Some("Maintaining"));
+    let vpc = client_at(&cloud.url);
+    let (poller, mut rx) = poller(Duration::from_secs(600));
+    // An object being deleted: it waits on the segment without drift checks.
+    assert!(poller.look(&key(), &vpc, id, target(id), false).is_none());
+    woken(&mut rx, &HashSet::from([id.clone()]), Duration::from_secs(10)).await;
+    let obs = poller.look(&key(), &vpc, id, target(id), false).unwrap();
+    assert_eq!(status(&obs), Some(SegmentStatus::Other("Maintaining".into())));
+
+    let before = sim.count("DescribeEipSegment", "Success").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let looks = sim.count("DescribeEipSegment", "Success").await - before;
+    assert!((2..=6).contains(&looks), "{looks} looks in 2 s at a poll interval of 0.5 s");
+    assert!(rx.try_recv().is_err(), "nothing changed: nobody is woken");
+
+    // Whatever the cloud was doing ends with the segment gone: the object hears of it.
+    sim.admin(Method::DELETE, &format!("segments/{id}"), json!({})).await;
+    woken(&mut rx, &HashSet::from([id.clone()]), Duration::from_secs(5)).await;
+    assert_eq!(status(&poller.look(&key(), &vpc, id, target(id), false).unwrap()), None);
+}
+
+#[tokio::test]
+async fn forgetting_one_object_keeps_the_others_on_its_segment_woken() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 1).await;
+    let id = &ids[0];
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(2));
+    let (first, second) = (target("first"), target("second"));
+    for t in [&first, &second] {
+        assert!(poller.look(&key(), &vpc, id, t.clone(), true).is_none());
+    }
+    let both = HashSet::from(["first".to_string(), "second".to_string()]);
+    woken(&mut rx, &both, Duration::from_secs(10)).await;
+    for t in [&first, &second] {
+        assert_eq!(status(&poller.look(&key(), &vpc, id, t.clone(), true).unwrap()), Some(SegmentStatus::Allocated));
+    }
+    poller.forget(&key(), id, &first);
+    // Released outside the operator: the next drift check notices, for the object still registered.
+    sim.admin(Method::DELETE, &format!("segments/{id}"), json!({})).await;
+    let got = woken(&mut rx, &HashSet::from(["second".to_string()]), Duration::from_secs(10)).await;
+    assert_eq!(got, HashSet::from(["second".to_string()]), "only the object still registered is woken");
+    assert_eq!(status(&poller.look(&key(), &vpc, id, second.clone(), true).unwrap()), None);
 }

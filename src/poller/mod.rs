@@ -1,12 +1,15 @@
-//! Shared, batched polling. One task per (credentials, region) knows every segment some object is
-//! waiting on, looks at them when their change is due (by ID when few are due, by region pages when
-//! many are), learns how long allocations and releases take, and wakes an object's reconcile when
-//! its segment changes. Reconciles never call DescribeEipSegment themselves: they read the last
+//! Shared, batched polling. One task per (account, region) knows every segment some object is
+//! waiting on, looks at them when they are due (by ID when few are due, by region pages when many
+//! are), learns how long allocations and releases take, and wakes an object's reconcile when its
+//! segment changes. Reconciles never call DescribeEipSegment themselves: they read the last
 //! observation here, or register and wait to be woken.
+//!
+//! The decisions (each segment's [`plan::Phase`] and what a look makes of it, when it is due, how
+//! to look) are pure, in [`plan`]; this module gathers, performs the looks and wakes.
 
 pub mod plan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,15 +18,18 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::cloud::model::{Segment, SegmentStatus};
+use crate::cloud::model::Segment;
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
-use plan::{Durations, PAGE_SIZE, Plan};
+pub use plan::Change;
+use plan::{Durations, PAGE_SIZE, Phase, Plan, Saw};
 
 /// Whose segments, where: one poller task each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
-    /// Names the credentials (not their value): the operator's own, or a Secret.
-    pub credentials: String,
+    /// The Alibaba Cloud account ID the client acts for, as STS GetCallerIdentity proved it before
+    /// registering. Every observation under a key is therefore that account's answer, whichever
+    /// credentials (the operator's own, or a Secret's) asked for it.
+    pub account: String,
     pub region: String,
 }
 
@@ -47,13 +53,6 @@ pub struct Observation {
     /// When the look was sent: the cloud's state is at least this recent.
     pub at: Instant,
     pub seen: Seen,
-}
-
-/// A change this operator started, whose end the poller waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    Allocating,
-    Releasing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,13 +86,6 @@ impl PollerConfig {
     }
 }
 
-/// While a first change is being timed, others wait at most this many first-look intervals.
-const SCOUTED_WAIT_FACTOR: u32 = 8;
-
-/// After this long, a change that shows no sign of having begun (the segment still Allocated after
-/// a release, or absent after an allocation) is reported to the object instead of awaited.
-const CHANGE_VISIBLE_WITHIN: Duration = Duration::from_secs(120);
-
 pub struct Poller {
     config: PollerConfig,
     epoch: Instant,
@@ -107,9 +99,10 @@ struct Region {
 }
 
 struct RegionState {
+    /// The client last given for this key: the poller's looks go through it.
     client: VpcClient,
     watched: HashMap<String, Watched>,
-    /// The region's TotalCount at the last page.
+    /// The region's TotalCount at the last page, followed between scans.
     total: Option<u32>,
     /// Presence seen by the last page scan, for objects that register after their page went by.
     scanned: HashMap<String, Observation>,
@@ -119,49 +112,105 @@ struct RegionState {
     paused_until: Option<Instant>,
 }
 
+impl RegionState {
+    fn durations_mut(&mut self, change: Change) -> &mut Durations {
+        match change {
+            Change::Allocating => &mut self.allocations,
+            Change::Releasing => &mut self.releases,
+        }
+    }
+
+    /// The segment's record, created (awaiting its first look) if none is.
+    fn entry(&mut self, segment_id: &str, epoch: Instant) -> &mut Watched {
+        self.watched.entry(segment_id.to_string()).or_insert_with(|| Watched::new(epoch))
+    }
+
+    /// Another of this operator's changes of the kind is under way on another segment.
+    fn others_in_flight(&self, segment_id: &str, change: Change) -> bool {
+        self.watched
+            .iter()
+            .any(|(id, w)| id != segment_id && w.phase.underway().is_some_and(|u| u.ours && u.change == change))
+    }
+}
+
+/// One object's registration on a segment.
+struct Registration {
+    target: WakeTarget,
+    /// It wants the segment drift-checked once settled.
+    drift: bool,
+}
+
+/// A watched segment: who is registered on it, its phase, and what objects can read.
 struct Watched {
-    targets: Vec<WakeTarget>,
-    /// The change awaited and when it began; `learn` when this operator started it (so its
-    /// duration is meaningful).
-    change: Option<(Change, Instant, bool)>,
-    /// Observations sent before this are stale: they predate this operator's last change.
+    registrations: Vec<Registration>,
+    phase: Phase,
+    /// Observations sent before this are stale: they predate this operator's last change or
+    /// fresh look.
     not_before: Instant,
+    /// What objects read (a failure only until one has read it).
     last: Option<Observation>,
     due: Option<Instant>,
     /// An object asked and found nothing usable: wake it on the next observation.
     waiting: bool,
-    /// Keep checking a settled segment for drift.
-    drift: bool,
-    /// Absent from a multi-page scan: only a look by ID can tell.
-    confirm_by_id: bool,
-    /// Its first look probes below the learned duration.
-    probe: bool,
 }
 
-fn durations_of(st: &RegionState, change: Change) -> &Durations {
-    match change {
-        Change::Allocating => &st.allocations,
-        Change::Releasing => &st.releases,
+impl Watched {
+    fn new(epoch: Instant) -> Self {
+        Watched {
+            registrations: Vec::new(),
+            phase: Phase::Awaiting,
+            not_before: epoch,
+            last: None,
+            due: None,
+            waiting: false,
+        }
+    }
+
+    /// Registers the object (again); `drift`: its wish for drift checks, when it says one.
+    fn register(&mut self, target: WakeTarget, drift: Option<bool>) {
+        match self.registrations.iter_mut().find(|r| r.target == target) {
+            Some(r) => r.drift = drift.unwrap_or(r.drift),
+            None => self.registrations.push(Registration { target, drift: drift.unwrap_or(false) }),
+        }
+    }
+
+    /// What was known predates `now`: the objects wait for a look sent after it.
+    fn outdated(&mut self, now: Instant) {
+        self.not_before = now;
+        self.last = None;
+        self.waiting = true;
+    }
+
+    fn targets(&self) -> Vec<WakeTarget> {
+        self.registrations.iter().map(|r| r.target.clone()).collect()
+    }
+
+    /// The drift-check interval, while some registered object wants drift checks.
+    fn drift(&self, every: Duration) -> Option<Duration> {
+        self.registrations.iter().any(|r| r.drift).then_some(every)
+    }
+
+    fn before(&self) -> plan::Before {
+        plan::Before {
+            phase: self.phase,
+            last: self.last.as_ref().and_then(|o| saw(&o.seen)),
+            waiting: self.waiting,
+            not_before: self.not_before,
+        }
     }
 }
 
-fn durations_of_mut(st: &mut RegionState, change: Change) -> &mut Durations {
-    match change {
-        Change::Allocating => &mut st.allocations,
-        Change::Releasing => &mut st.releases,
+/// What a look saw, as the plan reads it; `None` for a failure, which says nothing of the segment.
+fn saw(seen: &Seen) -> Option<Saw> {
+    match seen {
+        Seen::Present(s) => Some(Saw::Present(s.status.clone())),
+        Seen::Absent => Some(Saw::Absent),
+        Seen::Failed(_) => None,
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn changing_status(status: &SegmentStatus) -> Option<Change> {
-    match status {
-        SegmentStatus::Allocating => Some(Change::Allocating),
-        SegmentStatus::Releasing => Some(Change::Releasing),
-        _ => None,
-    }
 }
 
 impl Poller {
@@ -171,6 +220,7 @@ impl Poller {
         (Arc::new(Poller { config, epoch: Instant::now(), regions: Mutex::default(), wake }), woken)
     }
 
+    /// The key's region, its task started on first use; `client` becomes the one its looks use.
     fn region(self: &Arc<Self>, key: &Key, client: &VpcClient) -> Arc<Region> {
         let mut regions = lock(&self.regions);
         if let Some(r) = regions.get(key) {
@@ -195,27 +245,9 @@ impl Poller {
         region
     }
 
-    fn entry<'a>(&self, st: &'a mut RegionState, segment_id: &str, target: WakeTarget) -> &'a mut Watched {
-        let epoch = self.epoch;
-        let entry = st.watched.entry(segment_id.to_string()).or_insert_with(|| Watched {
-            targets: Vec::new(),
-            change: None,
-            not_before: epoch,
-            last: None,
-            due: None,
-            waiting: false,
-            drift: false,
-            confirm_by_id: false,
-            probe: false,
-        });
-        if !entry.targets.contains(&target) {
-            entry.targets.push(target);
-        }
-        entry
-    }
-
     /// What the cloud last said about the segment, if that is recent enough to act on; otherwise
-    /// `None`, and the object is woken once it is known. `drift`: keep checking it once settled.
+    /// `None`, and the object is woken once it is known. Registers `target` on the segment until
+    /// [`Poller::forget`]; `drift`: it wants the segment checked for drift once settled.
     pub fn look(
         self: &Arc<Self>,
         key: &Key,
@@ -226,47 +258,43 @@ impl Poller {
     ) -> Option<Observation> {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
-        let scanned = st.scanned.remove(segment_id);
+        st.entry(segment_id, self.epoch).register(target.clone(), Some(drift));
+        self.take_scanned(&mut st, segment_id, &target);
+        let now = Instant::now();
         let drift_every = self.config.drift;
-        let entry = self.entry(&mut st, segment_id, target);
-        entry.drift = drift;
-        let usable = entry.last.clone().or(scanned).filter(|o| o.at >= entry.not_before);
-        match usable {
-            Some(obs) => {
-                if matches!(obs.seen, Seen::Failed(_)) {
-                    // Reported once; the next look's outcome wakes the object again.
-                    entry.last = None;
-                    entry.waiting = true;
-                } else {
-                    entry.waiting = false;
-                    if entry.last.is_none() {
-                        entry.last = Some(obs.clone());
-                    }
-                    let settled = matches!(&obs.seen, Seen::Present(s) if changing_status(&s.status).is_none());
-                    if settled && drift && entry.due.is_none() {
-                        entry.due = Some(obs.at + drift_every);
-                    }
-                    if !drift && entry.change.is_none() {
-                        entry.due = None;
-                    }
-                }
-                Some(obs)
-            }
-            None => {
-                entry.waiting = true;
-                if entry.change.is_none() || entry.due.is_none() {
-                    let now = Instant::now();
-                    entry.due = Some(entry.due.map_or(now, |d| d.min(now)));
-                }
-                drop(st);
-                region.notify.notify_one();
-                None
-            }
+        let w = st.entry(segment_id, self.epoch);
+        let Some(obs) = w.last.clone().filter(|o| o.at >= w.not_before) else {
+            w.waiting = true;
+            w.due = plan::wanted(&w.phase, w.due, now);
+            drop(st);
+            region.notify.notify_one();
+            return None;
+        };
+        if matches!(obs.seen, Seen::Failed(_)) {
+            // Reported once; the next look's outcome wakes the object again.
+            w.last = None;
+            w.waiting = true;
+        } else {
+            w.waiting = false;
+            w.due = plan::read(&w.phase, w.due, obs.at, w.drift(drift_every));
         }
+        Some(obs)
+    }
+
+    /// A page scan that went by before the segment was watched is its first look. The object
+    /// asking reads the answer now; any other registered one is woken.
+    fn take_scanned(&self, st: &mut RegionState, segment_id: &str, asking: &WakeTarget) {
+        let Some(obs) = st.scanned.remove(segment_id) else { return };
+        if st.entry(segment_id, self.epoch).last.is_some() {
+            return;
+        }
+        let mut wake = self.observe(st, segment_id, obs);
+        wake.retain(|t| t != asking);
+        self.wake_all(wake);
     }
 
     /// This operator's call started a change (its answer has arrived): earlier observations are
-    /// stale, and the first look goes when such changes usually end.
+    /// stale, and the first look goes when such changes usually end. Registers `target`.
     pub fn changing(
         self: &Arc<Self>,
         key: &Key,
@@ -278,112 +306,77 @@ impl Poller {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let now = Instant::now();
-        // Until one such change has been seen to end, one segment (the first) is polled to learn
-        // how long it takes; the others wait for that instead of each polling blindly.
-        let scouted = !durations_of(&st, change).known()
-            && st
-                .watched
-                .iter()
-                .any(|(id, w)| id != segment_id && matches!(w.change, Some((c, _, true)) if c == change));
-        let (first_look, probe) = if scouted {
-            (durations_of(&st, change).expected().saturating_mul(SCOUTED_WAIT_FACTOR), false)
-        } else {
-            let look = durations_of_mut(&mut st, change).first_look();
-            (look.after, look.probe)
-        };
+        // A probe this segment held for an earlier change is given up.
+        if let Some(earlier) = st.watched.get(segment_id).and_then(|w| w.phase.probe()) {
+            st.durations_mut(earlier).probe_done();
+        }
+        let others = st.others_in_flight(segment_id, change);
+        let first = plan::first_look(st.durations_mut(change), others);
         st.scanned.remove(segment_id);
         if change == Change::Allocating {
             // A new segment joins the region's size (known from the last scan).
             st.total = st.total.map(|t| t.saturating_add(1));
         }
-        // A probe this entry held for an earlier change is given up.
-        let entry = self.entry(&mut st, segment_id, target);
-        if let (true, Some((earlier, ..))) = (std::mem::take(&mut entry.probe), entry.change) {
-            durations_of_mut(&mut st, earlier).probe_done();
-        }
-        let entry = st.watched.get_mut(segment_id).expect("just inserted");
-        entry.probe = probe;
-        entry.change = Some((change, now, true));
-        entry.not_before = now;
-        entry.last = None;
-        entry.waiting = true;
-        entry.drift = change == Change::Allocating;
-        entry.confirm_by_id = false;
-        entry.due = Some(now + first_look);
+        let w = st.entry(segment_id, self.epoch);
+        w.register(target, Some(change == Change::Allocating));
+        (w.phase, w.due) = plan::started(change, now, first);
+        w.outdated(now);
         drop(st);
         region.notify.notify_one();
     }
 
-    /// Forgets what is known and looks again at once (the cloud's answer contradicted it).
+    /// Forgets what is known and looks again by ID at once (the cloud's answer contradicted it).
+    /// Registers `target`.
     pub fn refresh(self: &Arc<Self>, key: &Key, client: &VpcClient, segment_id: &str, target: WakeTarget) {
         let region = self.region(key, client);
         let mut st = lock(&region.state);
         let now = Instant::now();
         st.scanned.remove(segment_id);
-        let entry = self.entry(&mut st, segment_id, target);
-        entry.not_before = now;
-        entry.last = None;
-        entry.waiting = true;
-        entry.confirm_by_id = true;
-        entry.due = Some(now);
+        let w = st.entry(segment_id, self.epoch);
+        w.register(target, None);
+        (w.phase, w.due) = plan::confirm_by_id(&w.phase, now);
+        w.outdated(now);
         drop(st);
         region.notify.notify_one();
     }
 
-    /// No object needs the segment watched any more, under whichever credentials it was.
-    pub fn forget_everywhere(&self, segment_id: &str) {
-        let regions: Vec<Arc<Region>> = lock(&self.regions).values().cloned().collect();
-        for region in regions {
-            let mut st = lock(&region.state);
-            if let Some(w) = st.watched.remove(segment_id) {
-                if let (true, Some((change, ..))) = (w.probe, w.change) {
-                    durations_of_mut(&mut st, change).probe_done();
-                }
-            }
-            st.scanned.remove(segment_id);
+    /// The object no longer needs the segment watched under this key. Other objects registered
+    /// on it stay registered; the segment's record goes with the last of them.
+    pub fn forget(&self, key: &Key, segment_id: &str, target: &WakeTarget) {
+        let Some(region) = lock(&self.regions).get(key).cloned() else { return };
+        let mut st = lock(&region.state);
+        let Some(w) = st.watched.get_mut(segment_id) else { return };
+        w.registrations.retain(|r| r.target != *target);
+        if !w.registrations.is_empty() {
+            return;
+        }
+        if let Some(change) = st.watched.remove(segment_id).and_then(|w| w.phase.probe()) {
+            st.durations_mut(change).probe_done();
         }
     }
 
+    /// The region's task: waits until a segment is due (or a registration comes), then sweeps.
     async fn run(self: Arc<Self>, key: Key, region: Arc<Region>) {
+        let holds = plan::Holds { gather: self.config.gather, hold: self.config.hold };
         loop {
-            let now = Instant::now();
-            let (next, first_looks, second) = {
+            let wait = {
                 let st = lock(&region.state);
-                let mut dues: Vec<Instant> = st.watched.values().filter_map(|w| w.due).collect();
-                dues.sort();
-                let first_looks = st
-                    .watched
-                    .values()
-                    .any(|w| w.waiting && w.last.is_none() && w.change.is_none() && w.due.is_some_and(|d| d <= now));
-                let next = dues.first().copied().map(|d| st.paused_until.map_or(d, |p| d.max(p)));
-                let second = dues.iter().copied().find(|d| *d > now);
-                (next, first_looks, second)
+                let segments = st.watched.values().map(|w| (&w.phase, w.due));
+                plan::next_sweep(segments, st.paused_until, st.total, Instant::now(), holds)
             };
-            match next {
-                None => {
-                    region.notify.notified().await;
-                    continue;
-                }
-                Some(at) if at > now => {
+            match wait {
+                plan::Wait::Idle => region.notify.notified().await,
+                plan::Wait::Until(at) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {}
                         _ = region.notify.notified() => {}
                     }
-                    continue;
                 }
-                Some(_) => {}
-            }
-            if first_looks {
-                tokio::time::sleep(self.config.gather).await;
-            } else {
-                let total = lock(&region.state).total;
-                if let Some(wait) =
-                    plan::hold_for(second.map(|s| s.saturating_duration_since(now)), total, self.config.hold)
-                {
-                    tokio::time::sleep(wait).await;
+                plan::Wait::Sweep(after) => {
+                    tokio::time::sleep(after).await;
+                    self.sweep(&key, &region).await;
                 }
             }
-            self.sweep(&key, &region).await;
         }
     }
 
@@ -391,289 +384,233 @@ impl Poller {
     async fn sweep(&self, key: &Key, region: &Region) {
         let now = Instant::now();
         // Settled segments due for a drift check soon come along, so that one scan serves them all.
-        let drift_slack = now + self.config.drift / 10;
-        let (client, due, by_id_only, vanishing, total) = {
+        let slack = now + self.config.drift / 10;
+        let (client, due, total) = {
             let st = lock(&region.state);
-            let mut due: Vec<String> =
-                st.watched.iter().filter(|(_, w)| w.due.is_some_and(|d| d <= now)).map(|(id, _)| id.clone()).collect();
-            if !due.is_empty() {
-                let settled_soon = st
-                    .watched
-                    .iter()
-                    .filter(|(_, w)| {
-                        w.change.is_none() && w.drift && w.due.is_some_and(|d| d > now && d <= drift_slack)
-                    })
-                    .map(|(id, _)| id.clone());
-                due.extend(settled_soon.collect::<Vec<_>>());
-            }
-            let by_id_only: Vec<String> = due.iter().filter(|id| st.watched[*id].confirm_by_id).cloned().collect();
-            let vanishing =
-                due.iter().filter(|id| matches!(st.watched[*id].change, Some((Change::Releasing, ..)))).count();
-            (st.client.clone(), due, by_id_only, vanishing, st.total)
+            let segments = st.watched.iter().map(|(id, w)| (id.as_str(), &w.phase, w.due));
+            (st.client.clone(), plan::sweep(segments, now, slack), st.total)
         };
         if due.is_empty() {
             return;
         }
-        let others = due.len() - by_id_only.len();
-        let plan = plan::choose(others, vanishing, total);
-        debug!(region = %key.region, due = due.len(), ?plan, "sweep");
-        let mut by_id = by_id_only;
+        let plan = plan::choose(due.others.len(), due.vanishing, total);
+        debug!(region = %key.region, by_id = due.by_id.len(), others = due.others.len(), ?plan, "sweep");
+        let mut by_id = due.by_id;
         match plan {
-            Plan::ById => by_id = due,
-            Plan::Pages { .. } => {
-                let rest: Vec<String> = due.into_iter().filter(|id| !by_id.contains(id)).collect();
-                match self.scan(&key.region, &client).await {
-                    Ok(scan) => {
-                        let wake = {
-                            let mut st = lock(&region.state);
-                            st.failures = 0;
-                            self.apply_scan(&mut st, scan, &rest)
-                        };
-                        self.wake_all(wake);
-                    }
-                    Err((at, e)) => self.failed(region, &rest, at, e),
-                }
-            }
+            Plan::ById => by_id.extend(due.others),
+            Plan::Pages { .. } => self.read_pages(&key.region, region, &client, &due.others).await,
         }
-        let region_name = key.region.clone();
-        let looks = futures::stream::iter(by_id)
-            .map(|id| {
-                let client = client.clone();
-                let region_name = region_name.clone();
-                async move {
-                    let at = Instant::now();
-                    let result = client.describe_segment(&region_name, &id).await;
-                    (id, at, result)
-                }
+        self.look_by_id(&key.region, region, &client, by_id, now).await;
+    }
+
+    /// Every page of the region, recorded for the watched segments on them and for the `due`
+    /// ones they lack.
+    async fn read_pages(&self, region_id: &str, region: &Region, client: &VpcClient, due: &[String]) {
+        match self.scan(region_id, client).await {
+            Ok(scan) => {
+                let wake = {
+                    let mut st = lock(&region.state);
+                    st.failures = 0;
+                    self.apply_scan(&mut st, scan, due)
+                };
+                self.wake_all(wake);
+            }
+            Err((at, e)) => self.failed(region, due, at, e),
+        }
+    }
+
+    /// Looks at each segment by ID (a few at a time) and records what was seen. A look whose
+    /// answer was stale (a change began meanwhile) is not repeated at once.
+    async fn look_by_id(&self, region_id: &str, region: &Region, client: &VpcClient, ids: Vec<String>, swept: Instant) {
+        let looks = futures::stream::iter(ids)
+            .map(|id| async move {
+                let at = Instant::now();
+                let result = client.describe_segment(region_id, &id).await;
+                (id, at, result)
             })
             .buffer_unordered(self.config.parallel_looks.max(1))
             .collect::<Vec<_>>()
             .await;
-        let looked: Vec<String> = looks.iter().map(|(id, ..)| id.clone()).collect();
+        let mut looked = Vec::with_capacity(looks.len());
         for (id, at, result) in looks {
-            match result {
-                Ok(found) => {
-                    let seen = found.map_or(Seen::Absent, |s| Seen::Present(kept(s)));
-                    let wake = {
-                        let mut st = lock(&region.state);
-                        st.failures = 0;
-                        self.observe(&mut st, &id, Observation { at, seen })
-                    };
-                    self.wake_all(wake);
-                }
-                Err(e) => self.failed(region, std::slice::from_ref(&id), at, e),
-            }
+            self.record(region, &id, at, result);
+            looked.push(id);
         }
-        // A look whose answer was stale (a change began meanwhile) is not repeated at once.
         let mut st = lock(&region.state);
         let later = Instant::now() + self.config.poll;
-        for id in looked {
-            if let Some(w) = st.watched.get_mut(&id) {
-                if w.due.is_some_and(|d| d <= now) {
-                    w.due = Some(later);
-                }
+        for id in &looked {
+            if let Some(w) = st.watched.get_mut(id)
+                && w.due.is_some_and(|d| d <= swept)
+            {
+                w.due = Some(later);
             }
+        }
+    }
+
+    /// Records the answer to one look by ID, sent at `at`.
+    fn record(&self, region: &Region, id: &str, at: Instant, result: Result<Option<Segment>, CloudError>) {
+        match result {
+            Ok(found) => {
+                let seen = found.map_or(Seen::Absent, |s| Seen::Present(kept(s)));
+                let wake = {
+                    let mut st = lock(&region.state);
+                    st.failures = 0;
+                    self.observe(&mut st, id, Observation { at, seen })
+                };
+                self.wake_all(wake);
+            }
+            Err(e) => self.failed(region, &[id.to_string()], at, e),
         }
     }
 
     /// Every page of the region. The pages are one snapshot only when there is one page.
     async fn scan(&self, region: &str, client: &VpcClient) -> Result<Scan, (Instant, CloudError)> {
-        let mut scan = Scan { seen: Vec::new(), total: None, complete_snapshot: false };
-        let mut pages = 0;
+        let mut scan = Scan { started: Instant::now(), seen: Vec::new(), total: None, complete_snapshot: false };
         for page_number in 1.. {
             let at = Instant::now();
             let page = client.describe_segments(region, None, page_number, PAGE_SIZE).await.map_err(|e| (at, e))?;
-            pages += 1;
             let got = page.segments.len();
             scan.seen.extend(page.segments.into_iter().map(|s| (at, kept(s))));
             scan.total = Some(page.total_count);
             if got == 0 || scan.seen.len() >= page.total_count as usize || got < PAGE_SIZE as usize {
-                scan.complete_snapshot = pages == 1 && got == page.total_count as usize;
+                scan.complete_snapshot = page_number == 1 && got == page.total_count as usize;
                 break;
             }
         }
         Ok(scan)
     }
 
+    /// Records a scan: what it shows of watched segments, what it shows of the others for later
+    /// registrations, and what it lacks of the `due` ones.
     fn apply_scan(&self, st: &mut RegionState, scan: Scan, due: &[String]) -> Vec<WakeTarget> {
         let mut wake = Vec::new();
         st.total = scan.total.or(st.total);
         st.scanned.clear();
-        let snapshot_at = scan.seen.first().map(|(at, _)| *at);
+        let mut shown = HashSet::new();
         for (at, seg) in scan.seen {
             let id = seg.instance_id.clone();
             let obs = Observation { at, seen: Seen::Present(seg) };
             if st.watched.contains_key(&id) {
                 wake.extend(self.observe(st, &id, obs));
+                shown.insert(id);
             } else {
                 st.scanned.insert(id, obs);
             }
         }
-        let now = Instant::now();
-        for id in due {
-            let Some(w) = st.watched.get_mut(id) else { continue };
-            if w.due.is_some_and(|d| d > now) || w.last.as_ref().is_some_and(|o| snapshot_at.is_some_and(|s| o.at >= s))
-            {
-                continue; // seen in this scan
-            }
-            match (scan.complete_snapshot, snapshot_at) {
-                (true, Some(at)) => wake.extend(self.observe(st, id, Observation { at, seen: Seen::Absent })),
-                _ => {
-                    w.confirm_by_id = true;
-                    w.due = Some(now);
-                }
-            }
+        for id in due.iter().filter(|id| !shown.contains(*id)) {
+            wake.extend(self.absent_from_scan(st, id, scan.started, scan.complete_snapshot));
         }
         wake
     }
 
-    /// Records one observation; returns the objects to wake.
-    fn observe(&self, st: &mut RegionState, id: &str, obs: Observation) -> Vec<WakeTarget> {
-        let now = Instant::now();
-        let poll = self.config.poll;
-        let drift_every = self.config.drift;
-        let Some(w) = st.watched.get_mut(id) else { return Vec::new() };
-        if obs.at < w.not_before {
+    /// A due segment the scan started at `at` lacks: gone if the scan was one snapshot of the
+    /// whole region, else only a look by ID can tell. A change begun after the scan started is
+    /// not judged by it.
+    fn absent_from_scan(&self, st: &mut RegionState, id: &str, at: Instant, complete: bool) -> Vec<WakeTarget> {
+        if st.watched.get(id).is_none_or(|w| w.not_before > at) {
             return Vec::new();
         }
-        w.confirm_by_id = false;
-        let status = match &obs.seen {
-            Seen::Present(s) => Some(s.status.clone()),
-            _ => None,
-        };
-        let mut report = true;
-        let mut learned: Option<(Change, Duration, bool)> = None;
-        let was_probe = std::mem::take(&mut w.probe);
-        match (w.change, &obs.seen) {
-            (Some((change, since, learn)), Seen::Present(_) | Seen::Absent) => {
-                let elapsed = obs.at.saturating_duration_since(since);
-                let begun_or_done = match (change, status.as_ref()) {
-                    (Change::Allocating, Some(SegmentStatus::Allocating)) => Some(false),
-                    (Change::Allocating, Some(_)) => Some(true),
-                    (Change::Releasing, Some(SegmentStatus::Releasing)) => Some(false),
-                    (Change::Releasing, None) => Some(true),
-                    // Not visibly begun yet (the cloud's read side may lag the call).
-                    _ => None,
-                };
-                match begun_or_done {
-                    Some(true) => {
-                        w.change = None;
-                        if learn {
-                            learned = Some((change, elapsed, true));
-                        }
-                    }
-                    Some(false) => {
-                        if learn {
-                            learned = Some((change, elapsed, false));
-                        }
-                        // The object that started the change awaits its end, not news of it.
-                        report = !learn && w.waiting && w.last.is_none();
-                    }
-                    None => report = elapsed >= CHANGE_VISIBLE_WITHIN,
-                }
-            }
-            (None, Seen::Present(seg)) => {
-                if let Some(change) = changing_status(&seg.status) {
-                    w.change = Some((change, obs.at, false));
-                }
-            }
-            _ => {}
+        if complete {
+            return self.observe(st, id, Observation { at, seen: Seen::Absent });
         }
-        let changed = match (&w.last, &obs.seen) {
-            (Some(Observation { seen: Seen::Present(a), .. }), Seen::Present(b)) => a.status != b.status,
-            (Some(Observation { seen: Seen::Absent, .. }), Seen::Absent) => false,
-            _ => true,
+        if let Some(w) = st.watched.get_mut(id) {
+            (w.phase, w.due) = plan::confirm_by_id(&w.phase, Instant::now());
+        }
+        Vec::new()
+    }
+
+    /// Records one look at a watched segment; returns the objects to wake.
+    fn observe(&self, st: &mut RegionState, id: &str, obs: Observation) -> Vec<WakeTarget> {
+        let now = Instant::now();
+        let Some(w) = st.watched.get_mut(id) else { return Vec::new() };
+        let Some(saw) = saw(&obs.seen) else { return Vec::new() };
+        let pace = plan::Pace { now, poll: self.config.poll, drift: w.drift(self.config.drift) };
+        let Some(next) = plan::observed(&w.before(), &plan::Look { at: obs.at, saw }, &pace) else {
+            return Vec::new();
         };
-        w.due = match (&obs.seen, w.change) {
-            (Seen::Failed(_), _) => w.due,
-            (_, Some(_)) => Some(now + poll),
-            (Seen::Present(_), None) if w.drift => Some(obs.at + drift_every),
-            _ => None,
-        };
-        // The region's size between scans: a segment seen to vanish leaves it.
-        let vanished = matches!(obs.seen, Seen::Absent)
-            && (matches!(w.last, Some(Observation { seen: Seen::Present(_), .. }))
-                || matches!(learned, Some((Change::Releasing, _, true))));
-        let wake = report && (changed || w.waiting);
-        let targets = if wake {
+        w.phase = next.phase;
+        w.due = next.due;
+        w.last = Some(obs);
+        let wake = if next.wake {
             w.waiting = false;
-            w.targets.clone()
+            w.targets()
         } else {
             Vec::new()
         };
-        w.last = Some(obs);
-        if vanished {
+        if next.vanished {
             st.total = st.total.map(|t| t.saturating_sub(1));
         }
-        if let Some((change, elapsed, finished)) = learned {
-            let durations = durations_of_mut(st, change);
-            if was_probe {
-                durations.probe_done();
-            }
-            let first_learned = finished && !durations.known();
-            if finished {
-                durations.finished_by(elapsed)
-            } else {
-                durations.still_changing_after(elapsed)
-            }
-            if first_learned {
-                // The changes that waited for the first to be timed are due when it says.
-                let first_look = durations.expected();
-                for w in st.watched.values_mut() {
-                    if let (Some((c, since, true)), None) = (w.change, &w.last) {
-                        if c == change {
-                            let due = (since + first_look).max(now);
-                            w.due = Some(w.due.map_or(due, |d| d.min(due)));
-                        }
-                    }
-                }
-            }
+        if let Some(change) = next.probe_spent {
+            st.durations_mut(change).probe_done();
         }
-        targets
+        if let Some(learned) = next.learned {
+            learn(st, learned, now);
+        }
+        wake
     }
 
-    /// A failed look: the objects waiting on it hear of it; the region backs off (the cloud's
-    /// TimeLeft, when throttled, is the floor).
+    /// A failed look: the objects waiting on it hear of it; the region backs off.
     fn failed(&self, region: &Region, ids: &[String], at: Instant, e: CloudError) {
+        debug!(error = %e, "look failed");
         let e = Arc::new(e);
         let wake = {
             let mut st = lock(&region.state);
             st.failures = st.failures.saturating_add(1);
-            let exponent = st.failures.saturating_sub(1).min(16);
-            let mut backoff = self.config.backoff_base.saturating_mul(1 << exponent).min(self.config.backoff_max);
-            if let Some(hint) = e.retry_after() {
-                backoff = backoff.max(hint);
-            }
-            if e.class() == ErrorClass::Terminal {
-                backoff = self.config.backoff_max;
-            }
-            let resume = Instant::now() + backoff;
+            let failures = st.failures;
+            let resume = Instant::now() + self.backoff(failures, &e);
             if e.is_throttling() {
                 st.paused_until = Some(resume);
             }
-            // Objects hear of a failure they asked about, and of one that persists.
-            let persistent = st.failures >= 3;
             let mut wake = Vec::new();
             for id in ids {
                 let Some(w) = st.watched.get_mut(id) else { continue };
                 w.due = Some(resume);
                 let reported = matches!(w.last, Some(Observation { seen: Seen::Failed(_), .. }));
-                if w.waiting || (persistent && !reported) {
+                if plan::failure_reported(w.waiting, reported, failures) {
                     w.waiting = false;
                     w.last = Some(Observation { at, seen: Seen::Failed(e.clone()) });
-                    wake.extend(w.targets.iter().cloned());
+                    wake.extend(w.targets());
                 }
             }
             wake
         };
-        debug!(error = %e, "look failed");
         self.wake_all(wake);
+    }
+
+    /// The region's pause after its `failures`-th consecutive failure: the operator's one
+    /// exponential backoff, with the cloud's TimeLeft (when throttled) as the floor; the longest
+    /// for a terminal error, which only a change of configuration mends.
+    fn backoff(&self, failures: u32, e: &CloudError) -> Duration {
+        if e.class() == ErrorClass::Terminal {
+            return self.config.backoff_max;
+        }
+        let (base, max) = (self.config.backoff_base, self.config.backoff_max);
+        crate::backoff::delay(base, max, failures, rand::random::<f64>(), e.retry_after())
     }
 
     fn wake_all(&self, targets: Vec<WakeTarget>) {
         for t in targets {
             let _ = self.wake.send(t);
         }
+    }
+}
+
+/// Adds what a look taught about a change's duration. When it is the first end of its kind, this
+/// operator's changes that waited for it are due when it says.
+fn learn(st: &mut RegionState, learned: plan::Learned, now: Instant) {
+    let durations = st.durations_mut(learned.change);
+    let first_timed = learned.finished && !durations.known();
+    if learned.finished {
+        durations.finished_by(learned.elapsed);
+    } else {
+        durations.still_changing_after(learned.elapsed);
+    }
+    if !first_timed {
+        return;
+    }
+    let expected = durations.expected();
+    for w in st.watched.values_mut() {
+        w.due = plan::timed(&w.phase, w.last.is_some(), w.due, learned.change, expected, now);
     }
 }
 
@@ -693,8 +630,67 @@ fn kept(seg: Segment) -> Segment {
 }
 
 struct Scan {
+    /// When the first page was asked for.
+    started: Instant,
     seen: Vec<(Instant, Segment)>,
     total: Option<u32>,
     /// One page held the whole region: what it lacks is gone.
     complete_snapshot: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::ClientConfig;
+    use crate::cloud::credentials::{Credentials, Secret, StaticCredentials};
+
+    /// A client whose looks fail at once on loopback: these tests are about registrations.
+    fn client() -> VpcClient {
+        let creds =
+            Credentials { access_key_id: "id".into(), access_key_secret: Secret::new("secret"), security_token: None };
+        let config = ClientConfig {
+            endpoint_override: Some("http://127.0.0.1:1".into()),
+            allow_insecure_endpoint: true,
+            timeout: Duration::from_secs(1),
+        };
+        VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+    }
+
+    fn target(name: &str) -> WakeTarget {
+        WakeTarget { namespace: "ns".into(), name: name.into() }
+    }
+
+    /// The registered objects' names and the segment's drift interval, if it is watched.
+    fn registered(poller: &Poller, key: &Key, id: &str) -> Option<(Vec<String>, Option<Duration>)> {
+        let region = lock(&poller.regions).get(key).cloned()?;
+        let st = lock(&region.state);
+        let w = st.watched.get(id)?;
+        Some((w.registrations.iter().map(|r| r.target.name.clone()).collect(), w.drift(poller.config.drift)))
+    }
+
+    #[tokio::test]
+    async fn a_segment_is_watched_while_any_object_is_registered_on_it() {
+        let drift = Duration::from_secs(60);
+        let (poller, _woken) = Poller::new(PollerConfig::new(Duration::from_secs(1), drift, Duration::from_secs(5)));
+        let key = Key { account: "1234567890123456".into(), region: "cn-hangzhou".into() };
+        let vpc = client();
+        poller.look(&key, &vpc, "eipsg-1", target("a"), true);
+        poller.look(&key, &vpc, "eipsg-1", target("b"), false);
+        poller.look(&key, &vpc, "eipsg-1", target("a"), true);
+        assert_eq!(registered(&poller, &key, "eipsg-1"), Some((vec!["a".into(), "b".into()], Some(drift))));
+
+        let elsewhere = Key { account: "6543210987654321".into(), ..key.clone() };
+        poller.forget(&elsewhere, "eipsg-1", &target("a"));
+        poller.forget(&key, "eipsg-2", &target("a"));
+        assert_eq!(
+            registered(&poller, &key, "eipsg-1").map(|(names, _)| names.len()),
+            Some(2),
+            "another key, another segment"
+        );
+
+        poller.forget(&key, "eipsg-1", &target("a"));
+        assert_eq!(registered(&poller, &key, "eipsg-1"), Some((vec!["b".into()], None)), "b wants no drift checks");
+        poller.forget(&key, "eipsg-1", &target("b"));
+        assert_eq!(registered(&poller, &key, "eipsg-1"), None, "the record goes with its last object");
+    }
 }

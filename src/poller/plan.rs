@@ -1,11 +1,339 @@
-//! The poller's pure choices, without IO: how to look (by ID or by region pages), when a changing
-//! segment is next worth a look, and when a sweep may wait to share one page.
+//! The poller's pure decisions, without IO and without a clock (times are passed in): the state of
+//! each watched segment and what a look makes of it, when a segment is next worth a look, how to
+//! look (by ID or by region pages), and when a sweep may wait to gather first looks or to share one
+//! page.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::cloud::model::SegmentStatus;
+
 /// DescribeEipSegment reports at most this many segments per call.
 pub const PAGE_SIZE: u32 = 50;
+
+/// While a first change is being timed, others wait at most this many first-look intervals.
+const SCOUTED_WAIT_FACTOR: u32 = 8;
+
+/// After this long, a change that shows no sign of having begun (the segment still Allocated after
+/// a release, or absent after an allocation) is reported to the objects instead of awaited.
+pub const CHANGE_VISIBLE_WITHIN: Duration = Duration::from_secs(120);
+
+/// From this many consecutive failures in a region on, objects hear of a failure they did not ask
+/// about: it is no longer a blip.
+const PERSISTENT_FAILURES: u32 = 3;
+
+/// A change whose end the poller waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Allocating,
+    Releasing,
+}
+
+/// A change under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Underway {
+    pub change: Change,
+    /// When it began: this operator's call, or the look that first saw it.
+    pub since: Instant,
+    /// This operator started it, so the time to its end teaches how long such changes take (a
+    /// change first seen half-way says nothing about its length).
+    pub ours: bool,
+    /// Its next look is the region's one probe below the learned duration.
+    pub probe: bool,
+}
+
+impl Underway {
+    /// A change some look found under way, not started by this operator.
+    fn seen(change: Change, at: Instant) -> Self {
+        Underway { change, since: at, ours: false, probe: false }
+    }
+}
+
+/// Where a watched segment stands, as far as the poller knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Registered, nothing usable known: its first look is due, gathered with others.
+    Awaiting,
+    /// A change is under way: looked at when such changes usually end, then on the poll pace,
+    /// until it is seen to end.
+    Changing(Underway),
+    /// Allocated: looked at again only for drift checks, while an object wants them.
+    Settled,
+    /// Proved gone (by ID, or by one page holding the whole region): not looked at again until an
+    /// object starts a change or asks for a fresh look.
+    Gone,
+    /// A status this operator does not know (or `Released` while the cloud still returns it): it
+    /// may change at any time, so it is looked at on the poll pace while objects are registered.
+    Unsettled,
+    /// Only a look by ID can tell: the segment was absent from a multi-page scan (segments move
+    /// between pages), or the cloud contradicted what was known. A change under way goes on
+    /// being timed.
+    Confirming(Option<Underway>),
+}
+
+impl Phase {
+    /// The change under way, if any (also while a look by ID is awaited).
+    pub fn underway(&self) -> Option<Underway> {
+        match self {
+            Phase::Changing(u) | Phase::Confirming(Some(u)) => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// The kind of change whose one probe this segment holds.
+    pub fn probe(&self) -> Option<Change> {
+        self.underway().filter(|u| u.probe).map(|u| u.change)
+    }
+}
+
+/// What one look said about a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Saw {
+    Present(SegmentStatus),
+    Absent,
+}
+
+/// A watched segment as a look finds it.
+#[derive(Clone, Debug)]
+pub struct Before {
+    pub phase: Phase,
+    /// What objects can read now; `None` when nothing is (never looked at, or the last look failed).
+    pub last: Option<Saw>,
+    /// An object asked and found nothing usable: whatever the look says is news to it.
+    pub waiting: bool,
+    /// Looks sent before this predate this operator's last change or fresh look: they are stale.
+    pub not_before: Instant,
+}
+
+/// One look: when it was sent (the cloud's state is at least this recent) and what it saw.
+#[derive(Clone, Debug)]
+pub struct Look {
+    pub at: Instant,
+    pub saw: Saw,
+}
+
+/// The time a transition runs at and the paces it schedules by.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub now: Instant,
+    pub poll: Duration,
+    /// The drift-check interval, while an object registered on the segment wants drift checks.
+    pub drift: Option<Duration>,
+}
+
+/// What a look taught about how long a change of its kind takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learned {
+    pub change: Change,
+    pub elapsed: Duration,
+    /// Ended by then (an upper bound), or still under way then (a lower bound).
+    pub finished: bool,
+}
+
+/// What a look makes of a watched segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Next {
+    pub phase: Phase,
+    /// Wake the registered objects: what they can read has changed, or one is waiting for it.
+    pub wake: bool,
+    pub learned: Option<Learned>,
+    /// The look was the probe of this kind of change: another may go.
+    pub probe_spent: Option<Change>,
+    /// The segment left the region (its size between scans).
+    pub vanished: bool,
+    pub due: Option<Instant>,
+}
+
+/// How a change stands after a look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Progress {
+    Under,
+    Ended,
+    /// No sign of it yet: the cloud's read side may lag the call.
+    NotBegun,
+}
+
+fn progress(change: Change, saw: &Saw) -> Progress {
+    match (change, saw) {
+        (Change::Allocating, Saw::Present(SegmentStatus::Allocating))
+        | (Change::Releasing, Saw::Present(SegmentStatus::Releasing)) => Progress::Under,
+        (Change::Allocating, Saw::Present(_)) | (Change::Releasing, Saw::Absent) => Progress::Ended,
+        _ => Progress::NotBegun,
+    }
+}
+
+/// The phase a look implies when no change is awaited (or the awaited one has ended).
+fn implied(look: &Look) -> Phase {
+    match &look.saw {
+        Saw::Absent => Phase::Gone,
+        Saw::Present(SegmentStatus::Allocated) => Phase::Settled,
+        Saw::Present(SegmentStatus::Allocating) => Phase::Changing(Underway::seen(Change::Allocating, look.at)),
+        Saw::Present(SegmentStatus::Releasing) => Phase::Changing(Underway::seen(Change::Releasing, look.at)),
+        Saw::Present(SegmentStatus::Released | SegmentStatus::Other(_)) => Phase::Unsettled,
+    }
+}
+
+/// When a segment in `phase`, last looked at `at`, is next worth a look.
+fn due_after(phase: &Phase, at: Instant, pace: &Pace) -> Option<Instant> {
+    match phase {
+        Phase::Changing(_) | Phase::Unsettled => Some(pace.now + pace.poll),
+        Phase::Settled => pace.drift.map(|every| at + every),
+        Phase::Gone => None,
+        Phase::Awaiting | Phase::Confirming(_) => Some(pace.now),
+    }
+}
+
+/// Whether the objects hear of this look at all: a change's end, and what no change stands
+/// behind, always; a change still under way only as first news of one someone else began (the
+/// object that started a change awaits its end); no sign of a change only once it is overdue.
+fn reported(before: &Before, progress: Option<(Underway, Progress)>, at: Instant) -> bool {
+    match progress {
+        None | Some((_, Progress::Ended)) => true,
+        Some((u, Progress::Under)) => !u.ours && before.waiting && before.last.is_none(),
+        Some((u, Progress::NotBegun)) => at.saturating_duration_since(u.since) >= CHANGE_VISIBLE_WITHIN,
+    }
+}
+
+/// The bound a look puts on the duration of a change this operator started.
+fn learned(progress: Option<(Underway, Progress)>, at: Instant) -> Option<Learned> {
+    let (u, p) = progress.filter(|(u, p)| u.ours && *p != Progress::NotBegun)?;
+    Some(Learned { change: u.change, elapsed: at.saturating_duration_since(u.since), finished: p == Progress::Ended })
+}
+
+/// What a look makes of a watched segment; `None` when the look is stale and says nothing.
+pub fn observed(before: &Before, look: &Look, pace: &Pace) -> Option<Next> {
+    if look.at < before.not_before {
+        return None;
+    }
+    let progress = before.phase.underway().map(|u| (u, progress(u.change, &look.saw)));
+    let phase = match progress {
+        Some((u, Progress::Under | Progress::NotBegun)) => Phase::Changing(Underway { probe: false, ..u }),
+        None | Some((_, Progress::Ended)) => implied(look),
+    };
+    let changed = before.last.as_ref() != Some(&look.saw);
+    let release_ended = matches!(progress, Some((Underway { change: Change::Releasing, .. }, Progress::Ended)));
+    let vanished = look.saw == Saw::Absent && (matches!(before.last, Some(Saw::Present(_))) || release_ended);
+    Some(Next {
+        due: due_after(&phase, look.at, pace),
+        phase,
+        wake: reported(before, progress, look.at) && (changed || before.waiting),
+        learned: learned(progress, look.at),
+        probe_spent: before.phase.probe(),
+        vanished,
+    })
+}
+
+/// When a segment is next due after an object read a usable observation of it (sent at `at`): a
+/// settled one is drift-checked only while some object wants that.
+pub fn read(phase: &Phase, due: Option<Instant>, at: Instant, drift: Option<Duration>) -> Option<Instant> {
+    match phase {
+        Phase::Settled => drift.map(|every| due.unwrap_or(at + every)),
+        _ => due,
+    }
+}
+
+/// When a segment is next due after an object asked and found nothing usable: at once, unless
+/// the look at a change under way is already scheduled (for when such changes usually end).
+pub fn wanted(phase: &Phase, due: Option<Instant>, now: Instant) -> Option<Instant> {
+    match (phase.underway(), due) {
+        (Some(_), Some(due)) => Some(due),
+        (_, due) => Some(due.map_or(now, |d| d.min(now))),
+    }
+}
+
+/// The first look at a change this operator started. Until one change of its kind has been seen
+/// to end, only one is timed: when `others_in_flight` (this operator's changes of the kind under
+/// way), a new one waits well past the prior, for the first to tell how long they take.
+pub fn first_look(durations: &mut Durations, others_in_flight: bool) -> FirstLook {
+    if others_in_flight && !durations.known() {
+        return FirstLook { after: durations.expected().saturating_mul(SCOUTED_WAIT_FACTOR), probe: false };
+    }
+    durations.first_look()
+}
+
+/// This operator's call started a change at `now`: it is under way, timed to its end, and first
+/// looked at as `first` says.
+pub fn started(change: Change, now: Instant, first: FirstLook) -> (Phase, Option<Instant>) {
+    (Phase::Changing(Underway { change, since: now, ours: true, probe: first.probe }), Some(now + first.after))
+}
+
+/// Only a look by ID can tell now (absent from a multi-page scan, or the cloud contradicted what
+/// was known): one is due at once, and a change under way goes on being timed.
+pub fn confirm_by_id(phase: &Phase, now: Instant) -> (Phase, Option<Instant>) {
+    (Phase::Confirming(phase.underway()), Some(now))
+}
+
+/// The first change of its kind has just been timed: this operator's changes of the kind not
+/// looked at yet (they waited for it) are due when such changes usually end.
+pub fn timed(
+    phase: &Phase,
+    looked: bool,
+    due: Option<Instant>,
+    change: Change,
+    expected: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    match phase.underway() {
+        Some(u) if u.ours && u.change == change && !looked => {
+            let at = (u.since + expected).max(now);
+            Some(due.map_or(at, |d| d.min(at)))
+        }
+        _ => due,
+    }
+}
+
+/// Whether the objects hear of a failed look: when one asked, and when failures persist and this
+/// one is not reported yet.
+pub fn failure_reported(waiting: bool, reported: bool, failures: u32) -> bool {
+    waiting || (failures >= PERSISTENT_FAILURES && !reported)
+}
+
+/// The segments one sweep looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Only a look by ID can tell.
+    pub by_id: Vec<String>,
+    /// By ID or by region pages, as [`choose`] finds cheaper.
+    pub others: Vec<String>,
+    /// Of `others`, how many are expected to vanish (releases under way).
+    pub vanishing: usize,
+}
+
+impl Sweep {
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty() && self.others.is_empty()
+    }
+}
+
+/// The segments (ID, phase, due) due by `now`; when any is, also the settled ones due by `slack`
+/// (drift checks), so that one scan serves them all.
+pub fn sweep<'a>(
+    segments: impl IntoIterator<Item = (&'a str, &'a Phase, Option<Instant>)>,
+    now: Instant,
+    slack: Instant,
+) -> Sweep {
+    let mut sweep = Sweep::default();
+    let mut soon = Vec::new();
+    for (id, phase, due) in segments {
+        match (phase, due) {
+            (Phase::Confirming(_), Some(d)) if d <= now => sweep.by_id.push(id.to_string()),
+            (_, Some(d)) if d <= now => {
+                if phase.underway().is_some_and(|u| u.change == Change::Releasing) {
+                    sweep.vanishing += 1;
+                }
+                sweep.others.push(id.to_string());
+            }
+            (Phase::Settled, Some(d)) if d <= slack => soon.push(id.to_string()),
+            _ => {}
+        }
+    }
+    if !sweep.is_empty() {
+        sweep.others.extend(soon);
+    }
+    sweep
+}
 
 /// How one sweep looks at the segments that are due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +375,56 @@ pub fn hold_for(next_due_in: Option<Duration>, region_total: Option<u32>, max_ho
     let next = next_due_in?;
     let single_page = region_total.is_some_and(|t| pages_for(t) == 1);
     (single_page && next <= max_hold).then_some(next)
+}
+
+/// How long a due sweep may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct Holds {
+    /// For other registrations, when first looks are due (many objects starting at once).
+    pub gather: Duration,
+    /// For the next due segment to share one page (regions of one page).
+    pub hold: Duration,
+}
+
+/// What a region's task does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing is due: until a registration.
+    Idle,
+    /// Until then, or until a registration.
+    Until(Instant),
+    /// Sweep after this long (zero: at once).
+    Sweep(Duration),
+}
+
+/// When the region's next sweep goes, given each segment's (phase, due) and how long a throttling
+/// answer paused the region.
+pub fn next_sweep<'a>(
+    segments: impl IntoIterator<Item = (&'a Phase, Option<Instant>)>,
+    paused_until: Option<Instant>,
+    region_total: Option<u32>,
+    now: Instant,
+    holds: Holds,
+) -> Wait {
+    let (mut first, mut later, mut gathering) = (None::<Instant>, None::<Instant>, false);
+    for (phase, due) in segments {
+        let Some(due) = due else { continue };
+        first = Some(first.map_or(due, |f| f.min(due)));
+        if due > now {
+            later = Some(later.map_or(due, |l| l.min(due)));
+        } else if *phase == Phase::Awaiting {
+            gathering = true;
+        }
+    }
+    let Some(first) = first else { return Wait::Idle };
+    let first = paused_until.map_or(first, |p| first.max(p));
+    if first > now {
+        return Wait::Until(first);
+    }
+    if gathering {
+        return Wait::Sweep(holds.gather);
+    }
+    Wait::Sweep(hold_for(later.map(|l| l - now), region_total, holds.hold).unwrap_or_default())
 }
 
 /// Learns how long a change (allocation or release) takes from what the polls saw: the longest
@@ -125,9 +503,233 @@ fn push(window: &mut VecDeque<Duration>, value: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use SegmentStatus::{Allocated, Allocating, Released, Releasing};
 
     fn s(secs: f64) -> Duration {
         Duration::from_secs_f64(secs)
+    }
+
+    fn present(status: SegmentStatus) -> Saw {
+        Saw::Present(status)
+    }
+
+    fn unknown() -> SegmentStatus {
+        SegmentStatus::Other("Maintaining".into())
+    }
+
+    fn learned(change: Change, secs: f64, finished: bool) -> Option<Learned> {
+        Some(Learned { change, elapsed: s(secs), finished })
+    }
+
+    const POLL: f64 = 0.5;
+    const DRIFT: f64 = 10.0;
+
+    /// (phase, what objects can read, an object waits, the look saw, seconds since the change
+    /// began (or since t0), drift checks wanted)
+    type Given = (Phase, Option<Saw>, bool, Saw, f64, bool);
+    /// (next phase, wake, learned, due in seconds after the look)
+    type Want = (Phase, bool, Option<Learned>, Option<f64>);
+
+    #[test]
+    fn what_a_look_makes_of_a_segment() {
+        let t0 = Instant::now();
+        let ours = |change| Phase::Changing(Underway { change, since: t0, ours: true, probe: false });
+        let theirs = |secs: f64| Phase::Changing(Underway::seen(Change::Releasing, t0 + s(secs)));
+        let (alloc, rel) = (ours(Change::Allocating), ours(Change::Releasing));
+        let (a, r) = (Change::Allocating, Change::Releasing);
+        let confirming = Phase::Confirming(rel.underway());
+        use Phase::{Awaiting, Gone, Settled, Unsettled};
+        use Saw::Absent;
+        #[rustfmt::skip]
+        let table: Vec<(Given, Want)> = vec![
+            // A first look settles what the status says.
+            ((Awaiting, None, true, present(Allocated), 0.0, true), (Settled, true, None, Some(DRIFT))),
+            ((Awaiting, None, true, present(Allocated), 0.0, false), (Settled, true, None, None)),
+            ((Awaiting, None, true, Absent, 0.0, true), (Gone, true, None, None)),
+            ((Awaiting, None, true, present(Releasing), 3.0, true), (theirs(3.0), true, None, Some(POLL))),
+            // A status this operator does not know keeps being looked at, drift checks or not.
+            ((Awaiting, None, true, present(unknown()), 0.0, false), (Unsettled, true, None, Some(POLL))),
+            ((Awaiting, None, true, present(Released), 0.0, false), (Unsettled, true, None, Some(POLL))),
+            ((Unsettled, Some(present(unknown())), false, present(unknown()), 0.0, false), (Unsettled, false, None, Some(POLL))),
+            ((Unsettled, Some(present(unknown())), false, present(Allocated), 0.0, false), (Settled, true, None, None)),
+            // Drift checks: quiet while nothing changes, a wake when the segment is gone.
+            ((Settled, Some(present(Allocated)), false, present(Allocated), 0.0, true), (Settled, false, None, Some(DRIFT))),
+            ((Settled, Some(present(Allocated)), false, Absent, 0.0, true), (Gone, true, None, None)),
+            ((Gone, Some(Absent), false, Absent, 0.0, true), (Gone, false, None, None)),
+            ((Gone, Some(Absent), true, Absent, 0.0, true), (Gone, true, None, None)),
+            // A release this operator started: timed to its end; the object hears only of the end.
+            ((rel, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL))),
+            ((rel, None, true, Absent, 5.0, false), (Gone, true, learned(r, 5.0, true), None)),
+            ((rel, None, true, present(Allocated), 3.0, false), (rel, false, None, Some(POLL))),
+            ((rel, None, true, present(Allocated), 120.0, false), (rel, true, None, Some(POLL))),
+            // An allocation this operator started.
+            ((alloc, None, true, present(Allocating), 1.0, true), (alloc, false, learned(a, 1.0, false), Some(POLL))),
+            ((alloc, None, true, Absent, 1.0, true), (alloc, false, None, Some(POLL))),
+            ((alloc, None, true, present(Allocated), 4.0, true), (Settled, true, learned(a, 4.0, true), Some(DRIFT))),
+            ((alloc, None, true, present(unknown()), 4.0, true), (Unsettled, true, learned(a, 4.0, true), Some(POLL))),
+            ((alloc, None, true, present(Releasing), 4.0, true), (theirs(4.0), true, learned(a, 4.0, true), Some(POLL))),
+            // A release someone else began: news once, then its end.
+            ((theirs(0.0), Some(present(Releasing)), false, present(Releasing), 3.0, true), (theirs(0.0), false, None, Some(POLL))),
+            ((theirs(0.0), None, true, present(Releasing), 3.0, true), (theirs(0.0), true, None, Some(POLL))),
+            ((theirs(0.0), Some(present(Releasing)), false, Absent, 3.0, true), (Gone, true, None, None)),
+            // A look by ID settles what a multi-page scan or a contradiction could not.
+            ((Phase::Confirming(None), None, true, Absent, 0.0, true), (Gone, true, None, None)),
+            ((Phase::Confirming(None), None, true, present(Allocated), 0.0, true), (Settled, true, None, Some(DRIFT))),
+            ((confirming, None, true, Absent, 5.0, false), (Gone, true, learned(r, 5.0, true), None)),
+            ((confirming, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL))),
+        ];
+        for ((phase, last, waiting, saw, elapsed, drift), (want_phase, want_wake, want_learned, want_due)) in table {
+            let at = t0 + s(elapsed);
+            let before = Before { phase, last: last.clone(), waiting, not_before: t0 };
+            let pace = Pace { now: at, poll: s(POLL), drift: drift.then_some(s(DRIFT)) };
+            let row = format!("{phase:?}, last {last:?}, waiting {waiting}, saw {saw:?} after {elapsed}s");
+            let next = observed(&before, &Look { at, saw }, &pace).expect(&row);
+            assert_eq!(next.phase, want_phase, "{row}");
+            assert_eq!(next.wake, want_wake, "wake: {row}");
+            assert_eq!(next.learned, want_learned, "learned: {row}");
+            assert_eq!(next.due, want_due.map(|d| at + s(d)), "due: {row}");
+        }
+    }
+
+    #[test]
+    fn a_stale_look_says_nothing() {
+        let t0 = Instant::now();
+        let before = Before { phase: Phase::Awaiting, last: None, waiting: true, not_before: t0 + s(1.0) };
+        let pace = Pace { now: t0 + s(2.0), poll: s(POLL), drift: None };
+        assert_eq!(observed(&before, &Look { at: t0, saw: Saw::Absent }, &pace), None);
+    }
+
+    #[test]
+    fn the_probe_is_spent_by_its_look_whatever_it_saw() {
+        let t0 = Instant::now();
+        let probe = Underway { change: Change::Releasing, since: t0, ours: true, probe: true };
+        for saw in [present(Releasing), present(Allocated), Saw::Absent] {
+            let before = Before { phase: Phase::Changing(probe), last: None, waiting: true, not_before: t0 };
+            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), drift: None };
+            let next = observed(&before, &Look { at: t0 + s(1.0), saw: saw.clone() }, &pace).expect("fresh");
+            assert_eq!(next.probe_spent, Some(Change::Releasing), "{saw:?}");
+            assert_eq!(next.phase.probe(), None, "{saw:?}");
+        }
+    }
+
+    #[test]
+    fn a_segment_leaves_the_region_when_seen_to_vanish() {
+        let t0 = Instant::now();
+        let rel = Phase::Changing(Underway { change: Change::Releasing, since: t0, ours: true, probe: false });
+        // (phase, what objects can read, the look saw) -> vanished
+        let table = [
+            (Phase::Settled, Some(present(Allocated)), Saw::Absent, true),
+            (rel, None, Saw::Absent, true),
+            (Phase::Gone, Some(Saw::Absent), Saw::Absent, false),
+            (Phase::Awaiting, None, Saw::Absent, false),
+            (rel, None, present(Releasing), false),
+        ];
+        for (phase, last, saw, want) in table {
+            let before = Before { phase, last: last.clone(), waiting: false, not_before: t0 };
+            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), drift: None };
+            let next = observed(&before, &Look { at: t0 + s(1.0), saw: saw.clone() }, &pace).expect("fresh");
+            assert_eq!(next.vanished, want, "{phase:?}, last {last:?}, saw {saw:?}");
+        }
+    }
+
+    #[test]
+    fn an_object_asking_schedules_a_look() {
+        let t0 = Instant::now();
+        let later = Some(t0 + s(5.0));
+        let rel = Phase::Changing(Underway { change: Change::Releasing, since: t0, ours: true, probe: false });
+        // Nothing usable: at once, unless a change's first look is scheduled.
+        assert_eq!(wanted(&Phase::Awaiting, None, t0), Some(t0));
+        assert_eq!(wanted(&Phase::Settled, later, t0), Some(t0));
+        assert_eq!(wanted(&rel, later, t0), later, "a change is looked at when such changes end");
+        assert_eq!(wanted(&rel, None, t0), Some(t0));
+        // Something usable: drift checks follow the objects' wish; nothing else moves.
+        assert_eq!(read(&Phase::Settled, None, t0, Some(s(DRIFT))), Some(t0 + s(DRIFT)));
+        assert_eq!(read(&Phase::Settled, later, t0, Some(s(DRIFT))), later);
+        assert_eq!(read(&Phase::Settled, later, t0, None), None);
+        assert_eq!(read(&Phase::Unsettled, later, t0, None), later, "an unknown status stays under watch");
+        assert_eq!(read(&rel, later, t0, None), later);
+    }
+
+    #[test]
+    fn a_change_this_operator_starts() {
+        let t0 = Instant::now();
+        let first = FirstLook { after: s(2.0), probe: true };
+        let (phase, due) = started(Change::Releasing, t0, first);
+        assert_eq!(phase, Phase::Changing(Underway { change: Change::Releasing, since: t0, ours: true, probe: true }));
+        assert_eq!(due, Some(t0 + s(2.0)));
+        // A contradiction keeps the change's timing but needs a look by ID.
+        assert_eq!(confirm_by_id(&phase, t0 + s(1.0)), (Phase::Confirming(phase.underway()), Some(t0 + s(1.0))));
+        assert_eq!(confirm_by_id(&Phase::Settled, t0), (Phase::Confirming(None), Some(t0)));
+    }
+
+    #[test]
+    fn the_first_change_of_a_kind_is_timed_alone() {
+        let mut d = Durations::new(s(2.0), s(1.0));
+        assert_eq!(first_look(&mut d, false), FirstLook { after: s(2.0), probe: false });
+        assert_eq!(first_look(&mut d, true), FirstLook { after: s(16.0), probe: false }, "waits for the first");
+        d.finished_by(s(3.0));
+        assert_eq!(first_look(&mut d, true), FirstLook { after: s(1.5), probe: true }, "known: no more waiting");
+
+        // Once timed, those that waited are due when such changes end (or at once if that is past).
+        let t0 = Instant::now();
+        let waited = Phase::Changing(Underway { change: Change::Releasing, since: t0, ours: true, probe: false });
+        let far = Some(t0 + s(16.0));
+        assert_eq!(timed(&waited, false, far, Change::Releasing, s(3.0), t0 + s(1.0)), Some(t0 + s(3.0)));
+        assert_eq!(timed(&waited, false, far, Change::Releasing, s(3.0), t0 + s(5.0)), Some(t0 + s(5.0)));
+        assert_eq!(timed(&waited, true, far, Change::Releasing, s(3.0), t0), far, "already looked at");
+        assert_eq!(timed(&waited, false, far, Change::Allocating, s(3.0), t0), far, "another kind");
+        let theirs = Phase::Changing(Underway::seen(Change::Releasing, t0));
+        assert_eq!(timed(&theirs, false, far, Change::Releasing, s(3.0), t0), far, "not this operator's");
+    }
+
+    #[test]
+    fn objects_hear_of_failures_they_asked_about_and_of_persistent_ones() {
+        assert!(failure_reported(true, false, 1));
+        assert!(!failure_reported(false, false, 2));
+        assert!(failure_reported(false, false, 3));
+        assert!(!failure_reported(false, true, 3), "reported once");
+    }
+
+    #[test]
+    fn what_one_sweep_looks_at() {
+        let t0 = Instant::now();
+        let now = t0 + s(10.0);
+        let rel = Phase::Changing(Underway { change: Change::Releasing, since: t0, ours: true, probe: false });
+        let alloc = Phase::Changing(Underway { change: Change::Allocating, since: t0, ours: true, probe: false });
+        let confirming = Phase::Confirming(None);
+        let segments = [
+            ("due", &Phase::Settled, Some(t0)),
+            ("releasing", &rel, Some(now)),
+            ("allocating", &alloc, Some(t0)),
+            ("confirm", &confirming, Some(now)),
+            ("drift-soon", &Phase::Settled, Some(now + s(0.5))),
+            ("unsettled-soon", &Phase::Unsettled, Some(now + s(0.5))),
+            ("later", &Phase::Settled, Some(now + s(5.0))),
+            ("gone", &Phase::Gone, None),
+        ];
+        let got = sweep(segments.iter().copied(), now, now + s(1.0));
+        assert_eq!(got.by_id, ["confirm"]);
+        assert_eq!(got.others, ["due", "releasing", "allocating", "drift-soon"]);
+        assert_eq!(got.vanishing, 1);
+        let quiet = [("drift-soon", &Phase::Settled, Some(now + s(0.5)))];
+        assert!(sweep(quiet.iter().copied(), now, now + s(1.0)).is_empty(), "drift checks come along, never alone");
+    }
+
+    #[test]
+    fn when_the_next_sweep_goes() {
+        let t0 = Instant::now();
+        let holds = Holds { gather: s(0.3), hold: s(1.0) };
+        let next = |segments: &[(Phase, Option<Instant>)], paused: Option<Instant>, total: Option<u32>| {
+            next_sweep(segments.iter().map(|(p, d)| (p, *d)), paused, total, t0, holds)
+        };
+        assert_eq!(next(&[], None, None), Wait::Idle);
+        assert_eq!(next(&[(Phase::Gone, None)], None, None), Wait::Idle);
+        assert_eq!(next(&[(Phase::Settled, Some(t0 + s(4.0)))], None, None), Wait::Until(t0 + s(4.0)));
+        assert_eq!(next(&[(Phase::Settled, Some(t0))], Some(t0 + s(2.0)), None), Wait::Until(t0 + s(2.0)), "throttled");
+        assert_eq!(next(&[(Phase::Awaiting, Some(t0))], None, None), Wait::Sweep(s(0.3)), "gathering first looks");
+        let two = [(Phase::Settled, Some(t0)), (Phase::Settled, Some(t0 + s(0.4)))];
+        assert_eq!(next(&two, None, Some(30)), Wait::Sweep(s(0.4)), "one page serves both");
+        assert_eq!(next(&two, None, Some(60)), Wait::Sweep(Duration::ZERO), "two pages: no saving");
     }
 
     #[test]
