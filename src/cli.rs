@@ -10,7 +10,7 @@ use crate::cloud::limits::{ActionRate, RateLimits, default_rates};
 use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, VpcClient, credentials};
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
-use crate::decide::Timings;
+use crate::controller::Timings;
 use crate::leadership::{self, LeaseConfig};
 use crate::poller::{Poller, PollerConfig};
 use crate::telemetry::{self, Metrics};

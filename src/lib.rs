@@ -5,7 +5,6 @@ pub mod cli;
 pub mod cloud;
 pub mod controller;
 pub mod crd;
-pub mod decide;
 pub mod lifecycle;
 pub mod leadership;
 pub mod poller;

@@ -1,0 +1,215 @@
+//! Kubernetes glue: watch `EipSegment`s and, for each, gather what the lifecycle core asks for,
+//! perform the move it decides, record it, requeue. No lifecycle decision is made here.
+
+mod credentials;
+pub mod guard;
+mod pass;
+mod pacing;
+mod writes;
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{debug, warn};
+
+use crate::cloud::VpcClient;
+use crate::crd::EipSegment;
+use crate::poller::{Poller, WakeTarget};
+use crate::telemetry::Metrics;
+
+pub use credentials::SecretCredentials;
+pub use pacing::Timings;
+
+pub const MANAGER: &str = "eipsegment-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed")]
+    Kube(#[source] kube::Error),
+    #[error("the object has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+pub struct Context {
+    pub client: Client,
+    pub vpc: VpcClient,
+    /// Who publishes events. A recorder is made per event: kube's keeps every event it published
+    /// for six minutes to count repeats, which a delete storm of thousands turns into tens of MiB
+    /// and a scan per event, while this operator publishes only on a change anyway.
+    pub reporter: Reporter,
+    pub timings: Timings,
+    pub metrics: Arc<Metrics>,
+    pub poller: Arc<Poller>,
+    /// Set when objects may name their credentials in a Secret of their namespace.
+    pub secret_credentials: Option<SecretCredentials>,
+    /// Per-object backoff, queue places and gauges, keyed by UID.
+    pacing: pacing::Pacing,
+    /// The caches of every watch, to find the other objects that name a segment.
+    stores: RwLock<Vec<reflector::Store<EipSegment>>>,
+}
+
+impl Context {
+    pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            client,
+            vpc,
+            reporter,
+            timings,
+            pacing: pacing::Pacing::new(metrics.clone()),
+            metrics,
+            poller,
+            secret_credentials: None,
+            stores: RwLock::default(),
+        }
+    }
+
+    /// Every cached object that passes `keep`.
+    fn cached(&self, keep: impl Fn(&EipSegment) -> bool) -> Vec<Arc<EipSegment>> {
+        let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
+        stores.iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
+    }
+}
+
+/// Options of the watch.
+pub struct WatchScope {
+    /// Watch these namespaces; all when empty.
+    pub namespaces: Vec<String>,
+    pub concurrency: u16,
+}
+
+/// Changes that call for a reconcile: the spec, deletion, finalizers. Status and annotation writes
+/// do not, so the operator's own writes never wake it up.
+fn relevant_change(obj: &EipSegment) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut h);
+    obj.metadata.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    obj.metadata.finalizers.hash(&mut h);
+    Some(h.finish())
+}
+
+type Wakes = tokio::sync::mpsc::UnboundedSender<WakeTarget>;
+
+/// Runs until `shutdown` resolves; reconciles under way finish first, so no cloud call's outcome goes
+/// unrecorded. One controller per watched namespace (or one for all), each with its own cache; the
+/// poller's wakes go to the controller that watches the object.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: WatchScope,
+    woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let namespaces: Vec<Option<String>> =
+        if scope.namespaces.is_empty() { vec![None] } else { scope.namespaces.iter().cloned().map(Some).collect() };
+    let unsynced = Arc::new(AtomicUsize::new(namespaces.len()));
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let mut routes: Vec<(Option<String>, Wakes)> = Vec::new();
+    let controllers: Vec<_> = namespaces
+        .into_iter()
+        .map(|namespace| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<WakeTarget>();
+            let api = match &namespace {
+                None => Api::all(ctx.client.clone()),
+                Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            };
+            routes.push((namespace, tx));
+            let wakes = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|t| (reflector::ObjectRef::new(&t.name).within(&t.namespace), rx))
+            });
+            run_one(ctx.clone(), api, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
+        })
+        .collect();
+    tokio::spawn(route_wakes(woken, routes));
+    futures::future::join_all(controllers).await;
+}
+
+async fn route_wakes(mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>, routes: Vec<(Option<String>, Wakes)>) {
+    while let Some(target) = woken.recv().await {
+        if let Some((_, tx)) = routes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == target.namespace)) {
+            let _ = tx.send(target);
+        }
+    }
+}
+
+/// Marks the operator ready once every watch has listed its objects. One long wait was seen to
+/// miss readiness while the controller also waits on the store; a fresh wait each second does not.
+async fn mark_synced(store: reflector::Store<EipSegment>, unsynced: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    metrics.ready.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        }
+    }
+}
+
+async fn run_one(
+    ctx: Arc<Context>,
+    api: Api<EipSegment>,
+    concurrency: u16,
+    wakes: impl futures::Stream<Item = reflector::ObjectRef<EipSegment>> + Send + 'static,
+    unsynced: Arc<AtomicUsize>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push(reader.clone());
+    tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
+    let metrics = ctx.metrics.clone();
+    // A consistent, paged list (500 objects a page) rather than one answer from the watch cache:
+    // with many objects, one unpaged answer dominates the operator's peak memory.
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        // The cache holds every object: without managedFields and kubectl's copy of the last
+        // applied spec it is a fraction of the size.
+        .modify(|obj| {
+            obj.managed_fields_mut().clear();
+            obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(relevant_change, Default::default());
+    Controller::for_stream(stream, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .reconcile_on(wakes)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => debug!(object = %obj.name, namespace = ?obj.namespace, "reconciled"),
+                    Err(e) => {
+                        metrics.reconciled("error");
+                        warn!(error = %crate::error_chain(&e), "reconcile failed")
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = pass::run(&ctx, obj).await;
+    ctx.metrics.reconcile_took(started.elapsed());
+    result
+}
+
+/// A Kubernetes call failed: try again with the object's backoff.
+fn error_policy(obj: Arc<EipSegment>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let uid = obj.uid().unwrap_or_default();
+    Action::requeue(ctx.pacing.after_kube_error(&uid, &ctx.timings))
+}

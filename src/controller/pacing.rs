@@ -1,0 +1,190 @@
+//! When an object comes back: the lifecycle's pace turned into a duration, with per-object
+//! backoff (reset by any other pace), spread places in the client-side rate queue, and the gauges
+//! that count objects by state. Everything here is keyed by the object's UID, so one object's
+//! finish touches nothing of another's.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::cloud::ErrorClass;
+use crate::lifecycle::Pace;
+use crate::telemetry::Metrics;
+
+/// Objects waiting on the poller are woken when their segment changes; this is only the safety net
+/// should a wake be lost.
+pub const UNWOKEN_RECHECK: Duration = Duration::from_secs(60);
+
+/// How the intervals are set; configurable from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    pub poll: Duration,
+    pub resync: Duration,
+    pub transient_base: Duration,
+    pub transient_max: Duration,
+    pub blocked_base: Duration,
+    pub blocked_max: Duration,
+    pub terminal_base: Duration,
+    pub terminal_max: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            poll: Duration::from_secs(2),
+            resync: Duration::from_secs(600),
+            transient_base: Duration::from_secs(1),
+            transient_max: Duration::from_secs(120),
+            blocked_base: Duration::from_secs(30),
+            blocked_max: Duration::from_secs(600),
+            terminal_base: Duration::from_secs(120),
+            terminal_max: Duration::from_secs(1800),
+        }
+    }
+}
+
+impl Timings {
+    /// The backoff after `failures` consecutive failures of this class (≥ 1), with `jitter` in
+    /// [0, 1) and the cloud's TimeLeft hint as a floor.
+    pub fn backoff(&self, class: ErrorClass, failures: u32, jitter: f64, hint: Option<Duration>) -> Duration {
+        let (base, max) = match class {
+            ErrorClass::Transient | ErrorClass::Gone => (self.transient_base, self.transient_max),
+            ErrorClass::Blocked => (self.blocked_base, self.blocked_max),
+            ErrorClass::Terminal => (self.terminal_base, self.terminal_max),
+        };
+        crate::backoff::delay(base, max, failures, jitter, hint)
+    }
+}
+
+/// What an object is counted as in the gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub ready: bool,
+    pub releasing: bool,
+}
+
+pub struct Pacing {
+    metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+    /// UIDs waiting for a place within a client-side rate, per (account, region, action).
+    queued: Mutex<HashMap<String, HashSet<String>>>,
+    counted: Mutex<HashMap<String, Counted>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pacing {
+    pub fn new(metrics: Arc<Metrics>) -> Pacing {
+        Pacing { metrics, failures: Mutex::default(), queued: Mutex::default(), counted: Mutex::default() }
+    }
+
+    /// How long until the object's next pass.
+    pub fn after(&self, uid: &str, pace: Pace, timings: &Timings) -> Duration {
+        match pace {
+            Pace::Backoff { class, hint } => {
+                let failures = {
+                    let mut map = lock(&self.failures);
+                    let n = map.entry(uid.to_string()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    *n
+                };
+                timings.backoff(class, failures, rand::random::<f64>(), hint)
+            }
+            Pace::Woken => self.succeeded(uid, UNWOKEN_RECHECK),
+            Pace::Resync => self.succeeded(uid, timings.resync),
+            Pace::Queued(after) => after,
+        }
+    }
+
+    fn succeeded(&self, uid: &str, after: Duration) -> Duration {
+        lock(&self.failures).remove(uid);
+        after
+    }
+
+    pub fn after_kube_error(&self, uid: &str, timings: &Timings) -> Duration {
+        self.after(uid, Pace::Backoff { class: ErrorClass::Transient, hint: None }, timings)
+    }
+
+    /// When an object that found no free place within the rate tries again: after the rate allows
+    /// one, spread over the others waiting, so that they neither stampede nor leave places unused.
+    pub fn queue(&self, queue: &str, uid: &str, after: Duration, period: Option<Duration>) -> Duration {
+        let waiting = {
+            let mut queued = lock(&self.queued);
+            let set = queued.entry(queue.to_string()).or_default();
+            set.insert(uid.to_string());
+            set.len()
+        };
+        let spread = period.unwrap_or_default().mul_f64(waiting as f64 / 2.0);
+        after + spread.mul_f64(rand::random::<f64>())
+    }
+
+    /// The object got its place, or no longer waits for one.
+    pub fn unqueue(&self, uid: &str) {
+        let mut queued = lock(&self.queued);
+        queued.retain(|_, set| {
+            set.remove(uid);
+            !set.is_empty()
+        });
+    }
+
+    /// Counts the object as ready and/or releasing in the gauges.
+    pub fn count(&self, uid: &str, now: Counted) {
+        let mut counted = lock(&self.counted);
+        let before = counted.insert(uid.to_string(), now).unwrap_or_default();
+        if before != now {
+            self.publish(&counted);
+        }
+    }
+
+    /// The object is gone: nothing of it is kept.
+    pub fn forget(&self, uid: &str) {
+        lock(&self.failures).remove(uid);
+        self.unqueue(uid);
+        let mut counted = lock(&self.counted);
+        if counted.remove(uid).is_some() {
+            self.publish(&counted);
+        }
+    }
+
+    fn publish(&self, counted: &HashMap<String, Counted>) {
+        self.metrics.objects_ready.set(counted.values().filter(|c| c.ready).count() as i64);
+        self.metrics.releases_in_flight.set(counted.values().filter(|c| c.releasing).count() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_per_class_resets_on_success() {
+        let t = Timings::default();
+        let pacing = Pacing::new(Arc::new(Metrics::default()));
+        let blocked = Pace::Backoff { class: ErrorClass::Blocked, hint: None };
+        let first = pacing.after("a", blocked, &t);
+        let second = pacing.after("a", blocked, &t);
+        assert!(first <= Duration::from_secs(30) && first >= Duration::from_secs(24), "{first:?}");
+        assert!(second >= Duration::from_secs(48), "doubles: {second:?}");
+        assert!(pacing.after("b", blocked, &t) <= Duration::from_secs(30), "per object");
+        assert_eq!(pacing.after("a", Pace::Woken, &t), UNWOKEN_RECHECK);
+        assert!(pacing.after("a", blocked, &t) <= Duration::from_secs(30), "reset by success");
+        let hinted = Pace::Backoff { class: ErrorClass::Transient, hint: Some(Duration::from_secs(7)) };
+        assert!(pacing.after("c", hinted, &t) >= Duration::from_secs(7));
+        assert_eq!(t.backoff(ErrorClass::Terminal, 30, 0.0, None), t.terminal_max);
+    }
+
+    #[test]
+    fn gauges_follow_objects_and_forget_them() {
+        let metrics = Arc::new(Metrics::default());
+        let pacing = Pacing::new(metrics.clone());
+        pacing.count("a", Counted { ready: true, releasing: false });
+        pacing.count("b", Counted { ready: false, releasing: true });
+        pacing.count("c", Counted { ready: true, releasing: false });
+        assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (2, 1));
+        pacing.forget("c");
+        pacing.forget("b");
+        assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (1, 0));
+    }
+}

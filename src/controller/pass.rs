@@ -1,0 +1,341 @@
+//! One reconcile of one object: gather what the lifecycle asks for, perform its move, record it.
+
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use tracing::{debug, info, warn};
+
+use super::credentials::{self, Resolved, problem_of};
+use super::pacing::Counted;
+use super::writes::{self, Precondition};
+use super::{Context, Error};
+use crate::cloud::model::Action as CloudAction;
+use crate::cloud::{Admission, Admit, CloudError, VpcClient};
+use crate::crd::{EipSegment, FINALIZER};
+use crate::lifecycle::conditions::{self, is_ready};
+use crate::lifecycle::{self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, SecretUse, Seen, Watch};
+use crate::poller::{self, Key, WakeTarget};
+
+pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
+    let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<EipSegment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
+    let obj = match (obj.metadata.deletion_timestamp.is_some(), has_finalizer) {
+        // Nothing of ours to do: the object goes without us.
+        (true, false) => return Ok(Action::await_change()),
+        // The finalizer goes on before anything is asked of the cloud.
+        (false, false) => writes::add_finalizer(&api, &obj).await?,
+        _ => (*obj).clone(),
+    };
+    let mut pass = Pass::new(ctx, api, obj)?;
+    let decided = pass.decide().await;
+    pass.perform(decided).await
+}
+
+struct Pass<'c> {
+    ctx: &'c Context,
+    api: Api<EipSegment>,
+    /// The object as last read or written in this pass.
+    obj: EipSegment,
+    object: Object,
+    target: WakeTarget,
+    claims: Option<Vec<Claimant>>,
+    credentials: Option<Resolved>,
+    look: Option<Look>,
+    outcome: Option<Outcome>,
+}
+
+impl<'c> Pass<'c> {
+    fn new(ctx: &'c Context, api: Api<EipSegment>, obj: EipSegment) -> Result<Pass<'c>, Error> {
+        let object = Object {
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            uid: obj.uid().ok_or(Error::MissingMetadata("uid"))?,
+            created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            generation: obj.metadata.generation,
+            spec: obj.spec.clone(),
+            status: obj.status.clone().unwrap_or_default(),
+            annotations: Identity::from_annotations(obj.annotations()),
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+            now: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        };
+        let target = WakeTarget { namespace: object.namespace.clone(), name: object.name.clone() };
+        Ok(Pass { ctx, api, obj, object, target, claims: None, credentials: None, look: None, outcome: None })
+    }
+
+    /// Asks the lifecycle until it has every fact it needs.
+    async fn decide(&mut self) -> Move {
+        loop {
+            let facts = Facts {
+                object: &self.object,
+                claims: self.claims.as_deref(),
+                credentials: self.credentials.as_ref().map(|c| &c.fact),
+                look: self.look.as_ref(),
+                outcome: self.outcome.as_ref(),
+            };
+            match lifecycle::decide(&facts) {
+                Decision::Act(m) => return m,
+                Decision::Need(need) => {
+                    debug!(object = %self.object.name, ?need, "gathering");
+                    self.gather(need).await
+                }
+            }
+        }
+    }
+
+    async fn gather(&mut self, need: Need) {
+        match need {
+            Need::Claims { segment_id } => self.claims = Some(self.claimants(&segment_id)),
+            Need::Credentials(choice) => {
+                self.credentials = Some(credentials::resolve(self.ctx, &self.object.namespace, &choice).await)
+            }
+            Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
+        }
+    }
+
+    /// The other cached objects that name the segment.
+    fn claimants(&self, segment_id: &str) -> Vec<Claimant> {
+        let names = |o: &EipSegment| {
+            let status = o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref());
+            o.spec.segment_instance_id.as_deref() == Some(segment_id)
+                || status == Some(segment_id)
+                || Identity::from_annotations(o.annotations()).segment_id.as_deref() == Some(segment_id)
+        };
+        let uid = &self.object.uid;
+        self.ctx
+            .cached(|o| o.uid().as_ref() != Some(uid) && names(o))
+            .iter()
+            .map(|o| Claimant {
+                namespace: o.namespace().unwrap_or_default(),
+                name: o.name_any(),
+                uid: o.uid().unwrap_or_default(),
+                created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                established: o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref()) == Some(segment_id),
+                deleting: o.metadata.deletion_timestamp.is_some(),
+            })
+            .collect()
+    }
+
+    /// The client and poller key of the credentials in force, when their account is known.
+    fn acting(&self) -> Option<(&VpcClient, Key)> {
+        let resolved = self.credentials.as_ref()?;
+        let account = resolved.fact.account.as_ref().ok()?;
+        Some((resolved.client.as_ref()?, Key { account: account.clone(), region: self.object.spec.region_id.clone() }))
+    }
+
+    fn observe(&self, segment_id: &str, drift: bool) -> Look {
+        let Some((client, key)) = self.acting() else { return Look::Pending };
+        match self.ctx.poller.look(&key, client, segment_id, self.target.clone(), drift) {
+            None => Look::Pending,
+            Some(observation) => Look::Seen { account: key.account, seen: seen_of(observation.seen) },
+        }
+    }
+
+    /// Performs the move: with a call, the writes before it, the call, then the move its outcome
+    /// decides; without, just the writes and what follows.
+    async fn perform(&mut self, m: Move) -> Result<Action, Error> {
+        let Some(call) = m.call.clone() else { return self.record(m).await };
+        let admission = match self.admit(&call).await {
+            Ok(admission) => admission,
+            Err(outcome) => {
+                self.outcome = Some(outcome);
+                let after = self.decide().await;
+                return self.record(after).await;
+            }
+        };
+        self.write(&m, Precondition::Unchanged).await?;
+        if let Some(event) = &m.event {
+            writes::publish(self.ctx, &self.obj, event).await;
+        }
+        self.outcome = Some(self.call(call, admission).await);
+        self.object.status = m.status;
+        self.object.annotations = m.identity;
+        let after = self.decide().await;
+        if after.call.is_some() {
+            warn!(object = %self.object.name, "a second call in one pass is not made");
+        }
+        self.record(after).await
+    }
+
+    async fn admit(&self, call: &Call) -> Result<Admission, Outcome> {
+        let Some((client, key)) = self.acting() else {
+            return Err(Outcome::Refused(problem_of(&CloudError::Credentials("no credentials".into()))));
+        };
+        let action = action_of(call);
+        match client.admit(action, &key.region).await {
+            Admit::Granted(admission) => {
+                self.ctx.pacing.unqueue(&self.object.uid);
+                Ok(admission)
+            }
+            Admit::NotYet(after) => {
+                let queue = format!("{}/{}/{action}", key.account, key.region);
+                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, client.rate_period(action));
+                Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
+            }
+            Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
+        }
+    }
+
+    async fn call(&self, call: Call, admission: Admission) -> Outcome {
+        let Some((client, _)) = self.acting() else {
+            return Outcome::Refused(problem_of(&CloudError::Credentials("no credentials".into())));
+        };
+        match call {
+            Call::Allocate(request) => match client.allocate(&request, admission).await {
+                Ok(resp) => {
+                    info!(object = %self.object.name, segment = %resp.eip_segment_instance_id, "allocation accepted");
+                    Outcome::Allocated { segment_id: resp.eip_segment_instance_id }
+                }
+                Err(e) => Outcome::Refused(problem_of(&e)),
+            },
+            Call::Release { region, segment_id, token } => {
+                match client.release(&region, &segment_id, &token, admission).await {
+                    Ok(request_id) => {
+                        info!(object = %self.object.name, segment = %segment_id, %request_id, "release accepted");
+                        Outcome::ReleaseAccepted { request_id }
+                    }
+                    Err(e) => Outcome::Refused(problem_of(&name_blockers(client, &region, &segment_id, e).await)),
+                }
+            }
+        }
+    }
+
+    /// The move's writes: identity annotations, status, the hold on the Secret.
+    async fn write(&mut self, m: &Move, precondition: Precondition) -> Result<(), Error> {
+        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity, precondition).await? {
+            self.obj = written;
+        }
+        if let Some(written) = writes::write_status(&self.api, &self.obj, &m.status, precondition).await? {
+            self.obj = written;
+        }
+        if let SecretUse::Hold(name) = &m.secret {
+            let secret = self.credentials.as_ref().and_then(|c| c.secret.as_ref());
+            writes::hold_secret(self.ctx, &self.object.namespace, name, &self.object.uid, secret).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the move (a finish lets go of the Secret, then of the object), tells the poller,
+    /// publishes the event, and says when to come back.
+    async fn record(&mut self, m: Move) -> Result<Action, Error> {
+        self.write(&m, Precondition::Any).await?;
+        if m.next == Next::Finish {
+            if let SecretUse::LetGo(name) = &m.secret {
+                writes::let_go_secret(self.ctx, &self.object.namespace, name, &self.object.uid).await?;
+            }
+            writes::remove_finalizer(&self.api, &self.obj).await?;
+        }
+        if let Some(watch) = &m.watch {
+            self.tell_poller(watch, &m);
+        }
+        if let Some(event) = &m.event {
+            if m.next == Next::Finish {
+                info!(object = %self.object.name, reason = event.reason, "{}", event.note);
+            }
+            writes::publish(self.ctx, &self.obj, event).await;
+        }
+        Ok(self.next(&m))
+    }
+
+    fn tell_poller(&self, watch: &Watch, m: &Move) {
+        // The account the segment lives in: recorded, else the one acted in.
+        let account = m.status.account_id.clone().or_else(|| self.acting().map(|(_, key)| key.account));
+        let Some(account) = account else { return };
+        let key = Key { account, region: self.object.spec.region_id.clone() };
+        let client = self.acting().map(|(client, _)| client.clone());
+        match (watch, client) {
+            (Watch::Forget { segment_ids }, _) => {
+                segment_ids.iter().for_each(|id| self.ctx.poller.forget(&key, id, &self.target))
+            }
+            (Watch::Changing { segment_id, change }, Some(client)) => {
+                let change = match change {
+                    lifecycle::Change::Allocating => poller::Change::Allocating,
+                    lifecycle::Change::Releasing => poller::Change::Releasing,
+                };
+                self.ctx.poller.changing(&key, &client, segment_id, change, self.target.clone())
+            }
+            (Watch::Refresh { segment_id }, Some(client)) => {
+                self.ctx.poller.refresh(&key, &client, segment_id, self.target.clone())
+            }
+            _ => {}
+        }
+    }
+
+    fn next(&self, m: &Move) -> Action {
+        let uid = &self.object.uid;
+        match m.next {
+            Next::Finish => {
+                if let Some(requested) = m.status.release_requested_at.as_deref() {
+                    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(requested) {
+                        self.ctx.metrics.release_confirmed((Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default());
+                    }
+                }
+                self.ctx.pacing.forget(uid);
+                self.ctx.metrics.reconciled("success");
+                Action::await_change()
+            }
+            Next::Wait(pace) => {
+                let releasing = self.object.deleting && conditions::ready_reason(&m.status) == Some("Releasing");
+                self.ctx.pacing.count(uid, Counted { ready: is_ready(&m.status), releasing });
+                self.ctx.metrics.reconciled(if self.object.deleting { "pending" } else { "success" });
+                Action::requeue(self.ctx.pacing.after(uid, pace, &self.ctx.timings))
+            }
+        }
+    }
+}
+
+fn action_of(call: &Call) -> CloudAction {
+    match call {
+        Call::Allocate(_) => CloudAction::AllocateEipSegmentAddress,
+        Call::Release { .. } => CloudAction::ReleaseEipSegmentAddress,
+    }
+}
+
+fn seen_of(seen: poller::Seen) -> Seen {
+    match seen {
+        poller::Seen::Present(seg) => Seen::Present(seg),
+        poller::Seen::Absent => Seen::Absent,
+        poller::Seen::Failed(e) => Seen::Failed(problem_of(&e)),
+    }
+}
+
+/// Why an object waits before its call: the client-side rate, and what it is.
+fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
+    let rate = vpc
+        .rate_period(action)
+        .map(|p| format!(" ({:.2} calls/s per credentials and region)", 1.0 / p.as_secs_f64()))
+        .unwrap_or_default();
+    format!("waiting for a place within the client-side rate limit of {action}{rate}; other objects are ahead")
+}
+
+/// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
+async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: CloudError) -> CloudError {
+    let wants_names = matches!(
+        e.code(),
+        "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp"
+    );
+    if !wants_names {
+        return e;
+    }
+    let Ok(members) = vpc.describe_segment_members(region, segment_id).await else { return e };
+    let blockers: Vec<String> = members
+        .iter()
+        .filter(|m| m.status != "Available" || !m.bandwidth_package_id.is_empty())
+        .take(5)
+        .map(|m| {
+            let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };
+            let bwp = if m.bandwidth_package_id.is_empty() { String::new() } else { format!(" in {}", m.bandwidth_package_id) };
+            format!("{} ({}, {}{bound}{bwp})", m.ip_address, m.allocation_id, m.status)
+        })
+        .collect();
+    match e {
+        CloudError::Api { action, http_status, code, message, request_id, retry_after } if !blockers.is_empty() => {
+            let message = format!("{message} Blocking member EIPs: {}", blockers.join(", "));
+            CloudError::Api { action, http_status, code, message, request_id, retry_after }
+        }
+        other => other,
+    }
+}

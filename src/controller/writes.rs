@@ -1,0 +1,146 @@
+//! The Kubernetes writes of a move: the object's finalizer, its identity annotations, its status,
+//! its hold on a credentials Secret, and events.
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::{Context, Error, MANAGER};
+use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER};
+use crate::lifecycle::{self, Identity};
+
+/// The finalizer a Secret carries for each object whose segment depends on it.
+pub fn secret_finalizer(uid: &str) -> String {
+    format!("eipsegment.io/in-use-by-{uid}")
+}
+
+/// Whether writes may land on an object that changed since it was read. Writes that come before a
+/// cloud call carry the read's resourceVersion: if the user changed the object meanwhile (its
+/// deletion policy, say), the write fails and the call is not made on a stale decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    Unchanged,
+    Any,
+}
+
+/// Adds the object's finalizer, before anything else is done for it.
+pub async fn add_finalizer(api: &Api<EipSegment>, obj: &EipSegment) -> Result<EipSegment, Error> {
+    let finalizers = obj.finalizers();
+    let patch = match finalizers.is_empty() {
+        true => json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                       {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
+        false => json!([{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                        {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}]),
+    };
+    json_patch(api, obj, patch).await
+}
+
+/// Removes the object's finalizer: it may go.
+pub async fn remove_finalizer(api: &Api<EipSegment>, obj: &EipSegment) -> Result<(), Error> {
+    let Some(index) = obj.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
+    let patch = json!([{"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+                       {"op": "remove", "path": format!("/metadata/finalizers/{index}")}]);
+    match json_patch(api, obj, patch).await {
+        Ok(_) => Ok(()),
+        // Gone already.
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn json_patch(api: &Api<EipSegment>, obj: &EipSegment, patch: serde_json::Value) -> Result<EipSegment, Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.map_err(Error::Kube)
+}
+
+/// Writes the identity annotations when they differ from the object's; returns the object as
+/// written.
+pub async fn write_identity(
+    api: &Api<EipSegment>,
+    obj: &EipSegment,
+    identity: &Identity,
+    precondition: Precondition,
+) -> Result<Option<EipSegment>, Error> {
+    if Identity::from_annotations(obj.annotations()) == *identity {
+        return Ok(None);
+    }
+    let annotations: serde_json::Map<String, serde_json::Value> =
+        identity.annotations().iter().map(|(k, v)| (k.to_string(), v.map_or(json!(null), |v| json!(v)))).collect();
+    let mut metadata = json!({"annotations": annotations});
+    if precondition == Precondition::Unchanged {
+        metadata["resourceVersion"] = json!(obj.resource_version());
+    }
+    let patch = json!({"metadata": metadata});
+    let written = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)?;
+    Ok(Some(written))
+}
+
+/// Server-side apply of the whole status. Skipped when nothing changed, unless the write must
+/// prove the object unchanged.
+pub async fn write_status(
+    api: &Api<EipSegment>,
+    obj: &EipSegment,
+    status: &EipSegmentStatus,
+    precondition: Precondition,
+) -> Result<Option<EipSegment>, Error> {
+    let before = obj.status.clone().unwrap_or_default();
+    if before == *status && precondition == Precondition::Any {
+        return Ok(None);
+    }
+    let mut patch = json!({
+        "apiVersion": EipSegment::api_version(&()),
+        "kind": EipSegment::kind(&()),
+        "status": status,
+    });
+    if precondition == Precondition::Unchanged {
+        patch["metadata"] = json!({"resourceVersion": obj.resource_version()});
+    }
+    let params = PatchParams::apply(MANAGER).force();
+    let written = api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch)).await.map_err(Error::Kube)?;
+    Ok(Some(written))
+}
+
+/// The Secret a live segment depends on stays until the object no longer needs it. Adding fails
+/// on a Secret already being deleted; that is reported, not fatal: the object then works with the
+/// Secret while it is there.
+pub async fn hold_secret(ctx: &Context, namespace: &str, name: &str, uid: &str, secret: Option<&KubeSecret>) {
+    let finalizer = secret_finalizer(uid);
+    if secret.is_some_and(|s| s.finalizers().contains(&finalizer)) {
+        return;
+    }
+    let patch = json!({"metadata": {"finalizers": [finalizer]}});
+    if let Err(e) = secret_patch(ctx, namespace, name, &patch).await {
+        warn!(namespace, secret = name, error = %e, "could not protect the credentials Secret with a finalizer");
+    }
+}
+
+pub async fn let_go_secret(ctx: &Context, namespace: &str, name: &str, uid: &str) -> Result<(), Error> {
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [secret_finalizer(uid)]}});
+    match secret_patch(ctx, namespace, name, &patch).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        other => other.map(|_| ()).map_err(Error::Kube),
+    }
+}
+
+async fn secret_patch(ctx: &Context, namespace: &str, name: &str, patch: &serde_json::Value) -> Result<KubeSecret, kube::Error> {
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
+    secrets.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await
+}
+
+pub async fn publish(ctx: &Context, obj: &EipSegment, event: &lifecycle::Event) {
+    let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
+    let e = Event {
+        type_,
+        reason: event.reason.into(),
+        note: Some(event.note.clone()),
+        action: event.action.into(),
+        secondary: None,
+    };
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(err) = recorder.publish(&e, &obj.object_ref(&())).await {
+        warn!(object = %obj.name_any(), reason = event.reason, error = %err, "could not publish event");
+    }
+}
