@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::auth::{Keyring, SignedRequest};
+use super::auth::{AccessKey, Keyring, SignedRequest};
+use super::malformed::{self, MalformedShape};
 use super::sts::{self, Issued, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
 use crate::cloud::Action;
@@ -34,7 +34,13 @@ pub struct Faults {
     pub delay_ms_max: u64,
     /// Throttling answers beyond those of the rate limits.
     pub throttle_rate: f64,
-    /// Actions the faults apply to; empty means every action.
+    /// Successful answers replaced by a malformed HTTP 200 answer (the action itself took effect:
+    /// for a mutation this is like a lost answer). Drawn per request, after the other faults.
+    pub malformed_rate: f64,
+    /// The shapes drawn from, among those that apply to the action; empty means all of them.
+    pub malformed_shapes: Vec<MalformedShape>,
+    /// VPC actions the faults apply to; empty means every VPC action. STS has its own faults
+    /// (`/__admin/sts`: `unavailable`, `delayMs`).
     pub actions: Vec<String>,
 }
 
@@ -129,6 +135,24 @@ impl Simulator {
         *lock(&self.counters).entry(action.to_string()).or_default().entry(outcome.to_string()).or_default() += 1;
     }
 
+    /// Whether this successful answer is replaced by a malformed one, and by which shape.
+    fn draw_malformed(&self, action: Action) -> Option<MalformedShape> {
+        let faults = lock(&self.faults).clone();
+        if !faults.actions.is_empty() && !faults.actions.iter().any(|a| a == action.as_str()) {
+            return None;
+        }
+        let shapes: Vec<MalformedShape> = MalformedShape::ALL
+            .into_iter()
+            .filter(|s| s.applies_to(action))
+            .filter(|s| faults.malformed_shapes.is_empty() || faults.malformed_shapes.contains(s))
+            .collect();
+        let mut rng = lock(&self.rng);
+        if shapes.is_empty() || rng.random::<f64>() >= faults.malformed_rate {
+            return None;
+        }
+        Some(shapes[rng.random_range(0..shapes.len())])
+    }
+
     fn draw_fault(&self, action: &str) -> (Fault, Option<Duration>) {
         let faults = lock(&self.faults).clone();
         if !faults.actions.is_empty() && !faults.actions.iter().any(|a| a == action) {
@@ -154,8 +178,17 @@ impl Simulator {
         (fault, delay)
     }
 
-    /// Fixed-window limit per account and action; on refusal, the milliseconds left in the window.
-    fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
+    /// Fixed-window limit per account and action; on refusal, the throttling answer with the
+    /// milliseconds left in the window.
+    fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<ApiReply> {
+        let (calls, left_ms) = self.window_full(account, action, now)?;
+        let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
+        let message = "Request was denied due to user flow control.".to_string();
+        Some(ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message }, Some(header)))
+    }
+
+    /// Counts the call in its window; the limit and the milliseconds left when the window is full.
+    fn window_full(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
         let limit = *lock(&self.limits).get(action)?;
         let window = Duration::from_secs_f64(limit.per_seconds.max(0.001));
         let mut windows = lock(&self.windows);
@@ -171,7 +204,11 @@ impl Simulator {
         None
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Reply
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -181,7 +218,7 @@ impl Simulator {
             }
         };
         if let Some(admin_path) = path.strip_prefix(ADMIN_PREFIX) {
-            return Ok(self.admin(&parts.method, admin_path, &body));
+            return Ok(self.admin(&parts.method, admin_path, parts.uri.query().unwrap_or(""), &body));
         }
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string();
         let query: Vec<(String, String)> =
@@ -212,7 +249,7 @@ impl Simulator {
             params: &params,
         };
         let action_name = signed.action().to_string();
-        let product = if sts::is_sts_request(&action_name, params.get("Version")) { "Sts" } else { "Vpc" };
+        let product = if sts::is_sts_request(&action_name, signed.version()) { "Sts" } else { "Vpc" };
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
         let reply = self.api(&signed, &action_name).await;
         let label = if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() };
@@ -237,6 +274,13 @@ impl Simulator {
                 }
                 Ok(response)
             }
+            ApiReply::Malformed(action, shape, value) => {
+                self.count(&label, "Malformed");
+                let (content_type, body) = malformed::render(action, shape, value, &request_id);
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(content_type));
+                Ok(response)
+            }
             ApiReply::Drop => {
                 self.count(&label, "Dropped");
                 Err(DropConnection)
@@ -245,8 +289,8 @@ impl Simulator {
     }
 
     async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
-        if sts::is_sts_request(action_name, req.params.get("Version")) {
-            return self.sts(req.params, action_name).await;
+        if sts::is_sts_request(action_name, req.version()) {
+            return self.sts(req, action_name).await;
         }
         let Some(action) = Action::parse(action_name) else {
             return ApiReply::Err(
@@ -282,19 +326,11 @@ impl Simulator {
             );
         }
         let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
-            Ok(a) => a,
+            Ok(caller) => caller.account,
             Err(e) => return ApiReply::Err(e, None),
         };
-        if let Some((calls, left_ms)) = self.over_limit(&account, action_name, Instant::now()) {
-            let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
-            return ApiReply::Err(
-                ApiError {
-                    http_status: 400,
-                    code: "Throttling.User",
-                    message: "Request was denied due to user flow control.".into(),
-                },
-                Some(header),
-            );
+        if let Some(throttled) = self.over_limit(&account, action_name, Instant::now()) {
+            return throttled;
         }
         let (fault, delay) = self.draw_fault(action_name);
         match fault {
@@ -362,14 +398,18 @@ impl Simulator {
             return ApiReply::Drop;
         }
         match result {
-            Ok(v) => ApiReply::Ok(v),
+            Ok(v) => match self.draw_malformed(action) {
+                Some(shape) => ApiReply::Malformed(action, shape, v),
+                None => ApiReply::Ok(v),
+            },
             Err(e) => ApiReply::Err(e, None),
         }
     }
 
-    /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof.
-    async fn sts(&self, params: &Params, action_name: &str) -> ApiReply {
-        if action_name != sts::ACTION {
+    /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof;
+    /// GetCallerIdentity is signed and authenticated like a VPC call.
+    async fn sts(&self, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
+        if action_name != sts::ACTION && action_name != sts::GET_CALLER_IDENTITY {
             let message = format!("Specified api {action_name:?} is not found, please check your url and method.");
             return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message }, None);
         }
@@ -381,7 +421,10 @@ impl Simulator {
             let message = "The request has failed due to a temporary failure of the server.".to_string();
             return ApiReply::Err(ApiError { http_status: 503, code: "ServiceUnavailable", message }, None);
         }
-        let result = sts::assume_role_with_oidc(&config, params, chrono::Utc::now(), &mut *lock(&self.rng));
+        if action_name == sts::GET_CALLER_IDENTITY {
+            return self.caller_identity(req);
+        }
+        let result = sts::assume_role_with_oidc(&config, req.params, chrono::Utc::now(), &mut *lock(&self.rng));
         match result {
             Ok(grant) => {
                 self.keyring().insert(&grant.access_key_id, grant.key);
@@ -390,6 +433,22 @@ impl Simulator {
             }
             Err(e) => ApiReply::Err(e, None),
         }
+    }
+
+    /// STS GetCallerIdentity: the same authentication (and error codes) as a VPC call.
+    fn caller_identity(&self, req: &SignedRequest<'_>) -> ApiReply {
+        if req.version() != sts::VERSION {
+            let message = "Specified parameter Version is not valid.".to_string();
+            return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message }, None);
+        }
+        let caller = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
+            Ok(caller) => caller,
+            Err(e) => return ApiReply::Err(e, None),
+        };
+        if let Some(throttled) = self.over_limit(&caller.account, sts::GET_CALLER_IDENTITY, Instant::now()) {
+            return throttled;
+        }
+        ApiReply::Ok(sts::caller_identity(&caller))
     }
 
     /// The STS credentials handed out, oldest first, with how often each authenticated a call.
@@ -408,14 +467,28 @@ impl Simulator {
         serde_json::Value::Array(issued)
     }
 
-    fn admin(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    fn admin(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let now = Instant::now();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         let bad = |msg: String| json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg}));
+        let account = query_param(query, "account");
+        let account = account.as_deref();
         match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, &serde_json::json!({"ok": true})),
-            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now)),
-            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now)),
+            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now, account)),
+            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now, account)),
+            (&Method::GET, ["keys"]) => json_reply(StatusCode::OK, &self.key_listing()),
+            (&Method::POST, ["keys"]) => match parse::<NewKey>(body) {
+                Ok(key) => self.add_key(key),
+                Err(e) => bad(e),
+            },
+            (&Method::DELETE, ["keys", id]) => {
+                if self.keyring().remove(id) {
+                    json_reply(StatusCode::OK, &serde_json::json!({"revoked": id}))
+                } else {
+                    json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no key {id}")}))
+                }
+            }
             (&Method::POST, ["segments"]) => match parse::<SeedSegment>(body) {
                 Ok(seed) => match lock(&self.world).seed(&self.default_account, seed, now) {
                     Ok(seg) => json_reply(StatusCode::CREATED, &seg),
@@ -510,6 +583,47 @@ impl Simulator {
     }
 }
 
+/// The body of `POST /__admin/keys`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewKey {
+    access_key_id: String,
+    access_key_secret: String,
+    account: String,
+}
+
+impl Simulator {
+    /// Adds or replaces a permanent key of an account, creating the account if new.
+    fn add_key(&self, key: NewKey) -> Response<Full<Bytes>> {
+        if let Err(e) = super::validate_key(&key.account, &key.access_key_id, &key.access_key_secret) {
+            return json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e}));
+        }
+        lock(&self.world).add_account(&key.account);
+        let mut keyring = self.keyring();
+        let replaced = keyring.remove(&key.access_key_id);
+        keyring.insert(&key.access_key_id, AccessKey::of_account(&key.account, &key.access_key_secret));
+        drop(keyring);
+        let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+        json_reply(status, &serde_json::json!({"accessKeyId": key.access_key_id, "account": key.account}))
+    }
+
+    /// Every accepted key's ID and account, STS credentials included; never a secret.
+    fn key_listing(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keyring()
+            .listing()
+            .into_iter()
+            .map(|(id, account)| serde_json::json!({"accessKeyId": id, "account": account}))
+            .collect();
+        serde_json::Value::Array(keys)
+    }
+}
+
+/// The first value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded_pairs(query.as_bytes()).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AccountPatch {
@@ -520,6 +634,8 @@ struct AccountPatch {
 enum ApiReply {
     Ok(serde_json::Value),
     Err(ApiError, Option<String>),
+    /// The action's successful answer, to be sent in a malformed shape.
+    Malformed(Action, MalformedShape, serde_json::Value),
     Drop,
 }
 
@@ -618,7 +734,8 @@ mod tests {
     }
 
     fn admin_json(sim: &Simulator, method: Method, path: &str, body: &str) -> serde_json::Value {
-        let response = sim.admin(&method, path, body.as_bytes());
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let response = sim.admin(&method, path, query, body.as_bytes());
         assert!(response.status().is_success(), "{method} {path}: {}", response.status());
         let bytes = futures::executor::block_on(response.into_body().collect()).unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
