@@ -228,3 +228,34 @@ pub async fn start_in_process(args: Args) -> std::io::Result<(String, tokio::tas
     let sim = Arc::new(args.build());
     Ok((url, tokio::spawn(gateway::serve(listener, sim))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_keys_parse_with_colons_in_the_secret_and_refuse_bad_accounts() {
+        let key = parse_account_key("42:LTAIx:a:b").unwrap();
+        assert_eq!(
+            key,
+            AccountKey { account: "42".into(), access_key_id: "LTAIx".into(), access_key_secret: "a:b".into() }
+        );
+        for bad in ["42:LTAIx", "acct:LTAIx:s", ":LTAIx:s", "42::s", "42:LTAIx:"] {
+            assert!(parse_account_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn both_documented_keys_are_there_and_flags_add_more() {
+        let args = Args::parse_from(["vpc-simulator", "--account-key", "777:LTAI7:s7"]);
+        let accounts: Vec<(String, String)> = args.keyring().listing();
+        assert_eq!(
+            accounts,
+            [
+                ("LTAI5tSimulatorDefaultKey".to_string(), DEFAULT_ACCOUNT.to_string()),
+                ("LTAI5tSimulatorOtherKey".into(), OTHER_ACCOUNT.into()),
+                ("LTAI7".into(), "777".into()),
+            ]
+        );
+    }
+}

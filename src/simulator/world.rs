@@ -1021,7 +1021,7 @@ mod tests {
         let id =
             |v: Result<serde_json::Value, ApiError>| v.unwrap()["EipSegmentInstanceId"].as_str().unwrap().to_string();
         let fingerprint = request.fingerprint();
-        let mut allocate = |w: &mut World, account: &str| {
+        let allocate = |w: &mut World, account: &str| {
             if let Some(previous) = w.token_lookup(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint) {
                 return id(previous);
             }
