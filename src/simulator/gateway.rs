@@ -451,6 +451,31 @@ impl Simulator {
         ApiReply::Ok(sts::caller_identity(&caller))
     }
 
+    /// Adds or replaces a permanent key of an account, creating the account if new.
+    fn add_key(&self, key: NewKey) -> Response<Full<Bytes>> {
+        if let Err(e) = super::validate_key(&key.account, &key.access_key_id, &key.access_key_secret) {
+            return json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e}));
+        }
+        lock(&self.world).add_account(&key.account);
+        let mut keyring = self.keyring();
+        let replaced = keyring.remove(&key.access_key_id);
+        keyring.insert(&key.access_key_id, AccessKey::of_account(&key.account, &key.access_key_secret));
+        drop(keyring);
+        let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+        json_reply(status, &serde_json::json!({"accessKeyId": key.access_key_id, "account": key.account}))
+    }
+
+    /// Every accepted key's ID and account, STS credentials included; never a secret.
+    fn key_listing(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keyring()
+            .listing()
+            .into_iter()
+            .map(|(id, account)| serde_json::json!({"accessKeyId": id, "account": account}))
+            .collect();
+        serde_json::Value::Array(keys)
+    }
+
     /// The STS credentials handed out, oldest first, with how often each authenticated a call.
     fn issued_report(&self) -> serde_json::Value {
         let now = chrono::Utc::now();
@@ -467,6 +492,16 @@ impl Simulator {
         serde_json::Value::Array(issued)
     }
 
+    /// The admin API (JSON bodies, camelCase), never subject to faults or limits:
+    /// - `GET healthz`; `GET state[?account=ID]` (segments, all or one account's, recently released
+    ///   IDs, timing, regions, accounts); `GET history[?account=ID]`;
+    /// - `POST segments` (seed; `ownerAccount` defaults to the default account), `GET|PATCH|DELETE
+    ///   segments/<id>` (DELETE removes it out of band);
+    /// - `POST keys` `{"accessKeyId","accessKeySecret","account"}` adds (201) or replaces (200) a
+    ///   permanent key, creating the account; `DELETE keys/<accessKeyId>` revokes one (404 if
+    ///   unknown); `GET keys` lists IDs with accounts, no secrets;
+    /// - `GET|PUT faults`, `GET|PUT limits`, `GET|PUT timing`, `PUT accounts/<id>`, `GET|PUT sts`,
+    ///   `GET sts/credentials`, `GET|DELETE counters` (per action: outcome → count).
     fn admin(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let now = Instant::now();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -590,33 +625,6 @@ struct NewKey {
     access_key_id: String,
     access_key_secret: String,
     account: String,
-}
-
-impl Simulator {
-    /// Adds or replaces a permanent key of an account, creating the account if new.
-    fn add_key(&self, key: NewKey) -> Response<Full<Bytes>> {
-        if let Err(e) = super::validate_key(&key.account, &key.access_key_id, &key.access_key_secret) {
-            return json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e}));
-        }
-        lock(&self.world).add_account(&key.account);
-        let mut keyring = self.keyring();
-        let replaced = keyring.remove(&key.access_key_id);
-        keyring.insert(&key.access_key_id, AccessKey::of_account(&key.account, &key.access_key_secret));
-        drop(keyring);
-        let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
-        json_reply(status, &serde_json::json!({"accessKeyId": key.access_key_id, "account": key.account}))
-    }
-
-    /// Every accepted key's ID and account, STS credentials included; never a secret.
-    fn key_listing(&self) -> serde_json::Value {
-        let keys: Vec<serde_json::Value> = self
-            .keyring()
-            .listing()
-            .into_iter()
-            .map(|(id, account)| serde_json::json!({"accessKeyId": id, "account": account}))
-            .collect();
-        serde_json::Value::Array(keys)
-    }
 }
 
 /// The first value of `name` in a query string.
