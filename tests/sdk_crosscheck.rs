@@ -1,6 +1,8 @@
 //! Alibaba's OFFICIAL Python SDKs against the simulator binary: tests/sdk/drive_simulator.py runs the
-//! segment lifecycle and the auth/prepaid errors with the Darabonba client (V3 and v2 signatures) and
-//! the legacy aliyunsdkcore client; the simulator's counters must show the calls it expects.
+//! segment lifecycle, the other account's isolation, the auth/prepaid errors and STS GetCallerIdentity
+//! (for both accounts' keys and for AssumeRoleWithOIDC credentials) with the Darabonba clients (V3 and
+//! v2 signatures) and the legacy aliyunsdkcore client; the simulator's counters must show the calls it
+//! expects.
 //!
 //! Needs `python3` (with `venv`) and a way to install tests/sdk/requirements.txt (PyPI or
 //! PIP_FIND_LINKS). The venv is cached at `$EIPSEG_CACHE` (default `$HOME/.cache/eipsegment-operator`)
@@ -211,6 +213,12 @@ fn expected_counters() -> BTreeMap<(&'static str, &'static str), std::ops::Range
         (("DescribeEipAddresses", "Success"), 1..=1),
         (("ReleaseEipSegmentAddress", "Success"), 1..=1),
         (("ReleaseEipSegmentAddress", "Forbidden.ChargeTypeIsPrepaid"), 1..=1),
+        // The other account's client trying to release the first account's segment.
+        (("ReleaseEipSegmentAddress", "Forbidden"), 1..=1),
+        // Both accounts' keys and the assumed role's credentials, then an unknown key.
+        (("GetCallerIdentity", "Success"), 3..=3),
+        (("GetCallerIdentity", "InvalidAccessKeyId.NotFound"), 1..=1),
+        (("AssumeRoleWithOIDC", "Success"), 1..=1),
     ])
 }
 
@@ -259,6 +267,7 @@ fn official_sdks_drive_the_simulator() {
             "describe-allocating",
             "poll-allocated",
             "allocate-idempotent-repeat",
+            "other-account-isolated",
             "describe-members",
             "release",
             "describe-releasing",
@@ -266,6 +275,10 @@ fn official_sdks_drive_the_simulator() {
             "tampered-secret",
             "unknown-access-key",
             "release-prepaid",
+            "caller-identity-default",
+            "caller-identity-other",
+            "caller-identity-unknown-key",
+            "caller-identity-assumed-role",
             "all",
         ] {
             assert!(checks.contains(&want), "{sdk}: check {want:?} missing from the driver's output\n{}", context());

@@ -19,6 +19,39 @@ pub struct AccessKey {
     /// Required with the key when it is an STS credential.
     pub security_token: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Who the key speaks for within its account (what STS GetCallerIdentity reports).
+    pub principal: Principal,
+}
+
+impl AccessKey {
+    /// A permanent key of the account itself (its root identity).
+    pub fn of_account(account: &str, secret: &str) -> AccessKey {
+        AccessKey {
+            secret: secret.to_string(),
+            account: account.to_string(),
+            security_token: None,
+            expires_at: None,
+            principal: Principal::Account,
+        }
+    }
+}
+
+/// The identity behind a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A permanent AccessKey of the Alibaba Cloud account (`acs:ram::<account>:root`).
+    Account,
+    /// Temporary credentials of an assumed RAM role
+    /// (`acs:ram::<account>:assumed-role/<role_name>/<session>`).
+    AssumedRole { role_name: String, role_id: String, session: String },
+}
+
+/// An authenticated caller: the account it acts for and who it is within it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub access_key_id: String,
+    pub account: String,
+    pub principal: Principal,
 }
 
 #[derive(Default)]
@@ -49,6 +82,14 @@ impl SignedRequest<'_> {
         self.header("authorization").is_some_and(|a| a.starts_with(signer::V3_ALGORITHM))
     }
 
+    /// The API version, from the V3 header or the RPC parameter.
+    pub fn version(&self) -> &str {
+        match self.header("x-acs-version") {
+            Some(v) if self.is_v3() => v,
+            _ => self.params.get("Version"),
+        }
+    }
+
     /// The action, from the V3 header or the RPC parameter.
     pub fn action(&self) -> &str {
         match self.header("x-acs-action") {
@@ -63,8 +104,22 @@ fn err(http_status: u16, code: &'static str, message: impl Into<String>) -> ApiE
 }
 
 impl Keyring {
+    /// Adds a key, or replaces the one with this ID.
     pub fn insert(&mut self, access_key_id: &str, key: AccessKey) {
         self.keys.insert(access_key_id.to_string(), key);
+    }
+
+    /// Revokes a key: later calls with it meet `InvalidAccessKeyId.NotFound`. False if unknown.
+    pub fn remove(&mut self, access_key_id: &str) -> bool {
+        self.keys.remove(access_key_id).is_some()
+    }
+
+    /// Every key's ID with its account, sorted by ID (no secrets).
+    pub fn listing(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> =
+            self.keys.iter().map(|(id, key)| (id.clone(), key.account.clone())).collect();
+        keys.sort();
+        keys
     }
 
     /// How many calls the key has authenticated (for an STS key: with its SecurityToken, in time).
@@ -72,13 +127,13 @@ impl Keyring {
         self.uses.get(access_key_id).copied().unwrap_or(0)
     }
 
-    /// Checks the request's signature and returns the account it acts for.
+    /// Checks the request's signature and returns who sent it.
     pub fn authenticate(
         &mut self,
         req: &SignedRequest<'_>,
         now: DateTime<Utc>,
         clock: Instant,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Caller, ApiError> {
         self.nonces.retain(|_, seen| clock.duration_since(*seen) < REQUEST_WINDOW);
         let (access_key_id, timestamp, nonce, token) = if req.is_v3() { self.v3_fields(req)? } else { v1_fields(req)? };
         let key = self
@@ -136,8 +191,8 @@ impl Keyring {
             return Err(err(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
         }
         self.nonces.insert(nonce, clock);
-        *self.uses.entry(access_key_id).or_default() += 1;
-        Ok(key.account)
+        *self.uses.entry(access_key_id.clone()).or_default() += 1;
+        Ok(Caller { access_key_id, account: key.account, principal: key.principal })
     }
 
     fn v3_fields(&self, req: &SignedRequest<'_>) -> Result<(String, String, String, Option<String>), ApiError> {
@@ -249,10 +304,7 @@ mod tests {
             .join("&");
         let decoded = Params(super::super::gateway::form_urlencoded_pairs(body.as_bytes()).into_iter().collect());
         let mut keyring = Keyring::default();
-        keyring.insert(
-            ID,
-            AccessKey { secret: SECRET.into(), account: "a".into(), security_token: None, expires_at: None },
-        );
+        keyring.insert(ID, AccessKey::of_account("a", SECRET));
         let headers = HashMap::new();
         let request = SignedRequest {
             method: "POST",
@@ -262,7 +314,7 @@ mod tests {
             body: body.as_bytes(),
             params: &decoded,
         };
-        keyring.authenticate(&request, now, Instant::now())
+        keyring.authenticate(&request, now, Instant::now()).map(|caller| caller.account)
     }
 
     proptest! {

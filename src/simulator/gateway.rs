@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::auth::{Keyring, SignedRequest};
+use super::auth::{AccessKey, Keyring, SignedRequest};
+use super::malformed::{self, MalformedShape};
 use super::sts::{self, Issued, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
 use crate::cloud::Action;
@@ -34,7 +34,13 @@ pub struct Faults {
     pub delay_ms_max: u64,
     /// Throttling answers beyond those of the rate limits.
     pub throttle_rate: f64,
-    /// Actions the faults apply to; empty means every action.
+    /// Successful answers replaced by a malformed HTTP 200 answer (the action itself took effect:
+    /// for a mutation this is like a lost answer). Drawn per request, after the other faults.
+    pub malformed_rate: f64,
+    /// The shapes drawn from, among those that apply to the action; empty means all of them.
+    pub malformed_shapes: Vec<MalformedShape>,
+    /// VPC actions the faults apply to; empty means every VPC action. STS has its own faults
+    /// (`/__admin/sts`: `unavailable`, `delayMs`).
     pub actions: Vec<String>,
 }
 
@@ -129,6 +135,24 @@ impl Simulator {
         *lock(&self.counters).entry(action.to_string()).or_default().entry(outcome.to_string()).or_default() += 1;
     }
 
+    /// Whether this successful answer is replaced by a malformed one, and by which shape.
+    fn draw_malformed(&self, action: Action) -> Option<MalformedShape> {
+        let faults = lock(&self.faults).clone();
+        if !faults.actions.is_empty() && !faults.actions.iter().any(|a| a == action.as_str()) {
+            return None;
+        }
+        let shapes: Vec<MalformedShape> = MalformedShape::ALL
+            .into_iter()
+            .filter(|s| s.applies_to(action))
+            .filter(|s| faults.malformed_shapes.is_empty() || faults.malformed_shapes.contains(s))
+            .collect();
+        let mut rng = lock(&self.rng);
+        if shapes.is_empty() || rng.random::<f64>() >= faults.malformed_rate {
+            return None;
+        }
+        Some(shapes[rng.random_range(0..shapes.len())])
+    }
+
     fn draw_fault(&self, action: &str) -> (Fault, Option<Duration>) {
         let faults = lock(&self.faults).clone();
         if !faults.actions.is_empty() && !faults.actions.iter().any(|a| a == action) {
@@ -154,8 +178,17 @@ impl Simulator {
         (fault, delay)
     }
 
-    /// Fixed-window limit per account and action; on refusal, the milliseconds left in the window.
-    fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
+    /// Fixed-window limit per account and action; on refusal, the throttling answer with the
+    /// milliseconds left in the window.
+    fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<ApiReply> {
+        let (calls, left_ms) = self.window_full(account, action, now)?;
+        let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
+        let message = "Request was denied due to user flow control.".to_string();
+        Some(ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message }, Some(header)))
+    }
+
+    /// Counts the call in its window; the limit and the milliseconds left when the window is full.
+    fn window_full(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
         let limit = *lock(&self.limits).get(action)?;
         let window = Duration::from_secs_f64(limit.per_seconds.max(0.001));
         let mut windows = lock(&self.windows);
@@ -171,7 +204,11 @@ impl Simulator {
         None
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Reply {
+    async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Reply
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -181,7 +218,7 @@ impl Simulator {
             }
         };
         if let Some(admin_path) = path.strip_prefix(ADMIN_PREFIX) {
-            return Ok(self.admin(&parts.method, admin_path, &body));
+            return Ok(self.admin(&parts.method, admin_path, parts.uri.query().unwrap_or(""), &body));
         }
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string();
         let query: Vec<(String, String)> =
@@ -212,7 +249,7 @@ impl Simulator {
             params: &params,
         };
         let action_name = signed.action().to_string();
-        let product = if sts::is_sts_request(&action_name, params.get("Version")) { "Sts" } else { "Vpc" };
+        let product = if sts::is_sts_request(&action_name, signed.version()) { "Sts" } else { "Vpc" };
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
         let reply = self.api(&signed, &action_name).await;
         let label = if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() };
@@ -237,6 +274,13 @@ impl Simulator {
                 }
                 Ok(response)
             }
+            ApiReply::Malformed(action, shape, value) => {
+                self.count(&label, "Malformed");
+                let (content_type, body) = malformed::render(action, shape, value, &request_id);
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(content_type));
+                Ok(response)
+            }
             ApiReply::Drop => {
                 self.count(&label, "Dropped");
                 Err(DropConnection)
@@ -245,8 +289,8 @@ impl Simulator {
     }
 
     async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
-        if sts::is_sts_request(action_name, req.params.get("Version")) {
-            return self.sts(req.params, action_name).await;
+        if sts::is_sts_request(action_name, req.version()) {
+            return self.sts(req, action_name).await;
         }
         let Some(action) = Action::parse(action_name) else {
             return ApiReply::Err(
@@ -282,19 +326,11 @@ impl Simulator {
             );
         }
         let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
-            Ok(a) => a,
+            Ok(caller) => caller.account,
             Err(e) => return ApiReply::Err(e, None),
         };
-        if let Some((calls, left_ms)) = self.over_limit(&account, action_name, Instant::now()) {
-            let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
-            return ApiReply::Err(
-                ApiError {
-                    http_status: 400,
-                    code: "Throttling.User",
-                    message: "Request was denied due to user flow control.".into(),
-                },
-                Some(header),
-            );
+        if let Some(throttled) = self.over_limit(&account, action_name, Instant::now()) {
+            return throttled;
         }
         let (fault, delay) = self.draw_fault(action_name);
         match fault {
@@ -362,14 +398,18 @@ impl Simulator {
             return ApiReply::Drop;
         }
         match result {
-            Ok(v) => ApiReply::Ok(v),
+            Ok(v) => match self.draw_malformed(action) {
+                Some(shape) => ApiReply::Malformed(action, shape, v),
+                None => ApiReply::Ok(v),
+            },
             Err(e) => ApiReply::Err(e, None),
         }
     }
 
-    /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof.
-    async fn sts(&self, params: &Params, action_name: &str) -> ApiReply {
-        if action_name != sts::ACTION {
+    /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof;
+    /// GetCallerIdentity is signed and authenticated like a VPC call.
+    async fn sts(&self, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
+        if action_name != sts::ACTION && action_name != sts::GET_CALLER_IDENTITY {
             let message = format!("Specified api {action_name:?} is not found, please check your url and method.");
             return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message }, None);
         }
@@ -381,7 +421,10 @@ impl Simulator {
             let message = "The request has failed due to a temporary failure of the server.".to_string();
             return ApiReply::Err(ApiError { http_status: 503, code: "ServiceUnavailable", message }, None);
         }
-        let result = sts::assume_role_with_oidc(&config, params, chrono::Utc::now(), &mut *lock(&self.rng));
+        if action_name == sts::GET_CALLER_IDENTITY {
+            return self.caller_identity(req);
+        }
+        let result = sts::assume_role_with_oidc(&config, req.params, chrono::Utc::now(), &mut *lock(&self.rng));
         match result {
             Ok(grant) => {
                 self.keyring().insert(&grant.access_key_id, grant.key);
@@ -390,6 +433,47 @@ impl Simulator {
             }
             Err(e) => ApiReply::Err(e, None),
         }
+    }
+
+    /// STS GetCallerIdentity: the same authentication (and error codes) as a VPC call.
+    fn caller_identity(&self, req: &SignedRequest<'_>) -> ApiReply {
+        if req.version() != sts::VERSION {
+            let message = "Specified parameter Version is not valid.".to_string();
+            return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message }, None);
+        }
+        let caller = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
+            Ok(caller) => caller,
+            Err(e) => return ApiReply::Err(e, None),
+        };
+        if let Some(throttled) = self.over_limit(&caller.account, sts::GET_CALLER_IDENTITY, Instant::now()) {
+            return throttled;
+        }
+        ApiReply::Ok(sts::caller_identity(&caller))
+    }
+
+    /// Adds or replaces a permanent key of an account, creating the account if new.
+    fn add_key(&self, key: NewKey) -> Response<Full<Bytes>> {
+        if let Err(e) = super::validate_key(&key.account, &key.access_key_id, &key.access_key_secret) {
+            return json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e}));
+        }
+        lock(&self.world).add_account(&key.account);
+        let mut keyring = self.keyring();
+        let replaced = keyring.remove(&key.access_key_id);
+        keyring.insert(&key.access_key_id, AccessKey::of_account(&key.account, &key.access_key_secret));
+        drop(keyring);
+        let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+        json_reply(status, &serde_json::json!({"accessKeyId": key.access_key_id, "account": key.account}))
+    }
+
+    /// Every accepted key's ID and account, STS credentials included; never a secret.
+    fn key_listing(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keyring()
+            .listing()
+            .into_iter()
+            .map(|(id, account)| serde_json::json!({"accessKeyId": id, "account": account}))
+            .collect();
+        serde_json::Value::Array(keys)
     }
 
     /// The STS credentials handed out, oldest first, with how often each authenticated a call.
@@ -408,14 +492,38 @@ impl Simulator {
         serde_json::Value::Array(issued)
     }
 
-    fn admin(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    /// The admin API (JSON bodies, camelCase), never subject to faults or limits:
+    /// - `GET healthz`; `GET state[?account=ID]` (segments, all or one account's, recently released
+    ///   IDs, timing, regions, accounts); `GET history[?account=ID]`;
+    /// - `POST segments` (seed; `ownerAccount` defaults to the default account), `GET|PATCH|DELETE
+    ///   segments/<id>` (DELETE removes it out of band);
+    /// - `POST keys` `{"accessKeyId","accessKeySecret","account"}` adds (201) or replaces (200) a
+    ///   permanent key, creating the account; `DELETE keys/<accessKeyId>` revokes one (404 if
+    ///   unknown); `GET keys` lists IDs with accounts, no secrets;
+    /// - `GET|PUT faults`, `GET|PUT limits`, `GET|PUT timing`, `PUT accounts/<id>`, `GET|PUT sts`,
+    ///   `GET sts/credentials`, `GET|DELETE counters` (per action: outcome → count).
+    fn admin(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let now = Instant::now();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         let bad = |msg: String| json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg}));
+        let account = query_param(query, "account");
+        let account = account.as_deref();
         match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, &serde_json::json!({"ok": true})),
-            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now)),
-            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now)),
+            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now, account)),
+            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now, account)),
+            (&Method::GET, ["keys"]) => json_reply(StatusCode::OK, &self.key_listing()),
+            (&Method::POST, ["keys"]) => match parse::<NewKey>(body) {
+                Ok(key) => self.add_key(key),
+                Err(e) => bad(e),
+            },
+            (&Method::DELETE, ["keys", id]) => {
+                if self.keyring().remove(id) {
+                    json_reply(StatusCode::OK, &serde_json::json!({"revoked": id}))
+                } else {
+                    json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no key {id}")}))
+                }
+            }
             (&Method::POST, ["segments"]) => match parse::<SeedSegment>(body) {
                 Ok(seed) => match lock(&self.world).seed(&self.default_account, seed, now) {
                     Ok(seg) => json_reply(StatusCode::CREATED, &seg),
@@ -510,6 +618,20 @@ impl Simulator {
     }
 }
 
+/// The body of `POST /__admin/keys`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewKey {
+    access_key_id: String,
+    access_key_secret: String,
+    account: String,
+}
+
+/// The first value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded_pairs(query.as_bytes()).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AccountPatch {
@@ -520,6 +642,8 @@ struct AccountPatch {
 enum ApiReply {
     Ok(serde_json::Value),
     Err(ApiError, Option<String>),
+    /// The action's successful answer, to be sent in a malformed shape.
+    Malformed(Action, MalformedShape, serde_json::Value),
     Drop,
 }
 
@@ -624,7 +748,8 @@ mod tests {
     }
 
     fn admin_json(sim: &Simulator, method: Method, path: &str, body: &str) -> serde_json::Value {
-        let response = sim.admin(&method, path, body.as_bytes());
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let response = sim.admin(&method, path, query, body.as_bytes());
         assert!(response.status().is_success(), "{method} {path}: {}", response.status());
         let bytes = futures::executor::block_on(response.into_body().collect()).unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
@@ -658,5 +783,361 @@ mod tests {
         let after = admin_json(&sim, Method::GET, "counters", "");
         assert_eq!(before["DescribeEipSegment"], serde_json::json!({"Success": 1}), "reading does not reset");
         assert_eq!(after["DescribeEipSegment"], serde_json::json!({"Success": 2, "Throttling.User": 1}));
+    }
+
+    use crate::cloud::signer;
+    use crate::simulator::{
+        DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT, OTHER_ACCESS_KEY_ID,
+        OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT,
+    };
+    use serde_json::{Value, json};
+
+    const REGION: &str = "cn-hangzhou";
+
+    fn simulator(flags: &[&str]) -> Arc<Simulator> {
+        use clap::Parser;
+        let argv = ["vpc-simulator", "--allocate-seconds", "0", "--release-cooldown-seconds", "0"];
+        Arc::new(crate::simulator::Args::parse_from(argv.iter().chain(flags)).build())
+    }
+
+    /// A key to sign with: ID, secret and, for STS credentials, the SecurityToken.
+    #[derive(Clone, Copy)]
+    struct Key<'a>(&'a str, &'a str, Option<&'a str>);
+
+    const DEFAULT_KEY: Key = Key(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, None);
+    const OTHER_KEY: Key = Key(OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, None);
+
+    /// An RPC-v1-signed form body, as a client sends it.
+    fn signed_form(key: Key, action: &str, version: &str, extra: &[(&str, &str)]) -> String {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut params: Vec<(&str, &str)> = vec![
+            ("Action", action),
+            ("Version", version),
+            ("Format", "JSON"),
+            ("AccessKeyId", key.0),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", &nonce),
+            ("Timestamp", &timestamp),
+        ];
+        if let Some(token) = key.2 {
+            params.push(("SecurityToken", token));
+        }
+        params.extend_from_slice(extra);
+        let signature = signer::rpc_signature("POST", params.iter().copied(), key.1);
+        params.push(("Signature", &signature));
+        params
+            .iter()
+            .map(|(k, v)| format!("{}={}", signer::percent_encode(k), signer::percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Status, content type and body of one request through the gateway's whole path.
+    async fn post(sim: &Arc<Simulator>, form: String) -> (u16, String, Bytes) {
+        let request = Request::post("/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .unwrap();
+        let response = sim.clone().handle(request).await.expect("not dropped");
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        (status, content_type, response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    async fn call(sim: &Arc<Simulator>, key: Key<'_>, action: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+        let version = if action == sts::GET_CALLER_IDENTITY { sts::VERSION } else { "2016-04-28" };
+        let (status, _, body) = post(sim, signed_form(key, action, version, extra)).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn describe(sim: &Arc<Simulator>, key: Key<'_>, extra: &[(&str, &str)]) -> (u16, Value) {
+        call(sim, key, "DescribeEipSegment", &[&[("RegionId", REGION)], extra].concat()).await
+    }
+
+    async fn identity(sim: &Arc<Simulator>, key: Key<'_>) -> (u16, Value) {
+        call(sim, key, sts::GET_CALLER_IDENTITY, &[]).await
+    }
+
+    fn admin_status(sim: &Simulator, method: Method, path: &str, body: &str) -> u16 {
+        sim.admin(&method, path, "", body.as_bytes()).status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn the_other_account_has_its_documented_key_and_sees_only_its_own() {
+        let sim = simulator(&[]);
+        let seeded = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
+        let (status, mine) = describe(&sim, DEFAULT_KEY, &[("SegmentInstanceId", &seeded)]).await;
+        assert_eq!((status, &mine["TotalCount"]), (200, &json!(1)), "{mine}");
+        let (status, theirs) = describe(&sim, OTHER_KEY, &[("SegmentInstanceId", &seeded)]).await;
+        assert_eq!((status, &theirs["TotalCount"], &theirs["EipSegments"]["EipSegment"]), (200, &json!(0), &json!([])));
+        let (status, e) =
+            call(&sim, OTHER_KEY, "ReleaseEipSegmentAddress", &[("RegionId", REGION), ("SegmentInstanceId", &seeded)])
+                .await;
+        assert_eq!(
+            (status, &e["Code"], &e["Message"]),
+            (400, &json!("Forbidden"), &json!("The eip instance owener error"))
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_can_be_added_replaced_and_revoked() {
+        let sim = simulator(&["--account-key", "1111222233334444:LTAIflag:flag:secret"]);
+        let (status, who) = identity(&sim, Key("LTAIflag", "flag:secret", None)).await;
+        assert_eq!((status, &who["AccountId"]), (200, &json!("1111222233334444")), "a key from the flag: {who}");
+        let allocate = [("RegionId", REGION), ("EipMask", "28")];
+        let (status, v) =
+            call(&sim, Key("LTAIflag", "flag:secret", None), "AllocateEipSegmentAddress", &allocate).await;
+        assert_eq!(status, 200, "the flag created the account: {v}");
+
+        let body = r#"{"accessKeyId": "LTAIadded", "accessKeySecret": "s1", "account": "5555666677778888"}"#;
+        assert_eq!(admin_status(&sim, Method::POST, "keys", body), 201);
+        let (status, who) = identity(&sim, Key("LTAIadded", "s1", None)).await;
+        assert_eq!((status, &who["AccountId"]), (200, &json!("5555666677778888")));
+        let (status, v) = call(&sim, Key("LTAIadded", "s1", None), "AllocateEipSegmentAddress", &allocate).await;
+        assert_eq!(status, 200, "the route created the account: {v}");
+        let (status, page) = describe(&sim, Key("LTAIadded", "s1", None), &[]).await;
+        assert_eq!((status, &page["TotalCount"]), (200, &json!(1)), "its own segment only");
+
+        let replaced = r#"{"accessKeyId": "LTAIadded", "accessKeySecret": "s2", "account": "5555666677778888"}"#;
+        assert_eq!(admin_status(&sim, Method::POST, "keys", replaced), 200);
+        assert_eq!(identity(&sim, Key("LTAIadded", "s1", None)).await.1["Code"], "SignatureDoesNotMatch");
+        assert_eq!(identity(&sim, Key("LTAIadded", "s2", None)).await.0, 200);
+        let listing = admin_json(&sim, Method::GET, "keys", "");
+        assert!(
+            listing.as_array().unwrap().contains(&json!({"accessKeyId": "LTAIadded", "account": "5555666677778888"}))
+        );
+        assert!(!listing.to_string().contains("s2"), "no secret is listed: {listing}");
+
+        assert_eq!(admin_status(&sim, Method::DELETE, "keys/LTAIadded", ""), 200);
+        let (status, e) = describe(&sim, Key("LTAIadded", "s2", None), &[]).await;
+        assert_eq!((status, &e["Code"]), (404, &json!("InvalidAccessKeyId.NotFound")));
+        let (status, e) = identity(&sim, Key("LTAIadded", "s2", None)).await;
+        assert_eq!((status, &e["Code"]), (404, &json!("InvalidAccessKeyId.NotFound")));
+        assert_eq!(admin_status(&sim, Method::DELETE, "keys/LTAIadded", ""), 404);
+        assert_eq!(
+            admin_status(
+                &sim,
+                Method::POST,
+                "keys",
+                r#"{"accessKeyId": "x", "accessKeySecret": "y", "account": "abc"}"#
+            ),
+            400
+        );
+        assert_eq!(
+            admin_status(&sim, Method::POST, "keys", r#"{"accessKeyId": "", "accessKeySecret": "y", "account": "1"}"#),
+            400
+        );
+        assert_eq!(identity(&sim, DEFAULT_KEY).await.0, 200, "the other keys are untouched");
+    }
+
+    #[tokio::test]
+    async fn caller_identity_of_each_account() {
+        let sim = simulator(&[]);
+        for (key, account) in [(DEFAULT_KEY, DEFAULT_ACCOUNT), (OTHER_KEY, OTHER_ACCOUNT)] {
+            let (status, who) = identity(&sim, key).await;
+            assert_eq!(status, 200, "{who}");
+            assert_eq!(who["AccountId"], account);
+            assert_eq!(who["UserId"], account);
+            assert_eq!(who["PrincipalId"], account);
+            assert_eq!(who["IdentityType"], "Account");
+            assert_eq!(who["Arn"], format!("acs:ram::{account}:root"));
+            assert!(who["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
+        }
+        let (status, e) = identity(&sim, Key(DEFAULT_ACCESS_KEY_ID, "wrong", None)).await;
+        assert_eq!((status, &e["Code"]), (400, &json!("SignatureDoesNotMatch")));
+        let (status, e) = identity(&sim, Key("LTAInobody", "x", None)).await;
+        assert_eq!((status, &e["Code"]), (404, &json!("InvalidAccessKeyId.NotFound")));
+        let (status, _, body) = post(&sim, signed_form(DEFAULT_KEY, sts::GET_CALLER_IDENTITY, "2016-04-28", &[])).await;
+        assert_eq!(
+            (status, serde_json::from_slice::<Value>(&body).unwrap()["Code"].clone()),
+            (400, json!("InvalidVersion"))
+        );
+        assert!(String::from_utf8_lossy(&body).contains("product=Sts"));
+
+        let counters = admin_json(&sim, Method::GET, "counters", "");
+        assert_eq!(
+            counters["GetCallerIdentity"],
+            json!({"Success": 2, "SignatureDoesNotMatch": 1, "InvalidAccessKeyId.NotFound": 1, "InvalidVersion": 1})
+        );
+    }
+
+    /// An OIDC token the default STS configuration accepts (its signature is not checked).
+    fn oidc_token() -> String {
+        use base64::Engine;
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let exp = chrono::Utc::now().timestamp() + 3600;
+        let claims =
+            json!({"iss": sts::DEFAULT_ISSUER, "aud": sts::AUDIENCE, "sub": "system:serviceaccount:a:b", "exp": exp});
+        format!("{}.{}.c2ln", b64(json!({"alg": "RS256"})), b64(claims))
+    }
+
+    #[tokio::test]
+    async fn caller_identity_of_sts_credentials_is_the_assumed_role() {
+        let sim = simulator(&[]);
+        let token = oidc_token();
+        let form: String = [
+            ("Action", sts::ACTION),
+            ("Version", sts::VERSION),
+            ("Format", "JSON"),
+            ("RoleArn", sts::DEFAULT_ROLE_ARN),
+            ("OIDCProviderArn", sts::DEFAULT_OIDC_PROVIDER_ARN),
+            ("OIDCToken", &token),
+            ("RoleSessionName", "op-session"),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", signer::percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let (status, _, body) = post(&sim, form).await;
+        let grant: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{grant}");
+        let c = &grant["Credentials"];
+        let (id, secret, security) =
+            (c["AccessKeyId"].as_str().unwrap(), c["AccessKeySecret"].as_str().unwrap(), c["SecurityToken"].as_str());
+
+        let (status, who) = identity(&sim, Key(id, secret, security)).await;
+        assert_eq!(status, 200, "{who}");
+        assert_eq!(who["IdentityType"], "AssumedRoleUser");
+        assert_eq!(who["AccountId"], DEFAULT_ACCOUNT);
+        assert_eq!(who["Arn"], format!("acs:ram::{DEFAULT_ACCOUNT}:assumed-role/eipsegment-operator/op-session"));
+        assert_eq!(who["PrincipalId"], grant["AssumedRoleUser"]["AssumedRoleId"]);
+        assert_eq!(who["RoleId"], sts::role_id(sts::DEFAULT_ROLE_ARN));
+
+        let (status, e) = identity(&sim, Key(id, secret, None)).await;
+        assert_eq!((status, &e["Code"]), (400, &json!("InvalidSecurityToken.Malformed")));
+        let (status, e) = identity(&sim, Key(id, secret, Some("CAISother"))).await;
+        assert_eq!((status, &e["Code"]), (400, &json!("InvalidSecurityToken.MismatchWithAccessKey")));
+        let (status, page) = describe(&sim, Key(id, secret, security), &[]).await;
+        assert_eq!(
+            (status, &page["TotalCount"]),
+            (200, &json!(0)),
+            "the role acts for its account on the VPC side too"
+        );
+    }
+
+    fn set_faults(sim: &Simulator, faults: Value) {
+        admin_json(sim, Method::PUT, "faults", &faults.to_string());
+    }
+
+    #[tokio::test]
+    async fn every_malformed_shape_of_a_describe() {
+        let sim = simulator(&[]);
+        let seeded = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
+        let by_id = [("SegmentInstanceId", seeded.as_str())];
+        let described = |shape: &'static str, extra: &'static [(&'static str, &'static str)]| {
+            set_faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": [shape]}));
+            let sim = sim.clone();
+            let extra: Vec<(&str, &str)> = [&[("RegionId", REGION)], extra].concat();
+            async move { post(&sim, signed_form(DEFAULT_KEY, "DescribeEipSegment", "2016-04-28", &extra)).await }
+        };
+        let json_of = |body: &Bytes| serde_json::from_slice::<Value>(body).unwrap();
+
+        let (status, _, body) = described("noSegments", &[]).await;
+        let v = json_of(&body);
+        assert_eq!((status, v.get("EipSegments"), &v["TotalCount"]), (200, None, &json!(1)), "{v}");
+        assert!(v["RequestId"].is_string());
+        let v = json_of(&described("noTotalCount", &[]).await.2);
+        assert_eq!((v.get("TotalCount"), v["EipSegments"]["EipSegment"].as_array().map(Vec::len)), (None, Some(1)));
+        let v = json_of(&described("wrongTotalCount", &[]).await.2);
+        assert_eq!((&v["TotalCount"], v["EipSegments"]["EipSegment"].as_array().map(Vec::len)), (&json!(0), Some(1)));
+        let v = json_of(&described("emptyObject", &[]).await.2);
+        assert_eq!(v, json!({}));
+        let v = json_of(&described("noSegmentList", &[]).await.2);
+        assert_eq!((&v["EipSegments"], v["RequestId"].is_string()), (&json!({}), true));
+        let (status, content_type, body) = described("notJson", &[]).await;
+        assert_eq!(status, 200);
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+        // By ID of a segment of another account: an empty list that says one exists.
+        set_faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["wrongTotalCount"]}));
+        let (_, v) = describe(&sim, OTHER_KEY, &by_id).await;
+        assert_eq!((&v["TotalCount"], &v["EipSegments"]["EipSegment"]), (&json!(1), &json!([])), "{v}");
+
+        set_faults(&sim, json!({"malformedRate": 1.0, "actions": ["ReleaseEipSegmentAddress"]}));
+        let (_, v) = describe(&sim, DEFAULT_KEY, &[]).await;
+        assert_eq!((&v["TotalCount"], v["EipSegments"]["EipSegment"].as_array().map(Vec::len)), (&json!(1), Some(1)));
+        set_faults(&sim, json!({"malformedRate": 0.0}));
+        let (_, v) = describe(&sim, DEFAULT_KEY, &[]).await;
+        assert_eq!(v["TotalCount"], 1);
+
+        let counters = admin_json(&sim, Method::GET, "counters", "");
+        assert_eq!(counters["DescribeEipSegment"], json!({"Malformed": 7, "Success": 2}));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_answer_to_a_mutation_comes_after_the_work() {
+        let sim = simulator(&[]);
+        let allocate = [("RegionId", REGION), ("EipMask", "28"), ("ClientToken", "uid-9")];
+        set_faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["noTotalCount", "noSegments"]}));
+        let (status, v) = call(&sim, DEFAULT_KEY, "AllocateEipSegmentAddress", &allocate).await;
+        assert_eq!((status, v["EipSegmentInstanceId"].is_string()), (200, true), "no list shape applies: {v}");
+        let first = v["EipSegmentInstanceId"].as_str().unwrap().to_string();
+
+        set_faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["emptyObject"]}));
+        let allocate2 = [("RegionId", REGION), ("EipMask", "28"), ("ClientToken", "uid-10")];
+        let (status, v) = call(&sim, DEFAULT_KEY, "AllocateEipSegmentAddress", &allocate2).await;
+        assert_eq!((status, v), (200, json!({})));
+        set_faults(&sim, json!({}));
+        let (_, again) = call(&sim, DEFAULT_KEY, "AllocateEipSegmentAddress", &allocate2).await;
+        let second = again["EipSegmentInstanceId"].as_str().unwrap().to_string();
+        assert_ne!(second, first, "the malformed answer's allocation happened and its token remembers it");
+        assert_eq!(admin_json(&sim, Method::GET, "state", "")["segments"].as_array().unwrap().len(), 2);
+
+        set_faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["notJson"]}));
+        let release = [("RegionId", REGION), ("SegmentInstanceId", second.as_str()), ("ClientToken", "r-1")];
+        let (status, _, body) =
+            post(&sim, signed_form(DEFAULT_KEY, "ReleaseEipSegmentAddress", "2016-04-28", &release)).await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with(b"<!DOCTYPE html>"));
+        let seg = admin_json(&sim, Method::GET, &format!("segments/{second}"), "");
+        assert_eq!((&seg["status"], &seg["releasesAccepted"]), (&json!("Releasing"), &json!(1)));
+
+        // A refusal is not disguised: malformed answers replace successes only.
+        let foreign = [("RegionId", REGION), ("SegmentInstanceId", first.as_str())];
+        assert_eq!(call(&sim, OTHER_KEY, "ReleaseEipSegmentAddress", &foreign).await.1["Code"], "Forbidden");
+        let counters = admin_json(&sim, Method::GET, "counters", "");
+        assert_eq!(counters["AllocateEipSegmentAddress"], json!({"Malformed": 1, "Success": 2}));
+        assert_eq!(counters["ReleaseEipSegmentAddress"], json!({"Malformed": 1, "Forbidden": 1}));
+    }
+
+    #[tokio::test]
+    async fn the_visibility_lag_is_set_by_flag_and_admin() {
+        let sim = simulator(&["--visibility-lag-seconds", "30"]);
+        assert_eq!(admin_json(&sim, Method::GET, "timing", "")["visibilityLagSeconds"], 30.0);
+        let (_, v) =
+            call(&sim, DEFAULT_KEY, "AllocateEipSegmentAddress", &[("RegionId", REGION), ("EipMask", "28")]).await;
+        let id = v["EipSegmentInstanceId"].as_str().unwrap().to_string();
+        let (_, page) = describe(&sim, DEFAULT_KEY, &[("SegmentInstanceId", &id)]).await;
+        assert_eq!(page["TotalCount"], 0, "hidden for 30 s: {page}");
+        let history = admin_json(&sim, Method::GET, "history", "");
+        assert_eq!(history["segments"][0]["instanceId"], id.as_str(), "its history starts at the Allocate");
+
+        let timing = r#"{"allocateSeconds": 0, "releaseSeconds": 1, "releaseCooldownSeconds": 0}"#;
+        assert_eq!(
+            admin_json(&sim, Method::PUT, "timing", timing)["visibilityLagSeconds"],
+            0.0,
+            "optional, 0 by default"
+        );
+        let (_, v) =
+            call(&sim, DEFAULT_KEY, "AllocateEipSegmentAddress", &[("RegionId", REGION), ("EipMask", "28")]).await;
+        let (_, page) =
+            describe(&sim, DEFAULT_KEY, &[("SegmentInstanceId", v["EipSegmentInstanceId"].as_str().unwrap())]).await;
+        assert_eq!(page["TotalCount"], 1);
+    }
+
+    #[test]
+    fn state_and_history_filter_by_account() {
+        let sim = simulator(&[]);
+        admin_json(&sim, Method::POST, "segments", "{}");
+        admin_json(&sim, Method::POST, "segments", &json!({"ownerAccount": OTHER_ACCOUNT}).to_string());
+        let count = |path: &str| admin_json(&sim, Method::GET, path, "")["segments"].as_array().unwrap().len();
+        assert_eq!(count("state"), 2);
+        assert_eq!(count(&format!("state?account={OTHER_ACCOUNT}")), 1);
+        assert_eq!(count(&format!("state?account={DEFAULT_ACCOUNT}")), 1);
+        assert_eq!(count("state?account=42"), 0);
+        assert_eq!(count(&format!("history?account={OTHER_ACCOUNT}")), 1);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod malformed;
 pub mod sts;
 pub mod world;
 
@@ -18,12 +19,24 @@ use auth::{AccessKey, Keyring};
 use gateway::{Faults, RateLimit, Simulator};
 use world::{DEFAULT_REGIONS, Timing, World};
 
-/// The documented default credentials, used when none are given.
+/// The documented default credentials, used when none are given; they act for [`DEFAULT_ACCOUNT`].
 pub const DEFAULT_ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
 pub const DEFAULT_ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
 pub const DEFAULT_ACCOUNT: &str = "1234567890123456";
-/// A second account, owner of segments the default account sees but may not release.
+/// A second account, isolated from the default one: neither sees the other's segments, and a
+/// release of the other's segment is `Forbidden`.
 pub const OTHER_ACCOUNT: &str = "6543210987654321";
+/// The documented credentials of [`OTHER_ACCOUNT`], always present.
+pub const OTHER_ACCESS_KEY_ID: &str = "LTAI5tSimulatorOtherKey";
+pub const OTHER_ACCESS_KEY_SECRET: &str = "SimulatorOtherSecretNotForProduction";
+
+/// A key given with `--account-key ACCOUNT:ACCESS_KEY_ID:ACCESS_KEY_SECRET`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountKey {
+    pub account: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+}
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "vpc-simulator", version, about = "A simulator of the Alibaba Cloud VPC API's EIP segment actions")]
@@ -37,6 +50,10 @@ pub struct Args {
     /// Accepted AccessKeySecret (default: the documented simulator secret).
     #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
     pub access_key_secret: Option<String>,
+    /// Another accepted key, `ACCOUNT:ACCESS_KEY_ID:ACCESS_KEY_SECRET` (the account is digits and is
+    /// created if new; the secret may contain `:`), repeatable.
+    #[arg(long = "account-key", value_parser = parse_account_key)]
+    pub account_keys: Vec<AccountKey>,
     /// Seconds a segment stays Allocating.
     #[arg(long, default_value_t = 2.0)]
     pub allocate_seconds: f64,
@@ -46,6 +63,9 @@ pub struct Args {
     /// A second release attempt for one segment within this many seconds gets TaskConflict.
     #[arg(long, default_value_t = 1.0)]
     pub release_cooldown_seconds: f64,
+    /// Seconds after an accepted Allocate before DescribeEipSegment returns the new segment.
+    #[arg(long, default_value_t = 0.0)]
+    pub visibility_lag_seconds: f64,
     /// Regions the simulated cloud has, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.iter().map(|r| r.to_string()))]
     pub regions: Vec<String>,
@@ -98,6 +118,28 @@ fn parse_provider_arn(value: &str) -> Result<String, String> {
         .ok_or_else(|| "expected acs:ram::<account>:oidc-provider/<name>".into())
 }
 
+/// `ACCOUNT:ACCESS_KEY_ID:ACCESS_KEY_SECRET`; only the first two colons separate.
+fn parse_account_key(value: &str) -> Result<AccountKey, String> {
+    let mut parts = value.splitn(3, ':');
+    let (Some(account), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("expected ACCOUNT:ACCESS_KEY_ID:ACCESS_KEY_SECRET".into());
+    };
+    validate_key(account, id, secret)?;
+    Ok(AccountKey { account: account.into(), access_key_id: id.into(), access_key_secret: secret.into() })
+}
+
+/// What a key added by flag or admin route must look like: an account of digits (it appears in
+/// ARNs), a non-empty ID and secret.
+pub fn validate_key(account: &str, access_key_id: &str, secret: &str) -> Result<(), String> {
+    if account.is_empty() || !account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("account {account:?} is not an account ID (digits)"));
+    }
+    if access_key_id.is_empty() || secret.is_empty() {
+        return Err("the AccessKeyId and the AccessKeySecret must not be empty".into());
+    }
+    Ok(())
+}
+
 fn parse_rate_limit(value: &str) -> Result<(String, RateLimit), String> {
     let (action, rate) = value.split_once('=').ok_or("expected Action=CALLS/SECONDS")?;
     let (calls, seconds) = rate.split_once('/').ok_or("expected Action=CALLS/SECONDS")?;
@@ -112,15 +154,15 @@ impl Args {
             allocate_seconds: self.allocate_seconds,
             release_seconds: self.release_seconds,
             release_cooldown_seconds: self.release_cooldown_seconds,
+            visibility_lag_seconds: self.visibility_lag_seconds,
         };
         let mut world = World::new(self.regions.clone(), timing, StdRng::seed_from_u64(self.seed));
         world.add_account(DEFAULT_ACCOUNT);
         world.add_account(OTHER_ACCOUNT);
-        let mut keyring = Keyring::default();
-        let id = self.access_key_id.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_ID.to_string());
-        let secret = self.access_key_secret.clone().unwrap_or_else(|| DEFAULT_ACCESS_KEY_SECRET.to_string());
-        keyring
-            .insert(&id, AccessKey { secret, account: DEFAULT_ACCOUNT.into(), security_token: None, expires_at: None });
+        let keyring = self.keyring();
+        for (_, account) in keyring.listing() {
+            world.add_account(&account);
+        }
         let faults = Faults {
             internal_error_rate: self.fault_internal_error_rate,
             drop_rate: self.fault_drop_rate,
@@ -128,7 +170,7 @@ impl Args {
             delay_ms_min: 0,
             delay_ms_max: self.fault_delay_ms,
             throttle_rate: self.fault_throttle_rate,
-            actions: Vec::new(),
+            ..Faults::default()
         };
         let limits: HashMap<String, RateLimit> = self.rate_limits.iter().cloned().collect();
         let sts = sts::StsConfig {
@@ -147,6 +189,22 @@ impl Args {
             DEFAULT_ACCOUNT.into(),
         )
         .with_sts(sts)
+    }
+}
+
+impl Args {
+    /// The default account's key (from the flags or the documented default), the other account's
+    /// documented key, then every `--account-key`, a later one replacing an earlier one's ID.
+    fn keyring(&self) -> Keyring {
+        let mut keyring = Keyring::default();
+        let id = self.access_key_id.as_deref().unwrap_or(DEFAULT_ACCESS_KEY_ID);
+        let secret = self.access_key_secret.as_deref().unwrap_or(DEFAULT_ACCESS_KEY_SECRET);
+        keyring.insert(OTHER_ACCESS_KEY_ID, AccessKey::of_account(OTHER_ACCOUNT, OTHER_ACCESS_KEY_SECRET));
+        keyring.insert(id, AccessKey::of_account(DEFAULT_ACCOUNT, secret));
+        for k in &self.account_keys {
+            keyring.insert(&k.access_key_id, AccessKey::of_account(&k.account, &k.access_key_secret));
+        }
+        keyring
     }
 }
 
@@ -169,4 +227,35 @@ pub async fn start_in_process(args: Args) -> std::io::Result<(String, tokio::tas
     let url = format!("http://{}", listener.local_addr()?);
     let sim = Arc::new(args.build());
     Ok((url, tokio::spawn(gateway::serve(listener, sim))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_keys_parse_with_colons_in_the_secret_and_refuse_bad_accounts() {
+        let key = parse_account_key("42:LTAIx:a:b").unwrap();
+        assert_eq!(
+            key,
+            AccountKey { account: "42".into(), access_key_id: "LTAIx".into(), access_key_secret: "a:b".into() }
+        );
+        for bad in ["42:LTAIx", "acct:LTAIx:s", ":LTAIx:s", "42::s", "42:LTAIx:"] {
+            assert!(parse_account_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn both_documented_keys_are_there_and_flags_add_more() {
+        let args = Args::parse_from(["vpc-simulator", "--account-key", "777:LTAI7:s7"]);
+        let accounts: Vec<(String, String)> = args.keyring().listing();
+        assert_eq!(
+            accounts,
+            [
+                ("LTAI5tSimulatorDefaultKey".to_string(), DEFAULT_ACCOUNT.to_string()),
+                ("LTAI5tSimulatorOtherKey".into(), OTHER_ACCOUNT.into()),
+                ("LTAI7".into(), "777".into()),
+            ]
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! The simulated STS `AssumeRoleWithOIDC` (ACK RRSA): an unsigned request that trades the pod's OIDC
+//! The simulated STS: `AssumeRoleWithOIDC` (ACK RRSA), an unsigned request that trades the pod's OIDC
 //! token for temporary credentials, which the gateway then accepts only with their SecurityToken and
-//! until they expire.
+//! until they expire; and `GetCallerIdentity`, signed like a VPC call, which tells a caller which
+//! account and identity its credentials act for.
 //!
 //! STS shares the VPC listener: a request is STS's when its Action is an STS action or its Version
 //! is STS's (2015-04-01). The token's claims are checked (shape, issuer, audience, expiry, and after a
@@ -11,10 +12,14 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::auth::AccessKey;
+use sha2::{Digest, Sha256};
+
+use super::auth::{AccessKey, Caller, Principal};
 use super::world::{ApiError, Params};
 
 pub const ACTION: &str = "AssumeRoleWithOIDC";
+/// The signed STS action that reports the caller's identity.
+pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 pub const VERSION: &str = "2015-04-01";
 /// The audience ACK projects RRSA tokens for.
 pub const AUDIENCE: &str = "sts.aliyuncs.com";
@@ -28,7 +33,36 @@ pub const DEFAULT_ISSUER: &str = "https://oidc-ack.cn-hangzhou.aliyuncs.com/simu
 
 /// Whether a request is for STS rather than the VPC API.
 pub fn is_sts_request(action: &str, version: &str) -> bool {
-    action == ACTION || version == VERSION
+    action == ACTION || action == GET_CALLER_IDENTITY || version == VERSION
+}
+
+/// A RAM role's ID: digits, fixed per role ARN, as the cloud gives a role one ID for its lifetime.
+pub fn role_id(role_arn: &str) -> String {
+    let digest = Sha256::digest(role_arn.as_bytes());
+    let n = digest.iter().take(8).fold(0u64, |n, b| n << 8 | u64::from(*b));
+    format!("3{:017}", n % 100_000_000_000_000_000)
+}
+
+/// The body of a GetCallerIdentity answer (without RequestId), in the real API's field names.
+/// UserId is only reported for an account's own keys, RoleId only for a role, as the API documents.
+pub fn caller_identity(caller: &Caller) -> serde_json::Value {
+    let account = &caller.account;
+    match &caller.principal {
+        Principal::Account => serde_json::json!({
+            "AccountId": account,
+            "UserId": account,
+            "PrincipalId": account,
+            "Arn": format!("acs:ram::{account}:root"),
+            "IdentityType": "Account",
+        }),
+        Principal::AssumedRole { role_name, role_id, session } => serde_json::json!({
+            "AccountId": account,
+            "RoleId": role_id,
+            "PrincipalId": format!("{role_id}:{session}"),
+            "Arn": format!("acs:ram::{account}:assumed-role/{role_name}/{session}"),
+            "IdentityType": "AssumedRoleUser",
+        }),
+    }
 }
 
 /// The RAM setup the simulated STS trusts; read and changed through `/__admin/sts`.
@@ -306,7 +340,7 @@ pub fn assume_role_with_oidc(
         "SourceIdentity": "",
         "AssumedRoleUser": {
             "Arn": format!("acs:ram::{account}:assumed-role/{role_name}/{session}"),
-            "AssumedRoleId": format!("3{}:{session}", random(rng, 17)),
+            "AssumedRoleId": format!("{}:{session}", role_id(role_arn)),
         },
         "OIDCTokenInfo": {
             "Subject": subject,
@@ -323,8 +357,18 @@ pub fn assume_role_with_oidc(
             "Expiration": timestamp(expiration),
         },
     });
-    let key =
-        AccessKey { secret, account: account.to_string(), security_token: Some(token), expires_at: Some(expiration) };
+    let principal = Principal::AssumedRole {
+        role_name: role_name.to_string(),
+        role_id: role_id(role_arn),
+        session: session.clone(),
+    };
+    let key = AccessKey {
+        secret,
+        account: account.to_string(),
+        security_token: Some(token),
+        expires_at: Some(expiration),
+        principal,
+    };
     let issued = Issued {
         access_key_id: access_key_id.clone(),
         account: account.to_string(),
@@ -512,6 +556,34 @@ mod tests {
         assert!(is_sts_request("AssumeRoleWithOIDC", "2015-04-01"));
         assert!(is_sts_request("AssumeRoleWithOIDC", "2016-04-28"), "routed to STS, which refuses the version");
         assert!(is_sts_request("GetCallerIdentity", "2015-04-01"));
+        assert!(is_sts_request("GetCallerIdentity", ""), "a V3 request carries its version in a header");
         assert!(!is_sts_request("DescribeEipSegment", "2016-04-28"));
+    }
+
+    #[test]
+    fn caller_identity_has_the_real_fields_for_each_kind_of_key() {
+        let root = Caller { access_key_id: "LTAI".into(), account: "123".into(), principal: Principal::Account };
+        assert_eq!(
+            caller_identity(&root),
+            serde_json::json!({"AccountId": "123", "UserId": "123", "PrincipalId": "123",
+                "Arn": "acs:ram::123:root", "IdentityType": "Account"})
+        );
+        let grant =
+            assume_role_with_oidc(&StsConfig::default(), &request(&[]), now(), &mut StdRng::seed_from_u64(1)).unwrap();
+        let caller = Caller {
+            access_key_id: grant.access_key_id.clone(),
+            account: grant.key.account.clone(),
+            principal: grant.key.principal.clone(),
+        };
+        let identity = caller_identity(&caller);
+        assert_eq!(identity["IdentityType"], "AssumedRoleUser");
+        assert_eq!(identity["Arn"], grant.answer["AssumedRoleUser"]["Arn"], "the ARN AssumeRoleWithOIDC reported");
+        assert_eq!(identity["PrincipalId"], grant.answer["AssumedRoleUser"]["AssumedRoleId"]);
+        assert_eq!(identity["AccountId"], "1234567890123456");
+        assert!(identity.get("UserId").is_none(), "{identity}");
+        let role = identity["RoleId"].as_str().unwrap();
+        assert_eq!((role.len(), role.chars().all(|c| c.is_ascii_digit())), (18, true), "{role}");
+        assert_eq!(role, role_id(DEFAULT_ROLE_ARN), "one ID per role, whatever the grant");
+        assert_ne!(role_id(DEFAULT_ROLE_ARN), role_id("acs:ram::1234567890123456:role/other"));
     }
 }

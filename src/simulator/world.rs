@@ -1,6 +1,10 @@
 //! The simulated cloud's state: accounts, segments and their member EIPs, client tokens. Every
 //! error comes from this state (a prepaid segment, a member in use, …), never from a switch.
 //! Time is passed in, so state changes are deterministic and lazily applied.
+//!
+//! Accounts are isolated as in the real cloud: the Describe actions list the caller's own segments
+//! only, ClientTokens are remembered per account, and a Release of another account's segment is
+//! refused with `Forbidden`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -96,6 +100,9 @@ pub struct Segment {
     pub transition_at: Option<Instant>,
     #[serde(skip)]
     pub last_release_attempt: Option<Instant>,
+    /// Until then DescribeEipSegment does not return it (read-after-write lag); None: at once.
+    #[serde(skip)]
+    pub visible_at: Option<Instant>,
     /// Release requests accepted for this segment (for tests: exactly one is the promise).
     pub releases_accepted: u32,
     #[serde(skip)]
@@ -179,11 +186,20 @@ pub struct Timing {
     pub release_seconds: f64,
     /// A second release request for the same segment within this period is refused.
     pub release_cooldown_seconds: f64,
+    /// A newly allocated segment is returned by DescribeEipSegment only this long after its
+    /// Allocate was accepted, as an eventually consistent read side does; 0 shows it at once.
+    #[serde(default)]
+    pub visibility_lag_seconds: f64,
 }
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { allocate_seconds: 2.0, release_seconds: 2.0, release_cooldown_seconds: 1.0 }
+        Timing {
+            allocate_seconds: 2.0,
+            release_seconds: 2.0,
+            release_cooldown_seconds: 1.0,
+            visibility_lag_seconds: 0.0,
+        }
     }
 }
 
@@ -306,10 +322,13 @@ impl World {
         });
     }
 
-    /// Every segment the simulator ever held, released ones included, oldest first.
-    pub fn history(&mut self, now: Instant) -> serde_json::Value {
+    /// Every segment the simulator ever held, released ones included, oldest first; only those of
+    /// `account` when given.
+    pub fn history(&mut self, now: Instant, account: Option<&str>) -> serde_json::Value {
         self.advance(now);
-        serde_json::json!({ "segments": self.history })
+        let entries: Vec<&SegmentHistory> =
+            self.history.iter().filter(|h| account.is_none_or(|a| h.owner_account == a)).collect();
+        serde_json::json!({ "segments": entries })
     }
 
     fn check_region(&self, region: &str) -> Result<(), ApiError> {
@@ -426,6 +445,7 @@ impl World {
             members,
             transition_at: None,
             last_release_attempt: None,
+            visible_at: None,
             releases_accepted: 0,
             seq: self.seq,
         }
@@ -492,6 +512,9 @@ impl World {
         seg.netmode = netmode.to_string();
         seg.zone = zone.to_string();
         seg.resource_group_id = p.get("ResourceGroupId").to_string();
+        if self.timing.visibility_lag_seconds > 0.0 {
+            seg.visible_at = Some(now + Duration::from_secs_f64(self.timing.visibility_lag_seconds));
+        }
         let id = seg.instance_id.clone();
         let token = Some(p.get("ClientToken")).filter(|t| !t.is_empty()).map(str::to_string);
         self.record_created(&seg, token, now);
@@ -501,8 +524,9 @@ impl World {
         Ok(serde_json::json!({"EipSegmentInstanceId": id, "OrderId": order.to_string()}))
     }
 
-    /// Segments the account sees in a region; by ID when given.
-    pub fn describe(&mut self, _account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+    /// The account's own segments in a region, by ID when given; TotalCount counts only them. A
+    /// segment still within its visibility lag is left out, by ID as by page.
+    pub fn describe(&mut self, account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
         self.advance(now);
         let region = p.get("RegionId");
         self.check_region(region)?;
@@ -512,7 +536,8 @@ impl World {
         let mut visible: Vec<&Segment> = self
             .segments
             .values()
-            .filter(|s| s.region_id == region)
+            .filter(|s| s.region_id == region && s.owner_account == account)
+            .filter(|s| s.visible_at.is_none_or(|t| t <= now))
             .filter(|s| wanted.is_empty() || s.instance_id == wanted)
             .collect();
         visible.sort_by_key(|s| s.seq);
@@ -541,12 +566,8 @@ impl World {
         }))
     }
 
-    pub fn describe_members(
-        &mut self,
-        _account: &str,
-        p: &Params,
-        now: Instant,
-    ) -> Result<serde_json::Value, ApiError> {
+    /// The member EIPs of the account's own segments in a region (of one segment when given).
+    pub fn describe_members(&mut self, account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
         self.advance(now);
         let region = p.get("RegionId");
         self.check_region(region)?;
@@ -556,7 +577,7 @@ impl World {
         let members: Vec<(&Segment, &Member)> = self
             .segments
             .values()
-            .filter(|s| s.region_id == region)
+            .filter(|s| s.region_id == region && s.owner_account == account)
             .filter(|s| wanted.is_empty() || s.instance_id == wanted)
             .flat_map(|s| s.members.iter().filter(|m| !m.released_separately).map(move |m| (s, m)))
             .collect();
@@ -600,7 +621,7 @@ impl World {
                 err(404, "InvalidAllocationId.NotFound", "Specified allocation ID is not found.")
             });
         };
-        // Accounts share one resource directory: each sees every segment, only the owner releases.
+        // The documented answer for a segment that exists in another account.
         if seg.owner_account != account {
             return Err(err(400, "Forbidden", "The eip instance owener error"));
         }
@@ -734,9 +755,11 @@ impl World {
         removed
     }
 
-    pub fn snapshot(&mut self, now: Instant) -> serde_json::Value {
+    /// The whole state, for tests; with `account`, only that account's segments.
+    pub fn snapshot(&mut self, now: Instant, account: Option<&str>) -> serde_json::Value {
         self.advance(now);
-        let segments: Vec<&Segment> = self.segments.values().collect();
+        let segments: Vec<&Segment> =
+            self.segments.values().filter(|s| account.is_none_or(|a| s.owner_account == a)).collect();
         let mut released: Vec<&String> = self.released.keys().collect();
         released.sort();
         serde_json::json!({
@@ -837,7 +860,12 @@ mod tests {
     }
 
     fn world() -> World {
-        let timing = Timing { allocate_seconds: 1.0, release_seconds: 5.0, release_cooldown_seconds: 0.0 };
+        let timing = Timing {
+            allocate_seconds: 1.0,
+            release_seconds: 5.0,
+            release_cooldown_seconds: 0.0,
+            visibility_lag_seconds: 0.0,
+        };
         let mut w = World::new(vec!["cn-hangzhou".into()], timing, StdRng::seed_from_u64(7));
         w.add_account("acct");
         w
@@ -870,7 +898,7 @@ mod tests {
         assert_eq!(refused.unwrap_err().code, "IncorrectEipStatus", "a refused release is not an accepted one");
         assert!(w.remove(&dropped, t0 + Duration::from_secs(3)));
         let late = t0 + Duration::from_secs(60);
-        let history = w.history(late);
+        let history = w.history(late, None);
 
         let entries = history["segments"].as_array().unwrap();
         assert_eq!(entries.len(), 3, "{history}");
@@ -903,5 +931,173 @@ mod tests {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         assert!(a["createdAtMs"].as_u64().unwrap().abs_diff(now_ms) < 1_000, "{a}");
         assert_eq!(ms(t0 + Duration::from_millis(1500)) - ms(t0), 1500);
+    }
+
+    const REGION: &str = "cn-hangzhou";
+
+    fn by_id(id: &str) -> Params {
+        params(&[("RegionId", REGION), ("SegmentInstanceId", id)])
+    }
+
+    fn ids(answer: &serde_json::Value) -> Vec<String> {
+        answer["EipSegments"]["EipSegment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["InstanceId"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn two_accounts() -> (World, Vec<String>, Vec<String>) {
+        let mut w = world();
+        w.add_account("other");
+        let t0 = Instant::now();
+        let seed = |w: &mut World, owner: &str| {
+            let s = SeedSegment { owner_account: Some(owner.into()), ..SeedSegment::default() };
+            w.seed("acct", s, t0).unwrap().instance_id
+        };
+        let mine: Vec<String> = (0..2).map(|_| seed(&mut w, "acct")).collect();
+        let theirs: Vec<String> = (0..3).map(|_| seed(&mut w, "other")).collect();
+        (w, mine, theirs)
+    }
+
+    #[test]
+    fn describe_lists_only_the_callers_segments() {
+        let (mut w, mine, theirs) = two_accounts();
+        let now = Instant::now();
+        let page = w.describe("acct", &params(&[("RegionId", REGION), ("PageSize", "50")]), now).unwrap();
+        assert_eq!((ids(&page), &page["TotalCount"]), (mine.clone(), &serde_json::json!(2)));
+        let page = w.describe("other", &params(&[("RegionId", REGION), ("PageSize", "2")]), now).unwrap();
+        assert_eq!((ids(&page), &page["TotalCount"]), (theirs[..2].to_vec(), &serde_json::json!(3)));
+        let page = w.describe("other", &params(&[("RegionId", REGION), ("PageSize", "2"), ("PageNumber", "2")]), now);
+        assert_eq!(ids(&page.unwrap()), theirs[2..].to_vec());
+
+        let foreign = w.describe("acct", &by_id(&theirs[0]), now).unwrap();
+        assert_eq!((ids(&foreign).len(), &foreign["TotalCount"]), (0, &serde_json::json!(0)), "{foreign}");
+        let own = w.describe("other", &by_id(&theirs[0]), now).unwrap();
+        assert_eq!(ids(&own), vec![theirs[0].clone()]);
+        let nobody = w.describe("stranger", &params(&[("RegionId", REGION)]), now).unwrap();
+        assert_eq!(nobody["TotalCount"], 0);
+    }
+
+    #[test]
+    fn member_eips_are_listed_for_their_owner_only() {
+        let (mut w, mine, _) = two_accounts();
+        let now = Instant::now();
+        let own = w.describe_members("acct", &by_id(&mine[0]), now).unwrap();
+        assert_eq!(own["TotalCount"], 16);
+        let foreign = w.describe_members("other", &by_id(&mine[0]), now).unwrap();
+        assert_eq!(
+            (&foreign["TotalCount"], &foreign["EipAddresses"]["EipAddress"]),
+            (&0.into(), &serde_json::json!([]))
+        );
+        let all = w.describe_members("other", &params(&[("RegionId", REGION), ("PageSize", "100")]), now).unwrap();
+        assert_eq!(all["TotalCount"], 48, "three /28 of its own: {}", all["TotalCount"]);
+    }
+
+    #[test]
+    fn release_of_another_accounts_segment_is_forbidden() {
+        let (mut w, mine, _) = two_accounts();
+        let now = Instant::now();
+        let e = w.release("other", &by_id(&mine[0]), now).unwrap_err();
+        assert_eq!((e.http_status, e.code, e.message.as_str()), (400, "Forbidden", "The eip instance owener error"));
+        let seg = w.segment(&mine[0]).unwrap();
+        assert_eq!((seg.status, seg.releases_accepted), (Status::Allocated, 0), "a refused release changes nothing");
+
+        let e = w.release("other", &by_id("eipsg-inno0account000000000"), now).unwrap_err();
+        assert_eq!((e.http_status, e.code), (404, "InvalidAllocationId.NotFound"));
+        w.release("acct", &by_id(&mine[0]), now).unwrap();
+        let gone = now + Duration::from_secs(6);
+        let e = w.release("other", &by_id(&mine[0]), gone).unwrap_err();
+        assert_eq!(e.code, "OperationFailed.InstanceNotExist", "released: in no account any more");
+    }
+
+    #[test]
+    fn client_tokens_are_per_account() {
+        let mut w = world();
+        w.add_account("other");
+        let t0 = Instant::now();
+        let request = params(&[("RegionId", REGION), ("EipMask", "28"), ("ClientToken", "uid-1")]);
+        let id =
+            |v: Result<serde_json::Value, ApiError>| v.unwrap()["EipSegmentInstanceId"].as_str().unwrap().to_string();
+        let fingerprint = request.fingerprint();
+        let allocate = |w: &mut World, account: &str| {
+            if let Some(previous) = w.token_lookup(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint) {
+                return id(previous);
+            }
+            w.token_begin(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint);
+            let result = w.allocate(account, &request, t0);
+            w.token_finish(account, "AllocateEipSegmentAddress", "uid-1", &result);
+            id(result)
+        };
+        let first = allocate(&mut w, "acct");
+        assert_eq!(allocate(&mut w, "acct"), first, "a replay in the same account is the same request");
+        let replayed = allocate(&mut w, "other");
+        assert_ne!(replayed, first, "another account's token is another request");
+        assert_eq!(w.segment(&replayed).unwrap().owner_account, "other");
+        assert_eq!(w.segment(&first).unwrap().owner_account, "acct");
+
+        w.token_begin("acct", "ReleaseEipSegmentAddress", "r-1", "f");
+        assert!(w.token_lookup("other", "ReleaseEipSegmentAddress", "r-1", "f").is_none(), "in flight in acct only");
+        assert!(w.token_lookup("acct", "ReleaseEipSegmentAddress", "r-1", "f").is_some());
+    }
+
+    #[test]
+    fn a_new_segment_is_hidden_from_describe_for_the_visibility_lag() {
+        let mut w = world();
+        w.timing.visibility_lag_seconds = 3.0;
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let allocated = w.allocate("acct", &params(&[("RegionId", REGION), ("EipMask", "28")]), t0).unwrap();
+        let id = allocated["EipSegmentInstanceId"].as_str().unwrap().to_string();
+        let seeded = w.seed("acct", SeedSegment::default(), t0).unwrap().instance_id;
+
+        for t in [0.0, 1.5, 2.9] {
+            let page = w.describe("acct", &params(&[("RegionId", REGION)]), at(t)).unwrap();
+            assert_eq!((ids(&page), &page["TotalCount"]), (vec![seeded.clone()], &1.into()), "at {t} s");
+            assert!(ids(&w.describe("acct", &by_id(&id), at(t)).unwrap()).is_empty(), "by ID at {t} s");
+        }
+        // It exists all the while: its members, its history, a release once it is Allocated.
+        assert_eq!(w.describe_members("acct", &by_id(&id), at(1.5)).unwrap()["TotalCount"], 16);
+        let history = w.history(at(1.5), None);
+        assert_eq!(history["segments"][0]["instanceId"], id.as_str());
+        assert_eq!(history["segments"][0]["createdAtMs"], w.wall_ms(t0));
+        w.release("acct", &by_id(&id), at(2.0)).unwrap();
+        assert!(ids(&w.describe("acct", &by_id(&id), at(2.5)).unwrap()).is_empty());
+
+        let shown = w.describe("acct", &by_id(&id), at(3.0)).unwrap();
+        assert_eq!(shown["EipSegments"]["EipSegment"][0]["Status"], "Releasing", "{shown}");
+        assert_eq!(w.describe("acct", &params(&[("RegionId", REGION)]), at(3.0)).unwrap()["TotalCount"], 2);
+    }
+
+    #[test]
+    fn without_a_lag_a_new_segment_is_described_at_once() {
+        let mut w = world();
+        let t0 = Instant::now();
+        let allocated = w.allocate("acct", &params(&[("RegionId", REGION), ("EipMask", "28")]), t0).unwrap();
+        let id = allocated["EipSegmentInstanceId"].as_str().unwrap();
+        assert_eq!(ids(&w.describe("acct", &by_id(id), t0).unwrap()), vec![id.to_string()]);
+    }
+
+    #[test]
+    fn state_and_history_can_be_read_per_account() {
+        let (mut w, mine, theirs) = two_accounts();
+        let now = Instant::now();
+        let owned = |v: &serde_json::Value| -> Vec<String> {
+            v["segments"].as_array().unwrap().iter().map(|s| s["instanceId"].as_str().unwrap().to_string()).collect()
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        // The state lists segments by ID, the history in creation order.
+        assert_eq!(owned(&w.snapshot(now, Some("acct"))), sorted(mine));
+        assert_eq!(owned(&w.snapshot(now, Some("other"))), sorted(theirs.clone()));
+        assert_eq!(owned(&w.snapshot(now, None)).len(), 5);
+        assert_eq!(owned(&w.history(now, Some("other"))), theirs);
+        let history = w.history(now, None);
+        let owners: Vec<&str> =
+            history["segments"].as_array().unwrap().iter().map(|h| h["ownerAccount"].as_str().unwrap()).collect();
+        assert_eq!(owners, ["acct", "acct", "other", "other", "other"]);
     }
 }

@@ -3,18 +3,23 @@
     python tests/sdk/drive_simulator.py --endpoint 127.0.0.1:PORT --sdk v3|v2|legacy
 
 Modes (versions pinned in tests/sdk/requirements.txt):
-  v3      alibabacloud_vpc20160428.Client, default config: ACS3-HMAC-SHA256 (V3) signature.
-  v2      the same client with Config(signature_algorithm='v2'): RPC signature v1 (HMAC-SHA1).
-  legacy  aliyunsdkcore AcsClient + aliyunsdkvpc request classes: RPC signature v1 (HMAC-SHA1).
+  v3      alibabacloud_vpc20160428.Client and alibabacloud_sts20150401.Client, default config:
+          ACS3-HMAC-SHA256 (V3) signature.
+  v2      the same clients with Config(signature_algorithm='v2'): RPC signature v1 (HMAC-SHA1).
+  legacy  aliyunsdkcore AcsClient + aliyunsdkvpc request classes, and a CommonRequest for STS
+          GetCallerIdentity: RPC signature v1 (HMAC-SHA1).
 
 The lifecycle of one /28 (allocate with a ClientToken, Allocating -> Allocated, an idempotent repeat,
-16 members, release with a ClientToken, Releasing -> gone), then the authentication errors
-(tampered secret, unknown AccessKeyId) and a PrePaid segment (seeded through the admin API) whose
-release is refused. One JSON line per check on stdout; exit status 1 if any check failed, 2 on a
-usage or setup error.
+the other account's client neither seeing nor releasing it, 16 members, release with a ClientToken,
+Releasing -> gone), then the authentication errors (tampered secret, unknown AccessKeyId), a PrePaid
+segment (seeded through the admin API) whose release is refused, and STS GetCallerIdentity for both
+accounts' keys and for temporary credentials from AssumeRoleWithOIDC (obtained with the STS SDK in
+every mode). One JSON line per check on stdout; exit status 1 if any check failed, 2 on a usage or
+setup error.
 """
 
 import argparse
+import base64
 import ipaddress
 import json
 import sys
@@ -25,6 +30,15 @@ import uuid
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tSimulatorDefaultKey"
 DEFAULT_ACCESS_KEY_SECRET = "SimulatorDefaultSecretNotForProduction"
+DEFAULT_ACCOUNT = "1234567890123456"
+# The simulator's second account and its documented key (src/simulator/mod.rs).
+OTHER_ACCESS_KEY_ID = "LTAI5tSimulatorOtherKey"
+OTHER_ACCESS_KEY_SECRET = "SimulatorOtherSecretNotForProduction"
+OTHER_ACCOUNT = "6543210987654321"
+# The simulator's default RRSA setup (src/simulator/sts.rs).
+ROLE_ARN = f"acs:ram::{DEFAULT_ACCOUNT}:role/eipsegment-operator"
+OIDC_PROVIDER_ARN = f"acs:ram::{DEFAULT_ACCOUNT}:oidc-provider/ack-rrsa-simulator"
+OIDC_ISSUER = "https://oidc-ack.cn-hangzhou.aliyuncs.com/simulator"
 
 
 class SdkError(Exception):
@@ -182,6 +196,106 @@ class LegacyVpc:
         return self._call(r).get("RequestId")
 
 
+def identity_fields(body):
+    """GetCallerIdentity's fields, from the STS SDK's response model or the legacy JSON."""
+    names = {"AccountId": "account_id", "Arn": "arn", "IdentityType": "identity_type",
+             "PrincipalId": "principal_id", "UserId": "user_id", "RoleId": "role_id", "RequestId": "request_id"}
+    if isinstance(body, dict):
+        return {k: body.get(k) for k in names}
+    return {k: getattr(body, attr) for k, attr in names.items()}
+
+
+class TeaSts:
+    """alibabacloud_sts20150401 (Darabonba / tea-openapi) in V3 or v2 signature mode."""
+
+    def __init__(self, endpoint, access_key_id=None, access_key_secret=None, security_token=None,
+                 signature_algorithm=None):
+        from alibabacloud_tea_openapi.models import Config
+        from alibabacloud_sts20150401.client import Client
+        from alibabacloud_sts20150401 import models
+
+        config = Config(access_key_id=access_key_id, access_key_secret=access_key_secret,
+                        security_token=security_token, endpoint=endpoint, protocol="http",
+                        read_timeout=10000, connect_timeout=5000)
+        if signature_algorithm is not None:
+            config.signature_algorithm = signature_algorithm
+        self.client = Client(config)
+        self.models = models
+
+    def _call(self, fn, *args):
+        from Tea.exceptions import TeaException
+
+        try:
+            return fn(*args).body
+        except TeaException as e:
+            status = getattr(e, "status_code", None) or getattr(e, "statusCode", None)
+            if status is None and isinstance(getattr(e, "data", None), dict):
+                status = e.data.get("statusCode")
+            raise SdkError(e.code, status, e.message, e) from None
+
+    def caller_identity(self):
+        return identity_fields(self._call(self.client.get_caller_identity))
+
+    def assume_role_with_oidc(self, oidc_token, session):
+        request = self.models.AssumeRoleWithOIDCRequest(role_arn=ROLE_ARN, oidcprovider_arn=OIDC_PROVIDER_ARN,
+                                                        oidctoken=oidc_token, role_session_name=session)
+        body = self._call(self.client.assume_role_with_oidc, request)
+        c = body.credentials
+        return {"AccessKeyId": c.access_key_id, "AccessKeySecret": c.access_key_secret,
+                "SecurityToken": c.security_token, "Arn": body.assumed_role_user.arn,
+                "AssumedRoleId": body.assumed_role_user.assumed_role_id}
+
+
+class LegacySts:
+    """aliyunsdkcore AcsClient with a CommonRequest for STS (RPC signature v1)."""
+
+    def __init__(self, endpoint, access_key_id, access_key_secret, security_token=None):
+        from aliyunsdkcore.client import AcsClient
+        from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
+
+        if security_token:
+            credential = StsTokenCredential(access_key_id, access_key_secret, security_token)
+        else:
+            credential = AccessKeyCredential(access_key_id, access_key_secret)
+        self.client = AcsClient(region_id="cn-hangzhou", credential=credential, auto_retry=False, timeout=10,
+                                connect_timeout=5)
+        self.endpoint = endpoint
+
+    def caller_identity(self):
+        from aliyunsdkcore.acs_exception.exceptions import ServerException
+        from aliyunsdkcore.request import CommonRequest
+
+        r = CommonRequest(domain=self.endpoint, version="2015-04-01", action_name="GetCallerIdentity")
+        r.set_protocol_type("http")
+        r.set_method("POST")
+        r.set_accept_format("json")
+        try:
+            return identity_fields(json.loads(self.client.do_action_with_exception(r)))
+        except ServerException as e:
+            raise SdkError(e.get_error_code(), e.get_http_status(), e.get_error_msg(), e) from None
+
+
+def make_sts(sdk, endpoint, access_key_id, access_key_secret, security_token=None):
+    if sdk == "v3":
+        return TeaSts(endpoint, access_key_id, access_key_secret, security_token)
+    if sdk == "v2":
+        return TeaSts(endpoint, access_key_id, access_key_secret, security_token, signature_algorithm="v2")
+    if sdk == "legacy":
+        return LegacySts(endpoint, access_key_id, access_key_secret, security_token)
+    raise ValueError(sdk)
+
+
+def oidc_token():
+    """A JWT with the claims the simulator's default OIDC provider accepts (it checks no signature)."""
+    def b64(value):
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": OIDC_ISSUER, "aud": ["sts.aliyuncs.com"], "sub": "system:serviceaccount:ops:drive-simulator",
+              "iat": now, "exp": now + 3600}
+    return f"{b64({'alg': 'RS256', 'kid': 'drive'})}.{b64(claims)}.c2lnbmF0dXJl"
+
+
 def make_client(sdk, endpoint, region, access_key_id, access_key_secret):
     if sdk == "v3":
         return TeaVpc(endpoint, region, access_key_id, access_key_secret)
@@ -318,6 +432,19 @@ def main():
         require(again == state["id"], f"repeat with ClientToken {token} returned {again}, first call {state['id']}")
         return {"segment": again}
 
+    other = make_client(args.sdk, endpoint, args.region, OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET)
+
+    def other_account_is_isolated():
+        by_id = other.describe(state["id"])
+        require(by_id == [], f"the other account's DescribeEipSegment by ID returned {by_id}")
+        page = other.describe(None)
+        require(all(s["InstanceId"] != state["id"] for s in page), f"the other account's page lists it: {page}")
+        detail = expect_error(lambda: other.release(state["id"], f"other-{token}"), {"Forbidden"})
+        require(detail["status"] == 400, f"Forbidden with HTTP {detail['status']}, want 400")
+        mine = vpc.describe(state["id"])
+        require(len(mine) == 1 and mine[0]["Status"] == "Allocated", f"after the refused release: {mine}")
+        return {"otherPage": len(page), **detail}
+
     def members():
         total, items = vpc.members(state["id"])
         require(len(items) == 16, f"{len(items)} member EIPs listed, want 16")
@@ -351,6 +478,7 @@ def main():
         ("describe-allocating", describe_allocating),
         ("poll-allocated", allocated),
         ("allocate-idempotent-repeat", idempotent_repeat),
+        ("other-account-isolated", other_account_is_isolated),
         ("describe-members", members),
         ("release", release),
         ("describe-releasing", releasing),
@@ -394,6 +522,40 @@ def main():
         return detail
 
     run.check("release-prepaid", prepaid)
+
+    # --- STS GetCallerIdentity: who each key acts for ---
+    def identity_of(access_key_id, access_key_secret, account):
+        def check():
+            who = make_sts(args.sdk, endpoint, access_key_id, access_key_secret).caller_identity()
+            want = {"AccountId": account, "Arn": f"acs:ram::{account}:root", "IdentityType": "Account",
+                    "PrincipalId": account, "UserId": account}
+            got = {k: who[k] for k in want}
+            require(got == want, f"GetCallerIdentity answered {who}, want {want}")
+            require(who["RequestId"], f"no RequestId in {who}")
+            return got
+        return check
+
+    def identity_of_unknown_key():
+        sts = make_sts(args.sdk, endpoint, "LTAI5tNoSuchKeyAnywhere", args.access_key_secret)
+        return expect_error(sts.caller_identity, {"InvalidAccessKeyId.NotFound"})
+
+    def identity_of_assumed_role():
+        session = f"drive-{args.sdk}"
+        algorithm = "v2" if args.sdk == "v2" else None
+        grant = TeaSts(endpoint, signature_algorithm=algorithm).assume_role_with_oidc(oidc_token(), session)
+        who = make_sts(args.sdk, endpoint, grant["AccessKeyId"], grant["AccessKeySecret"],
+                       grant["SecurityToken"]).caller_identity()
+        want_arn = f"acs:ram::{DEFAULT_ACCOUNT}:assumed-role/eipsegment-operator/{session}"
+        require(who["IdentityType"] == "AssumedRoleUser", f"IdentityType in {who}")
+        require(who["AccountId"] == DEFAULT_ACCOUNT, f"AccountId in {who}")
+        require(who["Arn"] == want_arn == grant["Arn"], f"Arn in {who}, want {want_arn} (grant {grant['Arn']})")
+        require(who["PrincipalId"] == grant["AssumedRoleId"], f"PrincipalId in {who}, grant {grant['AssumedRoleId']}")
+        return {"arn": who["Arn"], "principalId": who["PrincipalId"], "roleId": who["RoleId"]}
+
+    run.check("caller-identity-default", identity_of(args.access_key_id, args.access_key_secret, DEFAULT_ACCOUNT))
+    run.check("caller-identity-other", identity_of(OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT))
+    run.check("caller-identity-unknown-key", identity_of_unknown_key)
+    run.check("caller-identity-assumed-role", identity_of_assumed_role)
 
     if run.failures:
         print(f"drive_simulator: {run.failures} check(s) FAILED with the {args.sdk} SDK", file=sys.stderr)
