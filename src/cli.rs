@@ -118,6 +118,11 @@ pub struct RunArgs {
     /// Client-side limit of DescribeEipSegment calls per second.
     #[arg(long, env = "EIPSEG_DESCRIBE_RATE_PER_SECOND", default_value_t = 20.0)]
     pub describe_rate_per_second: f64,
+    /// Per-namespace mode: the RoleBinding (in each served namespace) that grants this operator its
+    /// rights carries a finalizer; this names it, and the operator removes the finalizer once the
+    /// namespace is being deleted and no EipSegment is left in it.
+    #[arg(long, env = "EIPSEG_RBAC_GUARD_ROLEBINDING", requires = "namespaces")]
+    pub rbac_guard_rolebinding: Option<String>,
     /// Objects reconciled at once.
     #[arg(long, env = "EIPSEG_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -159,63 +164,95 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     init_logging(args.log_format, &args.log_level);
     crate::cloud::client::install_crypto_provider();
-    let defaults = Timings::default();
-    let timings = Timings {
-        poll: seconds(args.poll_seconds)?,
-        resync: seconds(args.resync_seconds)?,
-        blocked_base: seconds(args.blocked_retry_seconds)?,
-        terminal_base: seconds(args.terminal_retry_seconds)?,
-        transient_max: seconds(args.transient_retry_max_seconds)?,
-        ..defaults
-    };
-    let vpc_config = ClientConfig {
-        endpoint_override: args.vpc_endpoint.clone(),
-        sts_endpoint: args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }),
-        allow_insecure_endpoint: args.allow_insecure_endpoint,
-        timeout: seconds(args.call_timeout_seconds)?,
-    };
-    let sts = StsConfig {
-        endpoint_override: args.sts_endpoint.clone(),
-        allow_insecure_endpoint: args.allow_insecure_endpoint,
-        timeout: seconds(args.call_timeout_seconds)?,
-        refresh_before: Duration::from_secs(args.sts_refresh_before_seconds),
-        ..StsConfig::default()
-    };
-    let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
+    let timings = timings(&args)?;
     let metrics = Arc::new(Metrics::default());
-    let rates: Vec<(Action, ActionRate)> = default_rates()
-        .into_iter()
-        .map(|(action, rate)| {
-            let per_second = match action {
-                Action::ReleaseEipSegmentAddress => args.release_rate_per_second,
-                Action::AllocateEipSegmentAddress => args.allocate_rate_per_second,
-                Action::DescribeEipSegment => args.describe_rate_per_second,
-                Action::DescribeEipAddresses | Action::GetCallerIdentity => rate.per_second,
-            };
-            (action, ActionRate { per_second, ..rate })
-        })
-        .collect();
-    let limits = RateLimits::new(&rates)?;
-    let vpc = VpcClient::new(vpc_config, credentials)?.with_observer(metrics.clone()).with_rate_limits(limits);
+    let vpc = vpc_client(&args, metrics.clone())?;
     let client = kube::Client::try_default().await?;
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
-    tracing::info!(namespaces = %if args.namespaces.is_empty() { "<all>".to_string() } else { args.namespaces.join(",") }, endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
-    let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
+    let namespaces = if args.namespaces.is_empty() { "<all>".to_string() } else { args.namespaces.join(",") };
+    tracing::info!(%namespaces, endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
+    if let Some(binding) = &args.rbac_guard_rolebinding {
+        let guard = controller::guard::run(client.clone(), args.namespaces.clone(), binding.clone(), GUARD_EVERY);
+        tokio::spawn(guard);
+    }
     let (poller, woken) = Poller::new(PollerConfig::new(timings.poll, timings.resync, timings.transient_max));
     let mut context = Context::new(client.clone(), vpc, timings, metrics.clone(), poller);
     if args.secret_credentials {
         context.secret_credentials =
             Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
     }
+    let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
     let ctx = Arc::new(context);
-    if !args.leader_elect {
-        metrics.leader.set(1);
-        controller::run(ctx, scope, woken, termination()).await;
-        tracing::info!("stopped");
-        return Ok(());
+    if args.leader_elect {
+        return run_as_leader(&args, client, ctx, scope, woken, metrics).await;
     }
+    metrics.leader.set(1);
+    controller::run(ctx, scope, woken, termination()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How often the per-namespace RoleBinding guard looks.
+const GUARD_EVERY: Duration = Duration::from_secs(5);
+
+fn timings(args: &RunArgs) -> Result<Timings, RunError> {
+    Ok(Timings {
+        poll: seconds(args.poll_seconds)?,
+        resync: seconds(args.resync_seconds)?,
+        blocked_base: seconds(args.blocked_retry_seconds)?,
+        terminal_base: seconds(args.terminal_retry_seconds)?,
+        transient_max: seconds(args.transient_retry_max_seconds)?,
+        ..Timings::default()
+    })
+}
+
+/// The VPC client on the operator's own credentials, with its rate limits and call metrics.
+fn vpc_client(args: &RunArgs, metrics: Arc<Metrics>) -> Result<VpcClient, RunError> {
+    let timeout = seconds(args.call_timeout_seconds)?;
+    let sts_endpoint = args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
+    let vpc_config = ClientConfig {
+        endpoint_override: args.vpc_endpoint.clone(),
+        sts_endpoint,
+        allow_insecure_endpoint: args.allow_insecure_endpoint,
+        timeout,
+    };
+    let sts = StsConfig {
+        endpoint_override: args.sts_endpoint.clone(),
+        allow_insecure_endpoint: args.allow_insecure_endpoint,
+        timeout,
+        refresh_before: Duration::from_secs(args.sts_refresh_before_seconds),
+        ..StsConfig::default()
+    };
+    let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
+    let limits = RateLimits::new(&rates(args))?;
+    Ok(VpcClient::new(vpc_config, credentials)?.with_observer(metrics).with_rate_limits(limits))
+}
+
+fn rates(args: &RunArgs) -> Vec<(Action, ActionRate)> {
+    let per_second = |action: Action, default: f64| match action {
+        Action::ReleaseEipSegmentAddress => args.release_rate_per_second,
+        Action::AllocateEipSegmentAddress => args.allocate_rate_per_second,
+        Action::DescribeEipSegment => args.describe_rate_per_second,
+        Action::DescribeEipAddresses | Action::GetCallerIdentity => default,
+    };
+    default_rates()
+        .into_iter()
+        .map(|(action, rate)| (action, ActionRate { per_second: per_second(action, rate.per_second), ..rate }))
+        .collect()
+}
+
+/// With leader election: a standby is healthy and ready while it waits; the holder reconciles
+/// until terminated or until it loses the lease, then gives the lease up at once.
+async fn run_as_leader(
+    args: &RunArgs,
+    client: kube::Client,
+    ctx: Arc<Context>,
+    scope: WatchScope,
+    woken: tokio::sync::mpsc::UnboundedReceiver<crate::poller::WakeTarget>,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
     let lease = LeaseConfig {
         name: args.lease_name.clone(),
         namespace: args.lease_namespace.clone(),
@@ -223,7 +260,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         duration: Duration::from_secs(args.lease_duration_seconds),
         grace: Duration::from_secs(args.lease_grace_seconds),
     };
-    // A standby replica is healthy and ready: it is waiting for its turn.
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the lease");
     let mut leadership = tokio::select! {
@@ -237,9 +273,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = tokio::spawn(async move {
         tokio::select! {
-            _ = leadership.lost() => {
-                let _ = lost_tx.send(());
-            }
+            _ = leadership.lost() => { let _ = lost_tx.send(()); }
             _ = stop_rx => {}
         }
         leadership

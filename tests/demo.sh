@@ -32,7 +32,7 @@ echo "simulator at $sim (credentials: the documented simulator pair)"
 say "starting the operator under its own least-privilege identity"
 KUBECONFIG="$OPERATOR_KUBECONFIG" \
 ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tSimulatorDefaultKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=SimulatorDefaultSecretNotForProduction \
-  "$repo/target/debug/eipsegment-operator" run --vpc-endpoint "$sim" --allow-insecure-endpoint --poll-seconds 1 \
+  "$repo/target/debug/eipsegment-operator" run --vpc-endpoint "$sim" --sts-endpoint "$sim" --allow-insecure-endpoint --poll-seconds 1 \
   > "$dir/operator.log" 2>&1 &
 pids+=($!)
 

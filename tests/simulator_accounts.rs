@@ -49,6 +49,7 @@ fn client(sim: &Sim, key: &Key) -> VpcClient {
     };
     let config = ClientConfig {
         endpoint_override: Some(sim.url.clone()),
+        sts_endpoint: Some(sim.url.clone()),
         allow_insecure_endpoint: true,
         timeout: Duration::from_secs(5),
     };
@@ -62,14 +63,14 @@ async fn allocate(client: &VpcClient, token: &str) -> Result<String, CloudError>
     let Admit::Granted(admission) = client.admit(Action::AllocateEipSegmentAddress, REGION).await else {
         panic!("no place for an Allocate");
     };
-    Ok(client.allocate_admitted(&request, admission).await?.eip_segment_instance_id)
+    Ok(client.allocate(&request, admission).await?.eip_segment_instance_id)
 }
 
 async fn release(client: &VpcClient, id: &str, token: &str) -> Result<String, CloudError> {
     let Admit::Granted(admission) = client.admit(Action::ReleaseEipSegmentAddress, REGION).await else {
         panic!("no place for a Release");
     };
-    client.release_admitted(REGION, id, token, admission).await
+    client.release(REGION, id, token, admission).await
 }
 
 async fn listed(client: &VpcClient) -> (Vec<String>, u32) {
@@ -195,6 +196,18 @@ async fn caller_identity_names_the_account_of_each_key() {
     assert_eq!((status, &e["Code"]), (400, &json!("InvalidVersion")));
     assert_eq!(sim.count("GetCallerIdentity", "Success").await, 4);
     assert_eq!(sim.count("GetCallerIdentity", "SignatureDoesNotMatch").await, 1);
+}
+
+#[tokio::test]
+async fn the_client_learns_each_keys_account_once() {
+    let sim = Sim::start(QUICK).await;
+    let (a, b) = (client(&sim, &default_key()), client(&sim, &other_key()));
+    assert_eq!(a.account().await.unwrap(), DEFAULT_ACCOUNT);
+    assert_eq!(a.account().await.unwrap(), DEFAULT_ACCOUNT);
+    assert_eq!(b.account().await.unwrap(), OTHER_ACCOUNT);
+    assert_eq!(sim.count("GetCallerIdentity", "Success").await, 2, "a key's account is asked once");
+    let wrong = client(&sim, &Key::new(DEFAULT_ACCESS_KEY_ID, "not-the-secret"));
+    assert_eq!(wrong.account().await.unwrap_err().code(), "SignatureDoesNotMatch");
 }
 
 /// An OIDC token the simulator's default STS configuration accepts (signatures are not checked).

@@ -650,6 +650,7 @@ mod tests {
             Credentials { access_key_id: "id".into(), access_key_secret: Secret::new("secret"), security_token: None };
         let config = ClientConfig {
             endpoint_override: Some("http://127.0.0.1:1".into()),
+            sts_endpoint: None,
             allow_insecure_endpoint: true,
             timeout: Duration::from_secs(1),
         };

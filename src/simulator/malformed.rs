@@ -53,7 +53,7 @@ fn list_keys(action: Action) -> Option<(&'static str, &'static str)> {
     match action {
         Action::DescribeEipSegment => Some(("EipSegments", "EipSegment")),
         Action::DescribeEipAddresses => Some(("EipAddresses", "EipAddress")),
-        Action::AllocateEipSegmentAddress | Action::ReleaseEipSegmentAddress => None,
+        Action::AllocateEipSegmentAddress | Action::ReleaseEipSegmentAddress | Action::GetCallerIdentity => None,
     }
 }
 

@@ -229,6 +229,11 @@ impl Drop for Simulator {
     }
 }
 
+/// STS (GetCallerIdentity, AssumeRoleWithOIDC) at the simulator, unless `extra` names another.
+fn sts_at(sim: &Simulator, extra: &[&str]) -> Vec<String> {
+    if extra.contains(&"--sts-endpoint") { Vec::new() } else { vec!["--sts-endpoint".into(), sim.url.clone()] }
+}
+
 pub struct Operator {
     child: Option<Child>,
     /// Where its /metrics, /healthz and /readyz are served.
@@ -273,6 +278,7 @@ impl Operator {
         .collect();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
+        args.extend(sts_at(sim, extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         let suffix = env.iter().find(|(k, _)| *k == "POD_NAME").map(|(_, v)| format!("-{v}")).unwrap_or_default();
         let log = cluster.dir.join(format!("operator-{namespace}{suffix}.log"));
@@ -329,6 +335,7 @@ impl Operator {
                 .map(String::from)
                 .to_vec();
         args.extend(["--metrics-addr".to_string(), format!("127.0.0.1:{port}")]);
+        args.extend(sts_at(sim, extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = cluster.dir.join(format!("operator-{namespace}.log"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
