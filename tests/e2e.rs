@@ -143,7 +143,6 @@ fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
             "Blocked",
             "i-web01",
         ),
-        ("foreign", json!({"ownerAccount": "6543210987654321"}), "Forbidden", "Terminal", "does not belong"),
     ];
     for (name, seed, code, class, hint) in &cases {
         let id = sim.seed(seed.clone());
@@ -182,6 +181,17 @@ fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
         wait_gone(c, &ns, name);
         assert!(sim.segment(&id).is_some());
     }
+    // Another account's segment is invisible to this one: it cannot be adopted, and nothing is
+    // released.
+    let foreign = sim.seed(json!({"ownerAccount": "6543210987654321"}));
+    let spec = format!("  regionId: cn-hangzhou\n  segmentInstanceId: {foreign}\n  deletionPolicy: Delete\n");
+    c.apply(&segment_yaml(&ns, "foreign", &spec)).unwrap();
+    eventually("foreign: AdoptionTargetNotFound", T, || {
+        c.get(&ns, "foreign").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "AdoptionTargetNotFound"))
+    });
+    c.kubectl(&["delete", "eipsegment", "foreign", "-n", &ns, "--timeout=30s"]);
+    assert!(sim.segment(&foreign).is_some(), "another account's segment stays");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Forbidden"), 0);
     // Blocked retries are slow: far fewer attempts than seconds elapsed.
     let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"]
         .iter()
@@ -225,9 +235,10 @@ fn terminal_allocation_errors_do_not_loop() {
     std::thread::sleep(Duration::from_secs(4));
     let attempts = sim.count("AllocateEipSegmentAddress", "InvalidRegion.NotSupport");
     assert!(attempts <= 3, "terminal error retried {attempts} times in a few seconds");
-    // Nothing was allocated, so the delete completes at once.
+    // Nothing was allocated, so the delete completes at once, and says so.
     c.kubectl(&["delete", "eipsegment", "nowhere", "-n", &ns, "--timeout=20s"]);
-    assert!(c.has_event(&ns, "nowhere", "Released"));
+    assert!(c.has_event(&ns, "nowhere", "NothingAllocated"));
+    assert!(!c.has_event(&ns, "nowhere", "Released"), "Released is never the event when nothing was allocated");
 }
 
 #[test]
@@ -516,9 +527,10 @@ fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_re
 fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
     let c = Cluster::shared();
     let ns = c.namespace("secretcreds");
-    // What the chart grants with Secret-referenced credentials on: get, in the served namespace only.
+    // What the chart grants with Secret-referenced credentials on: get and patch (for the finalizer
+    // that keeps a Secret while segments depend on it), in the served namespace only.
     c.apply(&format!(
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nrules:\n- {{apiGroups: [\"\"], resources: [secrets], verbs: [get]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: eipsegment-operator-secrets}}\nsubjects:\n- {{kind: ServiceAccount, name: eipsegment-operator, namespace: eipsegment-system}}\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nrules:\n- {{apiGroups: [\"\"], resources: [secrets], verbs: [get, patch]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: eipsegment-operator-secrets}}\nsubjects:\n- {{kind: ServiceAccount, name: eipsegment-operator, namespace: eipsegment-system}}\n"
     ))
     .unwrap();
     let sim = Simulator::start(&[]);
@@ -543,7 +555,7 @@ fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
     });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
     assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{obj}");
-    eventually("AllocationFailed event", T, || c.has_event(&ns, "plain", "AllocationFailed").then_some(()));
+    eventually("CredentialsUnavailable event", T, || c.has_event(&ns, "plain", "CredentialsUnavailable").then_some(()));
     // The namespace's default Secret appears: the object proceeds.
     c.apply(&secret("eipsegment-credentials", ACCESS_KEY_ID, ACCESS_KEY_SECRET)).unwrap();
     let plain_id = segment_id(&wait_ready(c, &ns, "plain"));

@@ -206,7 +206,12 @@ async fn the_client_learns_each_keys_account_once() {
     assert_eq!(a.account().await.unwrap(), DEFAULT_ACCOUNT);
     assert_eq!(b.account().await.unwrap(), OTHER_ACCOUNT);
     assert_eq!(sim.count("GetCallerIdentity", "Success").await, 2, "a key's account is asked once");
-    let wrong = client(&sim, &Key::new(DEFAULT_ACCESS_KEY_ID, "not-the-secret"));
+    // The same AccessKeyId with a wrong secret is not the same credentials.
+    let wrong = a.with_credentials(Arc::new(StaticCredentials(Credentials {
+        access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
+        access_key_secret: Secret::new("not-the-secret"),
+        security_token: None,
+    })));
     assert_eq!(wrong.account().await.unwrap_err().code(), "SignatureDoesNotMatch");
 }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 use tracing::{Instrument, field};
 
 use crate::cloud::credentials::CredentialProvider;
@@ -102,7 +103,8 @@ pub struct VpcClient {
     credentials: Arc<dyn CredentialProvider>,
     observer: Option<Arc<dyn CallObserver>>,
     limits: crate::cloud::limits::RateLimits,
-    /// The account each AccessKeyId acts for, once asked: a key never changes account.
+    /// The account each key (AccessKeyId and a digest of its secret) acts for, once asked: a key
+    /// never changes account.
     accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
@@ -155,15 +157,18 @@ impl VpcClient {
     /// The Alibaba Cloud account these credentials act for (STS GetCallerIdentity, once per
     /// AccessKeyId). Every answer the operator believes is tied to an account this way.
     pub async fn account(&self) -> Result<String, CloudError> {
-        let access_key_id = self.credentials.credentials().await?.access_key_id;
-        if let Some(account) = lock(&self.accounts).get(&access_key_id) {
+        let credentials = self.credentials.credentials().await?;
+        // A key with another secret is other credentials (and perhaps no credentials at all).
+        let digest = sha2::Sha256::digest(credentials.access_key_secret.expose().as_bytes());
+        let key = format!("{}:{}", credentials.access_key_id, hex::encode(digest));
+        if let Some(account) = lock(&self.accounts).get(&key) {
             return Ok(account.clone());
         }
         let identity: CallerIdentity = self.call(Action::GetCallerIdentity, "", Vec::new()).await?;
         if identity.account_id.is_empty() || identity.request_id.is_empty() {
             return Err(malformed(Action::GetCallerIdentity, "no AccountId or RequestId"));
         }
-        lock(&self.accounts).insert(access_key_id, identity.account_id.clone());
+        lock(&self.accounts).insert(key, identity.account_id.clone());
         Ok(identity.account_id)
     }
 

@@ -182,7 +182,9 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
     }
     let account_known = p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some();
     let releasing = p.o.status.cloud_status.as_deref() == Some("Releasing") && p.o.status.release_token.is_some();
-    if !account_known && !releasing {
+    // An adoption target never found was never this object's: there is nothing of it to lose.
+    let adopting = matches!(p.holding(), Holding::Adopting(_));
+    if !account_known && !releasing && !adopting {
         let message = format!(
             "segment {id} is not visible to account {account}, and the account it lives in was never recorded: it is \
              not taken as released. Give back the credentials of its account, or set spec.deletionPolicy to Retain"

@@ -229,6 +229,12 @@ impl Drop for Simulator {
     }
 }
 
+/// The operator binary under test: this tree's, or another build named by EIPSEG_OPERATOR_BIN (to
+/// show that a test fails on an older operator).
+pub fn operator_binary() -> String {
+    std::env::var("EIPSEG_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_eipsegment-operator").to_string())
+}
+
 /// STS (GetCallerIdentity, AssumeRoleWithOIDC) at the simulator, unless `extra` names another.
 fn sts_at(sim: &Simulator, extra: &[&str]) -> Vec<String> {
     if extra.contains(&"--sts-endpoint") { Vec::new() } else { vec!["--sts-endpoint".into(), sim.url.clone()] }
@@ -298,7 +304,7 @@ impl Operator {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_eipsegment-operator"))
+        let child = Command::new(operator_binary())
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
@@ -413,6 +419,11 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
+        // EIPSEG_TEST_LOGS=<dir> keeps every operator log, which go with the cluster directory.
+        if let Some(dir) = std::env::var_os("EIPSEG_TEST_LOGS") {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.log, std::path::Path::new(&dir).join(self.log.file_name().unwrap_or_default()));
+        }
         // The cluster directory goes with the test process: show a failing test's operator log now.
         if std::thread::panicking() {
             let log = self.log_text();
