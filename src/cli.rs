@@ -9,8 +9,8 @@ use crate::cloud::Action;
 use crate::cloud::limits::{ActionRate, RateLimits, default_rates};
 use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, VpcClient, credentials};
-use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::controller::Timings;
+use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::leadership::{self, LeaseConfig};
 use crate::poller::{Poller, PollerConfig};
 use crate::telemetry::{self, Metrics};
@@ -211,7 +211,8 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
 /// The VPC client on the operator's own credentials, with its rate limits and call metrics.
 fn vpc_client(args: &RunArgs, metrics: Arc<Metrics>) -> Result<VpcClient, RunError> {
     let timeout = seconds(args.call_timeout_seconds)?;
-    let sts_endpoint = args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
+    let sts_endpoint =
+        args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
     let vpc_config = ClientConfig {
         endpoint_override: args.vpc_endpoint.clone(),
         sts_endpoint,

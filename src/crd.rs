@@ -31,7 +31,7 @@ const CREDENTIALS_FIXED_ONCE_USED: &str = "!has(oldSelf.status) || !has(oldSelf.
 
 /// A contiguous group of Alibaba Cloud elastic IP addresses (an EIP segment), allocated by the
 /// operator or adopted, and released when the object is deleted (unless its deletion policy is Retain).
-#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[kube(
     group = "eipsegment.io",
     version = "v1alpha1",
@@ -141,7 +141,7 @@ fn no_null_in_enum(schema: &mut schemars::Schema) {
 }
 
 /// A Secret in the object's own namespace.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub struct SecretReference {
     /// Name of the Secret.
     #[schemars(
@@ -151,13 +151,13 @@ pub struct SecretReference {
     pub name: String,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum InternetChargeType {
     PayByBandwidth,
     PayByTraffic,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[allow(non_camel_case_types)]
 pub enum Isp {
     #[serde(rename = "BGP")]
@@ -174,13 +174,13 @@ pub enum Isp {
     BgpFinanceCloud,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Netmode {
     Public,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum DeletionPolicy {
     Delete,
     Retain,
@@ -225,7 +225,7 @@ impl EipSegmentSpec {
 }
 
 /// What the operator knows of the segment. Written only by the operator.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EipSegmentStatus {
     /// The segment's ID (eipsg-…), recorded as soon as the cloud returns it.
@@ -284,7 +284,7 @@ pub struct EipSegmentStatus {
 }
 
 /// A condition, in the shape of Kubernetes' `metav1.Condition`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Ready or Synced.
@@ -305,7 +305,7 @@ pub struct Condition {
 }
 
 /// The last cloud error an object met.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
     /// Transient (retried with backoff), Blocked (a person must act), or Terminal (configuration or credentials).

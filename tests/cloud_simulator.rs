@@ -54,7 +54,9 @@ async fn allocate(client: &VpcClient, request: &AllocateRequest) -> Result<Alloc
 }
 
 async fn release(client: &VpcClient, region: &str, id: &str, token: &str) -> Result<String, CloudError> {
-    client.release(region, id, token, in_process::admission(client, Action::ReleaseEipSegmentAddress, region).await).await
+    client
+        .release(region, id, token, in_process::admission(client, Action::ReleaseEipSegmentAddress, region).await)
+        .await
 }
 
 fn api_code(e: &CloudError) -> &str {

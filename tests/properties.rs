@@ -233,7 +233,10 @@ fn the_real_client_carries_every_byte_value_to_the_simulator() {
         };
         let allocated = allocate(&client, &request).await.unwrap();
         // The same token and parameters, decoded identically: the same answer, not a mismatch.
-        assert_eq!(allocate(&client, &request).await.unwrap().eip_segment_instance_id, allocated.eip_segment_instance_id);
+        assert_eq!(
+            allocate(&client, &request).await.unwrap().eip_segment_instance_id,
+            allocated.eip_segment_instance_id
+        );
         // Refused by the cloud for what the values mean, never for how they were signed.
         let e = client.describe_segment(&all, "eipsg-x").await.unwrap_err();
         assert_eq!(e.code(), "Forbidden.RegionNotFound", "{e}");

@@ -127,7 +127,14 @@ impl VpcClient {
             .user_agent(concat!("eipsegment-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientConfigError::Http)?;
-        Ok(VpcClient { http, config, credentials, observer: None, limits: Default::default(), accounts: Arc::default() })
+        Ok(VpcClient {
+            http,
+            config,
+            credentials,
+            observer: None,
+            limits: Default::default(),
+            accounts: Arc::default(),
+        })
     }
 
     /// The same client (connection pool, endpoint, observer) acting with other credentials.
@@ -148,7 +155,9 @@ impl VpcClient {
 
     pub fn endpoint(&self, action: Action, region: &str) -> String {
         let endpoint = match action {
-            Action::GetCallerIdentity => self.config.sts_endpoint.clone().unwrap_or_else(|| DEFAULT_STS_ENDPOINT.into()),
+            Action::GetCallerIdentity => {
+                self.config.sts_endpoint.clone().unwrap_or_else(|| DEFAULT_STS_ENDPOINT.into())
+            }
             _ => self.config.endpoint_override.clone().unwrap_or_else(|| default_endpoint(region)),
         };
         endpoint.trim_end_matches('/').to_string()
@@ -173,7 +182,11 @@ impl VpcClient {
     }
 
     /// Requests a segment under a place taken within the client-side rate.
-    pub async fn allocate(&self, request: &AllocateRequest, _admission: Admission) -> Result<AllocateResponse, CloudError> {
+    pub async fn allocate(
+        &self,
+        request: &AllocateRequest,
+        _admission: Admission,
+    ) -> Result<AllocateResponse, CloudError> {
         let action = Action::AllocateEipSegmentAddress;
         let response: AllocateResponse = self.call_admitted(action, &request.region_id, request.params(), true).await?;
         if response.eip_segment_instance_id.is_empty() || response.request_id.is_empty() {

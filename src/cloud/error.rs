@@ -339,14 +339,26 @@ mod tests {
             assert!(api(code).proves_nothing_created(), "{code}");
         }
         let unproven = [
-            "SignatureDoesNotMatch", "InvalidAccessKeyId.NotFound", "InvalidSecurityToken.Expired", "InvalidTimeStamp.Expired",
-            "Forbidden.RAM", "Forbbiden", "QuotaExceeded.Eip", "InsufficientBalance", "IdempotentParameterMismatch",
-            "Throttling.User", "OperationFailed.LastTokenProcessing", "InternalError",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId.NotFound",
+            "InvalidSecurityToken.Expired",
+            "InvalidTimeStamp.Expired",
+            "Forbidden.RAM",
+            "Forbbiden",
+            "QuotaExceeded.Eip",
+            "InsufficientBalance",
+            "IdempotentParameterMismatch",
+            "Throttling.User",
+            "OperationFailed.LastTokenProcessing",
+            "InternalError",
         ];
         for code in unproven {
             assert!(!api(code).proves_nothing_created(), "{code}");
         }
-        assert!(!CloudError::Timeout { action: Action::AllocateEipSegmentAddress, timeout: Duration::from_secs(1) }.proves_nothing_created());
+        assert!(
+            !CloudError::Timeout { action: Action::AllocateEipSegmentAddress, timeout: Duration::from_secs(1) }
+                .proves_nothing_created()
+        );
         assert!(!CloudError::Credentials("none".into()).proves_nothing_created());
     }
 

@@ -62,7 +62,7 @@ impl fmt::Display for Action {
 }
 
 /// The cloud's status of a segment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SegmentStatus {
     Allocating,
     Allocated,
@@ -85,7 +85,7 @@ impl SegmentStatus {
 }
 
 /// One segment as DescribeEipSegment reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Segment {
     pub instance_id: String,
@@ -273,7 +273,7 @@ pub struct ErrorBody {
 }
 
 /// Parameters of AllocateEipSegmentAddress, named as the API names them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AllocateRequest {
     pub region_id: String,
     pub eip_mask: u8,
@@ -386,7 +386,9 @@ mod tests {
     #[test]
     fn only_a_whole_consistent_answer_is_a_page() {
         let list = |items: &str| format!(r#"{{"EipSegment":[{items}]}}"#);
-        let ok = |total: u32, items: &str| format!(r#"{{"RequestId":"R","TotalCount":{total},"EipSegments":{}}}"#, list(items));
+        let ok = |total: u32, items: &str| {
+            format!(r#"{{"RequestId":"R","TotalCount":{total},"EipSegments":{}}}"#, list(items))
+        };
         // By ID: present, and proven absent.
         assert_eq!(page(&ok(1, SEG), Some("eipsg-a"), 1, 50).unwrap().segments.len(), 1);
         assert!(page(&ok(0, ""), Some("eipsg-a"), 1, 50).unwrap().segments.is_empty());
@@ -409,6 +411,9 @@ mod tests {
         }
         let other = r#"{"InstanceId":"eipsg-b","Status":"Allocated"}"#;
         assert!(page(&ok(1, other), Some("eipsg-a"), 1, 50).unwrap_err().contains("other segments"));
-        assert!(page(&ok(60, SEG), None, 1, 50).unwrap_err().contains("TotalCount 60"), "a short page that is not the last");
+        assert!(
+            page(&ok(60, SEG), None, 1, 50).unwrap_err().contains("TotalCount 60"),
+            "a short page that is not the last"
+        );
     }
 }

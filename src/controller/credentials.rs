@@ -49,7 +49,11 @@ pub async fn resolve(ctx: &super::Context, namespace: &str, choice: &SourceChoic
         }
         Err(missing) => {
             let problem = problem_of(&CloudError::Credentials(missing.to_string()));
-            Resolved { fact: Credentials { source, account: Err(problem), terminating: false }, client: None, secret: None }
+            Resolved {
+                fact: Credentials { source, account: Err(problem), terminating: false },
+                client: None,
+                secret: None,
+            }
         }
     }
 }
@@ -62,7 +66,11 @@ enum Missing {
     Unusable(String),
 }
 
-async fn read(ctx: &super::Context, namespace: &str, source: &Source) -> Result<(VpcClient, Option<KubeSecret>), Missing> {
+async fn read(
+    ctx: &super::Context,
+    namespace: &str,
+    source: &Source,
+) -> Result<(VpcClient, Option<KubeSecret>), Missing> {
     let Source::Secret(name) = source else { return Ok((ctx.vpc.clone(), None)) };
     if ctx.secret_credentials.is_none() {
         return Err(Missing::Unusable(format!(
@@ -81,7 +89,8 @@ async fn read(ctx: &super::Context, namespace: &str, source: &Source) -> Result<
         }
         Err(e) => return Err(Missing::Unusable(format!("cannot read Secret {namespace}/{name}: {e}"))),
     };
-    let keys = keys_of(&secret).map_err(|missing| Missing::Unusable(format!("Secret {namespace}/{name} has no {missing}")))?;
+    let keys =
+        keys_of(&secret).map_err(|missing| Missing::Unusable(format!("Secret {namespace}/{name} has no {missing}")))?;
     Ok((ctx.vpc.with_credentials(Arc::new(StaticCredentials(keys))), Some(secret)))
 }
 
@@ -108,7 +117,9 @@ fn keys_of(secret: &KubeSecret) -> Result<Keys, &'static str> {
 pub fn problem_of(e: &CloudError) -> Problem {
     let c = e.classification();
     let detail = match e {
-        CloudError::Api { message, .. } | CloudError::Sts { message, .. } => format!("{}: {} ({message})", e.code(), c.advice),
+        CloudError::Api { message, .. } | CloudError::Sts { message, .. } => {
+            format!("{}: {} ({message})", e.code(), c.advice)
+        }
         CloudError::Credentials(message) => format!("{}: {message}", e.code()),
         _ => format!("{}: {}", e.code(), c.advice),
     };

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -45,6 +45,10 @@ async fn check(client: &kube::Client, namespace: &str, binding: &str) -> Result<
                        {"op": "remove", "path": format!("/metadata/finalizers/{index}")}]);
     let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
     bindings.patch(binding, &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
-    info!(namespace, rolebinding = binding, "no EipSegment left in the namespace being deleted: its RoleBinding may go");
+    info!(
+        namespace,
+        rolebinding = binding,
+        "no EipSegment left in the namespace being deleted: its RoleBinding may go"
+    );
     Ok(())
 }

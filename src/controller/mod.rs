@@ -3,8 +3,8 @@
 
 mod credentials;
 pub mod guard;
-mod pass;
 mod pacing;
+mod pass;
 mod writes;
 
 use std::hash::{Hash, Hasher};
@@ -131,7 +131,10 @@ pub async fn run(
     futures::future::join_all(controllers).await;
 }
 
-async fn route_wakes(mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>, routes: Vec<(Option<String>, Wakes)>) {
+async fn route_wakes(
+    mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
+    routes: Vec<(Option<String>, Wakes)>,
+) {
     while let Some(target) = woken.recv().await {
         if let Some((_, tx)) = routes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == target.namespace)) {
             let _ = tx.send(target);

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use tracing::{debug, info, warn};
 
 use super::credentials::{self, Resolved, problem_of};
@@ -16,7 +16,9 @@ use crate::cloud::model::Action as CloudAction;
 use crate::cloud::{Admission, Admit, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER};
 use crate::lifecycle::conditions::{self, is_ready};
-use crate::lifecycle::{self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, SecretUse, Seen, Watch};
+use crate::lifecycle::{
+    self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, SecretUse, Seen, Watch,
+};
 use crate::poller::{self, Key, WakeTarget};
 
 pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
@@ -270,7 +272,9 @@ impl<'c> Pass<'c> {
             Next::Finish => {
                 if let Some(requested) = m.status.release_requested_at.as_deref() {
                     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(requested) {
-                        self.ctx.metrics.release_confirmed((Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default());
+                        self.ctx
+                            .metrics
+                            .release_confirmed((Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default());
                     }
                 }
                 self.ctx.pacing.forget(uid);
@@ -327,7 +331,11 @@ async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: Cloud
         .take(5)
         .map(|m| {
             let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };
-            let bwp = if m.bandwidth_package_id.is_empty() { String::new() } else { format!(" in {}", m.bandwidth_package_id) };
+            let bwp = if m.bandwidth_package_id.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", m.bandwidth_package_id)
+            };
             format!("{} ({}, {}{bound}{bwp})", m.ip_address, m.allocation_id, m.status)
         })
         .collect();

@@ -52,7 +52,8 @@ pub async fn remove_finalizer(api: &Api<EipSegment>, obj: &EipSegment) -> Result
 }
 
 async fn json_patch(api: &Api<EipSegment>, obj: &EipSegment, patch: serde_json::Value) -> Result<EipSegment, Error> {
-    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.map_err(Error::Kube)
 }
 
@@ -74,7 +75,8 @@ pub async fn write_identity(
         metadata["resourceVersion"] = json!(obj.resource_version());
     }
     let patch = json!({"metadata": metadata});
-    let written = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)?;
+    let written =
+        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)?;
     Ok(Some(written))
 }
 
@@ -125,7 +127,12 @@ pub async fn let_go_secret(ctx: &Context, namespace: &str, name: &str, uid: &str
     }
 }
 
-async fn secret_patch(ctx: &Context, namespace: &str, name: &str, patch: &serde_json::Value) -> Result<KubeSecret, kube::Error> {
+async fn secret_patch(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<KubeSecret, kube::Error> {
     let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
     secrets.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await
 }

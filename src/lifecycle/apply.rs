@@ -40,7 +40,8 @@ pub(super) fn allocate(p: &Pass) -> Decision {
     let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));
     m.call = Some(Call::Allocate(p.o.spec.allocate_request(&token)));
     if first {
-        let note = format!("requesting a /{} segment in {} (account {account})", p.o.spec.eip_mask.unwrap_or(28), p.region());
+        let note =
+            format!("requesting a /{} segment in {} (account {account})", p.o.spec.eip_mask.unwrap_or(28), p.region());
         m.event = Some(Event::normal("AllocationRequested", "Allocate", note));
     }
     Decision::Act(m)
@@ -112,7 +113,8 @@ fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
         owner.namespace, owner.name, owner.namespace, owner.name
     );
     let status = p.not_ready(p.o.status.clone(), "SegmentInUse", &message);
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    let mut m =
+        p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
     m.identity = p.o.annotations.clone();
     m.secret = crate::lifecycle::moves::SecretUse::Unchanged;
     if p.reason_is_new("SegmentInUse") {
@@ -154,7 +156,10 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
                 p.region()
             );
             let status = p.not_ready(status, "AdoptionTargetNotFound", &message);
-            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
+            let mut m = p.act(
+                status,
+                crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }),
+            );
             if p.reason_is_new("AdoptionTargetNotFound") {
                 m.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
             }
@@ -183,7 +188,8 @@ fn drifted(p: &Pass, mut status: crate::crd::EipSegmentStatus, id: &str, account
     };
     status.cloud_status = Some("Missing".into());
     let status = p.not_ready(status, "SegmentMissing", &message);
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    let mut m =
+        p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
     if p.reason_is_new("SegmentMissing") {
         m.event = Some(Event::warning("Drifted", "Observe", message));
     }

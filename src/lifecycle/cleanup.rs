@@ -29,14 +29,22 @@ fn nothing_allocated() -> Event {
 
 fn released(id: &str, account: Option<&str>) -> Event {
     let account = account.map(|a| format!(" in account {a}")).unwrap_or_default();
-    Event::normal("Released", "Finalize", format!("segment {id} is released: DescribeEipSegment{account} no longer returns it"))
+    Event::normal(
+        "Released",
+        "Finalize",
+        format!("segment {id} is released: DescribeEipSegment{account} no longer returns it"),
+    )
 }
 
 /// Retain: no release. A pending allocation is resolved first, so that what is kept is named.
 fn retain(p: &Pass) -> Decision {
     let kept = |id: &str| {
         let account = p.status.account_id.as_deref().map(|a| format!(" (account {a})")).unwrap_or_default();
-        Event::normal("Retained", "Finalize", format!("deletion policy Retain: segment {id}{account} is kept in the cloud"))
+        Event::normal(
+            "Retained",
+            "Finalize",
+            format!("deletion policy Retain: segment {id}{account} is kept in the cloud"),
+        )
     };
     match p.holding() {
         Holding::Pending => match p.f.outcome {
@@ -46,7 +54,10 @@ fn retain(p: &Pass) -> Decision {
                 p.finish(p.succeeded(status), kept(segment_id))
             }
             Some(Outcome::Refused(problem)) if problem.proves_nothing_created => {
-                let note = format!("deletion policy Retain: the cloud's answer to the pending allocation ({}) proves nothing was created", problem.code);
+                let note = format!(
+                    "deletion policy Retain: the cloud's answer to the pending allocation ({}) proves nothing was created",
+                    problem.code
+                );
                 p.finish(p.status.clone(), Event::normal("NothingAllocated", "Finalize", note))
             }
             _ => apply::allocate(p),
@@ -60,9 +71,11 @@ fn retain(p: &Pass) -> Decision {
             p.finish(p.status.clone(), Event::warning("ReleaseUnderWay", "Finalize", note))
         }
         Holding::Nothing => p.finish(p.status.clone(), nothing_allocated()),
-        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => {
-            p.finish(p.status.clone(), kept(&id))
+        Holding::Adopting(id) => {
+            let note = format!("segment {id} was never adopted: nothing to keep or release");
+            p.finish(p.status.clone(), Event::normal("NothingToRelease", "Finalize", note))
         }
+        Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => p.finish(p.status.clone(), kept(&id)),
     }
 }
 
@@ -71,7 +84,10 @@ fn retain(p: &Pass) -> Decision {
 fn resolve_pending(p: &Pass) -> Decision {
     match p.f.outcome {
         Some(Outcome::Refused(problem)) if problem.proves_nothing_created => {
-            let note = format!("the cloud's answer to the pending allocation ({}) proves nothing was created: nothing to release", problem.code);
+            let note = format!(
+                "the cloud's answer to the pending allocation ({}) proves nothing was created: nothing to release",
+                problem.code
+            );
             p.finish(p.status.clone(), Event::normal("NothingAllocated", "Finalize", note))
         }
         _ => apply::allocate(p),
@@ -85,7 +101,8 @@ fn release(p: &Pass, id: &str) -> Decision {
     };
     // Never release a segment another object still wants; let go of one another object holds.
     if let Some(other) = claims.iter().find(|c| !c.deleting && c.uid != p.o.uid) {
-        let note = format!("segment {id} is also named by {}/{}, which keeps it: not released", other.namespace, other.name);
+        let note =
+            format!("segment {id} is also named by {}/{}, which keeps it: not released", other.namespace, other.name);
         return p.finish(p.status.clone(), Event::normal("HandedOver", "Finalize", note));
     }
     if let Some(owner) = p.outranked_by(claims, id) {
@@ -153,7 +170,11 @@ fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
             status.cloud_status = Some("Releasing".into());
             let message = format!("release of {id} requested; waiting for the cloud to confirm");
             let mut m = p.act(p.not_ready(status, "Releasing", &message), Next::Wait(Pace::Woken));
-            m.event = Some(Event::normal("ReleaseRequested", "Release", format!("release of {id} accepted (RequestId {request_id})")));
+            m.event = Some(Event::normal(
+                "ReleaseRequested",
+                "Release",
+                format!("release of {id} accepted (RequestId {request_id})"),
+            ));
             m.watch = Some(Watch::Changing { segment_id: id.to_string(), change: Change::Releasing });
             Decision::Act(m)
         }
@@ -189,7 +210,10 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
             "segment {id} is not visible to account {account}, and the account it lives in was never recorded: it is \
              not taken as released. Give back the credentials of its account, or set spec.deletionPolicy to Retain"
         );
-        return p.wait(p.not_ready(status, "AccountUnknown", &message), Pace::Backoff { class: ErrorClass::Blocked, hint: None });
+        return p.wait(
+            p.not_ready(status, "AccountUnknown", &message),
+            Pace::Backoff { class: ErrorClass::Blocked, hint: None },
+        );
     }
     finish_released(p, status, id)
 }

@@ -28,7 +28,7 @@ impl<'a> Facts<'a> {
 }
 
 /// The object as the pass read it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Object {
     pub namespace: String,
     pub name: String,
@@ -47,7 +47,7 @@ pub struct Object {
 }
 
 /// Another object that names the same segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Claimant {
     pub namespace: String,
     pub name: String,
@@ -59,7 +59,7 @@ pub struct Claimant {
 }
 
 /// The credentials a pass would act with.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Credentials {
     pub source: Source,
     /// The account they act for (STS GetCallerIdentity), or why that is not known.
@@ -69,7 +69,7 @@ pub struct Credentials {
 }
 
 /// The poller's view of the segment.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Look {
     /// No look yet: the poller wakes the object when there is one.
     Pending,
@@ -77,7 +77,7 @@ pub enum Look {
     Seen { account: String, seen: Seen },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Seen {
     Present(Segment),
     /// Proven absent: a well-formed answer by ID, or a single page holding the whole region.
@@ -86,17 +86,24 @@ pub enum Seen {
 }
 
 /// How the pass's call ended.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The client-side rate had no place for it; nothing was sent.
-    NotAdmitted { after: Duration, why: String },
-    Allocated { segment_id: String },
-    ReleaseAccepted { request_id: String },
+    NotAdmitted {
+        after: Duration,
+        why: String,
+    },
+    Allocated {
+        segment_id: String,
+    },
+    ReleaseAccepted {
+        request_id: String,
+    },
     Refused(Problem),
 }
 
 /// A failed cloud call (or credential lookup), as the decision needs to know it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Problem {
     pub class: ErrorClass,
     /// The cloud's error code, or the kind of failure (Timeout, NoCredentials, …).

@@ -27,7 +27,7 @@ pub fn release_token(uid: &str) -> String {
 }
 
 /// The identity as the annotations hold it; every field optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Identity {
     pub segment_id: Option<String>,
     pub account_id: Option<String>,
@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn blank_annotations_are_absent() {
-        let map = BTreeMap::from([(SEGMENT_ID.to_string(), " ".to_string()), (ACCOUNT_ID.to_string(), "42".to_string())]);
+        let map =
+            BTreeMap::from([(SEGMENT_ID.to_string(), " ".to_string()), (ACCOUNT_ID.to_string(), "42".to_string())]);
         let id = Identity::from_annotations(&map);
         assert_eq!((id.segment_id, id.account_id.as_deref()), (None, Some("42")));
     }

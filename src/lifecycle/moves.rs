@@ -7,14 +7,14 @@ use crate::cloud::model::AllocateRequest;
 use crate::crd::EipSegmentStatus;
 use crate::lifecycle::identity::{Identity, Source};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Decision {
     Need(Need),
     Act(Move),
 }
 
 /// A fact the decision cannot go without. Each is asked for at most once per pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Need {
     /// The other objects that name this segment (from the cache; no IO).
     Claims { segment_id: String },
@@ -25,7 +25,7 @@ pub enum Need {
     Look { segment_id: String, drift: bool },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SourceChoice {
     /// This source and no other: once a segment's account is recorded, its source is fixed.
     Exactly(Source),
@@ -36,7 +36,7 @@ pub enum SourceChoice {
 /// The whole next move. The glue writes `identity`, then `status`, then holds or lets go of the
 /// Secret, then makes the `call` (if any), then publishes the `event`, tells the poller, and waits
 /// or finishes. When there is a call, the writes before it are what a crash must find.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Move {
     pub status: EipSegmentStatus,
     /// The identity annotations to hold.
@@ -48,7 +48,7 @@ pub struct Move {
     pub next: Next,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Call {
     Allocate(AllocateRequest),
     Release { region: String, segment_id: String, token: String },
@@ -56,7 +56,7 @@ pub enum Call {
 
 /// The object's hold on the Secret its credentials come from: a Secret an object with a live
 /// segment depends on is kept (a finalizer per object) until the object no longer needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SecretUse {
     Unchanged,
     Hold(String),
@@ -64,7 +64,7 @@ pub enum SecretUse {
 }
 
 /// What the poller should know.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Watch {
     /// This operator started a change of the segment: await its end.
     Changing { segment_id: String, change: Change },
@@ -74,20 +74,20 @@ pub enum Watch {
     Forget { segment_ids: Vec<String> },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Change {
     Allocating,
     Releasing,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Next {
     Wait(Pace),
     /// Nothing is left in the cloud that this object must release: let it go.
     Finish,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pace {
     /// The poller wakes the object when the segment changes (a slow recheck is only a safety net).
     Woken,
@@ -99,7 +99,7 @@ pub enum Pace {
     Queued(Duration),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Event {
     pub warning: bool,
     pub reason: &'static str,

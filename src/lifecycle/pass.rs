@@ -231,8 +231,10 @@ impl<'a> Pass<'a> {
             Some(Source::Secret(name)) => SecretUse::LetGo(name),
             _ => SecretUse::Unchanged,
         };
-        let ids: Vec<String> =
-            [self.status.segment_instance_id.clone(), self.o.spec.segment_instance_id.clone()].into_iter().flatten().collect();
+        let ids: Vec<String> = [self.status.segment_instance_id.clone(), self.o.spec.segment_instance_id.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
         m.watch = (!ids.is_empty()).then_some(Watch::Forget { segment_ids: ids });
         m.event = Some(event);
         Decision::Act(m)

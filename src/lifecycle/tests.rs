@@ -1,0 +1,501 @@
+//! Decision tables: each state the object can be in, against what the cloud, the credentials and
+//! the other objects say. The model checker (tests/modelcheck.rs) walks the interleavings; these
+//! rows pin the single decisions and their messages.
+
+use std::time::Duration;
+
+use super::*;
+use crate::cloud::ErrorClass;
+use crate::cloud::error::classify;
+use crate::cloud::model::{Segment, SegmentStatus};
+use crate::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SecretReference};
+use crate::lifecycle::conditions::ready_reason;
+
+const A: &str = "111";
+const B: &str = "222";
+const ID: &str = "eipsg-abc";
+
+fn spec() -> EipSegmentSpec {
+    EipSegmentSpec {
+        region_id: "cn-hangzhou".into(),
+        eip_mask: Some(28),
+        credentials_secret_ref: Some(SecretReference { name: "keys".into() }),
+        ..Default::default()
+    }
+}
+
+fn object() -> Object {
+    Object {
+        namespace: "ns".into(),
+        name: "web".into(),
+        uid: "u1".into(),
+        created: "2026-01-01T00:00:01Z".into(),
+        generation: Some(1),
+        spec: spec(),
+        now: "2026-01-01T00:01:00Z".into(),
+        ..Default::default()
+    }
+}
+
+/// An object whose segment is recorded (and seen) in account `A`.
+fn recorded() -> Object {
+    let mut o = object();
+    o.status = EipSegmentStatus {
+        segment_instance_id: Some(ID.into()),
+        account_id: Some(A.into()),
+        credentials_source: Some("Secret/keys".into()),
+        allocation_token: Some("alloc-u1".into()),
+        cloud_status: Some("Allocated".into()),
+        ..Default::default()
+    };
+    o
+}
+
+/// An object whose allocation was requested in account `A` and whose answer was lost.
+fn pending() -> Object {
+    let mut o = object();
+    o.status = EipSegmentStatus {
+        account_id: Some(A.into()),
+        credentials_source: Some("Secret/keys".into()),
+        allocation_token: Some("alloc-u1".into()),
+        allocation_requested_at: Some("2026-01-01T00:00:02Z".into()),
+        ..Default::default()
+    };
+    o
+}
+
+fn deleting(mut o: Object) -> Object {
+    o.deleting = true;
+    o
+}
+
+fn retain(mut o: Object) -> Object {
+    o.spec.deletion_policy = Some(DeletionPolicy::Retain);
+    o
+}
+
+fn seg(status: SegmentStatus) -> Segment {
+    Segment {
+        instance_id: ID.into(),
+        status,
+        segment: "47.0.0.0/28".into(),
+        ip_count: Some(16),
+        region_id: String::new(),
+        zone: String::new(),
+        name: String::new(),
+        description: String::new(),
+        creation_time: String::new(),
+    }
+}
+
+/// What the rest of the world says when asked.
+#[derive(Clone)]
+struct World {
+    claims: Vec<Claimant>,
+    credentials: Credentials,
+    seen: Seen,
+}
+
+fn world(seen: Seen) -> World {
+    World {
+        claims: Vec::new(),
+        credentials: Credentials { source: Source::Secret("keys".into()), account: Ok(A.into()), terminating: false },
+        seen,
+    }
+}
+
+fn in_account(account: &str, seen: Seen) -> World {
+    let mut w = world(seen);
+    w.credentials.account = Ok(account.into());
+    w
+}
+
+/// Decides, answering every need from `w`; returns the needs asked and the move.
+fn decide_in(o: &Object, w: &World, outcome: Option<&Outcome>) -> (Vec<Need>, Move) {
+    let look = Look::Seen { account: w.credentials.account.clone().unwrap_or_default(), seen: w.seen.clone() };
+    let mut asked = Vec::new();
+    loop {
+        let has = |n: fn(&Need) -> bool| asked.iter().any(n);
+        let facts = Facts {
+            object: o,
+            claims: has(|n| matches!(n, Need::Claims { .. })).then_some(w.claims.as_slice()),
+            credentials: has(|n| matches!(n, Need::Credentials(_))).then_some(&w.credentials),
+            look: has(|n| matches!(n, Need::Look { .. })).then_some(&look),
+            outcome,
+        };
+        match decide(&facts) {
+            Decision::Act(m) => return (asked, m),
+            Decision::Need(n) => {
+                assert!(!asked.contains(&n), "{n:?} asked twice");
+                asked.push(n);
+            }
+        }
+    }
+}
+
+fn decide_for(o: &Object, w: &World) -> Move {
+    decide_in(o, w, None).1
+}
+
+/// The move after the call of `m`, made on the object as `m` wrote it (a call the rate did not admit
+/// was not made, and nothing of it written).
+fn after(o: &Object, m: &Move, w: &World, outcome: Outcome) -> Move {
+    if matches!(outcome, Outcome::NotAdmitted { .. }) {
+        return decide_in(o, w, Some(&outcome)).1;
+    }
+    let mut written = o.clone();
+    written.status = m.status.clone();
+    written.annotations = m.identity.clone();
+    decide_in(&written, w, Some(&outcome)).1
+}
+
+fn reason(m: &Move) -> Option<&str> {
+    ready_reason(&m.status)
+}
+
+fn event(m: &Move) -> Option<&str> {
+    m.event.as_ref().map(|e| e.reason)
+}
+
+fn problem(code: &str, status: u16) -> Problem {
+    let c = classify(code, status);
+    let proves = crate::cloud::CloudError::Api {
+        action: crate::cloud::Action::AllocateEipSegmentAddress,
+        http_status: status,
+        code: code.into(),
+        message: String::new(),
+        request_id: String::new(),
+        retry_after: None,
+    }
+    .proves_nothing_created();
+    Problem { proves_nothing_created: proves, ..Problem::new(c.class, code, c.advice) }
+}
+
+#[test]
+fn a_new_object_records_its_account_and_token_before_it_allocates() {
+    let (asked, m) = decide_in(&object(), &world(Seen::Absent), None);
+    assert_eq!(asked, [Need::Credentials(SourceChoice::Exactly(Source::Secret("keys".into())))]);
+    let Some(Call::Allocate(request)) = &m.call else { panic!("{m:?}") };
+    assert_eq!(request.client_token, "alloc-u1");
+    assert_eq!(m.status.account_id.as_deref(), Some(A));
+    assert_eq!(m.status.credentials_source.as_deref(), Some("Secret/keys"));
+    assert!(m.status.allocation_requested_at.is_some());
+    assert_eq!(m.identity.allocation_token.as_deref(), Some("alloc-u1"));
+    assert_eq!(m.identity.account_id.as_deref(), Some(A));
+    assert_eq!(m.secret, SecretUse::Hold("keys".into()), "the Secret is held before the call");
+    assert_eq!(event(&m), Some("AllocationRequested"));
+
+    let accepted = after(&object(), &m, &world(Seen::Absent), Outcome::Allocated { segment_id: ID.into() });
+    assert_eq!(accepted.status.segment_instance_id.as_deref(), Some(ID));
+    assert!(accepted.status.allocation_requested_at.is_some(), "the marker stays until the segment is seen");
+    assert_eq!(accepted.identity.segment_id.as_deref(), Some(ID));
+    assert_eq!(accepted.watch, Some(Watch::Changing { segment_id: ID.into(), change: Change::Allocating }));
+    assert_eq!(reason(&accepted), Some("Allocating"));
+    assert_eq!(accepted.call, None);
+}
+
+#[test]
+fn without_a_reference_the_namespace_default_or_the_operators_own_is_chosen() {
+    let mut o = object();
+    o.spec.credentials_secret_ref = None;
+    let (asked, _) = decide_in(&o, &world(Seen::Absent), None);
+    assert_eq!(asked, [Need::Credentials(SourceChoice::NamespaceDefaultOrOperator)]);
+    // Once recorded, that source and no other.
+    let mut o = recorded();
+    o.spec.credentials_secret_ref = None;
+    o.status.credentials_source = Some("Operator".into());
+    let (asked, _) = decide_in(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert!(asked.contains(&Need::Credentials(SourceChoice::Exactly(Source::Operator))), "{asked:?}");
+}
+
+#[test]
+fn the_segment_is_ready_once_seen_and_the_marker_goes_then() {
+    let mut o = pending();
+    o.status.segment_instance_id = Some(ID.into());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocating))));
+    assert_eq!((reason(&m), m.status.allocation_requested_at.as_deref()), (Some("Allocating"), None));
+    let m = decide_for(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!((reason(&m), event(&m), &m.next), (Some("Allocated"), Some("Allocated"), &Next::Wait(Pace::Resync)));
+    assert_eq!(m.status.segment.as_deref(), Some("47.0.0.0/28"));
+    // Not yet visible right after the allocation: neither drift nor released.
+    let m = decide_for(&o, &world(Seen::Absent));
+    assert_eq!(reason(&m), Some("Allocating"));
+    assert!(m.status.allocation_requested_at.is_some());
+    let m = decide_for(&deleting(o), &world(Seen::Absent));
+    assert_eq!((reason(&m), &m.next, &m.call), (Some("Allocating"), &Next::Wait(Pace::Woken), &None));
+}
+
+#[test]
+fn credentials_of_another_account_neither_act_nor_prove_absence() {
+    for o in [recorded(), deleting(recorded()), pending(), deleting(pending())] {
+        let m = decide_for(&o, &in_account(B, Seen::Absent));
+        assert_eq!(m.call, None, "{o:?}");
+        assert_eq!(m.next, Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
+        assert_eq!(m.status.last_error.as_ref().map(|e| e.code.as_str()), Some("AccountMismatch"));
+        assert_eq!(event(&m), Some("AccountMismatch"));
+        assert!(m.status.last_error.as_ref().unwrap().message.contains("lives in account 111"));
+    }
+    // Retain needs no account (unless an allocation is pending).
+    assert_eq!(decide_for(&deleting(retain(recorded())), &in_account(B, Seen::Absent)).next, Next::Finish);
+}
+
+#[test]
+fn missing_credentials_keep_the_object_and_say_why() {
+    let mut w = world(Seen::Absent);
+    w.credentials.account =
+        Err(Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: Secret ns/keys does not exist"));
+    let m = decide_for(&deleting(recorded()), &w);
+    assert_eq!((m.call.is_none(), event(&m)), (true, Some("CredentialsUnavailable")));
+    assert!(matches!(m.next, Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, .. })));
+    // A Secret being deleted allocates nothing new, but still serves a pending allocation.
+    let mut w = world(Seen::Absent);
+    w.credentials.terminating = true;
+    assert_eq!(decide_for(&object(), &w).call, None);
+    assert!(matches!(decide_for(&pending(), &w).call, Some(Call::Allocate(_))));
+}
+
+#[test]
+fn the_pending_marker_goes_only_with_proof() {
+    let m = decide_for(&pending(), &world(Seen::Absent));
+    let Some(Call::Allocate(request)) = &m.call else { panic!("a pending allocation is replayed: {m:?}") };
+    assert_eq!(request.client_token, "alloc-u1");
+    assert_eq!(event(&m), None, "a replay is not a new request");
+    let kept = [
+        ("SignatureDoesNotMatch", 400),
+        ("InvalidAccessKeyId.NotFound", 404),
+        ("InvalidSecurityToken.Expired", 400),
+        ("InvalidTimeStamp.Expired", 400),
+        ("IdempotentParameterMismatch", 400),
+        ("QuotaExceeded.Eip", 400),
+        ("InsufficientBalance", 400),
+        ("Forbbiden", 403),
+        ("Forbidden.RAM", 403),
+        ("Throttling.User", 400),
+        ("OperationFailed.LastTokenProcessing", 400),
+        ("InternalError", 500),
+    ];
+    for (code, status) in kept {
+        for o in [pending(), deleting(pending())] {
+            let refused = after(&o, &m, &world(Seen::Absent), Outcome::Refused(problem(code, status)));
+            assert!(refused.status.allocation_requested_at.is_some(), "{code} cleared the marker");
+            assert_ne!(refused.next, Next::Finish, "{code} let a pending object go");
+            assert_eq!(refused.status.last_error.as_ref().map(|e| e.code.as_str()), Some(code));
+        }
+    }
+    for (code, status) in [("InvalidParameter", 400), ("InvalidRegion.NotSupport", 400)] {
+        let refused = after(&pending(), &m, &world(Seen::Absent), Outcome::Refused(problem(code, status)));
+        assert_eq!(refused.status.allocation_requested_at, None, "{code} proves nothing was created");
+        assert_eq!(event(&refused), Some("AllocationFailed"));
+        let gone = after(&deleting(pending()), &m, &world(Seen::Absent), Outcome::Refused(problem(code, status)));
+        assert_eq!((&gone.next, event(&gone)), (&Next::Finish, Some("NothingAllocated")));
+    }
+}
+
+#[test]
+fn retain_with_a_pending_allocation_names_what_it_keeps() {
+    let o = deleting(retain(pending()));
+    let m = decide_for(&o, &world(Seen::Absent));
+    assert!(matches!(m.call, Some(Call::Allocate(_))), "the ID is resolved first: {m:?}");
+    let kept = after(&o, &m, &world(Seen::Absent), Outcome::Allocated { segment_id: ID.into() });
+    assert_eq!((&kept.next, event(&kept)), (&Next::Finish, Some("Retained")));
+    assert!(kept.event.as_ref().unwrap().note.contains(ID));
+    let failing = after(&o, &m, &world(Seen::Absent), Outcome::Refused(problem("InternalError", 500)));
+    assert_ne!(failing.next, Next::Finish);
+    // After the cloud accepted the release, Retain cannot undo it and says so.
+    let mut o = deleting(retain(recorded()));
+    o.status.release_accepted_at = Some("2026-01-01T00:00:30Z".into());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Releasing))));
+    assert_eq!((&m.next, event(&m)), (&Next::Finish, Some("ReleaseUnderWay")));
+    assert!(m.event.as_ref().unwrap().note.contains("cannot be"));
+}
+
+#[test]
+fn deletion_releases_once_and_finishes_on_proven_absence() {
+    let o = deleting(recorded());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!(
+        m.call,
+        Some(Call::Release { region: "cn-hangzhou".into(), segment_id: ID.into(), token: "release-u1".into() })
+    );
+    assert_eq!(m.identity.release_token.as_deref(), Some("release-u1"), "the token is kept before the call");
+    let accepted = after(&o, &m, &world(Seen::Absent), Outcome::ReleaseAccepted { request_id: "R".into() });
+    assert!(accepted.status.release_accepted_at.is_some());
+    assert_eq!((reason(&accepted), event(&accepted)), (Some("Releasing"), Some("ReleaseRequested")));
+    let mut releasing = o.clone();
+    releasing.status = accepted.status.clone();
+    let m = decide_for(&releasing, &world(Seen::Present(seg(SegmentStatus::Releasing))));
+    assert_eq!((m.call.is_none(), &m.next), (true, &Next::Wait(Pace::Woken)), "no second release while Releasing");
+    let m = decide_for(&releasing, &world(Seen::Absent));
+    assert_eq!((&m.next, event(&m)), (&Next::Finish, Some("Released")));
+    assert_eq!(m.status.cloud_status.as_deref(), Some("Released"), "the proof is recorded before the object goes");
+    assert_eq!(m.secret, SecretUse::LetGo("keys".into()));
+    assert_eq!(m.watch, Some(Watch::Forget { segment_ids: vec![ID.into()] }));
+    // A recorded release needs nothing more: not even credentials.
+    let mut gone = releasing;
+    gone.status = m.status;
+    let (asked, m) = decide_in(&gone, &world(Seen::Absent), None);
+    assert_eq!((asked, m.next), (vec![], Next::Finish));
+}
+
+#[test]
+fn a_status_the_operator_does_not_know_keeps_the_deletion_waiting() {
+    let m = decide_for(&deleting(recorded()), &world(Seen::Present(seg(SegmentStatus::Other("Maintaining".into())))));
+    assert_eq!((m.call.is_none(), reason(&m), &m.next), (true, Some("Maintaining"), &Next::Wait(Pace::Woken)));
+}
+
+#[test]
+fn every_release_error_code_has_its_consequence() {
+    let o = deleting(recorded());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    // The documented ReleaseEipSegmentAddress table, code by code: (code, HTTP status, pace, event).
+    let rows: [(&str, u16, Option<ErrorClass>, Option<&str>); 13] = [
+        ("IncorrectEipStatus", 400, Some(ErrorClass::Transient), None),
+        ("Forbidden.ChargeTypeIsPrepaid", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("Forbidden", 400, Some(ErrorClass::Terminal), Some("ReleaseFailed")),
+        ("TaskConflict.AssociateGlobalAccelerationInstance", 400, Some(ErrorClass::Transient), None),
+        ("InvalidOperation.DeletionProtection", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("OperationFailed.InstanceNotExist", 400, None, None),
+        ("OperationFailed.EipNumInconsistent", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("OperationFailed.EipStatusInvalid", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("OperationFailed.EipInBwp", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("Forbidden.EipInBwp", 400, Some(ErrorClass::Blocked), Some("ReleaseBlocked")),
+        ("InvalidAllocationId.NotFound", 404, None, None),
+        ("Forbidden.RegionNotFound", 404, Some(ErrorClass::Terminal), Some("ReleaseFailed")),
+        ("InternalError", 500, Some(ErrorClass::Transient), None),
+    ];
+    for (code, status, class, want_event) in rows {
+        let refused = after(&o, &m, &world(Seen::Absent), Outcome::Refused(problem(code, status)));
+        assert_ne!(refused.next, Next::Finish, "{code}: a refused release never lets the object go at once");
+        match class {
+            // Gone, says the cloud: a fresh look by ID proves it.
+            None => assert_eq!(refused.watch, Some(Watch::Refresh { segment_id: ID.into() }), "{code}"),
+            Some(class) => {
+                assert_eq!(refused.next, Next::Wait(Pace::Backoff { class, hint: None }), "{code}");
+                assert_eq!(refused.status.last_error.as_ref().map(|e| e.code.as_str()), Some(code));
+                assert_eq!(event(&refused), want_event, "{code}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refused_release_queued_by_the_rate_says_so() {
+    let o = deleting(recorded());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    let queued =
+        after(&o, &m, &world(Seen::Absent), Outcome::NotAdmitted { after: Duration::from_secs(3), why: "rate".into() });
+    assert_eq!(
+        (reason(&queued), &queued.next),
+        (Some("ReleaseQueued"), &Next::Wait(Pace::Queued(Duration::from_secs(3))))
+    );
+    assert_eq!(queued.status.release_token, None, "nothing of the call was written");
+}
+
+fn claimant(name: &str, created: &str, established: bool, deleting: bool) -> Claimant {
+    Claimant {
+        namespace: "ns".into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        created: created.into(),
+        established,
+        deleting,
+    }
+}
+
+#[test]
+fn one_object_holds_a_segment() {
+    // Adopting a segment another object holds: refused, with the holder named.
+    let mut adopter = object();
+    adopter.spec.eip_mask = None;
+    adopter.spec.segment_instance_id = Some(ID.into());
+    adopter.created = "2026-01-01T00:00:09Z".into();
+    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    w.claims = vec![claimant("owner", "2026-01-01T00:00:01Z", true, false)];
+    let (asked, m) = decide_in(&adopter, &w, None);
+    assert_eq!(asked, [Need::Claims { segment_id: ID.into() }], "refused before any credentials or look");
+    assert_eq!((reason(&m), event(&m)), (Some("SegmentInUse"), Some("ClaimRefused")));
+    assert!(condition_message(&m).contains("ns/owner"));
+    assert_eq!(m.status.segment_instance_id, None, "a refused claim is not recorded");
+    // Deleting it releases nothing.
+    let mut adopter = deleting(adopter);
+    adopter.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    let m = decide_for(&adopter, &w);
+    assert_eq!((m.call.is_none(), &m.next), (true, &Next::Finish));
+    // The holder, deleted while another live object names its segment, hands it over.
+    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)];
+    let m = decide_for(&deleting(recorded()), &w);
+    assert_eq!((m.call.is_none(), &m.next, event(&m)), (true, &Next::Finish, Some("HandedOver")));
+    // A deleting claimant does not keep the segment: the holder releases it.
+    w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, true)];
+    assert!(matches!(decide_for(&deleting(recorded()), &w).call, Some(Call::Release { .. })));
+    // Two claims recorded at once: the older object holds.
+    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    w.claims = vec![claimant("older", "2026-01-01T00:00:00Z", true, false)];
+    assert_eq!(reason(&decide_for(&recorded(), &w)), Some("SegmentInUse"));
+}
+
+fn condition_message(m: &Move) -> String {
+    conditions::get(&m.status, conditions::READY).map(|c| c.message.clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_restored_object_adopts_its_own_segment_with_its_own_tokens() {
+    let mut o = object();
+    o.uid = "new-uid".into();
+    o.annotations = Identity {
+        segment_id: Some(ID.into()),
+        account_id: Some(A.into()),
+        credentials_source: Some("Secret/keys".into()),
+        allocation_token: Some("alloc-u1".into()),
+        release_token: Some("release-u1".into()),
+    };
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!(m.call, None, "no second allocation");
+    assert_eq!((m.status.segment_instance_id.as_deref(), reason(&m)), (Some(ID), Some("Allocated")));
+    let m = decide_for(&deleting(o.clone()), &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert!(matches!(&m.call, Some(Call::Release { token, .. }) if token == "release-u1"), "{m:?}");
+    // Restored while the allocation was pending: the same token is replayed.
+    o.annotations.segment_id = None;
+    let m = decide_for(&o, &world(Seen::Absent));
+    assert!(matches!(&m.call, Some(Call::Allocate(r)) if r.client_token == "alloc-u1"), "{m:?}");
+    // A restore into another account's credentials is refused like any other mismatch.
+    let m = decide_for(&o, &in_account(B, Seen::Absent));
+    assert_eq!(m.call, None);
+}
+
+#[test]
+fn drift_and_adoption_failures_are_reported_once() {
+    let m = decide_for(&recorded(), &world(Seen::Absent));
+    assert_eq!((reason(&m), event(&m)), (Some("SegmentMissing"), Some("Drifted")));
+    let mut again = recorded();
+    again.status = m.status.clone();
+    assert_eq!(event(&decide_for(&again, &world(Seen::Absent))), None);
+    let mut adopter = object();
+    adopter.spec.eip_mask = None;
+    adopter.spec.segment_instance_id = Some(ID.into());
+    let m = decide_for(&adopter, &world(Seen::Absent));
+    assert_eq!((reason(&m), event(&m)), (Some("AdoptionTargetNotFound"), Some("AdoptionFailed")));
+    // Deleting it: nothing of it was ever held.
+    let m = decide_for(&deleting(adopter), &world(Seen::Absent));
+    assert_eq!((&m.next, event(&m)), (&Next::Finish, Some("NothingToRelease")));
+}
+
+#[test]
+fn absence_without_a_recorded_account_is_not_proof() {
+    let mut legacy = deleting(recorded());
+    legacy.status.account_id = None;
+    legacy.status.credentials_source = None;
+    let m = decide_for(&legacy, &world(Seen::Absent));
+    assert_eq!((m.call.is_none(), reason(&m)), (true, Some("AccountUnknown")));
+    assert_ne!(m.next, Next::Finish);
+    // Seen in the current account: the account is recorded from the sight.
+    let m = decide_for(&legacy, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!(m.status.account_id.as_deref(), Some(A));
+}
+
+#[test]
+fn nothing_requested_finishes_without_any_call_or_credentials() {
+    let (asked, m) = decide_in(&deleting(object()), &world(Seen::Absent), None);
+    assert_eq!((asked, &m.next, event(&m)), (vec![], &Next::Finish, Some("NothingAllocated")));
+}
