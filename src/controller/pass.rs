@@ -117,6 +117,7 @@ impl<'c> Pass<'c> {
                 created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
                 established: o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref()) == Some(segment_id),
                 deleting: o.metadata.deletion_timestamp.is_some(),
+                finalized: o.finalizers().iter().any(|f| f == FINALIZER),
             })
             .collect()
     }

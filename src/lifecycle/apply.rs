@@ -24,12 +24,7 @@ pub(super) fn allocate(p: &Pass) -> Decision {
         return after_allocate(p, outcome);
     }
     if c.terminating && p.holding() == Holding::Nothing {
-        let detail = format!(
-            "SecretTerminating: the credentials Secret {} is being deleted: no new segment is allocated with it",
-            c.source
-        );
-        let problem = crate::lifecycle::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
-        return p.fail(p.status.clone(), &problem, Act::Credentials);
+        return secret_terminating(p, c);
     }
     let mut status = p.status.clone();
     let token = p.allocation_token();
@@ -45,6 +40,13 @@ pub(super) fn allocate(p: &Pass) -> Decision {
         m.event = Some(Event::normal("AllocationRequested", "Allocate", note));
     }
     Decision::Act(m)
+}
+
+/// A Secret being deleted cannot be held, so no segment comes to depend on it.
+fn secret_terminating(p: &Pass, c: &crate::lifecycle::Credentials) -> Decision {
+    let detail = format!("SecretTerminating: the credentials {} is being deleted: no new segment is allocated with it", c.source);
+    let problem = crate::lifecycle::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
+    p.fail(p.status.clone(), &problem, Act::Credentials)
 }
 
 /// What the allocation's answer means. The pending marker goes only with proof: the segment is
@@ -80,7 +82,8 @@ fn watch(p: &Pass, id: &str) -> Decision {
         Ok(claims) => claims,
         Err(need) => return need,
     };
-    if let Some(owner) = p.outranked_by(claims, id) {
+    // A holder being deleted hands its segment to a live claimant, which may then take it.
+    if let Some(owner) = p.outranked_by(claims, id).filter(|owner| !owner.deleting) {
         return refused(p, id, owner);
     }
     let (c, account) = match p.account() {

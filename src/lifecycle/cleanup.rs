@@ -5,7 +5,7 @@ use crate::cloud::ErrorClass;
 use crate::cloud::model::SegmentStatus;
 use crate::crd::{DeletionPolicy, EipSegmentStatus};
 use crate::lifecycle::apply;
-use crate::lifecycle::facts::{Look, Outcome, Seen};
+use crate::lifecycle::facts::{Claimant, Look, Outcome, Seen};
 use crate::lifecycle::moves::{Call, Change, Decision, Event, Need, Next, Pace, Watch};
 use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
 
@@ -19,7 +19,13 @@ pub(super) fn decide(p: &Pass) -> Decision {
         // A request may have created a segment whose ID was never recorded: ask again with the
         // same token to learn it, then release it.
         Holding::Pending => resolve_pending(p),
-        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) => release(p, &id),
+        // An adoption that was never recorded took nothing on: the segment is not this object's to
+        // release.
+        Holding::Adopting(id) => {
+            let note = format!("segment {id} was never adopted by this object: it is not released");
+            p.finish(p.status.clone(), Event::normal("NothingToRelease", "Finalize", note))
+        }
+        Holding::Unseen(id) | Holding::Named(id) => release(p, &id),
     }
 }
 
@@ -99,15 +105,8 @@ fn release(p: &Pass, id: &str) -> Decision {
         Ok(claims) => claims,
         Err(need) => return need,
     };
-    // Never release a segment another object still wants; let go of one another object holds.
-    if let Some(other) = claims.iter().find(|c| !c.deleting && c.uid != p.o.uid) {
-        let note =
-            format!("segment {id} is also named by {}/{}, which keeps it: not released", other.namespace, other.name);
-        return p.finish(p.status.clone(), Event::normal("HandedOver", "Finalize", note));
-    }
-    if let Some(owner) = p.outranked_by(claims, id) {
-        let note = format!("segment {id} belongs to {}/{}: this object releases nothing", owner.namespace, owner.name);
-        return p.finish(p.o.status.clone(), Event::normal("NotOwner", "Finalize", note));
+    if let Some(decision) = yield_to_holder(p, id, claims) {
+        return decision;
     }
     let (c, account) = match p.account() {
         Ok(found) => found,
@@ -125,16 +124,44 @@ fn release(p: &Pass, id: &str) -> Decision {
                 let mut status = p.status.clone();
                 record_account(&mut status, c, &account);
                 record_segment(&mut status, seg);
-                present(p, p.succeeded(status), id, &seg.status)
+                present(p, p.succeeded(status), id, &seg.status, claims)
             }
         },
         _ => p.wait(p.status.clone(), Pace::Woken),
     }
 }
 
-fn present(p: &Pass, status: EipSegmentStatus, id: &str, cloud: &SegmentStatus) -> Decision {
+/// An object another holds releases nothing; it goes once the holder stays (a holder being deleted
+/// settles the segment first, so that neither leaves it to the other).
+fn yield_to_holder(p: &Pass, id: &str, claims: &[Claimant]) -> Option<Decision> {
+    let owner = p.outranked_by(claims, id)?;
+    if owner.deleting {
+        return Some(in_use(p, p.status.clone(), id, owner, "holds it and is being deleted"));
+    }
+    let note = format!("segment {id} belongs to {}/{}: this object releases nothing", owner.namespace, owner.name);
+    Some(p.finish(p.o.status.clone(), Event::normal("NotOwner", "Finalize", note)))
+}
+
+/// The holder of an allocated segment that a live object also names: never released; let go once
+/// that object has taken it over (recorded it in its status, in its own account), so that it is
+/// neither released under the other nor left to an object that cannot hold it.
+fn hand_over(p: &Pass, status: &EipSegmentStatus, id: &str, claims: &[Claimant]) -> Option<Decision> {
+    let live: Vec<&Claimant> = claims.iter().filter(|c| !c.deleting && c.uid != p.o.uid).collect();
+    if let Some(heir) = live.iter().find(|c| c.finalized && c.established) {
+        let note = format!("segment {id} is also named by {}/{}, which keeps it: not released", heir.namespace, heir.name);
+        return Some(p.finish(status.clone(), Event::normal("HandedOver", "Finalize", note)));
+    }
+    live.first().map(|heir| in_use(p, status.clone(), id, heir, "is to take it over (it has not recorded it yet)"))
+}
+
+fn in_use(p: &Pass, status: EipSegmentStatus, id: &str, who: &Claimant, why: &str) -> Decision {
+    let message = format!("segment {id} is also named by {}/{}, which {why}: waiting for it", who.namespace, who.name);
+    p.wait(p.not_ready(status, "SegmentInUse", &message), Pace::Backoff { class: ErrorClass::Transient, hint: None })
+}
+
+fn present(p: &Pass, status: EipSegmentStatus, id: &str, cloud: &SegmentStatus, claims: &[Claimant]) -> Decision {
     match cloud {
-        SegmentStatus::Allocated => request_release(p, status, id),
+        SegmentStatus::Allocated => hand_over(p, &status, id, claims).unwrap_or_else(|| request_release(p, status, id)),
         SegmentStatus::Released => finish_released(p, status, id),
         SegmentStatus::Releasing => {
             let message = format!("segment {id} is Releasing; waiting for the cloud to confirm");
@@ -196,16 +223,15 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
     let requested = p.status.release_accepted_at.is_some();
     if matches!(p.holding(), Holding::Unseen(_)) && !requested {
         let message = format!(
-            "segment {id} was accepted by AllocateEipSegmentAddress and is not yet visible in account {account}: it is \
-             released once it is. If it never appears, set spec.deletionPolicy to Retain to let this object go"
+            "segment {id} has not been seen in account {account} since it was allocated (or since this object was \
+             restored): it is released once it is visible. If it no longer exists, set spec.deletionPolicy to Retain \
+             to let this object go"
         );
         return p.wait(p.not_ready(status, "Allocating", &message), Pace::Woken);
     }
     let account_known = p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some();
     let releasing = p.o.status.cloud_status.as_deref() == Some("Releasing") && p.o.status.release_token.is_some();
-    // An adoption target never found was never this object's: there is nothing of it to lose.
-    let adopting = matches!(p.holding(), Holding::Adopting(_));
-    if !account_known && !releasing && !adopting {
+    if !account_known && !releasing {
         let message = format!(
             "segment {id} is not visible to account {account}, and the account it lives in was never recorded: it is \
              not taken as released. Give back the credentials of its account, or set spec.deletionPolicy to Retain"

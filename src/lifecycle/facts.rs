@@ -56,6 +56,8 @@ pub struct Claimant {
     /// Its status records the segment as its own.
     pub established: bool,
     pub deleting: bool,
+    /// It carries the operator's finalizer: it was reconciled, and cannot vanish unseen.
+    pub finalized: bool,
 }
 
 /// The credentials a pass would act with.

@@ -67,7 +67,13 @@ impl<'a> Pass<'a> {
     pub fn new(f: &Facts<'a>) -> Pass<'a> {
         let o = f.object;
         let mut status = o.status.clone();
-        identity::restore_into(&mut status, &o.annotations);
+        // A restored allocation is pending again until its segment is seen: the backup may have been
+        // taken before the answer was recorded, or before the cloud showed the segment. Not so once
+        // a release was requested: the segment had been seen, and may be gone by now.
+        let restored = identity::restore_into(&mut status, &o.annotations);
+        if restored && o.spec.segment_instance_id.is_none() && o.annotations.release_token.is_none() {
+            status.allocation_requested_at.get_or_insert_with(|| o.now.clone());
+        }
         status.observed_generation = o.generation;
         let policy = o.spec.effective_deletion_policy();
         status.deletion_policy = Some(policy.as_str().to_string());

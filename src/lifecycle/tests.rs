@@ -399,6 +399,7 @@ fn claimant(name: &str, created: &str, established: bool, deleting: bool) -> Cla
         created: created.into(),
         established,
         deleting,
+        finalized: true,
     }
 }
 
@@ -416,19 +417,47 @@ fn one_object_holds_a_segment() {
     assert_eq!((reason(&m), event(&m)), (Some("SegmentInUse"), Some("ClaimRefused")));
     assert!(condition_message(&m).contains("ns/owner"));
     assert_eq!(m.status.segment_instance_id, None, "a refused claim is not recorded");
-    // Deleting it releases nothing.
+    // Deleting it releases nothing, needs nothing.
     let mut adopter = deleting(adopter);
     adopter.spec.deletion_policy = Some(DeletionPolicy::Delete);
-    let m = decide_for(&adopter, &w);
-    assert_eq!((m.call.is_none(), &m.next), (true, &Next::Finish));
-    // The holder, deleted while another live object names its segment, hands it over.
+    let (asked, m) = decide_in(&adopter, &w, None);
+    assert_eq!((asked, m.call.is_none(), &m.next, event(&m)), (vec![], true, &Next::Finish, Some("NothingToRelease")));
+    // The holder, deleted while another live object names its segment, waits for it to take the
+    // segment over (the claimant is no longer refused meanwhile), then lets go without a release.
     let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
     w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)];
     let m = decide_for(&deleting(recorded()), &w);
+    assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
+    assert_ne!(m.next, Next::Finish);
+    let mut heir = object();
+    heir.spec.eip_mask = None;
+    heir.spec.segment_instance_id = Some(ID.into());
+    heir.created = "2026-01-01T00:00:09Z".into();
+    let mut hw = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    hw.claims = vec![claimant("owner", "2026-01-01T00:00:01Z", true, true)];
+    assert_eq!(reason(&decide_for(&heir, &hw)), Some("Adopted"), "a holder being deleted does not refuse");
+    w.claims[0].established = true;
+    let m = decide_for(&deleting(recorded()), &w);
     assert_eq!((m.call.is_none(), &m.next, event(&m)), (true, &Next::Finish, Some("HandedOver")));
+    // One the operator has not reconciled yet could vanish unseen: the holder waits for it.
+    w.claims[0].finalized = false;
+    let m = decide_for(&deleting(recorded()), &w);
+    assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
+    assert_ne!(m.next, Next::Finish);
     // A deleting claimant does not keep the segment: the holder releases it.
     w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, true)];
     assert!(matches!(decide_for(&deleting(recorded()), &w).call, Some(Call::Release { .. })));
+    // And a deleting claimant that recorded it never leaves before a deleting holder has settled
+    // the segment.
+    let mut adopter = deleting(recorded());
+    adopter.spec.eip_mask = None;
+    adopter.spec.segment_instance_id = Some(ID.into());
+    adopter.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    adopter.created = "2026-01-01T00:00:09Z".into();
+    w.claims = vec![claimant("owner", "2026-01-01T00:00:01Z", true, true)];
+    let m = decide_for(&adopter, &w);
+    assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
+    assert_ne!(m.next, Next::Finish);
     // Two claims recorded at once: the older object holds.
     let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
     w.claims = vec![claimant("older", "2026-01-01T00:00:00Z", true, false)];

@@ -1,0 +1,249 @@
+//! The lifecycle core, model-checked with stateright over every interleaving of user edits,
+//! operator passes, crashes, lost answers, failed writes and looks, and the cloud's asynchronous
+//! changes, in two isolated accounts. The decisions are the operator's own
+//! (`eipsegment_operator::lifecycle::decide`). Then each earlier rule the core replaced is run
+//! through the same model, and the checker must find the leak or the premature release it allowed.
+//!
+//! Each scenario bounds the faults and user edits; within those budgets the search is exhaustive
+//! (every reachable state) unless `MODELCHECK_DEPTH` (default 40) cuts it first. `make modelcheck`
+//! raises every budget by `MODELCHECK_BUDGET`. A violation is printed as a story, step by step.
+
+mod model;
+mod properties;
+mod rules;
+
+use std::time::Instant;
+
+use stateright::{Checker, HasDiscoveries, Model as _, Property};
+
+use model::{Action, CallEnd, Keys, LookFault, Model, Op, Scenario, State, User, UserKind};
+use rules::{Earlier, Rules};
+
+impl stateright::Model for Model {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![self.init()]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.enabled(state, actions)
+    }
+
+    fn next_state(&self, state: &State, action: Action) -> Option<State> {
+        self.step(state, &action)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        story(action)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("no allocated segment is left without an object that can release it", |m, s| {
+                properties::leaked(m, s).is_empty()
+            }),
+            Property::always("no release is accepted unless its object is deleted with Delete and no other wants it", |_, s: &State| {
+                s.premature_release.is_none()
+            }),
+            Property::always("at most one allocation per object, across restores", |_, s: &State| {
+                properties::allocations_per_object_at_most_one(s)
+            }),
+            Property::always("at most one release token per segment", |_, s: &State| properties::one_release_token_per_segment(s)),
+            Property::always("every deletion finishes once faults stop", properties::deletions_finish),
+        ]
+    }
+}
+
+fn story(action: &Action) -> String {
+    match action {
+        Action::User(User::Delete(i)) => format!("the user deletes seg{i}"),
+        Action::User(User::FlipPolicy(i)) => format!("the user flips seg{i}'s deletion policy"),
+        Action::User(User::Keys(Keys::Of(a))) => format!("the user puts keys of account {a} into the credentials Secret"),
+        Action::User(User::Keys(Keys::Broken)) => "the user puts a wrong secret key into the Secret".into(),
+        Action::User(User::DeleteSecret) => "the credentials Secret is deleted (as its namespace goes)".into(),
+        Action::User(User::Restore(i)) => format!("seg{i} comes back from a backup: spec and annotations, no status, a new UID"),
+        Action::User(User::Adopt(id)) => format!("the user creates seg1 adopting {id} with deletionPolicy Delete"),
+        Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles seg{i}"),
+        Action::Operator(Op::Pass(i, LookFault::Failed)) => format!("the operator reconciles seg{i}; its look fails"),
+        Action::Operator(Op::Pass(i, LookFault::Malformed)) => {
+            format!("the operator reconciles seg{i}; the cloud answers its look with a 2xx without the list")
+        }
+        Action::Operator(Op::Call(end)) => match end {
+            CallEnd::Answered => "the operator writes, then calls the cloud, which answers".into(),
+            CallEnd::AnswerLost => "the operator writes, then calls; the cloud acts but the answer is lost".into(),
+            CallEnd::NotSent => "the operator writes, then calls; the call never reaches the cloud".into(),
+            CallEnd::Refused => "the operator writes, then calls; the cloud refuses (quota, or a member EIP in use)".into(),
+            CallEnd::WriteFailed => "the operator's writes before its call fail: no call".into(),
+        },
+        Action::Operator(Op::Record) => "the operator records what followed".into(),
+        Action::Operator(Op::Crash) => "the operator crashes before recording".into(),
+        Action::Cloud(id) => format!("the cloud moves {id} along (visible, then Allocated, or gone after a release)"),
+    }
+}
+
+/// What the operator decided in a pass, for the story.
+fn decided(state: &State) -> String {
+    let Some(p) = &state.pass else { return String::new() };
+    let call = match &p.m.call {
+        Some(eipsegment_operator::lifecycle::Call::Allocate(r)) if !p.called => format!("allocate with token {}", r.client_token),
+        Some(eipsegment_operator::lifecycle::Call::Release { segment_id, token, .. }) if !p.called => {
+            format!("release {segment_id} with token {token}")
+        }
+        _ => match p.m.next {
+            eipsegment_operator::lifecycle::Next::Finish => "let the object go".into(),
+            eipsegment_operator::lifecycle::Next::Wait(pace) => format!("wait ({pace:?})"),
+        },
+    };
+    let event = p.m.event.as_ref().map(|e| format!(", event {}: {}", e.reason, e.note)).unwrap_or_default();
+    format!("    decides: {call}{event}")
+}
+
+fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Model) {
+    println!("    violated: {property}");
+    let steps = path.into_vec();
+    for (i, (state, action)) in steps.iter().enumerate() {
+        let Some(action) = action else { continue };
+        println!("    {:>2}. {}", i + 1, story(action));
+        if let Some((next, _)) = steps.get(i + 1) {
+            if matches!(action, Action::Operator(Op::Pass(..) | Op::Call(_))) {
+                println!("{}", decided(next));
+            }
+        }
+        let _ = state;
+    }
+    if property.starts_with("every deletion finishes") {
+        if let Some((last, _)) = steps.last() {
+            println!("    then, without faults and with the credentials put right, round after round:");
+            properties::continuation(model, last, |c| {
+                let objects: Vec<String> = c
+                    .objects
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.exists)
+                    .map(|(i, o)| {
+                        let ready = eipsegment_operator::lifecycle::conditions::get(&o.status, "Ready")
+                            .map(|c| format!("{}: {}", c.reason, c.message))
+                            .unwrap_or_default();
+                        let synced = o.status.last_error.as_ref().map(|e| format!(" [{}]", e.message)).unwrap_or_default();
+                        format!("seg{i}{} {ready}{synced}", if o.deleting { " (deleting)" } else { "" })
+                    })
+                    .collect();
+                println!("      {}", objects.join("; "));
+            });
+        }
+    }
+    if let Some((last, _)) = steps.last() {
+        let segments: Vec<String> = last.cloud.segments.iter().map(|(id, s)| format!("{id} in {} ({:?})", s.account, s.status)).collect();
+        println!("    in the end: cloud holds [{}]; leaked {:?}", segments.join(", "), properties::leaked(model, last));
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    use UserKind::*;
+    let more = env("MODELCHECK_BUDGET", 0) as u8;
+    let scenario = |name, second_adopts, visibility_lag, faults: u8, user_actions: u8, user, extra_depth| Scenario {
+        name,
+        second_adopts,
+        visibility_lag,
+        faults: faults + more,
+        user_actions: user_actions + more,
+        user,
+        extra_depth,
+    };
+    vec![
+        scenario("credentials change, break or go", false, false, 1, 2, vec![Delete, SwitchAccount, BreakKeys, DeleteSecret], 0),
+        scenario("crashes, lost answers and policy flips", false, true, 2, 1, vec![Delete, FlipPolicy], 0),
+        scenario("restore from a backup", false, true, 1, 1, vec![Delete, Restore], 2),
+        scenario("two objects naming one segment", true, false, 1, 0, vec![Delete], 8),
+        scenario("two objects, credentials and policy", true, false, 1, 1, vec![Delete, FlipPolicy, SwitchAccount, DeleteSecret], 8),
+        scenario("all of it at once", false, true, 2, 2, vec![Delete, FlipPolicy, SwitchAccount, BreakKeys, DeleteSecret, Restore], 0),
+    ]
+}
+
+/// The scenario in which an earlier rule's flaw shows.
+fn scenario_for(earlier: Earlier) -> usize {
+    match earlier {
+        Earlier::AnyAccount => 0,
+        Earlier::MalformedIsAbsent | Earlier::MarkerClearedOnRefusal | Earlier::RetainForgetsPending => 1,
+        Earlier::StatusOnlyIdentity => 2,
+        Earlier::NoOwnerCheck => 3,
+    }
+}
+
+struct Run {
+    states: usize,
+    unique: usize,
+    depth: usize,
+    seconds: f64,
+}
+
+fn check(model: Model, depth: usize, threads: usize, stop_at_first: bool) -> (Run, Vec<(&'static str, stateright::Path<State, Action>)>, Model) {
+    let started = Instant::now();
+    let mut builder = model.checker().threads(threads).target_max_depth(depth);
+    if stop_at_first {
+        builder = builder.finish_when(HasDiscoveries::Any);
+    }
+    let checker = builder.spawn_bfs().join();
+    let run = Run {
+        states: checker.state_count(),
+        unique: checker.unique_state_count(),
+        depth: checker.max_depth(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let found: Vec<_> = checker.discoveries().into_iter().collect();
+    let model = Model { scenario: checker.model().scenario.clone(), rules: checker.model().rules };
+    (run, found, model)
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    // libtest's arguments (`--list`, filters) are accepted and ignored: this is one check.
+    if std::env::args().any(|a| a == "--list") {
+        println!("modelcheck: test");
+        return;
+    }
+    let depth = env("MODELCHECK_DEPTH", 40);
+    let threads = env("MODELCHECK_THREADS", 2);
+    let mut failed = false;
+    println!("model checking the lifecycle core to depth {depth} with {threads} threads");
+    for scenario in scenarios() {
+        let name = scenario.name;
+        let deep = depth + scenario.extra_depth;
+        let (run, found, model) = check(Model { scenario, rules: Rules::Current }, deep, threads, false);
+        println!(
+            "  current rules, {name}: {} states ({} unique), depth {}, {:.1} s: {}",
+            run.states,
+            run.unique,
+            run.depth,
+            run.seconds,
+            if found.is_empty() { "every property holds".to_string() } else { format!("{} violated", found.len()) }
+        );
+        for (property, path) in found {
+            failed = true;
+            print_story(path, property, &model);
+        }
+    }
+    for earlier in Earlier::ALL {
+        let scenario = scenarios().remove(scenario_for(earlier));
+        let deep = depth + scenario.extra_depth;
+        let (run, found, model) = check(Model { scenario, rules: Rules::Earlier(earlier) }, deep, threads, true);
+        match found.into_iter().next() {
+            Some((property, path)) => {
+                println!("  earlier rule {earlier:?}: found after {} states, {:.1} s:", run.unique, run.seconds);
+                print_story(path, property, &model);
+            }
+            None => {
+                failed = true;
+                println!("  earlier rule {earlier:?}: NOT found in {} states to depth {}", run.unique, run.depth);
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,132 @@
+//! What must hold in every reachable state, and the fault-free continuation that checks that every
+//! deletion finishes once faults stop.
+
+use eipsegment_operator::cloud::model::SegmentStatus;
+
+use super::model::{ACCOUNT_A, Action, CallEnd, Keys, LookFault, Model, Obj, Op, State};
+
+/// Segments this operator allocated that no existing object can still release (unless an object
+/// let go of it with Retain and named it).
+pub fn leaked(m: &Model, s: &State) -> Vec<String> {
+    s.cloud
+        .segments
+        .iter()
+        .filter(|(id, seg)| {
+            s.cloud.allocated_by.contains_key(*id) && seg.status != SegmentStatus::Releasing && !s.retained.contains(*id)
+        })
+        .filter(|(id, seg)| !s.objects.iter().any(|o| can_release(m, s, o, id, seg.account)))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// The object names the segment in its account, or holds the token that created it there.
+fn can_release(m: &Model, s: &State, o: &Obj, id: &str, account: &str) -> bool {
+    if !o.exists {
+        return false;
+    }
+    let annotations = m.rules.annotations(&o.annotations);
+    let recorded = o.status.account_id.as_deref().or(annotations.account_id.as_deref());
+    // An adopter records the account when it first sees the segment.
+    let adopts = o.spec.segment_instance_id.as_deref() == Some(id) && recorded.is_none();
+    if recorded != Some(account) && !adopts {
+        return false;
+    }
+    let named = o.status.segment_instance_id.as_deref().or(annotations.segment_id.as_deref());
+    let token = o.status.allocation_token.as_ref().or(annotations.allocation_token.as_ref());
+    let created = token.and_then(|t| s.cloud.tokens.get(&(cloud_account(account), t.clone())));
+    adopts || named == Some(id) || (named.is_none() && created.is_some_and(|c| c == id))
+}
+
+fn cloud_account(account: &str) -> &'static str {
+    if account == ACCOUNT_A { ACCOUNT_A } else { super::model::ACCOUNT_B }
+}
+
+pub fn allocations_per_object_at_most_one(s: &State) -> bool {
+    (0..s.objects.len()).all(|slot| s.cloud.allocated_by.values().filter(|v| **v == slot).count() <= 1)
+}
+
+pub fn one_release_token_per_segment(s: &State) -> bool {
+    s.cloud.release_tokens.values().all(|tokens| tokens.len() <= 1)
+}
+
+/// Faults stop and the user puts right what they broke (the Secret holds keys of the account the
+/// segments live in again): then every object being deleted goes, within a bounded number of
+/// fault-free passes and cloud steps.
+pub fn deletions_finish(m: &Model, s: &State) -> bool {
+    continuation(m, s, |_| {})
+}
+
+/// The continuation, each round shown to `see`.
+pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
+    // A pass under way completes first: its call may record the account the segment lives in.
+    let mut c = s.clone();
+    c.faults_left = 0;
+    let Some(mut c) = repaired(&finish_pass(m, c)) else { return true };
+    for _ in 0..ROUNDS {
+        if c.objects.iter().all(|o| !(o.exists && o.deleting)) {
+            return true;
+        }
+        c = round(m, c);
+        see(&c);
+    }
+    false
+}
+
+const ROUNDS: usize = 12;
+
+/// The user restores the credentials: keys of the recorded account, the Secret there.
+fn repaired(s: &State) -> Option<State> {
+    let mut c = s.clone();
+    let recorded: Vec<&str> = c
+        .objects
+        .iter()
+        .filter(|o| o.exists)
+        .filter_map(|o| o.status.account_id.as_deref().or(o.annotations.account_id.as_deref()))
+        .collect();
+    let account = recorded.first().copied().unwrap_or(ACCOUNT_A);
+    // One Secret cannot serve two accounts: nothing to check there.
+    if recorded.iter().any(|a| *a != account) {
+        return None;
+    }
+    c.secret.keys = Keys::Of(cloud_account(account));
+    if !c.secret.exists {
+        c.secret.exists = true;
+        c.secret.deleting = false;
+    }
+    c.faults_left = 0;
+    c.user_left = 0;
+    Some(c)
+}
+
+/// Every pass finishes without faults, each object is reconciled once, the cloud takes a step.
+fn round(m: &Model, mut c: State) -> State {
+    // A Secret that went is created again, as the condition's message asks.
+    if !c.secret.exists {
+        c.secret.exists = true;
+        c.secret.deleting = false;
+    }
+    c = finish_pass(m, c);
+    for slot in 0..c.objects.len() {
+        if c.objects[slot].exists {
+            c = m.step(&c, &Action::Operator(Op::Pass(slot, LookFault::None))).unwrap_or(c);
+            c = finish_pass(m, c);
+        }
+    }
+    let ids: Vec<String> = c.cloud.segments.keys().cloned().collect();
+    for id in ids {
+        c = m.step(&c, &Action::Cloud(id)).unwrap_or(c);
+    }
+    c
+}
+
+fn finish_pass(m: &Model, mut c: State) -> State {
+    for _ in 0..2 {
+        let op = match &c.pass {
+            None => return c,
+            Some(p) if p.m.call.is_some() && !p.called => Op::Call(CallEnd::Answered),
+            Some(_) => Op::Record,
+        };
+        c = m.step(&c, &Action::Operator(op)).unwrap_or(c);
+    }
+    c
+}
