@@ -33,7 +33,12 @@ pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
         _ => (*obj).clone(),
     };
     let mut pass = Pass::new(ctx, api, obj)?;
-    let decided = pass.decide().await;
+    let mut decided = pass.decide().await;
+    // Right before a call, the other objects naming the segment are looked at again: one that
+    // appeared since the decision makes it decide again.
+    if decided.call.is_some() && pass.claims_changed() {
+        decided = pass.decide().await;
+    }
     pass.perform(decided).await
 }
 
@@ -44,7 +49,8 @@ struct Pass<'c> {
     obj: EipSegment,
     object: Object,
     target: WakeTarget,
-    claims: Option<Vec<Claimant>>,
+    /// The segment asked about, and the other objects that named it.
+    claims: Option<(String, Vec<Claimant>)>,
     credentials: Option<Resolved>,
     look: Option<Look>,
     outcome: Option<Outcome>,
@@ -73,7 +79,7 @@ impl<'c> Pass<'c> {
         loop {
             let facts = Facts {
                 object: &self.object,
-                claims: self.claims.as_deref(),
+                claims: self.claims.as_ref().map(|(_, c)| c.as_slice()),
                 credentials: self.credentials.as_ref().map(|c| &c.fact),
                 look: self.look.as_ref(),
                 outcome: self.outcome.as_ref(),
@@ -90,12 +96,26 @@ impl<'c> Pass<'c> {
 
     async fn gather(&mut self, need: Need) {
         match need {
-            Need::Claims { segment_id } => self.claims = Some(self.claimants(&segment_id)),
+            Need::Claims { segment_id } => {
+                let claims = self.claimants(&segment_id);
+                self.claims = Some((segment_id, claims))
+            }
             Need::Credentials(choice) => {
                 self.credentials = Some(credentials::resolve(self.ctx, &self.object.namespace, &choice).await)
             }
             Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
         }
+    }
+
+    /// Whether the claims on the segment changed since they were gathered (then they are replaced).
+    fn claims_changed(&mut self) -> bool {
+        let Some((id, before)) = &self.claims else { return false };
+        let now = self.claimants(id);
+        if now == *before {
+            return false;
+        }
+        self.claims = Some((id.clone(), now));
+        true
     }
 
     /// The other cached objects that name the segment.
