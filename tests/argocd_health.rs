@@ -1,7 +1,8 @@
 //! The Argo CD health check for EipSegment under a real Lua 5.1: `tests/argocd/run_health_tests.py`
 //! runs `health.lua` against every case of its `health_test.yaml`, as Argo CD's own
 //! resource-customization tests do (the object as the global `obj`, the returned status and message
-//! compared), and fails if a line of the script runs in no case.
+//! compared), and fails if a line of the script runs in no case. Every Ready reason and error code
+//! the lifecycle core (`src/lifecycle/`) writes must have a decided health and a case that shows it.
 //!
 //! Needs `lua5.1`/`luac5.1` and a Python 3 with PyYAML. When Lua is missing it is installed with
 //! apt-get if we are root; when PyYAML is missing it goes into a venv under
@@ -162,4 +163,159 @@ fn the_harness_fails_on_a_wrong_expectation_a_broken_script_and_an_unused_file()
         "the string library was there"
     );
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A call's arguments at the top level of its parentheses, from the text just after `name(`.
+fn call_arguments(after_open: &str) -> Vec<String> {
+    let (mut depth, mut current, mut out) = (0usize, String::new(), Vec::new());
+    for ch in after_open.chars() {
+        match ch {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(current.trim().to_string());
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(ch);
+    }
+    out.push(current.trim().to_string());
+    out
+}
+
+/// Every call `name(...)` in the lifecycle core's sources (not its definition), as argument lists.
+fn lifecycle_calls(name: &str) -> Vec<Vec<String>> {
+    let mut calls = Vec::new();
+    for file in std::fs::read_dir(root().join("src/lifecycle")).unwrap() {
+        let path = file.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let pattern = format!("{name}(");
+        for (at, _) in source.match_indices(&pattern) {
+            if !source[..at].ends_with("fn ") {
+                calls.push(call_arguments(&source[at + pattern.len()..]));
+            }
+        }
+    }
+    calls
+}
+
+fn literal(arg: &str) -> Option<&str> {
+    arg.strip_prefix('"')?.strip_suffix('"')
+}
+
+/// The health of each condition the operator writes, in the phase it writes it (and in the other one
+/// where a leftover from before the deletion is likely): Ready reasons, Synced classes and the codes
+/// the lifecycle core names itself. Every Ready=False reason and every error code the lifecycle core
+/// writes must be here, and each row needs a case in health_test.yaml; the cases then say the rest.
+/// "Maintaining" stands for a cloud status the operator does not know (its word is the reason).
+const MAPPING: &[(&str, &str, bool, &str)] = &[
+    // (what, value, deleting, health)
+    ("Ready", "Allocated", false, "Healthy"),
+    ("Ready", "Adopted", false, "Healthy"),
+    ("Ready", "Allocating", false, "Progressing"),
+    ("Ready", "Allocating", true, "Progressing"),
+    ("Ready", "AllocationQueued", false, "Progressing"),
+    ("Ready", "Releasing", true, "Progressing"),
+    ("Ready", "ReleaseQueued", true, "Progressing"),
+    ("Ready", "SegmentMissing", false, "Degraded"),
+    ("Ready", "SegmentMissing", true, "Progressing"),
+    ("Ready", "AdoptionTargetNotFound", false, "Degraded"),
+    ("Ready", "SegmentInUse", false, "Degraded"),
+    ("Ready", "AccountUnknown", true, "Degraded"),
+    ("Ready", "Maintaining", false, "Progressing"),
+    ("Ready", "Maintaining", true, "Progressing"),
+    ("Synced", "Transient", false, "Progressing"),
+    ("Synced", "Transient", true, "Progressing"),
+    ("Synced", "Blocked", false, "Degraded"),
+    ("Synced", "Blocked", true, "Degraded"),
+    ("Synced", "Terminal", false, "Degraded"),
+    ("Synced", "Terminal", true, "Degraded"),
+    // A failed call on a ready segment: a passing error does not flap it, a person's cause does.
+    ("Synced, Ready=True", "Transient", false, "Healthy"),
+    ("Synced, Ready=True", "Blocked", false, "Degraded"),
+    ("lastError.code", "AccountMismatch", false, "Degraded"),
+    ("lastError.code", "SecretTerminating", false, "Degraded"),
+];
+
+#[test]
+fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_health() {
+    // The lifecycle core's own vocabulary: Ready=False reasons given as literals (the others are
+    // the cloud's status words), and the codes of the problems it names itself.
+    let reasons: Vec<String> = lifecycle_calls("not_ready")
+        .iter()
+        .filter_map(|a| a.get(1).and_then(|r| literal(r)))
+        .map(String::from)
+        .collect();
+    assert!(reasons.len() >= 8, "the scan of src/lifecycle found only {reasons:?}");
+    let codes: Vec<(String, String)> = lifecycle_calls("Problem::new")
+        .iter()
+        .filter_map(|a| Some((a.first()?.rsplit("::").next()?.to_string(), literal(a.get(1)?)?.to_string())))
+        .collect();
+    assert!(!codes.is_empty(), "the scan of src/lifecycle found no Problem::new");
+    for reason in &reasons {
+        assert!(MAPPING.iter().any(|m| m.0 == "Ready" && m.1 == reason), "Ready reason {reason}: no health decided");
+    }
+    for (class, code) in &codes {
+        let want = if class == "Transient" { "Progressing" } else { "Degraded" };
+        assert!(
+            MAPPING.iter().any(|m| m.0 == "lastError.code" && m.1 == code && m.3 == want),
+            "{code} ({class}): should be {want}"
+        );
+    }
+
+    let dir = check_dir();
+    let tests: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap()).unwrap();
+    let cases: Vec<(Value, String)> = tests["tests"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let input = std::fs::read_to_string(dir.join(c["inputPath"].as_str().unwrap())).unwrap();
+            (serde_yaml::from_str(&input).unwrap(), c["healthStatus"]["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let condition = |obj: &Value, kind: &str| -> Option<Value> {
+        obj["status"]["conditions"].as_sequence()?.iter().find(|c| c["type"] == kind).cloned()
+    };
+    for (what, value, deleting, health) in MAPPING {
+        let matching = cases.iter().filter(|(obj, _)| {
+            let synced_failed = condition(obj, "Synced").filter(|s| s["status"] == "False");
+            // A spec the operator has not acted on yet (a deletion moves the generation too).
+            let stale = !deleting
+                && obj["status"]["observedGeneration"]
+                    .as_i64()
+                    .is_some_and(|g| Some(g) < obj["metadata"]["generation"].as_i64());
+            let ready = condition(obj, "Ready").is_some_and(|r| r["status"] == "True");
+            // Deleting with the Retain policy, nothing is released, whatever the conditions say.
+            let adopts = obj["spec"]["segmentInstanceId"].is_string();
+            let retained = *deleting
+                && obj["spec"]["deletionPolicy"].as_str().unwrap_or(if adopts { "Retain" } else { "Delete" })
+                    == "Retain";
+            obj["metadata"]["deletionTimestamp"].is_string() == *deleting
+                && !retained
+                && match *what {
+                    // The Ready reason decides only while the last cloud call succeeded.
+                    "Ready" => {
+                        !stale
+                            && synced_failed.is_none()
+                            && condition(obj, "Ready").is_some_and(|r| r["reason"] == *value)
+                    }
+                    "Synced" => synced_failed.is_some_and(|s| s["reason"] == *value) && (*deleting || !ready),
+                    "Synced, Ready=True" => synced_failed.is_some_and(|s| s["reason"] == *value) && ready,
+                    _ => obj["status"]["lastError"]["code"] == *value,
+                }
+        });
+        let healths: Vec<&str> = matching.map(|(_, h)| h.as_str()).collect();
+        assert!(!healths.is_empty(), "no case for {what} {value} (deleting: {deleting})");
+        assert!(
+            healths.iter().all(|h| h == health),
+            "{what} {value} (deleting: {deleting}): {healths:?}, want {health}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The Helm chart, checked with the real tools: helm lint, helm template into a server-side dry run
-//! on the real apiserver, least-privilege RBAC in every mode, deploy/ rendered from it, and an
-//! install of the rendering that runs the operator with the chart's own arguments and identity.
+//! on the real apiserver, least-privilege RBAC in every mode, deploy/ rendered from it, an install of
+//! the rendering that runs the operator with the chart's own arguments and identity, and the
+//! per-namespace rendering alone carrying the operator through a namespace deletion.
 
 mod support;
 
@@ -8,6 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use clap::Parser;
+use eipsegment_operator::cli::{Cli, Command as CliCommand, RunArgs};
+use eipsegment_operator::controller::guard::FINALIZER as GUARD_FINALIZER;
 use serde_yaml::Value;
 use support::*;
 
@@ -23,8 +27,12 @@ fn helm() -> String {
 
 /// `helm template` with `--set` pairs; Err carries helm's message.
 fn template(sets: &[&str]) -> Result<String, String> {
+    template_release("eipsegment-operator", RELEASE_NS, sets)
+}
+
+fn template_release(release: &str, namespace: &str, sets: &[&str]) -> Result<String, String> {
     let mut cmd = Command::new(helm());
-    cmd.args(["template", "eipsegment-operator", CHART, "--namespace", "eipsegment-system"]);
+    cmd.args(["template", release, CHART, "--namespace", namespace]);
     for s in sets {
         cmd.args(["--set", s]);
     }
@@ -46,21 +54,70 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
-/// Every (apiGroup, resource, verb) the rendering grants, with the namespace of a Role ("*" for a ClusterRole).
-fn grants(docs: &[Value]) -> Vec<(String, String, String, String)> {
+/// A string list of the rendering (apiGroups, verbs, ...); absent is empty.
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::Sequence(items) => items.iter().map(|i| i.as_str().expect("a string").to_string()).collect(),
+        other => panic!("not a list of strings: {other:?}"),
+    }
+}
+
+fn is_role(d: &Value) -> bool {
+    d["kind"] == "Role" || d["kind"] == "ClusterRole"
+}
+
+fn is_binding(d: &Value) -> bool {
+    d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding"
+}
+
+/// What a rule may say. Anything else (nonResourceURLs, a misspelt resourceNames, which the
+/// apiserver would drop, widening the rule) fails the check.
+const RULE_KEYS: &[&str] = &["apiGroups", "resources", "verbs", "resourceNames"];
+
+/// The rules of a Role or ClusterRole.
+fn rules_of(role: &Value) -> &[Value] {
+    let rules = role["rules"].as_sequence().unwrap_or_else(|| panic!("a role without rules: {role:?}"));
+    for rule in rules {
+        for key in rule.as_mapping().unwrap().keys() {
+            assert!(RULE_KEYS.contains(&key.as_str().unwrap()), "rule key {key:?} in {rule:?}");
+        }
+    }
+    rules
+}
+
+/// The Role (in the binding's namespace) or ClusterRole of this rendering that a binding refers to.
+fn bound_role<'a>(docs: &'a [Value], binding: &Value) -> Option<&'a Value> {
+    let kind = binding["roleRef"]["kind"].as_str()?;
+    let namespace = if kind == "Role" { binding["metadata"]["namespace"].clone() } else { Value::Null };
+    docs.iter().find(|d| {
+        d["kind"] == kind
+            && d["metadata"]["name"] == binding["roleRef"]["name"]
+            && d["metadata"]["namespace"] == namespace
+    })
+}
+
+/// One right: (scope, apiGroup, resource, verb, resourceNames). The scope is the namespace of the
+/// RoleBinding that grants it, or "*" for a ClusterRoleBinding; no resourceNames is every name.
+type Grant = (String, String, String, String, Vec<String>);
+
+/// Every right the rendering's bindings grant, where they grant it: a Role or ClusterRole grants
+/// nothing by itself.
+fn grants(docs: &[Value]) -> Vec<Grant> {
     let mut out = Vec::new();
-    for role in docs.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole") {
-        let scope = role["metadata"]["namespace"].as_str().unwrap_or("*").to_string();
-        for rule in role["rules"].as_sequence().unwrap() {
-            for g in rule["apiGroups"].as_sequence().unwrap() {
-                for r in rule["resources"].as_sequence().unwrap() {
-                    for v in rule["verbs"].as_sequence().unwrap() {
-                        out.push((
-                            scope.clone(),
-                            g.as_str().unwrap().into(),
-                            r.as_str().unwrap().into(),
-                            v.as_str().unwrap().into(),
-                        ));
+    for binding in docs.iter().filter(|d| is_binding(d)) {
+        let scope = match binding["kind"].as_str() {
+            Some("RoleBinding") => binding["metadata"]["namespace"].as_str().unwrap().to_string(),
+            _ => "*".to_string(),
+        };
+        let role = bound_role(docs, binding).unwrap_or_else(|| panic!("{binding:?} refers to no rendered role"));
+        for rule in rules_of(role) {
+            let mut names = strings(&rule["resourceNames"]);
+            names.sort();
+            for g in strings(&rule["apiGroups"]) {
+                for r in strings(&rule["resources"]) {
+                    for v in strings(&rule["verbs"]) {
+                        out.push((scope.clone(), g.clone(), r.clone(), v, names.clone()));
                     }
                 }
             }
@@ -91,7 +148,14 @@ const MODES: &[(&str, &[&str])] = &[
         "secret references, namespaced",
         &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
     ),
-    ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=eipsegment-operator"]),
+    (
+        "rrsa",
+        &[
+            "rrsa.enabled=true",
+            "rrsa.roleName=eipsegment-operator",
+            "stsEndpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com",
+        ],
+    ),
     (
         "credentials secret",
         &["credentials.secretName=alibaba-keys", "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com"],
@@ -100,10 +164,16 @@ const MODES: &[(&str, &[&str])] = &[
 
 const RELEASE_NS: &str = "eipsegment-system";
 
-type Grant = (String, String, String, String);
-
 fn grant(scope: &str, group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
-    verbs.iter().map(|v| (scope.to_string(), group.to_string(), resource.to_string(), v.to_string())).collect()
+    named_grant(scope, group, resource, &[], verbs)
+}
+
+fn named_grant(scope: &str, group: &str, resource: &str, names: &[&str], verbs: &[&str]) -> Vec<Grant> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    verbs
+        .iter()
+        .map(|v| (scope.to_string(), group.to_string(), resource.to_string(), v.to_string(), names.clone()))
+        .collect()
 }
 
 /// What the operator needs on its own objects and events, in one scope ("*": cluster-wide).
@@ -121,8 +191,14 @@ fn lease_grants() -> Vec<Grant> {
     grant(RELEASE_NS, "coordination.k8s.io", "leases", &["get", "create", "patch"])
 }
 
+/// Read a credentials Secret, and hold it with a finalizer while a segment depends on it.
 fn secret_grants(scope: &str) -> Vec<Grant> {
-    grant(scope, "", "secrets", &["get"])
+    grant(scope, "", "secrets", &["get", "patch"])
+}
+
+/// Per-namespace mode: the RoleBinding the operator guards, and no other.
+fn guard_grants(scope: &str, binding: &str) -> Vec<Grant> {
+    named_grant(scope, "rbac.authorization.k8s.io", "rolebindings", &[binding], &["get", "patch"])
 }
 
 fn sorted(mut v: Vec<Grant>) -> Vec<Grant> {
@@ -213,7 +289,14 @@ fn default_rendering_is_hardened_and_highly_available() {
     ] {
         assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
     }
-    for absent in ["--namespace", "--vpc-endpoint", "--secret-credentials", "--allow-insecure-endpoint"] {
+    for absent in [
+        "--namespace",
+        "--rbac-guard-rolebinding",
+        "--vpc-endpoint",
+        "--sts-endpoint",
+        "--secret-credentials",
+        "--allow-insecure-endpoint",
+    ] {
         assert!(!has_arg_prefix(&docs, absent), "{:?} has {absent}", args(&docs));
     }
     // The metrics Service reaches the pods' metrics port; no ServiceMonitor unless asked for.
@@ -227,16 +310,149 @@ fn default_rendering_is_hardened_and_highly_available() {
     assert!(of_kind(&docs, "CustomResourceDefinition").is_empty(), "the CRD ships in crds/, not templates/");
 }
 
+/// The namespaces a values mode serves (empty: every namespace).
+fn watched(sets: &[&str]) -> Vec<String> {
+    sets.iter()
+        .find_map(|s| s.strip_prefix("watchNamespaces={")?.strip_suffix('}'))
+        .map(|list| list.split(',').map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// (kind, namespace, name) of every RBAC object of the rendering, sorted.
+fn rbac_objects(docs: &[Value]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = docs
+        .iter()
+        .filter(|d| is_role(d) || is_binding(d))
+        .map(|d| {
+            let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (field(&d["kind"]), field(&d["metadata"]["namespace"]), field(&d["metadata"]["name"]))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What the chart renders for the release `eipsegment-operator` in eipsegment-system: cluster-wide,
+/// a ClusterRole and its ClusterRoleBinding; per namespace, one ClusterRole bound by a RoleBinding in
+/// each served namespace; the Lease's Role and RoleBinding with leader election.
+fn expected_rbac_objects(namespaces: &[String], leader_election: bool) -> Vec<(String, String, String)> {
+    let o = |kind: &str, ns: &str, name: &str| (kind.to_string(), ns.to_string(), name.to_string());
+    let mut out = if namespaces.is_empty() {
+        vec![o("ClusterRole", "", "eipsegment-operator"), o("ClusterRoleBinding", "", "eipsegment-operator")]
+    } else {
+        let mut v = vec![o("ClusterRole", "", "eipsegment-operator-namespaced")];
+        v.extend(namespaces.iter().map(|ns| o("RoleBinding", ns, "eipsegment-operator")));
+        v
+    };
+    if leader_election {
+        out.push(o("Role", RELEASE_NS, "eipsegment-operator-leader-election"));
+        out.push(o("RoleBinding", RELEASE_NS, "eipsegment-operator-leader-election"));
+    }
+    out.sort();
+    out
+}
+
+/// The value of the one `--rbac-guard-rolebinding` argument, if any.
+fn guard_flag(docs: &[Value]) -> Option<String> {
+    let values: Vec<String> =
+        args(docs).iter().filter_map(|a| a.strip_prefix("--rbac-guard-rolebinding=")).map(String::from).collect();
+    assert!(values.len() <= 1, "more than one --rbac-guard-rolebinding: {values:?}");
+    assert!(!args(docs).iter().any(|a| a == "--rbac-guard-rolebinding"), "the flag without = form: {:?}", args(docs));
+    values.into_iter().next()
+}
+
+/// What must hold of every rendering, whatever the values: checked on each rule of each role, bound
+/// or not.
+/// - No wildcard anywhere.
+/// - Secrets: `get` and `patch` at most (never list, watch, create, update or delete).
+/// - RBAC objects: only `get` and `patch` on rolebindings, and only on the RoleBinding that
+///   --rbac-guard-rolebinding names.
+/// - Per-namespace mode (--namespace given): the operator runs with --rbac-guard-rolebinding naming
+///   the RoleBinding of every served namespace, and each of those carries exactly the guard's
+///   finalizer; cluster-wide, no such flag and no such RoleBinding. Nothing else has finalizers.
+/// - The operator's own parser takes the arguments, with the same namespaces and guard.
+fn check_rbac_invariants(mode: &str, docs: &[Value]) {
+    let guard = guard_flag(docs);
+    let namespaces: Vec<String> = args(docs)
+        .iter()
+        .find_map(|a| a.strip_prefix("--namespace="))
+        .map(|l| l.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    for role in docs.iter().filter(|d| is_role(d)) {
+        let name = &role["metadata"]["name"];
+        for rule in rules_of(role) {
+            let (groups, resources, verbs, names) = (
+                strings(&rule["apiGroups"]),
+                strings(&rule["resources"]),
+                strings(&rule["verbs"]),
+                strings(&rule["resourceNames"]),
+            );
+            for list in [&groups, &resources, &verbs, &names] {
+                assert!(!list.iter().any(|x| x.contains('*')), "{mode}: a wildcard in {name:?}: {rule:?}");
+            }
+            let secrets = groups.iter().any(|g| g.is_empty())
+                && resources.iter().any(|r| r == "secrets" || r.starts_with("secrets/"));
+            if secrets {
+                for verb in &verbs {
+                    assert!(["get", "patch"].contains(&verb.as_str()), "{mode}: {verb} on Secrets in {name:?}");
+                }
+            }
+            if groups.iter().any(|g| g == "rbac.authorization.k8s.io") {
+                assert_eq!(groups, ["rbac.authorization.k8s.io"], "{mode}: {name:?}");
+                assert_eq!(resources, ["rolebindings"], "{mode}: only rolebindings, in {name:?}");
+                for verb in &verbs {
+                    assert!(["get", "patch"].contains(&verb.as_str()), "{mode}: {verb} on rolebindings in {name:?}");
+                }
+                assert!(!names.is_empty(), "{mode}: rolebindings without resourceNames in {name:?}");
+                assert_eq!(
+                    Some(names),
+                    guard.clone().map(|g| vec![g]),
+                    "{mode}: rolebindings other than the guarded one"
+                );
+            }
+        }
+    }
+    let guarded: Vec<&Value> =
+        docs.iter().filter(|d| d["kind"] == "RoleBinding" && d["roleRef"]["kind"] == "ClusterRole").collect();
+    let mut guarded_namespaces: Vec<String> =
+        guarded.iter().map(|b| b["metadata"]["namespace"].as_str().unwrap().to_string()).collect();
+    guarded_namespaces.sort();
+    let mut served = namespaces.clone();
+    served.sort();
+    assert_eq!(guarded_namespaces, served, "{mode}: one guarded RoleBinding per served namespace");
+    assert_eq!(guard.is_some(), !namespaces.is_empty(), "{mode}: --rbac-guard-rolebinding only per namespace");
+    for binding in &guarded {
+        assert_eq!(binding["metadata"]["name"].as_str(), guard.as_deref(), "{mode}: the guard names {binding:?}");
+        assert_eq!(strings(&binding["metadata"]["finalizers"]), [GUARD_FINALIZER], "{mode}: {binding:?}");
+    }
+    for d in docs.iter().filter(|d| !guarded.contains(d)) {
+        assert!(d["metadata"]["finalizers"].is_null(), "{mode}: finalizers on {:?}", d["metadata"]);
+    }
+    let argv = std::iter::once("eipsegment-operator".to_string()).chain(args(docs));
+    let parsed =
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{mode}: the operator refuses {:?}: {e}", args(docs)));
+    let CliCommand::Run(run) = parsed.command else { panic!("{mode}: not `run`") };
+    let RunArgs { namespaces: parsed_namespaces, rbac_guard_rolebinding, .. } = run;
+    assert_eq!((parsed_namespaces, rbac_guard_rolebinding), (namespaces, guard), "{mode}: as the operator reads them");
+}
+
 #[test]
 fn rbac_is_exactly_what_each_mode_needs() {
     let namespaced = |extra: fn(&str) -> Vec<Grant>| -> Vec<Grant> {
-        ["team-a", "team-b"].iter().flat_map(|ns| [operator_grants(ns), extra(ns)].concat()).collect()
+        ["team-a", "team-b"]
+            .iter()
+            .flat_map(|ns| [operator_grants(ns), guard_grants(ns, "eipsegment-operator"), extra(ns)].concat())
+            .collect()
     };
     let nothing = |_: &str| Vec::new();
     let cases: Vec<(&str, &[&str], Vec<Grant>)> = vec![
         ("default", &[], [operator_grants("*"), lease_grants()].concat()),
         ("namespaced", &["watchNamespaces={team-a,team-b}"], [namespaced(nothing), lease_grants()].concat()),
-        ("one namespace", &["watchNamespaces={team-a}"], [operator_grants("team-a"), lease_grants()].concat()),
+        (
+            "one namespace",
+            &["watchNamespaces={team-a}"],
+            [operator_grants("team-a"), guard_grants("team-a", "eipsegment-operator"), lease_grants()].concat(),
+        ),
         ("leader election off", &["leaderElection.enabled=false"], operator_grants("*")),
         (
             "secret references",
@@ -257,35 +473,40 @@ fn rbac_is_exactly_what_each_mode_needs() {
             ],
             namespaced(secret_grants),
         ),
+        (
+            "the release namespace served too",
+            &["watchNamespaces={eipsegment-system,team-a}"],
+            [
+                operator_grants(RELEASE_NS),
+                guard_grants(RELEASE_NS, "eipsegment-operator"),
+                operator_grants("team-a"),
+                guard_grants("team-a", "eipsegment-operator"),
+                lease_grants(),
+            ]
+            .concat(),
+        ),
         ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=r"], [operator_grants("*"), lease_grants()].concat()),
         ("credentials secret", &["credentials.secretName=k"], [operator_grants("*"), lease_grants()].concat()),
     ];
     for (mode, sets, want) in cases {
         let docs = documents(&template(sets).unwrap());
         assert_eq!(sorted(grants(&docs)), sorted(want), "{mode}: granted rights");
-        let cluster_wide = !sets.iter().any(|s| s.starts_with("watchNamespaces"));
-        assert_eq!(of_kind(&docs, "ClusterRole").len(), usize::from(cluster_wide), "{mode}: ClusterRoles");
-        assert_eq!(
-            of_kind(&docs, "ClusterRoleBinding").len(),
-            usize::from(cluster_wide),
-            "{mode}: ClusterRoleBindings"
-        );
-        // Every binding names a role of this rendering, in its own namespace, for the release's
-        // ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test control plane uses).
+        let leader_election = !sets.contains(&"leaderElection.enabled=false");
+        assert_eq!(rbac_objects(&docs), expected_rbac_objects(&watched(sets), leader_election), "{mode}: RBAC objects");
+        check_rbac_invariants(mode, &docs);
+        // Every binding names a role of this rendering (a Role in its own namespace), for the
+        // release's ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test
+        // control plane uses); every role is bound.
         let sa = of_kind(&docs, "ServiceAccount")[0];
         assert_eq!(
             (sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()),
             (Some(RELEASE_NS), Some("eipsegment-operator"))
         );
-        for binding in docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding") {
-            let role_kind = if binding["kind"] == "RoleBinding" { "Role" } else { "ClusterRole" };
-            assert_eq!(binding["roleRef"]["kind"], role_kind, "{mode}");
-            assert!(
-                docs.iter().any(|d| d["kind"] == role_kind
-                    && d["metadata"]["name"] == binding["roleRef"]["name"]
-                    && d["metadata"]["namespace"] == binding["metadata"]["namespace"]),
-                "{mode}: {binding:?} refers to no rendered {role_kind}"
-            );
+        for binding in docs.iter().filter(|d| is_binding(d)) {
+            if binding["kind"] == "ClusterRoleBinding" {
+                assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "{mode}");
+            }
+            assert!(bound_role(&docs, binding).is_some(), "{mode}: {binding:?} refers to no rendered role");
             let subjects = binding["subjects"].as_sequence().unwrap();
             assert_eq!(subjects.len(), 1, "{mode}");
             assert_eq!(
@@ -294,21 +515,72 @@ fn rbac_is_exactly_what_each_mode_needs() {
                 "{mode}"
             );
         }
-        let bound = docs.iter().filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding").count();
-        assert_eq!(
-            bound,
-            docs.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole").count(),
-            "{mode}: one binding per role"
-        );
+        for role in docs.iter().filter(|d| is_role(d)) {
+            assert!(
+                docs.iter().filter(|d| is_binding(d)).any(|b| bound_role(&docs, b) == Some(role)),
+                "{mode}: {:?} is bound nowhere",
+                role["metadata"]["name"]
+            );
+        }
     }
+    for (mode, sets) in MODES {
+        check_rbac_invariants(mode, &documents(&template(sets).unwrap()));
+    }
+}
+
+/// The guard's flag, the RoleBindings it guards and the one rule that lets it patch them name the
+/// same object, whatever the release is called.
+#[test]
+fn the_guard_flag_names_the_rolebindings_that_carry_its_finalizer() {
+    let docs = documents(
+        &template_release(
+            "ops",
+            "platform",
+            &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
+        )
+        .unwrap(),
+    );
+    check_rbac_invariants("release ops", &docs);
+    assert_eq!(guard_flag(&docs).as_deref(), Some("ops-eipsegment-operator"));
+    let mut bindings: Vec<(&str, &str)> = of_kind(&docs, "RoleBinding")
+        .iter()
+        .map(|b| (b["metadata"]["namespace"].as_str().unwrap(), b["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    bindings.sort();
+    assert_eq!(
+        bindings,
+        [
+            ("platform", "ops-eipsegment-operator-leader-election"),
+            ("team-a", "ops-eipsegment-operator"),
+            ("team-b", "ops-eipsegment-operator"),
+        ]
+    );
+    let want: Vec<Grant> = ["team-a", "team-b"]
+        .iter()
+        .flat_map(|ns| [operator_grants(ns), secret_grants(ns), guard_grants(ns, "ops-eipsegment-operator")].concat())
+        .chain(grant("platform", "coordination.k8s.io", "leases", &["get", "create", "patch"]))
+        .collect();
+    assert_eq!(sorted(grants(&docs)), sorted(want));
+    let role = of_kind(&docs, "ClusterRole");
+    assert_eq!(role.len(), 1);
+    assert_eq!(role[0]["metadata"]["name"], "ops-eipsegment-operator-namespaced");
+    // Cluster-wide, the guard has nothing to do: no flag, no finalizer, no rights on rolebindings.
+    let docs = documents(&template_release("ops", "platform", &["credentials.secretReferences.enabled=true"]).unwrap());
+    check_rbac_invariants("release ops, cluster-wide", &docs);
+    assert_eq!(guard_flag(&docs), None);
+    assert!(!grants(&docs).iter().any(|g| g.2 == "rolebindings"));
 }
 
 #[test]
 fn arguments_follow_the_values() {
+    // Per namespace: the namespaces, and the RoleBinding whose finalizer the operator guards.
     let docs = documents(&template(&["watchNamespaces={team-a,team-b}"]).unwrap());
-    assert!(has_arg(&docs, "--namespace=team-a,team-b"), "{:?}", args(&docs));
+    for want in ["--namespace=team-a,team-b", "--rbac-guard-rolebinding=eipsegment-operator"] {
+        assert!(has_arg(&docs, want), "{:?} lacks {want}", args(&docs));
+    }
     let docs = documents(&template(&["watchNamespaces={team-a}"]).unwrap());
     assert!(has_arg(&docs, "--namespace=team-a"), "{:?}", args(&docs));
+    assert!(has_arg(&docs, "--rbac-guard-rolebinding=eipsegment-operator"), "{:?}", args(&docs));
 
     let docs = documents(&template(&["leaderElection.enabled=false", "replicaCount=1"]).unwrap());
     assert!(!has_arg_prefix(&docs, "--lease") && !has_arg(&docs, "--leader-elect"), "{:?}", args(&docs));
@@ -349,6 +621,7 @@ fn arguments_follow_the_values() {
     let docs = documents(
         &template(&[
             "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+            "stsEndpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com",
             "logFormat=text",
             "metrics.port=9090",
             "extraArgs={--poll-seconds=5}",
@@ -357,6 +630,7 @@ fn arguments_follow_the_values() {
     );
     for want in [
         "--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+        "--sts-endpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com",
         "--log-format=text",
         "--metrics-addr=0.0.0.0:9090",
         "--poll-seconds=5",
@@ -430,6 +704,8 @@ fn invalid_values_are_refused_by_the_schema() {
         ("leaderElection.enable=false", "'enable'"), // a typo is not silently ignored
         ("rrsa.rolename=r", "'rolename'"),
         ("vpcEndpoint=http://plain", "/vpcEndpoint"),
+        ("stsEndpoint=http://plain", "/stsEndpoint"),
+        ("stsEndpoint=sts.aliyuncs.com", "/stsEndpoint"),
         ("watchNamespaces={Not_A_Namespace}", "/watchNamespaces"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("image.repository=", "/image/repository"),
@@ -589,4 +865,180 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
         "non-JSON log lines"
     );
     assert_eq!(op.metric("eipsegment_leader"), Some(1.0));
+}
+
+/// Per-namespace mode on the real apiserver, for an identity that holds nothing but what the
+/// rendering grants (the control plane's operator identity also holds deploy/rbac/'s ClusterRole,
+/// which would hide a missing right): `kubectl auth can-i` agrees with the rendering; the operator,
+/// run with the chart's arguments, allocates with the namespace's credentials Secret and holds it;
+/// and deleting the namespace releases the segment before the Secret and the RoleBinding go. The
+/// RoleBinding keeps its finalizer while any EipSegment is left, and loses it once none is.
+#[test]
+fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are_gone() {
+    let c = Cluster::shared();
+    let ns = c.namespace("guarded");
+    let (release, sa) = ("guarded", "guarded-operator");
+    let binding = "guarded-eipsegment-operator";
+    let rendered = template_release(
+        release,
+        RELEASE_NS,
+        &[
+            &format!("watchNamespaces={{{ns}}}"),
+            "serviceAccount.create=false",
+            &format!("serviceAccount.name={sa}"),
+            "credentials.secretReferences.enabled=true",
+            "leaderElection.enabled=false",
+            "replicaCount=1",
+        ],
+    )
+    .unwrap();
+    let docs = documents(&rendered);
+    check_rbac_invariants("guarded", &docs);
+    assert_eq!(guard_flag(&docs).as_deref(), Some(binding));
+    // The RBAC only: no kubelet runs here, so the operator runs as a process with the Deployment's
+    // arguments and a token of the rendering's ServiceAccount.
+    let rbac: Vec<String> =
+        docs.iter().filter(|d| is_role(d) || is_binding(d)).map(|d| serde_yaml::to_string(d).unwrap()).collect();
+    assert_eq!(rbac.len(), 2, "a ClusterRole and one RoleBinding: {rbac:?}");
+    c.apply(&rbac.join("---\n")).unwrap();
+    c.kubectl(&["create", "serviceaccount", sa, "-n", RELEASE_NS]);
+    let token = c.kubectl(&["create", "token", sa, "-n", RELEASE_NS, "--duration=2h"]);
+    let kubeconfig = c.dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\n\
+             users:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u, namespace: {ns}}}\n\
+             current-context: x\n",
+            c.env["APISERVER_URL"],
+            c.env["CA_CERT"],
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let can_i = |verb: &str, what: &str, namespace: &str| -> bool {
+        let (_, out, err) = c.kubectl_as(kubeconfig, &["auth", "can-i", verb, what, "-n", namespace], None);
+        match out.trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!("can-i {verb} {what} -n {namespace}: {other} {err}"),
+        }
+    };
+    let binding_ref = format!("rolebindings.rbac.authorization.k8s.io/{binding}");
+    for (verb, what, namespace, want) in [
+        ("list", "eipsegments.eipsegment.io", ns.as_str(), true),
+        ("patch", "eipsegments.eipsegment.io", ns.as_str(), true),
+        ("list", "eipsegments.eipsegment.io", "default", false),
+        ("get", "secrets", ns.as_str(), true),
+        ("patch", "secrets", ns.as_str(), true),
+        ("list", "secrets", ns.as_str(), false),
+        ("watch", "secrets", ns.as_str(), false),
+        ("create", "secrets", ns.as_str(), false),
+        ("delete", "secrets", ns.as_str(), false),
+        ("get", "secrets", "default", false),
+        ("get", binding_ref.as_str(), ns.as_str(), true),
+        ("patch", binding_ref.as_str(), ns.as_str(), true),
+        ("delete", binding_ref.as_str(), ns.as_str(), false),
+        ("patch", "rolebindings.rbac.authorization.k8s.io/another", ns.as_str(), false),
+        ("list", "rolebindings.rbac.authorization.k8s.io", ns.as_str(), false),
+        ("patch", binding_ref.as_str(), "default", false),
+    ] {
+        assert_eq!(can_i(verb, what, namespace), want, "can-i {verb} {what} -n {namespace}");
+    }
+
+    // The operator with the chart's arguments (the harness gives the same namespace, a free metrics
+    // port and the simulator).
+    let sim = Simulator::start(&[]);
+    let chart_args = args(&docs);
+    assert!(chart_args.contains(&format!("--namespace={ns}")), "{chart_args:?}");
+    let extra: Vec<&str> = chart_args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--namespace="))
+        .collect();
+    let op = Operator::start_with_env(c, &sim, &ns, &extra, &[("KUBECONFIG", kubeconfig)]);
+    c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "eipsegment-credentials",
+        "-n",
+        &ns,
+        &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_ID={ACCESS_KEY_ID}"),
+        &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET={ACCESS_KEY_SECRET}"),
+    ]);
+    // A finalizer of the test's own keeps the object once the operator is done with it, so that
+    // the RoleBinding's finalizer can be seen to stay while an EipSegment is left.
+    let hold = "chart-test.eipsegment.io/hold";
+    c.apply(&format!(
+        "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: guarded\n  namespace: {ns}\n  \
+         finalizers: [{hold}]\nspec:\n  regionId: cn-hangzhou\n  eipMask: 28\n"
+    ))
+    .unwrap();
+    let obj = wait_ready(c, &ns, "guarded");
+    let id = segment_id(&obj);
+    assert_eq!(obj["status"]["credentialsSource"], "Secret/eipsegment-credentials", "{:?}", obj["status"]);
+    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+    let secret_finalizers = || -> Option<Vec<String>> {
+        let (ok, out, err) = c.kubectl_as(
+            c.admin_kubeconfig(),
+            &["get", "secret", "eipsegment-credentials", "-n", &ns, "-o", "jsonpath={.metadata.finalizers}"],
+            None,
+        );
+        if !ok {
+            assert!(err.contains("NotFound"), "{err}");
+            return None;
+        }
+        Some(if out.is_empty() { Vec::new() } else { serde_json::from_str(&out).unwrap() })
+    };
+    let in_use = format!("eipsegment.io/in-use-by-{uid}");
+    eventually("the Secret held", WAIT, || secret_finalizers().filter(|f| f.contains(&in_use)));
+    let rolebinding = || -> Option<serde_json::Value> {
+        let (ok, out, err) =
+            c.kubectl_as(c.admin_kubeconfig(), &["get", "rolebinding", binding, "-n", &ns, "-o", "json"], None);
+        if !ok {
+            assert!(err.contains("NotFound"), "{err}");
+            return None;
+        }
+        Some(serde_json::from_str(&out).unwrap())
+    };
+    assert_eq!(rolebinding().unwrap()["metadata"]["finalizers"], serde_json::json!([GUARD_FINALIZER]));
+
+    c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    // The namespace controller marks everything deleted at once; the RoleBinding and the Secret
+    // stay, and the operator releases the segment with the Secret's credentials.
+    let deleting = |v: &serde_json::Value| v["metadata"]["deletionTimestamp"].is_string();
+    eventually("the RoleBinding Terminating", WAIT, || rolebinding().filter(deleting));
+    eventually("the segment released", WAIT, || sim.segment(&id).is_none().then_some(()));
+    // Done with the object: its finalizer is gone and it lets go of the Secret, which then goes.
+    eventually("the operator's finalizer removed", WAIT, || {
+        c.get(&ns, "guarded").filter(|o| o["metadata"]["finalizers"] == serde_json::json!([hold]))
+    });
+    eventually("the Secret gone", WAIT, || secret_finalizers().is_none().then_some(()));
+    // An EipSegment is left (held by the test): over more than one of the guard's checks, the
+    // RoleBinding keeps its finalizer.
+    std::thread::sleep(Duration::from_secs(12));
+    let kept = rolebinding().expect("the RoleBinding stays while an EipSegment is left");
+    assert!(deleting(&kept) && kept["metadata"]["finalizers"] == serde_json::json!([GUARD_FINALIZER]), "{kept:?}");
+    // The last EipSegment goes: the operator lets the RoleBinding go, and the namespace finishes.
+    c.kubectl(&[
+        "patch",
+        "eipsegment",
+        "guarded",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    eventually("the RoleBinding gone", WAIT, || rolebinding().is_none().then_some(()));
+    eventually("the namespace gone", Duration::from_secs(120), || {
+        let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["get", "namespace", &ns], None);
+        (!ok && err.contains("NotFound")).then_some(())
+    });
+    assert!(op.log_text().contains("its RoleBinding may go"), "the guard did not say it let the RoleBinding go");
+    assert!(!can_i("patch", &binding_ref, &ns), "the right went with the RoleBinding");
+    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "clusterrole", &format!("{binding}-namespaced")], None);
+    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "serviceaccount", sa, "-n", RELEASE_NS], None);
 }

@@ -32,7 +32,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The operator's rules on its own resources and events. */}}
+{{/* The operator's rules on its own resources and events, and on the credentials Secrets of the
+served namespaces when Secret references are on: `get` to read them, `patch` to hold each one with a
+per-object finalizer (eipsegment.io/in-use-by-<uid>) while a segment depends on it. */}}
 {{- define "eipsegment-operator.rules" -}}
 - apiGroups: ["eipsegment.io"]
   resources: ["eipsegments"]
@@ -49,6 +51,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.credentials.secretReferences.enabled }}
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "patch"]
 {{- end }}
+{{- end }}
+
+{{/* Per-namespace mode: the name of the RoleBinding in each served namespace, which carries the
+finalizer the operator removes (--rbac-guard-rolebinding). */}}
+{{- define "eipsegment-operator.guardedRoleBinding" -}}
+{{- include "eipsegment-operator.fullname" . }}
+{{- end }}
+
+{{/* Per-namespace mode: the ClusterRole that each served namespace's RoleBinding refers to. */}}
+{{- define "eipsegment-operator.namespacedClusterRole" -}}
+{{- printf "%s-namespaced" (include "eipsegment-operator.fullname" .) }}
 {{- end }}

@@ -1,13 +1,20 @@
 -- Argo CD health check for eipsegment.io/EipSegment (eipsegment-operator).
 --
 -- Reads what the operator writes: the Ready condition (the segment is allocated or adopted and
--- recorded), the Synced condition (whether the last cloud call succeeded; when not, its reason is the
--- error class Transient, Blocked or Terminal), status.cloudStatus and status.observedGeneration.
---   Degraded     a person must act: a Blocked or Terminal cloud error (also during a release),
---                a segment released outside the operator, an adoption target that does not exist.
---   Progressing  allocating, not yet reconciled, retrying a transient error (throttling, 5xx),
---                or deleting while the release is in flight.
---   Healthy      Ready=True and not being deleted.
+-- recorded; when not, its reason says why), the Synced condition (whether the last cloud call
+-- succeeded; when not, its reason is the error class Transient, Blocked or Terminal),
+-- status.cloudStatus and status.observedGeneration.
+--   Degraded     a person must act: a Blocked or Terminal error (also during a release; among them
+--                credentials of another account, AccountMismatch, and a credentials Secret being
+--                deleted, SecretTerminating), a segment released outside the operator
+--                (SegmentMissing), an adoption target that does not exist (AdoptionTargetNotFound),
+--                a segment another object holds (SegmentInUse), or a deletion that cannot prove the
+--                segment gone because its account was never recorded (AccountUnknown).
+--   Progressing  allocating (also while an accepted segment is not yet visible), queued behind the
+--                client-side rate limit, a cloud status the operator does not know, not yet
+--                reconciled, retrying a transient error (throttling, 5xx), or deleting while the
+--                release is in flight.
+--   Healthy      Ready=True (Allocated, Adopted) and not being deleted.
 -- Plain Lua 5.1, as Argo CD runs it under gopher-lua. It uses no string or math library, so it works
 -- from argocd-cm without resource.customizations.useOpenLibs.
 local hs = {}
@@ -49,7 +56,6 @@ end
 
 -- Deleting: the finalizer holds the object until the cloud confirms the release.
 if deleting then
-  hs.status = "Progressing"
   local policy = spec.deletionPolicy
   if policy == nil then
     -- The operator's default: Retain for adopted segments, Delete for allocated ones.
@@ -59,6 +65,14 @@ if deleting then
       policy = "Delete"
     end
   end
+  -- Not visible to the credentials in force, and no record of the account it lives in: the operator
+  -- does not take it as released. Retain (or the credentials of its account) lets the object go.
+  if policy ~= "Retain" and ready ~= nil and ready.status == "False" and ready.reason == "AccountUnknown" then
+    hs.status = "Degraded"
+    hs.message = ready.message
+    return hs
+  end
+  hs.status = "Progressing"
   if policy == "Retain" then
     if segment ~= nil then
       hs.message = "deleting; deletion policy Retain keeps segment " .. segment .. " in the cloud"
@@ -74,6 +88,11 @@ if deleting then
   elseif status.cloudStatus == "Missing" or status.cloudStatus == "Released"
       or (ready ~= nil and ready.reason == "SegmentMissing") then
     hs.message = "deleting; segment " .. segment .. " is already gone from the cloud, waiting for the operator to confirm"
+  elseif ready ~= nil and ready.status == "False" and text(ready.message) and (ready.reason == "ReleaseQueued"
+      or ready.reason == "Allocating" or (ready.reason == status.cloudStatus and ready.reason ~= "Releasing")) then
+    -- The release waits: behind the client-side rate limit, for an accepted segment to become
+    -- visible, or for a cloud status (Allocating, or one the operator does not know) to settle.
+    hs.message = "deleting; " .. ready.message
   elseif status.releaseRequestedAt == nil and status.cloudStatus ~= "Releasing" then
     hs.message = "deleting; waiting for the operator to release segment " .. segment
   else
@@ -86,8 +105,11 @@ if deleting then
   return hs
 end
 
--- A segment gone out of band is not re-created; an adoption target that does not exist never appears.
-if ready ~= nil and ready.status == "False" and (ready.reason == "SegmentMissing" or ready.reason == "AdoptionTargetNotFound") then
+-- A segment gone out of band is not re-created; an adoption target that does not exist never appears;
+-- a segment another object holds is not acted on. Checked before the generation: a refused object's
+-- status is not that of its current spec.
+if ready ~= nil and ready.status == "False" and (ready.reason == "SegmentMissing"
+    or ready.reason == "AdoptionTargetNotFound" or ready.reason == "SegmentInUse") then
   hs.status = "Degraded"
   hs.message = ready.message
   return hs
@@ -117,10 +139,11 @@ hs.status = "Progressing"
 if synced ~= nil and synced.status == "False" and text(synced.message) then
   -- Transient: retried with backoff, not a reason to page anyone.
   hs.message = synced.message
+elseif status.cloudStatus == "Allocating" and segment ~= nil then
+  -- The cloud shows the segment and says Allocating (the Ready message is "segment ... is Allocating").
+  hs.message = "segment " .. segment .. " is being allocated"
 elseif ready ~= nil and text(ready.message) then
   hs.message = ready.message
-elseif status.cloudStatus == "Allocating" and segment ~= nil then
-  hs.message = "segment " .. segment .. " is being allocated"
 elseif status.allocationRequestedAt ~= nil then
   hs.message = "allocation requested; waiting for the cloud to return the segment"
 elseif spec.segmentInstanceId ~= nil then
