@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test demo crd controlplane tools deploy bench chaos
+.PHONY: cluster-up cluster-down test lint demo crd controlplane tools deploy bench chaos modelcheck
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
@@ -15,10 +15,22 @@ cluster-down:
 	tests/controlplane/cluster.sh down $(CLUSTER_DIR)
 
 # ---- Tests -------------------------------------------------------------------------------------
-# Every test: unit and decision tables, signer vectors, client <-> simulator, the official SDKs
-# against the simulator, and the end-to-end suite on a real control plane. Builds what it needs.
-test: controlplane tools
+# Every test: the formatting and lint checks, unit and decision tables, the model checker, signer
+# vectors, client <-> simulator, the official SDKs against the simulator, and the end-to-end suites
+# on a real control plane. Builds what it needs.
+test: lint controlplane tools
 	cargo test --all-targets
+
+# rustfmt (rustfmt.toml) and clippy with every warning an error.
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+# The model checker with every scenario's budget of faults and user edits raised by BUDGET (the
+# run in `make test` uses the base budgets); prints states explored, depth and time per scenario.
+BUDGET ?= 1
+modelcheck:
+	MODELCHECK_BUDGET=$(BUDGET) cargo test --release --test modelcheck
 
 # The long chaos run (the short one is part of `test`): 200 EipSegments created and deleted in waves
 # while the operator is SIGKILLed (55 times), the simulated cloud fails, drops, delays and throttles

@@ -422,10 +422,10 @@ pub fn read_answer<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, CloudError> {
     if (200..300).contains(&status) {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            if let Some(id) = v.get("RequestId").and_then(|v| v.as_str()) {
-                tracing::Span::current().record("request_id", id);
-            }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && let Some(id) = v.get("RequestId").and_then(|v| v.as_str())
+        {
+            tracing::Span::current().record("request_id", id);
         }
         return serde_json::from_slice(bytes).map_err(|e| CloudError::Malformed {
             action,

@@ -186,10 +186,10 @@ fn check_page(segments: &[Segment], total: u32, query: SegmentQuery<'_>) -> Resu
             query.page_size
         ));
     }
-    if let Some(id) = query.segment_id {
-        if total > 1 || segments.iter().any(|s| s.instance_id != id) {
-            return Err(format!("an answer for {id} that holds other segments (TotalCount {total})"));
-        }
+    if let Some(id) = query.segment_id
+        && (total > 1 || segments.iter().any(|s| s.instance_id != id))
+    {
+        return Err(format!("an answer for {id} that holds other segments (TotalCount {total})"));
     }
     Ok(())
 }

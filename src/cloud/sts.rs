@@ -349,11 +349,11 @@ impl RrsaCredentials {
 impl CredentialProvider for RrsaCredentials {
     fn token_refused(&self, access_key_id: &str) {
         // A refresh under way holds the lock and brings fresh credentials anyway.
-        if let Ok(mut state) = self.state.try_lock() {
-            if state.cached.as_ref().is_some_and(|c| c.credentials.access_key_id == access_key_id) {
-                tracing::info!("the cloud refused the STS token before its expiration; fetching new credentials");
-                state.cached = None;
-            }
+        if let Ok(mut state) = self.state.try_lock()
+            && state.cached.as_ref().is_some_and(|c| c.credentials.access_key_id == access_key_id)
+        {
+            tracing::info!("the cloud refused the STS token before its expiration; fetching new credentials");
+            state.cached = None;
         }
     }
 

@@ -291,12 +291,12 @@ impl<'c> Pass<'c> {
         let uid = &self.object.uid;
         match m.next {
             Next::Finish => {
-                if let Some(requested) = m.status.release_requested_at.as_deref() {
-                    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(requested) {
-                        self.ctx
-                            .metrics
-                            .release_confirmed((Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default());
-                    }
+                if let Some(requested) = m.status.release_requested_at.as_deref()
+                    && let Ok(at) = chrono::DateTime::parse_from_rfc3339(requested)
+                {
+                    self.ctx
+                        .metrics
+                        .release_confirmed((Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default());
                 }
                 self.ctx.pacing.forget(uid);
                 self.ctx.metrics.reconciled("success");

@@ -44,7 +44,10 @@ pub(super) fn allocate(p: &Pass) -> Decision {
 
 /// A Secret being deleted cannot be held, so no segment comes to depend on it.
 fn secret_terminating(p: &Pass, c: &crate::lifecycle::Credentials) -> Decision {
-    let detail = format!("SecretTerminating: the credentials {} is being deleted: no new segment is allocated with it", c.source);
+    let detail = format!(
+        "SecretTerminating: the credentials {} is being deleted: no new segment is allocated with it",
+        c.source
+    );
     let problem = crate::lifecycle::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
     p.fail(p.status.clone(), &problem, Act::Credentials)
 }

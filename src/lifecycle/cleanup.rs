@@ -148,7 +148,8 @@ fn yield_to_holder(p: &Pass, id: &str, claims: &[Claimant]) -> Option<Decision> 
 fn hand_over(p: &Pass, status: &EipSegmentStatus, id: &str, claims: &[Claimant]) -> Option<Decision> {
     let live: Vec<&Claimant> = claims.iter().filter(|c| !c.deleting && c.uid != p.o.uid).collect();
     if let Some(heir) = live.iter().find(|c| c.finalized && c.established) {
-        let note = format!("segment {id} is also named by {}/{}, which keeps it: not released", heir.namespace, heir.name);
+        let note =
+            format!("segment {id} is also named by {}/{}, which keeps it: not released", heir.namespace, heir.name);
         return Some(p.finish(status.clone(), Event::normal("HandedOver", "Finalize", note)));
     }
     live.first().map(|heir| in_use(p, status.clone(), id, heir, "is to take it over (it has not recorded it yet)"))

@@ -71,6 +71,8 @@ pub struct Credentials {
 }
 
 /// The poller's view of the segment.
+// One per pass, read in place: boxing the segment would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Look {
     /// No look yet: the poller wakes the object when there is one.

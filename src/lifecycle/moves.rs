@@ -7,6 +7,8 @@ use crate::cloud::model::AllocateRequest;
 use crate::crd::EipSegmentStatus;
 use crate::lifecycle::identity::{Identity, Source};
 
+// One per question, moved to its reader: boxing the move would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Decision {
     Need(Need),

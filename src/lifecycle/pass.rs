@@ -1,6 +1,9 @@
 //! One pass over one object: what it holds, who else claims it, which account is in force, and the
 //! moves every decision is built from.
 
+// `Err` carries the decision to return instead, which is what a pass is for.
+#![allow(clippy::result_large_err)]
+
 use crate::crd::{DeletionPolicy, EipSegmentStatus, LastError};
 use crate::lifecycle::conditions::{self, set_ready, set_synced};
 use crate::lifecycle::facts::{Claimant, Credentials, Facts, Object, Problem};
@@ -165,10 +168,10 @@ impl<'a> Pass<'a> {
         let mut status = self.status.clone();
         status.last_error = None;
         let mut decision = self.fail(status, &problem, Act::Credentials);
-        if let Decision::Act(m) = &mut decision {
-            if let Some(e) = &mut m.event {
-                e.reason = "AccountMismatch";
-            }
+        if let Decision::Act(m) = &mut decision
+            && let Some(e) = &mut m.event
+        {
+            e.reason = "AccountMismatch";
         }
         decision
     }

@@ -44,13 +44,16 @@ impl stateright::Model for Model {
             Property::always("no allocated segment is left without an object that can release it", |m, s| {
                 properties::leaked(m, s).is_empty()
             }),
-            Property::always("no release is accepted unless its object is deleted with Delete and no other wants it", |_, s: &State| {
-                s.premature_release.is_none()
-            }),
+            Property::always(
+                "no release is accepted unless its object is deleted with Delete and no other wants it",
+                |_, s: &State| s.premature_release.is_none(),
+            ),
             Property::always("at most one allocation per object, across restores", |_, s: &State| {
                 properties::allocations_per_object_at_most_one(s)
             }),
-            Property::always("at most one release token per segment", |_, s: &State| properties::one_release_token_per_segment(s)),
+            Property::always("at most one release token per segment", |_, s: &State| {
+                properties::one_release_token_per_segment(s)
+            }),
             Property::always("every deletion finishes once faults stop", properties::deletions_finish),
         ]
     }
@@ -60,10 +63,14 @@ fn story(action: &Action) -> String {
     match action {
         Action::User(User::Delete(i)) => format!("the user deletes seg{i}"),
         Action::User(User::FlipPolicy(i)) => format!("the user flips seg{i}'s deletion policy"),
-        Action::User(User::Keys(Keys::Of(a))) => format!("the user puts keys of account {a} into the credentials Secret"),
+        Action::User(User::Keys(Keys::Of(a))) => {
+            format!("the user puts keys of account {a} into the credentials Secret")
+        }
         Action::User(User::Keys(Keys::Broken)) => "the user puts a wrong secret key into the Secret".into(),
         Action::User(User::DeleteSecret) => "the credentials Secret is deleted (as its namespace goes)".into(),
-        Action::User(User::Restore(i)) => format!("seg{i} comes back from a backup: spec and annotations, no status, a new UID"),
+        Action::User(User::Restore(i)) => {
+            format!("seg{i} comes back from a backup: spec and annotations, no status, a new UID")
+        }
         Action::User(User::Adopt(id)) => format!("the user creates seg1 adopting {id} with deletionPolicy Delete"),
         Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles seg{i}"),
         Action::Operator(Op::Pass(i, LookFault::Failed)) => format!("the operator reconciles seg{i}; its look fails"),
@@ -74,7 +81,9 @@ fn story(action: &Action) -> String {
             CallEnd::Answered => "the operator writes, then calls the cloud, which answers".into(),
             CallEnd::AnswerLost => "the operator writes, then calls; the cloud acts but the answer is lost".into(),
             CallEnd::NotSent => "the operator writes, then calls; the call never reaches the cloud".into(),
-            CallEnd::Refused => "the operator writes, then calls; the cloud refuses (quota, or a member EIP in use)".into(),
+            CallEnd::Refused => {
+                "the operator writes, then calls; the cloud refuses (quota, or a member EIP in use)".into()
+            }
             CallEnd::WriteFailed => "the operator's writes before its call fail: no call".into(),
         },
         Action::Operator(Op::Record) => "the operator records what followed".into(),
@@ -87,7 +96,9 @@ fn story(action: &Action) -> String {
 fn decided(state: &State) -> String {
     let Some(p) = &state.pass else { return String::new() };
     let call = match &p.m.call {
-        Some(eipsegment_operator::lifecycle::Call::Allocate(r)) if !p.called => format!("allocate with token {}", r.client_token),
+        Some(eipsegment_operator::lifecycle::Call::Allocate(r)) if !p.called => {
+            format!("allocate with token {}", r.client_token)
+        }
         Some(eipsegment_operator::lifecycle::Call::Release { segment_id, token, .. }) if !p.called => {
             format!("release {segment_id} with token {token}")
         }
@@ -106,36 +117,37 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
     for (i, (state, action)) in steps.iter().enumerate() {
         let Some(action) = action else { continue };
         println!("    {:>2}. {}", i + 1, story(action));
-        if let Some((next, _)) = steps.get(i + 1) {
-            if matches!(action, Action::Operator(Op::Pass(..) | Op::Call(_))) {
-                println!("{}", decided(next));
-            }
+        if let Some((next, _)) = steps.get(i + 1)
+            && matches!(action, Action::Operator(Op::Pass(..) | Op::Call(_)))
+        {
+            println!("{}", decided(next));
         }
         let _ = state;
     }
-    if property.starts_with("every deletion finishes") {
-        if let Some((last, _)) = steps.last() {
-            println!("    then, without faults and with the credentials put right, round after round:");
-            properties::continuation(model, last, |c| {
-                let objects: Vec<String> = c
-                    .objects
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.exists)
-                    .map(|(i, o)| {
-                        let ready = eipsegment_operator::lifecycle::conditions::get(&o.status, "Ready")
-                            .map(|c| format!("{}: {}", c.reason, c.message))
-                            .unwrap_or_default();
-                        let synced = o.status.last_error.as_ref().map(|e| format!(" [{}]", e.message)).unwrap_or_default();
-                        format!("seg{i}{} {ready}{synced}", if o.deleting { " (deleting)" } else { "" })
-                    })
-                    .collect();
-                println!("      {}", objects.join("; "));
-            });
-        }
+    if property.starts_with("every deletion finishes")
+        && let Some((last, _)) = steps.last()
+    {
+        println!("    then, without faults and with the credentials put right, round after round:");
+        properties::continuation(model, last, |c| {
+            let objects: Vec<String> = c
+                .objects
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.exists)
+                .map(|(i, o)| {
+                    let ready = eipsegment_operator::lifecycle::conditions::get(&o.status, "Ready")
+                        .map(|c| format!("{}: {}", c.reason, c.message))
+                        .unwrap_or_default();
+                    let synced = o.status.last_error.as_ref().map(|e| format!(" [{}]", e.message)).unwrap_or_default();
+                    format!("seg{i}{} {ready}{synced}", if o.deleting { " (deleting)" } else { "" })
+                })
+                .collect();
+            println!("      {}", objects.join("; "));
+        });
     }
     if let Some((last, _)) = steps.last() {
-        let segments: Vec<String> = last.cloud.segments.iter().map(|(id, s)| format!("{id} in {} ({:?})", s.account, s.status)).collect();
+        let segments: Vec<String> =
+            last.cloud.segments.iter().map(|(id, s)| format!("{id} in {} ({:?})", s.account, s.status)).collect();
         println!("    in the end: cloud holds [{}]; leaked {:?}", segments.join(", "), properties::leaked(model, last));
     }
 }
@@ -153,12 +165,36 @@ fn scenarios() -> Vec<Scenario> {
         extra_depth,
     };
     vec![
-        scenario("credentials change, break or go", false, false, 1, 2, vec![Delete, SwitchAccount, BreakKeys, DeleteSecret], 0),
+        scenario(
+            "credentials change, break or go",
+            false,
+            false,
+            1,
+            2,
+            vec![Delete, SwitchAccount, BreakKeys, DeleteSecret],
+            0,
+        ),
         scenario("crashes, lost answers and policy flips", false, true, 2, 1, vec![Delete, FlipPolicy], 0),
         scenario("restore from a backup", false, true, 1, 1, vec![Delete, Restore], 2),
         scenario("two objects naming one segment", true, false, 1, 0, vec![Delete], 8),
-        scenario("two objects, credentials and policy", true, false, 1, 1, vec![Delete, FlipPolicy, SwitchAccount, DeleteSecret], 8),
-        scenario("all of it at once", false, true, 2, 2, vec![Delete, FlipPolicy, SwitchAccount, BreakKeys, DeleteSecret, Restore], 0),
+        scenario(
+            "two objects, credentials and policy",
+            true,
+            false,
+            1,
+            1,
+            vec![Delete, FlipPolicy, SwitchAccount, DeleteSecret],
+            8,
+        ),
+        scenario(
+            "all of it at once",
+            false,
+            true,
+            2,
+            2,
+            vec![Delete, FlipPolicy, SwitchAccount, BreakKeys, DeleteSecret, Restore],
+            0,
+        ),
     ]
 }
 
@@ -179,7 +215,10 @@ struct Run {
     seconds: f64,
 }
 
-fn check(model: Model, depth: usize, threads: usize, stop_at_first: bool) -> (Run, Vec<(&'static str, stateright::Path<State, Action>)>, Model) {
+/// The properties violated, each with the path that shows it.
+type Found = Vec<(&'static str, stateright::Path<State, Action>)>;
+
+fn check(model: Model, depth: usize, threads: usize, stop_at_first: bool) -> (Run, Found, Model) {
     let started = Instant::now();
     let mut builder = model.checker().threads(threads).target_max_depth(depth);
     if stop_at_first {

@@ -10,8 +10,8 @@ use eipsegment_operator::cloud::ErrorClass;
 use eipsegment_operator::cloud::model::{Segment, SegmentStatus};
 use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus};
 use eipsegment_operator::lifecycle::{
-    Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem, SecretUse,
-    Seen, Source, SourceChoice,
+    Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem,
+    SecretUse, Seen, Source, SourceChoice,
 };
 
 use super::rules::Rules;
@@ -242,10 +242,12 @@ impl Model {
                 out.push(Action::User(User::Delete(slot)));
             }
         }
-        if self.scenario.second_adopts && !s.objects[1].exists && s.objects[1].status == EipSegmentStatus::default() {
-            if let Some(id) = &s.objects[0].status.segment_instance_id {
-                out.push(Action::User(User::Adopt(id.clone())));
-            }
+        if self.scenario.second_adopts
+            && !s.objects[1].exists
+            && s.objects[1].status == EipSegmentStatus::default()
+            && let Some(id) = &s.objects[0].status.segment_instance_id
+        {
+            out.push(Action::User(User::Adopt(id.clone())));
         }
         if s.user_left == 0 {
             return;
@@ -457,13 +459,19 @@ impl Model {
     /// The credentials for `choice`, and the account they act in (None: they do not work).
     fn credentials(&self, s: &State, choice: &SourceChoice) -> (Credentials, Option<&'static str>) {
         let secret = Source::Secret(SECRET.into());
-        let operator = || (Credentials { source: Source::Operator, account: Ok(ACCOUNT_B.into()), terminating: false }, Some(ACCOUNT_B));
+        let operator = || {
+            (
+                Credentials { source: Source::Operator, account: Ok(ACCOUNT_B.into()), terminating: false },
+                Some(ACCOUNT_B),
+            )
+        };
         match choice {
             SourceChoice::Exactly(Source::Operator) => operator(),
             SourceChoice::NamespaceDefaultOrOperator if !s.secret.exists => operator(),
             _ if !s.secret.exists && self.rules.falls_back_to_operator() => operator(),
             _ if !s.secret.exists => {
-                let missing = Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: the Secret does not exist");
+                let missing =
+                    Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: the Secret does not exist");
                 (Credentials { source: secret, account: Err(missing), terminating: false }, None)
             }
             _ => {
@@ -502,10 +510,10 @@ impl Model {
         }
         // Right before the call, the other objects naming the segment are looked at again: one
         // that appeared since the decision makes the pass decide again.
-        if let Some((id, seen)) = &p.claims {
-            if self.claimants(s, p.slot, id) != *seen {
-                return;
-            }
+        if let Some((id, seen)) = &p.claims
+            && self.claimants(s, p.slot, id) != *seen
+        {
+            return;
         }
         self.write(s, p.slot, &p.m);
         let Some(call) = p.m.call.clone() else { return };
@@ -575,11 +583,11 @@ impl Model {
         if let SecretUse::LetGo(_) = &p.m.secret {
             s.secret.holders.remove(&p.uid);
         }
-        if let Some(e) = &p.m.event {
-            if matches!(e.reason, "Retained" | "ReleaseUnderWay") {
-                let named = p.m.status.segment_instance_id.clone().or_else(|| p.m.identity.segment_id.clone());
-                s.retained.extend(named);
-            }
+        if let Some(e) = &p.m.event
+            && matches!(e.reason, "Retained" | "ReleaseUnderWay")
+        {
+            let named = p.m.status.segment_instance_id.clone().or_else(|| p.m.identity.segment_id.clone());
+            s.retained.extend(named);
         }
         s.objects[p.slot].finalizer = false;
     }
@@ -628,7 +636,8 @@ fn release(s: &mut State, slot: usize, account: &'static str, id: &str, token: &
     let names = |other: &Obj| {
         other.exists
             && !other.deleting
-            && (other.status.segment_instance_id.as_deref() == Some(id) || other.spec.segment_instance_id.as_deref() == Some(id))
+            && (other.status.segment_instance_id.as_deref() == Some(id)
+                || other.spec.segment_instance_id.as_deref() == Some(id))
     };
     let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && names(other));
     if (!wanted || another) && s.premature_release.is_none() {

@@ -12,7 +12,9 @@ pub fn leaked(m: &Model, s: &State) -> Vec<String> {
         .segments
         .iter()
         .filter(|(id, seg)| {
-            s.cloud.allocated_by.contains_key(*id) && seg.status != SegmentStatus::Releasing && !s.retained.contains(*id)
+            s.cloud.allocated_by.contains_key(*id)
+                && seg.status != SegmentStatus::Releasing
+                && !s.retained.contains(*id)
         })
         .filter(|(id, seg)| !s.objects.iter().any(|o| can_release(m, s, o, id, seg.account)))
         .map(|(id, _)| id.clone())
