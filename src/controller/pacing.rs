@@ -93,6 +93,7 @@ impl Pacing {
                 timings.backoff(class, failures, rand::random::<f64>(), hint)
             }
             Pace::Woken => self.succeeded(uid, UNWOKEN_RECHECK),
+            Pace::Looking => UNWOKEN_RECHECK,
             Pace::Resync => self.succeeded(uid, timings.resync),
             Pace::Queued(after) => after,
         }
@@ -168,6 +169,8 @@ mod tests {
         assert!(first <= Duration::from_secs(30) && first >= Duration::from_secs(24), "{first:?}");
         assert!(second >= Duration::from_secs(48), "doubles: {second:?}");
         assert!(pacing.after("b", blocked, &t) <= Duration::from_secs(30), "per object");
+        assert_eq!(pacing.after("a", Pace::Looking, &t), UNWOKEN_RECHECK);
+        assert!(pacing.after("a", blocked, &t) >= Duration::from_secs(96), "waiting for a look is no success");
         assert_eq!(pacing.after("a", Pace::Woken, &t), UNWOKEN_RECHECK);
         assert!(pacing.after("a", blocked, &t) <= Duration::from_secs(30), "reset by success");
         let hinted = Pace::Backoff { class: ErrorClass::Transient, hint: Some(Duration::from_secs(7)) };

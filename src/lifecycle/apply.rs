@@ -106,8 +106,8 @@ fn watch(p: &Pass, id: &str) -> Decision {
                 present(p, status, seg)
             }
         },
-        // A look made before the object's account was known, or none yet: the poller wakes it.
-        _ => p.wait(p.status.clone(), Pace::Woken),
+        // No look yet (or one from before the object's account was known): the poller wakes it.
+        _ => p.wait(p.status.clone(), Pace::Looking),
     }
 }
 

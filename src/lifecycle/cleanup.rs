@@ -127,7 +127,7 @@ fn release(p: &Pass, id: &str) -> Decision {
                 present(p, p.succeeded(status), id, &seg.status, claims)
             }
         },
-        _ => p.wait(p.status.clone(), Pace::Woken),
+        _ => p.wait(p.status.clone(), Pace::Looking),
     }
 }
 

@@ -93,6 +93,9 @@ pub enum Next {
 pub enum Pace {
     /// The poller wakes the object when the segment changes (a slow recheck is only a safety net).
     Woken,
+    /// Waiting for the poller's first look: woken like `Woken`, but it is no success, so the
+    /// object's backoff stands.
+    Looking,
     /// Settled: the next drift check.
     Resync,
     /// After an error of this class: per-object exponential backoff, reset by any other pace.
