@@ -62,6 +62,7 @@ pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
         }
         Outcome::Allocated { segment_id } => {
             status.segment_instance_id = Some(segment_id.clone());
+            status.cloud_status = Some("Allocating".into());
             let message = format!("segment {segment_id} is being allocated");
             let status = p.not_ready(p.succeeded(status), "Allocating", &message);
             let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));

@@ -246,8 +246,9 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
 }
 
 fn finish_released(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision {
-    let seen = p.o.status.cloud_status.is_some() || p.status.release_accepted_at.is_some();
-    if !seen && status.cloud_status.is_none() {
+    // Its CIDR comes only from a look: without one, it was never seen.
+    let seen = p.o.status.segment.is_some() || p.status.release_accepted_at.is_some();
+    if !seen && status.segment.is_none() {
         let account = status.account_id.clone().unwrap_or_default();
         let note = format!("segment {id} does not exist in account {account}: nothing to release");
         return p.finish(status, Event::normal("NothingToRelease", "Finalize", note));
