@@ -202,6 +202,9 @@ async fn caller_identity_names_the_account_of_each_key() {
 async fn the_client_learns_each_keys_account_once() {
     let sim = Sim::start(QUICK).await;
     let (a, b) = (client(&sim, &default_key()), client(&sim, &other_key()));
+    // Many asking at once (objects reconciled together after a start) ask the cloud once.
+    let together = futures::future::join_all((0..8).map(|_| a.account())).await;
+    assert!(together.iter().all(|r| r.as_ref().is_ok_and(|a| a == DEFAULT_ACCOUNT)), "{together:?}");
     assert_eq!(a.account().await.unwrap(), DEFAULT_ACCOUNT);
     assert_eq!(a.account().await.unwrap(), DEFAULT_ACCOUNT);
     assert_eq!(b.account().await.unwrap(), OTHER_ACCOUNT);

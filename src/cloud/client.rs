@@ -106,6 +106,7 @@ pub struct VpcClient {
     /// The account each key (AccessKeyId and a digest of its secret) acts for, once asked: a key
     /// never changes account.
     accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    asking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl VpcClient {
@@ -134,6 +135,7 @@ impl VpcClient {
             observer: None,
             limits: Default::default(),
             accounts: Arc::default(),
+            asking: Arc::default(),
         })
     }
 
@@ -170,6 +172,11 @@ impl VpcClient {
         // A key with another secret is other credentials (and perhaps no credentials at all).
         let digest = sha2::Sha256::digest(credentials.access_key_secret.expose().as_bytes());
         let key = format!("{}:{}", credentials.access_key_id, hex::encode(digest));
+        if let Some(account) = lock(&self.accounts).get(&key) {
+            return Ok(account.clone());
+        }
+        // One question at a time: many objects starting together ask once.
+        let _asking = self.asking.lock().await;
         if let Some(account) = lock(&self.accounts).get(&key) {
             return Ok(account.clone());
         }
