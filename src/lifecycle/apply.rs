@@ -3,7 +3,7 @@
 use crate::cloud::ErrorClass;
 use crate::cloud::model::{Segment, SegmentStatus};
 use crate::lifecycle::conditions::{is_ready, set_ready};
-use crate::lifecycle::facts::{Claimant, Look, Outcome, Seen};
+use crate::lifecycle::facts::{Claimant, Outcome};
 use crate::lifecycle::moves::{Call, Change, Decision, Event, Pace, Watch};
 use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
 
@@ -94,21 +94,14 @@ fn watch(p: &Pass, id: &str) -> Decision {
         Ok(found) => found,
         Err(decision) => return decision,
     };
-    let Some(look) = p.f.look else {
-        return Decision::Need(crate::lifecycle::moves::Need::Look { segment_id: id.to_string(), drift: true });
-    };
-    match look {
-        Look::Seen { account: seen_in, seen } if *seen_in == account => match seen {
-            Seen::Failed(problem) => p.fail(p.status.clone(), problem, Act::Describe),
-            Seen::Absent => absent(p, id, &account),
-            Seen::Present(seg) => {
-                let mut status = p.status.clone();
-                record_account(&mut status, c, &account);
-                present(p, status, seg)
-            }
-        },
-        // No look yet (or one from before the object's account was known): the poller wakes it.
-        _ => p.wait(p.status.clone(), Pace::Looking),
+    match p.seen(id, &account, true) {
+        Err(decision) => decision,
+        Ok(None) => absent(p, id, &account),
+        Ok(Some(seg)) => {
+            let mut status = p.status.clone();
+            record_account(&mut status, c, &account);
+            present(p, status, seg)
+        }
     }
 }
 

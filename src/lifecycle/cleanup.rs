@@ -5,8 +5,8 @@ use crate::cloud::ErrorClass;
 use crate::cloud::model::SegmentStatus;
 use crate::crd::{DeletionPolicy, EipSegmentStatus};
 use crate::lifecycle::apply;
-use crate::lifecycle::facts::{Claimant, Look, Outcome, Seen};
-use crate::lifecycle::moves::{Call, Change, Decision, Event, Need, Next, Pace, Watch};
+use crate::lifecycle::facts::{Claimant, Outcome};
+use crate::lifecycle::moves::{Call, Change, Decision, Event, Next, Pace, Watch};
 use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
 
 pub(super) fn decide(p: &Pass) -> Decision {
@@ -115,19 +115,15 @@ fn release(p: &Pass, id: &str) -> Decision {
     if let Some(outcome) = p.f.outcome {
         return after_release(p, id, outcome);
     }
-    let Some(look) = p.f.look else { return Decision::Need(Need::Look { segment_id: id.to_string(), drift: false }) };
-    match look {
-        Look::Seen { account: seen_in, seen } if *seen_in == account => match seen {
-            Seen::Failed(problem) => p.fail(p.status.clone(), problem, Act::Describe),
-            Seen::Absent => absent(p, id, &account),
-            Seen::Present(seg) => {
-                let mut status = p.status.clone();
-                record_account(&mut status, c, &account);
-                record_segment(&mut status, seg);
-                present(p, p.succeeded(status), id, &seg.status, claims)
-            }
-        },
-        _ => p.wait(p.status.clone(), Pace::Looking),
+    match p.seen(id, &account, false) {
+        Err(decision) => decision,
+        Ok(None) => absent(p, id, &account),
+        Ok(Some(seg)) => {
+            let mut status = p.status.clone();
+            record_account(&mut status, c, &account);
+            record_segment(&mut status, seg);
+            present(p, p.succeeded(status), id, &seg.status, claims)
+        }
     }
 }
 

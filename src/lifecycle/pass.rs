@@ -4,9 +4,10 @@
 // `Err` carries the decision to return instead, which is what a pass is for.
 #![allow(clippy::result_large_err)]
 
+use crate::cloud::model::Segment;
 use crate::crd::{DeletionPolicy, EipSegmentStatus, LastError};
 use crate::lifecycle::conditions::{self, set_ready, set_synced};
-use crate::lifecycle::facts::{Claimant, Credentials, Facts, Object, Problem};
+use crate::lifecycle::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
 use crate::lifecycle::identity::{self, Identity, Source};
 use crate::lifecycle::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
 
@@ -174,6 +175,23 @@ impl<'a> Pass<'a> {
             e.reason = "AccountMismatch";
         }
         decision
+    }
+
+    /// The segment as the look in `account` saw it (`None`: proven absent), or what to do until
+    /// there is such a look (ask for one, report its failure, or wait for the poller).
+    pub fn seen(&self, id: &str, account: &str, drift: bool) -> Result<Option<&'a Segment>, Decision> {
+        let Some(look) = self.f.look else {
+            return Err(Decision::Need(Need::Look { segment_id: id.to_string(), drift }));
+        };
+        match look {
+            Look::Seen { account: seen_in, seen } if seen_in == account => match seen {
+                Seen::Present(seg) => Ok(Some(seg)),
+                Seen::Absent => Ok(None),
+                Seen::Failed(problem) => Err(self.fail(self.status.clone(), problem, Act::Describe)),
+            },
+            // No look yet (or one from before the object's account was known): the poller wakes it.
+            _ => Err(self.wait(self.status.clone(), Pace::Looking)),
+        }
     }
 
     // ---- moves ----
