@@ -39,8 +39,19 @@ pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
     if decided.call.is_some() && pass.claims_changed() {
         decided = pass.decide().await;
     }
-    pass.perform(decided).await
+    match pass.perform(decided).await {
+        // The object changed since it was read (or the cache had not caught up with the last
+        // write): nothing was sent on it; decide again on the object as it is.
+        Err(e) if writes::is_conflict(&e) => {
+            debug!(object = %pass.object.name, "the object changed since it was read; deciding again");
+            Ok(Action::requeue(CHANGED_RETRY))
+        }
+        other => other,
+    }
 }
+
+/// How soon a pass whose object changed under it is made again.
+const CHANGED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct Pass<'c> {
     ctx: &'c Context,
@@ -169,7 +180,7 @@ impl<'c> Pass<'c> {
                 return self.record(after).await;
             }
         };
-        self.write(&m, Precondition::Unchanged).await?;
+        self.write(&m, Precondition::Checked).await?;
         if let Some(event) = &m.event {
             writes::publish(self.ctx, &self.obj, event).await;
         }
@@ -228,7 +239,7 @@ impl<'c> Pass<'c> {
 
     /// The move's writes: identity annotations, status, the hold on the Secret.
     async fn write(&mut self, m: &Move, precondition: Precondition) -> Result<(), Error> {
-        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity, precondition).await? {
+        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity).await? {
             self.obj = written;
         }
         if let Some(written) = writes::write_status(&self.api, &self.obj, &m.status, precondition).await? {
@@ -244,7 +255,14 @@ impl<'c> Pass<'c> {
     /// Writes the move (a finish lets go of the Secret, then of the object), tells the poller,
     /// publishes the event, and says when to come back.
     async fn record(&mut self, m: Move) -> Result<Action, Error> {
-        self.write(&m, Precondition::Any).await?;
+        match self.write(&m, Precondition::IfChanged).await {
+            // What a call did must be recorded: on the object as it is now.
+            Err(e) if self.outcome.is_some() && writes::is_conflict(&e) => {
+                self.obj = self.api.get(&self.object.name).await.map_err(Error::Kube)?;
+                self.write(&m, Precondition::IfChanged).await?;
+            }
+            other => other?,
+        }
         if m.next == Next::Finish {
             if let SecretUse::LetGo(name) = &m.secret {
                 writes::let_go_secret(self.ctx, &self.object.namespace, name, &self.object.uid).await?;
@@ -274,14 +292,17 @@ impl<'c> Pass<'c> {
                 segment_ids.iter().for_each(|id| self.ctx.poller.forget(&key, id, &self.target))
             }
             (Watch::Changing { segment_id, change }, Some(client)) => {
-                let change = match change {
-                    lifecycle::Change::Allocating => poller::Change::Allocating,
-                    lifecycle::Change::Releasing => poller::Change::Releasing,
-                };
-                self.ctx.poller.changing(&key, &client, segment_id, change, self.target.clone())
+                self.ctx.poller.changing(&key, &client, segment_id, poller_change(*change), self.target.clone())
             }
             (Watch::Refresh { segment_id }, Some(client)) => {
                 self.ctx.poller.refresh(&key, &client, segment_id, self.target.clone())
+            }
+            (Watch::LookAgain { segment_id }, Some(client)) => {
+                self.ctx.poller.look_again(&key, &client, segment_id, self.target.clone())
+            }
+            (Watch::Expect { segment_id, change }, Some(client)) => {
+                let change = poller_change(*change);
+                self.ctx.poller.expect(&key, &client, segment_id, change, self.target.clone())
             }
             _ => {}
         }
@@ -309,6 +330,13 @@ impl<'c> Pass<'c> {
                 Action::requeue(self.ctx.pacing.after(uid, pace, &self.ctx.timings))
             }
         }
+    }
+}
+
+fn poller_change(change: lifecycle::Change) -> poller::Change {
+    match change {
+        lifecycle::Change::Allocating => poller::Change::Allocating,
+        lifecycle::Change::Releasing => poller::Change::Releasing,
     }
 }
 

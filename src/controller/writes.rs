@@ -17,13 +17,15 @@ pub fn secret_finalizer(uid: &str) -> String {
     format!("eipsegment.io/in-use-by-{uid}")
 }
 
-/// Whether writes may land on an object that changed since it was read. Writes that come before a
-/// cloud call carry the read's resourceVersion: if the user changed the object meanwhile (its
-/// deletion policy, say), the write fails and the call is not made on a stale decision.
+/// Every write carries the resourceVersion of the object as read: one read from a cache that lags
+/// the operator's own last write fails instead of putting an older status back, and if the user
+/// changed the object meanwhile (its deletion policy, say), a write before a call fails and the
+/// call is not made on a stale decision. `Checked` writes even when nothing changed, to prove the
+/// object unchanged before a call; `IfChanged` skips a write that would change nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precondition {
-    Unchanged,
-    Any,
+    Checked,
+    IfChanged,
 }
 
 /// Adds the object's finalizer, before anything else is done for it.
@@ -63,25 +65,19 @@ pub async fn write_identity(
     api: &Api<EipSegment>,
     obj: &EipSegment,
     identity: &Identity,
-    precondition: Precondition,
 ) -> Result<Option<EipSegment>, Error> {
     if Identity::from_annotations(obj.annotations()) == *identity {
         return Ok(None);
     }
     let annotations: serde_json::Map<String, serde_json::Value> =
         identity.annotations().iter().map(|(k, v)| (k.to_string(), v.map_or(json!(null), |v| json!(v)))).collect();
-    let mut metadata = json!({"annotations": annotations});
-    if precondition == Precondition::Unchanged {
-        metadata["resourceVersion"] = json!(obj.resource_version());
-    }
-    let patch = json!({"metadata": metadata});
+    let patch = json!({"metadata": {"annotations": annotations, "resourceVersion": obj.resource_version()}});
     let written =
         api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)?;
     Ok(Some(written))
 }
 
-/// Server-side apply of the whole status. Skipped when nothing changed, unless the write must
-/// prove the object unchanged.
+/// Server-side apply of the whole status.
 pub async fn write_status(
     api: &Api<EipSegment>,
     obj: &EipSegment,
@@ -89,17 +85,15 @@ pub async fn write_status(
     precondition: Precondition,
 ) -> Result<Option<EipSegment>, Error> {
     let before = obj.status.clone().unwrap_or_default();
-    if before == *status && precondition == Precondition::Any {
+    if before == *status && precondition == Precondition::IfChanged {
         return Ok(None);
     }
-    let mut patch = json!({
+    let patch = json!({
         "apiVersion": EipSegment::api_version(&()),
         "kind": EipSegment::kind(&()),
+        "metadata": {"resourceVersion": obj.resource_version()},
         "status": status,
     });
-    if precondition == Precondition::Unchanged {
-        patch["metadata"] = json!({"resourceVersion": obj.resource_version()});
-    }
     let params = PatchParams::apply(MANAGER).force();
     let written = api.patch_status(&obj.name_any(), &params, &Patch::Apply(&patch)).await.map_err(Error::Kube)?;
     Ok(Some(written))
@@ -150,4 +144,9 @@ pub async fn publish(ctx: &Context, obj: &EipSegment, event: &lifecycle::Event) 
     if let Err(err) = recorder.publish(&e, &obj.object_ref(&())).await {
         warn!(object = %obj.name_any(), reason = event.reason, error = %err, "could not publish event");
     }
+}
+
+/// The write met an object changed since it was read.
+pub fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Kube(kube::Error::Api(status)) if status.code == 409)
 }

@@ -167,7 +167,7 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
         }
         Holding::Unseen(_) => {
             let message = format!("segment {id} was accepted and is not yet visible in account {account}");
-            p.wait(p.not_ready(status, "Allocating", &message), Pace::Woken)
+            crate::lifecycle::cleanup::expect_allocation(p, status, id, &message)
         }
         _ => drifted(p, status, id, account),
     }

@@ -68,13 +68,18 @@ fn retain(p: &Pass) -> Decision {
             }
             _ => apply::allocate(p),
         },
-        _ if p.status.release_accepted_at.is_some() => {
-            let id = p.status.segment_instance_id.clone().unwrap_or_default();
-            let note = format!(
-                "deletion policy Retain, but the cloud accepted the release of segment {id} before: a release cannot be \
-                 undone, so the segment is being released"
-            );
-            p.finish(p.status.clone(), Event::warning("ReleaseUnderWay", "Finalize", note))
+        _ if p.status.release_accepted_at.is_some() => release_under_way(p),
+        // A release was asked for and its answer may have been lost: the cloud says what is kept.
+        Holding::Named(id) if p.status.release_requested_at.is_some() => {
+            let account = match p.account() {
+                Ok((_, account)) => account,
+                Err(decision) => return decision,
+            };
+            match p.seen(&id, &account, false) {
+                Err(decision) => decision,
+                Ok(Some(seg)) if seg.status == SegmentStatus::Allocated => p.finish(p.status.clone(), kept(&id)),
+                Ok(_) => release_under_way(p),
+            }
         }
         Holding::Nothing => p.finish(p.status.clone(), nothing_allocated()),
         Holding::Adopting(id) => {
@@ -83,6 +88,15 @@ fn retain(p: &Pass) -> Decision {
         }
         Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => p.finish(p.status.clone(), kept(&id)),
     }
+}
+
+fn release_under_way(p: &Pass) -> Decision {
+    let id = p.status.segment_instance_id.clone().unwrap_or_default();
+    let note = format!(
+        "deletion policy Retain, but the cloud accepted the release of segment {id} before: a release cannot be \
+         undone, so the segment is being released"
+    );
+    p.finish(p.status.clone(), Event::warning("ReleaseUnderWay", "Finalize", note))
 }
 
 /// The replay of a pending allocation while deleting: the ID it names is released next; a refusal
@@ -208,7 +222,15 @@ fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
             m.watch = Some(Watch::Refresh { segment_id: id.to_string() });
             Decision::Act(m)
         }
-        Outcome::Refused(problem) => p.fail(p.status.clone(), problem, Act::Release),
+        // The refusal may say the last look is out of date (a status that changed since): the next
+        // pass decides on a fresh one.
+        Outcome::Refused(problem) => {
+            let mut decision = p.fail(p.status.clone(), problem, Act::Release);
+            if let Decision::Act(m) = &mut decision {
+                m.watch = Some(Watch::LookAgain { segment_id: id.to_string() });
+            }
+            decision
+        }
         Outcome::Allocated { .. } => p.wait(p.status.clone(), Pace::Woken),
     }
 }
@@ -224,7 +246,7 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
              restored): it is released once it is visible. If it no longer exists, set spec.deletionPolicy to Retain \
              to let this object go"
         );
-        return p.wait(p.not_ready(status, "Allocating", &message), Pace::Woken);
+        return expect_allocation(p, status, id, &message);
     }
     let account_known = p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some();
     let releasing = p.o.status.cloud_status.as_deref() == Some("Releasing") && p.o.status.release_token.is_some();
@@ -239,6 +261,14 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
         );
     }
     finish_released(p, status, id)
+}
+
+/// An allocation not yet visible: the poller keeps looking until it is (also after a restart, when
+/// it never saw the allocation begin).
+pub(super) fn expect_allocation(p: &Pass, status: EipSegmentStatus, id: &str, message: &str) -> Decision {
+    let mut m = p.act(p.not_ready(status, "Allocating", message), Next::Wait(Pace::Woken));
+    m.watch = Some(Watch::Expect { segment_id: id.to_string(), change: Change::Allocating });
+    Decision::Act(m)
 }
 
 fn finish_released(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision {

@@ -72,6 +72,11 @@ pub enum Watch {
     Changing { segment_id: String, change: Change },
     /// The cloud said the segment is gone: look again by ID to prove it.
     Refresh { segment_id: String },
+    /// A refusal contradicts the last look: look again, for the next pass.
+    LookAgain { segment_id: String },
+    /// A change the object awaits that the poller may not know of (an allocation accepted before
+    /// a restart, not yet visible): keep looking until it ends.
+    Expect { segment_id: String, change: Change },
     /// The object no longer waits on these segments.
     Forget { segment_ids: Vec<String> },
 }

@@ -340,6 +340,48 @@ impl Poller {
         region.notify.notify_one();
     }
 
+    /// The last observation predates a refusal that contradicts it: the segment is looked at again
+    /// by ID, and the answer kept for the object's next pass. Nobody is woken early for it, unless
+    /// the segment changed.
+    pub fn look_again(self: &Arc<Self>, key: &Key, client: &VpcClient, segment_id: &str, target: WakeTarget) {
+        let region = self.region(key, client);
+        let mut st = lock(&region.state);
+        let now = Instant::now();
+        st.scanned.remove(segment_id);
+        let w = st.entry(segment_id, self.epoch);
+        w.register(target, None);
+        w.not_before = now;
+        w.due = Some(now);
+        drop(st);
+        region.notify.notify_one();
+    }
+
+    /// A change the object awaits that this poller has not seen begin (an allocation accepted
+    /// before a restart, not yet visible): looked at on the poll pace until it ends. A change
+    /// already awaited is left as it is, with its timing.
+    pub fn expect(
+        self: &Arc<Self>,
+        key: &Key,
+        client: &VpcClient,
+        segment_id: &str,
+        change: Change,
+        target: WakeTarget,
+    ) {
+        let region = self.region(key, client);
+        let mut st = lock(&region.state);
+        let now = Instant::now();
+        let poll = self.config.poll;
+        let w = st.entry(segment_id, self.epoch);
+        w.register(target, None);
+        if w.phase.underway().is_some_and(|u| u.change == change) {
+            return;
+        }
+        w.phase = plan::Phase::Changing(plan::Underway { change, since: now, ours: false, probe: false });
+        w.due = Some(now + poll);
+        drop(st);
+        region.notify.notify_one();
+    }
+
     /// The object no longer needs the segment watched under this key. Other objects registered
     /// on it stay registered; the segment's record goes with the last of them.
     pub fn forget(&self, key: &Key, segment_id: &str, target: &WakeTarget) {
