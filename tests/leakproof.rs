@@ -68,6 +68,32 @@ fn uid(obj: &Value) -> String {
     obj["metadata"]["uid"].as_str().unwrap().to_string()
 }
 
+/// What a Ready object records of its segment's identity, in status and in annotations. Tests
+/// check it after the behaviour it serves, so that an operator without it fails on the behaviour.
+fn assert_identity(obj: &Value, account: &str, source: &str) {
+    let id = segment_id(obj);
+    assert_eq!(obj["status"]["accountId"], account, "status.accountId");
+    assert_eq!(obj["status"]["credentialsSource"], source, "status.credentialsSource");
+    for (key, want) in [
+        ("eipsegment.io/account-id", account.to_string()),
+        ("eipsegment.io/credentials-source", source.to_string()),
+        ("eipsegment.io/allocation-token", format!("alloc-{}", uid(obj))),
+        ("eipsegment.io/segment-id", id),
+    ] {
+        assert_eq!(annotation(obj, key), Some(want.as_str()), "annotation {key}");
+    }
+}
+
+/// Fails at once, with the log's last lines, when the operator did not start (an unknown flag).
+fn assert_running(op: &mut Operator) {
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(status) = op.exited() {
+        let log = op.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        panic!("the operator exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+}
+
 /// An operator with no credentials of its own unless `own` gives some: what objects act with comes
 /// from Secrets in their namespace.
 fn secret_operator(c: &Cluster, sim: &Simulator, ns: &str, extra: &[&str], own: Option<(&str, &str)>) -> Operator {
@@ -195,38 +221,28 @@ fn keys_of_another_account_in_the_secret_neither_release_nor_prove_absence() {
     let _op = secret_operator(c, &sim, &ns, &["--resync-seconds", "2"], None);
     put_secret(c, &ns, "keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     c.apply(&segment_yaml(&ns, "web", &format!("{SPEC}  credentialsSecretRef: {{name: keys}}\n"))).unwrap();
-    let obj = wait_ready(c, &ns, "web");
-    let id = segment_id(&obj);
-    assert_eq!(obj["status"]["accountId"], ACCOUNT);
-    assert_eq!(obj["status"]["credentialsSource"], "Secret/keys");
-    for (key, want) in [
-        ("eipsegment.io/account-id", ACCOUNT.to_string()),
-        ("eipsegment.io/credentials-source", "Secret/keys".to_string()),
-        ("eipsegment.io/allocation-token", format!("alloc-{}", uid(&obj))),
-        ("eipsegment.io/segment-id", id.clone()),
-    ] {
-        assert_eq!(annotation(&obj, key), Some(want.as_str()), "annotation {key}");
-    }
-    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&obj));
-    assert!(finalizers(&secret(c, &ns, "keys").unwrap()).contains(&held_by), "the Secret is not held");
+    let ready = wait_ready(c, &ns, "web");
+    let id = segment_id(&ready);
+    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&ready));
 
     put_secret(c, &ns, "keys", OTHER_KEY_ID, OTHER_KEY_SECRET);
-    let obj = with_error(c, &ns, "web", "AccountMismatch");
+    std::thread::sleep(Duration::from_secs(3));
+    // The other account does not see the segment: that is no proof it is gone.
+    delete_now(c, &ns, "web");
+    let obj = stays(c, &ns, "web", Duration::from_secs(8));
+    assert_eq!(calls(&sim, RELEASE), 0, "a release was attempted with the other account's keys");
+    let held: Vec<Value> = segments_in(&sim, ACCOUNT);
+    assert!(held.len() == 1 && held[0]["instanceId"] == id && held[0]["status"] == "Allocated", "{held:?}");
+    assert!(segments_in(&sim, OTHER_ACCOUNT).is_empty());
+    assert_eq!(obj["status"]["lastError"]["code"], "AccountMismatch", "{}", obj["status"]);
     let synced = condition(&obj, "Synced").unwrap();
     assert_eq!((synced["status"].as_str(), synced["reason"].as_str()), (Some("False"), Some("Terminal")));
     let message = synced["message"].as_str().unwrap();
     assert!(message.contains(ACCOUNT) && message.contains(OTHER_ACCOUNT), "{message}");
     let (warning, _) = wait_event(c, &ns, "web", "AccountMismatch");
     assert!(warning, "AccountMismatch is a Warning");
-
-    // The other account does not see the segment: that is no proof it is gone.
-    delete_now(c, &ns, "web");
-    let obj = stays(c, &ns, "web", Duration::from_secs(8));
-    assert_eq!(obj["status"]["lastError"]["code"], "AccountMismatch");
-    assert_eq!(calls(&sim, RELEASE), 0, "a release was attempted with the other account's keys");
-    let held: Vec<Value> = segments_in(&sim, ACCOUNT);
-    assert!(held.len() == 1 && held[0]["instanceId"] == id && held[0]["status"] == "Allocated", "{held:?}");
-    assert!(segments_in(&sim, OTHER_ACCOUNT).is_empty());
+    assert_identity(&ready, ACCOUNT, "Secret/keys");
+    assert!(finalizers(&secret(c, &ns, "keys").unwrap()).contains(&held_by), "the Secret is not held");
 
     put_secret(c, &ns, "keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     wait_gone(c, &ns, "web");
@@ -248,12 +264,9 @@ fn a_deleted_default_secret_stays_while_its_object_holds_a_segment() {
     let _op = secret_operator(c, &sim, &ns, &["--resync-seconds", "2"], Some((OTHER_KEY_ID, OTHER_KEY_SECRET)));
     put_secret(c, &ns, "eipsegment-credentials", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
-    let obj = wait_ready(c, &ns, "web");
-    let id = segment_id(&obj);
-    assert_eq!(obj["status"]["credentialsSource"], "Secret/eipsegment-credentials");
-    assert_eq!(obj["status"]["accountId"], ACCOUNT);
-    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&obj));
-    assert!(finalizers(&secret(c, &ns, "eipsegment-credentials").unwrap()).contains(&held_by));
+    let ready = wait_ready(c, &ns, "web");
+    let id = segment_id(&ready);
+    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&ready));
 
     c.kubectl(&["delete", "secret", "eipsegment-credentials", "-n", &ns, "--wait=false"]);
     std::thread::sleep(Duration::from_secs(4));
@@ -280,6 +293,7 @@ fn a_deleted_default_secret_stays_while_its_object_holds_a_segment() {
     assert_eq!(releases_accepted(&sim, &id), 1);
     eventually("the Secret gone", T, || secret(c, &ns, "eipsegment-credentials").is_none().then_some(()));
     assert!(segments_in(&sim, ACCOUNT).is_empty() && segments_in(&sim, OTHER_ACCOUNT).is_empty());
+    assert_identity(&ready, ACCOUNT, "Secret/eipsegment-credentials");
 }
 
 /// Three segments in two accounts (the namespace's default Secret, and a Secret of the other
@@ -290,12 +304,8 @@ fn namespace_deletion(c: &Cluster, sim: &Simulator, ns: &str, watch_rbac: impl F
     c.apply(&segment_yaml(ns, "a", SPEC)).unwrap();
     c.apply(&segment_yaml(ns, "b", SPEC)).unwrap();
     c.apply(&segment_yaml(ns, "c", &format!("{SPEC}  credentialsSecretRef: {{name: other-account}}\n"))).unwrap();
-    let mut ids = Vec::new();
-    for (name, account) in [("a", ACCOUNT), ("b", ACCOUNT), ("c", OTHER_ACCOUNT)] {
-        let obj = wait_ready(c, ns, name);
-        assert_eq!(obj["status"]["accountId"], account, "{name}");
-        ids.push(segment_id(&obj));
-    }
+    let ready: Vec<Value> = ["a", "b", "c"].iter().map(|name| wait_ready(c, ns, name)).collect();
+    let ids: Vec<String> = ready.iter().map(segment_id).collect();
     assert_eq!((segments_in(sim, ACCOUNT).len(), segments_in(sim, OTHER_ACCOUNT).len()), (2, 1));
 
     c.kubectl(&["delete", "namespace", ns, "--wait=false"]);
@@ -313,6 +323,13 @@ fn namespace_deletion(c: &Cluster, sim: &Simulator, ns: &str, watch_rbac: impl F
         segments_in(sim, OTHER_ACCOUNT)
     );
     assert_eq!(allocations(sim).len(), 3);
+    for (obj, (account, source)) in ready.iter().zip([
+        (ACCOUNT, "Secret/eipsegment-credentials"),
+        (ACCOUNT, "Secret/eipsegment-credentials"),
+        (OTHER_ACCOUNT, "Secret/other-account"),
+    ]) {
+        assert_identity(obj, account, source);
+    }
 }
 
 #[test]
@@ -372,7 +389,7 @@ subjects:
         assert_eq!(out.trim(), expect, "{args:?}: {out} {err}");
     }
     let sim = Simulator::start(&["--release-seconds", "4"]);
-    let _op = Operator::start_as(
+    let mut op = Operator::start_as(
         c,
         scoped,
         &sim,
@@ -380,6 +397,7 @@ subjects:
         &["--secret-credentials", "--rbac-guard-rolebinding", "eipsegment-operator"],
         &[("ALIBABA_CLOUD_ACCESS_KEY_ID", OTHER_KEY_ID), ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", OTHER_KEY_SECRET)],
     );
+    assert_running(&mut op);
     namespace_deletion(c, &sim, &ns, || {
         // The namespace controller deletes the RoleBinding with everything else; its finalizer
         // keeps the operator's rights while EipSegments remain.
@@ -407,7 +425,7 @@ fn the_apiserver_refuses_another_credentials_secret_once_the_account_is_recorded
     put_secret(c, &ns, "keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     put_secret(c, &ns, "other", OTHER_KEY_ID, OTHER_KEY_SECRET);
     c.apply(&segment_yaml(&ns, "web", &format!("{SPEC}  credentialsSecretRef: {{name: keys}}\n"))).unwrap();
-    assert_eq!(wait_ready(c, &ns, "web")["status"]["accountId"], ACCOUNT);
+    let ready = wait_ready(c, &ns, "web");
     for (kind, change) in [
         ("merge", r#"{"spec":{"credentialsSecretRef":{"name":"other"}}}"#),
         ("json", r#"[{"op":"remove","path":"/spec/credentialsSecretRef"}]"#),
@@ -419,6 +437,7 @@ fn the_apiserver_refuses_another_credentials_secret_once_the_account_is_recorded
         );
         assert!(!ok && err.contains("credentialsSecretRef cannot change"), "{change}: accepted ({err})");
     }
+    assert_eq!(ready["status"]["accountId"], ACCOUNT);
     // Before any account is recorded, the reference may still be fixed.
     c.apply(&segment_yaml(&ns, "fresh", &format!("{SPEC}  credentialsSecretRef: {{name: missing}}\n"))).unwrap();
     let obj = with_error(c, &ns, "fresh", "NoCredentials");
@@ -443,20 +462,21 @@ fn a_pending_allocation_is_never_replayed_in_another_account() {
     put_secret(c, &ns, "keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     c.apply(&segment_yaml(&ns, "web", &format!("{SPEC}  credentialsSecretRef: {{name: keys}}\n"))).unwrap();
     let held = lose_the_allocation_answer(c, &sim, &mut op, &ns, "web");
-    let obj = c.get(&ns, "web").unwrap();
-    // Recorded before the call: the account and the token.
-    assert_eq!(obj["status"]["accountId"], ACCOUNT);
-    assert_eq!(annotation(&obj, "eipsegment.io/account-id"), Some(ACCOUNT));
-    assert_eq!(annotation(&obj, "eipsegment.io/allocation-token"), Some(format!("alloc-{}", uid(&obj)).as_str()));
-    assert_eq!(obj["status"]["allocationToken"], format!("alloc-{}", uid(&obj)));
+    let pending = c.get(&ns, "web").unwrap();
 
     put_secret(c, &ns, "keys", OTHER_KEY_ID, OTHER_KEY_SECRET);
     op.start_again();
-    with_error(c, &ns, "web", "AccountMismatch");
-    let obj = stays(c, &ns, "web", Duration::from_secs(5));
-    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the pending marker went: {}", obj["status"]);
+    let obj = stays(c, &ns, "web", Duration::from_secs(8));
     assert!(segments_in(&sim, OTHER_ACCOUNT).is_empty(), "allocated in the other account: {:?}", history(&sim));
     assert_eq!(allocations(&sim).len(), 1);
+    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the pending marker went: {}", obj["status"]);
+    assert_eq!(obj["status"]["lastError"]["code"], "AccountMismatch", "{}", obj["status"]);
+    // Recorded before the call: the account and the token.
+    let token = format!("alloc-{}", uid(&pending));
+    assert_eq!(pending["status"]["accountId"], ACCOUNT);
+    assert_eq!(pending["status"]["allocationToken"], token.as_str());
+    assert_eq!(annotation(&pending, "eipsegment.io/account-id"), Some(ACCOUNT));
+    assert_eq!(annotation(&pending, "eipsegment.io/allocation-token"), Some(token.as_str()));
 
     put_secret(c, &ns, "keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let obj = wait_ready(c, &ns, "web");
@@ -493,13 +513,13 @@ fn malformed_describe_answers_never_prove_a_segment_gone() {
             op.start_again();
         }
         eventually(&format!("{shape} answers"), T, || (sim.count(DESCRIBE, "Malformed") >= before + 3).then_some(()));
-        let obj = with_error(c, &ns, &names[i], "MalformedResponse");
-        assert_eq!(obj["status"]["lastError"]["class"], "Transient", "{shape}");
         for (name, id) in names.iter().zip(&ids).take(i + 1) {
             let obj = c.get(&ns, name).unwrap_or_else(|| panic!("{name} went on {shape} answers"));
             assert!(obj["metadata"]["deletionTimestamp"].is_string());
             assert_eq!(sim.segment(id).unwrap()["status"], "Allocated", "{name}");
         }
+        let obj = with_error(c, &ns, &names[i], "MalformedResponse");
+        assert_eq!(obj["status"]["lastError"]["class"], "Transient", "{shape}");
     }
     faults(&sim, json!({}));
     for name in &names {
@@ -527,19 +547,17 @@ fn a_segment_not_yet_visible_is_released_once_it_appears() {
     let visible_at = history_of(&sim, &id)["createdAtMs"].as_u64().unwrap() + lag_ms;
     let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     assert!(now_ms() + 3000 < visible_at, "too slow to test within the lag");
-    // What the deletion says while it waits (the allocation's own message is "being allocated").
-    let obj = eventually("Ready=False Allocating: not yet visible", T, || {
-        c.get(&ns, "web").filter(|o| {
-            condition(o, "Ready").is_some_and(|r| {
-                r["reason"] == "Allocating" && r["message"].as_str().is_some_and(|m| m.contains("not yet visible"))
-            })
-        })
-    });
-    assert!(obj["metadata"]["deletionTimestamp"].is_string());
-    let message = condition(&obj, "Ready").unwrap()["message"].as_str().unwrap().to_string();
-    assert!(message.contains(&id), "{message}");
+    // All the while, Ready=False Allocating: the allocation's own message ("being allocated"), or
+    // the deletion's ("not yet visible") once it has read a look that did not find the segment.
     while now_ms() + 500 < visible_at {
-        assert!(c.get(&ns, "web").is_some(), "the object went before its segment became visible");
+        let obj = c.get(&ns, "web").expect("the object went before its segment became visible");
+        let ready = condition(&obj, "Ready").unwrap();
+        assert_eq!(
+            (ready["status"].as_str(), ready["reason"].as_str()),
+            (Some("False"), Some("Allocating")),
+            "{ready}"
+        );
+        assert!(ready["message"].as_str().unwrap().contains(&id), "{ready}");
         std::thread::sleep(Duration::from_millis(300));
     }
     wait_gone(c, &ns, "web");
@@ -548,6 +566,36 @@ fn a_segment_not_yet_visible_is_released_once_it_appears() {
     assert_eq!(released.len(), 1, "{h}");
     assert!(released[0].as_u64().unwrap() >= visible_at, "{h}");
     assert!(segments_in(&sim, ACCOUNT).is_empty(), "leaked: {:?}", segments_in(&sim, ACCOUNT));
+}
+
+#[test]
+fn malformed_answers_to_allocate_and_release_neither_repeat_nor_lose_them() {
+    let c = Cluster::shared();
+    let ns = c.namespace("malformedcalls");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &["--transient-retry-max-seconds", "2"]);
+    // The cloud does the work and answers with a page that is no answer: like a lost answer.
+    faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["emptyObject", "notJson"], "actions": [ALLOCATE]}));
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    let obj = with_error(c, &ns, "web", "MalformedResponse");
+    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the pending marker went: {}", obj["status"]);
+    assert!(obj["status"]["segmentInstanceId"].is_null());
+    eventually("a replay answered malformed too", T, || (sim.count(ALLOCATE, "Malformed") >= 2).then_some(()));
+    assert_eq!(allocations(&sim).len(), 1, "a replay allocated again: {:?}", history(&sim));
+    faults(&sim, json!({"malformedRate": 1.0, "malformedShapes": ["emptyObject", "notJson"], "actions": [RELEASE]}));
+    let id = segment_id(&wait_ready(c, &ns, "web"));
+    assert_eq!(allocations(&sim).len(), 1);
+    assert_eq!(allocations(&sim)[0]["instanceId"], id.as_str());
+
+    delete_now(c, &ns, "web");
+    eventually("a malformed answer to the release", T, || (sim.count(RELEASE, "Malformed") >= 1).then_some(()));
+    let obj = c.get(&ns, "web").expect("the object went on a malformed answer to its release");
+    assert_eq!(obj["status"]["lastError"]["code"], "MalformedResponse", "{}", obj["status"]);
+    // The replay with the same token is answered well-formed: the release it learns is the first.
+    faults(&sim, json!({}));
+    wait_gone(c, &ns, "web");
+    assert!(sim.segment(&id).is_none());
+    assert_eq!(releases_accepted(&sim, &id), 1);
 }
 
 // ---- 3. the pending marker ----
@@ -582,6 +630,40 @@ fn a_lost_allocation_answer_keeps_the_object_until_a_good_key_learns_and_release
     assert!(segments_in(&sim, ACCOUNT).is_empty());
 }
 
+#[test]
+fn a_deletion_during_an_allocation_that_timed_out_releases_the_segment_it_made() {
+    let c = Cluster::shared();
+    let ns = c.namespace("pendingtimeout");
+    let sim = Simulator::start(&[]);
+    // Each cloud call times out after 3 s; the allocation takes 8 s to answer.
+    let _op = Operator::start(c, &sim, &ns, &["--transient-retry-max-seconds", "2"]);
+    faults(&sim, json!({"delayRate": 1.0, "delayMsMin": 8000, "delayMsMax": 8000, "actions": [ALLOCATE]}));
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    eventually("allocation pending marker", T, || {
+        c.get(&ns, "web").filter(|o| o["status"]["allocationRequestedAt"].is_string())
+    });
+    delete_now(c, &ns, "web");
+    // The first answer times out; while that request is in flight, its replays are told so. The
+    // object waits, says why, and keeps its marker.
+    eventually("a replay told the request is in flight", T, || {
+        (sim.count(ALLOCATE, "OperationFailed.LastTokenProcessing") >= 1).then_some(())
+    });
+    let obj = eventually("the wait explained", T, || {
+        c.get(&ns, "web").filter(|o| o["status"]["lastError"]["code"].is_string())
+    });
+    let code = obj["status"]["lastError"]["code"].as_str().unwrap();
+    assert!(["Timeout", "OperationFailed.LastTokenProcessing"].contains(&code), "{}", obj["status"]);
+    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the marker went: {}", obj["status"]);
+    assert_eq!(condition(&obj, "Synced").unwrap()["status"], "False");
+    wait_gone(c, &ns, "web");
+    let created = allocations(&sim);
+    assert_eq!(created.len(), 1, "{created:?}");
+    let id = created[0]["instanceId"].as_str().unwrap();
+    assert_eq!(releases_accepted(&sim, id), 1, "the segment the timed-out request made was not released");
+    assert!(segments_in(&sim, ACCOUNT).is_empty());
+    faults(&sim, json!({}));
+}
+
 // ---- 4. Retain ----
 
 #[test]
@@ -613,20 +695,67 @@ fn retain_after_the_release_was_accepted_says_the_release_is_under_way() {
     let id = segment_id(&wait_ready(c, &ns, "web"));
     delete_now(c, &ns, "web");
     eventually("Releasing", T, || sim.segment(&id).filter(|s| s["status"] == "Releasing"));
-    let obj = eventually("releaseAcceptedAt", T, || {
-        c.get(&ns, "web").filter(|o| o["status"]["releaseAcceptedAt"].is_string())
-    });
-    assert_eq!(annotation(&obj, "eipsegment.io/release-token"), Some(format!("release-{}", uid(&obj)).as_str()));
+    // The pass that made the call records its answer right away.
+    std::thread::sleep(Duration::from_secs(1));
+    let accepted = c.get(&ns, "web").unwrap();
     patch(c, &ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
     wait_gone(c, &ns, "web");
+    assert!(sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"), "the object waited for the release");
+    assert!(
+        events_of(c, &ns, "web", "Retained").is_empty(),
+        "a Retained event for a segment being released: {:?}",
+        c.events(&ns, "web")
+    );
     let (warning, note) = wait_event(c, &ns, "web", "ReleaseUnderWay");
     assert!(warning && note.contains("cannot be undone") && note.contains(&id), "{note}");
-    assert!(events_of(c, &ns, "web", "Retained").is_empty(), "a segment being released is not retained");
+    eventually("the segment gone", T, || sim.segment(&id).is_none().then_some(()));
+    assert_eq!(releases_accepted(&sim, &id), 1);
+    assert!(accepted["status"]["releaseAcceptedAt"].is_string(), "{}", accepted["status"]);
+    let token = format!("release-{}", uid(&accepted));
+    assert_eq!(annotation(&accepted, "eipsegment.io/release-token"), Some(token.as_str()));
+}
+
+#[test]
+fn retain_after_a_release_whose_answer_was_lost_does_not_claim_to_keep_the_segment() {
+    let c = Cluster::shared();
+    let ns = c.namespace("retainlost");
+    let sim = Simulator::start(&["--release-seconds", "10"]);
+    let mut op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "web"));
+    // The cloud accepts the release; the operator dies before its answer arrives.
+    faults(&sim, json!({"delayRate": 1.0, "delayMsMin": 2500, "delayMsMax": 2500, "actions": [RELEASE]}));
+    delete_now(c, &ns, "web");
+    eventually("the release token recorded", T, || {
+        c.get(&ns, "web").filter(|o| annotation(o, "eipsegment.io/release-token").is_some())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    op.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    faults(&sim, json!({}));
+    assert_eq!(sim.segment(&id).unwrap()["status"], "Releasing");
+    assert!(c.get(&ns, "web").unwrap()["status"]["releaseAcceptedAt"].is_null(), "the answer was not lost");
+    patch(c, &ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
+    op.start_again();
+    wait_gone(c, &ns, "web");
+    let retained = events_of(c, &ns, "web", "Retained");
+    assert!(retained.is_empty(), "told the segment is kept while the cloud releases it: {retained:?}");
+    assert!(c.has_event(&ns, "web", "ReleaseUnderWay"), "{:?}", c.events(&ns, "web"));
     eventually("the segment gone", T, || sim.segment(&id).is_none().then_some(()));
     assert_eq!(releases_accepted(&sim, &id), 1);
 }
 
 // ---- 5. one owner ----
+
+/// The object that names a held segment, once the operator has answered it: refused, or (an
+/// operator without the one-owner rule) adopted.
+fn settled_claim(c: &Cluster, ns: &str, name: &str) -> Value {
+    eventually(&format!("{ns}/{name} answered"), T, || {
+        c.get(ns, name).filter(|o| {
+            condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentInUse" || r["reason"] == "Adopted")
+        })
+    })
+}
 
 #[test]
 fn an_object_naming_a_held_segment_is_refused_and_its_deletion_releases_nothing() {
@@ -642,15 +771,19 @@ fn an_object_naming_a_held_segment_is_refused_and_its_deletion_releases_nothing(
         &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
     ))
     .unwrap();
-    let obj = with_ready_reason(c, &ns, "second", "SegmentInUse");
-    let message = condition(&obj, "Ready").unwrap()["message"].as_str().unwrap().to_string();
-    assert!(message.contains(&format!("{ns}/holder")), "{message}");
-    let (warning, _) = wait_event(c, &ns, "second", "ClaimRefused");
-    assert!(warning);
-    assert!(obj["status"]["segmentInstanceId"].is_null(), "the refused object recorded the segment");
+    let obj = settled_claim(c, &ns, "second");
+    let refused = events_of(c, &ns, "second", "ClaimRefused");
 
     delete_now(c, &ns, "second");
     wait_gone(c, &ns, "second");
+    assert_eq!(calls(&sim, RELEASE), 0, "the refused object's deletion released the segment");
+    assert_eq!(sim.segment(&id).unwrap()["status"], "Allocated");
+    assert!(is_ready(&c.get(&ns, "holder").unwrap()));
+    let ready = condition(&obj, "Ready").unwrap();
+    assert_eq!(ready["reason"], "SegmentInUse", "{ready}");
+    assert!(ready["message"].as_str().unwrap().contains(&format!("{ns}/holder")), "{ready}");
+    assert!(refused.first().is_some_and(|(warning, _)| *warning), "no ClaimRefused warning: {refused:?}");
+    assert!(obj["status"]["segmentInstanceId"].is_null(), "the refused object recorded the segment");
     let finished: Vec<String> = c
         .events(&ns, "second")
         .into_iter()
@@ -658,9 +791,6 @@ fn an_object_naming_a_held_segment_is_refused_and_its_deletion_releases_nothing(
         .filter(|r| r == "NotOwner" || r == "HandedOver")
         .collect();
     assert!(!finished.is_empty(), "{:?}", c.events(&ns, "second"));
-    assert_eq!(sim.segment(&id).unwrap()["status"], "Allocated");
-    assert_eq!(calls(&sim, RELEASE), 0, "the refused object's deletion released the segment");
-    assert!(is_ready(&c.get(&ns, "holder").unwrap()));
 
     // The holder is still woken by the poller: its release completes at the cloud's pace.
     let started = Instant::now();
@@ -685,13 +815,14 @@ fn deleting_the_holder_hands_the_segment_over_to_the_object_that_names_it() {
         &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
     ))
     .unwrap();
-    with_ready_reason(c, &ns, "heir", "SegmentInUse");
+    let waiting = settled_claim(c, &ns, "heir");
     delete_now(c, &ns, "holder");
     wait_gone(c, &ns, "holder");
+    assert_eq!(calls(&sim, RELEASE), 0, "a segment another object names was released");
+    assert_eq!(sim.segment(&id).unwrap()["status"], "Allocated");
+    assert_eq!(condition(&waiting, "Ready").unwrap()["reason"], "SegmentInUse");
     let (_, note) = wait_event(c, &ns, "holder", "HandedOver");
     assert!(note.contains(&format!("{ns}/heir")), "{note}");
-    assert_eq!(sim.segment(&id).unwrap()["status"], "Allocated");
-    assert_eq!(calls(&sim, RELEASE), 0, "a segment another object names was released");
 
     let obj = wait_ready(c, &ns, "heir");
     assert_eq!(segment_id(&obj), id);
@@ -797,7 +928,6 @@ fn an_object_restored_from_its_manifest_adopts_its_own_segment_and_releases_it_o
     let obj = wait_ready(c, &ns, "web");
     let id = segment_id(&obj);
     let saved = manifest(&obj);
-    assert!(saved.contains(&id), "the manifest does not name the segment: {saved}");
     op.kill();
     lose(c, &ns, "web");
     assert_eq!(sim.segment(&id).unwrap()["status"], "Allocated");
@@ -807,6 +937,7 @@ fn an_object_restored_from_its_manifest_adopts_its_own_segment_and_releases_it_o
     let restored = wait_ready(c, &ns, "web");
     assert_ne!(uid(&restored), uid(&obj));
     assert_eq!(segment_id(&restored), id, "the restored object has another segment");
+    assert!(saved.contains(&id), "the manifest does not name the segment: {saved}");
     assert_eq!(allocations(&sim).len(), 1, "a second allocation: {:?}", history(&sim));
     delete_now(c, &ns, "web");
     wait_gone(c, &ns, "web");
@@ -823,11 +954,10 @@ fn an_object_restored_while_its_allocation_was_pending_gets_that_segment_and_no_
     let mut op = Operator::start(c, &sim, &ns, &[]);
     faults(&sim, json!({"delayRate": 1.0, "delayMsMin": 2500, "delayMsMax": 2500, "actions": [ALLOCATE]}));
     c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
-    // Saved while only the allocation token was known.
-    let obj = eventually("the allocation token annotation", T, || {
-        c.get(&ns, "web").filter(|o| annotation(o, "eipsegment.io/allocation-token").is_some())
+    // Saved while the allocation is pending: the identity annotations are written before status.
+    let obj = eventually("allocation pending marker", T, || {
+        c.get(&ns, "web").filter(|o| o["status"]["allocationRequestedAt"].is_string())
     });
-    assert!(annotation(&obj, "eipsegment.io/segment-id").is_none());
     let saved = manifest(&obj);
     std::thread::sleep(Duration::from_millis(500));
     op.kill();
@@ -847,4 +977,6 @@ fn an_object_restored_while_its_allocation_was_pending_gets_that_segment_and_no_
     wait_gone(c, &ns, "web");
     assert_eq!(releases_accepted(&sim, &held), 1);
     assert!(segments_in(&sim, ACCOUNT).is_empty());
+    assert_eq!(annotation(&obj, "eipsegment.io/allocation-token"), Some(format!("alloc-{}", uid(&obj)).as_str()));
+    assert!(annotation(&obj, "eipsegment.io/segment-id").is_none(), "saved after the answer: {saved}");
 }
