@@ -496,7 +496,8 @@ impl Simulator {
     /// - `GET healthz`; `GET state[?account=ID]` (segments, all or one account's, recently released
     ///   IDs, timing, regions, accounts); `GET history[?account=ID]`;
     /// - `POST segments` (seed; `ownerAccount` defaults to the default account), `GET|PATCH|DELETE
-    ///   segments/<id>` (DELETE removes it out of band);
+    ///   segments/<id>` (DELETE removes it out of band; PATCH `{"reportedStatus": "Maintaining"}`
+    ///   makes Describe report that status and Release refuse it until `{"reportedStatus": null}`);
     /// - `POST keys` `{"accessKeyId","accessKeySecret","account"}` adds (201) or replaces (200) a
     ///   permanent key, creating the account; `DELETE keys/<accessKeyId>` revokes one (404 if
     ///   unknown); `GET keys` lists IDs with accounts, no secrets;

@@ -105,6 +105,11 @@ pub struct Segment {
     pub visible_at: Option<Instant>,
     /// Release requests accepted for this segment (for tests: exactly one is the promise).
     pub releases_accepted: u32,
+    /// A status DescribeEipSegment reports instead of the real one (say `Maintaining`, which the
+    /// API documents nowhere), as the cloud may report a status that is new to its clients; while
+    /// it is set, ReleaseEipSegmentAddress is refused with IncorrectEipStatus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_status: Option<String>,
     #[serde(skip)]
     seq: u64,
 }
@@ -146,6 +151,15 @@ pub struct SegmentPatch {
     pub deletion_protection: Option<bool>,
     pub owner_account: Option<String>,
     pub members: Vec<MemberPatch>,
+    /// `"reportedStatus": "Maintaining"` sets [`Segment::reported_status`], `null` clears it,
+    /// absent leaves it.
+    #[serde(deserialize_with = "present")]
+    pub reported_status: Option<Option<String>>,
+}
+
+/// A field given in a patch, `null` included (absent fields stay `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// One segment's life as the cloud saw it, kept after the segment is gone (`GET /__admin/history`).
@@ -447,6 +461,7 @@ impl World {
             last_release_attempt: None,
             visible_at: None,
             releases_accepted: 0,
+            reported_status: None,
             seq: self.seq,
         }
     }
@@ -549,7 +564,7 @@ impl World {
             .map(|s| {
                 serde_json::json!({
                     "InstanceId": s.instance_id,
-                    "Status": format!("{:?}", s.status),
+                    "Status": s.reported_status.clone().unwrap_or_else(|| format!("{:?}", s.status)),
                     "Segment": s.segment,
                     "IpCount": s.members.len().to_string(),
                     "RegionId": s.region_id,
@@ -629,7 +644,7 @@ impl World {
             return Err(err(400, "TaskConflict.AssociateGlobalAccelerationInstance", "Operate too frequent."));
         }
         seg.last_release_attempt = Some(now);
-        if seg.status != Status::Allocated {
+        if seg.status != Status::Allocated || seg.reported_status.is_some() {
             return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
         }
         if seg.charge_type == "PrePaid" {
@@ -732,6 +747,9 @@ impl World {
         }
         if let Some(o) = patch.owner_account {
             seg.owner_account = o;
+        }
+        if let Some(reported) = patch.reported_status {
+            seg.reported_status = reported;
         }
         apply_member_patches(seg, &patch.members)?;
         let seg = seg.clone();
@@ -1068,6 +1086,31 @@ mod tests {
         let shown = w.describe("acct", &by_id(&id), at(3.0)).unwrap();
         assert_eq!(shown["EipSegments"]["EipSegment"][0]["Status"], "Releasing", "{shown}");
         assert_eq!(w.describe("acct", &params(&[("RegionId", REGION)]), at(3.0)).unwrap()["TotalCount"], 2);
+    }
+
+    #[test]
+    fn a_reported_status_is_described_and_refuses_releases_until_cleared() {
+        let mut w = world();
+        let t0 = Instant::now();
+        let id = w.seed("acct", SeedSegment::default(), t0).unwrap().instance_id;
+        let patch = |json: &str| serde_json::from_str::<SegmentPatch>(json).unwrap();
+        let status = |w: &mut World| {
+            w.describe("acct", &by_id(&id), t0).unwrap()["EipSegments"]["EipSegment"][0]["Status"].clone()
+        };
+
+        w.patch(&id, patch(r#"{"reportedStatus": "Maintaining"}"#)).unwrap();
+        assert_eq!(status(&mut w), "Maintaining");
+        assert_eq!(w.snapshot(t0, None)["segments"][0]["reportedStatus"], "Maintaining");
+        let e = w.release("acct", &by_id(&id), t0).unwrap_err();
+        assert_eq!((e.http_status, e.code), (400, "IncorrectEipStatus"));
+        w.patch(&id, patch(r#"{"deletionProtection": false}"#)).unwrap();
+        assert_eq!(status(&mut w), "Maintaining", "a patch without the field leaves it");
+
+        w.patch(&id, patch(r#"{"reportedStatus": null}"#)).unwrap();
+        assert_eq!(status(&mut w), "Allocated");
+        assert!(w.snapshot(t0, None)["segments"][0].get("reportedStatus").is_none());
+        w.release("acct", &by_id(&id), t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(w.segment(&id).unwrap().releases_accepted, 1);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 #
 # DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
 # as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
+# DIR/scoped-operator.kubeconfig is a second operator identity (ServiceAccount
+# eipsegment-operator-scoped) with no rights at all until a test grants them, for per-namespace mode.
 # A bare apiserver runs no controllers: without --with-controller-manager there is no garbage
 # collection and deleted namespaces stay Terminating.
 set -euo pipefail
@@ -18,6 +20,7 @@ repo="$(cd "$here/../.." && pwd)"
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 operator_ns=eipsegment-system
 operator_sa=eipsegment-operator
+scoped_sa=eipsegment-operator-scoped
 marker=.eipsegment-cluster # `down` only ever removes a directory that `up` marked as its own
 
 log() { echo "cluster.sh: $*" >&2; }
@@ -191,12 +194,15 @@ cmd_up() {
 
   gen_pki "$dir/pki"
   local admin_token operator_token operator_user="system:serviceaccount:$operator_ns:$operator_sa"
+  local scoped_token scoped_user="system:serviceaccount:$operator_ns:$scoped_sa"
   admin_token="$(openssl rand -hex 24)"
   operator_token="$(openssl rand -hex 24)"
-  # token,user,uid,"groups": the operator's groups are the ones the apiserver gives a real SA token.
+  scoped_token="$(openssl rand -hex 24)"
+  # token,user,uid,"groups": the operators' groups are the ones the apiserver gives a real SA token.
   cat >"$dir/tokens.csv" <<EOF
 $admin_token,eipsegment-admin,eipsegment-admin,"system:masters"
 $operator_token,$operator_user,$operator_sa,"system:serviceaccounts,system:serviceaccounts:$operator_ns,system:authenticated"
+$scoped_token,$scoped_user,$scoped_sa,"system:serviceaccounts,system:serviceaccounts:$operator_ns,system:authenticated"
 EOF
 
   start etcd "$bin/etcd" --name=etcd --data-dir="$dir/etcd" \
@@ -222,6 +228,7 @@ EOF
 
   write_kubeconfig "$dir/kubeconfig" admin "$admin_token"
   write_kubeconfig "$dir/operator.kubeconfig" operator "$operator_token" "$operator_ns"
+  write_kubeconfig "$dir/scoped-operator.kubeconfig" scoped-operator "$scoped_token" "$operator_ns"
   local kc=("$kubectl" --kubeconfig "$dir/kubeconfig")
 
   if ((with_kcm)); then
@@ -253,11 +260,16 @@ EOF
     "${kc[@]}" apply --server-side --field-manager=cluster.sh "${rbac[@]/#/--filename=}" >/dev/null ||
       die "applying $repo/deploy/rbac/*.yaml failed (kubectl's message above)"
   fi
+  # The scoped identity's ServiceAccount, without any binding: tests grant it rights per namespace.
+  "${kc[@]}" get serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null 2>&1 ||
+    "${kc[@]}" create serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null
 
   cat >"$dir/cluster.env" <<EOF
 KUBECONFIG=$dir/kubeconfig
 OPERATOR_KUBECONFIG=$dir/operator.kubeconfig
 OPERATOR_USER=$operator_user
+SCOPED_OPERATOR_KUBECONFIG=$dir/scoped-operator.kubeconfig
+SCOPED_OPERATOR_USER=$scoped_user
 APISERVER_URL=https://127.0.0.1:$api_port
 APISERVER_PORT=$api_port
 ETCD_PORT=$etcd_port

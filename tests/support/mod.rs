@@ -60,6 +60,11 @@ impl Cluster {
         &self.env["OPERATOR_KUBECONFIG"]
     }
 
+    /// The second operator identity, with no rights until a test grants them (per-namespace mode).
+    pub fn scoped_operator_kubeconfig(&self) -> &str {
+        &self.env["SCOPED_OPERATOR_KUBECONFIG"]
+    }
+
     /// Runs kubectl as the admin; returns (success, stdout, stderr).
     pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new(&self.env["KUBECTL"]);
@@ -263,6 +268,18 @@ impl Operator {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Operator {
+        Operator::start_as(cluster, cluster.operator_kubeconfig(), sim, namespace, extra, env)
+    }
+
+    /// As [`Operator::start_with_env`], authenticated by `kubeconfig` instead of the operator's own.
+    pub fn start_as(
+        cluster: &Cluster,
+        kubeconfig: &str,
+        sim: &Simulator,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let mut args: Vec<String> = [
             "run",
             "--vpc-endpoint",
@@ -290,14 +307,7 @@ impl Operator {
         let log = cluster.dir.join(format!("operator-{namespace}{suffix}.log"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let metrics_url = format!("http://127.0.0.1:{port}");
-        let mut op = Operator {
-            child: None,
-            metrics_url,
-            args,
-            env,
-            kubeconfig: cluster.operator_kubeconfig().to_string(),
-            log,
-        };
+        let mut op = Operator { child: None, metrics_url, args, env, kubeconfig: kubeconfig.to_string(), log };
         op.spawn();
         op
     }
