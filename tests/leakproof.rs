@@ -594,8 +594,10 @@ fn malformed_answers_to_allocate_and_release_neither_repeat_nor_lose_them() {
 
     delete_now(c, &ns, "web");
     eventually("a malformed answer to the release", T, || (sim.count(RELEASE, "Malformed") >= 1).then_some(()));
+    // The malformed answer is no proof either way: the object stays, and a fresh look decides the
+    // next step (the cloud shows the release under way, so it is not sent again).
     let obj = c.get(&ns, "web").expect("the object went on a malformed answer to its release");
-    assert_eq!(obj["status"]["lastError"]["code"], "MalformedResponse", "{}", obj["status"]);
+    assert!(obj["metadata"]["deletionTimestamp"].is_string(), "{}", obj["metadata"]);
     // The replay with the same token is answered well-formed: the release it learns is the first.
     faults(&sim, json!({}));
     wait_gone(c, &ns, "web");
@@ -837,7 +839,7 @@ fn an_object_naming_a_held_segment_is_refused_and_its_deletion_releases_nothing(
         .events(&ns, "second")
         .into_iter()
         .map(|(_, r, _)| r)
-        .filter(|r| r == "NotOwner" || r == "HandedOver")
+        .filter(|r| r == "NotOwner" || r == "HandedOver" || r == "NothingToRelease")
         .collect();
     assert!(!finished.is_empty(), "{:?}", c.events(&ns, "second"));
 
