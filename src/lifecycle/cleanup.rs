@@ -68,6 +68,7 @@ fn retain(p: &Pass) -> Decision {
             }
             _ => apply::allocate(p),
         },
+        Holding::Gone(id) => p.finish(p.status.clone(), released(&id, p.status.account_id.as_deref())),
         _ if p.status.release_accepted_at.is_some() => release_under_way(p),
         // A release was asked for and its answer may have been lost: the cloud says what is kept.
         Holding::Named(id) if p.status.release_requested_at.is_some() => {
@@ -86,7 +87,7 @@ fn retain(p: &Pass) -> Decision {
             let note = format!("segment {id} was never adopted: nothing to keep or release");
             p.finish(p.status.clone(), Event::normal("NothingToRelease", "Finalize", note))
         }
-        Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => p.finish(p.status.clone(), kept(&id)),
+        Holding::Unseen(id) | Holding::Named(id) => p.finish(p.status.clone(), kept(&id)),
     }
 }
 
