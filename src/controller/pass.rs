@@ -41,7 +41,8 @@ pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
     }
     match pass.perform(decided).await {
         // The object changed since it was read (or the cache had not caught up with the last
-        // write): nothing was sent on it; decide again on the object as it is.
+        // write): no call went out on that read, and what a call did is learned again (same
+        // token, or a fresh look). Decide again on the object as it is.
         Err(e) if writes::is_conflict(&e) => {
             debug!(object = %pass.object.name, "the object changed since it was read; deciding again");
             Ok(Action::requeue(CHANGED_RETRY))
