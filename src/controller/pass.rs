@@ -150,6 +150,7 @@ impl<'c> Pass<'c> {
                 established: o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref()) == Some(segment_id),
                 deleting: o.metadata.deletion_timestamp.is_some(),
                 finalized: o.finalizers().iter().any(|f| f == FINALIZER),
+                adopts: o.spec.adopts(),
             })
             .collect()
     }

@@ -58,6 +58,8 @@ pub struct Claimant {
     pub deleting: bool,
     /// It carries the operator's finalizer: it was reconciled, and cannot vanish unseen.
     pub finalized: bool,
+    /// It names the segment to adopt it (`spec.segmentInstanceId`), rather than as its own.
+    pub adopts: bool,
 }
 
 /// The credentials a pass would act with.

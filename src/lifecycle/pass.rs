@@ -135,11 +135,14 @@ impl<'a> Pass<'a> {
         self.f.claims.ok_or_else(|| Decision::Need(Need::Claims { segment_id: segment_id.to_string() }))
     }
 
-    /// The claimant that holds the segment instead of this object: claims the owner's status
-    /// records come first, then the older object (then the UID, so that the order is total).
+    /// The claimant that holds the segment instead of this object: a claim its status records
+    /// comes first, then an object that names the segment as its own (it allocated it; a restored
+    /// one comes back to it) before one that adopts it, then the older object (then the UID, so that
+    /// the order is total).
     pub fn outranked_by<'c>(&self, claims: &'c [Claimant], segment_id: &str) -> Option<&'c Claimant> {
-        let mine = (self.before().segment_instance_id.as_deref() != Some(segment_id), &self.o.created, &self.o.uid);
-        claims.iter().filter(|c| c.uid != self.o.uid).find(|c| (!c.established, &c.created, &c.uid) < mine)
+        let established = self.before().segment_instance_id.as_deref() == Some(segment_id);
+        let mine = (!established, self.o.spec.adopts(), &self.o.created, &self.o.uid);
+        claims.iter().filter(|c| c.uid != self.o.uid).find(|c| (!c.established, c.adopts, &c.created, &c.uid) < mine)
     }
 
     /// The credentials and the account to act in, once known and in agreement with the account

@@ -400,6 +400,7 @@ fn claimant(name: &str, created: &str, established: bool, deleting: bool) -> Cla
         established,
         deleting,
         finalized: true,
+        adopts: name != "owner" && name != "older",
     }
 }
 
@@ -458,6 +459,18 @@ fn one_object_holds_a_segment() {
     let m = decide_for(&adopter, &w);
     assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
     assert_ne!(m.next, Next::Finish);
+    // A restored object (its own segment, by its annotations, not recorded yet) comes before an
+    // adopter that has not recorded it either, even an older one.
+    let mut restored = object();
+    restored.uid = "restored-uid".into();
+    restored.created = "2026-01-01T00:00:30Z".into();
+    restored.annotations = Identity { segment_id: Some(ID.into()), account_id: Some(A.into()), ..Default::default() };
+    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)];
+    assert_eq!(reason(&decide_for(&restored, &w)), Some("Allocated"));
+    // But one that took the segment over meanwhile (recorded it) keeps it.
+    w.claims[0].established = true;
+    assert_eq!(reason(&decide_for(&restored, &w)), Some("SegmentInUse"));
     // Two claims recorded at once: the older object holds.
     let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
     w.claims = vec![claimant("older", "2026-01-01T00:00:00Z", true, false)];

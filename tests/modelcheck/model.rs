@@ -451,6 +451,7 @@ impl Model {
                 established: o.status.segment_instance_id.as_deref() == Some(id),
                 deleting: o.deleting,
                 finalized: o.finalizer,
+                adopts: o.spec.adopts(),
             })
             .collect();
         self.rules.claims(claims)
