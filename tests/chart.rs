@@ -979,7 +979,7 @@ fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are
     let obj = wait_ready(c, &ns, "guarded");
     let id = segment_id(&obj);
     assert_eq!(obj["status"]["credentialsSource"], "Secret/eipsegment-credentials", "{:?}", obj["status"]);
-    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+    let holder = obj["metadata"]["name"].as_str().unwrap().to_string();
     let secret_finalizers = || -> Option<Vec<String>> {
         let (ok, out, err) = c.kubectl_as(
             c.admin_kubeconfig(),
@@ -992,7 +992,7 @@ fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are
         }
         Some(if out.is_empty() { Vec::new() } else { serde_json::from_str(&out).unwrap() })
     };
-    let in_use = format!("eipsegment.io/in-use-by-{uid}");
+    let in_use = format!("eipsegment.io/in-use-by-{holder}");
     eventually("the Secret held", WAIT, || secret_finalizers().filter(|f| f.contains(&in_use)));
     let rolebinding = || -> Option<serde_json::Value> {
         let (ok, out, err) =

@@ -223,7 +223,7 @@ fn keys_of_another_account_in_the_secret_neither_release_nor_prove_absence() {
     c.apply(&segment_yaml(&ns, "web", &format!("{SPEC}  credentialsSecretRef: {{name: keys}}\n"))).unwrap();
     let ready = wait_ready(c, &ns, "web");
     let id = segment_id(&ready);
-    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&ready));
+    let held_by = format!("eipsegment.io/in-use-by-{}", ready["metadata"]["name"].as_str().unwrap());
 
     put_secret(c, &ns, "keys", OTHER_KEY_ID, OTHER_KEY_SECRET);
     std::thread::sleep(Duration::from_secs(3));
@@ -266,7 +266,7 @@ fn a_deleted_default_secret_stays_while_its_object_holds_a_segment() {
     c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
     let ready = wait_ready(c, &ns, "web");
     let id = segment_id(&ready);
-    let held_by = format!("eipsegment.io/in-use-by-{}", uid(&ready));
+    let held_by = format!("eipsegment.io/in-use-by-{}", ready["metadata"]["name"].as_str().unwrap());
 
     c.kubectl(&["delete", "secret", "eipsegment-credentials", "-n", &ns, "--wait=false"]);
     std::thread::sleep(Duration::from_secs(4));

@@ -249,7 +249,7 @@ impl<'c> Pass<'c> {
         }
         if let SecretUse::Hold(name) = &m.secret {
             let secret = self.credentials.as_ref().and_then(|c| c.secret.as_ref());
-            writes::hold_secret(self.ctx, &self.object.namespace, name, &self.object.uid, secret).await;
+            writes::hold_secret(self.ctx, &self.object.namespace, name, &self.object.name, secret).await;
         }
         Ok(())
     }
@@ -267,7 +267,7 @@ impl<'c> Pass<'c> {
         }
         if m.next == Next::Finish {
             if let SecretUse::LetGo(name) = &m.secret {
-                writes::let_go_secret(self.ctx, &self.object.namespace, name, &self.object.uid).await?;
+                writes::let_go_secret(self.ctx, &self.object.namespace, name, &self.object.name).await?;
             }
             writes::remove_finalizer(&self.api, &self.obj).await?;
         }

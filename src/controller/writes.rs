@@ -6,15 +6,26 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use sha2::Digest;
 use tracing::warn;
 
 use super::{Context, Error, MANAGER};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER};
 use crate::lifecycle::{self, Identity};
 
-/// The finalizer a Secret carries for each object whose segment depends on it.
-pub fn secret_finalizer(uid: &str) -> String {
-    format!("eipsegment.io/in-use-by-{uid}")
+/// The finalizer a Secret carries for each object whose segment depends on it. It names the object
+/// (not its UID, which a restore changes), so that a restored object holds and lets go of the same
+/// finalizer; a name too long for a finalizer is cut and completed with a digest of the whole.
+pub fn secret_finalizer(object_name: &str) -> String {
+    const PREFIX: &str = "in-use-by-";
+    const MAX: usize = 63;
+    if PREFIX.len() + object_name.len() <= MAX {
+        return format!("eipsegment.io/{PREFIX}{object_name}");
+    }
+    let digest = hex::encode(sha2::Sha256::digest(object_name.as_bytes()));
+    let keep = MAX - PREFIX.len() - 17;
+    let head = object_name[..keep].trim_end_matches(['-', '.']);
+    format!("eipsegment.io/{PREFIX}{head}-{}", &digest[..16])
 }
 
 /// Every write carries the resourceVersion of the object as read: one read from a cache that lags
@@ -102,8 +113,8 @@ pub async fn write_status(
 /// The Secret a live segment depends on stays until the object no longer needs it. Adding fails
 /// on a Secret already being deleted; that is reported, not fatal: the object then works with the
 /// Secret while it is there.
-pub async fn hold_secret(ctx: &Context, namespace: &str, name: &str, uid: &str, secret: Option<&KubeSecret>) {
-    let finalizer = secret_finalizer(uid);
+pub async fn hold_secret(ctx: &Context, namespace: &str, name: &str, holder: &str, secret: Option<&KubeSecret>) {
+    let finalizer = secret_finalizer(holder);
     if secret.is_some_and(|s| s.finalizers().contains(&finalizer)) {
         return;
     }
@@ -113,8 +124,8 @@ pub async fn hold_secret(ctx: &Context, namespace: &str, name: &str, uid: &str, 
     }
 }
 
-pub async fn let_go_secret(ctx: &Context, namespace: &str, name: &str, uid: &str) -> Result<(), Error> {
-    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [secret_finalizer(uid)]}});
+pub async fn let_go_secret(ctx: &Context, namespace: &str, name: &str, holder: &str) -> Result<(), Error> {
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [secret_finalizer(holder)]}});
     match secret_patch(ctx, namespace, name, &patch).await {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         other => other.map(|_| ()).map_err(Error::Kube),
@@ -149,4 +160,22 @@ pub async fn publish(ctx: &Context, obj: &EipSegment, event: &lifecycle::Event) 
 /// The write met an object changed since it was read.
 pub fn is_conflict(e: &Error) -> bool {
     matches!(e, Error::Kube(kube::Error::Api(status)) if status.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_finalizers_name_the_object_within_the_limit() {
+        assert_eq!(secret_finalizer("web"), "eipsegment.io/in-use-by-web");
+        let long = "a".repeat(40) + "-" + &"b".repeat(60);
+        let cut = secret_finalizer(&long);
+        let name = cut.strip_prefix("eipsegment.io/").unwrap();
+        assert!(name.len() <= 63, "{cut}");
+        assert!(name.starts_with("in-use-by-aaaa") && name.chars().last().unwrap().is_ascii_alphanumeric(), "{cut}");
+        assert_ne!(secret_finalizer(&(long.clone() + "x")), cut, "names cut alike stay apart");
+        let exact = "c".repeat(53);
+        assert_eq!(secret_finalizer(&exact), format!("eipsegment.io/in-use-by-{exact}"));
+    }
 }

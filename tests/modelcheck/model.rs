@@ -566,7 +566,7 @@ impl Model {
         if let SecretUse::Hold(_) = &m.secret {
             // A Secret being deleted takes no new finalizer.
             if s.secret.exists && !s.secret.deleting && self.rules.holds_secrets() {
-                s.secret.holders.insert(o.uid.clone());
+                s.secret.holders.insert(format!("seg{slot}"));
             }
         }
     }
@@ -582,7 +582,7 @@ impl Model {
             return;
         }
         if let SecretUse::LetGo(_) = &p.m.secret {
-            s.secret.holders.remove(&p.uid);
+            s.secret.holders.remove(&format!("seg{}", p.slot));
         }
         if let Some(e) = &p.m.event
             && matches!(e.reason, "Retained" | "ReleaseUnderWay")

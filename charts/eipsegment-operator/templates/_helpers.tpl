@@ -34,7 +34,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The operator's rules on its own resources and events, and on the credentials Secrets of the
 served namespaces when Secret references are on: `get` to read them, `patch` to hold each one with a
-per-object finalizer (eipsegment.io/in-use-by-<uid>) while a segment depends on it. */}}
+per-object finalizer (eipsegment.io/in-use-by-<object name>) while a segment depends on it. */}}
 {{- define "eipsegment-operator.rules" -}}
 - apiGroups: ["eipsegment.io"]
   resources: ["eipsegments"]
