@@ -18,16 +18,18 @@
 //!   replaces 5% of its successful answers with a malformed HTTP 200 (every shape);
 //! - the kube-apiserver is restarted once;
 //! - credentials change: `keys-a` of a namespace gets the other account's keys (once every user not
-//!   being deleted has recorded its account), or a wrong secret key, while one of its users with a
-//!   live segment is being deleted, and its own keys back a few seconds later;
+//!   being deleted has recorded its account), or a wrong secret key, while one of its users (one
+//!   with a segment in the cloud, if any) is being deleted, and its own keys back a few seconds later;
 //! - the most used credentials Secret of a namespace is deleted by hand, and whole namespaces (with
 //!   their objects and Secrets) are deleted;
-//! - objects adopt (`spec.segmentInstanceId`, half with `deletionPolicy: Delete`) a segment another
-//!   live object holds, and half of those holders are deleted at the next wave;
+//! - objects adopt (`spec.segmentInstanceId`, half with `deletionPolicy: Delete`, some from another
+//!   namespace) a segment another live object holds, and half of those holders are deleted at the
+//!   next wave;
 //! - objects are removed behind the operator's back (the finalizer taken off, then the object
 //!   deleted, with preconditions so the operator never sees the deletion) and re-applied from the
 //!   manifest saved just before (spec, labels, identity annotations, with or without the
-//!   finalizer, no status), as a backup restore or a move does.
+//!   finalizer, no status), as a backup restore does; a quarter of them in another namespace (a
+//!   move), and half of them, when there is one, a holder whose segment a live adopter names.
 //! Then the faults stop, every remaining object is deleted, and the run holds the cloud's history
 //! in both accounts (`GET /__admin/history?account=`, `GET /__admin/state?account=`) against what it
 //! did. A segment is named by the object whose allocation token created it (tokens of every
@@ -45,6 +47,9 @@
 //!   is none of the object's;
 //! - segments outside their object's account: a segment in another account than the one its object
 //!   recorded, an object that recorded two accounts, or a segment of a third account;
+//! - restored objects refused their own segment: an object whose earlier incarnation held a segment,
+//!   re-applied with it in its identity annotations, that then reports SegmentInUse for it though no
+//!   other object had taken it over by the re-application;
 //! - credentials Secrets gone while in use: an object not being deleted still there after its
 //!   credentials Secret was seen gone, or an object told its Secret does not exist while its status
 //!   names a live segment or a pending allocation;
@@ -63,6 +68,7 @@
 //! moments of the other faults and the choices they make, and the simulator's fault rolls (`--seed`).
 //! What the operator happens to be doing at each of those moments depends on timing. The report
 //! (with what each fault kind met) is printed and written to `target/chaos/<profile>-seed<seed>.json`.
+//! `CHAOS_PLAN_ONLY=1` prints the schedule of a profile and seed without running it.
 
 mod support;
 
@@ -111,8 +117,9 @@ fn fmt_ms(t0_ms: u64, ms: u64) -> String {
     format!("t+{:.3}s ({at}Z)", (ms as f64 - t0_ms as f64) / 1000.0)
 }
 
-/// The operator's own lines (not TRACE) about this object or its segments within `window` (epoch
-/// ms), with the harness's restart markers, for a timeline.
+/// The operator's own lines (not TRACE, nor the DEBUG lines of each fact gathered and each pass
+/// ended) about this object or its segments within `window` (epoch ms), with the harness's restart
+/// markers, for a timeline.
 fn log_lines(log: &Path, name: &str, keys: &[String], window: (u64, u64), limit: usize) -> Vec<String> {
     let Ok(f) = std::fs::File::open(log) else { return vec![] };
     let at_ms = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts.trim()).ok().map(|d| d.timestamp_millis() as u64);
@@ -129,7 +136,11 @@ fn log_lines(log: &Path, name: &str, keys: &[String], window: (u64, u64), limit:
             let about = line.split(' ').any(|w| w == object) || keys.iter().any(|k| line.contains(k.as_str()));
             (
                 line.split(' ').next().and_then(at_ms),
-                about && line.contains("eipsegment_operator") && !line.contains(" TRACE "),
+                about
+                    && line.contains("eipsegment_operator")
+                    && !line.contains(" TRACE ")
+                    && !line.contains(": gathering object=")
+                    && !line.contains("controller: reconciled object="),
             )
         };
         if wanted && ts.is_some_and(|t| t >= window.0 && t <= window.1) {
@@ -216,6 +227,10 @@ fn main() {
         }
     }
     println!("chaos: faults until the end of the waves: {} (operator call timeout 3 s)", faults(&profile));
+    if std::env::var_os("CHAOS_PLAN_ONLY").is_some() {
+        println!("chaos: CHAOS_PLAN_ONLY is set: the schedule only\n{}", serde_json::to_string_pretty(&plan).unwrap());
+        return;
+    }
     let t0 = Instant::now();
     let t0_ms = now_ms();
 
@@ -438,6 +453,11 @@ fn main() {
             .collect()
     };
     violations.extend(checks::stuck(&run, &final_objects, &segments_of, t0_ms));
+    let (refused_restores, taken_in_the_gap) = checks::restores(&run, t0_ms);
+    for mut r in refused_restores {
+        r.segments = r.object.as_ref().map(&segments_of).unwrap_or_default();
+        violations.push(r);
+    }
     for (what, k) in run.credentials_lost.values() {
         let o = &run.objects[*k];
         violations.push(Violation {
@@ -476,7 +496,7 @@ fn main() {
         .iter()
         .filter_map(|(action, o)| o["Malformed"].as_u64().map(|n| (action.clone(), n)))
         .collect();
-    let rows = fault_rows(&run, &plan, &malformed, &event_reasons, &profile);
+    let rows = fault_rows(&run, &plan, &malformed, &event_reasons, &profile, taken_in_the_gap);
     let mut undelivered = Vec::new();
     if sup.kills.len() < plan.kills.len() {
         undelivered.push(format!("{} of {} kills done", sup.kills.len(), plan.kills.len()));
@@ -777,6 +797,7 @@ fn fault_rows(
     malformed: &BTreeMap<String, u64>,
     events: &BTreeMap<String, u64>,
     p: &plan::Profile,
+    taken_in_the_gap: usize,
 ) -> Vec<FaultRow> {
     let mut rows = Vec::new();
     for wrong in [false, true] {
@@ -884,11 +905,13 @@ fn fault_rows(
         planned: p.restores.to_string(),
         happened: run.restores.len(),
         met: format!(
-            "{} kept the finalizer, {} were moves to another namespace; {} named a segment, {back} came back to it, \
-             {refused_own} were refused it; {} needed more than one removal try; failures {:?}",
+            "{} kept the finalizer, {} were moves to another namespace; {} named a segment ({} one a live adopter \
+             named), {back} came back to it, {refused_own} were refused it ({taken_in_the_gap} by an object that took it \
+             over while they were gone); {} needed more than one removal try; failures {:?}",
             run.restores.iter().filter(|r| r.kept_finalizer).count(),
             run.restores.iter().filter(|r| r.moved_to.is_some()).count(),
             run.restores.iter().filter(|r| r.segment.is_some()).count(),
+            run.restores.iter().filter(|r| r.contested).count(),
             run.restores.iter().filter(|r| r.tries > 1).count(),
             run.restore_failures
         ),

@@ -86,3 +86,58 @@ fn a_restored_object_lets_go_of_the_secret_its_first_incarnation_held() {
     );
     c.kubectl(&["delete", "secret", "keys", "-n", &ns, "--timeout=30s"]);
 }
+
+/// A segment held by one object and named by an adopter made after it, which is refused; then the
+/// holder is restored, so that the adopter is now the older object. The restored holder carries the
+/// segment in its identity annotations (its allocation token created it) and adopts it again; the
+/// adopter, which never held it, must stay refused, and deleting both must release the segment
+/// (the holder's deletion policy is Delete).
+#[test]
+#[ignore = "fails: an older adopter that was refused outranks the restored holder, whose status is empty"]
+fn a_restored_holder_keeps_its_segment_from_an_older_refused_adopter() {
+    let c = Cluster::shared();
+    let ns = c.namespace("restore-holder");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "holder", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "holder"));
+    c.apply(&segment_yaml(&ns, "adopter", &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n"))).unwrap();
+    eventually("the adopter refused", T, || {
+        c.get(&ns, "adopter").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentInUse"))
+    });
+
+    // A backup is restored later than the adopter was made: creation timestamps have whole seconds,
+    // and within one second the order of two claims falls to their UIDs.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (saved, _) = Kube::new(c).remove_behind_operator(&ns, "holder").expect("removed");
+    c.apply(&restore_manifest(&saved, true).to_string()).unwrap();
+    let restored = eventually("the restored holder Ready or refused", T, || {
+        c.get(&ns, "holder")
+            .filter(|o| is_ready(o) || condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentInUse"))
+    });
+    assert!(
+        is_ready(&restored),
+        "the restored holder is refused its own segment: {}",
+        condition(&restored, "Ready").map(|r| r["message"].clone()).unwrap_or_default()
+    );
+    assert_eq!(segment_id(&restored), id, "the restored holder adopts its own segment");
+    // Long enough for the adopter's next passes (its backoff starts at 2 s).
+    std::thread::sleep(Duration::from_secs(8));
+    let holder = c.get(&ns, "holder").unwrap();
+    let adopter = c.get(&ns, "adopter").unwrap();
+    let reason = |o: &serde_json::Value| condition(o, "Ready").map(|r| r["reason"].clone());
+    assert!(
+        is_ready(&holder) && !is_ready(&adopter),
+        "after the restore the holder says {:?} ({}) and the adopter {:?} ({})",
+        reason(&holder),
+        condition(&holder, "Ready").map(|r| r["message"].clone()).unwrap_or_default(),
+        reason(&adopter),
+        condition(&adopter, "Ready").map(|r| r["message"].clone()).unwrap_or_default()
+    );
+    for name in ["adopter", "holder"] {
+        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
+    }
+    wait_gone(c, &ns, "adopter");
+    wait_gone(c, &ns, "holder");
+    assert!(sim.segment(&id).is_none(), "the holder's Delete policy releases the segment");
+}

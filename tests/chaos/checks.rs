@@ -14,14 +14,26 @@ pub const PREMATURE: &str = "premature releases";
 pub const SECOND: &str = "second allocations";
 pub const ACCOUNTS: &str = "segments outside their object's account";
 pub const CREDENTIALS_LOST: &str = "credentials Secrets gone while in use";
+pub const RESTORE_REFUSED: &str = "restored objects refused their own segment";
 pub const STUCK: &str = "stuck after the faults stopped";
 pub const PANICS: &str = "operator panics";
 pub const EXITS: &str = "operator exits the run did not cause";
 pub const HYGIENE: &str = "secret hygiene";
 pub const NOT_DELIVERED: &str = "chaos not delivered";
 
-pub const CHECKS: [&str; 10] =
-    [LEAKED, PREMATURE, SECOND, ACCOUNTS, CREDENTIALS_LOST, STUCK, PANICS, EXITS, HYGIENE, NOT_DELIVERED];
+pub const CHECKS: [&str; 11] = [
+    LEAKED,
+    PREMATURE,
+    SECOND,
+    ACCOUNTS,
+    CREDENTIALS_LOST,
+    RESTORE_REFUSED,
+    STUCK,
+    PANICS,
+    EXITS,
+    HYGIENE,
+    NOT_DELIVERED,
+];
 
 #[derive(Default, serde::Serialize)]
 pub struct Violation {
@@ -305,4 +317,61 @@ pub fn stuck(
         });
     }
     v
+}
+
+/// A restored object whose earlier incarnation held a segment (its status named it) and whose
+/// identity annotations name it comes back as its holder, unless another object took the segment
+/// over while it was gone. Refused (SegmentInUse before its deletion was asked) by an object that
+/// had not: a violation. Returns the violations and how many were refused by an object that had.
+pub fn restores(run: &Run, t0: u64) -> (Vec<Violation>, usize) {
+    let mut v = Vec::new();
+    let mut taken_in_the_gap = 0;
+    for r in &run.restores {
+        let o = &run.objects[r.object];
+        let Some(segment) = &r.segment else { continue };
+        let held = o.incarnations.iter().any(|i| i.uid == r.old_uid && i.segments.contains(segment));
+        let refused = o.incarnations.iter().any(|i| i.uid == r.new_uid && i.reasons.contains("SegmentInUse"));
+        if !held || !refused {
+            continue;
+        }
+        let others: Vec<&Tracked> = run
+            .objects
+            .iter()
+            .filter(|x| !std::ptr::eq(*x, o))
+            .filter(|x| x.adopts.as_ref() == Some(segment) || x.segments_seen.contains(segment))
+            .collect();
+        let taken =
+            others.iter().find_map(|x| x.first_named.get(segment).filter(|&&t| t <= r.reapplied_ms).map(|t| (x, t)));
+        if let Some((x, t)) = taken {
+            taken_in_the_gap += 1;
+            println!(
+                "chaos: {}/{} was refused {segment} after its restore: {} took it over at {}, while it was gone",
+                o.namespace,
+                o.name,
+                x.name,
+                fmt_ms(t0, *t)
+            );
+            continue;
+        }
+        let claimants: Vec<String> = others
+            .iter()
+            .map(|x| {
+                let named = x.first_named.get(segment).map_or("never".to_string(), |&t| fmt_ms(t0, t));
+                format!("{}/{} (status first named it {named})", x.namespace, x.name)
+            })
+            .collect();
+        v.push(Violation {
+            check: RESTORE_REFUSED,
+            what: format!(
+                "{}/{} held {segment} and was re-applied at {} with it in its identity annotations, then refused it \
+                 (SegmentInUse) though no other object had taken it over by then; others naming it: {claimants:?}",
+                o.namespace,
+                o.name,
+                fmt_ms(t0, r.reapplied_ms)
+            ),
+            object: Some(o.clone()),
+            segments: Vec::new(),
+        });
+    }
+    (v, taken_in_the_gap)
 }

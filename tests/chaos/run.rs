@@ -86,8 +86,9 @@ pub struct Tracked {
     pub deleted_by: Option<&'static str>,
     /// The end of the first list that no longer held it.
     pub gone_ms: Option<u64>,
-    /// Every segment ID its status named.
+    /// Every segment ID its status named, and the start of the first list that showed it so.
     pub segments_seen: BTreeSet<String>,
+    pub first_named: BTreeMap<String, u64>,
     /// Allocation tokens, accounts and credentials sources its status or annotations named.
     pub tokens_seen: BTreeSet<String>,
     pub accounts_seen: BTreeSet<String>,
@@ -205,6 +206,8 @@ pub struct RestoreRecord {
     pub kept_finalizer: bool,
     /// A move: re-applied in this namespace.
     pub moved_to: Option<String>,
+    /// It held a segment that a live adopter named.
+    pub contested: bool,
     /// The segment and allocation token its annotations held when it was removed.
     pub segment: Option<String>,
     pub token: Option<String>,
@@ -513,6 +516,9 @@ impl<'a> Run<'a> {
             }
         }
         o.segments_seen.extend(segment.clone());
+        if let Some(s) = &segment {
+            o.first_named.entry(s.clone()).or_insert(list_started);
+        }
         o.tokens_seen
             .extend([str_of(&status["allocationToken"]), str_of(&annotations[ALLOCATION_TOKEN])].into_iter().flatten());
         o.accounts_seen.extend([str_of(&status["accountId"]), str_of(&annotations[ACCOUNT_ID])].into_iter().flatten());
@@ -615,6 +621,7 @@ impl<'a> Run<'a> {
             deleted_by: None,
             gone_ms: None,
             segments_seen: BTreeSet::new(),
+            first_named: BTreeMap::new(),
             tokens_seen: BTreeSet::new(),
             accounts_seen: BTreeSet::new(),
             sources_seen: BTreeSet::new(),
@@ -850,8 +857,8 @@ impl<'a> Run<'a> {
 
     /// `keys-a` of the namespace gets the other account's keys, or a wrong secret key. For the other
     /// account, only once every user that is not being deleted has its account recorded: one that
-    /// recorded the other account would live there for good. One of its users with a live segment
-    /// is deleted in this wave, while the switch lasts.
+    /// recorded the other account would live there for good. One of its users (one with a segment in
+    /// the cloud, if any) is deleted in this wave, while the switch lasts.
     fn switch(&mut self, wave: usize, ns: usize, wrong: bool, ms: u64) -> Result<(), String> {
         let ns_name = self.namespaces[ns].name.clone();
         if self.switches.iter().any(|s| s.namespace == ns_name && s.reverted_ms.is_none()) {
@@ -883,6 +890,8 @@ impl<'a> Run<'a> {
         };
         let at_ms = now_ms();
         self.patch_keys(&ns_name, data).map_err(|e| format!("cannot patch {KEYS_A} in {ns_name}: {e}"))?;
+        // Its users that would act with it: those with a segment in the cloud first, else those
+        // allocating.
         let users: Vec<usize> = (0..self.objects.len())
             .filter(|&k| {
                 let o = &self.objects[k];
@@ -891,17 +900,21 @@ impl<'a> Run<'a> {
                     && o.adopts.is_none()
                     && !o.retain
                     && o.listed_live()
-                    && o.status_str("cloudStatus") == Some("Allocated")
+                    && o.account_recorded()
             })
             .collect();
-        if !users.is_empty() {
-            let k = users[self.rng.random_range(0..users.len())];
+        let allocated: Vec<usize> =
+            users.iter().copied().filter(|&k| self.objects[k].status_str("cloudStatus") == Some("Allocated")).collect();
+        let pool = if allocated.is_empty() { &users } else { &allocated };
+        if !pool.is_empty() {
+            let k = pool[self.rng.random_range(0..pool.len())];
             self.switch_deletes.push(k);
         }
         println!(
-            "chaos: {KEYS_A} of {ns_name} switched to {} for {ms} ms ({} users with a live segment)",
+            "chaos: {KEYS_A} of {ns_name} switched to {} for {ms} ms ({} users with an account, {} with a segment)",
             if wrong { "a wrong secret key" } else { "the other account's keys" },
-            users.len()
+            users.len(),
+            allocated.len()
         );
         self.switches.push(SwitchRecord {
             namespace: ns_name,
@@ -1106,12 +1119,29 @@ impl<'a> Run<'a> {
             .collect();
         let with_segment: Vec<usize> =
             candidates.iter().copied().filter(|&k| self.objects[k].status_str("segmentInstanceId").is_some()).collect();
-        let pool = if !with_segment.is_empty() && self.rng.random_bool(0.7) { with_segment } else { candidates };
+        // Half of the time, a holder whose segment a live adopter names, if there is one.
+        let named: HashSet<&str> =
+            self.objects.iter().filter(|o| o.delete_ms.is_none()).filter_map(|o| o.adopts.as_deref()).collect();
+        let contested: Vec<usize> = with_segment
+            .iter()
+            .copied()
+            .filter(|&k| self.objects[k].adopts.is_none())
+            .filter(|&k| self.objects[k].status_str("segmentInstanceId").is_some_and(|s| named.contains(s)))
+            .collect();
+        let pool = if !contested.is_empty() && self.rng.random_bool(0.5) {
+            contested
+        } else if !with_segment.is_empty() && self.rng.random_bool(0.7) {
+            with_segment
+        } else {
+            candidates
+        };
         if pool.is_empty() {
             println!("chaos: wave {}: no live object to restore", wave + 1);
             return false;
         }
         let k = pool[self.rng.random_range(0..pool.len())];
+        let contested = self.objects[k].adopts.is_none()
+            && self.objects[k].status_str("segmentInstanceId").is_some_and(|s| named.contains(s));
         let keep = self.rng.random_bool(0.5);
         let gap_ms = self.rng.random_range(0..=1500);
         let wants_move = self.rng.random_bool(0.25);
@@ -1170,6 +1200,7 @@ impl<'a> Run<'a> {
             new_uid: new_uid.clone(),
             kept_finalizer,
             moved_to: moved_to.clone(),
+            contested,
             segment: annotations["eipsegment.io/segment-id"].as_str().map(String::from),
             token: annotations[ALLOCATION_TOKEN].as_str().map(String::from),
             tries,
