@@ -30,6 +30,7 @@
 //!   manifest saved just before (spec, labels, identity annotations, with or without the
 //!   finalizer, no status), as a backup restore does; a quarter of them in another namespace (a
 //!   move), and half of them, when there is one, a holder whose segment a live adopter names.
+//!
 //! Then the faults stop, every remaining object is deleted, and the run holds the cloud's history
 //! in both accounts (`GET /__admin/history?account=`, `GET /__admin/state?account=`) against what it
 //! did. A segment is named by the object whose allocation token created it (tokens of every
@@ -291,13 +292,9 @@ fn main() {
     for (w, wave) in plan.waves.iter().enumerate() {
         run.create_wave(w, &wave.creates);
         restores_due += wave.restores;
-        for _ in 0..restores_due {
-            restores_due -= usize::from(run.restore(w));
-        }
+        restores_due -= (0..restores_due).filter(|_| run.restore(w)).count();
         adoptions_due += wave.adoptions;
-        for _ in 0..adoptions_due {
-            adoptions_due -= usize::from(run.adopt(w));
-        }
+        adoptions_due -= (0..adoptions_due).filter(|_| run.adopt(w)).count();
         let (before, after): (Vec<PlannedFault>, Vec<PlannedFault>) = std::mem::take(&mut carried)
             .into_iter()
             .chain(wave.faults.iter().cloned())

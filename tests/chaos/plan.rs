@@ -184,7 +184,8 @@ pub struct NewObject {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum PlannedFault {
     /// `keys-a` of the namespace gets the other account's keys (`wrong: false`) or a wrong secret
-    /// key, for `ms`; the wave's deletions include one of its users with a live segment.
+    /// key, for `ms`; the wave's deletions include one of its users (one with a segment in the
+    /// cloud, if any). Postponed while no user has acted with it.
     Switch { ns: usize, wrong: bool, ms: u64 },
     /// The most used credentials Secret (not a `keys-a`) of a namespace that stays is deleted.
     DeleteSecret,

@@ -410,7 +410,7 @@ impl<'a> Run<'a> {
     fn movable_to(&self, ns: usize, source: Option<&str>, cred: Cred) -> bool {
         let name = &self.namespaces[ns].name;
         let usable =
-            |secret: &str| !self.secret_deleted(name, secret) && !(secret == KEYS_A && self.switch_active(name));
+            |secret: &str| !(self.secret_deleted(name, secret) || (secret == KEYS_A && self.switch_active(name)));
         match source {
             Some("Operator") => true,
             Some(s) => s.strip_prefix("Secret/").is_some_and(|secret| secret != NAMESPACE_DEFAULT && usable(secret)),
@@ -883,13 +883,6 @@ impl<'a> Run<'a> {
                 self.wait(Duration::from_secs(1));
             }
         }
-        let data = if wrong {
-            keys_data(DEFAULT_ACCESS_KEY_ID, WRONG_ACCESS_KEY_SECRET)
-        } else {
-            keys_data(OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET)
-        };
-        let at_ms = now_ms();
-        self.patch_keys(&ns_name, data).map_err(|e| format!("cannot patch {KEYS_A} in {ns_name}: {e}"))?;
         // Its users that would act with it: those with a segment in the cloud first, else those
         // allocating.
         let users: Vec<usize> = (0..self.objects.len())
@@ -906,10 +899,18 @@ impl<'a> Run<'a> {
         let allocated: Vec<usize> =
             users.iter().copied().filter(|&k| self.objects[k].status_str("cloudStatus") == Some("Allocated")).collect();
         let pool = if allocated.is_empty() { &users } else { &allocated };
-        if !pool.is_empty() {
-            let k = pool[self.rng.random_range(0..pool.len())];
-            self.switch_deletes.push(k);
+        if pool.is_empty() {
+            return Err(format!("no user of {KEYS_A} in {ns_name} has acted with it yet"));
         }
+        let data = if wrong {
+            keys_data(DEFAULT_ACCESS_KEY_ID, WRONG_ACCESS_KEY_SECRET)
+        } else {
+            keys_data(OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET)
+        };
+        let at_ms = now_ms();
+        self.patch_keys(&ns_name, data).map_err(|e| format!("cannot patch {KEYS_A} in {ns_name}: {e}"))?;
+        let k = pool[self.rng.random_range(0..pool.len())];
+        self.switch_deletes.push(k);
         println!(
             "chaos: {KEYS_A} of {ns_name} switched to {} for {ms} ms ({} users with an account, {} with a segment)",
             if wrong { "a wrong secret key" } else { "the other account's keys" },
