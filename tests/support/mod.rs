@@ -9,7 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use eipsegment_operator::crd::EipSegment;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
 
 pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
@@ -473,4 +476,112 @@ pub fn wait_gone(c: &Cluster, ns: &str, name: &str) {
 
 pub fn segment_id(obj: &Value) -> String {
     obj["status"]["segmentInstanceId"].as_str().expect("segment ID in status").to_string()
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// A Kubernetes client as the admin, for what kubectl cannot do: writes with preconditions.
+pub struct Kube {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    resource: ApiResource,
+}
+
+impl Kube {
+    pub fn new(c: &Cluster) -> Kube {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let kubeconfig = Kubeconfig::read_from(c.admin_kubeconfig()).expect("admin kubeconfig");
+        let client = rt.block_on(async {
+            let mut config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+            config.connect_timeout = Some(Duration::from_secs(5));
+            config.read_timeout = Some(Duration::from_secs(10));
+            config.write_timeout = Some(Duration::from_secs(10));
+            kube::Client::try_from(config).expect("kube client")
+        });
+        Kube { rt, client, resource: ApiResource::erase::<EipSegment>(&()) }
+    }
+
+    /// Removes the object without its operator, as one who takes the finalizer off by hand and
+    /// deletes the object: the finalizers go by a patch that holds the read's resourceVersion, then
+    /// a delete that holds the patch's. When the operator puts its finalizer back in between, the
+    /// delete fails and all is tried again from a new read, so the object never meets the operator
+    /// with a deletion requested. Returns the object as last read (its manifest is what a backup
+    /// taken just before would hold) and the number of tries.
+    pub fn remove_behind_operator(&self, ns: &str, name: &str) -> Result<(Value, usize), String> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &self.resource);
+        self.rt.block_on(async {
+            let mut last_error = String::new();
+            // The read before a delete whose answer was lost: the object may be gone by it.
+            let mut sent: Option<Value> = None;
+            for attempt in 1..=40 {
+                let obj = match api.get_opt(name).await {
+                    Ok(Some(obj)) => obj,
+                    Ok(None) => return sent.map(|s| (s, attempt)).ok_or(format!("{ns}/{name} is not there")),
+                    Err(e) => {
+                        last_error = e.to_string();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                if obj.metadata.deletion_timestamp.is_some() {
+                    return Err(format!("{ns}/{name} is being deleted"));
+                }
+                let saved = serde_json::to_value(&obj).unwrap();
+                let uid = obj.metadata.uid.clone();
+                let patch = json!({"metadata": {"finalizers": null, "resourceVersion": obj.metadata.resource_version}});
+                let patched = match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(patched) => patched,
+                    Err(e) => {
+                        if !is_conflict(&e) {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        last_error = e.to_string();
+                        continue;
+                    }
+                };
+                let preconditions = Preconditions { uid, resource_version: patched.metadata.resource_version.clone() };
+                let params = DeleteParams { preconditions: Some(preconditions), ..Default::default() };
+                sent = None;
+                match api.delete(name, &params).await {
+                    Ok(answer) if answer.is_right() => return Ok((saved, attempt)),
+                    Ok(_) => return Err(format!("{ns}/{name} was deleted with finalizers on")),
+                    Err(e) if is_not_found(&e) => return Ok((saved, attempt)),
+                    Err(e) => {
+                        if !is_conflict(&e) {
+                            sent = Some(saved);
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        last_error = e.to_string();
+                    }
+                }
+            }
+            Err(format!("{ns}/{name} not removed in 40 tries: {last_error}"))
+        })
+    }
+}
+
+/// What a backup of the object holds, as re-applied: spec, labels and the operator's identity
+/// annotations; the finalizers it had when `keep_finalizer`; never status.
+pub fn restore_manifest(saved: &Value, keep_finalizer: bool) -> Value {
+    let meta = &saved["metadata"];
+    let annotations: serde_json::Map<String, Value> = meta["annotations"]
+        .as_object()
+        .map(|a| {
+            a.iter().filter(|(k, _)| k.starts_with("eipsegment.io/")).map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
+        .unwrap_or_default();
+    let mut metadata = json!({
+        "name": meta["name"], "namespace": meta["namespace"], "labels": meta["labels"], "annotations": annotations,
+    });
+    if keep_finalizer && meta["finalizers"].is_array() {
+        metadata["finalizers"] = meta["finalizers"].clone();
+    }
+    json!({"apiVersion": saved["apiVersion"], "kind": saved["kind"], "metadata": metadata, "spec": saved["spec"]})
 }

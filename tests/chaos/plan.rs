@@ -1,0 +1,319 @@
+//! The profiles and the schedule: a function of the seed alone. What the operator happens to be doing
+//! at each scheduled moment depends on timing; which object a runtime fault picks (the holder an
+//! adopter names, the object a restore re-creates, the Secret deleted by hand) depends on what the
+//! run sees then, drawn with an rng of the seed.
+
+use std::collections::HashSet;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Profile {
+    pub name: &'static str,
+    pub objects: usize,
+    /// How many of them have `deletionPolicy: Retain`.
+    pub retain: usize,
+    /// Objects per wave (inclusive range).
+    pub wave: (usize, usize),
+    /// From a wave's creation to its deletions.
+    pub delete_pause_ms: (u64, u64),
+    /// From a wave's deletions to the next wave.
+    pub wave_gap_ms: (u64, u64),
+    /// Chance, at each wave, that each live object of an earlier wave is deleted.
+    pub delete_earlier: f64,
+    /// Chance that an object of the wave just created is deleted at once (mid-allocation).
+    pub delete_new: f64,
+    /// Chance that a new object takes the name of one already gone (in its namespace).
+    pub reuse_name: f64,
+    pub kills: usize,
+    /// Running time before each kill.
+    pub kill_gap_ms: (u64, u64),
+    /// Time dead after each kill.
+    pub kill_pause_ms: (u64, u64),
+    pub apiserver_down_s: (u64, u64),
+    pub allocate_seconds: f64,
+    pub release_seconds: f64,
+    /// Namespaces the objects are spread over; one operator watches them all.
+    pub namespaces: usize,
+    /// How many of them (the last ones) are deleted whole in the middle of the run.
+    pub namespace_deletions: usize,
+    /// Chance that an object names `keys-a` (the default account's keys) in
+    /// `spec.credentialsSecretRef`, and `keys-b` (the other account's).
+    pub keys_a: f64,
+    pub keys_b: f64,
+    /// `keys-a` of a namespace gets the other account's keys, then its own back.
+    pub switches_other: usize,
+    /// `keys-a` of a namespace gets a wrong secret key, then its own back.
+    pub switches_wrong: usize,
+    /// How long a switched Secret keeps the foreign keys (at least 3 s after the deletions it is
+    /// there for).
+    pub switch_ms: (u64, u64),
+    /// Credentials Secrets in use deleted by hand.
+    pub secret_deletions: usize,
+    /// Share of successful cloud answers replaced by a malformed HTTP 200 (every shape).
+    pub malformed_rate: f64,
+    /// Objects adopting the segment another live object holds.
+    pub adoptions: usize,
+    /// Chance that an adopter says `deletionPolicy: Delete` (else the adoption default, Retain).
+    pub adopt_delete: f64,
+    /// Chance that the holder an adopter names is deleted at the next wave, while the adopter lives.
+    pub adopt_handover: f64,
+    /// Objects removed behind the operator's back and re-applied from their saved manifest.
+    pub restores: usize,
+}
+
+pub const SHORT: Profile = Profile {
+    name: "short",
+    objects: 42,
+    retain: 2,
+    wave: (4, 8),
+    delete_pause_ms: (0, 2500),
+    wave_gap_ms: (2000, 5000),
+    delete_earlier: 0.3,
+    delete_new: 0.2,
+    reuse_name: 0.1,
+    kills: 10,
+    kill_gap_ms: (2500, 7000),
+    kill_pause_ms: (100, 2500),
+    apiserver_down_s: (1, 3),
+    allocate_seconds: 2.0,
+    release_seconds: 2.0,
+    namespaces: 3,
+    namespace_deletions: 1,
+    keys_a: 0.35,
+    keys_b: 0.25,
+    switches_other: 1,
+    switches_wrong: 1,
+    switch_ms: (4000, 7000),
+    secret_deletions: 1,
+    malformed_rate: 0.05,
+    adoptions: 4,
+    adopt_delete: 0.5,
+    adopt_handover: 0.5,
+    restores: 4,
+};
+
+pub const LONG: Profile = Profile {
+    name: "long",
+    objects: 200,
+    retain: 8,
+    wave: (6, 16),
+    delete_pause_ms: (0, 4000),
+    wave_gap_ms: (6000, 20000),
+    delete_earlier: 0.25,
+    delete_new: 0.15,
+    reuse_name: 0.1,
+    kills: 55,
+    kill_gap_ms: (2000, 7000),
+    kill_pause_ms: (100, 3000),
+    apiserver_down_s: (2, 6),
+    allocate_seconds: 2.0,
+    release_seconds: 3.0,
+    namespaces: 5,
+    namespace_deletions: 2,
+    keys_a: 0.35,
+    keys_b: 0.25,
+    switches_other: 3,
+    switches_wrong: 3,
+    switch_ms: (4000, 10000),
+    secret_deletions: 3,
+    malformed_rate: 0.05,
+    adoptions: 16,
+    adopt_delete: 0.5,
+    adopt_handover: 0.5,
+    restores: 16,
+};
+
+/// The simulator's faults until the end of the waves.
+pub fn faults(p: &Profile) -> Value {
+    json!({
+        "internalErrorRate": 0.10, "dropRate": 0.05, "delayRate": 0.20, "delayMsMin": 100, "delayMsMax": 4000,
+        "throttleRate": 0.05, "malformedRate": p.malformed_rate, "malformedShapes": [],
+    })
+}
+
+pub fn between(rng: &mut StdRng, (lo, hi): (u64, u64)) -> u64 {
+    rng.random_range(lo..=hi)
+}
+
+/// Where an object's credentials come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Cred {
+    /// No `credentialsSecretRef`: the namespace's default credentials Secret where there is one (the
+    /// other account's, in the second namespace), else the operator's own (the default account).
+    Own,
+    /// `credentialsSecretRef: keys-a`: the default account's keys, switched during the run.
+    KeysA,
+    /// `credentialsSecretRef: keys-b`: the other account's keys.
+    KeysB,
+}
+
+impl Cred {
+    pub fn secret(self) -> Option<&'static str> {
+        match self {
+            Cred::Own => None,
+            Cred::KeysA => Some(KEYS_A),
+            Cred::KeysB => Some(KEYS_B),
+        }
+    }
+}
+
+pub const KEYS_A: &str = "keys-a";
+pub const KEYS_B: &str = "keys-b";
+/// The operator's default name of a namespace's credentials Secret.
+pub const NAMESPACE_DEFAULT: &str = "eipsegment-credentials";
+/// The namespace (by number) whose default credentials Secret holds the other account's keys.
+pub const NAMESPACE_WITH_DEFAULT: usize = 1;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NewObject {
+    pub index: usize,
+    /// The namespace, by number.
+    pub ns: usize,
+    pub cred: Cred,
+    pub retain: bool,
+    /// `deletionPolicy: Delete` written out rather than left to the default.
+    pub explicit_delete: bool,
+    pub mask: u8,
+    pub bandwidth: u32,
+    pub reuse_name: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum PlannedFault {
+    /// `keys-a` of the namespace gets the other account's keys (`wrong: false`) or a wrong secret
+    /// key, for `ms`; the wave's deletions include one of its users (one with a segment in the
+    /// cloud, if any). Postponed while no user has acted with it.
+    Switch { ns: usize, wrong: bool, ms: u64 },
+    /// The most used credentials Secret (not a `keys-a`) of a namespace that stays is deleted.
+    DeleteSecret,
+    /// After the wave's deletions.
+    DeleteNamespace { ns: usize },
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Wave {
+    pub creates: Vec<NewObject>,
+    /// Objects that adopt the segment of a live object, made right after the wave's creations.
+    pub adoptions: usize,
+    /// Restore-style re-creations, right after the adoptions.
+    pub restores: usize,
+    pub faults: Vec<PlannedFault>,
+    pub pause_ms: u64,
+    /// Objects (by creation index) whose deletion is requested in this wave.
+    pub deletes: Vec<usize>,
+    pub gap_ms: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Plan {
+    pub waves: Vec<Wave>,
+    /// The apiserver restarts after this wave's deletions.
+    pub restart_after_wave: usize,
+    pub apiserver_down_s: u64,
+    /// (running time before the kill, time dead after it), in ms.
+    pub kills: Vec<(u64, u64)>,
+}
+
+impl Plan {
+    pub fn new(p: &Profile, seed: u64) -> Plan {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let retained: HashSet<usize> = rand::seq::index::sample(&mut rng, p.objects, p.retain).into_iter().collect();
+        let mut waves = Vec::new();
+        let mut live: Vec<usize> = Vec::new();
+        let mut next = 0;
+        while next < p.objects {
+            let size = rng.random_range(p.wave.0..=p.wave.1).min(p.objects - next);
+            let creates: Vec<NewObject> = (next..next + size)
+                .map(|index| NewObject {
+                    index,
+                    ns: 0,
+                    cred: Cred::Own,
+                    retain: retained.contains(&index),
+                    explicit_delete: rng.random_bool(0.5),
+                    mask: rng.random_range(27..=28),
+                    bandwidth: rng.random_range(1..=50),
+                    reuse_name: rng.random_bool(p.reuse_name),
+                })
+                .collect();
+            next += size;
+            let mut deletes = Vec::new();
+            live.retain(|&i| {
+                let delete = rng.random_bool(p.delete_earlier);
+                if delete {
+                    deletes.push(i);
+                }
+                !delete
+            });
+            for o in &creates {
+                if rng.random_bool(p.delete_new) {
+                    deletes.push(o.index);
+                } else {
+                    live.push(o.index);
+                }
+            }
+            let pause_ms = between(&mut rng, p.delete_pause_ms);
+            let gap_ms = between(&mut rng, p.wave_gap_ms);
+            waves.push(Wave { creates, adoptions: 0, restores: 0, faults: Vec::new(), pause_ms, deletes, gap_ms });
+        }
+        // In the middle third of the run.
+        let n = waves.len();
+        let restart_after_wave = rng.random_range(n / 3..=(2 * n / 3).max(n / 3)).min(n - 1);
+        let apiserver_down_s = between(&mut rng, p.apiserver_down_s);
+        let mut kill_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
+        let kills = (0..p.kills)
+            .map(|_| (between(&mut kill_rng, p.kill_gap_ms), between(&mut kill_rng, p.kill_pause_ms)))
+            .collect();
+
+        // Namespaces, credentials and the other faults, from an rng of their own.
+        let mut frng = StdRng::seed_from_u64(seed.wrapping_add(4));
+        assert!(n >= 4, "profile {} gives {n} waves: too few for its faults", p.name);
+        let deletions = p.namespace_deletions.min(p.namespaces - 1);
+        // The last namespaces go, spread over the middle of the run; the others stay.
+        let deleted_at: Vec<(usize, usize)> =
+            (0..deletions).map(|k| (p.namespaces - 1 - k, (n * (k + 1) / (deletions + 1)).clamp(1, n - 2))).collect();
+        for (w, wave) in waves.iter_mut().enumerate() {
+            let open: Vec<usize> =
+                (0..p.namespaces).filter(|ns| deleted_at.iter().all(|&(d, at)| d != *ns || at >= w)).collect();
+            for o in &mut wave.creates {
+                o.ns = open[frng.random_range(0..open.len())];
+                let roll: f64 = frng.random();
+                o.cred = if roll < p.keys_a {
+                    Cred::KeysA
+                } else if roll < p.keys_a + p.keys_b {
+                    Cred::KeysB
+                } else {
+                    Cred::Own
+                };
+            }
+        }
+        for &(ns, at) in &deleted_at {
+            waves[at].faults.push(PlannedFault::DeleteNamespace { ns });
+        }
+        let staying = p.namespaces - deletions;
+        let switch_waves: Vec<usize> = (1..=(2 * n / 3).max(1)).collect();
+        for k in 0..p.switches_other + p.switches_wrong {
+            let w = switch_waves[frng.random_range(0..switch_waves.len())];
+            let ns = frng.random_range(0..staying);
+            let ms = between(&mut frng, p.switch_ms);
+            waves[w].faults.push(PlannedFault::Switch { ns, wrong: k >= p.switches_other, ms });
+        }
+        for _ in 0..p.secret_deletions {
+            let w = frng.random_range(n / 3..=n - 2);
+            waves[w].faults.push(PlannedFault::DeleteSecret);
+        }
+        for _ in 0..p.adoptions {
+            waves[frng.random_range(1..n)].adoptions += 1;
+        }
+        for _ in 0..p.restores {
+            waves[frng.random_range(1..n)].restores += 1;
+        }
+        Plan { waves, restart_after_wave, apiserver_down_s, kills }
+    }
+
+    pub fn planned(&self, what: impl Fn(&PlannedFault) -> bool) -> usize {
+        self.waves.iter().flat_map(|w| &w.faults).filter(|f| what(f)).count()
+    }
+}
