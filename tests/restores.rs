@@ -27,13 +27,11 @@ fn holds(c: &Cluster, ns: &str, secret: &str) -> Option<Vec<String>> {
 }
 
 /// One object with its credentials in a Secret, restored once, then deleted: the Secret must be
-/// free to go once the object is gone. The operator holds the Secret with
-/// `eipsegment.io/in-use-by-<uid>` and lets go, when the object finishes, of the finalizer of the
-/// object's current UID only; the restored object has a new UID, so the finalizer of its first
-/// incarnation (whose allocation token the restored object carries) stays for good, and the Secret,
-/// once deleted, stays Terminating (and its namespace with it, on a namespace deletion).
+/// free to go once the object is gone. The restored object has a new UID; the Secret's hold is in
+/// the object's name, so the restored object lets go of the very finalizer its first incarnation
+/// put there (one kept in the UID would stay for good, and the Secret, once deleted, Terminating,
+/// with its namespace on a namespace deletion).
 #[test]
-#[ignore = "fails: the Secret keeps the finalizer of the object's first incarnation after a restore"]
 fn a_restored_object_lets_go_of_the_secret_its_first_incarnation_held() {
     let c = Cluster::shared();
     let ns = c.namespace("restore-secret");
@@ -62,7 +60,7 @@ fn a_restored_object_lets_go_of_the_secret_its_first_incarnation_held() {
     let first = wait_ready(c, &ns, "seg");
     let (id, first_uid) = (segment_id(&first), first["metadata"]["uid"].as_str().unwrap().to_string());
     let held = eventually("the Secret held", T, || holds(c, &ns, "keys").filter(|h| !h.is_empty()));
-    assert_eq!(held, [format!("eipsegment.io/in-use-by-{first_uid}")]);
+    assert_eq!(held, ["eipsegment.io/in-use-by-seg"], "held in the object's name, which a restore keeps");
 
     let (saved, _) = Kube::new(c).remove_behind_operator(&ns, "seg").expect("removed");
     c.apply(&restore_manifest(&saved, false).to_string()).unwrap();
@@ -93,7 +91,6 @@ fn a_restored_object_lets_go_of_the_secret_its_first_incarnation_held() {
 /// adopter, which never held it, must stay refused, and deleting both must release the segment
 /// (the holder's deletion policy is Delete).
 #[test]
-#[ignore = "fails: an older adopter that was refused outranks the restored holder, whose status is empty"]
 fn a_restored_holder_keeps_its_segment_from_an_older_refused_adopter() {
     let c = Cluster::shared();
     let ns = c.namespace("restore-holder");
