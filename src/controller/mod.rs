@@ -73,7 +73,7 @@ impl Context {
     }
 
     /// Every cached object that passes `keep`.
-    fn cached(&self, keep: impl Fn(&EipSegment) -> bool) -> Vec<Arc<EipSegment>> {
+    pub(crate) fn cached(&self, keep: impl Fn(&EipSegment) -> bool) -> Vec<Arc<EipSegment>> {
         let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
         stores.iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
     }

@@ -13,11 +13,14 @@ use super::{Context, Error, MANAGER};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER};
 use crate::lifecycle::{self, Identity};
 
+const SECRET_HOLD_PREFIX: &str = "eipsegment.io/in-use-by-";
+
 /// The finalizer a Secret carries for each object whose segment depends on it. It names the object
 /// (not its UID, which a restore changes), so that a restored object holds and lets go of the same
 /// finalizer; a name too long for a finalizer is cut and completed with a digest of the whole.
 pub fn secret_finalizer(object_name: &str) -> String {
     const PREFIX: &str = "in-use-by-";
+    debug_assert!(SECRET_HOLD_PREFIX.ends_with(PREFIX));
     const MAX: usize = 63;
     if PREFIX.len() + object_name.len() <= MAX {
         return format!("eipsegment.io/{PREFIX}{object_name}");
@@ -126,9 +129,46 @@ pub async fn hold_secret(ctx: &Context, namespace: &str, name: &str, holder: &st
 
 pub async fn let_go_secret(ctx: &Context, namespace: &str, name: &str, holder: &str) -> Result<(), Error> {
     let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [secret_finalizer(holder)]}});
-    match secret_patch(ctx, namespace, name, &patch).await {
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        other => other.map(|_| ()).map_err(Error::Kube),
+    let secret = match secret_patch(ctx, namespace, name, &patch).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        other => other.map_err(Error::Kube)?,
+    };
+    if secret.metadata.deletion_timestamp.is_some() {
+        let_go_of_the_gone(ctx, namespace, &secret).await;
+    }
+    Ok(())
+}
+
+/// A Secret being deleted may still carry the hold of an object removed behind the operator's back
+/// (its finalizer taken off by hand): such a hold, of no object the operator knows in the
+/// namespace, goes too, so that the Secret is not kept for good. An object that holds the Secret
+/// was reconciled from the cache first, so the cache knows every live holder.
+async fn let_go_of_the_gone(ctx: &Context, namespace: &str, secret: &KubeSecret) {
+    let live: std::collections::HashSet<String> = ctx
+        .cached(|o| o.namespace().as_deref() == Some(namespace))
+        .iter()
+        .map(|o| secret_finalizer(&o.name_any()))
+        .collect();
+    let finalizers = secret.finalizers();
+    let kept: Vec<&String> =
+        finalizers.iter().filter(|f| !f.starts_with(SECRET_HOLD_PREFIX) || live.contains(f.as_str())).collect();
+    if kept.len() == finalizers.len() {
+        return;
+    }
+    let patch = json!([{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                       {"op": "replace", "path": "/metadata/finalizers", "value": kept}]);
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
+    let result = match serde_json::from_value::<json_patch::Patch>(patch) {
+        Ok(patch) => {
+            secrets.patch(&secret.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.map(|_| ())
+        }
+        Err(e) => Err(kube::Error::SerdeError(e)),
+    };
+    match result {
+        Ok(()) => tracing::info!(namespace, secret = %secret.name_any(), "let go of holds whose objects are gone"),
+        Err(e) => {
+            tracing::debug!(namespace, secret = %secret.name_any(), error = %e, "holds of gone objects stay for now")
+        }
     }
 }
 
