@@ -15,7 +15,8 @@
 //! - the operator is SIGKILLed at random moments and started again after a random pause;
 //! - the simulated cloud answers 10% of calls with 5xx, drops 5% of connections (half before, half
 //!   after the action ran), delays 20% (some past the operator's call timeout), throttles 5%, and
-//!   replaces 5% of its successful answers with a malformed HTTP 200 (every shape);
+//!   replaces 5% of its successful answers with a malformed HTTP 200 (every shape), and half of them
+//!   for 3 s after the second wave's deletions;
 //! - the kube-apiserver is restarted once;
 //! - credentials change: `keys-a` of a namespace gets the other account's keys (once every user not
 //!   being deleted has recorded its account), or a wrong secret key, while one of its users (one
@@ -104,6 +105,11 @@ use run::{Run, SECRETS_BINDING, Tracked};
 use supervisor::{Http, Supervisor, SupervisorReport};
 
 const DEFAULT_SEED: u64 = 1;
+/// The wave after whose deletions a burst of malformed answers comes, and how long it lasts.
+const MALFORMED_BURST_WAVE: usize = 1;
+const MALFORMED_BURST: Duration = Duration::from_secs(3);
+/// How long faults still carried after the last wave may wait for something to act on.
+const CARRY_LIMIT: Duration = Duration::from_secs(20);
 /// How long objects, Secrets and namespaces may take to go once the cloud is healthy again.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
@@ -308,6 +314,15 @@ fn main() {
         let ks = run.wave_deletions(&wave.deletes);
         run.delete(&ks, "wave");
         deleted_during_chaos += ks.len();
+        // Half the answers malformed for a few seconds, so that every run meets some, whatever
+        // the draws of the rate alone.
+        if w == MALFORMED_BURST_WAVE {
+            let mut burst = faults(&profile);
+            burst["malformedRate"] = json!(0.5);
+            http.admin(&sim, "PUT", "faults", Some(burst));
+            run.wait(MALFORMED_BURST);
+            http.admin(&sim, "PUT", "faults", Some(faults(&profile)));
+        }
         for f in after {
             if !run.fault(w, &f) {
                 carried.push(f);
@@ -334,6 +349,12 @@ fn main() {
             ks.len(),
             run.present.as_ref().map_or(0, HashSet::len)
         );
+    }
+    // What had nothing to act on until the last wave gets a little longer.
+    let deadline = Instant::now() + CARRY_LIMIT;
+    while !carried.is_empty() && Instant::now() < deadline {
+        run.wait(Duration::from_secs(1));
+        carried.retain(|f| !run.fault(plan.waves.len(), f));
     }
     run.revert_due(true);
     while !kills_done.load(Ordering::SeqCst) {

@@ -824,7 +824,7 @@ impl<'a> Run<'a> {
     /// to do it on yet (true if done).
     pub fn fault(&mut self, wave: usize, f: &PlannedFault) -> bool {
         let why = match f {
-            PlannedFault::Switch { ns, wrong, ms } => self.switch(wave, *ns, *wrong, *ms),
+            PlannedFault::Switch { ns, wrong, ms } => self.switch_somewhere(wave, *ns, *wrong, *ms),
             PlannedFault::DeleteSecret => self.delete_secret(),
             PlannedFault::DeleteNamespace { ns } => {
                 self.delete_namespace(*ns);
@@ -839,6 +839,22 @@ impl<'a> Run<'a> {
                 false
             }
         }
+    }
+
+    /// The switch in the planned namespace, or, when that one has nothing to switch, in the next
+    /// one that has: a planned switch is not lost to the way the run happened to go.
+    fn switch_somewhere(&mut self, wave: usize, ns: usize, wrong: bool, ms: u64) -> Result<(), String> {
+        let count = self.namespaces.len();
+        let planned = self.switch(wave, ns, wrong, ms);
+        if planned.is_ok() {
+            return planned;
+        }
+        for other in (1..count).map(|d| (ns + d) % count) {
+            if self.switch(wave, other, wrong, ms).is_ok() {
+                return Ok(());
+            }
+        }
+        planned
     }
 
     fn patch_keys(&self, ns: &str, data: Value) -> Result<(), String> {
