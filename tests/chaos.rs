@@ -54,7 +54,9 @@
 //!   other object had taken it over by the re-application;
 //! - credentials Secrets gone while in use: an object not being deleted still there after its
 //!   credentials Secret was seen gone, or an object told its Secret does not exist while its status
-//!   names a live segment or a pending allocation;
+//!   names a live segment or a pending allocation (except an object that took its segment on while
+//!   its Secret was already being deleted by hand, which cannot hold it: it asks for the Secret
+//!   again once it is gone, and the run creates it again, as a user would);
 //! - stuck: objects, Secrets deleted by hand and deleted namespaces still there 2 minutes after the
 //!   faults stop (with the finalizers that hold them, and whom they stand for);
 //! - operator panics, and operator exits the run did not cause (it must ride out the apiserver restart);
@@ -847,11 +849,13 @@ fn fault_rows(
         planned: plan.planned(|f| *f == PlannedFault::DeleteSecret).to_string(),
         happened: by_hand.len(),
         met: format!(
-            "{holders} holder(s) when deleted; seen Terminating: {}; gone by the end: {}",
+            "{holders} holder(s) when deleted; seen Terminating: {}; gone by the end: {}; created again as an object \
+             that took its segment on meanwhile asked: {:?}",
             by_hand.iter().filter(|f| f.terminating_seen).count(),
-            by_hand.iter().filter(|f| f.gone_ms.is_some()).count()
+            by_hand.iter().filter(|f| f.gone_ms.is_some()).count(),
+            run.recreated
         ),
-        detail: json!(by_hand),
+        detail: json!({"fates": by_hand, "recreated": run.recreated}),
     });
     let deleted: Vec<&run::Namespace> = run.namespaces.iter().filter(|n| n.delete_ms.is_some()).collect();
     rows.push(FaultRow {

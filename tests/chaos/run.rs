@@ -245,6 +245,8 @@ pub struct Run<'a> {
     pub substituted: usize,
     /// Objects that lost their credentials Secret while a live segment used it, by object and Secret.
     pub credentials_lost: BTreeMap<(String, String), (String, usize)>,
+    /// Secrets created again as an object asked: (namespace, name, the object).
+    pub recreated: Vec<(String, String, String)>,
     pub rng: StdRng,
     /// Holders to delete at the next wave (adopted ones), and users of a switched Secret at this one.
     handovers: Vec<usize>,
@@ -280,6 +282,7 @@ impl<'a> Run<'a> {
             postponed: Vec::new(),
             substituted: 0,
             credentials_lost: BTreeMap::new(),
+            recreated: Vec::new(),
             rng,
             handovers: Vec::new(),
             switch_deletes: Vec::new(),
@@ -574,9 +577,41 @@ impl<'a> Run<'a> {
         } else {
             None
         };
+        // What the operator cannot protect: an object that took its segment on (a hand-over) while
+        // its Secret was already being deleted by hand could not hold it. It says so, and the user
+        // does what the message asks: create the Secret again.
+        let fate = self.fates.iter().find(|f| f.namespace == namespace && f.name == secret && f.by == "hand");
+        let hold = format!("{SECRET_FINALIZER_PREFIX}{name}");
+        if let (Some(fate), true) = (fate, missing)
+            && !fate.holders.contains(&hold)
+            && fate.gone_ms.is_some()
+        {
+            let account = status["accountId"].as_str().unwrap_or_default().to_string();
+            self.recreate_secret(&namespace, secret, &account, &name);
+            return;
+        }
         if let Some(what) = what {
             self.credentials_lost.entry((name, secret.to_string())).or_insert((what, k));
         }
+    }
+
+    /// The Secret again, with keys of the account the object records, as its condition asks.
+    fn recreate_secret(&mut self, namespace: &str, secret: &str, account: &str, asked_by: &str) {
+        if self.recreated.iter().any(|(ns, name, _)| ns == namespace && name == secret) {
+            return;
+        }
+        let (id, key) = if account == OTHER_ACCOUNT {
+            (OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET)
+        } else {
+            (DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)
+        };
+        let manifest = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace},
+                              "data": keys_data(id, key)});
+        self.kubectl_retried("recreating a Secret", &["apply", "-f", "-"], Some(&manifest.to_string()));
+        println!(
+            "chaos: Secret {namespace}/{secret} created again, as {asked_by} asks (it took its segment on while the Secret was being deleted)"
+        );
+        self.recreated.push((namespace.to_string(), secret.to_string(), asked_by.to_string()));
     }
 
     /// Observes about once a second for `d`, reverting switched Secrets when their time is up.
