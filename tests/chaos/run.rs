@@ -580,14 +580,19 @@ impl<'a> Run<'a> {
         // What the operator cannot protect: an object that took its segment on (a hand-over) while
         // its Secret was already being deleted by hand could not hold it. It says so, and the user
         // does what the message asks: create the Secret again.
-        let fate = self.fates.iter().find(|f| f.namespace == namespace && f.name == secret && f.by == "hand");
         let hold = format!("{SECRET_FINALIZER_PREFIX}{name}");
-        if let (Some(fate), true) = (fate, missing)
-            && !fate.holders.contains(&hold)
-            && fate.gone_ms.is_some()
-        {
-            let account = status["accountId"].as_str().unwrap_or_default().to_string();
-            self.recreate_secret(&namespace, secret, &account, &name);
+        let took_on_while_deleting = |f: &SecretFate| {
+            f.namespace == namespace
+                && f.name == secret
+                && f.by == "hand"
+                && !f.holders.contains(&hold)
+                && segment.as_ref().and_then(|s| self.objects[k].first_named.get(s)).is_some_and(|&t| t >= f.delete_ms)
+        };
+        if let Some(fate) = self.fates.iter().find(|f| took_on_while_deleting(f)) {
+            if missing && fate.gone_ms.is_some() {
+                let account = status["accountId"].as_str().unwrap_or_default().to_string();
+                self.recreate_secret(&namespace, secret, &account, &name);
+            }
             return;
         }
         if let Some(what) = what {

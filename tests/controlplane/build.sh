@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their published Go modules,
+# Builds etcd, kube-apiserver, kube-controller-manager and kubectl (with WITH_NODE=1 also
+# kube-scheduler, kubelet and kube-proxy) from their published Go modules,
 # once per version, into a cache outside the repository. Prints the directory holding the binaries.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -12,6 +13,7 @@ bin="$cache/controlplane/k8s-$k8s_version-etcd-$etcd_version"
 export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}" GOFLAGS=-mod=mod
 want=(etcd kube-apiserver kubectl)
 [[ "${WITH_CONTROLLER_MANAGER:-1}" == 1 ]] && want+=(kube-controller-manager)
+[[ "${WITH_NODE:-0}" == 1 ]] && want+=(kube-scheduler kubelet kube-proxy)
 missing=()
 for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
 if ((${#missing[@]})); then
@@ -28,5 +30,27 @@ if ((${#missing[@]})); then
     mv "$bin/$b.tmp" "$bin/$b"
     echo "built $b $( [[ $b == etcd ]] && echo "$etcd_version" || echo "$k8s_version") in $(( $(date +%s) - start ))s" >&2
   done
+fi
+# The node's helpers: crictl (sandbox cleanup through CRI) and the pause image.
+if [[ "${WITH_NODE:-0}" == 1 ]]; then
+  crictl_version=v1.34.0
+  if [[ ! -x "$bin/crictl" ]]; then
+    GOBIN="$bin/.crictl" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$crictl_version"
+    mv "$bin/.crictl/crictl" "$bin/crictl" && rmdir "$bin/.crictl"
+    echo "built crictl $crictl_version" >&2
+  fi
+  if [[ ! -s "$bin/pause-image.tar" ]]; then
+    work="$(mktemp -d)"
+    (cd "$here/../node/pause" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/pause" .)
+    storage=(--root "$cache/image-storage/root" --runroot "$cache/image-storage/run" --storage-driver vfs)
+    ctr="$(buildah "${storage[@]}" from --quiet scratch)"
+    buildah "${storage[@]}" copy --quiet "$ctr" "$work/pause" /pause >/dev/null
+    buildah "${storage[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+    buildah "${storage[@]}" commit --quiet --rm "$ctr" localhost/eipsegment-pause:1 >/dev/null
+    buildah "${storage[@]}" push --quiet localhost/eipsegment-pause:1 "docker-archive:$bin/pause-image.tar.tmp:localhost/eipsegment-pause:1"
+    mv "$bin/pause-image.tar.tmp" "$bin/pause-image.tar"
+    rm -rf "$work"
+    echo "built the pause image" >&2
+  fi
 fi
 echo "$bin"

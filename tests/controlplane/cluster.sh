@@ -3,9 +3,15 @@
 # built from upstream sources by build.sh, no containers. Everything one cluster owns (certificates,
 # tokens, etcd data, logs, pids) lives in its directory, so several clusters can run side by side.
 #
-#   cluster.sh up DIR [--with-controller-manager]   start; install crds/ and deploy/rbac/; write DIR/cluster.env
+#   cluster.sh up DIR [--with-controller-manager] [--with-node [--import-image ARCHIVE]...]
+#                                                   start; install crds/ and deploy/rbac/; write DIR/cluster.env
 #   cluster.sh down DIR                             stop what DIR recorded and remove DIR
 #   cluster.sh restart-apiserver DIR [--down-seconds N]   stop kube-apiserver, start it again after N s
+#   cluster.sh import-image DIR ARCHIVE...          import image tarballs into the node's containerd
+#
+# --with-node adds a worker node (tests/node/node.sh, root only): kube-scheduler, containerd, kubelet
+# and kube-proxy, the controllers Pods need, and ServiceAccount admission. The apiserver then serves
+# on the node's address (NODE_IP in cluster.env), which Pods reach too.
 #
 # DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
 # as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
@@ -25,7 +31,7 @@ marker=.eipsegment-cluster # `down` only ever removes a directory that `up` mark
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { { echo "usage:"; sed -n '6,8s/^# */  /p' "$0"; } >&2; exit 2; }
+usage() { { echo "usage:"; sed -n '6,11s/^# */  /p' "$0"; } >&2; exit 2; }
 
 # Absolute, so the paths written into pid files, kubeconfigs and cluster.env hold from any cwd.
 resolve_dir() {
@@ -52,7 +58,7 @@ live_pid() { # DIR PIDFILE -> prints the pid if it is still one of ours
 # Newest first: the apiserver shuts down cleanly only while etcd still answers.
 stop_processes() { # DIR: TERM each recorded process, KILL it if still there after 10s
   local dir="$1" name pid i
-  for name in kube-controller-manager kube-apiserver etcd; do
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     pid="$(live_pid "$dir" "$dir/$name.pid")" || continue
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do alive "$pid" || continue 2; sleep 0.1; done
@@ -97,11 +103,14 @@ wait_for() { # NAME TIMEOUT_SECONDS COMMAND... : poll until COMMAND succeeds whi
   done
 }
 
-gen_pki() { # PKI_DIR: a CA, the apiserver's serving certificate for 127.0.0.1/localhost, a SA key
-  local pki="$1"
+gen_pki() { # PKI_DIR [NODE_IP]: a CA, the apiserver's serving certificate, a SA key; with a node
+  # also the kubelet's serving certificate and the apiserver's client certificate towards it
+  local pki="$1" node_ip="${2:-}" sans="IP:127.0.0.1,DNS:localhost"
+  # The first Service IP and the in-cluster names: a Pod reaches the apiserver through them.
+  [[ -n "$node_ip" ]] && sans+=",IP:$node_ip,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   mkdir -p "$pki"
   # Our own config, so the result does not depend on the system's openssl.cnf.
-  cat >"$pki/openssl.cnf" <<'EOF'
+  cat >"$pki/openssl.cnf" <<EOF
 [req]
 distinguished_name = dn
 prompt = no
@@ -115,7 +124,18 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = $sans
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+[kubelet]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:${node_ip:-127.0.0.1}
 authorityKeyIdentifier = keyid
 EOF
   local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
@@ -127,6 +147,17 @@ EOF
     -set_serial "0x$(openssl rand -hex 8)" -days 3650 -extfile "$pki/openssl.cnf" -extensions server \
     -out "$pki/apiserver.crt" 2>/dev/null
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  [[ -n "$node_ip" ]] || return 0
+  local name subj
+  for name in kubelet apiserver-kubelet-client; do
+    subj="/CN=$name"
+    [[ "$name" == apiserver-kubelet-client ]] && subj="/O=system:masters/CN=kube-apiserver-kubelet-client"
+    openssl req -new -config "$pki/openssl.cnf" "${ec[@]}" -subj "$subj" \
+      -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+      -set_serial "0x$(openssl rand -hex 8)" -days 3650 -extfile "$pki/openssl.cnf" \
+      -extensions "$([[ $name == kubelet ]] && echo kubelet || echo client)" -out "$pki/$name.crt" 2>/dev/null
+  done
 }
 
 write_kubeconfig() { # FILE USER TOKEN [NAMESPACE]
@@ -136,7 +167,7 @@ kind: Config
 clusters:
 - name: eipsegment-test
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$api_host:$api_port
     certificate-authority-data: $(base64 -w0 <"$dir/pki/ca.crt")
 users:
 - name: $2
@@ -154,14 +185,18 @@ EOF
 
 cmd_up() {
   dir="$(resolve_dir "${1:-}")"; shift
-  local with_kcm=0
+  local with_kcm=0 with_node=0 images=()
   while (($#)); do
     case "$1" in
       --with-controller-manager) with_kcm=1 ;;
+      --with-node) with_node=1 with_kcm=1 ;;
+      --import-image) [[ -f "${2:-}" ]] || die "--import-image needs an existing archive (got '${2:-}')"; images+=("$(realpath -- "$2")"); shift ;;
       *) usage ;;
     esac
     shift
   done
+  ((with_node == 0 && ${#images[@]} > 0)) && die "--import-image needs --with-node"
+  ((with_node == 0 || EUID == 0)) || die "--with-node runs containerd and a kubelet: it needs root"
 
   if [[ -e "$dir/$marker" ]]; then
     local f
@@ -178,7 +213,7 @@ cmd_up() {
   # One build at a time across parallel `up`s: the first builds, the others find the binaries cached.
   mkdir -p "$cache"
   local bin
-  bin="$(WITH_CONTROLLER_MANAGER=$with_kcm flock "$cache/.build.lock" "$here/build.sh")"
+  bin="$(WITH_CONTROLLER_MANAGER=$with_kcm WITH_NODE=$with_node flock "$cache/.build.lock" "$here/build.sh")"
   local kubectl="$bin/kubectl"
 
   mkdir -p "$(dirname "$dir")"
@@ -186,16 +221,25 @@ cmd_up() {
   mkdir -p "$dir"
   touch "$dir/$marker"
   # On any failure stop what was started but keep DIR: its logs tell why.
-  trap 'stop_processes "$dir"; log "up failed; logs are in $dir, remove it with: cluster.sh down $dir"' EXIT
+  trap 'teardown_node_of "$dir"; stop_processes "$dir"; log "up failed; logs are in $dir, remove it with: cluster.sh down $dir"' EXIT
   trap 'exit 130' INT TERM
 
   local etcd_port peer_port kcm_port
   read -r etcd_port peer_port api_port kcm_port < <(free_ports 4)
+  api_host=127.0.0.1
+  if ((with_node)); then
+    node_claim "$dir"
+    node_network_up
+    api_host="$node_ip"
+  fi
 
-  gen_pki "$dir/pki"
+  gen_pki "$dir/pki" "$( ((with_node)) && echo "$node_ip")"
   local admin_token operator_token operator_user="system:serviceaccount:$operator_ns:$operator_sa"
   local scoped_token scoped_user="system:serviceaccount:$operator_ns:$scoped_sa"
+  local node_token proxy_token
   admin_token="$(openssl rand -hex 24)"
+  node_token="$(openssl rand -hex 24)"
+  proxy_token="$(openssl rand -hex 24)"
   operator_token="$(openssl rand -hex 24)"
   scoped_token="$(openssl rand -hex 24)"
   # token,user,uid,"groups": the operators' groups are the ones the apiserver gives a real SA token.
@@ -204,6 +248,12 @@ $admin_token,eipsegment-admin,eipsegment-admin,"system:masters"
 $operator_token,$operator_user,$operator_sa,"system:serviceaccounts,system:serviceaccounts:$operator_ns,system:authenticated"
 $scoped_token,$scoped_user,$scoped_sa,"system:serviceaccounts,system:serviceaccounts:$operator_ns,system:authenticated"
 EOF
+  if ((with_node)); then
+    cat >>"$dir/tokens.csv" <<EOF
+$node_token,system:node:$node_name,$node_name,"system:nodes,system:authenticated"
+$proxy_token,system:kube-proxy,kube-proxy,"system:authenticated"
+EOF
+  fi
 
   start etcd "$bin/etcd" --name=etcd --data-dir="$dir/etcd" \
     --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
@@ -213,18 +263,23 @@ EOF
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
   # --advertise-address: without a default route the apiserver cannot pick an address and exits.
-  # ServiceAccount admission is off: no controller creates the default ServiceAccounts it requires.
+  # Without a node, ServiceAccount admission is off: no controller creates the default
+  # ServiceAccounts it requires. With one, the node's controllers do, and the kubelet is authorized
+  # as a node (Node authorizer, NodeRestriction).
+  local node_flags=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+  ((with_node)) && node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+    --kubelet-client-certificate="$dir/pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$dir/pki/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP)
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --bind-address="$api_host" --advertise-address="$api_host" --secure-port="$api_port" \
     --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
-    --authorization-mode=RBAC --token-auth-file="$dir/tokens.csv" \
-    --service-account-issuer="https://127.0.0.1:$api_port" \
+    --token-auth-file="$dir/tokens.csv" \
+    --service-account-issuer="https://$api_host:$api_port" \
     --service-account-key-file="$dir/pki/sa.key" --service-account-signing-key-file="$dir/pki/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount
+    --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true "${node_flags[@]}"
   wait_for kube-apiserver 90 curl -fsS --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
-    "https://127.0.0.1:$api_port/readyz"
+    "https://$api_host:$api_port/readyz"
 
   write_kubeconfig "$dir/kubeconfig" admin "$admin_token"
   write_kubeconfig "$dir/operator.kubeconfig" operator "$operator_token" "$operator_ns"
@@ -232,15 +287,23 @@ EOF
   local kc=("$kubectl" --kubeconfig "$dir/kubeconfig")
 
   if ((with_kcm)); then
-    # Only what tests need: foreground/background deletion and namespace deletion. It acts with its
-    # own credentials (admin), since no ServiceAccounts or token controller exist here.
+    # Only what tests need: foreground/background deletion and namespace deletion; with a node, what
+    # Deployments, Services and ServiceAccounts need. It acts with its own credentials (admin).
     write_kubeconfig "$dir/controller-manager.kubeconfig" controller-manager "$admin_token"
+    local controllers=garbage-collector-controller,namespace-controller
+    ((with_node)) && controllers+=,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,endpoints-controller,node-lifecycle-controller,pod-garbage-collector-controller,disruption-controller
     start kube-controller-manager "$bin/kube-controller-manager" \
       --kubeconfig="$dir/controller-manager.kubeconfig" \
-      --controllers=garbage-collector-controller,namespace-controller \
+      --root-ca-file="$dir/pki/ca.crt" --controllers="$controllers" \
       --use-service-account-credentials=false --leader-elect=false \
       --bind-address=127.0.0.1 --secure-port="$kcm_port"
     wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  fi
+  if ((with_node)); then
+    mkdir -p "$dir/node"
+    write_kubeconfig "$dir/node/kubelet.kubeconfig" "system:node:$node_name" "$node_token"
+    write_kubeconfig "$dir/node/kube-proxy.kubeconfig" kube-proxy "$proxy_token"
+    node_start "$dir" "$bin" "${images[@]}"
   fi
 
   local crds=() rbac=()
@@ -270,13 +333,20 @@ OPERATOR_KUBECONFIG=$dir/operator.kubeconfig
 OPERATOR_USER=$operator_user
 SCOPED_OPERATOR_KUBECONFIG=$dir/scoped-operator.kubeconfig
 SCOPED_OPERATOR_USER=$scoped_user
-APISERVER_URL=https://127.0.0.1:$api_port
+APISERVER_URL=https://$api_host:$api_port
+APISERVER_HOST=$api_host
 APISERVER_PORT=$api_port
 ETCD_PORT=$etcd_port
 CA_CERT=$dir/pki/ca.crt
 KUBECTL=$kubectl
 CONTROLPLANE_BIN=$bin
 WITH_CONTROLLER_MANAGER=$with_kcm
+WITH_NODE=$with_node
+EOF
+  ((with_node)) && cat >>"$dir/cluster.env" <<EOF
+NODE_NAME=$node_name
+NODE_IP=$node_ip
+CONTAINERD_ADDRESS=$node_run/containerd.sock
 EOF
   trap - EXIT INT TERM
   # A test process that dies without cleaning up still takes its cluster with it.
@@ -284,7 +354,7 @@ EOF
     nohup bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" >/dev/null 2>&1' \
       _ "$CLUSTER_OWNER_PID" "$here/cluster.sh" "$dir" >/dev/null 2>&1 &
   fi
-  log "cluster up in ${SECONDS}s at https://127.0.0.1:$api_port (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
+  log "cluster up in ${SECONDS}s at https://$api_host:$api_port$( ((with_node)) && echo ", node $node_name Ready") (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
   log "  export KUBECONFIG=$dir/kubeconfig   # settings in $dir/cluster.env"
 }
 
@@ -296,6 +366,7 @@ cmd_down() {
     return 0
   fi
   [[ -e "$dir/$marker" ]] || die "$dir was not created by 'cluster.sh up'; not touching it"
+  teardown_node_of "$dir"
   stop_processes "$dir"
   rm -rf -- "$dir"
   log "cluster in $dir stopped and removed"
@@ -324,6 +395,9 @@ cmd_restart_apiserver() {
     die "no recorded command line for kube-apiserver in $dir"
   fi
   api_port="$(sed -n 's/^APISERVER_PORT=//p' "$dir/cluster.env")"
+  local api_host
+  api_host="$(sed -n 's/^APISERVER_HOST=//p' "$dir/cluster.env")"
+  api_host="${api_host:-127.0.0.1}"
   admin_token="$(awk -F, '$2 == "eipsegment-admin" {print $1}' "$dir/tokens.csv")"
   [[ -n "$api_port" && -n "$admin_token" ]] || die "cannot read the apiserver port or admin token from $dir"
 
@@ -341,12 +415,32 @@ cmd_restart_apiserver() {
   sleep "$down_seconds"
   start kube-apiserver "${args[@]}"
   wait_for kube-apiserver 90 curl -fsS --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $admin_token" \
-    "https://127.0.0.1:$api_port/readyz"
-  log "kube-apiserver ready again at https://127.0.0.1:$api_port (pid $(cat "$dir/kube-apiserver.pid"))"
+    "https://$api_host:$api_port/readyz"
+  log "kube-apiserver ready again at https://$api_host:$api_port (pid $(cat "$dir/kube-apiserver.pid"))"
 }
+
+# The node goes first: its Pods' cleanup needs containerd, and containerd's the node's processes gone.
+teardown_node_of() { # DIR
+  [[ -d "$1/node" || "$(cat "$node_run/owner" 2>/dev/null)" == "$1" ]] || return 0
+  node_teardown "$1"
+}
+
+cmd_import_image() {
+  dir="$(resolve_dir "${1:-}")"; shift
+  (($#)) || usage
+  [[ "$(sed -n 's/^WITH_NODE=//p' "$dir/cluster.env" 2>/dev/null)" == 1 ]] || die "$dir runs no node"
+  local a archives=()
+  for a in "$@"; do [[ -f "$a" ]] || die "no archive at $a"; archives+=("$(realpath -- "$a")"); done
+  node_import "${archives[@]}"
+  log "imported ${#archives[@]} image archive(s) into the node's containerd"
+}
+
+# shellcheck source=../node/node.sh
+source "$here/../node/node.sh"
 
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
+  import-image) shift; cmd_import_image "$@" ;;
   down) shift; cmd_down "$@" ;;
   restart-apiserver) shift; cmd_restart_apiserver "$@" ;;
   *) usage ;;

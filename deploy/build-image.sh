@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the operator's image from deploy/Dockerfile: first the release binary, statically linked
+# (glibc with crt-static: it needs no library at run time, and resolves names from /etc/hosts and
+# /etc/resolv.conf), then the context directory, then the image.
+#
+#   deploy/build-image.sh [--builder buildah|podman|docker] [--tag IMAGE] [--archive FILE]
+#
+# --tag defaults to eipsegment-operator:<version in Cargo.toml>, the chart's default image.
+# --archive also writes the image as a docker-archive tarball (`ctr images import` reads it).
+# IMAGE_STORAGE_DIR, with buildah or podman, keeps their storage there (vfs) instead of the
+# system's: the node tests keep theirs in the project's cache.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)"
+builder=buildah tag="eipsegment-operator:$version" archive=""
+while (($#)); do
+  case "$1" in
+    --builder) builder="${2:?}"; shift ;;
+    --tag) tag="${2:?}"; shift ;;
+    --archive) archive="$(realpath -m -- "${2:?}")"; shift ;;
+    *) sed -n '6,7s/^# */usage: /p' "$0" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$builder" in buildah | podman | docker) ;; *) echo "build-image.sh: unknown builder '$builder'" >&2; exit 2 ;; esac
+
+target="$(rustc -vV | sed -n 's/^host: //p')"
+[[ "$target" == *-linux-gnu ]] || { echo "build-image.sh: needs a *-linux-gnu host (this is $target)" >&2; exit 1; }
+(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
+  cargo build --release --locked --quiet --target "$target" --bin eipsegment-operator)
+binary="$repo/target/$target/release/eipsegment-operator"
+if readelf -d "$binary" 2>/dev/null | grep -q '(NEEDED)'; then
+  echo "build-image.sh: $binary links shared libraries; the image has none" >&2; exit 1
+fi
+
+ctx="$repo/target/image/context"
+rm -rf "$ctx"
+mkdir -p "$ctx/rootfs/etc/ssl/certs"
+cp "$binary" "$ctx/rootfs/eipsegment-operator"
+# The platform verifier reads the system's roots; Debian's bundle is the one the host trusts.
+cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
+printf 'root:x:0:\nnonroot:x:65532:\n' >"$ctx/rootfs/etc/group"
+cp "$repo/deploy/Dockerfile" "$ctx/Dockerfile"
+
+# The name a kubelet asks containerd for: docker.io/library/<name> for a bare name.
+normalized() {
+  local first="${1%%/*}"
+  if [[ "$1" != */* ]]; then echo "docker.io/library/$1"
+  elif [[ "$first" != *.* && "$first" != *:* && "$first" != localhost ]]; then echo "docker.io/$1"
+  else echo "$1"; fi
+}
+
+storage=()
+if [[ -n "${IMAGE_STORAGE_DIR:-}" && "$builder" != docker ]]; then
+  storage=(--root "$IMAGE_STORAGE_DIR/root" --runroot "$IMAGE_STORAGE_DIR/run" --storage-driver vfs)
+fi
+name="$(normalized "$tag")"
+case "$builder" in
+  buildah) buildah "${storage[@]}" build --quiet --build-arg VERSION="$version" -t "$name" "$ctx" >/dev/null ;;
+  podman) podman "${storage[@]}" build --quiet --build-arg VERSION="$version" -t "$name" "$ctx" >/dev/null ;;
+  docker) docker build --quiet --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null ;;
+esac
+if [[ -n "$archive" ]]; then
+  mkdir -p "$(dirname "$archive")"
+  rm -f "$archive"
+  case "$builder" in
+    buildah) buildah "${storage[@]}" push --quiet "$name" "docker-archive:$archive:$name" ;;
+    podman) podman "${storage[@]}" save --quiet --format docker-archive -o "$archive" "$name" ;;
+    docker) docker save -o "$archive" "$tag" ;;
+  esac
+fi
+echo "built image $name from $binary ($(du -h "$binary" | cut -f1))${archive:+, archive $archive}" >&2

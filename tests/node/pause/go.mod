@@ -1,0 +1,3 @@
+module github.com/eipsegment-operator/eipsegment-operator/tests/node/pause
+
+go 1.24
