@@ -267,7 +267,21 @@ EOF
   # ServiceAccounts it requires. With one, the node's controllers do, and the kubelet is authorized
   # as a node (Node authorizer, NodeRestriction).
   local node_flags=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+  # With a node, an audit log of who touched EipSegments and Leases: tests check which identity the
+  # operator's Pods authenticate as.
+  ((with_node)) && cat >"$dir/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources:
+  - {group: eipsegment.io}
+  - {group: coordination.k8s.io, resources: [leases]}
+- level: None
+EOF
   ((with_node)) && node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+    --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/audit.log"
     --kubelet-client-certificate="$dir/pki/apiserver-kubelet-client.crt"
     --kubelet-client-key="$dir/pki/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP)
   start kube-apiserver "$bin/kube-apiserver" \
@@ -347,6 +361,7 @@ EOF
 NODE_NAME=$node_name
 NODE_IP=$node_ip
 CONTAINERD_ADDRESS=$node_run/containerd.sock
+AUDIT_LOG=$dir/audit.log
 EOF
   trap - EXIT INT TERM
   # A test process that dies without cleaning up still takes its cluster with it.
