@@ -1,15 +1,25 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test lint demo crd controlplane tools deploy bench chaos modelcheck
+.PHONY: cluster-up cluster-down test lint demo crd controlplane tools node-packages image deploy bench chaos modelcheck
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
 # upstream sources (tests/controlplane/), CRDs and RBAC installed; `CLUSTER_FLAGS=` for the lighter
 # set. Then: export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig (more in $(CLUSTER_DIR)/cluster.env).
+# `CLUSTER_FLAGS=--with-node` (as root) adds a worker node (containerd, kubelet, kube-proxy,
+# kube-scheduler; tests/node/node.sh) with the operator's image imported, ready for `helm install`.
 CLUSTER_DIR ?= $(CURDIR)/target/cluster
 CLUSTER_FLAGS ?= --with-controller-manager
+IMAGE_ARCHIVE ?= $(CURDIR)/target/image/eipsegment-operator.tar
+IMAGE_BUILDER ?= buildah
+export IMAGE_STORAGE_DIR ?= $(HOME)/.cache/eipsegment-operator/image-storage
 
+ifneq (,$(findstring --with-node,$(CLUSTER_FLAGS)))
+cluster-up: node-packages image
+	tests/controlplane/cluster.sh up $(CLUSTER_DIR) $(CLUSTER_FLAGS) --import-image $(IMAGE_ARCHIVE)
+else
 cluster-up:
 	tests/controlplane/cluster.sh up $(CLUSTER_DIR) $(CLUSTER_FLAGS)
+endif
 
 cluster-down:
 	tests/controlplane/cluster.sh down $(CLUSTER_DIR)
@@ -17,8 +27,9 @@ cluster-down:
 # ---- Tests -------------------------------------------------------------------------------------
 # Every test: the formatting and lint checks, unit and decision tables, the model checker, signer
 # vectors, client <-> simulator, the official SDKs against the simulator, and the end-to-end suites
-# on a real control plane. Builds what it needs.
-test: lint controlplane tools
+# on a real control plane, and the node suite (the image on a real node, with helm; needs root).
+# Builds and installs what it needs.
+test: lint controlplane tools node-packages
 	cargo test --all-targets
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error.
@@ -46,6 +57,16 @@ controlplane:
 # Builds helm (cached like the control plane) for the chart's tests.
 tools:
 	tests/tools/build-helm.sh >/dev/null
+
+# Debian's containerd, runc, CNI plugins, iptables and buildah for the node (installed once, as root).
+node-packages:
+	tests/node/install-packages.sh
+
+# The operator's image (deploy/Dockerfile, FROM scratch): IMAGE_BUILDER=buildah|podman|docker,
+# IMAGE=<registry>/eipsegment-operator:<tag>; also written as a docker-archive to IMAGE_ARCHIVE.
+IMAGE ?= eipsegment-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+image:
+	deploy/build-image.sh --builder $(IMAGE_BUILDER) --tag $(IMAGE) --archive $(IMAGE_ARCHIVE)
 
 # Re-renders deploy/ from the chart (a test fails when it is stale).
 deploy:

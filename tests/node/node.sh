@@ -33,6 +33,8 @@ node_claim() { # DIR
     done
     node_log "tearing down the node left behind by $owner"
     node_teardown "$owner"
+    node_kill_naming "$owner/" # its control plane too
+    [[ -e "$owner/.eipsegment-cluster" ]] && rm -rf -- "$owner"
   fi
   echo "$1" >"$node_run/owner"
 }
@@ -185,6 +187,15 @@ node_start() { # DIR BIN IMAGE_ARCHIVE...
   wait_for kube-proxy 30 curl -fsS "http://127.0.0.1:$proxy_healthz/healthz"
 }
 
+node_kill_naming() { # TEXT: KILL every process whose command line contains TEXT
+  local p
+  for p in /proc/[0-9]*; do
+    [[ "${p#/proc/}" != "$$" && "${p#/proc/}" != "$BASHPID" ]] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$1" && kill -KILL "${p#/proc/}" 2>/dev/null
+  done
+  return 0
+}
+
 node_stop() { # DIR NAME: TERM, then KILL after 10 s
   local pid i
   pid="$(live_pid "$1" "$1/$2.pid")" || return 0
@@ -208,6 +219,8 @@ node_teardown() ( # DIR
   fi
   node_stop "$dir" containerd
   node_stop "$dir" kube-scheduler
+  # A node whose pid files are gone (its directory removed by hand) still has its processes.
+  node_kill_naming "$n/"
   # Shims (and what they run) outlive containerd; ours name its socket.
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $node_run/containerd.sock" || true); do
     kill -KILL "$pid" 2>/dev/null || true
