@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use kube::Client;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,23 +26,56 @@ pub struct Leadership {
     task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
 }
 
-/// Waits until this replica holds the lease.
+/// Waits until this replica holds the lease. A kube-lease-manager standby looks again only when the
+/// lease it saw would expire; a watch of the Lease makes it look again as soon as the holder gives
+/// the lease up (as it does on SIGTERM), so a hand-over takes a moment rather than a lease duration.
 pub async fn acquire(client: Client, config: &LeaseConfig) -> Result<Leadership, LeaseManagerError> {
-    let manager = LeaseManagerBuilder::new(client, &config.name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.duration.as_secs().max(2))
-        .with_grace(config.grace.as_secs().max(1))
-        .with_field_manager(format!("eipsegment-operator-{}", config.identity))
-        .build()
-        .await?;
-    let (mut held, task) = manager.watch().await;
-    while !*held.borrow_and_update() {
-        if held.changed().await.is_err() {
-            break;
+    loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.name)
+            .with_namespace(&config.namespace)
+            .with_identity(&config.identity)
+            .with_duration(config.duration.as_secs().max(2))
+            .with_grace(config.grace.as_secs().max(1))
+            .with_field_manager(format!("eipsegment-operator-{}", config.identity))
+            .build()
+            .await?;
+        let (mut held, task) = manager.watch().await;
+        tokio::select! {
+            () = until_held(&mut held) => return Ok(Leadership { held, task }),
+            () = until_given_up(client.clone(), config) => {
+                // Dropping the receiver ends the manager's task; it gives up only a lease it holds.
+                drop(held);
+                let _ = task.await;
+                tracing::debug!(lease = %config.name, "the holder gave the lease up; asking for it");
+            }
         }
     }
-    Ok(Leadership { held, task })
+}
+
+async fn until_held(held: &mut watch::Receiver<bool>) {
+    while !*held.borrow_and_update() {
+        if held.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves when another replica that held the Lease lets go of it. Without the rights to watch
+/// it (an older install), it never resolves and the standby waits for the expiry.
+async fn until_given_up(client: Client, config: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={}", config.name));
+    let mut leases = std::pin::pin!(watcher(api, by_name).default_backoff().applied_objects());
+    let mut held_by_another = false;
+    while let Some(event) = leases.next().await {
+        let Ok(lease) = event else { continue };
+        match lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
+            Some(holder) => held_by_another = holder != config.identity,
+            None if held_by_another => return,
+            None => {}
+        }
+    }
+    std::future::pending().await
 }
 
 impl Leadership {

@@ -187,8 +187,17 @@ fn operator_grants(scope: &str) -> Vec<Grant> {
     .concat()
 }
 
+/// The Lease of release `release` in `ns`: kube-lease-manager's verbs, and a watch of it alone.
+fn release_lease_grants(ns: &str, release: &str) -> Vec<Grant> {
+    [
+        grant(ns, "coordination.k8s.io", "leases", &["get", "create", "patch"]),
+        named_grant(ns, "coordination.k8s.io", "leases", &[release], &["list", "watch"]),
+    ]
+    .concat()
+}
+
 fn lease_grants() -> Vec<Grant> {
-    grant(RELEASE_NS, "coordination.k8s.io", "leases", &["get", "create", "patch"])
+    release_lease_grants(RELEASE_NS, "eipsegment-operator")
 }
 
 /// Read a credentials Secret, and hold it with a finalizer while a segment depends on it.
@@ -558,7 +567,7 @@ fn the_guard_flag_names_the_rolebindings_that_carry_its_finalizer() {
     let want: Vec<Grant> = ["team-a", "team-b"]
         .iter()
         .flat_map(|ns| [operator_grants(ns), secret_grants(ns), guard_grants(ns, "ops-eipsegment-operator")].concat())
-        .chain(grant("platform", "coordination.k8s.io", "leases", &["get", "create", "patch"]))
+        .chain(release_lease_grants("platform", "ops-eipsegment-operator"))
         .collect();
     assert_eq!(sorted(grants(&docs)), sorted(want));
     let role = of_kind(&docs, "ClusterRole");

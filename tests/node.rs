@@ -159,7 +159,13 @@ impl Node {
     /// The operator's Pods (not the ones terminating), as JSON.
     fn pods(&self) -> Vec<Value> {
         let v = self.kubectl_json(&["get", "pods", "-n", NS, "-l", "app.kubernetes.io/name=eipsegment-operator"]);
-        v["items"].as_array().unwrap().iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned().collect()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect()
     }
 
     fn ready(p: &Value) -> bool {
@@ -215,7 +221,11 @@ impl Node {
         f.add("helm install --wait to two Pods Ready", format!("{:.1} s", started.elapsed().as_secs_f64()));
         for p in &pods {
             let image = p["spec"]["containers"][0]["image"].as_str().unwrap();
-            assert_eq!(image, format!("eipsegment-operator:{}", env!("CARGO_PKG_VERSION")), "the chart's default image");
+            assert_eq!(
+                image,
+                format!("eipsegment-operator:{}", env!("CARGO_PKG_VERSION")),
+                "the chart's default image"
+            );
         }
         eventually("a leader", Duration::from_secs(30), || self.leader());
     }
@@ -236,7 +246,8 @@ impl Node {
     }
 
     fn pod_sandbox(&self, pod: &str) -> String {
-        let out = must(&self.crictl, &["--runtime-endpoint", &self.cri(), "pods", "-q", "--name", pod, "--state", "ready"]);
+        let out =
+            must(&self.crictl, &["--runtime-endpoint", &self.cri(), "pods", "-q", "--name", pod, "--state", "ready"]);
         out.lines().next().unwrap_or_else(|| panic!("no sandbox for {pod}")).to_string()
     }
 
@@ -281,7 +292,9 @@ impl Node {
             // The tests and the control plane act as the admin; the apiserver, the kubelet and
             // kube-proxy as themselves.
             let user = e["user"]["username"].as_str().unwrap_or("");
-            if user == "eipsegment-admin" || (user.starts_with("system:") && !user.starts_with("system:serviceaccount:")) {
+            if user == "eipsegment-admin"
+                || (user.starts_with("system:") && !user.starts_with("system:serviceaccount:"))
+            {
                 continue;
             }
             by_operator += 1;
@@ -317,7 +330,8 @@ impl Node {
                         let resource = match group.as_str().unwrap() {
                             "" => res.as_str().unwrap().to_string(),
                             g => {
-                                let (r, sub) = res.as_str().unwrap().split_once('/').unwrap_or((res.as_str().unwrap(), ""));
+                                let (r, sub) =
+                                    res.as_str().unwrap().split_once('/').unwrap_or((res.as_str().unwrap(), ""));
                                 if sub.is_empty() { format!("{r}.{g}") } else { format!("{r}.{g}/{sub}") }
                             }
                         };
@@ -398,10 +412,8 @@ impl Node {
     }
 
     fn apply_segments(&self, ns: &str, names: &[String]) {
-        let docs: Vec<String> = names
-            .iter()
-            .map(|n| support::segment_yaml(ns, n, "  regionId: cn-hangzhou\n  eipMask: 28"))
-            .collect();
+        let docs: Vec<String> =
+            names.iter().map(|n| support::segment_yaml(ns, n, "  regionId: cn-hangzhou\n  eipMask: 28")).collect();
         self.c.apply(&docs.join("\n---\n")).expect("apply EipSegments");
     }
 
@@ -441,12 +453,10 @@ impl Node {
         let binding = self.kubectl_json(&["get", "clusterrolebinding", FULLNAME]);
         self.kubectl(&["delete", "clusterrolebinding", FULLNAME]);
         let leader = self.leader().expect("a leader");
-        let old = self.pods().iter().map(Self::name).collect::<Vec<_>>();
         self.kubectl(&["delete", "pod", &leader, "-n", NS, "--wait=false"]);
         let started = Instant::now();
-        let heir = eventually("a new leader", Duration::from_secs(60), || {
-            self.leader().filter(|l| *l != leader && old.contains(l))
-        });
+        // The standby, or the Pod that replaces the deleted one: whichever asks first after the release.
+        let heir = eventually("a new leader", Duration::from_secs(60), || self.leader().filter(|l| *l != leader));
         eventually("the new leader NotReady through its probe", Duration::from_secs(60), || {
             self.pods().into_iter().find(|p| Self::name(p) == heir).filter(|p| !Self::ready(p))
         });
@@ -505,33 +515,60 @@ impl Node {
     }
 
     /// Watches the Lease from the old leader's termination until it has a new holder. Returns the
-    /// seconds that took, and asserts that the old leader gave the Lease up: the new holder was seen
-    /// before the old holder's last renewal plus the lease duration, when an expiry could first have
-    /// let anyone take it.
+    /// seconds that took, and asserts that the old leader gave the Lease up: it was seen free, or the
+    /// new holder was seen before the old holder's last renewal plus the lease duration, when an
+    /// expiry could first have let anyone take it.
     fn hand_over(&self, old: &str, before: &Value) -> f64 {
+        // The old leader's log to its end, kept beside the test for when the hand-over fails.
+        let log_path = repo(&format!("target/node/{old}.log"));
+        let mut follow = Command::new(&self.c.env["KUBECTL"])
+            .args(["logs", "-f", old, "-n", NS, "--kubeconfig", self.c.admin_kubeconfig()])
+            .stdout(std::fs::File::create(&log_path).expect("log file"))
+            .spawn()
+            .expect("kubectl logs -f");
+        let took = self.await_new_holder(old, before, &log_path);
+        let _ = follow.kill();
+        let _ = follow.wait();
+        took
+    }
+
+    fn await_new_holder(&self, old: &str, before: &Value, log_path: &str) -> f64 {
         let mut last_renew: Option<chrono::DateTime<chrono::Utc>> =
             before["spec"]["renewTime"].as_str().and_then(|t| t.parse().ok());
         let mut asked: Option<Instant> = None;
+        let mut given_up = false;
         let deadline = Instant::now() + Duration::from_secs(GRACE_SECONDS as u64 + 30);
         loop {
             assert!(Instant::now() < deadline, "no new Lease holder after the old leader {old} was asked to stop");
-            if asked.is_none() {
+            let terminating = || {
                 let (ok, out, _) =
                     self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "pod", old, "-n", NS, "-o", "json"], None);
-                if !ok || json(&out)["metadata"]["deletionTimestamp"].is_string() {
-                    asked = Some(Instant::now());
-                }
+                !ok || json(&out)["metadata"]["deletionTimestamp"].is_string()
+            };
+            if asked.is_none() && terminating() {
+                asked = Some(Instant::now());
             }
             let lease = self.lease().expect("the Lease");
             let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
             if holder == old {
                 last_renew = lease["spec"]["renewTime"].as_str().and_then(|t| t.parse().ok()).or(last_renew);
-            } else if !holder.is_empty() {
+            } else if holder.is_empty() {
+                given_up = true;
+            } else {
                 let seen = chrono::Utc::now();
                 let renew = last_renew.expect("the old leader's renewal was seen");
                 let expiry = renew + chrono::Duration::milliseconds((LEASE_SECONDS * 1000.0) as i64);
-                assert!(seen < expiry, "{holder} took the Lease at {seen}, after it expired ({expiry}): not handed over");
-                return asked.expect("the new holder came after the old leader's termination").elapsed().as_secs_f64();
+                assert!(
+                    given_up || seen < expiry,
+                    "{holder} took the Lease at {seen}, after it expired ({expiry}), and it was never seen free: \
+                     not handed over (the old leader's log: {log_path})"
+                );
+                // Handed over between the two looks of this round: within one round.
+                if asked.is_none() {
+                    assert!(terminating(), "{holder} holds the Lease while the old leader {old} is not terminating");
+                    return 0.0;
+                }
+                return asked.unwrap().elapsed().as_secs_f64();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -544,6 +581,8 @@ impl Node {
         let before = self.lease().expect("the Lease");
         self.kubectl(&["delete", "pod", &leader, "-n", NS, "--wait=false"]);
         let took = self.hand_over(&leader, &before);
+        // The standby watches the Lease: it asks as soon as the holder gives it up.
+        assert!(took < LEASE_SECONDS / 2.0, "hand-over took {took:.1} s");
         f.add("leader Pod deleted: new Lease holder after", format!("{took:.1} s"));
         let done = self.storm_done(&ns, &ids, "the storm with a leader deleted");
         f.add(&format!("storm of {STORM} with the leader deleted: all gone after"), format!("{done:.1} s"));
@@ -590,7 +629,7 @@ impl Node {
         let (ok, out, err) = self.helm(&args);
         assert!(ok, "helm upgrade failed: {err}{out}");
         let took = self.hand_over(&leader, &before);
-        assert!(took < GRACE_SECONDS, "upgrade hand-over took {took:.1} s, beyond the grace period");
+        assert!(took < LEASE_SECONDS / 2.0, "upgrade hand-over took {took:.1} s");
         f.add("helm upgrade: new Lease holder after the leader's SIGTERM", format!("{took:.1} s"));
         let gone = eventually("the old leader Pod gone", Duration::from_secs(GRACE_SECONDS as u64 + 30), || {
             let (ok, _, _) = self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "pod", &leader, "-n", NS], None);
@@ -623,14 +662,19 @@ impl Node {
         std::thread::sleep(Duration::from_secs(10));
         let obj = self.c.get(&ns, "kept").expect("the object waits with its finalizer");
         assert!(obj["metadata"]["deletionTimestamp"].is_string());
-        assert!(self.history(&id)["releaseAcceptedAtMs"].as_array().is_none_or(Vec::is_empty), "released with no operator");
+        assert!(
+            self.history(&id)["releaseAcceptedAtMs"].as_array().is_none_or(Vec::is_empty),
+            "released with no operator"
+        );
         let started = Instant::now();
         let mut args = vec!["install", RELEASE, CHART, "-n", NS, "--wait", "--timeout", "120s"];
         let extra = self.chart_args();
         args.extend(extra.iter().map(String::as_str));
         let (ok, out, err) = self.helm(&args);
         assert!(ok, "helm install again: {err}{out}");
-        eventually("the waiting deletion done", Duration::from_secs(90), || self.c.get(&ns, "kept").is_none().then_some(()));
+        eventually("the waiting deletion done", Duration::from_secs(90), || {
+            self.c.get(&ns, "kept").is_none().then_some(())
+        });
         assert!(self.history(&id)["goneAtMs"].is_u64(), "the segment of the waiting deletion was not released");
         f.add("installed again: the waiting deletion done after", format!("{:.1} s", started.elapsed().as_secs_f64()));
     }
@@ -652,6 +696,10 @@ fn leftovers_are_gone(c: &Cluster) {
         let (_, rules, _) = run(ipt, &[]);
         assert!(!rules.contains("KUBE-"), "{ipt}: rules left: {rules}");
     }
+    let logs = std::fs::read_dir("/var/log/containers").into_iter().flatten().flatten();
+    let ours: Vec<_> =
+        logs.filter(|l| std::fs::read_link(l.path()).is_ok_and(|t| t.starts_with(&c.dir))).map(|l| l.path()).collect();
+    assert!(ours.is_empty(), "container log links left: {ours:?}");
     let (_, links, _) = run("ip", &["link", "show"]);
     assert!(!links.contains("eipseg0"), "the node's bridge is left");
 }

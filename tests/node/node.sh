@@ -128,6 +128,7 @@ failSwapOn: false
 clusterDNS: []
 clusterDomain: cluster.local
 resolvConf: $n/resolv.conf
+podLogsDir: $n/pod-logs
 # The eviction manager cannot read this VM's disk statistics; images are imported, never pulled.
 evictionHard: {memory.available: "1Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
 imageGCHighThresholdPercent: 100
@@ -250,6 +251,8 @@ node_teardown() ( # DIR
     done
   done
   ip link show "$node_bridge" >/dev/null 2>&1 && ip link del "$node_bridge"
+  # The kubelet links every container's log into /var/log/containers, whatever podLogsDir says.
+  [[ -d /var/log/containers ]] && find /var/log/containers -maxdepth 1 -lname "$n/*" -delete
   if [[ -e "$node_run/sysctl.saved" ]]; then
     sysctl -q -p "$node_run/sysctl.saved" >/dev/null 2>&1 || true
     rm -f "$node_run/sysctl.saved"
