@@ -93,7 +93,8 @@ fn main() {
         println!("  {what:<58} {value}");
     }
     assert!(n.c.down(), "cluster.sh down failed");
-    leftovers_are_gone(&n.c);
+    leftovers_are_gone(&n.c.dir);
+    a_node_left_by_a_dead_run_is_torn_down_by_the_next(&mut f);
     println!("node suite: all steps passed");
 }
 
@@ -680,9 +681,36 @@ impl Node {
     }
 }
 
+/// A run that died with its node up (every process SIGKILLed, a Pod's shim and sandbox included)
+/// does not break the next: its `up` tears the dead node down, and the next `down` leaves nothing.
+fn a_node_left_by_a_dead_run_is_torn_down_by_the_next(f: &mut Figures) {
+    let dead = Cluster::up(std::path::PathBuf::from(repo("target/node/dead-run")), &["--with-node"]);
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"sleeper","namespace":"default"},
+        "spec":{"containers":[{"name":"c","image":"localhost/eipsegment-pause:1","imagePullPolicy":"Never"}]}}"#;
+    dead.apply(pod).expect("a Pod on the node");
+    eventually("the Pod running", Duration::from_secs(60), || {
+        let phase = dead.kubectl(&["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Running").then_some(())
+    });
+    for entry in std::fs::read_dir(&dead.dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "pid") {
+            let pid = std::fs::read_to_string(entry.path()).unwrap();
+            let _ = run("kill", &["-KILL", pid.trim()]);
+        }
+    }
+    let started = Instant::now();
+    let next = Cluster::up(std::path::PathBuf::from(repo("target/node/next-run")), &["--with-node"]);
+    f.add("up after a dead run (its node torn down first)", format!("{:.1} s", started.elapsed().as_secs_f64()));
+    assert!(!dead.dir.exists(), "the dead run's directory is still there");
+    assert!(next.down(), "cluster.sh down failed");
+    leftovers_are_gone(&dead.dir);
+    leftovers_are_gone(&next.dir);
+}
+
 /// What teardown must leave: no process, mount, cgroup, rule or bridge of the node.
-fn leftovers_are_gone(c: &Cluster) {
-    let dir = c.dir.display().to_string();
+fn leftovers_are_gone(dir: &std::path::Path) {
+    let root = dir;
+    let dir = dir.display().to_string();
     let (_, ps, _) = run("pgrep", &["-af", "containerd|kubelet|kube-proxy|kube-scheduler"]);
     let ours: Vec<&str> = ps.lines().filter(|l| l.contains(&dir) || l.contains("/run/eipsegment-node")).collect();
     assert!(ours.is_empty(), "node processes left: {ours:?}");
@@ -698,7 +726,7 @@ fn leftovers_are_gone(c: &Cluster) {
     }
     let logs = std::fs::read_dir("/var/log/containers").into_iter().flatten().flatten();
     let ours: Vec<_> =
-        logs.filter(|l| std::fs::read_link(l.path()).is_ok_and(|t| t.starts_with(&c.dir))).map(|l| l.path()).collect();
+        logs.filter(|l| std::fs::read_link(l.path()).is_ok_and(|t| t.starts_with(root))).map(|l| l.path()).collect();
     assert!(ours.is_empty(), "container log links left: {ours:?}");
     let (_, links, _) = run("ip", &["link", "show"]);
     assert!(!links.contains("eipseg0"), "the node's bridge is left");
