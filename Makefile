@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test lint demo crd controlplane tools node-packages image deploy bench chaos modelcheck
+.PHONY: cluster-up cluster-down test test-matrix lint demo crd controlplane tools node-packages image deploy bench chaos modelcheck
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
@@ -31,6 +31,18 @@ cluster-down:
 # Builds and installs what it needs.
 test: lint controlplane tools node-packages
 	cargo test --all-targets
+	$(MAKE) test-matrix
+
+# The supported Kubernetes range at both ends (Chart.yaml's kubeVersion; k8s-openapi built for the
+# oldest): the end-to-end, admission and GitOps suites on each control plane of K8S_MATRIX, each built
+# from its own k8s.io/kubernetes module (tests/controlplane/versions/) and cached. `make test` has
+# already run them on the default version in between.
+K8S_MATRIX ?= 1.33 1.37
+test-matrix:
+	for v in $(K8S_MATRIX); do \
+	  K8S_MINOR=$$v tests/controlplane/build.sh >/dev/null && \
+	  K8S_MINOR=$$v cargo test --test e2e --test admission --test gitops || exit 1; \
+	done
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error.
 lint:

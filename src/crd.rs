@@ -74,7 +74,8 @@ pub struct EipSegmentSpec {
     /// Mask of a new segment: 28 (16 IPs), 27 (32), 26 (64), 25 (128) or 24 (256). Required to
     /// allocate; must be absent when adopting. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 24, max = 28))]
+    // Kubernetes knows no `uint8` format (1.37 warns on every apply): int32 with the range.
+    #[schemars(range(min = 24, max = 28), extend("format" = "int32"))]
     pub eip_mask: Option<u8>,
 
     /// Peak bandwidth of each EIP in Mbit/s: 1-500 with PayByBandwidth, 1-200 with PayByTraffic.

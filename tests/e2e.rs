@@ -463,6 +463,23 @@ fn checked_in_crd_matches_the_types() {
     assert!(generated == checked_in, "crds/ is stale: run `cargo run -- crd > crds/eipsegment.io_eipsegments.yaml`");
 }
 
+/// A matrix run (`K8S_MINOR=1.33`, `1.37`; unset: tests/controlplane/go.mod's) proves the version it ran on.
+#[test]
+fn the_apiserver_is_the_kubernetes_version_asked_for() {
+    let c = Cluster::shared();
+    let out = c.kubectl(&["version", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let server = v["serverVersion"]["gitVersion"].as_str().unwrap_or_else(|| panic!("no serverVersion in {out}"));
+    assert_eq!(server, c.env["K8S_VERSION"], "the apiserver is not the version cluster.env records");
+    assert_eq!(v["clientVersion"]["gitVersion"], server, "kubectl is not from the apiserver's release");
+    if let Ok(minor) = std::env::var("K8S_MINOR")
+        && !minor.is_empty()
+    {
+        assert!(server.starts_with(&format!("v{minor}.")), "K8S_MINOR={minor}, but the apiserver is {server}");
+    }
+    eprintln!("kube-apiserver {server}");
+}
+
 #[test]
 fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_release() {
     let c = Cluster::shared();

@@ -2,13 +2,27 @@
 # Builds etcd, kube-apiserver, kube-controller-manager and kubectl (with WITH_NODE=1 also
 # kube-scheduler, kubelet and kube-proxy) from their published Go modules,
 # once per version, into a cache outside the repository. Prints the directory holding the binaries.
+#
+# K8S_MINOR (e.g. 1.33, 1.37) selects another Kubernetes version: versions/v<K8S_MINOR>/go.mod and go.sum
+# pin it; unset (or 1.34), ./go.mod's is built. The cmd/ wrappers are shared: another version is built in
+# a scratch module under the cache, cmd/ with versions/v<K8S_MINOR>/cmd/ laid over it (only where an
+# upstream API differs) and that version's go.mod and go.sum. To make or refresh such a go.sum, run
+# `go mod tidy` in the same kind of scratch directory and copy go.mod and go.sum back.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod" | head -1)"
+cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
+mod="$here" src="$here" # where that version's go.mod is, and the module directory go builds in
+if [[ -n "${K8S_MINOR:-}" && "$K8S_MINOR" != 1.34 ]]; then
+  mod="$here/versions/v$K8S_MINOR" src="$cache/controlplane/src-v$K8S_MINOR"
+  [[ -f "$mod/go.mod" ]] ||
+    { echo "build.sh: no Kubernetes $K8S_MINOR here (K8S_MINOR is one of 1.34 $(cd "$here/versions" && ls -d v* | sed 's/^v//' | xargs))" >&2; exit 1; }
+fi
+k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$mod/go.mod" | head -1)"
+[[ -z "${K8S_MINOR:-}" || "$k8s_version" == "v$K8S_MINOR".* ]] ||
+  { echo "build.sh: K8S_MINOR=$K8S_MINOR but $mod/go.mod pins k8s.io/kubernetes $k8s_version" >&2; exit 1; }
 # (the etcd module's go.mod names it on a one-line `require`, so skip that word when present)
 etcd_version="$(awk '{ if ($1 == "require") { $1 = "" ; $0 = $0 } } $1=="go.etcd.io/etcd/server/v3"{print $2}' "$here/etcd/go.mod" | head -1)"
 [[ -n "$k8s_version" && -n "$etcd_version" ]] || { echo "build.sh: cannot read versions from go.mod files" >&2; exit 1; }
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/controlplane/k8s-$k8s_version-etcd-$etcd_version"
 export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}" GOFLAGS=-mod=mod
 want=(etcd kube-apiserver kubectl)
@@ -18,6 +32,11 @@ missing=()
 for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
 if ((${#missing[@]})); then
   mkdir -p "$bin"
+  if [[ "$src" != "$here" ]]; then # a fresh scratch module: nothing left over from an earlier build
+    rm -rf "$src" && mkdir -p "$src"
+    cp -r "$here/cmd" "$mod/go.mod" "$mod/go.sum" "$src/"
+    [[ ! -d "$mod/cmd" ]] || cp -r "$mod/cmd" "$src/"
+  fi
   minor="${k8s_version#v1.}"; minor="${minor%%.*}"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   for b in "${missing[@]}"; do
@@ -25,7 +44,7 @@ if ((${#missing[@]})); then
     if [[ "$b" == etcd ]]; then
       (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" .)
     else
-      (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "./cmd/$b")
+      (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "./cmd/$b")
     fi
     mv "$bin/$b.tmp" "$bin/$b"
     echo "built $b $( [[ $b == etcd ]] && echo "$etcd_version" || echo "$k8s_version") in $(( $(date +%s) - start ))s" >&2

@@ -19,6 +19,8 @@
 # eipsegment-operator-scoped) with no rights at all until a test grants them, for per-namespace mode.
 # A bare apiserver runs no controllers: without --with-controller-manager there is no garbage
 # collection and deleted namespaces stay Terminating.
+# K8S_MINOR in the environment (1.33, 1.34, 1.37) picks the Kubernetes version build.sh builds and
+# runs; unset, that of tests/controlplane/go.mod. DIR/cluster.env records it as K8S_VERSION.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -213,8 +215,9 @@ cmd_up() {
   # One build at a time across parallel `up`s: the first builds, the others find the binaries cached.
   mkdir -p "$cache"
   local bin
-  bin="$(WITH_CONTROLLER_MANAGER=$with_kcm WITH_NODE=$with_node flock "$cache/.build.lock" "$here/build.sh")"
-  local kubectl="$bin/kubectl"
+  bin="$(K8S_MINOR="${K8S_MINOR:-}" WITH_CONTROLLER_MANAGER=$with_kcm WITH_NODE=$with_node flock "$cache/.build.lock" "$here/build.sh")"
+  local kubectl="$bin/kubectl" k8s_version
+  k8s_version="$("$bin/kube-apiserver" --version | awk '{print $2}')" # "Kubernetes v1.34.4"
 
   mkdir -p "$(dirname "$dir")"
   umask 077 # keys and tokens are for this user only
@@ -265,8 +268,9 @@ EOF
   # --advertise-address: without a default route the apiserver cannot pick an address and exits.
   # Without a node, ServiceAccount admission is off: no controller creates the default
   # ServiceAccounts it requires. With one, the node's controllers do, and the kubelet is authorized
-  # as a node (Node authorizer, NodeRestriction).
-  local node_flags=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount)
+  # as a node (Node authorizer, NodeRestriction). On loopback no endpoint reconciler: from 1.37 the
+  # apiserver refuses to advertise a loopback address in the kubernetes Service's endpoints.
+  local node_flags=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none)
   # With a node, an audit log of who touched EipSegments and Leases: tests check which identity the
   # operator's Pods authenticate as.
   ((with_node)) && cat >"$dir/audit-policy.yaml" <<EOF
@@ -354,6 +358,7 @@ ETCD_PORT=$etcd_port
 CA_CERT=$dir/pki/ca.crt
 KUBECTL=$kubectl
 CONTROLPLANE_BIN=$bin
+K8S_VERSION=$k8s_version
 WITH_CONTROLLER_MANAGER=$with_kcm
 WITH_NODE=$with_node
 EOF
@@ -369,7 +374,7 @@ EOF
     nohup bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" >/dev/null 2>&1' \
       _ "$CLUSTER_OWNER_PID" "$here/cluster.sh" "$dir" >/dev/null 2>&1 &
   fi
-  log "cluster up in ${SECONDS}s at https://$api_host:$api_port$( ((with_node)) && echo ", node $node_name Ready") (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
+  log "cluster ($k8s_version) up in ${SECONDS}s at https://$api_host:$api_port$( ((with_node)) && echo ", node $node_name Ready") (${#crds[@]} CRD files, ${#rbac[@]} RBAC files applied)"
   log "  export KUBECONFIG=$dir/kubeconfig   # settings in $dir/cluster.env"
 }
 
