@@ -55,6 +55,15 @@ impl Figures {
     }
 }
 
+/// One verb on one resource that a Role or ClusterRole grants (namespace "" for a ClusterRole).
+#[derive(Debug)]
+struct Grant {
+    verb: String,
+    resource: String,
+    namespace: String,
+    name: Option<String>,
+}
+
 struct Node {
     c: Cluster,
     sim: Simulator,
@@ -285,6 +294,11 @@ impl Node {
     /// projected into its Pod (the audit log names the Pod each request's token is bound to); and
     /// what that identity may do is exactly what the chart grants.
     fn identity_is_the_service_account_token_and_rights_match_the_chart(&self) {
+        self.audit_shows_only_pod_bound_tokens();
+        self.rights_match_the_chart();
+    }
+
+    fn audit_shows_only_pod_bound_tokens(&self) {
         let pods: Vec<String> = self.pods().iter().map(Self::name).collect();
         let audit = std::fs::read_to_string(&self.c.env["AUDIT_LOG"]).expect("audit log");
         let mut by_operator = 0;
@@ -299,50 +313,54 @@ impl Node {
                 continue;
             }
             by_operator += 1;
-            assert_eq!(e["user"]["username"], SA_USER, "a request not as the operator's ServiceAccount: {line}");
-            let pod = e["user"]["extra"]["authentication.kubernetes.io/pod-name"][0].as_str().unwrap_or("");
+            assert_eq!(user, SA_USER, "a request not as the operator's ServiceAccount: {line}");
+            let extra = &e["user"]["extra"];
+            let pod = extra["authentication.kubernetes.io/pod-name"][0].as_str().unwrap_or("");
             assert!(
                 pods.iter().any(|p| p == pod) || pod.starts_with(FULLNAME),
                 "a request with a token not bound to an operator Pod: {line}"
             );
-            assert!(
-                e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0]
-                    .as_str()
-                    .is_some_and(|j| j.starts_with("JTI=")),
-                "a request without a projected token's ID: {line}"
-            );
+            let jti = extra["authentication.kubernetes.io/credential-id"][0].as_str();
+            assert!(jti.is_some_and(|j| j.starts_with("JTI=")), "a request without a projected token's ID: {line}");
         }
         assert!(by_operator > 0, "no request of the operator in the audit log");
+    }
 
-        // The chart's rules, rendered, against `kubectl auth can-i` for that identity.
+    /// Each rule of the installed chart, one verb on one resource (`name.group/subresource`).
+    fn rendered_grants(&self) -> Vec<Grant> {
         let (ok, rendered, err) = self.helm(&["get", "manifest", RELEASE, "-n", NS]);
         assert!(ok, "helm get manifest: {err}");
-        let mut granted: Vec<(String, String, String, Option<String>)> = Vec::new(); // verb, resource, ns, name
+        let mut granted = Vec::new();
         for doc in rendered.split("\n---") {
             let Ok(v) = serde_yaml::from_str::<Value>(doc) else { continue };
-            let kind = v["kind"].as_str().unwrap_or("");
-            if kind != "ClusterRole" && kind != "Role" {
-                continue;
-            }
-            let ns = if kind == "Role" { v["metadata"]["namespace"].as_str().unwrap_or(NS) } else { "" };
+            let namespace = match v["kind"].as_str() {
+                Some("Role") => v["metadata"]["namespace"].as_str().unwrap_or(NS).to_string(),
+                Some("ClusterRole") => String::new(),
+                _ => continue,
+            };
+            let strings = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                    .unwrap_or_default()
+            };
             for rule in v["rules"].as_array().unwrap() {
-                for group in rule["apiGroups"].as_array().unwrap() {
-                    for res in rule["resources"].as_array().unwrap() {
-                        let resource = match group.as_str().unwrap() {
-                            "" => res.as_str().unwrap().to_string(),
-                            g => {
-                                let (r, sub) =
-                                    res.as_str().unwrap().split_once('/').unwrap_or((res.as_str().unwrap(), ""));
-                                if sub.is_empty() { format!("{r}.{g}") } else { format!("{r}.{g}/{sub}") }
-                            }
-                        };
-                        for verb in rule["verbs"].as_array().unwrap() {
-                            let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
-                                Some(n) => n.iter().map(|n| n.as_str().map(String::from)).collect(),
-                                None => vec![None],
-                            };
-                            for name in names {
-                                granted.push((verb.as_str().unwrap().into(), resource.clone(), ns.into(), name));
+                let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
+                    Some(_) => strings(&rule["resourceNames"]).into_iter().map(Some).collect(),
+                    None => vec![None],
+                };
+                for group in strings(&rule["apiGroups"]) {
+                    for res in strings(&rule["resources"]) {
+                        let (r, sub) = res.split_once('/').map_or((res.as_str(), None), |(r, s)| (r, Some(s)));
+                        let base = if group.is_empty() { r.to_string() } else { format!("{r}.{group}") };
+                        let resource = sub.map_or(base.clone(), |s| format!("{base}/{s}"));
+                        for verb in strings(&rule["verbs"]) {
+                            for name in &names {
+                                granted.push(Grant {
+                                    verb: verb.clone(),
+                                    resource: resource.clone(),
+                                    namespace: namespace.clone(),
+                                    name: name.clone(),
+                                });
                             }
                         }
                     }
@@ -350,51 +368,47 @@ impl Node {
             }
         }
         assert!(!granted.is_empty(), "no rules in the rendered chart");
-        let can = |verb: &str, resource: &str, ns: &str| -> bool {
-            let target = resource.split('/').next().unwrap().to_string();
-            let sub = resource.split_once('/').map(|(_, s)| s.to_string());
-            let mut args = vec!["auth", "can-i", verb, &target as &str, "--as", SA_USER];
-            let sub_flag;
-            if let Some(s) = &sub {
-                sub_flag = format!("--subresource={s}");
-                args.push(&sub_flag);
-            }
-            if ns.is_empty() {
-                args.push("--all-namespaces");
-            } else {
-                args.extend(["-n", ns]);
-            }
-            let (_, out, _) = self.c.kubectl_as(self.c.admin_kubeconfig(), &args, None);
-            out.trim() == "yes"
-        };
-        for (verb, resource, ns, name) in &granted {
-            let r = match name {
-                Some(n) => format!("{}/{n}", resource.split('/').next().unwrap()),
-                None => resource.clone(),
-            };
-            let ok = if name.is_some() {
-                let (_, out, _) = self.c.kubectl_as(
-                    self.c.admin_kubeconfig(),
-                    &["auth", "can-i", verb, &r, "--as", SA_USER, "-n", if ns.is_empty() { "default" } else { ns }],
-                    None,
-                );
-                out.trim() == "yes"
-            } else {
-                can(verb, resource, ns)
-            };
-            assert!(ok, "the chart grants {verb} {r} (namespace {ns:?}) but can-i says no");
+        granted
+    }
+
+    /// `kubectl auth can-i` for the operator's identity; an empty namespace means every namespace.
+    fn can_i(&self, verb: &str, resource: &str, namespace: &str, name: Option<&str>) -> bool {
+        let (base, sub) = resource.split_once('/').map_or((resource, None), |(r, s)| (r, Some(s)));
+        let target = name.map_or(base.to_string(), |n| format!("{base}/{n}"));
+        let mut args = vec!["auth".to_string(), "can-i".into(), verb.into(), target, "--as".into(), SA_USER.into()];
+        args.extend(sub.map(|s| format!("--subresource={s}")));
+        match (namespace, name) {
+            ("", None) => args.push("--all-namespaces".into()),
+            ("", Some(_)) => args.extend(["-n".into(), "default".into()]),
+            (ns, _) => args.extend(["-n".into(), ns.into()]),
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, out, _) = self.c.kubectl_as(self.c.admin_kubeconfig(), &args, None);
+        out.trim() == "yes"
+    }
+
+    fn rights_match_the_chart(&self) {
+        let granted = self.rendered_grants();
+        for g in &granted {
+            assert!(
+                self.can_i(&g.verb, &g.resource, &g.namespace, g.name.as_deref()),
+                "the chart grants {g:?}, can-i says no"
+            );
         }
         // Nothing beyond: every verb the chart does not grant on its own resources, and the usual
         // escalations, are refused.
         let all_verbs = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
-        let resources: std::collections::BTreeSet<(String, String)> =
-            granted.iter().filter(|g| g.3.is_none()).map(|g| (g.1.clone(), g.2.clone())).collect();
-        for (resource, ns) in &resources {
+        let unnamed: std::collections::BTreeSet<(&str, &str)> =
+            granted.iter().filter(|g| g.name.is_none()).map(|g| (g.resource.as_str(), g.namespace.as_str())).collect();
+        for (resource, ns) in unnamed {
             for verb in all_verbs {
-                let in_chart = granted.iter().any(|g| g.0 == verb && &g.1 == resource && &g.2 == ns && g.3.is_none());
-                if !in_chart {
-                    assert!(!can(verb, resource, ns), "{verb} {resource} (namespace {ns:?}) allowed beyond the chart");
-                }
+                let in_chart = granted
+                    .iter()
+                    .any(|g| g.verb == verb && g.resource == resource && g.namespace == ns && g.name.is_none());
+                assert!(
+                    in_chart || !self.can_i(verb, resource, ns, None),
+                    "{verb} {resource} (namespace {ns:?}) allowed beyond the chart"
+                );
             }
         }
         for (verb, resource) in [
@@ -407,9 +421,12 @@ impl Node {
             ("impersonate", "users"),
             ("create", "serviceaccounts/token"),
         ] {
-            assert!(!can(verb, resource, ""), "the operator may {verb} {resource}, which the chart does not grant");
+            assert!(!self.can_i(verb, resource, "", None), "the operator may {verb} {resource}, beyond the chart");
         }
-        assert!(!can("get", "leases.coordination.k8s.io", "default"), "Lease rights outside the release namespace");
+        assert!(
+            !self.can_i("get", "leases.coordination.k8s.io", "default", None),
+            "Lease rights outside its namespace"
+        );
     }
 
     fn apply_segments(&self, ns: &str, names: &[String]) {

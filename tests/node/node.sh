@@ -210,7 +210,8 @@ node_stop() { # DIR NAME: TERM, then KILL after 10 s
 # a node that never fully started, and more than once: each step is tried whatever the last did.
 node_teardown() ( # DIR
   set +e +o pipefail
-  local dir="$1" n="$1/node" crictl pid h m
+  shopt -s globstar
+  local dir="$1" n="$1/node" crictl pid pids h m
   node_stop "$dir" kube-proxy
   node_stop "$dir" kubelet
   crictl="$(sed -n 's/^CONTROLPLANE_BIN=//p' "$dir/cluster.env" 2>/dev/null)/crictl"
@@ -230,6 +231,13 @@ node_teardown() ( # DIR
   # Mounts under the cluster's node directory, deepest first.
   for m in $(awk -v p="$n/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
     umount -l "$m" 2>/dev/null || true
+  done
+  # What still runs in the node's cgroups (containers whose shim was killed outlive it) goes first.
+  for ((h = 0; h < 50; h++)); do
+    pids="$(cat /sys/fs/cgroup/*/"$node_cgroup"/cgroup.procs /sys/fs/cgroup/*/"$node_cgroup"/**/cgroup.procs 2>/dev/null | sort -u)"
+    [[ -n "$pids" ]] || break
+    kill -KILL $pids 2>/dev/null
+    sleep 0.1
   done
   for h in /sys/fs/cgroup/*/"$node_cgroup"; do
     [[ -d "$h" ]] && find "$h" -depth -type d -exec rmdir {} + 2>/dev/null
