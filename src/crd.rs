@@ -74,14 +74,14 @@ pub struct EipSegmentSpec {
     /// Mask of a new segment: 28 (16 IPs), 27 (32), 26 (64), 25 (128) or 24 (256). Required to
     /// allocate; must be absent when adopting. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    // Kubernetes knows no `uint8` format (1.37 warns on every apply): int32 with the range.
+    // Kubernetes knows no unsigned formats (1.37 warns on every apply): int32, as for the others.
     #[schemars(range(min = 24, max = 28), extend("format" = "int32"))]
     pub eip_mask: Option<u8>,
 
     /// Peak bandwidth of each EIP in Mbit/s: 1-500 with PayByBandwidth, 1-200 with PayByTraffic.
     /// Defaults to the cloud's default (5). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 500))]
+    #[schemars(range(min = 1, max = 500), extend("format" = "int32"))]
     pub bandwidth: Option<u32>,
 
     /// Metering method: PayByBandwidth (cloud default) or PayByTraffic. Immutable.
@@ -237,6 +237,7 @@ pub struct EipSegmentStatus {
     pub segment: Option<String>,
     /// Number of EIPs in the segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
     pub ip_count: Option<u32>,
     /// The cloud's status of the segment as last seen: Allocating, Allocated, Releasing; Released
     /// once confirmed gone; Missing when it vanished while the object still wanted it.
