@@ -11,7 +11,8 @@
 #
 # --with-node adds a worker node (tests/node/node.sh, root only): kube-scheduler, containerd, kubelet
 # and kube-proxy, the controllers Pods need, and ServiceAccount admission. The apiserver then serves
-# on the node's address (NODE_IP in cluster.env), which Pods reach too.
+# on the node's address (NODE_IP in cluster.env), which Pods reach too. The operator is then meant
+# to run as Pods installed with helm: deploy/rbac/ and the operator's namespace are not created.
 #
 # DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
 # as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
@@ -336,14 +337,19 @@ EOF
     "${kc[@]}" wait --for=condition=Established --timeout=60s "${crds[@]/#/--filename=}" >/dev/null ||
       die "CRDs from $repo/crds/ not Established within 60s"
   fi
-  "${kc[@]}" get namespace "$operator_ns" >/dev/null 2>&1 || "${kc[@]}" create namespace "$operator_ns" >/dev/null
+  # With a node the operator runs as Pods that helm installs with its own RBAC: the host-run
+  # operator's identity (its namespace, rights and ServiceAccounts) would collide with a release.
+  ((with_node)) && rbac=()
+  ((with_node)) || "${kc[@]}" get namespace "$operator_ns" >/dev/null 2>&1 || "${kc[@]}" create namespace "$operator_ns" >/dev/null
   if ((${#rbac[@]})); then
     "${kc[@]}" apply --server-side --field-manager=cluster.sh "${rbac[@]/#/--filename=}" >/dev/null ||
       die "applying $repo/deploy/rbac/*.yaml failed (kubectl's message above)"
   fi
   # The scoped identity's ServiceAccount, without any binding: tests grant it rights per namespace.
-  "${kc[@]}" get serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null 2>&1 ||
-    "${kc[@]}" create serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null
+  if ((!with_node)); then
+    "${kc[@]}" get serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null 2>&1 ||
+      "${kc[@]}" create serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null
+  fi
 
   cat >"$dir/cluster.env" <<EOF
 KUBECONFIG=$dir/kubeconfig
