@@ -28,9 +28,14 @@ fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run(program: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+/// Runs a command to its end: (success, stdout, stderr).
+fn captured(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()));
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn run(program: &str, args: &[&str]) -> (bool, String, String) {
+    captured(Command::new(program).args(args))
 }
 
 fn must(program: &str, args: &[&str]) -> String {
@@ -125,8 +130,8 @@ fn build_image(f: &mut Figures) -> String {
     let size = std::fs::metadata(&archive).expect("the archive").len();
     f.add("image archive size", format!("{:.1} MiB", size as f64 / 1048576.0));
     // What the image says of itself: non-root, the operator as entrypoint, one layer.
-    let listing = must("tar", &["-xOf", &archive, "manifest.json"]);
-    let manifest = json(&listing);
+    let manifest = json(&must("tar", &["-xOf", &archive, "manifest.json"]));
+    assert_eq!(manifest[0]["Layers"].as_array().map(Vec::len), Some(1), "layers: {manifest}");
     let config_name = manifest[0]["Config"].as_str().expect("config in manifest");
     let config = json(&must("tar", &["-xOf", &archive, config_name]));
     assert_eq!(config["config"]["User"], "65532:65532", "image user: {config}");
@@ -147,23 +152,30 @@ impl Node {
     }
 
     fn helm(&self, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(&self.helm);
-        cmd.args(args).env("KUBECONFIG", self.c.admin_kubeconfig());
-        let out = cmd.output().expect("helm");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        captured(Command::new(&self.helm).args(args).env("KUBECONFIG", self.c.admin_kubeconfig()))
     }
 
-    fn chart_args(&self) -> Vec<String> {
+    /// `helm install` or `upgrade` of the release (`head`: the verb and what differs), with the
+    /// values every step shares; fails the suite when helm does.
+    fn helm_release(&self, head: &[&str]) -> String {
         let sim = &self.sim.url;
-        vec![
-            "--set".into(),
-            "image.pullPolicy=Never".into(),
-            "--set".into(),
-            "credentials.secretName=alibaba-credentials".into(),
-            // The simulator speaks plain http; the chart's endpoint values take https only.
-            "--set-json".into(),
-            format!(r#"extraArgs=["--vpc-endpoint={sim}","--sts-endpoint={sim}","--allow-insecure-endpoint"]"#),
-        ]
+        // The simulator speaks plain http; the chart's endpoint values take https only.
+        let extra_args =
+            format!(r#"extraArgs=["--vpc-endpoint={sim}","--sts-endpoint={sim}","--allow-insecure-endpoint"]"#);
+        let mut args = head.to_vec();
+        args.extend([RELEASE, CHART, "-n", NS]);
+        args.extend(["--set", "image.pullPolicy=Never", "--set", "credentials.secretName=alibaba-credentials"]);
+        args.extend(["--set-json", &extra_args]);
+        let (ok, out, err) = self.helm(&args);
+        assert!(ok, "helm {head:?} failed: {err}{out}");
+        err
+    }
+
+    fn crictl(&self, args: &[&str]) -> String {
+        let endpoint = format!("unix://{}", self.c.env["CONTAINERD_ADDRESS"]);
+        let mut all = vec!["--runtime-endpoint", &endpoint];
+        all.extend(args);
+        must(&self.crictl, &all)
     }
 
     /// The operator's Pods (not the ones terminating), as JSON.
@@ -188,13 +200,26 @@ impl Node {
         p["metadata"]["name"].as_str().unwrap().to_string()
     }
 
-    fn leader(&self) -> Option<String> {
+    /// The operator's Pod of that name, unless it is gone or terminating.
+    fn pod(&self, name: &str) -> Option<Value> {
+        self.pods().into_iter().find(|p| Self::name(p) == name)
+    }
+
+    /// That Pod as the apiserver has it, terminating or not; None once it is gone.
+    fn pod_as_stored(&self, name: &str) -> Option<Value> {
+        let (ok, out, _) =
+            self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "pod", name, "-n", NS, "-o", "json"], None);
+        ok.then(|| json(&out))
+    }
+
+    fn lease(&self) -> Option<Value> {
         let (ok, out, _) =
             self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "lease", FULLNAME, "-n", NS, "-o", "json"], None);
-        if !ok {
-            return None;
-        }
-        json(&out)["spec"]["holderIdentity"].as_str().filter(|h| !h.is_empty()).map(String::from)
+        ok.then(|| json(&out))
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.lease()?["spec"]["holderIdentity"].as_str().filter(|h| !h.is_empty()).map(String::from)
     }
 
     fn wait_two_ready(&self, what: &str) -> Vec<Value> {
@@ -221,11 +246,7 @@ impl Node {
             &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET={ACCESS_KEY_SECRET}"),
         ]);
         let started = Instant::now();
-        let mut args = vec!["install", RELEASE, CHART, "-n", NS, "--wait", "--timeout", "120s"];
-        let extra = self.chart_args();
-        args.extend(extra.iter().map(String::as_str));
-        let (ok, out, err) = self.helm(&args);
-        assert!(ok, "helm install failed: {err}{out}");
+        let err = self.helm_release(&["install", "--wait", "--timeout", "120s"]);
         assert!(!err.contains("PodSecurity") && !err.contains("would violate"), "PodSecurity warnings: {err}");
         let pods = self.wait_two_ready("both operator Pods Ready after helm install");
         f.add("helm install --wait to two Pods Ready", format!("{:.1} s", started.elapsed().as_secs_f64()));
@@ -242,23 +263,12 @@ impl Node {
 
     /// The operator's process in a Pod, as the node runs it.
     fn process_of(&self, pod: &str) -> u32 {
-        let ids = must(
-            &self.crictl,
-            &["--runtime-endpoint", &self.cri(), "ps", "-q", "--pod", &self.pod_sandbox(pod), "--name", "operator"],
-        );
-        let id = ids.lines().next().unwrap_or_else(|| panic!("no running operator container in {pod}")).to_string();
-        let inspect = json(&must(&self.crictl, &["--runtime-endpoint", &self.cri(), "inspect", &id]));
+        let sandboxes = self.crictl(&["pods", "-q", "--name", pod, "--state", "ready"]);
+        let sandbox = sandboxes.lines().next().unwrap_or_else(|| panic!("no sandbox for {pod}"));
+        let ids = self.crictl(&["ps", "-q", "--pod", sandbox, "--name", "operator"]);
+        let id = ids.lines().next().unwrap_or_else(|| panic!("no running operator container in {pod}"));
+        let inspect = json(&self.crictl(&["inspect", id]));
         inspect["info"]["pid"].as_u64().expect("the container's pid") as u32
-    }
-
-    fn cri(&self) -> String {
-        format!("unix://{}", self.c.env["CONTAINERD_ADDRESS"])
-    }
-
-    fn pod_sandbox(&self, pod: &str) -> String {
-        let out =
-            must(&self.crictl, &["--runtime-endpoint", &self.cri(), "pods", "-q", "--name", pod, "--state", "ready"]);
-        out.lines().next().unwrap_or_else(|| panic!("no sandbox for {pod}")).to_string()
     }
 
     /// What the kernel applies to each operator process: non-root, no capabilities, no new
@@ -476,7 +486,7 @@ impl Node {
         // The standby, or the Pod that replaces the deleted one: whichever asks first after the release.
         let heir = eventually("a new leader", Duration::from_secs(60), || self.leader().filter(|l| *l != leader));
         eventually("the new leader NotReady through its probe", Duration::from_secs(60), || {
-            self.pods().into_iter().find(|p| Self::name(p) == heir).filter(|p| !Self::ready(p))
+            self.pod(&heir).filter(|p| !Self::ready(p))
         });
         f.add("leader without list rights: NotReady after", format!("{:.1} s", started.elapsed().as_secs_f64()));
         let mut restored = binding.clone();
@@ -485,11 +495,9 @@ impl Node {
         }
         self.c.apply(&restored.to_string()).expect("restore the ClusterRoleBinding");
         let started = Instant::now();
-        eventually("the leader Ready again", Duration::from_secs(90), || {
-            self.pods().into_iter().find(|p| Self::name(p) == heir).filter(Self::ready)
-        });
+        eventually("the leader Ready again", Duration::from_secs(90), || self.pod(&heir).filter(Self::ready));
         f.add("rights back: leader Ready again after", format!("{:.1} s", started.elapsed().as_secs_f64()));
-        let p = self.pods().into_iter().find(|p| Self::name(p) == heir).unwrap();
+        let p = self.pod(&heir).expect("the leader");
         assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "the probe cycle restarted the leader");
         self.wait_two_ready("two Pods Ready after the readiness check");
     }
@@ -526,12 +534,6 @@ impl Node {
         started.elapsed().as_secs_f64()
     }
 
-    fn lease(&self) -> Option<Value> {
-        let (ok, out, _) =
-            self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "lease", FULLNAME, "-n", NS, "-o", "json"], None);
-        ok.then(|| json(&out))
-    }
-
     /// Watches the Lease from the old leader's termination until it has a new holder. Returns the
     /// seconds that took, and asserts that the old leader gave the Lease up: it was seen free, or the
     /// new holder was seen before the old holder's last renewal plus the lease duration, when an
@@ -558,11 +560,7 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(GRACE_SECONDS as u64 + 30);
         loop {
             assert!(Instant::now() < deadline, "no new Lease holder after the old leader {old} was asked to stop");
-            let terminating = || {
-                let (ok, out, _) =
-                    self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "pod", old, "-n", NS, "-o", "json"], None);
-                !ok || json(&out)["metadata"]["deletionTimestamp"].is_string()
-            };
+            let terminating = || self.pod_as_stored(old).is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string());
             if asked.is_none() && terminating() {
                 asked = Some(Instant::now());
             }
@@ -629,29 +627,14 @@ impl Node {
         let (ns, ids) = self.storm("upgrade");
         let leader = self.leader().expect("a leader");
         std::thread::sleep(Duration::from_secs(2));
-        let mut args = vec![
-            "upgrade".to_string(),
-            RELEASE.into(),
-            CHART.into(),
-            "-n".into(),
-            NS.into(),
-            "--set".into(),
-            format!("image.tag={next}"),
-            "--set".into(),
-            "logLevel=debug".into(),
-        ];
-        args.extend(self.chart_args());
         let started = Instant::now();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let before = self.lease().expect("the Lease");
-        let (ok, out, err) = self.helm(&args);
-        assert!(ok, "helm upgrade failed: {err}{out}");
+        self.helm_release(&["upgrade", "--set", &format!("image.tag={next}"), "--set", "logLevel=debug"]);
         let took = self.hand_over(&leader, &before);
         assert!(took < LEASE_SECONDS / 2.0, "upgrade hand-over took {took:.1} s");
         f.add("helm upgrade: new Lease holder after the leader's SIGTERM", format!("{took:.1} s"));
         let gone = eventually("the old leader Pod gone", Duration::from_secs(GRACE_SECONDS as u64 + 30), || {
-            let (ok, _, _) = self.c.kubectl_as(self.c.admin_kubeconfig(), &["get", "pod", &leader, "-n", NS], None);
-            (!ok).then(|| started.elapsed().as_secs_f64())
+            self.pod_as_stored(&leader).is_none().then(|| started.elapsed().as_secs_f64())
         });
         assert!(gone < GRACE_SECONDS + 10.0, "the old leader took {gone:.1} s to stop");
         let done = self.storm_done(&ns, &ids, "the storm during helm upgrade");
@@ -685,11 +668,7 @@ impl Node {
             "released with no operator"
         );
         let started = Instant::now();
-        let mut args = vec!["install", RELEASE, CHART, "-n", NS, "--wait", "--timeout", "120s"];
-        let extra = self.chart_args();
-        args.extend(extra.iter().map(String::as_str));
-        let (ok, out, err) = self.helm(&args);
-        assert!(ok, "helm install again: {err}{out}");
+        self.helm_release(&["install", "--wait", "--timeout", "120s"]);
         eventually("the waiting deletion done", Duration::from_secs(90), || {
             self.c.get(&ns, "kept").is_none().then_some(())
         });

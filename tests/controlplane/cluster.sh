@@ -59,16 +59,19 @@ live_pid() { # DIR PIDFILE -> prints the pid if it is still one of ours
 }
 
 # Newest first: the apiserver shuts down cleanly only while etcd still answers.
-stop_processes() { # DIR: TERM each recorded process, KILL it if still there after 10s
-  local dir="$1" name pid i
-  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    pid="$(live_pid "$dir" "$dir/$name.pid")" || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do alive "$pid" || continue 2; sleep 0.1; done
-    log "$name (pid $pid) still running 10s after TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do alive "$pid" || break; sleep 0.1; done
-  done
+stop_recorded() { # DIR NAME: TERM the process DIR/NAME.pid records, KILL it if still there after 10s
+  local pid i
+  pid="$(live_pid "$1" "$1/$2.pid")" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do alive "$pid" || return 0; sleep 0.1; done
+  log "$2 (pid $pid) still running 10s after TERM; sending KILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 20; i++)); do alive "$pid" || return 0; sleep 0.1; done
+}
+
+stop_processes() { # DIR: each recorded process of the control plane
+  local name
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_recorded "$1" "$name"; done
 }
 
 # Ports are picked by the kernel (bind to port 0), all at once so they differ from each other. Another
@@ -412,7 +415,7 @@ cmd_restart_apiserver() {
   done
   [[ -e "$dir/$marker" && -f "$dir/cluster.env" ]] || die "$dir holds no running cluster (run 'cluster.sh up $dir')"
   live_pid "$dir" "$dir/etcd.pid" >/dev/null || die "etcd of $dir is not running; the apiserver would come back without data"
-  local args=() pid i api_port admin_token
+  local args=() pid api_port admin_token
   if [[ -s "$dir/kube-apiserver.cmd" ]]; then
     mapfile -d '' args <"$dir/kube-apiserver.cmd"
   elif pid="$(live_pid "$dir" "$dir/kube-apiserver.pid")"; then # a cluster started before .cmd files
@@ -427,16 +430,8 @@ cmd_restart_apiserver() {
   admin_token="$(awk -F, '$2 == "eipsegment-admin" {print $1}' "$dir/tokens.csv")"
   [[ -n "$api_port" && -n "$admin_token" ]] || die "cannot read the apiserver port or admin token from $dir"
 
-  if pid="$(live_pid "$dir" "$dir/kube-apiserver.pid")"; then
-    # It stops listening at once, then may wait on open watches for a long while: 10s, as `down`.
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
-    if alive "$pid"; then
-      log "kube-apiserver (pid $pid) still running 10s after TERM; sending KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 20; i++)); do alive "$pid" || break; sleep 0.1; done
-    fi
-  fi
+  # It stops listening at once, then may wait on open watches for a long while: 10s, as `down`.
+  stop_recorded "$dir" kube-apiserver
   log "kube-apiserver stopped; starting it again in ${down_seconds}s"
   sleep "$down_seconds"
   start kube-apiserver "${args[@]}"

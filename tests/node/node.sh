@@ -197,30 +197,20 @@ node_kill_naming() { # TEXT: KILL every process whose command line contains TEXT
   return 0
 }
 
-node_stop() { # DIR NAME: TERM, then KILL after 10 s
-  local pid i
-  pid="$(live_pid "$1" "$1/$2.pid")" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do alive "$pid" || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do alive "$pid" || return 0; sleep 0.1; done
-}
-
 # Everything the node made, in the order that lets each part clean up after itself. Safe to run on
 # a node that never fully started, and more than once: each step is tried whatever the last did.
 node_teardown() ( # DIR
   set +e +o pipefail
   shopt -s globstar
   local dir="$1" n="$1/node" crictl pid pids h m
-  node_stop "$dir" kube-proxy
-  node_stop "$dir" kubelet
+  stop_recorded "$dir" kube-proxy
+  stop_recorded "$dir" kubelet
   crictl="$(sed -n 's/^CONTROLPLANE_BIN=//p' "$dir/cluster.env" 2>/dev/null)/crictl"
   if [[ -S "$node_run/containerd.sock" && -x "$crictl" ]] && live_pid "$dir" "$dir/containerd.pid" >/dev/null; then
     # Removing the sandboxes through CRI runs CNI DEL: veths and IP leases go with them.
     timeout 60 "$crictl" --runtime-endpoint "unix://$node_run/containerd.sock" rmp --all --force >/dev/null 2>&1 || true
   fi
-  node_stop "$dir" containerd
-  node_stop "$dir" kube-scheduler
+  stop_recorded "$dir" containerd
   # A node whose pid files are gone (its directory removed by hand) still has its processes.
   node_kill_naming "$n/"
   # Shims (and what they run) outlive containerd; ours name its socket.
