@@ -1237,6 +1237,9 @@ impl<'a> Run<'a> {
         let kept_finalizer =
             manifest["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|f| f == FINALIZER));
         std::thread::sleep(Duration::from_millis(gap_ms));
+        // A look just before: an adopter that took the segment over while the object was gone is
+        // seen naming it before the re-apply, not at the next round's list.
+        self.observe();
         let out = self.kubectl_retried(
             "re-applying a saved manifest",
             &["apply", "-f", "-", "-o", "json"],
