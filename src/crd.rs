@@ -44,9 +44,15 @@ const CREDENTIALS_FIXED_ONCE_USED: &str = "!has(oldSelf.status) || !has(oldSelf.
     printcolumn(name = "Segment ID", type_ = "string", json_path = ".status.segmentInstanceId"),
     printcolumn(name = "CIDR", type_ = "string", json_path = ".status.segment"),
     printcolumn(name = "IPs", type_ = "integer", json_path = ".status.ipCount"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus", description = "The cloud's status of the segment as last seen"),
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, description = "Why the object is (not) Ready"),
     printcolumn(name = "Deletion Policy", type_ = "string", json_path = ".status.deletionPolicy"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "First", type_ = "string", json_path = ".status.firstAddress", priority = 1),
+    printcolumn(name = "Last", type_ = "string", json_path = ".status.lastAddress", priority = 1),
+    printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].reason"#, priority = 1, description = "Succeeded, or the class of the last cloud error"),
+    printcolumn(name = "Account", type_ = "string", json_path = ".status.accountId", priority = 1),
     validation = Rule::new(CREDENTIALS_FIXED_ONCE_USED).message(
         "credentialsSecretRef cannot change once the operator has recorded the account of the segment (status.accountId): the segment lives in that account"
     )
@@ -84,17 +90,26 @@ pub struct EipSegmentSpec {
     #[schemars(range(min = 1, max = 500), extend("format" = "int32"))]
     pub bandwidth: Option<u32>,
 
-    /// Metering method: PayByBandwidth (cloud default) or PayByTraffic. Immutable.
+    /// Metering method of the new segment's EIPs. Immutable.
+    /// - `PayByBandwidth` (the cloud's default): billed by the peak bandwidth set in `bandwidth`,
+    ///   used or not.
+    /// - `PayByTraffic`: billed by the outbound data; `bandwidth` only caps it (at most 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = no_null_in_enum)]
     pub internet_charge_type: Option<InternetChargeType>,
 
-    /// Line type: BGP (cloud default), BGP_PRO, or a single-ISP line where the region offers it. Immutable.
+    /// Line type of the new segment, where the region offers it. Immutable.
+    /// - `BGP` (the cloud's default): BGP multi-ISP line, in every region.
+    /// - `BGP_PRO`: BGP (premium) line, with optimized routes to mainland China, in some regions outside it.
+    /// - `ChinaTelecom`, `ChinaUnicom`, `ChinaMobile`: a single-ISP static line in mainland China.
+    /// - `ChinaTelecom_L2`, `ChinaUnicom_L2`, `ChinaMobile_L2`: the single-ISP line, layer 2.
+    /// - `BGP_FinanceCloud`: the BGP line of Alibaba Finance Cloud regions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = no_null_in_enum)]
     pub isp: Option<Isp>,
 
-    /// Network type; `public` is the only value current regions accept. Immutable.
+    /// Network type of the new segment. Immutable.
+    /// - `public`: public network addresses, the only value current regions accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = no_null_in_enum)]
     pub netmode: Option<Netmode>,
@@ -124,10 +139,12 @@ pub struct EipSegmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
 
-    /// What happens to the segment when the object is deleted. Delete releases it and waits until
-    /// the cloud confirms; Retain leaves it in the cloud. Defaults to Delete for allocated segments
-    /// and to Retain for adopted ones (the operator never releases what it did not create unless
-    /// told to). May be changed at any time, also during a deletion that is blocked.
+    /// What happens to the segment when the object is deleted. May be changed at any time, also
+    /// during a deletion that is blocked.
+    /// - `Delete`: ReleaseEipSegmentAddress, once, and the object goes only when the cloud no longer
+    ///   returns the segment. The default for allocated segments.
+    /// - `Retain`: the segment is left in the cloud (and keeps billing); the object goes at once. The
+    ///   default for adopted ones: the operator never releases what it did not create unless told to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = no_null_in_enum)]
     pub deletion_policy: Option<DeletionPolicy>,
@@ -239,8 +256,23 @@ pub struct EipSegmentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int32"))]
     pub ip_count: Option<u32>,
-    /// The cloud's status of the segment as last seen: Allocating, Allocated, Releasing; Released
-    /// once confirmed gone; Missing when it vanished while the object still wanted it.
+    /// The lowest address among the segment's member EIPs, once they are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_address: Option<String>,
+    /// The highest address among the segment's member EIPs, once they are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_address: Option<String>,
+    /// The segment's member EIPs in address order, read once (DescribeEipAddresses) when the
+    /// segment becomes Ready, for tools that bind them (SNAT entries, load balancers). A segment
+    /// may hold fewer usable EIPs than its CIDR spans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<SegmentAddress>,
+    /// The cloud's status of the segment as last seen.
+    /// - `Allocating`: accepted; only queries are allowed until it is Allocated.
+    /// - `Allocated`: in service (also while a release is refused: the segment is still there).
+    /// - `Releasing`: the cloud accepted its release.
+    /// - `Released`: confirmed gone (DescribeEipSegment no longer returns it).
+    /// - `Missing`: it vanished while the object still wanted it (released outside the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_status: Option<String>,
     /// The Alibaba Cloud account the segment lives in, recorded before the first call that could
@@ -285,6 +317,16 @@ pub struct EipSegmentStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// One member EIP of the segment.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentAddress {
+    /// The EIP's allocation ID (eip-…), as NAT gateway SNAT entries and load balancers name it.
+    pub allocation_id: String,
+    /// Its IPv4 address.
+    pub ip_address: String,
+}
+
 /// A condition, in the shape of Kubernetes' `metav1.Condition`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -294,7 +336,11 @@ pub struct Condition {
     pub type_: String,
     /// True, False or Unknown.
     pub status: String,
-    /// A CamelCase word for programs: why the condition is what it is.
+    /// A CamelCase word for programs: why the condition is what it is. Ready: Allocated, Adopted;
+    /// Allocating, AllocationQueued, Releasing, ReleaseQueued, ReleaseBlocked (a person must act,
+    /// see the message), ReleaseFailed (configuration or credentials), SegmentInUse,
+    /// SegmentMissing, AdoptionTargetNotFound, AccountUnknown, or the cloud's own status word.
+    /// Synced: Succeeded, Transient, Blocked, Terminal.
     pub reason: String,
     /// What it means and what to do, for people.
     pub message: String,
@@ -310,7 +356,11 @@ pub struct Condition {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
-    /// Transient (retried with backoff), Blocked (a person must act), or Terminal (configuration or credentials).
+    /// How the operator goes on.
+    /// - `Transient`: throttling, a 5xx, a timeout, a malformed answer: retried with backoff.
+    /// - `Blocked`: the cloud refuses until a person acts (a bound EIP, deletion protection, a prepaid
+    ///   segment): retried slowly; the message says what to do.
+    /// - `Terminal`: configuration or credentials are wrong: retried rarely, until they change.
     pub class: String,
     /// The cloud's error code, or the kind of failure (Timeout, ConnectionFailed, …).
     pub code: String,

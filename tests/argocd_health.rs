@@ -223,6 +223,8 @@ const MAPPING: &[(&str, &str, bool, &str)] = &[
     ("Ready", "AllocationQueued", false, "Progressing"),
     ("Ready", "Releasing", true, "Progressing"),
     ("Ready", "ReleaseQueued", true, "Progressing"),
+    ("Ready", "ReleaseBlocked", true, "Degraded"),
+    ("Ready", "ReleaseFailed", true, "Degraded"),
     ("Ready", "SegmentMissing", false, "Degraded"),
     ("Ready", "SegmentMissing", true, "Progressing"),
     ("Ready", "AdoptionTargetNotFound", false, "Degraded"),

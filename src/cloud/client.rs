@@ -276,13 +276,16 @@ impl VpcClient {
         self.limits.period(action)
     }
 
-    /// The member EIPs of a segment (to name the one that blocks a release).
+    /// Every member EIP of a segment, in address order: the whole list, or an error. Pages that
+    /// are malformed, disagree on TotalCount, repeat an EIP or end short are `Malformed`.
     pub async fn describe_segment_members(
         &self,
         region: &str,
         segment_id: &str,
     ) -> Result<Vec<EipAddress>, CloudError> {
-        let mut all = Vec::new();
+        let action = Action::DescribeEipAddresses;
+        let mut all: Vec<EipAddress> = Vec::new();
+        let mut total = None;
         for page_number in 1.. {
             let params = vec![
                 ("RegionId", region.to_string()),
@@ -290,13 +293,26 @@ impl VpcClient {
                 ("PageNumber", page_number.to_string()),
                 ("PageSize", MAX_EIP_PAGE_SIZE.to_string()),
             ];
-            let body: DescribeEipAddressesBody = self.call(Action::DescribeEipAddresses, region, params).await?;
-            let page = body.eip_addresses.unwrap_or_default().eip_address;
+            let body: DescribeEipAddressesBody = self.call(action, region, params).await?;
+            let (page_total, page) = body
+                .into_members(segment_id, page_number, MAX_EIP_PAGE_SIZE)
+                .map_err(|detail| malformed(action, &detail))?;
+            if *total.get_or_insert(page_total) != page_total {
+                return Err(malformed(action, "TotalCount changed between pages"));
+            }
             let got = page.len();
             all.extend(page);
-            if got == 0 || all.len() >= body.total_count.unwrap_or(0) as usize {
+            if got == 0 || all.len() >= page_total as usize {
                 break;
             }
+        }
+        if all.len() != total.unwrap_or(0) as usize {
+            return Err(malformed(action, "the pages end before TotalCount"));
+        }
+        all.sort_by_key(|m| m.ip_address.parse::<std::net::Ipv4Addr>().ok());
+        let mut distinct = std::collections::HashSet::new();
+        if !all.iter().all(|m| distinct.insert(m.ip_address.as_str()) && distinct.insert(m.allocation_id.as_str())) {
+            return Err(malformed(action, "an EIP listed twice"));
         }
         Ok(all)
     }

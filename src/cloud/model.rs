@@ -219,6 +219,8 @@ pub struct EipAddress {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DescribeEipAddressesBody {
+    #[serde(default)]
+    pub request_id: String,
     #[serde(default, deserialize_with = "lenient_u32")]
     pub total_count: Option<u32>,
     #[serde(default)]
@@ -229,7 +231,48 @@ pub(crate) struct DescribeEipAddressesBody {
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct EipAddressList {
     #[serde(default)]
-    pub eip_address: Vec<EipAddress>,
+    pub eip_address: Option<Vec<EipAddress>>,
+}
+
+impl DescribeEipAddressesBody {
+    /// One page of a segment's members, with the TotalCount, if the answer is whole and consistent:
+    /// its RequestId, its TotalCount, a list of the length they imply, each entry of `segment_id`
+    /// with an allocation ID and an IPv4 address. Anything else is no list of members.
+    pub(crate) fn into_members(
+        self,
+        segment_id: &str,
+        page_number: u32,
+        page_size: u32,
+    ) -> Result<(u32, Vec<EipAddress>), String> {
+        if self.request_id.is_empty() {
+            return Err("no RequestId".into());
+        }
+        let total = self.total_count.ok_or("no TotalCount")?;
+        let members = match self.eip_addresses.ok_or("no EipAddresses")?.eip_address {
+            Some(members) => members,
+            None if total == 0 => Vec::new(),
+            None => return Err(format!("no EipAddresses.EipAddress list, but TotalCount {total}")),
+        };
+        let skipped = u64::from(page_number.max(1) - 1) * u64::from(page_size);
+        let expected = u64::from(total).saturating_sub(skipped).min(u64::from(page_size));
+        if members.len() as u64 != expected {
+            return Err(format!(
+                "{} EIPs on page {page_number} of size {page_size}, but TotalCount {total}",
+                members.len()
+            ));
+        }
+        if let Some(m) = members.iter().find(|m| {
+            m.segment_instance_id != segment_id
+                || m.allocation_id.is_empty()
+                || m.ip_address.parse::<std::net::Ipv4Addr>().is_err()
+        }) {
+            return Err(format!(
+                "an EIP {:?} ({:?}) of segment {:?} in the answer for {segment_id}",
+                m.ip_address, m.allocation_id, m.segment_instance_id
+            ));
+        }
+        Ok((total, members))
+    }
 }
 
 /// STS GetCallerIdentity.

@@ -14,10 +14,11 @@ use super::writes::{self, Precondition};
 use super::{Context, Error};
 use crate::cloud::model::Action as CloudAction;
 use crate::cloud::{Admission, Admit, CloudError, VpcClient};
-use crate::crd::{EipSegment, FINALIZER};
+use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
 use crate::lifecycle::conditions::{self, is_ready};
 use crate::lifecycle::{
-    self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, SecretUse, Seen, Watch,
+    self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem, SecretUse, Seen,
+    Watch,
 };
 use crate::poller::{self, Key, WakeTarget};
 
@@ -65,6 +66,7 @@ struct Pass<'c> {
     claims: Option<(String, Vec<Claimant>)>,
     credentials: Option<Resolved>,
     look: Option<Look>,
+    members: Option<Result<Vec<SegmentAddress>, Problem>>,
     outcome: Option<Outcome>,
 }
 
@@ -83,7 +85,18 @@ impl<'c> Pass<'c> {
             now: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         };
         let target = WakeTarget { namespace: object.namespace.clone(), name: object.name.clone() };
-        Ok(Pass { ctx, api, obj, object, target, claims: None, credentials: None, look: None, outcome: None })
+        Ok(Pass {
+            ctx,
+            api,
+            obj,
+            object,
+            target,
+            claims: None,
+            credentials: None,
+            look: None,
+            members: None,
+            outcome: None,
+        })
     }
 
     /// Asks the lifecycle until it has every fact it needs.
@@ -94,6 +107,7 @@ impl<'c> Pass<'c> {
                 claims: self.claims.as_ref().map(|(_, c)| c.as_slice()),
                 credentials: self.credentials.as_ref().map(|c| &c.fact),
                 look: self.look.as_ref(),
+                members: self.members.as_ref(),
                 outcome: self.outcome.as_ref(),
             };
             match lifecycle::decide(&facts) {
@@ -116,7 +130,19 @@ impl<'c> Pass<'c> {
                 self.credentials = Some(credentials::resolve(self.ctx, &self.object.namespace, &choice).await)
             }
             Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
+            Need::Members { segment_id } => self.members = Some(self.members(&segment_id).await),
         }
+    }
+
+    async fn members(&self, segment_id: &str) -> Result<Vec<SegmentAddress>, Problem> {
+        let Some((client, key)) = self.acting() else {
+            return Err(problem_of(&CloudError::Credentials("no credentials".into())));
+        };
+        let members = client.describe_segment_members(&key.region, segment_id).await.map_err(|e| problem_of(&e))?;
+        Ok(members
+            .into_iter()
+            .map(|m| SegmentAddress { allocation_id: m.allocation_id, ip_address: m.ip_address })
+            .collect())
     }
 
     /// Whether the claims on the segment changed since they were gathered (then they are replaced).

@@ -138,11 +138,44 @@ fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) ->
     };
     let mut status = status;
     set_ready(&mut status, true, reason, &message, p.now());
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Resync));
-    if !is_ready(p.before()) {
-        m.event = Some(Event::normal(reason, "Observe", message));
+    let event = (!is_ready(p.before())).then(|| Event::normal(reason, "Observe", message));
+    if status.first_address.is_none() {
+        match p.members(&seg.instance_id) {
+            Err(need) => return need,
+            Ok(Err(problem)) => return members_unavailable(p, status, problem, event),
+            Ok(Ok(members)) => record_members(&mut status, members),
+        }
     }
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Resync));
+    m.event = event;
     Decision::Act(m)
+}
+
+/// The member EIPs, in address order, with the first and last address. An empty list records
+/// nothing: it is read again at the next drift check.
+fn record_members(status: &mut crate::crd::EipSegmentStatus, members: &[crate::crd::SegmentAddress]) {
+    let mut members = members.to_vec();
+    members.sort_by_key(|m| m.ip_address.parse::<std::net::Ipv4Addr>().ok());
+    status.first_address = members.first().map(|m| m.ip_address.clone());
+    status.last_address = members.last().map(|m| m.ip_address.clone());
+    status.addresses = members;
+}
+
+/// The segment is Ready without its member list: the failure is reported (Synced), and the list
+/// is read again after the backoff of its class.
+fn members_unavailable(
+    p: &Pass,
+    status: crate::crd::EipSegmentStatus,
+    problem: &crate::lifecycle::facts::Problem,
+    ready_event: Option<Event>,
+) -> Decision {
+    let mut decision = p.fail(status, problem, Act::Members);
+    if let Decision::Act(m) = &mut decision
+        && m.event.is_none()
+    {
+        m.event = ready_event;
+    }
+    decision
 }
 
 /// A well-formed answer from the segment's own account does not return it.
@@ -187,6 +220,8 @@ fn drifted(p: &Pass, mut status: crate::crd::EipSegmentStatus, id: &str, account
         )
     };
     status.cloud_status = Some("Missing".into());
+    // Its addresses are no longer the object's to hand out.
+    (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
     let status = p.not_ready(status, "SegmentMissing", &message);
     let mut m =
         p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));

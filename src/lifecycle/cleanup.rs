@@ -224,9 +224,15 @@ fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
             Decision::Act(m)
         }
         // The refusal may say the last look is out of date (a status that changed since): the next
-        // pass decides on a fresh one.
+        // pass decides on a fresh one. A refusal a person must resolve makes the object not Ready,
+        // with the cloud's status left as last seen: the segment is still there.
         Outcome::Refused(problem) => {
-            let mut decision = p.fail(p.status.clone(), problem, Act::Release);
+            let status = match problem.class {
+                ErrorClass::Blocked => p.not_ready(p.status.clone(), "ReleaseBlocked", &problem.detail),
+                ErrorClass::Terminal => p.not_ready(p.status.clone(), "ReleaseFailed", &problem.detail),
+                _ => p.status.clone(),
+            };
+            let mut decision = p.fail(status, problem, Act::Release);
             if let Decision::Act(m) = &mut decision {
                 m.watch = Some(Watch::LookAgain { segment_id: id.to_string() });
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::cloud::ErrorClass;
 use crate::cloud::model::Segment;
-use crate::crd::{EipSegmentSpec, EipSegmentStatus};
+use crate::crd::{EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use crate::lifecycle::identity::{Identity, Source};
 
 /// Everything known so far. Facts the decision has not asked for yet are `None`.
@@ -17,13 +17,15 @@ pub struct Facts<'a> {
     pub credentials: Option<&'a Credentials>,
     /// The poller's last look at the segment ([`crate::lifecycle::Need::Look`]).
     pub look: Option<&'a Look>,
+    /// The segment's member EIPs ([`crate::lifecycle::Need::Members`]).
+    pub members: Option<&'a Result<Vec<SegmentAddress>, Problem>>,
     /// How this pass's cloud call ended.
     pub outcome: Option<&'a Outcome>,
 }
 
 impl<'a> Facts<'a> {
     pub fn of(object: &'a Object) -> Facts<'a> {
-        Facts { object, claims: None, credentials: None, look: None, outcome: None }
+        Facts { object, claims: None, credentials: None, look: None, members: None, outcome: None }
     }
 }
 

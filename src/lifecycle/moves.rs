@@ -25,6 +25,8 @@ pub enum Need {
     /// The poller's last look at the segment, registering for wakes; `drift` keeps a settled
     /// segment under drift checks.
     Look { segment_id: String, drift: bool },
+    /// The member EIPs of the segment, read once it is Allocated (DescribeEipAddresses; read-only).
+    Members { segment_id: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -34,6 +34,7 @@ pub(super) enum Act {
     Allocate,
     Release,
     Describe,
+    Members,
     Credentials,
 }
 
@@ -43,6 +44,7 @@ impl Act {
             Act::Allocate => "Allocate",
             Act::Release => "Release",
             Act::Describe => "Describe",
+            Act::Members => "DescribeMembers",
             Act::Credentials => "Credentials",
         }
     }
@@ -55,6 +57,7 @@ impl Act {
             (Act::Allocate, _) => "AllocationFailed",
             (Act::Credentials, _) => "CredentialsUnavailable",
             (Act::Describe, _) => "CloudError",
+            (Act::Members, _) => "MembersUnavailable",
         }
     }
 }
@@ -143,6 +146,11 @@ impl<'a> Pass<'a> {
         let established = self.before().segment_instance_id.as_deref() == Some(segment_id);
         let mine = (!established, self.o.spec.adopts(), &self.o.created, &self.o.uid);
         claims.iter().filter(|c| c.uid != self.o.uid).find(|c| (!c.established, c.adopts, &c.created, &c.uid) < mine)
+    }
+
+    /// The member EIPs, or the need for them.
+    pub fn members(&self, segment_id: &str) -> Result<&'a Result<Vec<crate::crd::SegmentAddress>, Problem>, Decision> {
+        self.f.members.ok_or_else(|| Decision::Need(Need::Members { segment_id: segment_id.to_string() }))
     }
 
     /// The credentials and the account to act in, once known and in agreement with the account

@@ -8,7 +8,7 @@ use super::*;
 use crate::cloud::ErrorClass;
 use crate::cloud::error::classify;
 use crate::cloud::model::{Segment, SegmentStatus};
-use crate::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SecretReference};
+use crate::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SecretReference, SegmentAddress};
 use crate::lifecycle::conditions::ready_reason;
 
 const A: &str = "111";
@@ -94,6 +94,7 @@ struct World {
     claims: Vec<Claimant>,
     credentials: Credentials,
     seen: Seen,
+    members: Result<Vec<SegmentAddress>, Problem>,
 }
 
 fn world(seen: Seen) -> World {
@@ -101,7 +102,15 @@ fn world(seen: Seen) -> World {
         claims: Vec::new(),
         credentials: Credentials { source: Source::Secret("keys".into()), account: Ok(A.into()), terminating: false },
         seen,
+        members: Ok(members(&["47.0.0.2", "47.0.0.1"])),
     }
+}
+
+fn members(addresses: &[&str]) -> Vec<SegmentAddress> {
+    addresses
+        .iter()
+        .map(|a| SegmentAddress { allocation_id: format!("eip-{}", a.replace('.', "")), ip_address: a.to_string() })
+        .collect()
 }
 
 fn in_account(account: &str, seen: Seen) -> World {
@@ -121,6 +130,7 @@ fn decide_in(o: &Object, w: &World, outcome: Option<&Outcome>) -> (Vec<Need>, Mo
             claims: has(|n| matches!(n, Need::Claims { .. })).then_some(w.claims.as_slice()),
             credentials: has(|n| matches!(n, Need::Credentials(_))).then_some(&w.credentials),
             look: has(|n| matches!(n, Need::Look { .. })).then_some(&look),
+            members: has(|n| matches!(n, Need::Members { .. })).then_some(&w.members),
             outcome,
         };
         match decide(&facts) {
@@ -540,4 +550,110 @@ fn absence_without_a_recorded_account_is_not_proof() {
 fn nothing_requested_finishes_without_any_call_or_credentials() {
     let (asked, m) = decide_in(&deleting(object()), &world(Seen::Absent), None);
     assert_eq!((asked, &m.next, event(&m)), (vec![], &Next::Finish, Some("NothingAllocated")));
+}
+
+#[test]
+fn the_member_eips_are_read_once_when_the_segment_becomes_ready() {
+    let (asked, m) = decide_in(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert!(asked.contains(&Need::Members { segment_id: ID.into() }), "{asked:?}");
+    assert_eq!((reason(&m), event(&m)), (Some("Allocated"), Some("Allocated")));
+    let (first, last) = (m.status.first_address.as_deref(), m.status.last_address.as_deref());
+    assert_eq!((first, last), (Some("47.0.0.1"), Some("47.0.0.2")), "in address order");
+    assert_eq!(m.status.addresses, members(&["47.0.0.1", "47.0.0.2"]));
+    // Recorded: the next drift check does not ask again.
+    let mut settled = recorded();
+    settled.status = m.status.clone();
+    let (asked, again) = decide_in(&settled, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert!(!asked.iter().any(|n| matches!(n, Need::Members { .. })), "{asked:?}");
+    assert_eq!(again.status, m.status);
+    // Not while it is still Allocating.
+    let (asked, _) = decide_in(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocating))), None);
+    assert!(!asked.iter().any(|n| matches!(n, Need::Members { .. })), "{asked:?}");
+}
+
+#[test]
+fn a_member_list_that_cannot_be_read_leaves_the_segment_ready_and_says_why() {
+    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    for (class, code, pace_class, want_event) in [
+        (ErrorClass::Transient, "Malformed", ErrorClass::Transient, "Allocated"),
+        (ErrorClass::Terminal, "Forbidden.RAM", ErrorClass::Terminal, "MembersUnavailable"),
+    ] {
+        w.members = Err(Problem::new(class, code, "no list"));
+        let m = decide_for(&recorded(), &w);
+        assert_eq!(reason(&m), Some("Allocated"), "{code}: the segment is there all the same");
+        assert_eq!(m.status.first_address, None);
+        let error = m.status.last_error.as_ref().unwrap();
+        assert_eq!((error.code.as_str(), error.action.as_str()), (code, "DescribeMembers"));
+        assert_eq!(conditions::get(&m.status, conditions::SYNCED).unwrap().reason, class.as_str());
+        assert_eq!(m.next, Next::Wait(Pace::Backoff { class: pace_class, hint: None }), "{code}: read again later");
+        assert_eq!(event(&m), Some(want_event), "{code}");
+    }
+}
+
+#[test]
+fn a_missing_segment_keeps_no_addresses() {
+    let mut o = recorded();
+    o.status.first_address = Some("47.0.0.1".into());
+    o.status.last_address = Some("47.0.0.2".into());
+    o.status.addresses = members(&["47.0.0.1", "47.0.0.2"]);
+    let m = decide_for(&o, &world(Seen::Absent));
+    assert_eq!((reason(&m), m.status.cloud_status.as_deref()), (Some("SegmentMissing"), Some("Missing")));
+    assert_eq!((m.status.first_address, m.status.addresses.len()), (None, 0));
+}
+
+#[test]
+fn a_refused_release_says_so_in_ready_and_keeps_the_cloud_status_as_seen() {
+    let o = deleting(recorded());
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert!(matches!(m.call, Some(Call::Release { .. })));
+    for (code, status, want) in [
+        ("OperationFailed.EipStatusInvalid", 400, Some("ReleaseBlocked")),
+        ("Forbidden", 400, Some("ReleaseFailed")),
+        ("InternalError", 500, None),
+    ] {
+        let refused = after(
+            &o,
+            &m,
+            &world(Seen::Present(seg(SegmentStatus::Allocated))),
+            Outcome::Refused(problem(code, status)),
+        );
+        assert_eq!(refused.status.cloud_status.as_deref(), Some("Allocated"), "{code}");
+        match want {
+            Some(want) => {
+                let ready = conditions::get(&refused.status, conditions::READY).unwrap();
+                assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", want), "{code}");
+                let error = refused.status.last_error.as_ref().unwrap();
+                assert_eq!(ready.message, error.message, "{code}: Ready says what to do");
+            }
+            None => assert_eq!(reason(&refused), reason(&m), "{code}: a passing error changes no condition"),
+        }
+    }
+}
+
+#[test]
+fn released_is_never_the_event_when_nothing_was_allocated() {
+    let mut adopting = object();
+    adopting.spec.eip_mask = None;
+    adopting.spec.segment_instance_id = Some(ID.into());
+    adopting.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    let mut never_seen = recorded();
+    never_seen.status.allocation_requested_at = None;
+    never_seen.status.cloud_status = None;
+    for (o, w) in [
+        (deleting(object()), world(Seen::Absent)),
+        (deleting(adopting), world(Seen::Absent)),
+        (deleting(never_seen), world(Seen::Absent)),
+    ] {
+        let m = decide_for(&o, &w);
+        assert_eq!(m.next, Next::Finish, "{o:?}");
+        assert_ne!(event(&m), Some("Released"), "{o:?}");
+        assert_ne!(m.status.cloud_status.as_deref(), Some("Released"), "{o:?}");
+    }
+    // A refusal that proves the pending allocation created nothing.
+    let o = deleting(pending());
+    let m = decide_for(&o, &world(Seen::Absent));
+    let refused = after(&o, &m, &world(Seen::Absent), Outcome::Refused(problem("QuotaExceeded.Eip", 400)));
+    if refused.next == Next::Finish {
+        assert_eq!(event(&refused), Some("NothingAllocated"));
+    }
 }

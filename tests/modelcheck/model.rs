@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use eipsegment_operator::cloud::ErrorClass;
 use eipsegment_operator::cloud::model::{Segment, SegmentStatus};
-use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus};
+use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use eipsegment_operator::lifecycle::{
     Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem,
     SecretUse, Seen, Source, SourceChoice,
@@ -392,6 +392,9 @@ impl Model {
     pub fn decide(&self, s: &State, slot: usize, fault: LookFault, outcome: Option<&Outcome>) -> Decided {
         let object = self.object_fact(s, slot);
         let (mut claims, mut credentials, mut look) = (None::<(String, Vec<Claimant>)>, None, None);
+        // The member list changes no property: one member, read without fault.
+        let members = Ok(vec![SegmentAddress { allocation_id: "eip-1".into(), ip_address: "47.0.0.1".into() }]);
+        let mut asked_members = false;
         let mut account = None;
         loop {
             let facts = Facts {
@@ -399,6 +402,7 @@ impl Model {
                 claims: claims.as_ref().map(|(_, c)| c.as_slice()),
                 credentials: credentials.as_ref(),
                 look: look.as_ref(),
+                members: asked_members.then_some(&members),
                 outcome,
             };
             match self.rules.decide(&facts) {
@@ -412,6 +416,7 @@ impl Model {
                     credentials = Some(self.rules.credentials(fact, object.status.account_id.as_deref()));
                 }
                 Decision::Need(Need::Look { segment_id, .. }) => look = Some(self.look(s, account, &segment_id, fault)),
+                Decision::Need(Need::Members { .. }) => asked_members = true,
             }
         }
     }

@@ -9,7 +9,8 @@
 --                deleted, SecretTerminating), a segment released outside the operator
 --                (SegmentMissing), an adoption target that does not exist (AdoptionTargetNotFound),
 --                a segment another object holds (SegmentInUse), or a deletion that cannot prove the
---                segment gone because its account was never recorded (AccountUnknown).
+--                segment gone because its account was never recorded (AccountUnknown), or a release
+--                the cloud refused (ReleaseBlocked, ReleaseFailed) until it is retried and accepted.
 --   Progressing  allocating (also while an accepted segment is not yet visible), queued behind the
 --                client-side rate limit, a cloud status the operator does not know, not yet
 --                reconciled, retrying a transient error (throttling, 5xx), or deleting while the
@@ -67,7 +68,10 @@ if deleting then
   end
   -- Not visible to the credentials in force, and no record of the account it lives in: the operator
   -- does not take it as released. Retain (or the credentials of its account) lets the object go.
-  if policy ~= "Retain" and ready ~= nil and ready.status == "False" and ready.reason == "AccountUnknown" then
+  -- A release the cloud refused for a cause a person must remove (ReleaseBlocked) or for the
+  -- configuration or credentials (ReleaseFailed) stays Degraded between retries, while looks succeed.
+  if policy ~= "Retain" and ready ~= nil and ready.status == "False" and (ready.reason == "AccountUnknown"
+      or ready.reason == "ReleaseBlocked" or ready.reason == "ReleaseFailed") then
     hs.status = "Degraded"
     hs.message = ready.message
     return hs
