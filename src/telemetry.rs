@@ -1,15 +1,18 @@
 //! Metrics and probes: `/metrics` (Prometheus text), `/healthz`, `/readyz`. Labels stay bounded:
-//! action, outcome (an error code), never an object name.
+//! action, outcome (a code of a bounded set), region, a condition's status and reason, an error
+//! class; never an object name.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,11 +38,50 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub region: String,
+    /// True, False or Unknown.
+    pub ready: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncedLabels {
+    pub region: String,
+    /// Succeeded, or the class of the last error (Transient, Blocked, Terminal); Unknown before the
+    /// first cloud call.
+    pub class: String,
+}
+
+/// What the served objects look like right now, counted at each scrape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectCensus {
+    pub by_ready: HashMap<ReadyLabels, i64>,
+    pub by_synced: HashMap<SyncedLabels, i64>,
+    /// Per region: objects being deleted that still hold their finalizer, and the age in seconds of
+    /// the oldest deletion request among them.
+    pub pending_deletions: HashMap<String, (i64, f64)>,
+    pub pending_allocations: HashMap<String, i64>,
+    /// Per region scanned: segments the last region scan showed that no object names.
+    pub unowned_segments: HashMap<String, i64>,
+}
+
+/// Takes the census at scrape time (the controller, from its watch caches and the poller's scans).
+pub trait Census: Send + Sync {
+    fn take(&self) -> ObjectCensus;
+}
+
 pub struct Metrics {
     registry: Registry,
     cloud_calls: Family<CallLabels, Counter>,
     cloud_call_seconds: Family<ActionLabels, Histogram>,
-    throttled: Counter,
+    throttled: Family<ActionLabels, Counter>,
     reconciles: Family<OutcomeLabels, Counter>,
     reconcile_seconds: Histogram,
     /// Objects whose release was requested and is not yet confirmed.
@@ -50,6 +92,7 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Set once the watch has listed every object.
     pub ready: AtomicBool,
+    census: Arc<OnceLock<Arc<dyn Census>>>,
 }
 
 impl Default for Metrics {
@@ -65,8 +108,8 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.01, 2.0, 12))
         });
         registry.register("cloud_call_duration_seconds", "VPC API call duration by action", cloud_call_seconds.clone());
-        let throttled = Counter::default();
-        registry.register("cloud_throttled", "VPC API calls answered with throttling", throttled.clone());
+        let throttled = Family::<ActionLabels, Counter>::default();
+        registry.register("cloud_throttled", "VPC API calls answered with throttling, by action", throttled.clone());
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by outcome (success, pending, error)", reconciles.clone());
         let reconcile_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
@@ -83,6 +126,8 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica reconciles (holds the lease)", leader.clone());
+        let census = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(CensusCollector(census.clone())));
         Metrics {
             registry,
             cloud_calls,
@@ -95,6 +140,7 @@ impl Default for Metrics {
             release_seconds,
             leader,
             ready: AtomicBool::new(false),
+            census,
         }
     }
 }
@@ -112,6 +158,11 @@ impl Metrics {
         self.release_seconds.observe(after.as_secs_f64());
     }
 
+    /// Where the object gauges come from; the first source given stays.
+    pub fn count_with(&self, census: Arc<dyn Census>) {
+        let _ = self.census.set(census);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -121,14 +172,81 @@ impl Metrics {
 }
 
 impl CallObserver for Metrics {
-    fn observe(&self, action: Action, _region: &str, outcome: &str, elapsed: Duration) {
+    fn observe(&self, action: Action, _region: &str, outcome: &str, throttled: bool, elapsed: Duration) {
         let action = action.as_str().to_string();
-        if outcome.starts_with("Throttling") {
-            self.throttled.inc();
+        if throttled {
+            self.throttled.get_or_create(&ActionLabels { action: action.clone() }).inc();
         }
         self.cloud_calls.get_or_create(&CallLabels { action: action.clone(), outcome: outcome.into() }).inc();
         self.cloud_call_seconds.get_or_create(&ActionLabels { action }).observe(elapsed.as_secs_f64());
     }
+}
+
+/// The object gauges, from a census taken at each scrape; none before the controller runs.
+#[derive(Clone)]
+struct CensusCollector(Arc<OnceLock<Arc<dyn Census>>>);
+
+impl std::fmt::Debug for CensusCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CensusCollector")
+    }
+}
+
+impl Collector for CensusCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(source) = self.0.get() else { return Ok(()) };
+        let census = source.take();
+        let region = |r: &String| RegionLabels { region: r.clone() };
+        gauges(&mut encoder, "objects", "Objects by region and Ready condition (status, reason)", census.by_ready)?;
+        gauges(&mut encoder, "objects_synced", "Objects by region and Synced class", census.by_synced)?;
+        let (count, oldest): (HashMap<_, _>, HashMap<_, _>) =
+            census.pending_deletions.iter().map(|(r, (n, age))| ((region(r), *n), (region(r), *age))).unzip();
+        gauges(&mut encoder, "pending_deletions", "Objects being deleted that still hold the finalizer", count)?;
+        let oldest_help = "Age of the oldest deletion request among them (0 when none)";
+        float_gauges(&mut encoder, "oldest_pending_deletion_seconds", oldest_help, oldest)?;
+        let by_region = |m: HashMap<String, i64>| m.into_iter().map(|(r, n)| (region(&r), n)).collect();
+        let pending = by_region(census.pending_allocations);
+        gauges(
+            &mut encoder,
+            "pending_allocations",
+            "Objects whose allocation may have created a segment not yet recorded",
+            pending,
+        )?;
+        let unowned_help = "Segments the last region scan showed that no EipSegment names (scanned regions only)";
+        gauges(&mut encoder, "unowned_segments", unowned_help, by_region(census.unowned_segments))
+    }
+}
+
+fn gauges<L>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: HashMap<L, i64>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Gauge>::default();
+    values.into_iter().for_each(|(labels, n)| {
+        family.get_or_create(&labels).set(n);
+    });
+    family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
+}
+
+fn float_gauges<L>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: HashMap<L, f64>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    values.into_iter().for_each(|(labels, v)| {
+        family.get_or_create(&labels).set(v);
+    });
+    family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -309,3 +309,28 @@ async fn forgetting_one_object_keeps_the_others_on_its_segment_woken() {
     assert_eq!(got, HashSet::from(["second".to_string()]), "only the object still registered is woken");
     assert_eq!(status(&poller.look(&key(), &vpc, id, second.clone(), true).unwrap()), None);
 }
+
+#[tokio::test]
+async fn the_segments_a_scan_shows_that_no_object_watches_are_reported_at_no_cost() {
+    let sim = Sim::start(&[]).await;
+    let ids = seed(&sim, 12).await;
+    let vpc = client(&sim);
+    let (poller, mut rx) = poller(Duration::from_secs(600));
+    assert!(poller.unwatched_segments().is_empty(), "no region scanned yet");
+    let watched = &ids[..10];
+    for id in watched {
+        poller.look(&key(), &vpc, id, target(id), true);
+    }
+    woken(&mut rx, &watched.iter().cloned().collect(), Duration::from_secs(20)).await;
+    let calls = sim.count("DescribeEipSegment", "Success").await;
+    assert_eq!(calls, 1, "one page holds the region");
+    let report = poller.unwatched_segments();
+    let unwatched: HashSet<String> = report.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
+    assert_eq!(report.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(), [REGION]);
+    assert_eq!(unwatched, ids[10..].iter().cloned().collect::<HashSet<_>>());
+    // An object that comes for one of them takes it out of the report.
+    poller.look(&key(), &vpc, &ids[10], target(&ids[10]), true);
+    let unwatched: Vec<String> = poller.unwatched_segments().into_iter().flat_map(|(_, ids)| ids).collect();
+    assert_eq!(unwatched, [ids[11].clone()]);
+    assert_eq!(sim.count("DescribeEipSegment", "Success").await, calls, "the report made no call");
+}

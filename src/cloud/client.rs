@@ -68,8 +68,8 @@ const DEFAULT_STS_ENDPOINT: &str = "https://sts.aliyuncs.com";
 
 /// Told about every call, for metrics; the client itself knows nothing of Prometheus.
 pub trait CallObserver: Send + Sync {
-    /// `outcome` is "Success" or the error's code.
-    fn observe(&self, action: Action, region: &str, outcome: &str, elapsed: Duration);
+    /// `outcome` is Success or the error's bounded code ([`CloudError::metric_code`]).
+    fn observe(&self, action: Action, region: &str, outcome: &str, throttled: bool, elapsed: Duration);
 }
 
 /// The hold after a throttling answer without a TimeLeft hint, and the longest hold honoured.
@@ -338,7 +338,7 @@ impl VpcClient {
         let result = self.send::<T>(action, region, params, admitted).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(_) => "Success",
-            Err(e) => e.code(),
+            Err(e) => e.metric_code(),
         };
         if let Err(e) = &result {
             if let Some(id) = e.request_id() {
@@ -347,7 +347,8 @@ impl VpcClient {
             tracing::debug!(parent: &span, error = %e, "cloud call failed");
         }
         if let Some(observer) = &self.observer {
-            observer.observe(action, region, outcome, started.elapsed());
+            let throttled = result.as_ref().err().is_some_and(CloudError::is_throttling);
+            observer.observe(action, region, outcome, throttled, started.elapsed());
         }
         result
     }

@@ -34,10 +34,17 @@ impl ErrorClass {
 pub struct Classification {
     pub class: ErrorClass,
     pub advice: &'static str,
+    /// The code is one of the table's own (not read by its prefix or HTTP status only).
+    pub known: bool,
 }
 
 const fn c(class: ErrorClass, advice: &'static str) -> Classification {
-    Classification { class, advice }
+    Classification { class, advice, known: true }
+}
+
+/// A code the table knows only by its prefix or HTTP status.
+const fn fallback(class: ErrorClass, advice: &'static str) -> Classification {
+    Classification { class, advice, known: false }
 }
 
 /// The one table of error codes. Codes from the ReleaseEipSegmentAddress page, the Allocate page and
@@ -128,12 +135,12 @@ pub fn classify(code: &str, http_status: u16) -> Classification {
             c(Transient, "the cloud reported a passing failure; retrying with backoff")
         }
         code if code.starts_with("TaskConflict") || code.starts_with("Throttling") => {
-            c(Transient, "the cloud reports a conflicting task; retrying later")
+            fallback(Transient, "the cloud reports a conflicting task; retrying later")
         }
         _ if http_status >= 500 || http_status == 429 => {
-            c(Transient, "the cloud reported a server error; retrying with backoff")
+            fallback(Transient, "the cloud reported a server error; retrying with backoff")
         }
-        _ => c(Terminal, "the cloud rejected the request: see the error code"),
+        _ => fallback(Terminal, "the cloud rejected the request: see the error code"),
     }
 }
 
@@ -214,6 +221,18 @@ impl CloudError {
         }
     }
 
+    /// The code as a metric label, from a bounded set: the table's codes, the kinds of local
+    /// failure, `HTTP<status>` for a bodyless answer, and `Other` for any other code.
+    pub fn metric_code(&self) -> &str {
+        match self {
+            CloudError::Api { code, .. } if code.starts_with("HTTP") && code.len() == 7 => code,
+            CloudError::Api { code, http_status, .. } if classify(code, *http_status).known => code,
+            CloudError::Sts { code, .. } if classify(code, 0).known => code,
+            CloudError::Api { .. } | CloudError::Sts { .. } => "Other",
+            other => other.code(),
+        }
+    }
+
     pub fn is_throttling(&self) -> bool {
         matches!(self, CloudError::Api { code, http_status, .. } if code.starts_with("Throttling") || *http_status == 429)
     }
@@ -259,6 +278,30 @@ impl CloudError {
 mod tests {
     use super::*;
     use ErrorClass::*;
+
+    #[test]
+    fn a_metric_label_comes_from_a_bounded_set() {
+        let api = |code: &str, http_status: u16| CloudError::Api {
+            action: Action::ReleaseEipSegmentAddress,
+            http_status,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+            retry_after: None,
+        };
+        for (error, label) in [
+            (api("OperationFailed.EipStatusInvalid", 400), "OperationFailed.EipStatusInvalid"),
+            (api("Throttling.User", 400), "Throttling.User"),
+            (api("HTTP503", 503), "HTTP503"),
+            (api("Throttling.NewKindOfLimit", 400), "Other"),
+            (api("Some.Code.The.Cloud.Invents", 400), "Other"),
+            (api("HTTP5030000", 503), "Other"),
+            (CloudError::Credentials("no keys".into()), "NoCredentials"),
+        ] {
+            assert_eq!(error.metric_code(), label, "{error:?}");
+        }
+        assert!(api("Throttling.NewKindOfLimit", 400).is_throttling(), "still counted as throttling");
+    }
 
     #[test]
     fn every_code_has_its_class() {

@@ -1,6 +1,7 @@
 //! Kubernetes glue: watch `EipSegment`s and, for each, gather what the lifecycle core asks for,
 //! perform the move it decides, record it, requeue. No lifecycle decision is made here.
 
+mod census;
 mod credentials;
 pub mod guard;
 mod pacing;
@@ -109,6 +110,7 @@ pub async fn run(
 ) {
     let namespaces: Vec<Option<String>> =
         if scope.namespaces.is_empty() { vec![None] } else { scope.namespaces.iter().cloned().map(Some).collect() };
+    ctx.metrics.count_with(Arc::new(census::Counting(Arc::downgrade(&ctx))));
     let unsynced = Arc::new(AtomicUsize::new(namespaces.len()));
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let mut routes: Vec<(Option<String>, Wakes)> = Vec::new();

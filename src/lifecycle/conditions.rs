@@ -6,6 +6,23 @@ use crate::lifecycle::facts::Problem;
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
 
+/// Every reason the lifecycle gives Ready, and the cloud statuses it passes on as reasons.
+pub const READY_REASONS: &[&str] = &[
+    "Allocated",
+    "Adopted",
+    "Allocating",
+    "AllocationQueued",
+    "Releasing",
+    "ReleaseQueued",
+    "ReleaseBlocked",
+    "ReleaseFailed",
+    "Released",
+    "SegmentInUse",
+    "SegmentMissing",
+    "AdoptionTargetNotFound",
+    "AccountUnknown",
+];
+
 pub fn get<'a>(status: &'a EipSegmentStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }

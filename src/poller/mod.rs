@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::cloud::model::Segment;
+use crate::cloud::model::{Segment, SegmentStatus};
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
 pub use plan::Change;
 use plan::{Durations, PAGE_SIZE, Phase, Plan, Saw};
@@ -106,6 +106,8 @@ struct RegionState {
     total: Option<u32>,
     /// Presence seen by the last page scan, for objects that register after their page went by.
     scanned: HashMap<String, Observation>,
+    /// A page scan of the region has been made: `scanned` holds what it found unwatched.
+    ever_scanned: bool,
     allocations: Durations,
     releases: Durations,
     failures: u32,
@@ -233,6 +235,7 @@ impl Poller {
                 watched: HashMap::new(),
                 total: None,
                 scanned: HashMap::new(),
+                ever_scanned: false,
                 allocations: Durations::new(self.config.poll, Duration::from_secs(1)),
                 releases: Durations::new(self.config.poll, Duration::from_secs(1)),
                 failures: 0,
@@ -382,6 +385,26 @@ impl Poller {
         region.notify.notify_one();
     }
 
+    /// Per key scanned so far: its region, and the segments its last page scan showed that no
+    /// object watches (Releasing ones aside: they are on their way out). No call of its own.
+    pub fn unwatched_segments(&self) -> Vec<(String, Vec<String>)> {
+        let regions: Vec<(Key, Arc<Region>)> =
+            lock(&self.regions).iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+        regions
+            .into_iter()
+            .filter_map(|(key, region)| {
+                let st = lock(&region.state);
+                let ids = st
+                    .scanned
+                    .iter()
+                    .filter(|(_, obs)| !matches!(&obs.seen, Seen::Present(s) if s.status == SegmentStatus::Releasing))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                st.ever_scanned.then_some((key.region, ids))
+            })
+            .collect()
+    }
+
     /// The object no longer needs the segment watched under this key. Other objects registered
     /// on it stay registered; the segment's record goes with the last of them.
     pub fn forget(&self, key: &Key, segment_id: &str, target: &WakeTarget) {
@@ -528,6 +551,7 @@ impl Poller {
         let mut wake = Vec::new();
         st.total = scan.total.or(st.total);
         st.scanned.clear();
+        st.ever_scanned = true;
         let mut shown = HashSet::new();
         for (at, seg) in scan.seen {
             let id = seg.instance_id.clone();
