@@ -732,3 +732,201 @@ fn rrsa_credentials_are_refreshed_from_a_rotated_token_file() {
     assert!(!log.contains("CAIS"), "a security token reached the log");
     assert!(!log.contains(&std::fs::read_to_string(&token_file).unwrap()), "the OIDC token reached the log");
 }
+
+/// The line of `kubectl get eipseg` (with `-o wide` when asked) for one object, split in columns.
+fn table_row(c: &Cluster, ns: &str, name: &str, wide: bool) -> (Vec<String>, Vec<String>) {
+    let mut args = vec!["get", "eipseg", name, "-n", ns];
+    if wide {
+        args.extend(["-o", "wide"]);
+    }
+    let table = c.kubectl(&args);
+    let mut lines = table.lines().map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>());
+    let header = lines.next().unwrap_or_default();
+    (header, lines.next().unwrap_or_default())
+}
+
+/// The column `title` (one word) of a row.
+fn column<'a>(header: &[String], row: &'a [String], title: &str) -> Option<&'a str> {
+    // "SEGMENT ID" and "DELETION POLICY" are two words in the header, one value in the row.
+    let titles: Vec<&str> = header.iter().map(String::as_str).filter(|t| *t != "ID" && *t != "POLICY").collect();
+    titles.iter().position(|t| *t == title).and_then(|i| row.get(i)).map(String::as_str)
+}
+
+fn metric_line(op: &Operator, line: &str) -> bool {
+    op.scrape("/metrics").1.lines().any(|l| l == line)
+}
+
+fn labelled(op: &Operator, name_and_labels: &str) -> Option<f64> {
+    let (_, text) = op.scrape("/metrics");
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
+    let c = Cluster::shared();
+    let ns = c.namespace("daytwo");
+    let sim = Simulator::start(&[]);
+    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "2"]);
+
+    // Ready: the member EIPs are recorded once, in address order, as the cloud has them.
+    c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "web"));
+    // A second settled segment: the drift checks then scan the region's page.
+    c.apply(&segment_yaml(&ns, "api", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    wait_ready(c, &ns, "api");
+    let obj =
+        eventually("addresses recorded", T, || c.get(&ns, "web").filter(|o| o["status"]["lastAddress"].is_string()));
+    let mut want: Vec<(String, String)> = sim.segment(&id).unwrap()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["allocationId"].as_str().unwrap().into(), m["ipAddress"].as_str().unwrap().into()))
+        .collect();
+    want.sort_by_key(|(_, ip)| ip.parse::<std::net::Ipv4Addr>().unwrap());
+    let got: Vec<(String, String)> = obj["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["allocationId"].as_str().unwrap().into(), m["ipAddress"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!((got.len(), &got), (16, &want));
+    assert_eq!(obj["status"]["firstAddress"].as_str(), Some(want[0].1.as_str()));
+    assert_eq!(obj["status"]["lastAddress"].as_str(), Some(want[15].1.as_str()));
+    // Drift checks every 2 s do not read them again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sim.count("DescribeEipAddresses", "Success"), 2, "read once each (16 EIPs are one page)");
+    let (header, row) = table_row(c, &ns, "web", false);
+    assert_eq!(column(&header, &row, "READY"), Some("True"), "{header:?} {row:?}");
+    assert_eq!(column(&header, &row, "REASON"), Some("Allocated"));
+    let (header, row) = table_row(c, &ns, "web", true);
+    assert_eq!(column(&header, &row, "FIRST"), Some(want[0].1.as_str()), "{header:?} {row:?}");
+    assert_eq!(column(&header, &row, "LAST"), Some(want[15].1.as_str()));
+    assert_eq!(column(&header, &row, "SYNCED"), Some("Succeeded"));
+    assert_eq!(column(&header, &row, "ACCOUNT"), obj["status"]["accountId"].as_str());
+
+    // A release blocked by a bound member EIP: the cloud status stays as the cloud has it.
+    let bound = sim.seed(json!({"members": [{"index": 3, "status": "InUse", "instanceId": "i-web01"}]}));
+    let spec = format!("  regionId: cn-hangzhou\n  segmentInstanceId: {bound}\n  deletionPolicy: Delete\n");
+    c.apply(&segment_yaml(&ns, "bound", &spec)).unwrap();
+    wait_ready(c, &ns, "bound");
+    c.kubectl(&["delete", "eipsegment", "bound", "-n", &ns, "--wait=false"]);
+    eventually("Ready False ReleaseBlocked", T, || {
+        c.get(&ns, "bound").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseBlocked"))
+    });
+    let (header, row) = table_row(c, &ns, "bound", false);
+    println!("kubectl get eipseg during a blocked release:\n{}", c.kubectl(&["get", "eipseg", "-n", &ns]));
+    assert_eq!(column(&header, &row, "STATUS"), Some("Allocated"), "{header:?} {row:?}");
+    assert_eq!(column(&header, &row, "READY"), Some("False"));
+    assert_eq!(column(&header, &row, "REASON"), Some("ReleaseBlocked"));
+    let (header, row) = table_row(c, &ns, "bound", true);
+    assert_eq!(column(&header, &row, "SYNCED"), Some("Blocked"), "{header:?} {row:?}");
+
+    // The metrics an alert needs, with no object name in them.
+    let region = r#"region="cn-hangzhou""#;
+    eventually("objects gauge", T, || {
+        metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="False",reason="ReleaseBlocked"}} 1"#))
+            .then_some(())
+    });
+    assert!(metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}} 2"#)));
+    assert_eq!(labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")), Some(1.0));
+    let first = labelled(&op, &format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let later = labelled(&op, &format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
+    assert!(first > 0.0 && later >= first + 1.5, "the age grows: {first} then {later}");
+    let blocked = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Blocked"}}"#));
+    let ok = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Succeeded"}}"#));
+    assert_eq!(blocked.unwrap_or(0.0) + ok.unwrap_or(0.0), 3.0, "blocked {blocked:?}, succeeded {ok:?}");
+    assert!(!op.scrape("/metrics").1.contains("bound"), "no object names in metric labels");
+
+    // Two segments no object names: the drift checks' region scan counts them, at no extra call.
+    let strays = [sim.seed(json!({})), sim.seed(json!({}))];
+    eventually("unowned segments", T, || {
+        (labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")) == Some(2.0)).then_some(())
+    });
+    assert!(!metric_line(&op, &format!("eipsegment_unowned_segments{{{region}}} 3")), "{strays:?}");
+
+    // Retain lets the object go; the deletion gauges follow.
+    c.kubectl(&[
+        "patch",
+        "eipsegment",
+        "bound",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
+    ]);
+    wait_gone(c, &ns, "bound");
+    eventually("no pending deletion", T, || {
+        labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")).is_none().then_some(())
+    });
+    // The kept segment is now one that no object names.
+    eventually("three unowned", T, || {
+        (labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")) == Some(3.0)).then_some(())
+    });
+    // With one settled segment left, drift checks look by ID: no scan, so after two drift
+    // intervals the region's figure is no longer reported rather than left stale.
+    c.kubectl(&["delete", "eipsegment", "api", "-n", &ns]);
+    eventually("no stale figure", T, || {
+        labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")).is_none().then_some(())
+    });
+}
+
+#[test]
+fn kubectl_explain_describes_every_enum_value() {
+    let c = Cluster::shared();
+    for (field, words) in [
+        ("eipsegment.spec.isp", &["BGP_PRO", "premium", "BGP_FinanceCloud", "ChinaMobile_L2"][..]),
+        ("eipsegment.spec.internetChargeType", &["PayByTraffic", "outbound data", "PayByBandwidth"][..]),
+        ("eipsegment.spec.deletionPolicy", &["Retain", "keeps billing", "Delete"][..]),
+        ("eipsegment.status.cloudStatus", &["Missing", "Releasing", "Allocating"][..]),
+        ("eipsegment.status.lastError.class", &["Transient", "Blocked", "Terminal"][..]),
+        ("eipsegment.status.addresses", &["allocationId", "ipAddress", "DescribeEipAddresses"][..]),
+    ] {
+        let text = c.kubectl(&["explain", field]);
+        for word in words {
+            assert!(text.contains(word), "{field}: {word:?} not in\n{text}");
+        }
+    }
+}
+
+#[test]
+fn a_storm_shows_in_the_deletion_gauges_until_the_last_release_is_confirmed() {
+    let c = Cluster::shared();
+    let ns = c.namespace("stormgauges");
+    let sim = Simulator::start(&["--release-seconds", "3"]);
+    let op = Operator::start(c, &sim, &ns, &[]);
+    let names: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+    for n in &names {
+        c.apply(&segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    }
+    for n in &names {
+        wait_ready(c, &ns, n);
+    }
+    let region = r#"region="cn-hangzhou""#;
+    assert_eq!(
+        labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#)),
+        Some(12.0)
+    );
+    let mut args = vec!["delete", "eipsegment", "-n", &ns, "--wait=false"];
+    args.extend(names.iter().map(String::as_str));
+    c.kubectl(&args);
+    let mut most_pending = 0.0f64;
+    let mut releasing_seen = 0.0f64;
+    eventually("all released", Duration::from_secs(120), || {
+        most_pending =
+            most_pending.max(labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")).unwrap_or(0.0));
+        let releasing = labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="False",reason="Releasing"}}"#));
+        releasing_seen = releasing_seen.max(releasing.unwrap_or(0.0));
+        names.iter().all(|n| c.get(&ns, n).is_none()).then_some(())
+    });
+    assert!(most_pending >= 6.0, "the gauge saw the storm: at most {most_pending} pending");
+    assert!(releasing_seen >= 1.0, "objects were seen Releasing");
+    eventually("the gauges settle", T, || {
+        let pending = labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}"));
+        let objects = labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#));
+        (pending.is_none() && objects.is_none()).then_some(())
+    });
+    assert!(sim.segments().is_empty());
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 12);
+}

@@ -106,8 +106,8 @@ struct RegionState {
     total: Option<u32>,
     /// Presence seen by the last page scan, for objects that register after their page went by.
     scanned: HashMap<String, Observation>,
-    /// A page scan of the region has been made: `scanned` holds what it found unwatched.
-    ever_scanned: bool,
+    /// When the last page scan of the region began: `scanned` holds what it found unwatched.
+    scanned_at: Option<Instant>,
     allocations: Durations,
     releases: Durations,
     failures: u32,
@@ -235,7 +235,7 @@ impl Poller {
                 watched: HashMap::new(),
                 total: None,
                 scanned: HashMap::new(),
-                ever_scanned: false,
+                scanned_at: None,
                 allocations: Durations::new(self.config.poll, Duration::from_secs(1)),
                 releases: Durations::new(self.config.poll, Duration::from_secs(1)),
                 failures: 0,
@@ -385,8 +385,10 @@ impl Poller {
         region.notify.notify_one();
     }
 
-    /// Per key scanned so far: its region, and the segments its last page scan showed that no
-    /// object watches (Releasing ones aside: they are on their way out). No call of its own.
+    /// Per key scanned within the last two drift intervals: its region, and the segments its last
+    /// page scan showed that no object watches (Releasing ones aside: they are on their way out).
+    /// An older scan says nothing: what it showed may have been released or taken on since. No
+    /// call of its own.
     pub fn unwatched_segments(&self) -> Vec<(String, Vec<String>)> {
         let regions: Vec<(Key, Arc<Region>)> =
             lock(&self.regions).iter().map(|(k, r)| (k.clone(), r.clone())).collect();
@@ -400,7 +402,8 @@ impl Poller {
                     .filter(|(_, obs)| !matches!(&obs.seen, Seen::Present(s) if s.status == SegmentStatus::Releasing))
                     .map(|(id, _)| id.clone())
                     .collect();
-                st.ever_scanned.then_some((key.region, ids))
+                let fresh = st.scanned_at.is_some_and(|at| at.elapsed() <= self.config.drift * 2);
+                fresh.then_some((key.region, ids))
             })
             .collect()
     }
@@ -551,7 +554,7 @@ impl Poller {
         let mut wake = Vec::new();
         st.total = scan.total.or(st.total);
         st.scanned.clear();
-        st.ever_scanned = true;
+        st.scanned_at = Some(scan.started);
         let mut shown = HashSet::new();
         for (at, seg) in scan.seen {
             let id = seg.instance_id.clone();
