@@ -1,14 +1,17 @@
-//! Command line: `run` the operator, or print the `crd`.
+//! Command line: `run` the operator, `audit` the cloud for segments no EipSegment names, or print
+//! the `crd`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::audit::report::{COULD_NOT_TELL, Report};
 use crate::cloud::Action;
 use crate::cloud::limits::{ActionRate, RateLimits, default_rates};
 use crate::cloud::sts::StsConfig;
-use crate::cloud::{ClientConfig, VpcClient, credentials};
+use crate::cloud::{ClientConfig, ReadOnlyVpc, VpcClient, credentials};
 use crate::controller::Timings;
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::leadership::{self, LeaseConfig};
@@ -32,6 +35,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller.
     Run(RunArgs),
+    /// List the segments of the credentials' account that no EipSegment in the cluster names
+    /// (read-only).
+    #[command(after_help = "Exit status: 0 when no segment is unowned, 1 when some are, 2 when the audit \
+could not tell (an error, or a listing that does not prove itself).")]
+    Audit(AuditArgs),
     /// Print the EipSegment CustomResourceDefinition as YAML.
     Crd,
 }
@@ -42,8 +50,16 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Parser, Debug)]
-pub struct RunArgs {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Where the cloud is and how the operator's own credentials reach it: shared by every command
+/// that calls it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CloudArgs {
     /// VPC API endpoint for every region (a private endpoint, or a simulator); default: Alibaba's per-region endpoint.
     #[arg(long, env = "EIPSEG_VPC_ENDPOINT")]
     pub vpc_endpoint: Option<String>,
@@ -56,6 +72,42 @@ pub struct RunArgs {
     /// Allow plain-http --vpc-endpoint and --sts-endpoint (a local simulator or a test only).
     #[arg(long, env = "EIPSEG_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
+    /// Timeout of each cloud call, in seconds.
+    #[arg(long, env = "EIPSEG_CALL_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub call_timeout_seconds: f64,
+}
+
+#[derive(Parser, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+    /// A region to audit, repeated or comma-separated (default: every region an EipSegment in the
+    /// cluster names).
+    #[arg(long = "region", value_delimiter = ',', value_parser = region_id)]
+    pub regions: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// A region ID as the CRD accepts it (cn-hangzhou, ap-southeast-1).
+fn region_id(value: &str) -> Result<String, String> {
+    let mut parts = value.split('-');
+    let first_ok = parts.next().is_some_and(|p| p.len() >= 2 && p.bytes().all(|b| b.is_ascii_lowercase()));
+    let rest: Vec<&str> = parts.collect();
+    let rest_ok = !rest.is_empty()
+        && rest.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if first_ok && rest_ok && value.len() <= 64 {
+        Ok(value.to_string())
+    } else {
+        Err(format!("{value:?} is not a region ID (for example cn-hangzhou)"))
+    }
+}
+
+#[derive(Parser, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cloud: CloudArgs,
     /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
     #[arg(long = "namespace", env = "EIPSEG_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
@@ -82,9 +134,6 @@ pub struct RunArgs {
     /// First retry after a terminal error (doubles up to 30 minutes).
     #[arg(long, env = "EIPSEG_TERMINAL_RETRY_SECONDS", default_value_t = 120.0)]
     pub terminal_retry_seconds: f64,
-    /// Timeout of each cloud call, in seconds.
-    #[arg(long, env = "EIPSEG_CALL_TIMEOUT_SECONDS", default_value_t = 10.0)]
-    pub call_timeout_seconds: f64,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "EIPSEG_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
@@ -146,6 +195,8 @@ pub enum RunError {
     Metrics(#[from] std::io::Error),
     #[error("invalid duration {0}: must be a positive number of seconds")]
     Duration(f64),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 fn seconds(v: f64) -> Result<Duration, RunError> {
@@ -168,13 +219,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     crate::cloud::client::install_crypto_provider();
     let timings = timings(&args)?;
     let metrics = Arc::new(Metrics::default());
-    let vpc = vpc_client(&args, metrics.clone())?;
+    let vpc = vpc_client(&args.cloud, &rates(&args))?.with_observer(metrics.clone());
     let client = kube::Client::try_default().await?;
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(telemetry::serve(listener, metrics.clone()));
     let namespaces = if args.namespaces.is_empty() { "<all>".to_string() } else { args.namespaces.join(",") };
-    tracing::info!(%namespaces, endpoint = args.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
+    tracing::info!(%namespaces, endpoint = args.cloud.vpc_endpoint.as_deref().unwrap_or("<per region>"), "starting");
     if let Some(binding) = &args.rbac_guard_rolebinding {
         let guard = controller::guard::run(client.clone(), args.namespaces.clone(), binding.clone(), GUARD_EVERY);
         tokio::spawn(guard);
@@ -210,8 +261,8 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
     })
 }
 
-/// The VPC client on the operator's own credentials, with its rate limits and call metrics.
-fn vpc_client(args: &RunArgs, metrics: Arc<Metrics>) -> Result<VpcClient, RunError> {
+/// The VPC client on the operator's own credentials, with its rate limits.
+fn vpc_client(args: &CloudArgs, rates: &[(Action, ActionRate)]) -> Result<VpcClient, RunError> {
     let timeout = seconds(args.call_timeout_seconds)?;
     let sts_endpoint =
         args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
@@ -229,8 +280,8 @@ fn vpc_client(args: &RunArgs, metrics: Arc<Metrics>) -> Result<VpcClient, RunErr
         ..StsConfig::default()
     };
     let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
-    let limits = RateLimits::new(&rates(args))?;
-    Ok(VpcClient::new(vpc_config, credentials)?.with_observer(metrics).with_rate_limits(limits))
+    let limits = RateLimits::new(rates)?;
+    Ok(VpcClient::new(vpc_config, credentials)?.with_rate_limits(limits))
 }
 
 fn rates(args: &RunArgs) -> Vec<(Action, ActionRate)> {
@@ -314,12 +365,105 @@ async fn termination() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub async fn main(cli: Cli) -> Result<(), RunError> {
+/// Runs the command; what it returns is the process's exit status.
+pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
-            Ok(())
+            ExitCode::SUCCESS
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => match run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("eipsegment-operator: {}", crate::error_chain(&e));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Audit(args) => ExitCode::from(audit(args).await),
+    }
+}
+
+/// Prints the audit as asked; returns its exit code.
+async fn audit(args: AuditArgs) -> u8 {
+    init_logging(LogFormat::Text, &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    let report = match audit_report(&args).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("eipsegment-operator audit: could not tell: {}", crate::error_chain(&e));
+            return COULD_NOT_TELL;
+        }
+    };
+    match args.output {
+        OutputFormat::Table => print!("{}", report.table()),
+        OutputFormat::Json => println!("{}", report.json()),
+    }
+    for region in &report.regions {
+        if let Some(e) = &region.error {
+            eprintln!("eipsegment-operator audit: {}: could not tell: {e}", region.region);
+        }
+    }
+    report.exit_code()
+}
+
+/// The cloud only through its read-only view; Kubernetes only by listing EipSegments.
+async fn audit_report(args: &AuditArgs) -> Result<Report, RunError> {
+    crate::cloud::client::install_crypto_provider();
+    let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &default_rates())?);
+    let objects = crate::audit::list_objects(kube::Client::try_default().await?).await?;
+    Ok(crate::audit::run(&vpc, &objects, &args.regions).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOUD: [&str; 7] = [
+        "--vpc-endpoint",
+        "http://127.0.0.1:1",
+        "--sts-endpoint",
+        "http://127.0.0.1:2",
+        "--allow-insecure-endpoint",
+        "--call-timeout-seconds",
+        "3",
+    ];
+
+    fn cloud_of(command: Command) -> CloudArgs {
+        match command {
+            Command::Run(args) => args.cloud,
+            Command::Audit(args) => args.cloud,
+            Command::Crd => panic!("crd has no cloud options"),
+        }
+    }
+
+    #[test]
+    fn run_and_audit_read_the_cloud_options_alike() {
+        for command in ["run", "audit"] {
+            let argv = ["eipsegment-operator", command].into_iter().chain(CLOUD);
+            let cloud = cloud_of(Cli::try_parse_from(argv).unwrap().command);
+            assert_eq!(cloud.vpc_endpoint.as_deref(), Some("http://127.0.0.1:1"), "{command}");
+            assert_eq!(cloud.sts_endpoint.as_deref(), Some("http://127.0.0.1:2"), "{command}");
+            assert!(cloud.allow_insecure_endpoint, "{command}");
+            assert_eq!(cloud.call_timeout_seconds, 3.0, "{command}");
+            assert_eq!(cloud.sts_refresh_before_seconds, 180, "{command}");
+        }
+    }
+
+    #[test]
+    fn audit_regions_and_output() {
+        let parse = |args: &[&str]| {
+            let argv = ["eipsegment-operator", "audit"].iter().chain(args).copied();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Audit(a) => (a.regions, matches!(a.output, OutputFormat::Json)),
+                _ => panic!("not audit"),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), (vec![], false));
+        let regions = parse(&["--region", "cn-hangzhou,ap-southeast-1", "--region", "us-east-1", "--output", "json"]);
+        assert_eq!(regions.unwrap(), (vec!["cn-hangzhou".into(), "ap-southeast-1".into(), "us-east-1".into()], true));
+        for bad in ["Hangzhou", "cn", "cn-", "c-hangzhou", "cn-hang_zhou", "-cn-hangzhou", ""] {
+            let e = parse(&[&format!("--region={bad}")]).unwrap_err();
+            assert!(e.to_string().contains("is not a region ID"), "{bad}: {e}");
+        }
+        assert!(parse(&["--output", "yaml"]).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The eipsegment-operator: Alibaba Cloud EIP segments as Kubernetes `EipSegment` resources.
 
+pub mod audit;
 pub mod backoff;
 pub mod cli;
 pub mod cloud;

@@ -5,9 +5,11 @@ pub mod credentials;
 pub mod error;
 pub mod limits;
 pub mod model;
+pub mod readonly;
 pub mod signer;
 pub mod sts;
 
 pub use client::{Admission, Admit, ClientConfig, VpcClient};
 pub use error::{CloudError, ErrorClass};
 pub use model::Action;
+pub use readonly::ReadOnlyVpc;

@@ -128,6 +128,8 @@ pub struct SeedSegment {
     pub bandwidth: Option<u32>,
     pub isp: Option<String>,
     pub zone: Option<String>,
+    /// The CreationTime Describe reports (RFC 3339, say a segment made long ago); default: now.
+    pub creation_time: Option<String>,
     /// Per member index: what to change from an Available member.
     pub members: Vec<MemberPatch>,
 }
@@ -731,6 +733,10 @@ impl World {
         seg.bandwidth = s.bandwidth.unwrap_or(5);
         seg.isp = s.isp.unwrap_or_else(|| "BGP".into());
         seg.zone = s.zone.unwrap_or_default();
+        if let Some(t) = s.creation_time {
+            chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| format!("creationTime {t:?}: {e}"))?;
+            seg.creation_time = t;
+        }
         apply_member_patches(&mut seg, &s.members)?;
         self.record_created(&seg, None, now);
         self.segments.insert(seg.instance_id.clone(), seg.clone());
@@ -996,6 +1002,18 @@ mod tests {
         assert_eq!(ids(&own), vec![theirs[0].clone()]);
         let nobody = w.describe("stranger", &params(&[("RegionId", REGION)]), now).unwrap();
         assert_eq!(nobody["TotalCount"], 0);
+    }
+
+    #[test]
+    fn a_seeded_segment_may_be_made_long_ago() {
+        let mut w = world();
+        let now = Instant::now();
+        let old = SeedSegment { creation_time: Some("2020-01-01T00:00:00Z".into()), ..Default::default() };
+        let id = w.seed("acct", old, now).unwrap().instance_id;
+        let page = w.describe("acct", &by_id(&id), now).unwrap();
+        assert_eq!(page["EipSegments"]["EipSegment"][0]["CreationTime"], "2020-01-01T00:00:00Z");
+        let bad = SeedSegment { creation_time: Some("last year".into()), ..Default::default() };
+        assert!(w.seed("acct", bad, now).unwrap_err().contains("creationTime"));
     }
 
     #[test]

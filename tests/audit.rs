@@ -1,0 +1,490 @@
+//! `eipsegment-operator audit` as a person runs it: the real binary against a real kube-apiserver
+//! and the VPC simulator, under an identity that may only read EipSegments. Every audit is checked
+//! to have made no cloud call but GetCallerIdentity and DescribeEipSegment.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
+use eipsegment_operator::cloud::model::AllocateRequest;
+use eipsegment_operator::cloud::{Action, Admit, ClientConfig, VpcClient};
+use eipsegment_operator::simulator::{OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT};
+use serde_json::{Value, json};
+use support::*;
+
+const DEFAULT_ACCOUNT: &str = "1234567890123456";
+const DEFAULT_KEY: (&str, &str) = (ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+const OTHER_KEY: (&str, &str) = (OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET);
+/// The only cloud calls an audit may make.
+const READS: [&str; 2] = ["DescribeEipSegment", "GetCallerIdentity"];
+
+/// Each audit lists every EipSegment in the cluster: one test at a time, each starting from none.
+fn start() -> (MutexGuard<'static, ()>, &'static Cluster) {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = Cluster::shared();
+    auditor_rights(c);
+    remove_every_object(c);
+    (serial, c)
+}
+
+/// The scoped identity may get and list EipSegments in every namespace, and nothing else: an
+/// audit that tried a Kubernetes write would be refused and could not exit 0 or 1.
+fn auditor_rights(c: &Cluster) {
+    static GRANTED: OnceLock<()> = OnceLock::new();
+    GRANTED.get_or_init(|| {
+        c.apply(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: eipsegment-auditor}
+rules:
+- {apiGroups: [eipsegment.io], resources: [eipsegments], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: eipsegment-auditor}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: eipsegment-auditor}
+subjects:
+- {kind: ServiceAccount, name: eipsegment-operator-scoped, namespace: eipsegment-system}
+"#,
+        )
+        .unwrap();
+        for (verb, resource, expect) in [
+            ("list", "eipsegments.eipsegment.io", "yes"),
+            ("patch", "eipsegments.eipsegment.io", "no"),
+            ("patch", "eipsegments.eipsegment.io/status", "no"),
+            ("delete", "eipsegments.eipsegment.io", "no"),
+            ("create", "events.events.k8s.io", "no"),
+        ] {
+            let args = ["auth", "can-i", verb, resource, "--all-namespaces"];
+            let (_, out, err) = c.kubectl_as(c.scoped_operator_kubeconfig(), &args, None);
+            assert_eq!(out.trim(), expect, "{args:?}: {err}");
+        }
+    });
+}
+
+fn remove_every_object(c: &Cluster) {
+    let listed = c.kubectl(&[
+        "get",
+        "eipsegments",
+        "--all-namespaces",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}"#,
+    ]);
+    for (ns, name) in listed.lines().filter_map(|l| l.split_once(' ')) {
+        c.kubectl(&[
+            "patch",
+            "eipsegment",
+            name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+        c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--ignore-not-found", "--timeout=30s"]);
+    }
+}
+
+struct Audit {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// The simulator's calls during the audit: action -> outcome -> count.
+    calls: Value,
+}
+
+impl Audit {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// The table row of the segment.
+    fn row(&self, id: &str) -> &str {
+        self.stdout.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("no row for {id} in\n{}", self.stdout))
+    }
+
+    fn calls(&self, action: &str, outcome: &str) -> u64 {
+        self.calls[action][outcome].as_u64().unwrap_or(0)
+    }
+}
+
+/// Runs the audit binary under the read-only identity with `key`; asserts that the simulator saw
+/// no call but the two reads meanwhile.
+fn audit_as(sim: &Simulator, key: (&str, &str), kubeconfig: &str, args: &[&str]) -> Audit {
+    sim.admin("DELETE", "counters", Value::Null);
+    let out = Command::new(operator_binary())
+        .args(["audit", "--vpc-endpoint", &sim.url, "--sts-endpoint", &sim.url, "--allow-insecure-endpoint"])
+        .args(["--call-timeout-seconds", "5"])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key.0)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.1)
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .env_remove("ALIBABA_CLOUD_ROLE_ARN")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run eipsegment-operator audit");
+    let calls = sim.admin("GET", "counters", Value::Null);
+    let made: Vec<&String> = calls.as_object().unwrap().keys().collect();
+    assert!(made.iter().all(|a| READS.contains(&a.as_str())), "the audit made {made:?} calls: {calls}");
+    let audit = Audit {
+        code: out.status.code().expect("an exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        calls,
+    };
+    assert!(!audit.stderr.contains(key.1) && !audit.stdout.contains(key.1), "the secret was printed");
+    audit
+}
+
+fn audit(c: &Cluster, sim: &Simulator, args: &[&str]) -> Audit {
+    audit_as(sim, DEFAULT_KEY, c.scoped_operator_kubeconfig(), args)
+}
+
+/// The JSON report's segments by ID.
+fn segments(report: &Value) -> HashMap<String, Value> {
+    report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["segments"].as_array().unwrap().clone())
+        .map(|s| (s["segmentId"].as_str().unwrap().to_string(), s))
+        .collect()
+}
+
+fn regions(report: &Value) -> Vec<String> {
+    report["regions"].as_array().unwrap().iter().map(|r| r["region"].as_str().unwrap().to_string()).collect()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{}/{}", o["namespace"].as_str().unwrap(), o["name"].as_str().unwrap()))
+        .collect()
+}
+
+fn object_yaml(ns: &str, name: &str, annotations: &[(&str, &str)], spec: &str) -> String {
+    let annotations: String = annotations.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+    let annotations = if annotations.is_empty() { String::new() } else { format!("  annotations:\n{annotations}") };
+    format!(
+        "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\n{annotations}spec:\n{spec}"
+    )
+}
+
+fn adopting(id: &str, region: &str) -> String {
+    format!("  regionId: {region}\n  segmentInstanceId: {id}\n")
+}
+
+#[test]
+fn segments_owned_unowned_and_in_another_account_across_regions() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&[]);
+    let served = c.namespace("audit-served");
+    let other = c.namespace("audit-other");
+
+    // Owned by allocation and by adoption, through the real operator.
+    let mut op = Operator::start(c, &sim, &served, &[]);
+    c.apply(&segment_yaml(&served, "allocated", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let to_adopt = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    c.apply(&segment_yaml(&served, "adopted", &adopting(&to_adopt, "cn-hangzhou"))).unwrap();
+    let allocated = segment_id(&wait_ready(c, &served, "allocated"));
+    assert_eq!(wait_ready(c, &served, "adopted")["status"]["accountId"], DEFAULT_ACCOUNT);
+    op.kill();
+
+    // Owned by an object that carries only the identity annotation (restored, not yet reconciled).
+    let restored = sim.seed(json!({"regionId": "cn-shanghai"}));
+    let annotation = [("eipsegment.io/segment-id", restored.as_str())];
+    c.apply(&object_yaml(&other, "restored", &annotation, "  regionId: cn-shanghai\n  eipMask: 28\n")).unwrap();
+    // Unowned: named by nobody, or only by an object recorded in another account.
+    let stray = sim.seed(json!({"regionId": "cn-shanghai"}));
+    let misrecorded = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    let elsewhere = [("eipsegment.io/account-id", OTHER_ACCOUNT)];
+    c.apply(&object_yaml(&other, "elsewhere", &elsewhere, &adopting(&misrecorded, "cn-hangzhou"))).unwrap();
+    // The other account's own: one named for it, one not.
+    let theirs = sim.seed(json!({"regionId": "cn-hangzhou", "ownerAccount": OTHER_ACCOUNT}));
+    c.apply(&object_yaml(&other, "theirs", &elsewhere, &adopting(&theirs, "cn-hangzhou"))).unwrap();
+    let their_stray = sim.seed(json!({"regionId": "cn-shanghai", "ownerAccount": OTHER_ACCOUNT}));
+    // A region no object names, of more than one page.
+    let paged: Vec<String> = (0..52).map(|_| sim.seed(json!({"regionId": "cn-beijing"}))).collect();
+
+    let table = audit(c, &sim, &[]);
+    assert_eq!(table.code, 1, "some unowned: {}\n{}", table.stdout, table.stderr);
+    assert!(table.stdout.starts_with("REGION"), "{}", table.stdout);
+    let header: Vec<&str> =
+        table.stdout.lines().next().unwrap().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    assert_eq!(header, ["REGION", "SEGMENT ID", "CIDR", "CREATED", "STATUS", "VERDICT/OWNER"]);
+    let cidr = sim.segment(&allocated).unwrap()["segment"].as_str().unwrap().to_string();
+    let row = table.row(&allocated);
+    assert!(row.starts_with("cn-hangzhou") && row.contains(&cidr) && row.contains("Allocated"), "{row}");
+    assert!(row.ends_with(&format!("owned by {served}/allocated")), "{row}");
+    assert!(table.row(&to_adopt).ends_with(&format!("owned by {served}/adopted")), "{}", table.stdout);
+    assert!(table.row(&restored).ends_with(&format!("owned by {other}/restored")), "{}", table.stdout);
+    assert!(table.row(&stray).starts_with("cn-shanghai") && table.row(&stray).ends_with("UNOWNED"), "{}", table.stdout);
+    let named_elsewhere = format!("UNOWNED (named only by {other}/elsewhere for account {OTHER_ACCOUNT})");
+    assert!(table.row(&misrecorded).ends_with(&named_elsewhere), "{}", table.stdout);
+    for hidden in [&theirs, &their_stray, &paged[0]] {
+        assert!(
+            !table.stdout.contains(hidden.as_str()),
+            "{hidden} is not this account's or region's: {}",
+            table.stdout
+        );
+    }
+    assert!(
+        table.stdout.contains(&format!("account {DEFAULT_ACCOUNT}: all 2 region(s) listed; 3 owned, 2 unowned")),
+        "{}",
+        table.stdout
+    );
+    // One page per region, and one question for the account.
+    assert_eq!((table.calls("DescribeEipSegment", "Success"), table.calls("GetCallerIdentity", "Success")), (2, 1));
+
+    let report = audit(c, &sim, &["--output", "json"]);
+    assert_eq!(report.code, 1, "{}", report.stderr);
+    let v = report.json();
+    assert_eq!(
+        (&v["version"], &v["account"], &v["complete"], &v["unowned"]),
+        (&json!(1), &json!(DEFAULT_ACCOUNT), &json!(true), &json!(2))
+    );
+    assert_eq!(regions(&v), ["cn-hangzhou", "cn-shanghai"]);
+    assert!(v["regions"].as_array().unwrap().iter().all(|r| r["error"].is_null()));
+    let by_id = segments(&v);
+    assert_eq!(by_id.len(), 5, "{v}");
+    let owned = &by_id[&allocated];
+    assert_eq!(
+        (&owned["verdict"], &owned["status"], &owned["cidr"], &owned["ipCount"]),
+        (&json!("owned"), &json!("Allocated"), &json!(cidr), &json!(16))
+    );
+    assert_eq!(owned["creationTime"], sim.segment(&allocated).unwrap()["creationTime"]);
+    assert_eq!(names(&owned["owners"]), [format!("{served}/allocated")]);
+    assert_eq!(names(&by_id[&restored]["owners"]), [format!("{other}/restored")]);
+    assert_eq!(by_id[&stray]["verdict"], "unowned");
+    assert_eq!(by_id[&misrecorded]["verdict"], "unowned");
+    assert_eq!(
+        by_id[&misrecorded]["otherAccounts"],
+        json!([{"namespace": other, "name": "elsewhere", "accountId": OTHER_ACCOUNT}])
+    );
+    for s in by_id.values() {
+        assert!(s["pendingAllocations"].as_array().unwrap().is_empty(), "{s}");
+    }
+
+    // The other account's audit: its own segments only.
+    let theirs_audit = audit_as(&sim, OTHER_KEY, c.scoped_operator_kubeconfig(), &["--output", "json"]);
+    assert_eq!(theirs_audit.code, 1, "{}", theirs_audit.stderr);
+    let v = theirs_audit.json();
+    assert_eq!((&v["account"], &v["unowned"]), (&json!(OTHER_ACCOUNT), &json!(1)));
+    let by_id = segments(&v);
+    let mut ids: Vec<&String> = by_id.keys().collect();
+    ids.sort();
+    let mut want = vec![&theirs, &their_stray];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(names(&by_id[&theirs]["owners"]), [format!("{other}/theirs")]);
+    assert_eq!(by_id[&their_stray]["verdict"], "unowned");
+
+    // Regions asked for, comma-separated or repeated; a region of two pages is listed whole.
+    let paged_audit =
+        audit(c, &sim, &["--region", "cn-beijing,cn-hangzhou", "--region", "cn-beijing", "--output", "json"]);
+    assert_eq!(paged_audit.code, 1, "{}", paged_audit.stderr);
+    let v = paged_audit.json();
+    assert_eq!(regions(&v), ["cn-beijing", "cn-hangzhou"]);
+    assert_eq!(v["regions"][0]["segments"].as_array().unwrap().len(), 52);
+    assert_eq!(v["unowned"], 52 + 1);
+    assert!(paged.iter().all(|id| segments(&v)[id]["verdict"] == "unowned"));
+    assert_eq!(paged_audit.calls("DescribeEipSegment", "Success"), 2 + 1, "two pages and one");
+}
+
+#[test]
+fn none_unowned_exits_0_and_releasing_segments_are_listed_not_counted() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&["--release-seconds", "600"]);
+    let ns = c.namespace("audit-clean");
+    let kept = sim.seed(json!({}));
+    c.apply(&segment_yaml(&ns, "kept", &adopting(&kept, REGION))).unwrap();
+    let releasing = sim.seed(json!({"status": "Releasing"}));
+    let released = sim.seed(json!({}));
+    sim.admin("PATCH", &format!("segments/{released}"), json!({"reportedStatus": "Released"}));
+
+    let clean = audit(c, &sim, &[]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert!(clean.row(&kept).ends_with(&format!("owned by {ns}/kept")), "{}", clean.stdout);
+    for (id, status) in [(&releasing, "Releasing"), (&released, "Released")] {
+        let row = clean.row(id);
+        assert!(row.contains(status) && row.contains("releasing, named by no EipSegment (not counted"), "{row}");
+    }
+    assert!(
+        clean.stdout.contains("1 owned, 0 unowned, 0 possibly pending allocations, 2 releasing"),
+        "{}",
+        clean.stdout
+    );
+    let v = audit(c, &sim, &["--output", "json"]).json();
+    assert_eq!((&v["unowned"], &v["complete"]), (&json!(0), &json!(true)));
+    assert_eq!(segments(&v)[&releasing]["verdict"], "releasing");
+    assert_eq!(segments(&v)[&released]["status"], "Released");
+
+    // The same audit turns to 1 once a live segment is named by nobody.
+    let stray = sim.seed(json!({}));
+    let dirty = audit(c, &sim, &[]);
+    assert_eq!(dirty.code, 1, "{}", dirty.stdout);
+    assert!(dirty.row(&stray).ends_with("UNOWNED"));
+}
+
+/// Allocates as the operator does once it has marked the object (its answer then lost).
+fn allocate(sim: &Simulator, region: &str, token: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let credentials = Credentials {
+        access_key_id: ACCESS_KEY_ID.into(),
+        access_key_secret: Secret::new(ACCESS_KEY_SECRET),
+        security_token: None,
+    };
+    let config = ClientConfig {
+        endpoint_override: Some(sim.url.clone()),
+        sts_endpoint: Some(sim.url.clone()),
+        allow_insecure_endpoint: true,
+        timeout: Duration::from_secs(5),
+    };
+    let client = VpcClient::new(config, Arc::new(StaticCredentials(credentials))).unwrap();
+    let request =
+        AllocateRequest { region_id: region.into(), eip_mask: 28, client_token: token.into(), ..Default::default() };
+    rt.block_on(async {
+        let Admit::Granted(admission) = client.admit(Action::AllocateEipSegmentAddress, region).await else {
+            panic!("no place for an Allocate");
+        };
+        client.allocate(&request, admission).await.unwrap().eip_segment_instance_id
+    })
+}
+
+#[test]
+fn a_pending_allocations_segment_is_possibly_its_objects() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&[]);
+    let ns = c.namespace("audit-pending");
+    c.apply(&segment_yaml(&ns, "pending", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let uid = c.get(&ns, "pending").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    let token = format!("alloc-{uid}");
+    let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
+    c.kubectl(&["patch", "eipsegment", "pending", "-n", &ns, "--subresource=status", "--type=merge", "-p", &marker]);
+    let answer = allocate(&sim, "cn-hangzhou", &token);
+    // Made long before the marker: not the allocation's.
+    let old = sim.seed(json!({"regionId": "cn-hangzhou", "creationTime": "2020-01-01T00:00:00Z"}));
+    // New, but in a region where nothing is pending.
+    let named = sim.seed(json!({"regionId": "cn-shanghai"}));
+    c.apply(&segment_yaml(&ns, "shanghai", &adopting(&named, "cn-shanghai"))).unwrap();
+    let elsewhere = sim.seed(json!({"regionId": "cn-shanghai"}));
+
+    let table = audit(c, &sim, &[]);
+    assert_eq!(table.code, 1, "{}\n{}", table.stdout, table.stderr);
+    let row = table.row(&answer);
+    assert!(row.contains("Allocating") || row.contains("Allocated"), "{row}");
+    assert!(
+        row.ends_with(&format!(
+            "possibly the pending allocation of {ns}/pending (requested {requested_at}) (not counted)"
+        )),
+        "{row}"
+    );
+    assert!(
+        table.row(&old).contains("2020-01-01T00:00:00Z") && table.row(&old).ends_with("UNOWNED"),
+        "{}",
+        table.stdout
+    );
+    assert!(table.row(&elsewhere).ends_with("UNOWNED"), "{}", table.stdout);
+    assert!(table.stdout.contains("1 owned, 2 unowned, 1 possibly pending allocations"), "{}", table.stdout);
+
+    let v = audit(c, &sim, &["--output", "json"]).json();
+    let found = &segments(&v)[&answer];
+    assert_eq!(found["verdict"], "possiblyPending");
+    assert_eq!(found["pendingAllocations"], json!([{"namespace": ns, "name": "pending", "requestedAt": requested_at}]));
+    assert_eq!(v["unowned"], 2);
+
+    // Without the strays, a pending allocation alone leaves nothing unowned.
+    sim.admin("DELETE", &format!("segments/{old}"), Value::Null);
+    sim.admin("DELETE", &format!("segments/{elsewhere}"), Value::Null);
+    let clean = audit(c, &sim, &[]);
+    assert_eq!(clean.code, 0, "{}", clean.stdout);
+    assert!(clean.row(&answer).contains("possibly the pending allocation"), "{}", clean.stdout);
+}
+
+#[test]
+fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&[]);
+    let none = audit(c, &sim, &[]);
+    assert_eq!(none.code, 2, "{}", none.stdout);
+    assert!(none.stderr.contains("no region to audit"), "{}", none.stderr);
+    assert!(none.stdout.is_empty());
+
+    let ns = c.namespace("audit-unproven");
+    let stray = sim.seed(json!({}));
+    c.apply(&segment_yaml(&ns, "allocating", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    assert_eq!(audit(c, &sim, &[]).code, 1, "the listing proves the stray unowned");
+
+    for shape in ["noSegments", "noTotalCount", "wrongTotalCount", "emptyObject", "noSegmentList", "notJson"] {
+        sim.admin(
+            "PUT",
+            "faults",
+            json!({"malformedRate": 1.0, "malformedShapes": [shape], "actions": ["DescribeEipSegment"]}),
+        );
+        for output in ["table", "json"] {
+            let a = audit(c, &sim, &["--output", output]);
+            assert_eq!(a.code, 2, "{shape}: {}\n{}", a.stdout, a.stderr);
+            assert!(
+                a.stderr.contains("cn-hangzhou: could not tell: page 1 of DescribeEipSegment"),
+                "{shape}: {}",
+                a.stderr
+            );
+            assert!(!a.stdout.contains(&stray), "{shape}: nothing is listed from an unproven answer");
+            if output == "json" {
+                let v = a.json();
+                assert_eq!((&v["complete"], &v["unowned"]), (&json!(false), &Value::Null), "{shape}");
+                assert!(v["regions"][0]["error"].as_str().unwrap().contains("DescribeEipSegment"), "{shape}: {v}");
+            } else {
+                assert!(a.stdout.contains("COULD NOT TELL whether any segment is unowned"), "{shape}: {}", a.stdout);
+                assert!(!a.stdout.contains("0 unowned"), "{shape}: {}", a.stdout);
+            }
+        }
+    }
+    sim.admin("PUT", "faults", json!({"internalErrorRate": 1.0, "actions": ["DescribeEipSegment"]}));
+    let failed = audit(c, &sim, &[]);
+    assert_eq!(failed.code, 2, "{}", failed.stdout);
+    assert!(failed.stderr.contains("InternalError"), "{}", failed.stderr);
+    sim.admin("PUT", "faults", json!({}));
+
+    // A region that fails keeps the audit at 2, even with an unowned segment proven elsewhere.
+    let partly = audit(c, &sim, &["--region", "cn-hangzhou,xx-nowhere-1"]);
+    assert_eq!(partly.code, 2, "{}", partly.stdout);
+    assert!(partly.row(&stray).ends_with("UNOWNED"), "{}", partly.stdout);
+    assert!(partly.stdout.contains("xx-nowhere-1: could not tell"), "{}", partly.stdout);
+    assert!(
+        partly.stdout.contains("1 of 2 regions could not be listed; in the 1 listed: 0 owned, 1 unowned"),
+        "{}",
+        partly.stdout
+    );
+
+    // No account, no audit.
+    sim.admin("PUT", "sts", json!({"unavailable": true}));
+    let anonymous = audit(c, &sim, &[]);
+    assert_eq!(anonymous.code, 2, "{}", anonymous.stdout);
+    assert!(anonymous.stderr.contains("cannot tell which account the credentials act for"), "{}", anonymous.stderr);
+    assert_eq!(anonymous.calls("DescribeEipSegment", "Success"), 0);
+    sim.admin("PUT", "sts", json!({"unavailable": false}));
+
+    // No cluster, no audit: and not a single cloud call.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-kubeconfig");
+    let unreachable = audit_as(&sim, DEFAULT_KEY, missing.to_str().unwrap(), &[]);
+    assert_eq!(unreachable.code, 2, "{}", unreachable.stdout);
+    assert!(unreachable.stderr.contains("could not tell"), "{}", unreachable.stderr);
+    assert_eq!(unreachable.calls, json!({}));
+
+    // A bad region is refused before anything is asked.
+    let bad = audit(c, &sim, &["--region", "Hangzhou"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("is not a region ID"), "{}", bad.stderr);
+    assert_eq!(bad.calls, json!({}));
+}
