@@ -66,9 +66,13 @@ chaos: controlplane
 controlplane:
 	tests/controlplane/build.sh >/dev/null
 
-# Builds helm (cached like the control plane) for the chart's tests.
+# Builds helm, promtool and the dashboard checker (cached like the control plane), and fetches the
+# Prometheus Operator's CRDs, for the chart's and the monitoring tests.
 tools:
 	tests/tools/build-helm.sh >/dev/null
+	tests/tools/build-promtool.sh >/dev/null
+	tests/tools/build-dashboard-check.sh >/dev/null
+	tests/tools/prometheus-operator-crds.sh >/dev/null
 
 # Debian's containerd, runc, CNI plugins, iptables and buildah for the node (installed once, as root).
 node-packages:

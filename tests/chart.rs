@@ -1,7 +1,10 @@
 //! The Helm chart, checked with the real tools: helm lint, helm template into a server-side dry run
-//! on the real apiserver, least-privilege RBAC in every mode, deploy/ rendered from it, an install of
-//! the rendering that runs the operator with the chart's own arguments and identity, and the
-//! per-namespace rendering alone carrying the operator through a namespace deletion.
+//! on the real apiserver (the monitoring objects against the Prometheus Operator's own CRDs),
+//! least-privilege RBAC in every mode, the tuning flags, disruption budget, spread, NetworkPolicy,
+//! PrometheusRule and dashboard ConfigMap each values mode renders, deploy/ rendered from it, an
+//! install of the rendering that runs the operator with the chart's own arguments and identity, and
+//! the per-namespace rendering alone carrying the operator through a namespace deletion. The alerts'
+//! behaviour and the dashboard's schema are checked in tests/monitoring.rs.
 
 mod support;
 
@@ -32,16 +35,24 @@ fn template(sets: &[&str]) -> Result<String, String> {
 
 fn template_release(release: &str, namespace: &str, sets: &[&str]) -> Result<String, String> {
     let mut cmd = Command::new(helm());
-    cmd.args(["template", release, CHART, "--namespace", namespace]);
-    for s in sets {
-        cmd.args(["--set", s]);
-    }
+    cmd.args(["template", release, CHART, "--namespace", namespace]).args(set_args(sets));
     let out = cmd.output().unwrap();
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into())
     }
+}
+
+/// helm's value arguments: `--set` pairs, or `--set-json` for those written `json:PATH=JSON` (numbers
+/// with a fraction, lists of objects: `--set` would make them strings or flat lists).
+fn set_args(sets: &[&str]) -> Vec<String> {
+    sets.iter()
+        .flat_map(|s| match s.strip_prefix("json:") {
+            Some(json) => ["--set-json".to_string(), json.to_string()],
+            None => ["--set".to_string(), s.to_string()],
+        })
+        .collect()
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -137,7 +148,7 @@ fn args(docs: &[Value]) -> Vec<String> {
 }
 
 /// The values modes the chart supports. Each is linted, has its RBAC checked exactly, and goes
-/// through a server-side dry run (the ServiceMonitor one only when its CRD exists: not here).
+/// through a server-side dry run (the monitoring objects once the Prometheus Operator's CRDs are in).
 const MODES: &[(&str, &[&str])] = &[
     ("default", &[]),
     ("namespaced", &["watchNamespaces={team-a,team-b}"]),
@@ -160,7 +171,58 @@ const MODES: &[(&str, &[&str])] = &[
         "credentials secret",
         &["credentials.secretName=alibaba-keys", "vpcEndpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com"],
     ),
+    ("tuning", ALL_TUNING),
+    (
+        "own affinity and spread",
+        &[
+            r#"json:affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"node-role.example.com/platform","operator":"Exists"}]}]}}}"#,
+            r#"json:topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app.kubernetes.io/name":"eipsegment-operator"}}}]"#,
+        ],
+    ),
+    ("no budget, no spread", &["podDisruptionBudget.enabled=false", "spread.enabled=false"]),
+    ("budget in percent", &["podDisruptionBudget.maxUnavailable=50%"]),
+    ("network policy, from anywhere", &["networkPolicy.enabled=true"]),
+    ("network policy, from Prometheus", &["networkPolicy.enabled=true", METRICS_FROM]),
+    (
+        "monitoring",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "prometheusRule.labels.release=prometheus",
+            "prometheusRule.runbookUrl=https://git.example.com/platform/eipsegment-operator/blob/main/README.md",
+            "grafanaDashboard.enabled=true",
+            "grafanaDashboard.annotations.grafana_folder=Operators",
+        ],
+    ),
 ];
+
+/// Every tuning value set, as `--set-json` (fractions stay numbers), with the flag each becomes.
+const TUNING: &[(&str, &str, &str)] = &[
+    ("pollSeconds", "0.5", "--poll-seconds"),
+    ("resyncSeconds", "1200", "--resync-seconds"),
+    ("transientRetryMaxSeconds", "60", "--transient-retry-max-seconds"),
+    ("blockedRetrySeconds", "45", "--blocked-retry-seconds"),
+    ("terminalRetrySeconds", "300", "--terminal-retry-seconds"),
+    ("callTimeoutSeconds", "7.5", "--call-timeout-seconds"),
+    ("releaseRatePerSecond", "0.5", "--release-rate-per-second"),
+    ("allocateRatePerSecond", "2", "--allocate-rate-per-second"),
+    ("describeRatePerSecond", "15", "--describe-rate-per-second"),
+];
+
+const ALL_TUNING: &[&str] = &[
+    "json:tuning.pollSeconds=0.5",
+    "json:tuning.resyncSeconds=1200",
+    "json:tuning.transientRetryMaxSeconds=60",
+    "json:tuning.blockedRetrySeconds=45",
+    "json:tuning.terminalRetrySeconds=300",
+    "json:tuning.callTimeoutSeconds=7.5",
+    "json:tuning.releaseRatePerSecond=0.5",
+    "json:tuning.allocateRatePerSecond=2",
+    "json:tuning.describeRatePerSecond=15",
+];
+
+/// Scrapes only from Prometheus' pods in the monitoring namespace.
+const METRICS_FROM: &str = r#"json:networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"prometheus"}}}]"#;
 
 const RELEASE_NS: &str = "eipsegment-system";
 
@@ -235,10 +297,7 @@ fn has_arg_prefix(docs: &[Value], prefix: &str) -> bool {
 fn helm_lint_is_clean_in_every_mode() {
     for (mode, sets) in MODES {
         let mut cmd = Command::new(helm());
-        cmd.args(["lint", "--strict", CHART, "--namespace", RELEASE_NS]);
-        for s in *sets {
-            cmd.args(["--set", s]);
-        }
+        cmd.args(["lint", "--strict", CHART, "--namespace", RELEASE_NS]).args(set_args(sets));
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
@@ -704,6 +763,289 @@ fn the_service_monitor_scrapes_the_metrics_service() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
 }
 
+/// The pods' own labels: what a selector of the chart must match.
+fn pod_labels(docs: &[Value]) -> &serde_yaml::Mapping {
+    of_kind(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"].as_mapping().unwrap()
+}
+
+fn selects_the_pods(docs: &[Value], match_labels: &Value) -> bool {
+    let labels = pod_labels(docs);
+    match_labels.as_mapping().is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+#[test]
+fn a_disruption_budget_keeps_a_replica_through_voluntary_evictions() {
+    let docs = documents(&template(&[]).unwrap());
+    let budgets = of_kind(&docs, "PodDisruptionBudget");
+    assert_eq!(budgets.len(), 1);
+    let budget = budgets[0];
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert_eq!(budget["metadata"]["namespace"], RELEASE_NS);
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert!(budget["spec"]["minAvailable"].is_null(), "maxUnavailable only: one replica must not block a drain");
+    assert!(selects_the_pods(&docs, &budget["spec"]["selector"]["matchLabels"]), "{budget:?}");
+
+    let docs = documents(&template(&["podDisruptionBudget.maxUnavailable=50%"]).unwrap());
+    assert_eq!(of_kind(&docs, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"], "50%");
+    let docs = documents(&template(&["podDisruptionBudget.enabled=false"]).unwrap());
+    assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
+}
+
+#[test]
+fn replicas_spread_over_nodes_and_zones_unless_told_otherwise() {
+    let docs = documents(&template(&[]).unwrap());
+    let pod = pod_spec(&docs);
+    // Preferences only, so that one node (or nodes without zones) still runs every replica.
+    let anti = &pod["affinity"]["podAntiAffinity"];
+    assert!(anti["requiredDuringSchedulingIgnoredDuringExecution"].is_null(), "{anti:?}");
+    let preferred = anti["preferredDuringSchedulingIgnoredDuringExecution"].as_sequence().unwrap();
+    assert_eq!(preferred.len(), 1);
+    let term = &preferred[0]["podAffinityTerm"];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert!(selects_the_pods(&docs, &term["labelSelector"]["matchLabels"]), "{term:?}");
+    assert!(preferred[0]["weight"].as_u64().is_some_and(|w| (1..=100).contains(&w)));
+    let constraints = pod["topologySpreadConstraints"].as_sequence().unwrap();
+    assert_eq!(constraints.len(), 1);
+    let zone = &constraints[0];
+    assert_eq!(zone["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(zone["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(zone["maxSkew"], 1);
+    assert!(selects_the_pods(&docs, &zone["labelSelector"]["matchLabels"]), "{zone:?}");
+    assert_eq!(strings(&zone["matchLabelKeys"]), ["pod-template-hash"]);
+    assert_eq!(pod["affinity"].as_mapping().unwrap().len(), 1, "no other affinity by default");
+
+    // An affinity of one's own replaces the default one; the zone spread stays, and the other way round.
+    let own_affinity = MODES.iter().find(|(m, _)| *m == "own affinity and spread").unwrap().1;
+    let docs = documents(&template(&own_affinity[..1]).unwrap());
+    let pod = pod_spec(&docs);
+    assert!(pod["affinity"]["podAntiAffinity"].is_null(), "{:?}", pod["affinity"]);
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+            [0]["key"],
+        "node-role.example.com/platform"
+    );
+    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    let docs = documents(&template(&own_affinity[1..]).unwrap());
+    let pod = pod_spec(&docs);
+    let constraints = pod["topologySpreadConstraints"].as_sequence().unwrap();
+    assert_eq!(constraints.len(), 1);
+    assert_eq!(constraints[0]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(constraints[0]["whenUnsatisfiable"], "DoNotSchedule");
+    assert_eq!(pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"], 100);
+
+    let docs = documents(&template(&["spread.enabled=false"]).unwrap());
+    let pod = pod_spec(&docs);
+    assert!(pod["affinity"].is_null() && pod["topologySpreadConstraints"].is_null(), "{pod:?}");
+}
+
+/// The `run` flags of the rendering that tune timings and rates.
+fn tuning_flags(docs: &[Value]) -> Vec<String> {
+    args(docs).into_iter().filter(|a| TUNING.iter().any(|(_, _, flag)| a.starts_with(&format!("{flag}=")))).collect()
+}
+
+#[test]
+fn tuning_values_become_flags_exactly_when_set() {
+    let as_set: Vec<String> = TUNING.iter().map(|(key, value, _)| format!("json:tuning.{key}={value}")).collect();
+    assert_eq!(ALL_TUNING, as_set, "ALL_TUNING sets each value of TUNING");
+    // Unset: the binary's own defaults, no flag at all.
+    assert_eq!(tuning_flags(&documents(&template(&[]).unwrap())), Vec::<String>::new());
+    assert_eq!(tuning_flags(&documents(&template(&["json:tuning.pollSeconds=null"]).unwrap())), Vec::<String>::new());
+    // Each alone renders its own flag only, with the value as given.
+    for (set, (_, value, flag)) in as_set.iter().zip(TUNING) {
+        assert_eq!(tuning_flags(&documents(&template(&[set]).unwrap())), [format!("{flag}={value}")], "{set}");
+    }
+    let docs = documents(&template(&["tuning.resyncSeconds=900"]).unwrap());
+    assert_eq!(tuning_flags(&docs), ["--resync-seconds=900"], "an integer from --set");
+    // All at once, as the operator's own parser reads them.
+    let docs = documents(&template(ALL_TUNING).unwrap());
+    let want: Vec<String> = TUNING.iter().map(|(_, value, flag)| format!("{flag}={value}")).collect();
+    assert_eq!(tuning_flags(&docs), want);
+    let argv = std::iter::once("eipsegment-operator".to_string()).chain(args(&docs));
+    let CliCommand::Run(run) = Cli::try_parse_from(argv).unwrap().command else { panic!("not `run`") };
+    let parsed = [
+        run.poll_seconds,
+        run.resync_seconds,
+        run.transient_retry_max_seconds,
+        run.blocked_retry_seconds,
+        run.terminal_retry_seconds,
+        run.call_timeout_seconds,
+        run.release_rate_per_second,
+        run.allocate_rate_per_second,
+        run.describe_rate_per_second,
+    ];
+    let given: Vec<f64> = TUNING.iter().map(|(_, value, _)| value.parse().unwrap()).collect();
+    assert_eq!(parsed.to_vec(), given);
+    assert!(has_arg(&docs, "--concurrency=16"), "concurrency stays a top-level value");
+}
+
+#[test]
+fn the_network_policy_admits_only_the_metrics_port() {
+    assert!(of_kind(&documents(&template(&[]).unwrap()), "NetworkPolicy").is_empty(), "off by default");
+    let docs = documents(&template(&["networkPolicy.enabled=true", "metrics.port=9090"]).unwrap());
+    let policies = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    let spec = &policies[0]["spec"];
+    assert_eq!(policies[0]["apiVersion"], "networking.k8s.io/v1");
+    assert!(selects_the_pods(&docs, &spec["podSelector"]["matchLabels"]), "{spec:?}");
+    assert_eq!(strings(&spec["policyTypes"]), ["Ingress"], "egress (apiserver, cloud endpoints) is left alone");
+    assert!(spec["egress"].is_null());
+    let ingress = spec["ingress"].as_sequence().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["ports"], serde_yaml::from_str::<Value>("[{port: 9090, protocol: TCP}]").unwrap());
+    assert_eq!(container(&docs)["ports"][0]["containerPort"], 9090, "the port the pods listen on");
+    assert!(ingress[0]["from"].is_null(), "no peers given: from anywhere");
+
+    let docs = documents(&template(&["networkPolicy.enabled=true", METRICS_FROM]).unwrap());
+    let from = &of_kind(&docs, "NetworkPolicy")[0]["spec"]["ingress"][0]["from"];
+    let want: serde_json::Value = serde_json::from_str(METRICS_FROM.split_once('=').unwrap().1).unwrap();
+    assert_eq!(serde_json::to_value(from).unwrap(), want);
+}
+
+/// The alerts of the contract: name, expression with the default thresholds (and the default
+/// release's job), `for`, and the README runbook section and its anchor.
+const ALERTS: &[(&str, &str, Option<&str>, &str, &str)] = &[
+    (
+        "EipSegmentDeletionBlocked",
+        "max by (region) (eipsegment_oldest_pending_deletion_seconds) > 1800",
+        None,
+        "Deletion blocked",
+        "deletion-blocked",
+    ),
+    (
+        "EipSegmentTerminalErrors",
+        r#"sum by (region) (eipsegment_objects_synced{class="Terminal"}) > 0"#,
+        Some("10m"),
+        "Terminal errors",
+        "terminal-errors",
+    ),
+    (
+        "EipSegmentCloudThrottling",
+        "sum by (action) (rate(eipsegment_cloud_throttled_total[5m])) > 0.05",
+        Some("15m"),
+        "Throttling",
+        "throttling",
+    ),
+    (
+        "EipSegmentUnownedSegments",
+        "sum by (region) (eipsegment_unowned_segments) > 0",
+        Some("1h"),
+        "Unowned segments",
+        "unowned-segments",
+    ),
+    (
+        "EipSegmentNoLeader",
+        r#"max(eipsegment_leader{job="eipsegment-operator-metrics"}) < 1"#,
+        Some("5m"),
+        "No leader",
+        "no-leader",
+    ),
+    (
+        "EipSegmentOperatorDown",
+        r#"absent(up{job="eipsegment-operator-metrics"} == 1)"#,
+        Some("5m"),
+        "Operator down",
+        "operator-down",
+    ),
+];
+
+/// The alerting rules of a rendering, by alert name.
+fn alert_rules(docs: &[Value]) -> Vec<&Value> {
+    let rule = of_kind(docs, "PrometheusRule");
+    assert_eq!(rule.len(), 1);
+    let groups = rule[0]["spec"]["groups"].as_sequence().unwrap();
+    groups.iter().flat_map(|g| g["rules"].as_sequence().unwrap()).collect()
+}
+
+#[test]
+fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
+    assert!(of_kind(&documents(&template(&[]).unwrap()), "PrometheusRule").is_empty(), "opt-in");
+    let docs =
+        documents(&template(&["prometheusRule.enabled=true", "prometheusRule.labels.release=prometheus"]).unwrap());
+    let prometheus_rule = of_kind(&docs, "PrometheusRule")[0];
+    assert_eq!(prometheus_rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(prometheus_rule["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(prometheus_rule["metadata"]["namespace"], RELEASE_NS);
+    let rules = alert_rules(&docs);
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(names, ALERTS.iter().map(|a| a.0).collect::<Vec<_>>());
+    for (rule, (name, expr, for_, section, anchor)) in rules.iter().zip(ALERTS) {
+        assert_eq!(rule["expr"].as_str().map(str::trim), Some(*expr), "{name}");
+        assert_eq!(rule["for"].as_str(), *for_, "{name}");
+        assert!(["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")), "{name}");
+        let summary = rule["annotations"]["summary"].as_str().unwrap();
+        let description = rule["annotations"]["description"].as_str().unwrap();
+        assert!(summary.len() > 20 && !summary.contains('\n'), "{name}: {summary:?}");
+        // What it means and what to do first, then where the runbook says more.
+        assert!(description.contains("First "), "{name}: no first step in {description:?}");
+        assert!(
+            description.ends_with(&format!("Runbook: the README's section \"{section}\" (README.md#{anchor}).")),
+            "{name}: {description:?}"
+        );
+        assert!(rule["annotations"]["runbook_url"].is_null(), "{name}: no runbookUrl, no runbook_url");
+    }
+    // The job the alerts select is the one Prometheus gives the ServiceMonitor's targets: the
+    // metrics Service's name, whatever the release is called.
+    let docs = documents(
+        &template_release("ops", "platform", &["prometheusRule.enabled=true", "metrics.serviceMonitor.enabled=true"])
+            .unwrap(),
+    );
+    let service = of_kind(&docs, "Service")[0]["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(service, "ops-eipsegment-operator-metrics");
+    assert!(of_kind(&docs, "ServiceMonitor")[0]["spec"]["jobLabel"].is_null(), "the job stays the Service's name");
+    for rule in alert_rules(&docs).iter().filter(|r| r["expr"].as_str().unwrap().contains("job=")) {
+        assert!(rule["expr"].as_str().unwrap().contains(&format!("job=\"{service}\"")), "{rule:?}");
+    }
+    // Thresholds and durations from the values; runbook_url with the section's anchor.
+    let url = "https://git.example.com/platform/eipsegment-operator/blob/main/README.md";
+    let docs = documents(
+        &template(&[
+            "prometheusRule.enabled=true",
+            "prometheusRule.deletionBlockedSeconds=600",
+            "prometheusRule.terminalFor=30m",
+            "json:prometheusRule.throttledPerSecond=0.5",
+            "prometheusRule.unownedFor=6h",
+            &format!("prometheusRule.runbookUrl={url}"),
+        ])
+        .unwrap(),
+    );
+    let rules = alert_rules(&docs);
+    let by_name = |name: &str| *rules.iter().find(|r| r["alert"] == name).unwrap();
+    assert!(by_name("EipSegmentDeletionBlocked")["expr"].as_str().unwrap().ends_with("> 600"));
+    assert_eq!(by_name("EipSegmentTerminalErrors")["for"], "30m");
+    assert!(by_name("EipSegmentCloudThrottling")["expr"].as_str().unwrap().ends_with("> 0.5"));
+    assert_eq!(by_name("EipSegmentUnownedSegments")["for"], "6h");
+    for (name, _, _, _, anchor) in ALERTS {
+        assert_eq!(by_name(name)["annotations"]["runbook_url"], format!("{url}#{anchor}").as_str(), "{name}");
+    }
+}
+
+#[test]
+fn the_dashboard_config_map_holds_the_charts_dashboard() {
+    assert!(of_kind(&documents(&template(&[]).unwrap()), "ConfigMap").is_empty(), "opt-in");
+    let docs = documents(&template(&["grafanaDashboard.enabled=true"]).unwrap());
+    let maps = of_kind(&docs, "ConfigMap");
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0]["metadata"]["labels"]["grafana_dashboard"], "1", "the Grafana chart's sidecar label");
+    assert!(maps[0]["metadata"]["annotations"].is_null());
+    let data = maps[0]["data"].as_mapping().unwrap();
+    assert_eq!(data.len(), 1);
+    let file = std::fs::read_to_string(Path::new(CHART).join("dashboards/eipsegment-operator.json")).unwrap();
+    assert_eq!(data.get("eipsegment-operator.json").and_then(Value::as_str), Some(file.as_str()), "the file as is");
+
+    let docs = documents(
+        &template(&[
+            "grafanaDashboard.enabled=true",
+            "grafanaDashboard.labels.dashboards=platform",
+            "grafanaDashboard.annotations.grafana_folder=Operators",
+        ])
+        .unwrap(),
+    );
+    let metadata = &of_kind(&docs, "ConfigMap")[0]["metadata"];
+    assert_eq!(metadata["labels"]["dashboards"], "platform");
+    assert_eq!(metadata["labels"]["grafana_dashboard"], "1", "the default label stays unless replaced");
+    assert_eq!(metadata["annotations"]["grafana_folder"], "Operators");
+}
+
 #[test]
 fn invalid_values_are_refused_by_the_schema() {
     for (set, path) in [
@@ -720,6 +1062,26 @@ fn invalid_values_are_refused_by_the_schema() {
         ("image.repository=", "/image/repository"),
         ("metrics.port=70000", "/metrics/port"),
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
+        // Tuning: a positive number or null, nothing else.
+        ("tuning.pollSeconds=0", "/tuning/pollSeconds"),
+        ("tuning.resyncSeconds=-600", "/tuning/resyncSeconds"),
+        ("json:tuning.callTimeoutSeconds=-0.5", "/tuning/callTimeoutSeconds"),
+        ("tuning.releaseRatePerSecond=fast", "/tuning/releaseRatePerSecond"),
+        ("tuning.describeRatePerSecond=0.5", "/tuning/describeRatePerSecond"), // --set: a string
+        ("json:tuning.allocateRatePerSecond=true", "/tuning/allocateRatePerSecond"),
+        ("tuning.pollSecond=1", "'pollSecond'"),
+        ("tuning.concurrency=4", "'concurrency'"),
+        ("podDisruptionBudget.maxUnavailable=0", "/podDisruptionBudget/maxUnavailable"),
+        ("podDisruptionBudget.maxUnavailable=half", "/podDisruptionBudget/maxUnavailable"),
+        ("spread.enable=false", "'enable'"),
+        ("json:topologySpreadConstraints={}", "/topologySpreadConstraints"),
+        (r#"json:networkPolicy.metricsFrom=[{"podSelektor":{}}]"#, "'podSelektor'"),
+        ("json:networkPolicy.metricsFrom=[{}]", "/networkPolicy/metricsFrom/0"),
+        ("prometheusRule.terminalFor=ten", "/prometheusRule/terminalFor"),
+        ("prometheusRule.deletionBlockedSeconds=0", "/prometheusRule/deletionBlockedSeconds"),
+        ("prometheusRule.runbookUrl=README.md", "/prometheusRule/runbookUrl"),
+        ("prometheusRule.runbookUrl=https://x.example/README.md#runbook", "/prometheusRule/runbookUrl"),
+        ("grafanaDashboard.label.a=b", "'label'"),
     ] {
         let err = template(&[set]).expect_err(set);
         assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
@@ -727,9 +1089,35 @@ fn invalid_values_are_refused_by_the_schema() {
     }
 }
 
+/// The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (tests/tools/prometheus-operator-crds.sh),
+/// applied once to the shared control plane and Established, so that the apiserver validates the
+/// chart's monitoring objects against their schemas.
+fn install_monitoring_crds(c: &Cluster) {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/prometheus-operator-crds.sh"))
+            .output()
+            .expect("prometheus-operator-crds.sh");
+        assert!(out.status.success(), "the Prometheus Operator's CRDs: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = Path::new(String::from_utf8(out.stdout).unwrap().trim()).to_path_buf();
+        for kind in ["servicemonitors", "prometheusrules"] {
+            let file = dir.join(format!("monitoring.coreos.com_{kind}.yaml"));
+            // Server-side: the CRDs are too large for client-side apply's annotation.
+            c.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+            c.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{kind}.monitoring.coreos.com"),
+            ]);
+        }
+    });
+}
+
 #[test]
 fn every_mode_passes_a_server_side_dry_run() {
     let c = Cluster::shared();
+    install_monitoring_crds(c);
     for ns in ["team-a", "team-b"] {
         let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
     }
@@ -746,6 +1134,18 @@ fn every_mode_passes_a_server_side_dry_run() {
         );
         assert_eq!(out.lines().count(), documents(&rendered).len(), "{mode}: every object went through:\n{out}");
     }
+    // The apiserver checks the monitoring objects against the CRDs' schemas: a mangled rule is refused.
+    let mut rule = documents(&template(&["prometheusRule.enabled=true"]).unwrap())
+        .into_iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .unwrap();
+    rule["spec"]["groups"][0]["rules"][1]["for"] = Value::from("ten minutes");
+    let (ok, _, err) = c.kubectl_as(
+        c.admin_kubeconfig(),
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&serde_yaml::to_string(&rule).unwrap()),
+    );
+    assert!(!ok && err.contains("spec.groups[0].rules[1].for"), "a rule with `for: ten minutes` went through: {err}");
 }
 
 #[test]

@@ -65,3 +65,43 @@ finalizer the operator removes (--rbac-guard-rolebinding). */}}
 {{- define "eipsegment-operator.namespacedClusterRole" -}}
 {{- printf "%s-namespaced" (include "eipsegment-operator.fullname" .) }}
 {{- end }}
+
+{{/* The `run` flags of the tuning values that are set (null: the binary's default), in a fixed order. */}}
+{{- define "eipsegment-operator.tuningArgs" -}}
+{{- $flags := list
+  (list "pollSeconds" "poll-seconds")
+  (list "resyncSeconds" "resync-seconds")
+  (list "transientRetryMaxSeconds" "transient-retry-max-seconds")
+  (list "blockedRetrySeconds" "blocked-retry-seconds")
+  (list "terminalRetrySeconds" "terminal-retry-seconds")
+  (list "callTimeoutSeconds" "call-timeout-seconds")
+  (list "releaseRatePerSecond" "release-rate-per-second")
+  (list "allocateRatePerSecond" "allocate-rate-per-second")
+  (list "describeRatePerSecond" "describe-rate-per-second") }}
+{{- range $flags }}
+{{- $value := index $.Values.tuning (index . 0) }}
+{{- if not (kindIs "invalid" $value) }}
+- --{{ index . 1 }}={{ $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The metrics Service's name, which is also the job label of the scraped series: the
+ServiceMonitor sets no jobLabel, so Prometheus takes the Service's name. The alerts select it. */}}
+{{- define "eipsegment-operator.metricsService" -}}
+{{- printf "%s-metrics" (include "eipsegment-operator.fullname" .) }}
+{{- end }}
+
+{{/* An alert's runbook section, for its description: (dict "runbook" SECTIONS "alert" NAME "url" URL),
+SECTIONS mapping each alert to its README heading and anchor. */}}
+{{- define "eipsegment-operator.runbook" -}}
+{{- $section := index .runbook .alert -}}
+Runbook: the README's section "{{ index $section 0 }}" (README.md#{{ index $section 1 }}).
+{{- end }}
+
+{{/* The alert's runbook_url annotation, when prometheusRule.runbookUrl is set. */}}
+{{- define "eipsegment-operator.runbookUrl" -}}
+{{- with .url -}}
+runbook_url: {{ printf "%s#%s" . (index (index $.runbook $.alert) 1) | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds promtool (Prometheus' rule checker and rule unit-test runner) from the published Go module
+# github.com/prometheus/prometheus, once per version, into the cache that build-helm.sh uses (same Go
+# module and build caches). Prints the binary's path.
+set -euo pipefail
+module=github.com/prometheus/prometheus
+version=v0.316.0
+cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
+bin="$cache/tools/promtool-$version"
+export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
+
+build() {
+  local start dir release tmp
+  start=$(date +%s)
+  # The module's v0.3MM.P is Prometheus 3.MM.P, which its VERSION file names: stamp it as the
+  # release build does, so `promtool --version` says which rule engine checked the rules.
+  dir="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -f "$dir/VERSION" ]] || { echo "build-promtool.sh: no VERSION in the $module@$version module" >&2; exit 1; }
+  release="$(tr -d '[:space:]' < "$dir/VERSION")"
+  tmp="$(mktemp -d "$cache/tools/.promtool-build.XXXXXX")"
+  GOBIN="$tmp" go install -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=$version" \
+    "$module/cmd/promtool@$version"
+  mkdir -p "$bin"
+  mv "$tmp/promtool" "$bin/promtool"
+  rmdir "$tmp"
+  echo "built promtool $release ($module@$version) in $(( $(date +%s) - start ))s" >&2
+}
+
+if [[ ! -x "$bin/promtool" ]]; then
+  mkdir -p "$cache/tools"
+  # Concurrent tests: one builds, the others wait on the lock and then find the binary.
+  exec 9>"$cache/tools/.promtool.lock"
+  flock 9
+  [[ -x "$bin/promtool" ]] || build
+  exec 9>&-
+fi
+echo "$bin/promtool"
