@@ -868,7 +868,7 @@ fn tuning_values_become_flags_exactly_when_set() {
         run.transient_retry_max_seconds,
         run.blocked_retry_seconds,
         run.terminal_retry_seconds,
-        run.call_timeout_seconds,
+        run.cloud.call_timeout_seconds,
         run.release_rate_per_second,
         run.allocate_rate_per_second,
         run.describe_rate_per_second,
