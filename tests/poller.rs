@@ -325,12 +325,14 @@ async fn the_segments_a_scan_shows_that_no_object_watches_are_reported_at_no_cos
     let calls = sim.count("DescribeEipSegment", "Success").await;
     assert_eq!(calls, 1, "one page holds the region");
     let report = poller.unwatched_segments();
-    let unwatched: HashSet<String> = report.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
-    assert_eq!(report.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(), [REGION]);
+    let unwatched: HashSet<String> =
+        report.iter().flat_map(|(_, segments)| segments.iter().map(|s| s.instance_id.clone())).collect();
+    assert_eq!(report.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), [key()]);
     assert_eq!(unwatched, ids[10..].iter().cloned().collect::<HashSet<_>>());
     // An object that comes for one of them takes it out of the report.
     poller.look(&key(), &vpc, &ids[10], target(&ids[10]), true);
-    let unwatched: Vec<String> = poller.unwatched_segments().into_iter().flat_map(|(_, ids)| ids).collect();
+    let unwatched: Vec<String> =
+        poller.unwatched_segments().into_iter().flat_map(|(_, segments)| segments).map(|s| s.instance_id).collect();
     assert_eq!(unwatched, [ids[11].clone()]);
     assert_eq!(sim.count("DescribeEipSegment", "Success").await, calls, "the report made no call");
 }

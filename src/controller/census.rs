@@ -1,15 +1,17 @@
 //! The census behind the object gauges, taken from the watch caches and the poller's last region
 //! scans at each scrape: no call of its own.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use kube::ResourceExt;
 
 use super::Context;
+use crate::audit::classify::{CLOCK_SKEW, Claim, classify};
+use crate::cloud::model::Segment;
 use crate::crd::{EipSegment, FINALIZER};
 use crate::lifecycle::conditions::{self, READY, SYNCED};
-use crate::lifecycle::identity::Identity;
+use crate::poller::Key;
 use crate::telemetry::{Census, ObjectCensus, ReadyLabels, SyncedLabels};
 
 /// Counts through the context it was made for; nothing once that is gone.
@@ -54,23 +56,14 @@ pub(super) fn count<'a>(objects: impl Iterator<Item = &'a EipSegment>, now_ms: i
     census
 }
 
-/// Per region, the scanned segments that no object names, whatever its state or namespace.
-pub(super) fn unowned(
-    objects: &[std::sync::Arc<EipSegment>],
-    scanned: Vec<(String, Vec<String>)>,
-) -> HashMap<String, i64> {
-    let named: HashSet<String> = objects
-        .iter()
-        .flat_map(|o| {
-            let status = o.status.as_ref().and_then(|s| s.segment_instance_id.clone());
-            let annotated = Identity::from_annotations(o.annotations()).segment_id;
-            [o.spec.segment_instance_id.clone(), status, annotated]
-        })
-        .flatten()
-        .collect();
+/// Per region, the scanned segments that the orphan audit would call unowned: named by no object
+/// of their account, not on their way out, and not possibly a pending allocation's answer.
+pub(super) fn unowned(objects: &[Arc<EipSegment>], scanned: Vec<(Key, Vec<Segment>)>) -> HashMap<String, i64> {
+    let claims: Vec<Claim> = objects.iter().map(|o| Claim::of(o)).collect();
     let mut unowned: HashMap<String, i64> = HashMap::new();
-    for (region, ids) in scanned {
-        *unowned.entry(region).or_default() += ids.iter().filter(|id| !named.contains(*id)).count() as i64;
+    for (key, segments) in scanned {
+        let findings = classify(&key.account, &key.region, &claims, &segments, CLOCK_SKEW);
+        *unowned.entry(key.region).or_default() += findings.iter().filter(|f| f.verdict.is_unowned()).count() as i64;
     }
     unowned
 }
@@ -93,6 +86,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::cloud::model::SegmentStatus;
     use crate::telemetry::Metrics;
 
     fn object(name: &str, region: &str, extra: serde_json::Value) -> Arc<EipSegment> {
@@ -163,16 +157,35 @@ mod tests {
         assert_eq!(census.pending_allocations.get("cn-beijing"), Some(&1));
     }
 
+    fn segment(id: &str, status: SegmentStatus) -> Segment {
+        Segment {
+            instance_id: id.into(),
+            status,
+            segment: "47.0.0.0/28".into(),
+            ip_count: Some(16),
+            region_id: String::new(),
+            zone: String::new(),
+            name: String::new(),
+            description: String::new(),
+            creation_time: String::new(),
+        }
+    }
+
     #[test]
-    fn a_scanned_segment_is_unowned_unless_some_object_names_it_anyhow() {
+    fn a_scanned_segment_is_unowned_as_the_audit_says() {
+        let key = |account: &str, region: &str| Key { account: account.into(), region: region.into() };
+        let allocated = |id: &str| segment(id, SegmentStatus::Allocated);
         let scanned = vec![
-            ("cn-hangzhou".to_string(), vec!["eipsg-a".into(), "eipsg-b".into(), "eipsg-x".into()]),
-            ("cn-beijing".to_string(), vec!["eipsg-e".into(), "eipsg-f".into()]),
-            ("cn-beijing".to_string(), vec!["eipsg-y".into()]),
+            (key("111", "cn-hangzhou"), vec![allocated("eipsg-a"), allocated("eipsg-b"), allocated("eipsg-x")]),
+            (key("111", "cn-hangzhou"), vec![segment("eipsg-y", SegmentStatus::Releasing)]),
+            (key("111", "cn-beijing"), vec![allocated("eipsg-e"), allocated("eipsg-f")]),
+            (key("222", "cn-beijing"), vec![allocated("eipsg-z")]),
         ];
         let unowned = unowned(&objects(), scanned);
-        assert_eq!(unowned.get("cn-hangzhou"), Some(&1));
-        assert_eq!(unowned.get("cn-beijing"), Some(&1), "named by annotation or adoption: owned; accounts add up");
+        assert_eq!(unowned.get("cn-hangzhou"), Some(&1), "named objects own theirs; a Releasing one is on its way out");
+        // In cn-beijing, eipsg-e (annotation) and eipsg-f (adoption) are owned; eipsg-z, with no
+        // creation time, may be the answer to d's pending allocation.
+        assert_eq!(unowned.get("cn-beijing"), Some(&0));
     }
 
     struct Fixed(ObjectCensus);

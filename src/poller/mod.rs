@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::cloud::model::{Segment, SegmentStatus};
+use crate::cloud::model::Segment;
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
 pub use plan::Change;
 use plan::{Durations, PAGE_SIZE, Phase, Plan, Saw};
@@ -385,25 +385,26 @@ impl Poller {
         region.notify.notify_one();
     }
 
-    /// Per key scanned within the last two drift intervals: its region, and the segments its last
-    /// page scan showed that no object watches (Releasing ones aside: they are on their way out).
-    /// An older scan says nothing: what it showed may have been released or taken on since. No
-    /// call of its own.
-    pub fn unwatched_segments(&self) -> Vec<(String, Vec<String>)> {
+    /// Per key scanned within the last two drift intervals, the segments its last page scan
+    /// showed that no object watches. An older scan says nothing: what it showed may have been
+    /// released or taken on since. No call of its own.
+    pub fn unwatched_segments(&self) -> Vec<(Key, Vec<Segment>)> {
         let regions: Vec<(Key, Arc<Region>)> =
             lock(&self.regions).iter().map(|(k, r)| (k.clone(), r.clone())).collect();
         regions
             .into_iter()
             .filter_map(|(key, region)| {
                 let st = lock(&region.state);
-                let ids = st
+                let segments = st
                     .scanned
-                    .iter()
-                    .filter(|(_, obs)| !matches!(&obs.seen, Seen::Present(s) if s.status == SegmentStatus::Releasing))
-                    .map(|(id, _)| id.clone())
+                    .values()
+                    .filter_map(|obs| match &obs.seen {
+                        Seen::Present(segment) => Some(segment.clone()),
+                        _ => None,
+                    })
                     .collect();
                 let fresh = st.scanned_at.is_some_and(|at| at.elapsed() <= self.config.drift * 2);
-                fresh.then_some((key.region, ids))
+                fresh.then_some((key, segments))
             })
             .collect()
     }
