@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{Atomic, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -64,8 +64,8 @@ pub struct SyncedLabels {
 pub struct ObjectCensus {
     pub by_ready: HashMap<ReadyLabels, i64>,
     pub by_synced: HashMap<SyncedLabels, i64>,
-    /// Per region: objects being deleted that still hold their finalizer, and the age in seconds of
-    /// the oldest deletion request among them.
+    /// Per region served: objects being deleted that still hold their finalizer, and the age in
+    /// seconds of the oldest deletion request among them (0 and 0 when none).
     pub pending_deletions: HashMap<String, (i64, f64)>,
     pub pending_allocations: HashMap<String, i64>,
     /// Per region scanned: segments the last region scan showed that no object names.
@@ -197,27 +197,28 @@ impl Collector for CensusCollector {
         let Some(source) = self.0.get() else { return Ok(()) };
         let census = source.take();
         let region = |r: &String| RegionLabels { region: r.clone() };
-        gauges(&mut encoder, "objects", "Objects by region and Ready condition (status, reason)", census.by_ready)?;
-        gauges(&mut encoder, "objects_synced", "Objects by region and Synced class", census.by_synced)?;
+        counts(&mut encoder, "objects", "Objects by region and Ready condition (status, reason)", census.by_ready)?;
+        counts(&mut encoder, "objects_synced", "Objects by region and Synced class", census.by_synced)?;
         let (count, oldest): (HashMap<_, _>, HashMap<_, _>) =
             census.pending_deletions.iter().map(|(r, (n, age))| ((region(r), *n), (region(r), *age))).unzip();
-        gauges(&mut encoder, "pending_deletions", "Objects being deleted that still hold the finalizer", count)?;
+        counts(&mut encoder, "pending_deletions", "Objects being deleted that still hold the finalizer", count)?;
         let oldest_help = "Age of the oldest deletion request among them (0 when none)";
-        float_gauges(&mut encoder, "oldest_pending_deletion_seconds", oldest_help, oldest)?;
+        gauges::<_, f64, AtomicU64>(&mut encoder, "oldest_pending_deletion_seconds", oldest_help, oldest)?;
         let by_region = |m: HashMap<String, i64>| m.into_iter().map(|(r, n)| (region(&r), n)).collect();
         let pending = by_region(census.pending_allocations);
-        gauges(
+        counts(
             &mut encoder,
             "pending_allocations",
             "Objects whose allocation may have created a segment not yet recorded",
             pending,
         )?;
         let unowned_help = "Segments the last region scan showed that no EipSegment names (scanned regions only)";
-        gauges(&mut encoder, "unowned_segments", unowned_help, by_region(census.unowned_segments))
+        counts(&mut encoder, "unowned_segments", unowned_help, by_region(census.unowned_segments))
     }
 }
 
-fn gauges<L>(
+/// Whole-number gauges.
+fn counts<L>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -226,25 +227,23 @@ fn gauges<L>(
 where
     L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
 {
-    let family = Family::<L, Gauge>::default();
-    values.into_iter().for_each(|(labels, n)| {
-        family.get_or_create(&labels).set(n);
-    });
-    family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
+    gauges::<_, i64, AtomicI64>(encoder, name, help, values)
 }
 
-fn float_gauges<L>(
+fn gauges<L, N, A>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    values: HashMap<L, f64>,
+    values: HashMap<L, N>,
 ) -> Result<(), std::fmt::Error>
 where
     L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    A: Atomic<N> + Default + std::fmt::Debug + Send + Sync + 'static,
+    Gauge<N, A>: EncodeMetric,
 {
-    let family = Family::<L, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    values.into_iter().for_each(|(labels, v)| {
-        family.get_or_create(&labels).set(v);
+    let family = Family::<L, Gauge<N, A>>::default();
+    values.into_iter().for_each(|(labels, n)| {
+        family.get_or_create(&labels).set(n);
     });
     family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
 }

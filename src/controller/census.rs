@@ -42,12 +42,13 @@ pub(super) fn count<'a>(objects: impl Iterator<Item = &'a EipSegment>, now_ms: i
         *census.by_ready.entry(labels).or_default() += 1;
         let class = conditions::get(&status, SYNCED).map_or("Unknown", |c| bounded_class(&c.reason));
         *census.by_synced.entry(SyncedLabels { region: region.clone(), class: class.to_string() }).or_default() += 1;
+        // Every region served has its deletion gauges, 0 when nothing is being deleted there.
+        let deletions = census.pending_deletions.entry(region.clone()).or_default();
         if let Some(asked) = &o.metadata.deletion_timestamp
             && o.finalizers().iter().any(|f| f == FINALIZER)
         {
             let age = (now_ms - asked.0.as_millisecond()).max(0) as f64 / 1000.0;
-            let entry = census.pending_deletions.entry(region.clone()).or_default();
-            *entry = (entry.0 + 1, entry.1.max(age));
+            *deletions = (deletions.0 + 1, deletions.1.max(age));
         }
         if status.allocation_requested_at.is_some() {
             *census.pending_allocations.entry(region).or_default() += 1;
@@ -153,7 +154,7 @@ mod tests {
             |class: &str| census.by_synced.get(&SyncedLabels { region: "cn-hangzhou".into(), class: class.into() });
         assert_eq!(synced("Blocked"), Some(&3));
         assert_eq!(census.pending_deletions.get("cn-hangzhou"), Some(&(2, 600.0)), "two, the oldest 10 minutes old");
-        assert_eq!(census.pending_deletions.get("cn-beijing"), None);
+        assert_eq!(census.pending_deletions.get("cn-beijing"), Some(&(0, 0.0)), "0 where nothing is deleted");
         assert_eq!(census.pending_allocations.get("cn-beijing"), Some(&1));
     }
 
