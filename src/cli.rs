@@ -63,7 +63,8 @@ pub struct CloudArgs {
     /// VPC API endpoint for every region (a private endpoint, or a simulator); default: Alibaba's per-region endpoint.
     #[arg(long, env = "EIPSEG_VPC_ENDPOINT")]
     pub vpc_endpoint: Option<String>,
-    /// STS endpoint for RRSA (default: sts.aliyuncs.com, or sts.<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com).
+    /// STS endpoint, for GetCallerIdentity (which account the credentials act for) and RRSA (default:
+    /// sts.aliyuncs.com, or sts.<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com for RRSA).
     #[arg(long, env = "EIPSEG_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
     /// Renew RRSA credentials when this many seconds of validity remain.
