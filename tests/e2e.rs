@@ -766,14 +766,17 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     let c = Cluster::shared();
     let ns = c.namespace("daytwo");
     let sim = Simulator::start(&[]);
-    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "2"]);
+    // Drift checks every 4 s; allocations at once, so that the settled segments' checks fall due
+    // together and are made as one scan of the region's page (which the unowned gauge reads).
+    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "4", "--allocate-rate-per-second", "20"]);
+    let names = ["web", "api-0", "api-1", "api-2"];
+    let manifests: Vec<String> =
+        names.iter().map(|n| segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).collect();
+    c.apply(&manifests.join("---\n")).unwrap();
 
     // Ready: the member EIPs are recorded once, in address order, as the cloud has them.
-    c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let id = segment_id(&wait_ready(c, &ns, "web"));
-    // A second settled segment: the drift checks then scan the region's page.
-    c.apply(&segment_yaml(&ns, "api", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    wait_ready(c, &ns, "api");
+    names.iter().for_each(|n| drop(wait_ready(c, &ns, n)));
     let obj =
         eventually("addresses recorded", T, || c.get(&ns, "web").filter(|o| o["status"]["lastAddress"].is_string()));
     let mut want: Vec<(String, String)> = sim.segment(&id).unwrap()["members"]
@@ -792,9 +795,9 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     assert_eq!((got.len(), &got), (16, &want));
     assert_eq!(obj["status"]["firstAddress"].as_str(), Some(want[0].1.as_str()));
     assert_eq!(obj["status"]["lastAddress"].as_str(), Some(want[15].1.as_str()));
-    // Drift checks every 2 s do not read them again.
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(sim.count("DescribeEipAddresses", "Success"), 2, "read once each (16 EIPs are one page)");
+    // Drift checks do not read them again.
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(sim.count("DescribeEipAddresses", "Success"), 4, "read once each (16 EIPs are one page)");
     let (header, row) = table_row(c, &ns, "web", false);
     assert_eq!(column(&header, &row, "READY"), Some("True"), "{header:?} {row:?}");
     assert_eq!(column(&header, &row, "REASON"), Some("Allocated"));
@@ -827,7 +830,7 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
         metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="False",reason="ReleaseBlocked"}} 1"#))
             .then_some(())
     });
-    assert!(metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}} 2"#)));
+    assert!(metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}} 4"#)));
     assert_eq!(labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")), Some(1.0));
     let first = labelled(&op, &format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -835,7 +838,7 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     assert!(first > 0.0 && later >= first + 1.5, "the age grows: {first} then {later}");
     let blocked = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Blocked"}}"#));
     let ok = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Succeeded"}}"#));
-    assert_eq!(blocked.unwrap_or(0.0) + ok.unwrap_or(0.0), 3.0, "blocked {blocked:?}, succeeded {ok:?}");
+    assert_eq!(blocked.unwrap_or(0.0) + ok.unwrap_or(0.0), 5.0, "blocked {blocked:?}, succeeded {ok:?}");
     assert!(!op.scrape("/metrics").1.contains("bound"), "no object names in metric labels");
 
     // Two segments no object names: the drift checks' region scan counts them, at no extra call.
@@ -866,7 +869,7 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     });
     // With one settled segment left, drift checks look by ID: no scan, so after two drift
     // intervals the region's figure is no longer reported rather than left stale.
-    c.kubectl(&["delete", "eipsegment", "api", "-n", &ns]);
+    c.kubectl(&["delete", "eipsegment", "api-0", "api-1", "api-2", "-n", &ns]);
     eventually("no stale figure", T, || {
         labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")).is_none().then_some(())
     });
