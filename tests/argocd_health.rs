@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use eipsegment_operator::lifecycle::conditions::READY_REASONS;
 use serde_yaml::Value;
 
 fn root() -> &'static Path {
@@ -262,6 +263,8 @@ fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_he
     assert!(!codes.is_empty(), "the scan of src/lifecycle found no Problem::new");
     for reason in &reasons {
         assert!(MAPPING.iter().any(|m| m.0 == "Ready" && m.1 == reason), "Ready reason {reason}: no health decided");
+        // The metrics label it by name only if the core lists it (otherwise as a cloud word).
+        assert!(READY_REASONS.contains(&reason.as_str()), "Ready reason {reason}: not in conditions::READY_REASONS");
     }
     for (class, code) in &codes {
         let want = if class == "Transient" { "Progressing" } else { "Degraded" };

@@ -752,15 +752,6 @@ fn column<'a>(header: &[String], row: &'a [String], title: &str) -> Option<&'a s
     titles.iter().position(|t| *t == title).and_then(|i| row.get(i)).map(String::as_str)
 }
 
-fn metric_line(op: &Operator, line: &str) -> bool {
-    op.scrape("/metrics").1.lines().any(|l| l == line)
-}
-
-fn labelled(op: &Operator, name_and_labels: &str) -> Option<f64> {
-    let (_, text) = op.scrape("/metrics");
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[test]
 fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     let c = Cluster::shared();
@@ -827,26 +818,26 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     // The metrics an alert needs, with no object name in them.
     let region = r#"region="cn-hangzhou""#;
     eventually("objects gauge", T, || {
-        metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="False",reason="ReleaseBlocked"}} 1"#))
+        (op.metric(&format!(r#"eipsegment_objects{{{region},ready="False",reason="ReleaseBlocked"}}"#)) == Some(1.0))
             .then_some(())
     });
-    assert!(metric_line(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}} 4"#)));
-    assert_eq!(labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")), Some(1.0));
-    let first = labelled(&op, &format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
+    assert_eq!(op.metric(&format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#)), Some(4.0));
+    assert_eq!(op.metric(&format!("eipsegment_pending_deletions{{{region}}}")), Some(1.0));
+    let first = op.metric(&format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let later = labelled(&op, &format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
+    let later = op.metric(&format!("eipsegment_oldest_pending_deletion_seconds{{{region}}}")).unwrap();
     assert!(first > 0.0 && later >= first + 1.5, "the age grows: {first} then {later}");
-    let blocked = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Blocked"}}"#));
-    let ok = labelled(&op, &format!(r#"eipsegment_objects_synced{{{region},class="Succeeded"}}"#));
+    let blocked = op.metric(&format!(r#"eipsegment_objects_synced{{{region},class="Blocked"}}"#));
+    let ok = op.metric(&format!(r#"eipsegment_objects_synced{{{region},class="Succeeded"}}"#));
     assert_eq!(blocked.unwrap_or(0.0) + ok.unwrap_or(0.0), 5.0, "blocked {blocked:?}, succeeded {ok:?}");
     assert!(!op.scrape("/metrics").1.contains("bound"), "no object names in metric labels");
 
     // Two segments no object names: the drift checks' region scan counts them, at no extra call.
     let strays = [sim.seed(json!({})), sim.seed(json!({}))];
     eventually("unowned segments", T, || {
-        (labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")) == Some(2.0)).then_some(())
+        (op.metric(&format!("eipsegment_unowned_segments{{{region}}}")) == Some(2.0)).then_some(())
     });
-    assert!(!metric_line(&op, &format!("eipsegment_unowned_segments{{{region}}} 3")), "{strays:?}");
+    assert_ne!(op.metric(&format!("eipsegment_unowned_segments{{{region}}}")), Some(3.0), "{strays:?}");
 
     // Retain lets the object go; the deletion gauges follow.
     c.kubectl(&[
@@ -861,17 +852,17 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     ]);
     wait_gone(c, &ns, "bound");
     eventually("no pending deletion", T, || {
-        (labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")) == Some(0.0)).then_some(())
+        (op.metric(&format!("eipsegment_pending_deletions{{{region}}}")) == Some(0.0)).then_some(())
     });
     // The kept segment is now one that no object names.
     eventually("three unowned", T, || {
-        (labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")) == Some(3.0)).then_some(())
+        (op.metric(&format!("eipsegment_unowned_segments{{{region}}}")) == Some(3.0)).then_some(())
     });
     // With one settled segment left, drift checks look by ID: no scan, so after two drift
     // intervals the region's figure is no longer reported rather than left stale.
     c.kubectl(&["delete", "eipsegment", "api-0", "api-1", "api-2", "-n", &ns]);
     eventually("no stale figure", T, || {
-        labelled(&op, &format!("eipsegment_unowned_segments{{{region}}}")).is_none().then_some(())
+        op.metric(&format!("eipsegment_unowned_segments{{{region}}}")).is_none().then_some(())
     });
 }
 
@@ -907,27 +898,23 @@ fn a_storm_shows_in_the_deletion_gauges_until_the_last_release_is_confirmed() {
         wait_ready(c, &ns, n);
     }
     let region = r#"region="cn-hangzhou""#;
-    assert_eq!(
-        labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#)),
-        Some(12.0)
-    );
+    assert_eq!(op.metric(&format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#)), Some(12.0));
     let mut args = vec!["delete", "eipsegment", "-n", &ns, "--wait=false"];
     args.extend(names.iter().map(String::as_str));
     c.kubectl(&args);
     let mut most_pending = 0.0f64;
     let mut releasing_seen = 0.0f64;
     eventually("all released", Duration::from_secs(120), || {
-        most_pending =
-            most_pending.max(labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}")).unwrap_or(0.0));
-        let releasing = labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="False",reason="Releasing"}}"#));
+        most_pending = most_pending.max(op.metric(&format!("eipsegment_pending_deletions{{{region}}}")).unwrap_or(0.0));
+        let releasing = op.metric(&format!(r#"eipsegment_objects{{{region},ready="False",reason="Releasing"}}"#));
         releasing_seen = releasing_seen.max(releasing.unwrap_or(0.0));
         names.iter().all(|n| c.get(&ns, n).is_none()).then_some(())
     });
     assert!(most_pending >= 6.0, "the gauge saw the storm: at most {most_pending} pending");
     assert!(releasing_seen >= 1.0, "objects were seen Releasing");
     eventually("the gauges settle", T, || {
-        let pending = labelled(&op, &format!("eipsegment_pending_deletions{{{region}}}"));
-        let objects = labelled(&op, &format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#));
+        let pending = op.metric(&format!("eipsegment_pending_deletions{{{region}}}"));
+        let objects = op.metric(&format!(r#"eipsegment_objects{{{region},ready="True",reason="Allocated"}}"#));
         // No object left in the region: no series for it.
         (pending.is_none() && objects.is_none()).then_some(())
     });

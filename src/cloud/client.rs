@@ -276,7 +276,7 @@ impl VpcClient {
         self.limits.period(action)
     }
 
-    /// Every member EIP of a segment, in address order: the whole list, or an error. Pages that
+    /// Every member EIP of a segment: the whole list, or an error. Pages that
     /// are malformed, disagree on TotalCount, repeat an EIP or end short are `Malformed`.
     pub async fn describe_segment_members(
         &self,
@@ -309,7 +309,6 @@ impl VpcClient {
         if all.len() != total.unwrap_or(0) as usize {
             return Err(malformed(action, "the pages end before TotalCount"));
         }
-        all.sort_by_key(|m| m.ip_address.parse::<std::net::Ipv4Addr>().ok());
         let mut distinct = std::collections::HashSet::new();
         if !all.iter().all(|m| distinct.insert(m.ip_address.as_str()) && distinct.insert(m.allocation_id.as_str())) {
             return Err(malformed(action, "an EIP listed twice"));

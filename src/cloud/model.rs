@@ -107,6 +107,24 @@ pub struct Segment {
     pub creation_time: String,
 }
 
+#[cfg(test)]
+impl Segment {
+    /// A /28 segment of 16 EIPs as a look reports it, for tables of decisions.
+    pub(crate) fn sample(instance_id: &str, status: SegmentStatus) -> Segment {
+        Segment {
+            instance_id: instance_id.into(),
+            status,
+            segment: "47.0.0.0/28".into(),
+            ip_count: Some(16),
+            region_id: String::new(),
+            zone: String::new(),
+            name: String::new(),
+            description: String::new(),
+            creation_time: String::new(),
+        }
+    }
+}
+
 /// One page of DescribeEipSegment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentPage {

@@ -158,27 +158,13 @@ mod tests {
         assert_eq!(census.pending_allocations.get("cn-beijing"), Some(&1));
     }
 
-    fn segment(id: &str, status: SegmentStatus) -> Segment {
-        Segment {
-            instance_id: id.into(),
-            status,
-            segment: "47.0.0.0/28".into(),
-            ip_count: Some(16),
-            region_id: String::new(),
-            zone: String::new(),
-            name: String::new(),
-            description: String::new(),
-            creation_time: String::new(),
-        }
-    }
-
     #[test]
     fn a_scanned_segment_is_unowned_as_the_audit_says() {
         let key = |account: &str, region: &str| Key { account: account.into(), region: region.into() };
-        let allocated = |id: &str| segment(id, SegmentStatus::Allocated);
+        let allocated = |id: &str| Segment::sample(id, SegmentStatus::Allocated);
         let scanned = vec![
             (key("111", "cn-hangzhou"), vec![allocated("eipsg-a"), allocated("eipsg-b"), allocated("eipsg-x")]),
-            (key("111", "cn-hangzhou"), vec![segment("eipsg-y", SegmentStatus::Releasing)]),
+            (key("111", "cn-hangzhou"), vec![Segment::sample("eipsg-y", SegmentStatus::Releasing)]),
             (key("111", "cn-beijing"), vec![allocated("eipsg-e"), allocated("eipsg-f")]),
             (key("222", "cn-beijing"), vec![allocated("eipsg-z")]),
         ];

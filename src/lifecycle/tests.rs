@@ -75,17 +75,7 @@ fn retain(mut o: Object) -> Object {
 }
 
 fn seg(status: SegmentStatus) -> Segment {
-    Segment {
-        instance_id: ID.into(),
-        status,
-        segment: "47.0.0.0/28".into(),
-        ip_count: Some(16),
-        region_id: String::new(),
-        zone: String::new(),
-        name: String::new(),
-        description: String::new(),
-        creation_time: String::new(),
-    }
+    Segment::sample(ID, status)
 }
 
 /// What the rest of the world says when asked.

@@ -433,7 +433,7 @@ impl Operator {
         })
     }
 
-    /// The value of an unlabelled metric, when present.
+    /// The value of a series, named as served (with its labels, if any), when present.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let (_, text) = self.scrape("/metrics");
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
