@@ -69,6 +69,17 @@ impl Identity {
             release_token: status.release_token.clone(),
         }
     }
+
+    /// This identity, with each part it lacks taken from `other`.
+    pub fn or(self, other: &Identity) -> Identity {
+        Identity {
+            segment_id: self.segment_id.or_else(|| other.segment_id.clone()),
+            account_id: self.account_id.or_else(|| other.account_id.clone()),
+            credentials_source: self.credentials_source.or_else(|| other.credentials_source.clone()),
+            allocation_token: self.allocation_token.or_else(|| other.allocation_token.clone()),
+            release_token: self.release_token.or_else(|| other.release_token.clone()),
+        }
+    }
 }
 
 /// Fills what status lacks from the annotations: status is the operator's own record and wins

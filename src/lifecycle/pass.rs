@@ -207,10 +207,13 @@ impl<'a> Pass<'a> {
 
     // ---- moves ----
 
-    /// A move with no call: write `status` (and the identity it holds), then wait or finish.
+    /// A move with no call: write `status` (and the identity it holds), then wait or finish. The
+    /// identity annotations only ever grow: what `status` lacks (a move built on the status as read,
+    /// of an object restored with its identity in annotations only) keeps the object's annotation,
+    /// or the next pass would no longer know its segment or its tokens.
     pub fn act(&self, status: EipSegmentStatus, next: Next) -> Move {
         Move {
-            identity: Identity::of_status(&status),
+            identity: Identity::of_status(&status).or(&self.o.annotations),
             secret: secret_use(&status),
             status,
             call: None,

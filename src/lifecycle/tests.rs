@@ -647,3 +647,35 @@ fn released_is_never_the_event_when_nothing_was_allocated() {
         assert_eq!(event(&refused), Some("NothingAllocated"));
     }
 }
+
+#[test]
+fn a_call_the_rate_does_not_admit_keeps_a_restored_objects_identity() {
+    let mut restored = object();
+    restored.uid = "new-uid".into();
+    restored.annotations = Identity {
+        segment_id: Some(ID.into()),
+        account_id: Some(A.into()),
+        credentials_source: Some("Secret/keys".into()),
+        allocation_token: Some("alloc-u1".into()),
+        release_token: None,
+    };
+    let queued = || Outcome::NotAdmitted { after: Duration::from_secs(3), why: "rate".into() };
+    let w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    // Deleting: the release waits its turn; its identity annotations stay as they are, so that the
+    // next pass still knows the segment (without them it would find nothing to release).
+    let o = deleting(restored.clone());
+    let m = decide_for(&o, &w);
+    assert!(matches!(m.call, Some(Call::Release { .. })), "{m:?}");
+    let waiting = after(&o, &m, &w, queued());
+    assert_eq!(reason(&waiting), Some("ReleaseQueued"));
+    assert_eq!(waiting.identity, restored.annotations, "nothing of the identity is dropped");
+    // Restored while its allocation was pending: the replay waits, and keeps its token.
+    let mut pending = restored.clone();
+    pending.annotations.segment_id = None;
+    let w = world(Seen::Absent);
+    let m = decide_for(&pending, &w);
+    assert!(matches!(m.call, Some(Call::Allocate(_))), "{m:?}");
+    let waiting = after(&pending, &m, &w, queued());
+    assert_eq!(reason(&waiting), Some("AllocationQueued"));
+    assert_eq!(waiting.identity, pending.annotations);
+}

@@ -85,6 +85,7 @@ fn story(action: &Action) -> String {
                 "the operator writes, then calls; the cloud refuses (quota, or a member EIP in use)".into()
             }
             CallEnd::WriteFailed => "the operator's writes before its call fail: no call".into(),
+            CallEnd::NotAdmitted => "the client-side rate has no place for the call: no writes, no call".into(),
         },
         Action::Operator(Op::Record) => "the operator records what followed".into(),
         Action::Operator(Op::Crash) => "the operator crashes before recording".into(),

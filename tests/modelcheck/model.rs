@@ -172,6 +172,9 @@ pub enum CallEnd {
     Refused,
     /// The writes before it failed: no call.
     WriteFailed,
+    /// The client-side rate had no place for it: neither the writes before it nor the call are
+    /// made, and the pass records the wait its outcome decides.
+    NotAdmitted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -294,7 +297,13 @@ impl Model {
             Some(p) if p.m.call.is_some() && !p.called => {
                 out.push(Action::Operator(Op::Call(CallEnd::Answered)));
                 if s.faults_left > 0 {
-                    for end in [CallEnd::AnswerLost, CallEnd::NotSent, CallEnd::Refused, CallEnd::WriteFailed] {
+                    for end in [
+                        CallEnd::AnswerLost,
+                        CallEnd::NotSent,
+                        CallEnd::Refused,
+                        CallEnd::WriteFailed,
+                        CallEnd::NotAdmitted,
+                    ] {
                         out.push(Action::Operator(Op::Call(end)));
                     }
                 }
@@ -519,6 +528,13 @@ impl Model {
         if let Some((id, seen)) = &p.claims
             && self.claimants(s, p.slot, id) != *seen
         {
+            return;
+        }
+        if end == CallEnd::NotAdmitted {
+            let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
+            (p.m, _, _) = self.decide(s, p.slot, LookFault::None, Some(&outcome));
+            p.called = true;
+            s.pass = Some(p);
             return;
         }
         self.write(s, p.slot, &p.m);
