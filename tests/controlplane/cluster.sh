@@ -93,7 +93,15 @@ start() { # NAME BINARY ARGS...
   local name="$1"; shift
   printf '%s\0' "$@" >"$dir/$name.cmd"
   setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
-  echo $! >"$dir/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$dir/$name.pid"
+  # Until the fork has exec'd, its command line is this script's, which live_pid does not trust:
+  # a check that came too early would report a healthy server as exited.
+  for ((i = 0; i < 100; i++)); do
+    alive "$pid" || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && return 0
+    sleep 0.05
+  done
 }
 
 wait_for() { # NAME TIMEOUT_SECONDS COMMAND... : poll until COMMAND succeeds while NAME stays alive
