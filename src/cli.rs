@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::report::{COULD_NOT_TELL, Report};
 use crate::cloud::Action;
-use crate::cloud::limits::{ActionRate, RateLimits, default_rates};
+use crate::cloud::limits::{Quota, Quotas, default_quotas};
 use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, ReadOnlyVpc, VpcClient, credentials};
 use crate::controller::Timings;
@@ -160,16 +160,19 @@ pub struct RunArgs {
     /// Seconds before expiry at which the holder renews.
     #[arg(long, env = "EIPSEG_LEASE_GRACE_SECONDS", default_value_t = 5)]
     pub lease_grace_seconds: u64,
-    /// Client-side limit of ReleaseEipSegmentAddress calls per second, per credentials and region
-    /// (Alibaba documents 60 per 60 s).
-    #[arg(long, env = "EIPSEG_RELEASE_RATE_PER_SECOND", default_value_t = 0.95)]
-    pub release_rate_per_second: f64,
-    /// Client-side limit of AllocateEipSegmentAddress calls per second.
-    #[arg(long, env = "EIPSEG_ALLOCATE_RATE_PER_SECOND", default_value_t = 1.0)]
-    pub allocate_rate_per_second: f64,
-    /// Client-side limit of DescribeEipSegment calls per second.
-    #[arg(long, env = "EIPSEG_DESCRIBE_RATE_PER_SECOND", default_value_t = 20.0)]
-    pub describe_rate_per_second: f64,
+    /// Quota of ReleaseEipSegmentAddress calls, CALLS/SECONDS per credentials and region, as the
+    /// cloud's flow control counts them (Alibaba documents 60 per 60 s). A storm spends it at once.
+    #[arg(long, env = "EIPSEG_RELEASE_QUOTA", default_value = "60/60")]
+    pub release_quota: Quota,
+    /// Quota of AllocateEipSegmentAddress calls, likewise.
+    #[arg(long, env = "EIPSEG_ALLOCATE_QUOTA", default_value = "60/60")]
+    pub allocate_quota: Quota,
+    /// Quota of DescribeEipSegment calls, likewise.
+    #[arg(long, env = "EIPSEG_DESCRIBE_QUOTA", default_value = "20/1")]
+    pub describe_quota: Quota,
+    /// Quota of DescribeEipAddresses calls (the member EIPs of a segment), likewise.
+    #[arg(long, env = "EIPSEG_DESCRIBE_ADDRESSES_QUOTA", default_value = "10/1")]
+    pub describe_addresses_quota: Quota,
     /// Per-namespace mode: the RoleBinding (in each served namespace) that grants this operator its
     /// rights carries a finalizer; this names it, and the operator removes the finalizer once the
     /// namespace is being deleted and no EipSegment is left in it.
@@ -188,8 +191,6 @@ pub enum RunError {
     Kube(#[from] kube::Error),
     #[error("invalid credential configuration: {0}")]
     Credentials(String),
-    #[error(transparent)]
-    Rate(#[from] crate::cloud::limits::InvalidRate),
     #[error("leader election failed")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("cannot serve metrics")]
@@ -220,7 +221,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     crate::cloud::client::install_crypto_provider();
     let timings = timings(&args)?;
     let metrics = Arc::new(Metrics::default());
-    let vpc = vpc_client(&args.cloud, &rates(&args))?.with_observer(metrics.clone());
+    let vpc = vpc_client(&args.cloud, &quotas(&args))?.with_observer(metrics.clone());
     let client = kube::Client::try_default().await?;
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
@@ -262,8 +263,8 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
     })
 }
 
-/// The VPC client on the operator's own credentials, with its rate limits.
-fn vpc_client(args: &CloudArgs, rates: &[(Action, ActionRate)]) -> Result<VpcClient, RunError> {
+/// The VPC client on the operator's own credentials, with its quotas.
+fn vpc_client(args: &CloudArgs, quotas: &[(Action, Quota)]) -> Result<VpcClient, RunError> {
     let timeout = seconds(args.call_timeout_seconds)?;
     let sts_endpoint =
         args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
@@ -281,21 +282,16 @@ fn vpc_client(args: &CloudArgs, rates: &[(Action, ActionRate)]) -> Result<VpcCli
         ..StsConfig::default()
     };
     let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
-    let limits = RateLimits::new(rates)?;
-    Ok(VpcClient::new(vpc_config, credentials)?.with_rate_limits(limits))
+    Ok(VpcClient::new(vpc_config, credentials)?.with_quotas(Quotas::new(quotas)))
 }
 
-fn rates(args: &RunArgs) -> Vec<(Action, ActionRate)> {
-    let per_second = |action: Action, default: f64| match action {
-        Action::ReleaseEipSegmentAddress => args.release_rate_per_second,
-        Action::AllocateEipSegmentAddress => args.allocate_rate_per_second,
-        Action::DescribeEipSegment => args.describe_rate_per_second,
-        Action::DescribeEipAddresses | Action::GetCallerIdentity => default,
-    };
-    default_rates()
-        .into_iter()
-        .map(|(action, rate)| (action, ActionRate { per_second: per_second(action, rate.per_second), ..rate }))
-        .collect()
+fn quotas(args: &RunArgs) -> Vec<(Action, Quota)> {
+    vec![
+        (Action::ReleaseEipSegmentAddress, args.release_quota),
+        (Action::AllocateEipSegmentAddress, args.allocate_quota),
+        (Action::DescribeEipSegment, args.describe_quota),
+        (Action::DescribeEipAddresses, args.describe_addresses_quota),
+    ]
 }
 
 /// With leader election: a standby is healthy and ready while it waits; the holder reconciles
@@ -409,7 +405,7 @@ async fn audit(args: AuditArgs) -> u8 {
 /// The cloud only through its read-only view; Kubernetes only by listing EipSegments.
 async fn audit_report(args: &AuditArgs) -> Result<Report, RunError> {
     crate::cloud::client::install_crypto_provider();
-    let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &default_rates())?);
+    let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &default_quotas())?);
     let objects = crate::audit::list_objects(kube::Client::try_default().await?).await?;
     Ok(crate::audit::run(&vpc, &objects, &args.regions).await?)
 }
@@ -447,6 +443,25 @@ mod tests {
             assert_eq!(cloud.call_timeout_seconds, 3.0, "{command}");
             assert_eq!(cloud.sts_refresh_before_seconds, 180, "{command}");
         }
+    }
+
+    #[test]
+    fn quotas_default_to_the_documented_figures_and_refuse_nonsense() {
+        let run = |args: &[&str]| {
+            let argv = ["eipsegment-operator", "run"].iter().chain(args).copied();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(a) => quotas(&a),
+                _ => panic!("not run"),
+            })
+        };
+        assert_eq!(run(&[]).unwrap(), default_quotas());
+        let raised = run(&["--release-quota", "1200/60"]).unwrap();
+        assert_eq!(
+            raised[0],
+            (Action::ReleaseEipSegmentAddress, Quota { calls: 1200, window: Duration::from_secs(60) })
+        );
+        let e = run(&["--allocate-quota", "0/60"]).unwrap_err().to_string();
+        assert!(e.contains("expected CALLS/SECONDS"), "{e}");
     }
 
     #[test]

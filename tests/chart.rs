@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use eipsegment_operator::cli::{Cli, Command as CliCommand, RunArgs};
+use eipsegment_operator::cloud::limits::Quota;
 use eipsegment_operator::controller::guard::FINALIZER as GUARD_FINALIZER;
 use serde_yaml::Value;
 use support::*;
@@ -204,9 +205,14 @@ const TUNING: &[(&str, &str, &str)] = &[
     ("blockedRetrySeconds", "45", "--blocked-retry-seconds"),
     ("terminalRetrySeconds", "300", "--terminal-retry-seconds"),
     ("callTimeoutSeconds", "7.5", "--call-timeout-seconds"),
-    ("releaseRatePerSecond", "0.5", "--release-rate-per-second"),
-    ("allocateRatePerSecond", "2", "--allocate-rate-per-second"),
-    ("describeRatePerSecond", "15", "--describe-rate-per-second"),
+];
+
+/// Every quota value set, with the flag each becomes.
+const QUOTAS: &[(&str, &str, &str)] = &[
+    ("releaseQuota", "30/60", "--release-quota"),
+    ("allocateQuota", "120/60", "--allocate-quota"),
+    ("describeQuota", "15/1", "--describe-quota"),
+    ("describeAddressesQuota", "5/0.5", "--describe-addresses-quota"),
 ];
 
 const ALL_TUNING: &[&str] = &[
@@ -216,9 +222,10 @@ const ALL_TUNING: &[&str] = &[
     "json:tuning.blockedRetrySeconds=45",
     "json:tuning.terminalRetrySeconds=300",
     "json:tuning.callTimeoutSeconds=7.5",
-    "json:tuning.releaseRatePerSecond=0.5",
-    "json:tuning.allocateRatePerSecond=2",
-    "json:tuning.describeRatePerSecond=15",
+    "tuning.releaseQuota=30/60",
+    "tuning.allocateQuota=120/60",
+    "tuning.describeQuota=15/1",
+    "tuning.describeAddressesQuota=5/0.5",
 ];
 
 /// Scrapes only from Prometheus' pods in the monitoring namespace.
@@ -838,27 +845,36 @@ fn replicas_spread_over_nodes_and_zones_unless_told_otherwise() {
     assert!(pod["affinity"].is_null() && pod["topologySpreadConstraints"].is_null(), "{pod:?}");
 }
 
-/// The `run` flags of the rendering that tune timings and rates.
+/// Every tuning value with the flag it becomes: timings as numbers, quotas as strings.
+fn all_tuning() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    TUNING.iter().chain(QUOTAS)
+}
+
+/// The `run` flags of the rendering that tune timings and quotas.
 fn tuning_flags(docs: &[Value]) -> Vec<String> {
-    args(docs).into_iter().filter(|a| TUNING.iter().any(|(_, _, flag)| a.starts_with(&format!("{flag}=")))).collect()
+    args(docs).into_iter().filter(|a| all_tuning().any(|(_, _, flag)| a.starts_with(&format!("{flag}=")))).collect()
 }
 
 #[test]
 fn tuning_values_become_flags_exactly_when_set() {
-    let as_set: Vec<String> = TUNING.iter().map(|(key, value, _)| format!("json:tuning.{key}={value}")).collect();
-    assert_eq!(ALL_TUNING, as_set, "ALL_TUNING sets each value of TUNING");
+    let as_set: Vec<String> = TUNING
+        .iter()
+        .map(|(key, value, _)| format!("json:tuning.{key}={value}"))
+        .chain(QUOTAS.iter().map(|(key, value, _)| format!("tuning.{key}={value}")))
+        .collect();
+    assert_eq!(ALL_TUNING, as_set, "ALL_TUNING sets each value of TUNING and QUOTAS");
     // Unset: the binary's own defaults, no flag at all.
     assert_eq!(tuning_flags(&documents(&template(&[]).unwrap())), Vec::<String>::new());
     assert_eq!(tuning_flags(&documents(&template(&["json:tuning.pollSeconds=null"]).unwrap())), Vec::<String>::new());
     // Each alone renders its own flag only, with the value as given.
-    for (set, (_, value, flag)) in as_set.iter().zip(TUNING) {
+    for (set, (_, value, flag)) in as_set.iter().zip(all_tuning()) {
         assert_eq!(tuning_flags(&documents(&template(&[set]).unwrap())), [format!("{flag}={value}")], "{set}");
     }
     let docs = documents(&template(&["tuning.resyncSeconds=900"]).unwrap());
     assert_eq!(tuning_flags(&docs), ["--resync-seconds=900"], "an integer from --set");
     // All at once, as the operator's own parser reads them.
     let docs = documents(&template(ALL_TUNING).unwrap());
-    let want: Vec<String> = TUNING.iter().map(|(_, value, flag)| format!("{flag}={value}")).collect();
+    let want: Vec<String> = all_tuning().map(|(_, value, flag)| format!("{flag}={value}")).collect();
     assert_eq!(tuning_flags(&docs), want);
     let argv = std::iter::once("eipsegment-operator".to_string()).chain(args(&docs));
     let CliCommand::Run(run) = Cli::try_parse_from(argv).unwrap().command else { panic!("not `run`") };
@@ -869,12 +885,12 @@ fn tuning_values_become_flags_exactly_when_set() {
         run.blocked_retry_seconds,
         run.terminal_retry_seconds,
         run.cloud.call_timeout_seconds,
-        run.release_rate_per_second,
-        run.allocate_rate_per_second,
-        run.describe_rate_per_second,
     ];
     let given: Vec<f64> = TUNING.iter().map(|(_, value, _)| value.parse().unwrap()).collect();
     assert_eq!(parsed.to_vec(), given);
+    let quotas = [run.release_quota, run.allocate_quota, run.describe_quota, run.describe_addresses_quota];
+    let given: Vec<Quota> = QUOTAS.iter().map(|(_, value, _)| value.parse().unwrap()).collect();
+    assert_eq!(quotas.to_vec(), given);
     assert!(has_arg(&docs, "--concurrency=16"), "concurrency stays a top-level value");
 }
 
@@ -1066,9 +1082,12 @@ fn invalid_values_are_refused_by_the_schema() {
         ("tuning.pollSeconds=0", "/tuning/pollSeconds"),
         ("tuning.resyncSeconds=-600", "/tuning/resyncSeconds"),
         ("json:tuning.callTimeoutSeconds=-0.5", "/tuning/callTimeoutSeconds"),
-        ("tuning.releaseRatePerSecond=fast", "/tuning/releaseRatePerSecond"),
-        ("tuning.describeRatePerSecond=0.5", "/tuning/describeRatePerSecond"), // --set: a string
-        ("json:tuning.allocateRatePerSecond=true", "/tuning/allocateRatePerSecond"),
+        ("tuning.releaseQuota=fast", "/tuning/releaseQuota"),
+        ("tuning.releaseQuota=0/60", "/tuning/releaseQuota"),
+        ("tuning.describeQuota=20/0", "/tuning/describeQuota"),
+        ("tuning.describeQuota=20/0.0", "/tuning/describeQuota"),
+        ("json:tuning.allocateQuota=60", "/tuning/allocateQuota"),
+        ("tuning.describeAddressesQuota=10", "/tuning/describeAddressesQuota"),
         ("tuning.pollSecond=1", "'pollSecond'"),
         ("tuning.concurrency=4", "'concurrency'"),
         ("podDisruptionBudget.maxUnavailable=0", "/podDisruptionBudget/maxUnavailable"),

@@ -368,19 +368,57 @@ async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
 }
 
 #[tokio::test]
-async fn client_side_limits_keep_a_burst_under_the_clouds_flow_control() {
-    use eipsegment_operator::cloud::Action;
-    use eipsegment_operator::cloud::limits::{ActionRate, RateLimits};
+async fn a_quota_is_spent_at_once_and_never_beyond_the_clouds_window() {
+    use eipsegment_operator::cloud::limits::Quotas;
     let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
-    // Without a limit the burst is throttled, so the check below can fail.
+    // Without a quota the burst is throttled, so the check below can fail.
     assert!(release_burst(&sim, &sim.client(), 12).await > 0);
 
     let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
-    let limits =
-        RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 4.0, burst: 1 })]).unwrap();
-    let limited = sim.client().with_rate_limits(limits);
+    let limited = sim.client().with_quotas(Quotas::new(&[(Action::ReleaseEipSegmentAddress, "5/1".parse().unwrap())]));
     let started = std::time::Instant::now();
-    assert_eq!(release_burst(&sim, &limited, 12).await, 0, "throttled despite the client-side limit");
-    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(release_burst(&sim, &limited, 12).await, 0, "throttled despite the client-side quota");
+    // Three windows: 5 at once, 5 a window later, 2 a window after that.
+    assert!(started.elapsed() >= Duration::from_millis(2000), "{:?}", started.elapsed());
     assert_eq!(sim.counters().await["ReleaseEipSegmentAddress"]["Success"], 12);
+}
+
+/// Releases each segment, sending it again after each throttling answer as the reconciler does,
+/// and returns how many throttling answers came.
+async fn release_until_accepted(client: &VpcClient, ids: &[String]) -> usize {
+    let calls = ids.iter().map(|id| {
+        let client = client.clone();
+        async move {
+            let mut throttled = 0;
+            loop {
+                match release(&client, REGION, id, &format!("until-{id}")).await {
+                    Ok(_) => return throttled,
+                    Err(e) if e.is_throttling() => throttled += 1,
+                    Err(e) => panic!("release of {id}: {e}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(calls).await.into_iter().sum()
+}
+
+#[tokio::test]
+async fn a_throttling_answer_puts_the_quota_on_the_clouds_window() {
+    use eipsegment_operator::cloud::limits::Quotas;
+    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/2"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(sim.seed(json!({})).await);
+    }
+    // Another client with the same account spends the cloud's window first: ours cannot know.
+    let other = sim.client();
+    for id in &ids[..5] {
+        release(&other, REGION, id, &format!("other-{id}")).await.unwrap();
+    }
+    let quotas = Quotas::new(&[(Action::ReleaseEipSegmentAddress, "5/2".parse().unwrap())]);
+    let ours = sim.client().with_quotas(quotas);
+    // One call alone first, so that only it meets the full window.
+    assert_eq!(release_until_accepted(&ours, &ids[5..6]).await, 1, "the first call learns the window");
+    assert_eq!(release_until_accepted(&ours, &ids[6..]).await, 0, "the following windows are the cloud's");
+    assert_eq!(sim.counters().await["ReleaseEipSegmentAddress"]["Success"], 20);
 }

@@ -288,12 +288,12 @@ fn faults_and_throttling_are_ridden_through() {
 }
 
 #[test]
-fn releases_beyond_the_client_rate_wait_their_turn_and_say_so() {
+fn releases_beyond_the_client_quota_wait_their_turn_and_say_so() {
     let c = Cluster::shared();
     let ns = c.namespace("queued");
     let sim = Simulator::start(&["--release-seconds", "1"]);
-    // Two releases at once, then one every 2 s: four deletions queue two of them.
-    let _op = Operator::start(c, &sim, &ns, &["--release-rate-per-second", "0.5"]);
+    // Two releases per 4 s: four deletions queue two of them for a window.
+    let _op = Operator::start(c, &sim, &ns, &["--release-quota", "2/4"]);
     let names = ["q1", "q2", "q3", "q4"];
     for n in names {
         c.apply(&segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
@@ -304,14 +304,14 @@ fn releases_beyond_the_client_rate_wait_their_turn_and_say_so() {
     for n in names {
         c.kubectl(&["delete", "eipsegment", n, "-n", &ns, "--wait=false"]);
     }
-    let queued = eventually("an object waiting for the client-side rate", T, || {
+    let queued = eventually("an object waiting for the client-side quota", T, || {
         names
             .iter()
             .filter_map(|n| c.get(&ns, n))
             .find(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseQueued"))
     });
     let message = condition(&queued, "Ready").unwrap()["message"].as_str().unwrap().to_string();
-    assert!(message.contains("ReleaseEipSegmentAddress") && message.contains("0.50 calls/s"), "{message}");
+    assert!(message.contains("ReleaseEipSegmentAddress") && message.contains("2 calls per 4 s"), "{message}");
     for n in names {
         wait_gone(c, &ns, n);
     }
@@ -759,7 +759,7 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     let sim = Simulator::start(&[]);
     // Drift checks every 4 s; allocations at once, so that the settled segments' checks fall due
     // together and are made as one scan of the region's page (which the unowned gauge reads).
-    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "4", "--allocate-rate-per-second", "20"]);
+    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "4", "--allocate-quota", "20/1"]);
     let names = ["web", "api-0", "api-1", "api-2"];
     let manifests: Vec<String> =
         names.iter().map(|n| segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).collect();

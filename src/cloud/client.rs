@@ -76,7 +76,7 @@ pub trait CallObserver: Send + Sync {
 const THROTTLED_HOLD: Duration = Duration::from_secs(1);
 const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
 
-/// A place taken within the client-side rate for one call.
+/// A place taken within the client-side quota for one call.
 #[derive(Debug)]
 pub struct Admission(());
 
@@ -102,7 +102,7 @@ pub struct VpcClient {
     config: ClientConfig,
     credentials: Arc<dyn CredentialProvider>,
     observer: Option<Arc<dyn CallObserver>>,
-    limits: crate::cloud::limits::RateLimits,
+    limits: crate::cloud::limits::Quotas,
     /// The account each key (AccessKeyId and a digest of its secret) acts for, once asked: a key
     /// never changes account.
     accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
@@ -144,8 +144,8 @@ impl VpcClient {
         VpcClient { credentials, ..self.clone() }
     }
 
-    /// Calls wait for their (credentials, region, action) rate; none are limited by default.
-    pub fn with_rate_limits(mut self, limits: crate::cloud::limits::RateLimits) -> Self {
+    /// Calls wait for their (credentials, region, action) quota; none are limited by default.
+    pub fn with_quotas(mut self, limits: crate::cloud::limits::Quotas) -> Self {
         self.limits = limits;
         self
     }
@@ -188,7 +188,7 @@ impl VpcClient {
         Ok(identity.account_id)
     }
 
-    /// Requests a segment under a place taken within the client-side rate.
+    /// Requests a segment under a place taken within the client-side quota.
     pub async fn allocate(
         &self,
         request: &AllocateRequest,
@@ -236,7 +236,7 @@ impl VpcClient {
         Ok(page.segments.into_iter().find(|s| s.instance_id == segment_id))
     }
 
-    /// Asks for the release under a place taken within the client-side rate; returns the RequestId.
+    /// Asks for the release under a place taken within the client-side quota; returns the RequestId.
     /// The release itself completes asynchronously.
     pub async fn release(
         &self,
@@ -258,7 +258,7 @@ impl VpcClient {
         Ok(body.request_id)
     }
 
-    /// Takes a place for one `action` call within the client-side rate if one is free now, without
+    /// Takes a place for one `action` call within the client-side quota if one is free now, without
     /// waiting: work that must wait its turn is requeued instead of holding a worker.
     pub async fn admit(&self, action: Action, region: &str) -> Admit {
         let access_key_id = match self.credentials.credentials().await {
@@ -271,9 +271,9 @@ impl VpcClient {
         }
     }
 
-    /// The sustained spacing of `action`'s calls under the client-side rate, if limited.
-    pub fn rate_period(&self, action: Action) -> Option<Duration> {
-        self.limits.period(action)
+    /// The client-side quota of `action`'s calls, if limited.
+    pub fn quota(&self, action: Action) -> Option<crate::cloud::limits::Quota> {
+        self.limits.quota(action)
     }
 
     /// Every member EIP of a segment: the whole list, or an error. Pages that
@@ -410,7 +410,7 @@ impl VpcClient {
             if e.is_throttling() {
                 // The cloud's window outranks ours: hold this action until it says.
                 let left = e.retry_after().unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);
-                self.limits.hold(action, &credentials.access_key_id, region, left);
+                self.limits.throttled(action, &credentials.access_key_id, region, left);
             }
         }
         answer

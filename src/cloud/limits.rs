@@ -1,115 +1,179 @@
-//! Client-side rate limits per (credentials, region, action), below Alibaba's documented flow
-//! control, so that a burst of work (a delete storm) waits here instead of meeting `Throttling`.
+//! Client-side flow control per (credentials, region, action), in the cloud's own terms: a quota
+//! of calls per window. Work that waits spends the quota at once, and never more than `calls` in
+//! any `window`, so that neither a fixed window nor a token bucket of that size refuses it. A
+//! throttling answer holds the action for the cloud's TimeLeft and teaches where its window is.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
-
-use std::sync::Mutex;
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::cloud::Action;
 
-/// A sustained rate with a burst on top.
+/// At most `calls` calls in any `window`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActionRate {
-    pub per_second: f64,
-    pub burst: u32,
+pub struct Quota {
+    pub calls: u32,
+    pub window: Duration,
 }
 
-/// The defaults. ReleaseEipSegmentAddress is documented at 60 calls per 60 s: 0.95/s with a burst
-/// of 2 makes at most 59 calls in any minute, one short of the limit to absorb clock and latency
-/// differences, and a delete storm runs at 95 % of the speed the cloud allows. The others have no published figure; these are modest.
-pub fn default_rates() -> Vec<(Action, ActionRate)> {
+impl Quota {
+    /// The spacing of calls when the quota is spread evenly over its window.
+    pub fn share(&self) -> Duration {
+        self.window / self.calls
+    }
+
+    /// How long a call counts against the quota after it was let through: the window and 1 % more,
+    /// so that the latency between this clock and the cloud's count never puts a call of the next
+    /// window into the previous one.
+    pub fn memory(&self) -> Duration {
+        self.window + self.window / 100
+    }
+}
+
+impl std::fmt::Display for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} calls per {} s", self.calls, self.window.as_secs_f64())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid quota {0:?}: expected CALLS/SECONDS with at least one call in a window of more than 0 s, e.g. 60/60")]
+pub struct InvalidQuota(pub String);
+
+impl std::str::FromStr for Quota {
+    type Err = InvalidQuota;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidQuota(s.to_string());
+        let (calls, seconds) = s.trim().split_once('/').ok_or_else(invalid)?;
+        let calls: u32 = calls.trim().parse().ok().filter(|c| *c > 0).ok_or_else(invalid)?;
+        let seconds: f64 =
+            seconds.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(invalid)?;
+        let window = Duration::try_from_secs_f64(seconds).ok().filter(|w| !w.is_zero()).ok_or_else(invalid)?;
+        Ok(Quota { calls, window })
+    }
+}
+
+/// The defaults. ReleaseEipSegmentAddress is documented at 60 calls per 60 s. The others have no
+/// published figure: AllocateEipSegmentAddress gets the same, the reads a modest share.
+pub fn default_quotas() -> Vec<(Action, Quota)> {
+    let quota = |calls, seconds| Quota { calls, window: Duration::from_secs(seconds) };
     vec![
-        (Action::ReleaseEipSegmentAddress, ActionRate { per_second: 0.95, burst: 2 }),
-        (Action::AllocateEipSegmentAddress, ActionRate { per_second: 1.0, burst: 5 }),
-        (Action::DescribeEipSegment, ActionRate { per_second: 20.0, burst: 20 }),
-        (Action::DescribeEipAddresses, ActionRate { per_second: 10.0, burst: 10 }),
+        (Action::ReleaseEipSegmentAddress, quota(60, 60)),
+        (Action::AllocateEipSegmentAddress, quota(60, 60)),
+        (Action::DescribeEipSegment, quota(20, 1)),
+        (Action::DescribeEipAddresses, quota(10, 1)),
     ]
 }
 
-type LimitKey = (String, String);
+type Key = (Action, String, String);
 
-#[derive(Clone, Default)]
-pub struct RateLimits {
-    per_action: HashMap<Action, (Arc<DefaultKeyedRateLimiter<LimitKey>>, Duration)>,
-    /// After a throttling answer, calls of that action wait until the cloud's TimeLeft has passed.
-    held: Arc<Mutex<HashMap<(Action, LimitKey), std::time::Instant>>>,
+/// What one (action, credentials, region) has spent.
+#[derive(Default)]
+struct Spending {
+    /// When each call that still counts was let through, oldest first.
+    sent: VecDeque<Instant>,
+    /// After a throttling answer, nothing goes out before this.
+    held_until: Option<Instant>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("invalid rate for {action}: {rate:?} (a positive rate and burst are needed)")]
-pub struct InvalidRate {
-    pub action: Action,
-    pub rate: ActionRate,
-}
-
-impl RateLimits {
-    pub fn new(rates: &[(Action, ActionRate)]) -> Result<Self, InvalidRate> {
-        let mut per_action = HashMap::new();
-        for (action, rate) in rates {
-            let invalid = || InvalidRate { action: *action, rate: *rate };
-            let period =
-                Duration::try_from_secs_f64(1.0 / rate.per_second).ok().filter(|p| !p.is_zero()).ok_or_else(invalid)?;
-            let burst = NonZeroU32::new(rate.burst).ok_or_else(invalid)?;
-            let quota = Quota::with_period(period).ok_or_else(invalid)?.allow_burst(burst);
-            per_action.insert(*action, (Arc::new(RateLimiter::keyed(quota)), period));
+impl Spending {
+    fn held(&mut self, now: Instant) -> Result<(), Duration> {
+        if let Some(until) = self.held_until {
+            if until > now {
+                return Err(until - now);
+            }
+            self.held_until = None;
         }
-        Ok(RateLimits { per_action, held: Arc::default() })
+        Ok(())
     }
 
-    /// Waits until a call of `action` with these credentials in this region is within its rate.
-    pub async fn wait(&self, action: Action, access_key_id: &str, region: &str) {
-        let key = (access_key_id.to_string(), region.to_string());
-        if let Some(left) = self.held_for(action, &key) {
-            tokio::time::sleep(left).await;
+    fn try_spend(&mut self, quota: Quota, now: Instant) -> Result<(), Duration> {
+        self.held(now)?;
+        while self.sent.front().is_some_and(|t| now.saturating_duration_since(*t) >= quota.memory()) {
+            self.sent.pop_front();
         }
-        if let Some((limiter, _)) = self.per_action.get(&action) {
-            limiter.until_key_ready(&key).await;
-        }
-    }
-
-    /// Takes a place within the rate if one is free now; otherwise says how long until one may be.
-    pub fn try_acquire(&self, action: Action, access_key_id: &str, region: &str) -> Result<(), Duration> {
-        let key = (access_key_id.to_string(), region.to_string());
-        if let Some(left) = self.held_for(action, &key) {
-            return Err(left);
-        }
-        match self.per_action.get(&action) {
-            None => Ok(()),
-            Some((limiter, _)) => {
-                limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        match self.sent.front() {
+            Some(oldest) if self.sent.len() >= quota.calls as usize => {
+                Err((*oldest + quota.memory()).saturating_duration_since(now).max(Duration::from_millis(1)))
+            }
+            _ => {
+                self.sent.push_back(now);
+                Ok(())
             }
         }
     }
 
-    /// The sustained spacing of calls of `action`, if it is limited.
-    pub fn period(&self, action: Action) -> Option<Duration> {
-        self.per_action.get(&action).map(|(_, period)| *period)
+    /// The cloud refused a call for `left` more. A hint longer than one call's share is the rest of
+    /// a window: the cloud's count starts afresh when it ends, and so does this one, which puts the
+    /// following windows on the cloud's edge. A shorter hint is a refill: from then on calls go out
+    /// one share apart, as the cloud's tokens come.
+    fn throttled(&mut self, quota: Option<Quota>, left: Duration, now: Instant) {
+        let until = now + left;
+        self.held_until = Some(self.held_until.map_or(until, |held| held.max(until)));
+        let Some(quota) = quota else { return };
+        self.sent.clear();
+        if left <= quota.share() * 2 {
+            let first_free = until.checked_sub(quota.memory()).unwrap_or(now);
+            self.sent.extend((0..quota.calls).map(|i| first_free + quota.share() * i));
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Quotas {
+    per_action: HashMap<Action, Quota>,
+    spent: Arc<Mutex<HashMap<Key, Spending>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key(action: Action, access_key_id: &str, region: &str) -> Key {
+    (action, access_key_id.to_string(), region.to_string())
+}
+
+impl Quotas {
+    pub fn new(quotas: &[(Action, Quota)]) -> Self {
+        Quotas { per_action: quotas.iter().copied().collect(), spent: Arc::default() }
+    }
+
+    /// Waits until a call of `action` with these credentials in this region is within its quota.
+    pub async fn wait(&self, action: Action, access_key_id: &str, region: &str) {
+        while let Err(left) = self.try_acquire(action, access_key_id, region) {
+            tokio::time::sleep(left).await;
+        }
+    }
+
+    /// Takes a place within the quota if one is free now; otherwise says how long until one may be.
+    pub fn try_acquire(&self, action: Action, access_key_id: &str, region: &str) -> Result<(), Duration> {
+        self.try_acquire_at(action, access_key_id, region, Instant::now())
+    }
+
+    fn try_acquire_at(&self, action: Action, access_key_id: &str, region: &str, now: Instant) -> Result<(), Duration> {
+        let mut spent = lock(&self.spent);
+        let key = key(action, access_key_id, region);
+        match self.quota(action) {
+            Some(quota) => spent.entry(key).or_default().try_spend(quota, now),
+            None => spent.get_mut(&key).map_or(Ok(()), |s| s.held(now)),
+        }
+    }
+
+    /// The quota of `action`, if it is limited.
+    pub fn quota(&self, action: Action) -> Option<Quota> {
+        self.per_action.get(&action).copied()
     }
 
     /// The cloud throttled `action`: no call of it goes out before `left` has passed.
-    pub fn hold(&self, action: Action, access_key_id: &str, region: &str, left: Duration) {
-        let until = std::time::Instant::now() + left;
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = held.entry((action, (access_key_id.to_string(), region.to_string()))).or_insert(until);
-        *entry = (*entry).max(until);
+    pub fn throttled(&self, action: Action, access_key_id: &str, region: &str, left: Duration) {
+        self.throttled_at(action, access_key_id, region, left, Instant::now());
     }
 
-    fn held_for(&self, action: Action, key: &LimitKey) -> Option<Duration> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let full_key = (action, key.clone());
-        let until = *held.get(&full_key)?;
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            held.remove(&full_key);
-            return None;
-        }
-        Some(left)
+    fn throttled_at(&self, action: Action, access_key_id: &str, region: &str, left: Duration, now: Instant) {
+        // An unlimited action still waits out the cloud's hint.
+        let quota = self.quota(action);
+        lock(&self.spent).entry(key(action, access_key_id, region)).or_default().throttled(quota, left, now);
     }
 }
 
@@ -117,55 +181,101 @@ impl RateLimits {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_burst_then_the_sustained_rate() {
-        let limits =
-            RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 10.0, burst: 3 })]).unwrap();
-        let started = std::time::Instant::now();
-        for _ in 0..3 {
-            limits.wait(Action::ReleaseEipSegmentAddress, "ak", "cn-hangzhou").await;
-        }
-        assert!(started.elapsed() < Duration::from_millis(50), "the burst waits");
-        for _ in 0..3 {
-            limits.wait(Action::ReleaseEipSegmentAddress, "ak", "cn-hangzhou").await;
-        }
-        assert!(started.elapsed() >= Duration::from_millis(250), "past the burst, calls are spaced");
-        // Other regions, credentials and unlimited actions do not wait.
-        let other = std::time::Instant::now();
-        limits.wait(Action::ReleaseEipSegmentAddress, "ak", "cn-beijing").await;
-        limits.wait(Action::ReleaseEipSegmentAddress, "other", "cn-hangzhou").await;
-        limits.wait(Action::DescribeEipSegment, "ak", "cn-hangzhou").await;
-        assert!(other.elapsed() < Duration::from_millis(50));
+    const RELEASE: Action = Action::ReleaseEipSegmentAddress;
+
+    fn quotas(calls: u32, seconds: u64) -> Quotas {
+        Quotas::new(&[(RELEASE, Quota { calls, window: Duration::from_secs(seconds) })])
     }
 
-    #[tokio::test]
-    async fn trying_takes_a_place_or_says_how_long() {
-        let limits =
-            RateLimits::new(&[(Action::ReleaseEipSegmentAddress, ActionRate { per_second: 2.0, burst: 1 })]).unwrap();
-        assert_eq!(limits.try_acquire(Action::ReleaseEipSegmentAddress, "ak", "r"), Ok(()));
-        let wait = limits.try_acquire(Action::ReleaseEipSegmentAddress, "ak", "r").unwrap_err();
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
-        assert_eq!(limits.try_acquire(Action::DescribeEipSegment, "ak", "r"), Ok(()), "unlimited action");
-        assert_eq!(limits.period(Action::ReleaseEipSegmentAddress), Some(Duration::from_millis(500)));
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
     }
 
-    #[tokio::test]
-    async fn throttling_holds_the_action_for_its_time_left() {
-        let limits = RateLimits::new(&default_rates()).unwrap();
-        limits.hold(Action::AllocateEipSegmentAddress, "ak", "r", Duration::from_millis(300));
-        let wait = limits.try_acquire(Action::AllocateEipSegmentAddress, "ak", "r").unwrap_err();
-        assert!(wait > Duration::from_millis(200), "{wait:?}");
-        assert_eq!(limits.try_acquire(Action::AllocateEipSegmentAddress, "other", "r"), Ok(()), "other credentials");
-        let started = std::time::Instant::now();
-        limits.wait(Action::AllocateEipSegmentAddress, "ak", "r").await;
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert_eq!(limits.try_acquire(Action::AllocateEipSegmentAddress, "ak", "r"), Ok(()), "the hold has passed");
+    /// How many of `wanted` calls at `at` are let through.
+    fn spend(q: &Quotas, at: Instant, wanted: u32) -> u32 {
+        (0..wanted).filter(|_| q.try_acquire_at(RELEASE, "ak", "r", at).is_ok()).count() as u32
     }
 
     #[test]
-    fn nonsense_rates_are_refused() {
-        assert!(RateLimits::new(&[(Action::DescribeEipSegment, ActionRate { per_second: 0.0, burst: 1 })]).is_err());
-        assert!(RateLimits::new(&[(Action::DescribeEipSegment, ActionRate { per_second: 1.0, burst: 0 })]).is_err());
-        assert!(RateLimits::new(&default_rates()).is_ok());
+    fn the_whole_quota_at_once_then_the_next_window() {
+        let q = quotas(60, 60);
+        let t0 = Instant::now();
+        assert_eq!(spend(&q, t0, 100), 60, "a storm spends the quota at once");
+        let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(1.0)).unwrap_err();
+        assert_eq!(wait, secs(59.6), "until the first call leaves the window, with its margin");
+        assert_eq!(spend(&q, t0 + secs(60.0), 1), 0, "the margin holds the window's edge");
+        assert_eq!(spend(&q, t0 + secs(60.6), 100), 60, "the next window, whole");
+        // Never more than the quota in any window: what a token bucket of the same size allows.
+        assert_eq!(spend(&q, t0 + secs(120.0), 1), 0);
+    }
+
+    #[test]
+    fn quotas_are_per_action_credentials_and_region() {
+        let q = quotas(1, 60);
+        let t0 = Instant::now();
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0).is_ok());
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0).is_err());
+        assert!(q.try_acquire_at(RELEASE, "ak", "other-region", t0).is_ok());
+        assert!(q.try_acquire_at(RELEASE, "other-key", "r", t0).is_ok());
+        assert!(q.try_acquire_at(Action::DescribeEipSegment, "ak", "r", t0).is_ok(), "unlimited");
+    }
+
+    #[test]
+    fn a_window_hint_puts_the_next_windows_on_the_clouds_edge() {
+        // Another client spent the cloud's window; ours thinks 10 are free.
+        let q = quotas(60, 60);
+        let t0 = Instant::now();
+        assert_eq!(spend(&q, t0, 50), 50);
+        q.throttled_at(RELEASE, "ak", "r", secs(20.0), t0 + secs(1.0));
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(20.9)).is_err(), "held for the hint");
+        let edge = t0 + secs(21.0);
+        assert_eq!(spend(&q, edge, 100), 60, "the cloud's window reopens whole");
+        assert_eq!(spend(&q, edge + secs(60.0), 1), 0);
+        assert_eq!(spend(&q, edge + secs(60.6), 100), 60, "and the next one a window later");
+    }
+
+    #[test]
+    fn a_refill_hint_spreads_calls_one_share_apart() {
+        // A token bucket smaller than the quota: its hint is the time to the next token.
+        let q = quotas(60, 60);
+        let t0 = Instant::now();
+        assert_eq!(spend(&q, t0, 10), 10);
+        q.throttled_at(RELEASE, "ak", "r", secs(1.0), t0);
+        assert_eq!(spend(&q, t0 + secs(0.9), 1), 0, "held");
+        let mut let_through = 0;
+        for tenth in 10..=600 {
+            let_through += spend(&q, t0 + secs(f64::from(tenth) / 10.0), 5);
+        }
+        // One per second from the hint on: 60 in the next minute, never a burst.
+        assert!((59..=61).contains(&let_through), "{let_through}");
+    }
+
+    #[test]
+    fn an_unlimited_action_still_waits_out_a_throttling_hint() {
+        let q = Quotas::new(&[]);
+        let t0 = Instant::now();
+        q.throttled_at(Action::DescribeEipSegment, "ak", "r", secs(2.0), t0);
+        assert!(q.try_acquire_at(Action::DescribeEipSegment, "ak", "r", t0 + secs(1.0)).is_err());
+        assert!(q.try_acquire_at(Action::DescribeEipSegment, "ak", "r", t0 + secs(2.0)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn waiting_returns_once_a_place_is_free() {
+        let q = Quotas::new(&[(RELEASE, Quota { calls: 2, window: Duration::from_millis(200) })]);
+        let started = Instant::now();
+        for _ in 0..3 {
+            q.wait(RELEASE, "ak", "r").await;
+        }
+        assert!(started.elapsed() >= Duration::from_millis(200), "the third waits for the window");
+    }
+
+    #[test]
+    fn quotas_parse_and_refuse_nonsense() {
+        assert_eq!("60/60".parse(), Ok(Quota { calls: 60, window: Duration::from_secs(60) }));
+        assert_eq!("20/0.5".parse(), Ok(Quota { calls: 20, window: Duration::from_millis(500) }));
+        for bad in ["", "60", "0/60", "60/0", "60/-1", "x/60", "60/inf", "60/NaN"] {
+            assert!(bad.parse::<Quota>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Quota { calls: 60, window: Duration::from_secs(60) }.to_string(), "60 calls per 60 s");
     }
 }

@@ -1,13 +1,14 @@
 //! When an object comes back: the lifecycle's pace turned into a duration, with per-object
-//! backoff (reset by any other pace), spread places in the client-side rate queue, and the gauges
+//! backoff (reset by any other pace), places in the client-side quota's queue, and the gauges
 //! that count objects by state. Everything here is keyed by the object's UID, so one object's
 //! finish touches nothing of another's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::cloud::ErrorClass;
+use crate::cloud::limits::Quota;
 use crate::lifecycle::Pace;
 use crate::telemetry::Metrics;
 
@@ -66,9 +67,32 @@ pub struct Counted {
 pub struct Pacing {
     metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
-    /// UIDs waiting for a place within a client-side rate, per (account, region, action).
-    queued: Mutex<HashMap<String, HashSet<String>>>,
+    /// Objects waiting for a place within a client-side quota, per (account, region, action).
+    queued: Mutex<HashMap<String, Queue>>,
     counted: Mutex<HashMap<String, Counted>>,
+}
+
+/// Objects in the order they first asked for a place.
+#[derive(Default)]
+struct Queue {
+    next_turn: u64,
+    turns: HashMap<String, u64>,
+}
+
+impl Queue {
+    /// Keeps the object's turn if it has one; how many are ahead of it.
+    fn join(&mut self, uid: &str) -> usize {
+        let next = self.next_turn;
+        let turn = *self.turns.entry(uid.to_string()).or_insert(next);
+        if turn == next {
+            self.next_turn += 1;
+        }
+        self.turns.values().filter(|t| **t < turn).count()
+    }
+
+    fn leave(&mut self, uid: &str) {
+        self.turns.remove(uid);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,25 +132,24 @@ impl Pacing {
         self.after(uid, Pace::Backoff { class: ErrorClass::Transient, hint: None }, timings)
     }
 
-    /// When an object that found no free place within the rate tries again: after the rate allows
-    /// one, spread over the others waiting, so that they neither stampede nor leave places unused.
-    pub fn queue(&self, queue: &str, uid: &str, after: Duration, period: Option<Duration>) -> Duration {
-        let waiting = {
-            let mut queued = lock(&self.queued);
-            let set = queued.entry(queue.to_string()).or_default();
-            set.insert(uid.to_string());
-            set.len()
-        };
-        let spread = period.unwrap_or_default().mul_f64(waiting as f64 / 2.0);
-        after + spread.mul_f64(rand::random::<f64>())
+    /// When an object that found no free place within the quota tries again, `after` being when
+    /// the next place frees up: in its turn, first come first served, each window taking as many
+    /// as its quota lets through. So a window's places are spent the moment it opens, and the
+    /// objects that cannot have one stay asleep until theirs.
+    pub fn queue(&self, queue: &str, uid: &str, after: Duration, quota: Option<Quota>) -> Duration {
+        let ahead = lock(&self.queued).entry(queue.to_string()).or_default().join(uid);
+        match quota {
+            Some(quota) => after + quota.memory() * (ahead / quota.calls as usize) as u32,
+            None => after,
+        }
     }
 
     /// The object got its place, or no longer waits for one.
     pub fn unqueue(&self, uid: &str) {
         let mut queued = lock(&self.queued);
-        queued.retain(|_, set| {
-            set.remove(uid);
-            !set.is_empty()
+        queued.retain(|_, queue| {
+            queue.leave(uid);
+            !queue.turns.is_empty()
         });
     }
 
@@ -176,6 +199,25 @@ mod tests {
         let hinted = Pace::Backoff { class: ErrorClass::Transient, hint: Some(Duration::from_secs(7)) };
         assert!(pacing.after("c", hinted, &t) >= Duration::from_secs(7));
         assert_eq!(t.backoff(ErrorClass::Terminal, 30, 0.0, None), t.terminal_max);
+    }
+
+    #[test]
+    fn a_queue_takes_a_windows_quota_at_each_edge_first_come_first_served() {
+        let pacing = Pacing::new(Arc::new(Metrics::default()));
+        let quota = Some(Quota { calls: 60, window: Duration::from_secs(60) });
+        let next = Duration::from_secs(1);
+        let afters: Vec<Duration> =
+            (0..130).map(|i| pacing.queue("acct/r/Release", &format!("o{i}"), next, quota)).collect();
+        assert!(afters[..60].iter().all(|a| *a == next), "the next window's places go at its edge");
+        assert!(afters[60..120].iter().all(|a| *a == next + Duration::from_millis(60_600)), "a window later");
+        assert_eq!(afters[129], next + Duration::from_millis(121_200));
+        assert_eq!(pacing.queue("acct/r/Release", "o100", next, quota), afters[100], "a turn is kept");
+        assert_eq!(pacing.queue("acct/other/Release", "o100", next, quota), next, "queues are separate");
+        for i in 0..60 {
+            pacing.unqueue(&format!("o{i}"));
+        }
+        assert_eq!(pacing.queue("acct/r/Release", "o100", next, quota), next, "those ahead got their places");
+        assert_eq!(pacing.queue("acct/r/Release", "late", next, None), next, "no quota, no turns");
     }
 
     #[test]

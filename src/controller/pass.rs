@@ -234,7 +234,7 @@ impl<'c> Pass<'c> {
             }
             Admit::NotYet(after) => {
                 let queue = format!("{}/{}/{action}", key.account, key.region);
-                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, client.rate_period(action));
+                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, client.quota(action));
                 Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
             }
             Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
@@ -383,13 +383,10 @@ fn seen_of(seen: poller::Seen) -> Seen {
     }
 }
 
-/// Why an object waits before its call: the client-side rate, and what it is.
+/// Why an object waits before its call: the client-side quota, and what it is.
 fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
-    let rate = vpc
-        .rate_period(action)
-        .map(|p| format!(" ({:.2} calls/s per credentials and region)", 1.0 / p.as_secs_f64()))
-        .unwrap_or_default();
-    format!("waiting for a place within the client-side rate limit of {action}{rate}; other objects are ahead")
+    let quota = vpc.quota(action).map(|q| format!(" ({q} per credentials and region)")).unwrap_or_default();
+    format!("waiting for a place within the quota of {action}{quota}; other objects are ahead")
 }
 
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.

@@ -75,9 +75,10 @@ finalizer the operator removes (--rbac-guard-rolebinding). */}}
   (list "blockedRetrySeconds" "blocked-retry-seconds")
   (list "terminalRetrySeconds" "terminal-retry-seconds")
   (list "callTimeoutSeconds" "call-timeout-seconds")
-  (list "releaseRatePerSecond" "release-rate-per-second")
-  (list "allocateRatePerSecond" "allocate-rate-per-second")
-  (list "describeRatePerSecond" "describe-rate-per-second") }}
+  (list "releaseQuota" "release-quota")
+  (list "allocateQuota" "allocate-quota")
+  (list "describeQuota" "describe-quota")
+  (list "describeAddressesQuota" "describe-addresses-quota") }}
 {{- range $flags }}
 {{- $value := index $.Values.tuning (index . 0) }}
 {{- if not (kindIs "invalid" $value) }}
