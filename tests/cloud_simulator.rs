@@ -295,6 +295,65 @@ async fn throttling_faults_and_timeouts_are_transient() {
 }
 
 #[tokio::test]
+async fn a_token_bucket_lets_its_capacity_through_then_one_call_per_refill() {
+    // A token every 2 s, so that the calls' own time cannot refill one unnoticed.
+    let sim =
+        Sim::fast(&["--token-bucket", "DescribeEipSegment=3/0.5", "--rate-limit", "DescribeEipAddresses=1/60"]).await;
+    let limits = sim.admin(reqwest::Method::GET, "limits", json!({})).await;
+    assert_eq!(
+        limits,
+        json!({"DescribeEipSegment": {"capacity": 3, "perSecond": 0.5}, "DescribeEipAddresses": {"calls": 1, "perSeconds": 60.0}})
+    );
+    let client = sim.client();
+    for _ in 0..3 {
+        client.describe_segments(REGION, None, 1, 10).await.unwrap();
+    }
+    let e = client.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert_eq!((api_code(&e), e.class()), ("Throttling.User", ErrorClass::Transient));
+    let left = e.retry_after().expect("TimeLeft hint");
+    assert!(left > Duration::from_millis(1500) && left <= Duration::from_secs(2), "{left:?}");
+    tokio::time::sleep(left).await;
+    // A new client: the throttled one holds the action for the TimeLeft on its own side.
+    let client = sim.client();
+    client.describe_segments(REGION, None, 1, 10).await.unwrap();
+    let e = client.describe_segments(REGION, None, 1, 10).await.unwrap_err();
+    assert!(e.is_throttling(), "one token came back, not two: {e:?}");
+
+    // PUT replaces the shapes and starts afresh: the bucket's action is now a full window.
+    let window = json!({"DescribeEipSegment": {"calls": 1, "perSeconds": 60}});
+    sim.admin(reqwest::Method::PUT, "limits", window).await;
+    let client = sim.client();
+    client.describe_segments(REGION, None, 1, 10).await.unwrap();
+    let left = client.describe_segments(REGION, None, 1, 10).await.unwrap_err().retry_after().expect("TimeLeft hint");
+    assert!(left > Duration::from_secs(50), "a window's TimeLeft: {left:?}");
+    let mixed = sim
+        .admin
+        .put(format!("{}/__admin/limits", sim.url))
+        .json(&json!({"DescribeEipSegment": {"calls": 1, "perSecond": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mixed.status(), 400, "{}", mixed.text().await.unwrap());
+
+    let counters = sim.counters().await;
+    assert_eq!(counters["DescribeEipSegment"], json!({"Success": 5, "Throttling.User": 3}));
+}
+
+#[test]
+fn the_binary_refuses_two_shapes_of_limit_for_one_action() {
+    let conflicting =
+        ["--rate-limit", "ReleaseEipSegmentAddress=60/60", "--token-bucket", "ReleaseEipSegmentAddress=60/1"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-simulator")).args(conflicting).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ReleaseEipSegmentAddress is given both --rate-limit and --token-bucket"), "{stderr}");
+    let empty = ["--token-bucket", "ReleaseEipSegmentAddress=0/1"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-simulator")).args(empty).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("capacity must be at least 1"));
+}
+
+#[tokio::test]
 async fn unreachable_endpoint_is_a_connection_failure() {
     let config = ClientConfig {
         endpoint_override: Some("http://127.0.0.1:9".into()),

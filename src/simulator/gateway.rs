@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::auth::{AccessKey, Keyring, SignedRequest};
+use super::limits::{Limiter, RateLimit, Refusal};
 use super::malformed::{self, MalformedShape};
 use super::sts::{self, Issued, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
@@ -44,20 +45,11 @@ pub struct Faults {
     pub actions: Vec<String>,
 }
 
-/// At most `calls` per `per_seconds` for one account and action (Alibaba's fixed windows).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RateLimit {
-    pub calls: u32,
-    pub per_seconds: f64,
-}
-
 pub struct Simulator {
     world: Mutex<World>,
     keyring: Mutex<Keyring>,
     faults: Mutex<Faults>,
-    limits: Mutex<HashMap<String, RateLimit>>,
-    windows: Mutex<HashMap<(String, String), (Instant, u32)>>,
+    limiter: Mutex<Limiter>,
     counters: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     rng: Mutex<StdRng>,
     sts: Mutex<StsConfig>,
@@ -103,8 +95,7 @@ impl Simulator {
             world: Mutex::new(world),
             keyring: Mutex::new(keyring),
             faults: Mutex::new(faults),
-            limits: Mutex::new(limits),
-            windows: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::new(limits)),
             counters: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(rng),
             sts: Mutex::new(StsConfig::default()),
@@ -178,30 +169,13 @@ impl Simulator {
         (fault, delay)
     }
 
-    /// Fixed-window limit per account and action; on refusal, the throttling answer with the
-    /// milliseconds left in the window.
+    /// The action's limit for this account (window or bucket); on refusal, the throttling answer
+    /// with the milliseconds until a call may pass.
     fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<ApiReply> {
-        let (calls, left_ms) = self.window_full(account, action, now)?;
-        let header = format!("Limit:{calls},Remain:0,TimeLeft:{left_ms}");
+        let Refusal { limit, left_ms } = lock(&self.limiter).admit(account, action, now).err()?;
+        let header = format!("Limit:{limit},Remain:0,TimeLeft:{left_ms}");
         let message = "Request was denied due to user flow control.".to_string();
         Some(ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message }, Some(header)))
-    }
-
-    /// Counts the call in its window; the limit and the milliseconds left when the window is full.
-    fn window_full(&self, account: &str, action: &str, now: Instant) -> Option<(u32, u64)> {
-        let limit = *lock(&self.limits).get(action)?;
-        let window = Duration::from_secs_f64(limit.per_seconds.max(0.001));
-        let mut windows = lock(&self.windows);
-        let entry = windows.entry((account.to_string(), action.to_string())).or_insert((now, 0));
-        if now.duration_since(entry.0) >= window {
-            *entry = (now, 0);
-        }
-        if entry.1 >= limit.calls {
-            let left = window.saturating_sub(now.duration_since(entry.0));
-            return Some((limit.calls, left.as_millis() as u64));
-        }
-        entry.1 += 1;
-        None
     }
 
     async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Reply
@@ -501,7 +475,9 @@ impl Simulator {
     /// - `POST keys` `{"accessKeyId","accessKeySecret","account"}` adds (201) or replaces (200) a
     ///   permanent key, creating the account; `DELETE keys/<accessKeyId>` revokes one (404 if
     ///   unknown); `GET keys` lists IDs with accounts, no secrets;
-    /// - `GET|PUT faults`, `GET|PUT limits`, `GET|PUT timing`, `PUT accounts/<id>`, `GET|PUT sts`,
+    /// - `GET|PUT limits` (per action `{"calls","perSeconds"}`, a fixed window, or
+    ///   `{"capacity","perSecond"}`, a token bucket; PUT starts every window and bucket afresh);
+    /// - `GET|PUT faults`, `GET|PUT timing`, `PUT accounts/<id>`, `GET|PUT sts`,
     ///   `GET sts/credentials`, `GET|DELETE counters` (per action: outcome → count).
     fn admin(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let now = Instant::now();
@@ -562,11 +538,10 @@ impl Simulator {
                 }
                 Err(e) => bad(e),
             },
-            (&Method::GET, ["limits"]) => json_reply(StatusCode::OK, &*lock(&self.limits)),
+            (&Method::GET, ["limits"]) => json_reply(StatusCode::OK, lock(&self.limiter).limits()),
             (&Method::PUT, ["limits"]) => match parse::<HashMap<String, RateLimit>>(body) {
                 Ok(l) => {
-                    *lock(&self.limits) = l.clone();
-                    lock(&self.windows).clear();
+                    lock(&self.limiter).replace(l.clone());
                     json_reply(StatusCode::OK, &l)
                 }
                 Err(e) => bad(e),
@@ -759,7 +734,7 @@ mod tests {
     #[test]
     fn history_lists_seeded_and_removed_segments() {
         use clap::Parser;
-        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build();
+        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build().unwrap();
         let kept = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
         let removed = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
         admin_json(&sim, Method::DELETE, &format!("segments/{removed}"), "");
@@ -776,7 +751,7 @@ mod tests {
     #[test]
     fn counters_read_as_a_snapshot_for_deltas() {
         use clap::Parser;
-        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build();
+        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build().unwrap();
         sim.count("DescribeEipSegment", "Success");
         let before = admin_json(&sim, Method::GET, "counters", "");
         sim.count("DescribeEipSegment", "Success");
@@ -798,7 +773,7 @@ mod tests {
     fn simulator(flags: &[&str]) -> Arc<Simulator> {
         use clap::Parser;
         let argv = ["vpc-simulator", "--allocate-seconds", "0", "--release-cooldown-seconds", "0"];
-        Arc::new(crate::simulator::Args::parse_from(argv.iter().chain(flags)).build())
+        Arc::new(crate::simulator::Args::parse_from(argv.iter().chain(flags)).build().unwrap())
     }
 
     /// A key to sign with: ID, secret and, for STS credentials, the SecurityToken.

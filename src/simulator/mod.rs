@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod limits;
 pub mod malformed;
 pub mod sts;
 pub mod world;
@@ -11,12 +12,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use auth::{AccessKey, Keyring};
-use gateway::{Faults, RateLimit, Simulator};
+use gateway::{Faults, Simulator};
+use limits::RateLimit;
 use world::{DEFAULT_REGIONS, Timing, World};
 
 /// The documented default credentials, used when none are given; they act for [`DEFAULT_ACCOUNT`].
@@ -72,9 +74,14 @@ pub struct Args {
     /// Seed of the random choices (IDs, faults), for reproducible runs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Per-action rate limit, `Action=CALLS/SECONDS`, repeatable (e.g. ReleaseEipSegmentAddress=60/60).
+    /// Per-action fixed-window limit, `Action=CALLS/SECONDS`, repeatable (e.g.
+    /// ReleaseEipSegmentAddress=60/60).
     #[arg(long = "rate-limit", value_parser = parse_rate_limit)]
     pub rate_limits: Vec<(String, RateLimit)>,
+    /// Per-action token bucket, `Action=CAPACITY/REFILL_PER_SECOND`, repeatable (e.g.
+    /// ReleaseEipSegmentAddress=60/1); it starts full. An action has one limit: this or --rate-limit.
+    #[arg(long = "token-bucket", value_parser = parse_token_bucket)]
+    pub token_buckets: Vec<(String, RateLimit)>,
     /// Probability of an InternalError (HTTP 500) answer.
     #[arg(long, default_value_t = 0.0)]
     pub fault_internal_error_rate: f64,
@@ -141,15 +148,56 @@ pub fn validate_key(account: &str, access_key_id: &str, secret: &str) -> Result<
 }
 
 fn parse_rate_limit(value: &str) -> Result<(String, RateLimit), String> {
-    let (action, rate) = value.split_once('=').ok_or("expected Action=CALLS/SECONDS")?;
-    let (calls, seconds) = rate.split_once('/').ok_or("expected Action=CALLS/SECONDS")?;
+    let (action, calls, seconds) = split_limit(value, "Action=CALLS/SECONDS")?;
     let calls = calls.parse().map_err(|_| format!("bad call count {calls:?}"))?;
-    let per_seconds: f64 = seconds.parse().map_err(|_| format!("bad seconds {seconds:?}"))?;
-    Ok((action.to_string(), RateLimit { calls, per_seconds }))
+    let per_seconds = seconds.parse().map_err(|_| format!("bad seconds {seconds:?}"))?;
+    Ok((action, RateLimit::FixedWindow { calls, per_seconds }.validated()?))
+}
+
+fn parse_token_bucket(value: &str) -> Result<(String, RateLimit), String> {
+    let (action, capacity, rate) = split_limit(value, "Action=CAPACITY/REFILL_PER_SECOND")?;
+    let capacity = capacity.parse().map_err(|_| format!("bad capacity {capacity:?}"))?;
+    let per_second = rate.parse().map_err(|_| format!("bad refill rate {rate:?}"))?;
+    Ok((action, RateLimit::TokenBucket { capacity, per_second }.validated()?))
+}
+
+/// `Action=A/B` as its three parts.
+fn split_limit<'a>(value: &'a str, expected: &str) -> Result<(String, &'a str, &'a str), String> {
+    let shape_error = || format!("expected {expected}");
+    let (action, rate) = value.split_once('=').ok_or_else(shape_error)?;
+    let (a, b) = rate.split_once('/').ok_or_else(shape_error)?;
+    if action.is_empty() {
+        return Err(shape_error());
+    }
+    Ok((action.to_string(), a, b))
 }
 
 impl Args {
-    pub fn build(&self) -> Simulator {
+    /// The command line's arguments; a conflict between flags exits with clap's usage error.
+    pub fn from_command_line() -> Args {
+        let args = Args::parse();
+        if let Err(e) = args.limits() {
+            Args::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
+        }
+        args
+    }
+
+    /// Every action's limit; a later flag for an action replaces an earlier one of the same shape.
+    pub fn limits(&self) -> Result<HashMap<String, RateLimit>, String> {
+        let windows = self.rate_limits.iter().map(|(action, limit)| (action, limit, "--rate-limit"));
+        let buckets = self.token_buckets.iter().map(|(action, limit)| (action, limit, "--token-bucket"));
+        let mut limits = HashMap::new();
+        let mut flags = HashMap::new();
+        for (action, limit, flag) in windows.chain(buckets) {
+            if flags.insert(action, flag).is_some_and(|other| other != flag) {
+                return Err(format!("{action} is given both --rate-limit and --token-bucket; an action has one limit"));
+            }
+            limits.insert(action.clone(), *limit);
+        }
+        Ok(limits)
+    }
+
+    pub fn build(&self) -> Result<Simulator, String> {
         let timing = Timing {
             allocate_seconds: self.allocate_seconds,
             release_seconds: self.release_seconds,
@@ -172,7 +220,7 @@ impl Args {
             throttle_rate: self.fault_throttle_rate,
             ..Faults::default()
         };
-        let limits: HashMap<String, RateLimit> = self.rate_limits.iter().cloned().collect();
+        let limits = self.limits()?;
         let sts = sts::StsConfig {
             role_arns: self.rrsa_roles.clone(),
             oidc_provider_arn: self.rrsa_provider.clone(),
@@ -180,7 +228,7 @@ impl Args {
             credential_seconds: self.rrsa_credential_seconds,
             ..sts::StsConfig::default()
         };
-        Simulator::new(
+        Ok(Simulator::new(
             world,
             keyring,
             faults,
@@ -188,7 +236,7 @@ impl Args {
             StdRng::seed_from_u64(self.seed.wrapping_add(1)),
             DEFAULT_ACCOUNT.into(),
         )
-        .with_sts(sts)
+        .with_sts(sts))
     }
 }
 
@@ -208,11 +256,15 @@ impl Args {
     }
 }
 
+fn build(args: &Args) -> std::io::Result<Simulator> {
+    args.build().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
 /// Runs the simulator until interrupted.
 pub async fn run(args: Args) -> std::io::Result<()> {
+    let sim = Arc::new(build(&args)?);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
-    let sim = Arc::new(args.build());
     println!("vpc-simulator listening on http://{addr}");
     std::io::stdout().flush()?;
     tokio::select! {
@@ -223,9 +275,9 @@ pub async fn run(args: Args) -> std::io::Result<()> {
 
 /// Starts a simulator on a free loopback port inside this process (for tests); returns its base URL.
 pub async fn start_in_process(args: Args) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let sim = Arc::new(build(&args)?);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let sim = Arc::new(args.build());
     Ok((url, tokio::spawn(gateway::serve(listener, sim))))
 }
 
@@ -243,6 +295,76 @@ mod tests {
         for bad in ["42:LTAIx", "acct:LTAIx:s", ":LTAIx:s", "42::s", "42:LTAIx:"] {
             assert!(parse_account_key(bad).is_err(), "{bad}");
         }
+    }
+
+    fn parsed(flags: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("vpc-simulator").chain(flags.iter().copied()))
+    }
+
+    #[test]
+    fn limits_of_both_shapes_parse_from_their_flags() {
+        let args = parsed(&[
+            "--token-bucket",
+            "ReleaseEipSegmentAddress=60/1",
+            "--rate-limit",
+            "DescribeEipSegment=2/60",
+            "--token-bucket",
+            "AllocateEipSegmentAddress=1/0.25",
+            "--token-bucket",
+            "AllocateEipSegmentAddress=5/0.5",
+        ])
+        .unwrap();
+        let limits = args.limits().unwrap();
+        assert_eq!(limits.len(), 3, "{limits:?}");
+        assert_eq!(limits["ReleaseEipSegmentAddress"], RateLimit::TokenBucket { capacity: 60, per_second: 1.0 });
+        assert_eq!(limits["DescribeEipSegment"], RateLimit::FixedWindow { calls: 2, per_seconds: 60.0 });
+        assert_eq!(
+            limits["AllocateEipSegmentAddress"],
+            RateLimit::TokenBucket { capacity: 5, per_second: 0.5 },
+            "the later flag wins"
+        );
+        assert!(args.build().is_ok());
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_what_is_wrong() {
+        let refusal = |flag: &str, value: &str| parsed(&[flag, value]).unwrap_err().to_string();
+        for (value, says) in [
+            ("X=0/1", "capacity must be at least 1"),
+            ("X=1/0", "positive and finite"),
+            ("X=1/-1", "positive and finite"),
+            ("X=1/inf", "positive and finite"),
+            ("X=1/NaN", "positive and finite"),
+            ("X=-1/1", "bad capacity"),
+            ("X=a/1", "bad capacity"),
+            ("X=1/a", "bad refill rate"),
+            ("X1/1", "expected Action=CAPACITY/REFILL_PER_SECOND"),
+            ("X=1", "expected Action=CAPACITY/REFILL_PER_SECOND"),
+            ("=1/1", "expected Action=CAPACITY/REFILL_PER_SECOND"),
+        ] {
+            let error = refusal("--token-bucket", value);
+            assert!(error.contains(says), "{value}: {error}");
+        }
+        for (value, says) in [("X=1/0", "positive and finite"), ("X=1/inf", "positive and finite"), ("X1", "expected")]
+        {
+            let error = refusal("--rate-limit", value);
+            assert!(error.contains(says), "{value}: {error}");
+        }
+        assert!(parsed(&["--rate-limit", "X=0/60"]).is_ok(), "a window of no calls refuses every call");
+    }
+
+    #[test]
+    fn an_action_has_one_shape_of_limit() {
+        let args = parsed(&[
+            "--rate-limit",
+            "ReleaseEipSegmentAddress=60/60",
+            "--token-bucket",
+            "ReleaseEipSegmentAddress=60/1",
+        ])
+        .unwrap();
+        let error = args.limits().unwrap_err();
+        assert!(error.contains("ReleaseEipSegmentAddress") && error.contains("both"), "{error}");
+        assert_eq!(args.build().err(), Some(error));
     }
 
     #[test]
