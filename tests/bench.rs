@@ -1,25 +1,32 @@
-//! The delete-storm benchmark (`make bench`): the real operator binary, a real kube-apiserver and the
-//! VPC simulator with Alibaba's documented release limit, N EipSegments deleted in one stroke.
+//! The benchmark (`make bench`): the real operator binary, a real kube-apiserver and the VPC
+//! simulator limiting AllocateEipSegmentAddress and ReleaseEipSegmentAddress to a quota, under a
+//! fixed window or a token bucket. Every phase in one run:
 //!
-//! Phases: set up N Ready objects with a fast setup-only allocation rate; restart the operator on its
-//! defaults and measure what reconciling N Allocated segments costs; delete every object at once and
-//! measure the time to all gone against the lower bound N / release-rate + release duration, the
-//! cloud calls per segment, the confirmation latency, throttling, and the operator's RSS and CPU.
-//! It prints a table and each target of the issue with PASS or FAIL, and writes the same figures
-//! to `target/bench/bench-<N>.json`.
+//! 1. creation storm: N objects exist, the operator starts on its defaults, until all are Ready;
+//! 2. restart: a new operator process with N Allocated, until its ready gauge counts N;
+//! 3. steady state: that operator's drift checks over a few resync rounds (sped up, see below);
+//! 4. delete storm: one `kubectl delete --all`, until every object is gone.
 //!
-//! Knobs (environment; `make bench` maps N, RELEASE_RATE, … onto them):
+//! Storms are measured against the cloud's floor for the limiter shape in force: for a fixed
+//! window of Q calls per W s, (⌈N/Q⌉ − 1) × W + the change's duration; for a token bucket of
+//! capacity Q refilled at Q/W per second, max(0, N − Q) × W/Q + the duration. It prints a table and
+//! each target with PASS or FAIL, and writes the same figures to `target/bench/<run>.json`.
+//!
+//! Knobs (environment; `make bench` maps N, LIMITER, … onto them):
 //! - `BENCH_N`: objects (unset: the smoke run below);
-//! - `BENCH_RELEASE_RATE`: the cloud's ReleaseEipSegmentAddress limit per second (default 1, Alibaba's
-//!   60 per 60 s); the operator's client-side rate stays at 95 % of it, as its default 0.95/s is of 1/s;
+//! - `BENCH_LIMITER`: `window` (default) or `bucket`;
+//! - `BENCH_QUOTA`: the cloud's quota of both mutating actions, CALLS/SECONDS (default 60/60,
+//!   Alibaba's documented release limit); the operator is told the same quota, never the shape;
 //! - `BENCH_RELEASE_SECONDS` (default 5), `BENCH_ALLOCATE_SECONDS` (default 2): cloud durations;
-//! - `BENCH_SETTLE_SECONDS` (default 30): how long the restart phase waits when the operator has no
-//!   `eipsegment_objects_ready` gauge;
-//! - `BENCH_STRICT=1`: exit non-zero when a target fails.
+//! - `BENCH_RESYNC_SECONDS` (default 20), `BENCH_ROUNDS` (default 3): the steady state's sped-up
+//!   drift interval and the rounds measured; CPU per hour is scaled to the default 600 s interval;
+//! - `BENCH_STRICT=1`: exit non-zero when a target fails; `BENCH_RUST_LOG`: the operators' `RUST_LOG`.
 //!
-//! Without `BENCH_N` (as in `cargo test --all-targets`) it runs a smoke version: N = 30, a release
-//! limit of 10/s, 2 s releases, and it asserts only the counts that cannot flake: every object gone,
-//! exactly one ReleaseEipSegmentAddress per segment, no throttling, no mutating call on restart.
+//! Without `BENCH_N` (as in `cargo test --all-targets`) it runs a smoke version: N = 30, a quota of
+//! 10 per 2 s, 1 s allocations, 2 s releases, rounds of 4 s. It asserts only counts: every object
+//! Ready and gone, exactly one accepted call per segment, no throttling, no mutating call on
+//! restart, and calls per phase within the checked-in baseline `tests/bench-baseline.json`
+//! (`BENCH_WRITE_BASELINE=1` rewrites it from the run).
 
 mod support;
 
@@ -30,26 +37,37 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eipsegment_operator::crd::EipSegment;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use support::*;
 
-/// The operator's default client-side release rate as a share of the cloud's limit (0.95/s of 60/60 s).
-const CLIENT_SHARE: f64 = 0.95;
 const READY_GAUGE: &str = "eipsegment_objects_ready";
-const MUTATING: &[&str] = &["AllocateEipSegmentAddress", "ReleaseEipSegmentAddress"];
+const ALLOCATE: &str = "AllocateEipSegmentAddress";
+const RELEASE: &str = "ReleaseEipSegmentAddress";
+const DESCRIBE: &str = "DescribeEipSegment";
+const MUTATING: &[&str] = &[ALLOCATE, RELEASE];
+/// The operator's default drift interval, to which the steady state's CPU is scaled.
+const DEFAULT_RESYNC_SECONDS: f64 = 600.0;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Window,
+    Bucket,
+}
 
 struct Config {
     n: usize,
     smoke: bool,
-    /// The cloud's release limit, calls per second.
-    release_rate: f64,
+    shape: Shape,
+    quota_calls: u32,
+    quota_seconds: f64,
     release_seconds: f64,
     allocate_seconds: f64,
-    settle: Duration,
+    resync_seconds: f64,
+    rounds: u32,
     strict: bool,
 }
 
@@ -66,38 +84,82 @@ impl Config {
         let smoke = n.is_none();
         let n = n.map_or(30, |v| v.trim().parse().unwrap_or_else(|_| panic!("BENCH_N={v:?} is not a count")));
         assert!(n > 0, "BENCH_N must be positive");
+        let shape = match std::env::var("BENCH_LIMITER").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("window") => Shape::Window,
+            Ok("bucket") => Shape::Bucket,
+            Ok(other) => panic!("BENCH_LIMITER={other:?}: window or bucket"),
+        };
+        let quota = std::env::var("BENCH_QUOTA").ok().filter(|v| !v.trim().is_empty());
+        let quota = quota.unwrap_or_else(|| if smoke { "10/2" } else { "60/60" }.to_string());
+        let (calls, seconds) = quota.split_once('/').unwrap_or_else(|| panic!("BENCH_QUOTA={quota:?}: CALLS/SECONDS"));
         Config {
             n,
             smoke,
-            release_rate: env_f64("BENCH_RELEASE_RATE", if smoke { 10.0 } else { 1.0 }),
+            shape,
+            quota_calls: calls.trim().parse().expect("BENCH_QUOTA calls"),
+            quota_seconds: seconds.trim().parse().expect("BENCH_QUOTA seconds"),
             release_seconds: env_f64("BENCH_RELEASE_SECONDS", if smoke { 2.0 } else { 5.0 }),
             allocate_seconds: env_f64("BENCH_ALLOCATE_SECONDS", if smoke { 1.0 } else { 2.0 }),
-            settle: Duration::from_secs_f64(env_f64("BENCH_SETTLE_SECONDS", if smoke { 10.0 } else { 30.0 })),
+            resync_seconds: env_f64("BENCH_RESYNC_SECONDS", if smoke { 4.0 } else { 20.0 }),
+            rounds: env_f64("BENCH_ROUNDS", if smoke { 2.0 } else { 3.0 }) as u32,
             strict: std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1"),
         }
     }
 
-    /// The simulator's fixed window: calls per 60 s.
-    fn cloud_calls_per_minute(&self) -> u32 {
-        (self.release_rate * 60.0).round().max(1.0) as u32
+    fn quota(&self) -> String {
+        format!("{}/{}", self.quota_calls, self.quota_seconds)
     }
 
-    /// The operator's flag, when the limit is not Alibaba's (there the operator's default holds).
-    fn operator_release_flag(&self) -> Vec<String> {
-        if self.cloud_calls_per_minute() == 60 {
-            Vec::new()
-        } else {
-            vec!["--release-rate-per-second".into(), format!("{}", self.client_release_rate())]
+    fn shape_name(&self) -> &'static str {
+        match self.shape {
+            Shape::Window => "fixed window",
+            Shape::Bucket => "token bucket",
         }
     }
 
-    fn client_release_rate(&self) -> f64 {
-        f64::from(self.cloud_calls_per_minute()) / 60.0 * CLIENT_SHARE
+    /// The simulator's limit of both mutating actions, in the shape chosen.
+    fn cloud_limit_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for action in MUTATING {
+            match self.shape {
+                Shape::Window => args.extend(["--rate-limit".into(), format!("{action}={}", self.quota())]),
+                Shape::Bucket => {
+                    let refill = f64::from(self.quota_calls) / self.quota_seconds;
+                    args.extend(["--token-bucket".into(), format!("{action}={}/{refill}", self.quota_calls)])
+                }
+            }
+        }
+        args
     }
 
-    /// The least time the cloud allows: N releases at its rate, then one release duration.
-    fn lower_bound(&self) -> f64 {
-        self.n as f64 / (f64::from(self.cloud_calls_per_minute()) / 60.0) + self.release_seconds
+    /// The operator is told the quota (its default when it is Alibaba's), never the shape.
+    fn operator_quota_args(&self) -> Vec<String> {
+        if self.quota_calls == 60 && self.quota_seconds == 60.0 {
+            return Vec::new();
+        }
+        vec!["--release-quota".into(), self.quota(), "--allocate-quota".into(), self.quota()]
+    }
+
+    /// The least time the cloud allows for N calls, then one change's duration.
+    fn floor(&self, duration: f64) -> f64 {
+        let (n, q, w) = (self.n as f64, f64::from(self.quota_calls), self.quota_seconds);
+        duration
+            + match self.shape {
+                Shape::Window => ((n / q).ceil() - 1.0) * w,
+                Shape::Bucket => (n - q).max(0.0) * w / q,
+            }
+    }
+
+    fn floor_formula(&self) -> &'static str {
+        match self.shape {
+            Shape::Window => "(ceil(N/Q) - 1) x W + duration",
+            Shape::Bucket => "max(0, N - Q) x W/Q + duration",
+        }
+    }
+
+    fn run_name(&self) -> String {
+        let shape = if self.shape == Shape::Window { "window" } else { "bucket" };
+        if self.smoke { format!("smoke-{}", self.n) } else { format!("bench-{}-{shape}", self.n) }
     }
 }
 
@@ -139,8 +201,26 @@ fn calls(c: &Counters, action: &str) -> u64 {
     c.get(action).map_or(0, |o| o.values().sum())
 }
 
+fn accepted(c: &Counters, action: &str) -> u64 {
+    c.get(action).and_then(|o| o.get("Success")).copied().unwrap_or(0)
+}
+
 fn throttled(c: &Counters) -> u64 {
     c.values().flat_map(|o| o.iter()).filter(|(outcome, _)| outcome.starts_with("Throttling")).map(|(_, n)| n).sum()
+}
+
+/// Calls per action, all outcomes.
+fn sent_by_action(c: &Counters) -> BTreeMap<String, u64> {
+    c.keys().map(|a| (a.clone(), calls(c, a))).collect()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// (peak RSS in MiB, CPU seconds) of a process, from /proc.
@@ -150,19 +230,13 @@ fn process_usage(pid: u32) -> (Option<f64>, Option<f64>) {
             .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
     });
-    let ticks: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
         // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
         let rest = &s[s.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let utime: f64 = fields.get(11)?.parse().ok()?;
         let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / ticks)
+        Some((utime + stime) / clock_ticks())
     });
     (rss, cpu)
 }
@@ -183,18 +257,30 @@ fn median(sorted: &[f64]) -> Option<f64> {
     }
 }
 
-/// What the watcher saw: objects present and when each disappeared (wall clock, ms).
+/// What the watcher saw: objects present, when each first showed Ready with its segment, and when
+/// each disappeared (wall clock, ms).
 #[derive(Default)]
 struct Watched {
     present: HashSet<String>,
     relist: HashSet<String>,
+    ready: HashMap<String, (u64, String)>,
     gone: HashMap<String, u64>,
     synced: bool,
 }
 
-/// Records each object's disappearance from Deleted events; an object missing from a re-list (after
+impl Watched {
+    fn saw(&mut self, o: &DynamicObject, at: u64) -> String {
+        let name = o.metadata.name.clone().unwrap_or_default();
+        if let Some(segment) = ready_segment(o) {
+            self.ready.entry(name.clone()).or_insert((at, segment));
+        }
+        name
+    }
+}
+
+/// Records readiness and disappearance from watch events; an object missing from a re-list (after
 /// a watch that could not resume) counts as gone when the re-list completes.
-fn watch_deletions(rt: &tokio::runtime::Runtime, api: Api<DynamicObject>) -> Arc<Mutex<Watched>> {
+fn watch_objects(rt: &tokio::runtime::Runtime, api: Api<DynamicObject>) -> Arc<Mutex<Watched>> {
     let state = Arc::new(Mutex::new(Watched::default()));
     let shared = state.clone();
     rt.spawn(async move {
@@ -205,7 +291,8 @@ fn watch_deletions(rt: &tokio::runtime::Runtime, api: Api<DynamicObject>) -> Arc
             let mut w = shared.lock().unwrap();
             match event {
                 Ok(Event::Apply(o)) => {
-                    w.present.insert(o.metadata.name.unwrap_or_default());
+                    let name = w.saw(&o, at);
+                    w.present.insert(name);
                 }
                 Ok(Event::Delete(o)) => {
                     let name = o.metadata.name.unwrap_or_default();
@@ -214,7 +301,8 @@ fn watch_deletions(rt: &tokio::runtime::Runtime, api: Api<DynamicObject>) -> Arc
                 }
                 Ok(Event::Init) => w.relist.clear(),
                 Ok(Event::InitApply(o)) => {
-                    w.relist.insert(o.metadata.name.unwrap_or_default());
+                    let name = w.saw(&o, at);
+                    w.relist.insert(name);
                 }
                 Ok(Event::InitDone) => {
                     let relist = std::mem::take(&mut w.relist);
@@ -232,7 +320,7 @@ fn watch_deletions(rt: &tokio::runtime::Runtime, api: Api<DynamicObject>) -> Arc
     state
 }
 
-fn is_ready_object(o: &DynamicObject) -> Option<String> {
+fn ready_segment(o: &DynamicObject) -> Option<String> {
     let status = o.data.get("status")?;
     let ready = status["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
     ready.then(|| status["segmentInstanceId"].as_str().map(str::to_string)).flatten()
@@ -242,7 +330,337 @@ struct Target {
     name: String,
     measured: String,
     pass: bool,
-    note: String,
+}
+
+fn target(name: impl Into<String>, measured: impl Into<String>, pass: bool) -> Target {
+    Target { name: name.into(), measured: measured.into(), pass }
+}
+
+fn fmt(v: Option<f64>, unit: &str) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"))
+}
+
+/// One storm's figures, against the cloud's floor for its action.
+struct Storm {
+    action: &'static str,
+    completion: Option<f64>,
+    floor: f64,
+    calls: Counters,
+    latencies: Vec<f64>,
+    unconfirmed: usize,
+    exactly_once: usize,
+}
+
+impl Storm {
+    fn ratio(&self) -> Option<f64> {
+        self.completion.map(|t| t / self.floor)
+    }
+
+    fn latency_median(&self) -> Option<f64> {
+        median(&self.latencies)
+    }
+
+    fn rows(&self, cfg: &Config, rows: &mut Vec<(String, String)>) {
+        let n = cfg.n as f64;
+        let p = |what: &str| format!("{} storm: {what}", if self.action == ALLOCATE { "creation" } else { "delete" });
+        rows.push((p("completion"), fmt(self.completion, " s")));
+        rows.push((p(&format!("floor {}", cfg.floor_formula())), format!("{:.2} s", self.floor)));
+        rows.push((p("completion / floor"), fmt(self.ratio(), "")));
+        for (action, sent) in sent_by_action(&self.calls) {
+            let ok = accepted(&self.calls, &action);
+            rows.push((
+                p(&format!("{action} sent / accepted per segment")),
+                format!("{:.2} / {:.2} ({sent} / {ok})", sent as f64 / n, ok as f64 / n),
+            ));
+        }
+        rows.push((p("throttling answers"), throttled(&self.calls).to_string()));
+        rows.push((p("segments with exactly one accepted call"), format!("{} of {}", self.exactly_once, cfg.n)));
+        rows.push((
+            p("confirmation latency median / p99"),
+            format!("{} / {}", fmt(self.latency_median(), " s"), fmt(percentile(&self.latencies, 99.0), " s")),
+        ));
+        rows.push((p("objects without a cloud time"), self.unconfirmed.to_string()));
+    }
+
+    fn targets(&self, cfg: &Config, targets: &mut Vec<Target>) {
+        let n = cfg.n as f64;
+        let what = if self.action == ALLOCATE { "creation" } else { "delete" };
+        let (sent, ok) = (calls(&self.calls, self.action), accepted(&self.calls, self.action));
+        targets.push(target(
+            format!("{what} storm: completion <= 1.05 x floor"),
+            fmt(self.ratio(), " x"),
+            self.ratio().is_some_and(|r| r <= 1.05),
+        ));
+        targets.push(target(
+            format!("{what} storm: accepted {} per segment = 1.00", self.action),
+            format!("{:.2}", ok as f64 / n),
+            ok == cfg.n as u64 && self.exactly_once == cfg.n,
+        ));
+        targets.push(target(
+            format!("{what} storm: sent {} per segment <= 1.02", self.action),
+            format!("{:.2}", sent as f64 / n),
+            sent as f64 <= 1.02 * n,
+        ));
+        let describes = calls(&self.calls, DESCRIBE) as f64;
+        targets.push(target(
+            format!("{what} storm: {DESCRIBE} per segment <= 1.0"),
+            format!("{:.2}", describes / n),
+            describes <= n,
+        ));
+        targets.push(target(
+            format!("{what} storm: confirmation latency median <= 1 s"),
+            fmt(self.latency_median(), " s"),
+            self.latency_median().is_some_and(|m| m <= 1.0) && self.unconfirmed == 0,
+        ));
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "completionSeconds": self.completion,
+            "floorSeconds": self.floor,
+            "ratio": self.ratio(),
+            "callsByAction": self.calls,
+            "throttlingAnswers": throttled(&self.calls),
+            "segmentsWithExactlyOneAcceptedCall": self.exactly_once,
+            "confirmationLatencySeconds": {"median": self.latency_median(), "p99": percentile(&self.latencies, 99.0), "samples": self.latencies.len(), "withoutCloudTime": self.unconfirmed},
+        })
+    }
+}
+
+/// A running operator's peak RSS and CPU, kept when it stops.
+#[derive(Default)]
+struct Usage {
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+}
+
+impl Usage {
+    fn add(&mut self, op: &Operator) {
+        let (rss, cpu) = op.pid().map(process_usage).unwrap_or_default();
+        self.peak_rss_mib = self.peak_rss_mib.max(rss.unwrap_or(0.0));
+        self.cpu_seconds += cpu.unwrap_or(0.0);
+    }
+}
+
+fn cpu_of(op: &Operator) -> f64 {
+    op.pid().and_then(|pid| process_usage(pid).1).unwrap_or(0.0)
+}
+
+struct Bench<'a> {
+    cfg: &'a Config,
+    start: Instant,
+    c: &'static Cluster,
+    sim: Simulator,
+    ns: String,
+    watched: Arc<Mutex<Watched>>,
+    usage: Usage,
+}
+
+impl Bench<'_> {
+    fn operator(&self, extra: &[String]) -> Operator {
+        let mut args = self.cfg.operator_quota_args();
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into());
+        Operator::start_with_defaults(self.c, &self.sim, &self.ns, &args, &[("RUST_LOG", &log)])
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&Watched) -> usize) -> bool {
+        let started = Instant::now();
+        let mut reported = 0;
+        loop {
+            let count = done(&self.watched.lock().unwrap());
+            if count >= self.cfg.n {
+                return true;
+            }
+            if started.elapsed() > timeout {
+                progress(self.start, &format!("{what}: {count} of {} after {:?}", self.cfg.n, timeout));
+                return false;
+            }
+            if count >= reported + self.cfg.n.div_ceil(10) {
+                progress(self.start, &format!("{what}: {count} of {}", self.cfg.n));
+                reported = count;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn history(&self) -> HashMap<String, Value> {
+        let history = self.sim.admin("GET", "history", Value::Null);
+        let segments = history["segments"].as_array().expect("history").iter();
+        segments.filter_map(|h| Some((h["instanceId"].as_str()?.to_string(), h.clone()))).collect()
+    }
+
+    fn creation_storm(&mut self) -> (Storm, Operator) {
+        let before = counters(&self.sim);
+        let started_ms = now_ms();
+        progress(self.start, "creation storm: the operator starts with every object waiting");
+        let op = self.operator(&[]);
+        let floor = self.cfg.floor(self.cfg.allocate_seconds);
+        let all_ready = self.wait_until("Ready", Duration::from_secs_f64(2.0 * floor + 120.0), |w| w.ready.len());
+        let calls = delta(&before, &counters(&self.sim));
+        let history = self.history();
+        let ready = self.watched.lock().unwrap().ready.clone();
+        let completion = ready
+            .values()
+            .map(|(at, _)| *at)
+            .max()
+            .filter(|_| all_ready)
+            .map(|last| (last - started_ms) as f64 / 1000.0);
+        let mut latencies = Vec::new();
+        let mut unconfirmed = 0;
+        for (at, segment) in ready.values() {
+            match history.get(segment).and_then(|h| h["createdAtMs"].as_u64()) {
+                Some(created) => {
+                    let allocated = created as f64 + self.cfg.allocate_seconds * 1000.0;
+                    latencies.push((*at as f64 - allocated) / 1000.0);
+                }
+                None => unconfirmed += 1,
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        let distinct: HashSet<&String> = ready.values().map(|(_, s)| s).collect();
+        let exactly_once = if accepted(&calls, ALLOCATE) == distinct.len() as u64 { distinct.len() } else { 0 };
+        (Storm { action: ALLOCATE, completion, floor, calls, latencies, unconfirmed, exactly_once }, op)
+    }
+
+    fn delete_storm(&mut self, op: &Operator) -> Storm {
+        let before = counters(&self.sim);
+        let started_ms = now_ms();
+        progress(self.start, "delete storm: kubectl delete eipsegments --all --wait=false");
+        self.c.kubectl(&["delete", "eipsegments", "--all", "-n", &self.ns, "--wait=false"]);
+        let floor = self.cfg.floor(self.cfg.release_seconds);
+        let all_gone = self.wait_until("gone", Duration::from_secs_f64(2.0 * floor + 120.0), |w| w.gone.len());
+        self.usage.add(op);
+        let calls = delta(&before, &counters(&self.sim));
+        let history = self.history();
+        let (ready, gone) = {
+            let w = self.watched.lock().unwrap();
+            (w.ready.clone(), w.gone.clone())
+        };
+        let completion =
+            gone.values().max().filter(|_| all_gone).map(|last| (*last as f64 - started_ms as f64) / 1000.0);
+        let mut latencies = Vec::new();
+        let mut unconfirmed = 0;
+        let mut exactly_once = 0;
+        for (name, gone_ms) in &gone {
+            let h = ready.get(name).and_then(|(_, segment)| history.get(segment));
+            match h.and_then(|h| h["goneAtMs"].as_u64()) {
+                Some(cloud_ms) => latencies.push((*gone_ms as f64 - cloud_ms as f64) / 1000.0),
+                None => unconfirmed += 1,
+            }
+            if h.and_then(|h| h["releaseAcceptedAtMs"].as_array()).is_some_and(|a| a.len() == 1) {
+                exactly_once += 1;
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        Storm { action: RELEASE, completion, floor, calls, latencies, unconfirmed, exactly_once }
+    }
+}
+
+/// The restart phase: time until the new operator's gauge counts every object, and its calls.
+struct Restart {
+    seconds: Option<f64>,
+    calls: Counters,
+}
+
+fn restart(b: &Bench, op: &Operator, before: &Counters, started: Instant) -> Restart {
+    let timeout = Duration::from_secs_f64(60.0 + b.cfg.n as f64 / 50.0);
+    let seconds = loop {
+        let (_, text) = op.scrape("/metrics");
+        let value =
+            text.lines().find_map(|l| l.strip_prefix(READY_GAUGE)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+        if value.is_some_and(|v| v >= b.cfg.n as f64) {
+            break Some(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() >= timeout {
+            progress(b.start, &format!("restart: {READY_GAUGE} at {value:?} of {} after {timeout:?}", b.cfg.n));
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Anything the restart set off shows up within a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    Restart { seconds, calls: delta(before, &counters(&b.sim)) }
+}
+
+/// The steady state: calls per drift round and the operator's CPU, split into the rounds and the
+/// quiet between them by whether a Describe call happened in each half-second.
+struct Steady {
+    calls: Counters,
+    rounds: u32,
+    round_cpu: f64,
+    quiet_cpu: f64,
+    quiet_seconds: f64,
+}
+
+impl Steady {
+    fn describes_per_round(&self) -> f64 {
+        calls(&self.calls, DESCRIBE) as f64 / f64::from(self.rounds)
+    }
+
+    fn other_calls(&self) -> u64 {
+        self.calls.keys().filter(|a| *a != DESCRIBE).map(|a| calls(&self.calls, a)).sum()
+    }
+
+    /// CPU seconds per hour at the default drift interval: its rounds, and an hour of quiet.
+    fn cpu_per_hour(&self) -> f64 {
+        let per_round = self.round_cpu / f64::from(self.rounds);
+        let quiet_rate = if self.quiet_seconds > 0.0 { self.quiet_cpu / self.quiet_seconds } else { 0.0 };
+        3600.0 / DEFAULT_RESYNC_SECONDS * per_round + 3600.0 * quiet_rate
+    }
+}
+
+fn steady_state(b: &Bench, op: &Operator) -> Steady {
+    // Rounds fall due every resync interval after the restart's own look; measuring from half an
+    // interval on takes exactly `rounds` of them.
+    let interval = Duration::from_secs_f64(b.cfg.resync_seconds);
+    std::thread::sleep(interval / 2);
+    progress(b.start, &format!("steady state: {} rounds of {} s", b.cfg.rounds, b.cfg.resync_seconds));
+    let before = counters(&b.sim);
+    let (mut round_cpu, mut quiet_cpu, mut quiet_seconds) = (0.0, 0.0, 0.0);
+    let (mut cpu, mut describes) = (cpu_of(op), calls(&before, DESCRIBE));
+    let step = Duration::from_millis(500);
+    let steps = (interval * b.cfg.rounds).as_millis() / step.as_millis();
+    for _ in 0..steps {
+        std::thread::sleep(step);
+        let (now_cpu, now_describes) = (cpu_of(op), calls(&counters(&b.sim), DESCRIBE));
+        if now_describes > describes {
+            round_cpu += now_cpu - cpu;
+        } else {
+            quiet_cpu += now_cpu - cpu;
+            quiet_seconds += step.as_secs_f64();
+        }
+        (cpu, describes) = (now_cpu, now_describes);
+    }
+    Steady { calls: delta(&before, &counters(&b.sim)), rounds: b.cfg.rounds, round_cpu, quiet_cpu, quiet_seconds }
+}
+
+/// Calls per phase and action, the figure the baseline guards.
+fn call_counts(creation: &Storm, restart: &Restart, steady: &Steady, delete: &Storm) -> Value {
+    json!({
+        "creationStorm": sent_by_action(&creation.calls),
+        "restart": sent_by_action(&restart.calls),
+        "steadyStatePerRound": steady.calls.keys().map(|a| (a.clone(), calls(&steady.calls, a).div_ceil(u64::from(steady.rounds)))).collect::<BTreeMap<_, _>>(),
+        "deleteStorm": sent_by_action(&delete.calls),
+    })
+}
+
+/// Each phase's calls of each action against the baseline: mutating calls exactly, reads within
+/// a tenth more (plus one), and no action the baseline does not list.
+fn over_baseline(measured: &Value, baseline: &Value) -> Vec<String> {
+    let mut over = Vec::new();
+    for (phase, actions) in measured.as_object().expect("phases") {
+        for (action, count) in actions.as_object().expect("actions") {
+            let count = count.as_u64().unwrap_or(0);
+            let allowed = baseline[phase][action].as_u64().unwrap_or(0);
+            let limit = if MUTATING.contains(&action.as_str()) { allowed } else { allowed + allowed / 10 + 1 };
+            if count > limit || (allowed == 0 && count > 0) {
+                over.push(format!("{phase} {action}: {count} calls, baseline {allowed}"));
+            }
+        }
+    }
+    over
 }
 
 fn main() {
@@ -254,30 +672,31 @@ fn main() {
     let start = Instant::now();
     eipsegment_operator::cloud::client::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let per_minute = cfg.cloud_calls_per_minute();
     eprintln!(
-        "bench: {} N = {}, cloud release limit {per_minute}/60 s, operator {:.2}/s, release {} s, allocate {} s",
-        if cfg.smoke { "smoke," } else { "" },
+        "bench: {}N = {}, cloud quota {} s ({}) for Allocate and Release, allocate {} s, release {} s",
+        if cfg.smoke { "smoke, " } else { "" },
         cfg.n,
-        cfg.client_release_rate(),
-        cfg.release_seconds,
-        cfg.allocate_seconds
+        cfg.quota(),
+        cfg.shape_name(),
+        cfg.allocate_seconds,
+        cfg.release_seconds
     );
 
-    // ---- 1. Setup ---------------------------------------------------------------------------
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+
+    // ---- Setup: N objects, no operator yet -------------------------------------------------------
     let c = Cluster::shared();
     let ns = c.namespace("bench");
     progress(start, &format!("control plane up; namespace {ns}"));
-    let release_limit = format!("ReleaseEipSegmentAddress={per_minute}/60");
-    let (release_seconds, allocate_seconds) = (cfg.release_seconds.to_string(), cfg.allocate_seconds.to_string());
-    let sim = Simulator::start(&[
-        "--rate-limit",
-        &release_limit,
-        "--release-seconds",
-        &release_seconds,
-        "--allocate-seconds",
-        &allocate_seconds,
+    let mut sim_args = cfg.cloud_limit_args();
+    sim_args.extend([
+        "--release-seconds".into(),
+        cfg.release_seconds.to_string(),
+        "--allocate-seconds".into(),
+        cfg.allocate_seconds.to_string(),
     ]);
+    let sim = Simulator::start(&sim_args.iter().map(String::as_str).collect::<Vec<_>>());
     let kubeconfig = Kubeconfig::read_from(c.admin_kubeconfig()).expect("admin kubeconfig");
     let client: kube::Client = rt.block_on(async {
         let config =
@@ -304,312 +723,168 @@ fn main() {
             .await
             .expect("create EipSegments")
     });
-    progress(start, &format!("{} EipSegments created", cfg.n));
-
-    let mut setup_args = vec!["--allocate-rate-per-second".to_string(), "200".to_string()];
-    setup_args.extend(cfg.operator_release_flag());
-    let setup_args: Vec<&str> = setup_args.iter().map(String::as_str).collect();
-    let quiet = [("RUST_LOG", "info")];
-    let mut setup_op = Operator::start_with_defaults(c, &sim, &ns, &setup_args, &quiet);
-    let setup_timeout = Duration::from_secs_f64(120.0 + cfg.n as f64 / 20.0 + cfg.allocate_seconds);
-    let segment_of: HashMap<String, String> = eventually("every EipSegment Ready", setup_timeout, || {
-        std::thread::sleep(Duration::from_secs(1));
-        let list = rt.block_on(api.list(&ListParams::default())).ok()?;
-        let ready: HashMap<String, String> =
-            list.items.iter().filter_map(|o| Some((o.metadata.name.clone()?, is_ready_object(o)?))).collect();
-        (ready.len() == cfg.n).then_some(ready)
-    });
-    progress(start, &format!("all {} Ready; stopping the setup operator with SIGTERM", cfg.n));
-    assert!(setup_op.terminate(Duration::from_secs(30)), "the setup operator did not exit within 30 s of SIGTERM");
-
-    // ---- 2. Restart on the defaults ------------------------------------------------------------
-    let before_restart = counters(&sim);
-    let restart_args = cfg.operator_release_flag();
-    let restart_args: Vec<&str> = restart_args.iter().map(String::as_str).collect();
-    let restart_started = Instant::now();
-    let op = Operator::start_with_defaults(c, &sim, &ns, &restart_args, &quiet);
-    let restart_timeout =
-        if cfg.smoke { Duration::from_secs(30) } else { Duration::from_secs_f64(60.0 + cfg.n as f64 / 50.0) };
-    let mut gauge_seen = false;
-    let mut last_gauge = None;
-    let restart_time: Option<f64> = loop {
-        let (status, text) = op.scrape("/metrics");
-        let value =
-            text.lines().find_map(|l| l.strip_prefix(READY_GAUGE)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
-        gauge_seen |= value.is_some();
-        last_gauge = value.or(last_gauge);
-        if value.is_some_and(|v| v >= cfg.n as f64) {
-            break Some(restart_started.elapsed().as_secs_f64());
-        }
-        let waited = restart_started.elapsed();
-        if status == 200 && !gauge_seen && waited >= cfg.settle {
-            progress(start, &format!("no {READY_GAUGE} gauge; counting the calls after {:?}", cfg.settle));
-            break None;
-        }
-        if waited >= restart_timeout {
-            progress(start, &format!("{READY_GAUGE} at {last_gauge:?} of {} after {waited:?}", cfg.n));
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let restart_cost = delta(&before_restart, &counters(&sim));
-    progress(start, &format!("restart: reconciled in {restart_time:?} s; calls: {}", describe_counters(&restart_cost)));
-    // Anything mutating the restart set off shows up within a moment.
-    std::thread::sleep(Duration::from_secs(2));
-
-    // ---- 3. Delete storm ------------------------------------------------------------------------
-    let watched = watch_deletions(&rt, api.clone());
+    let watched = watch_objects(&rt, api.clone());
     eventually("the watcher's initial list", Duration::from_secs(60), || watched.lock().unwrap().synced.then_some(()));
-    assert_eq!(watched.lock().unwrap().present.len(), cfg.n, "the watcher sees every object before the storm");
-    let before_storm = counters(&sim);
-    let restart_mutating: u64 = MUTATING.iter().map(|a| calls(&delta(&before_restart, &before_storm), a)).sum();
-    let storm_started_ms = now_ms();
-    let storm_started = Instant::now();
-    progress(start, "kubectl delete eipsegments --all --wait=false");
-    c.kubectl(&["delete", "eipsegments", "--all", "-n", &ns, "--wait=false"]);
-    let issued_in = storm_started.elapsed().as_secs_f64();
-    progress(start, &format!("deletions issued in {issued_in:.1} s; waiting for all to go"));
-    let lower_bound = cfg.lower_bound();
-    let storm_timeout = Duration::from_secs_f64(3.0 * lower_bound + 60.0);
-    let mut reported = 0;
-    loop {
-        let gone = watched.lock().unwrap().gone.len();
-        if gone >= cfg.n || storm_started.elapsed() > storm_timeout {
-            break;
-        }
-        if gone >= reported + cfg.n.div_ceil(10).max(1) {
-            progress(start, &format!("{gone} of {} gone", cfg.n));
-            reported = gone;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let pid = op.pid().expect("operator running");
-    let (peak_rss_mib, cpu_seconds) = process_usage(pid);
-    let after_storm = counters(&sim);
-    let storm = delta(&before_storm, &after_storm);
-    let gone: HashMap<String, u64> = watched.lock().unwrap().gone.clone();
-    let all_gone = gone.len() >= cfg.n;
-    progress(start, &format!("storm over: {} of {} gone", gone.len(), cfg.n));
+    progress(start, &format!("{} EipSegments created", cfg.n));
+    let mut b = Bench { cfg: &cfg, start, c, sim, ns, watched, usage: Usage::default() };
 
-    // ---- Figures ----------------------------------------------------------------------------------
-    let history = sim.admin("GET", "history", Value::Null);
-    let by_id: HashMap<&str, &Value> = history["segments"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|h| Some((h["instanceId"].as_str()?, h)))
-        .collect();
-    let completion =
-        gone.values().max().map(|last| (*last as f64 - storm_started_ms as f64) / 1000.0).filter(|_| all_gone);
-    let mut latencies = Vec::new();
-    let mut unconfirmed = Vec::new();
-    for (name, gone_ms) in &gone {
-        let cloud_gone =
-            segment_of.get(name).and_then(|id| by_id.get(id.as_str())).and_then(|h| h["goneAtMs"].as_u64());
-        match cloud_gone {
-            Some(cloud_ms) => latencies.push((*gone_ms as f64 - cloud_ms as f64) / 1000.0),
-            None => unconfirmed.push(name.clone()),
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let (latency_median, latency_p99) = (median(&latencies), percentile(&latencies, 99.0));
-    let releases_accepted: Vec<usize> = segment_of
-        .values()
-        .map(|id| by_id.get(id.as_str()).and_then(|h| h["releaseAcceptedAtMs"].as_array()).map_or(0, Vec::len))
-        .collect();
-    let segments_released_once = releases_accepted.iter().filter(|n| **n == 1).count();
-    // When the cloud accepted the releases, from the start of the storm: pacing apart from confirmation.
-    let mut accepted_at: Vec<f64> = segment_of
-        .values()
-        .filter_map(|id| by_id.get(id.as_str())?["releaseAcceptedAtMs"].as_array()?.first()?.as_u64())
-        .map(|ms| (ms as f64 - storm_started_ms as f64) / 1000.0)
-        .collect();
-    accepted_at.sort_by(f64::total_cmp);
-    let (first_release, last_release) = (accepted_at.first().copied(), accepted_at.last().copied());
-    let achieved_rate = match (first_release, last_release) {
-        (Some(a), Some(b)) if b > a => Some((accepted_at.len() - 1) as f64 / (b - a)),
-        _ => None,
-    };
-    let n = cfg.n as f64;
-    let release_calls = calls(&storm, "ReleaseEipSegmentAddress");
-    let describe_calls = calls(&storm, "DescribeEipSegment");
-    let other_actions: BTreeMap<String, u64> = storm
-        .keys()
-        .filter(|a| *a != "ReleaseEipSegmentAddress" && *a != "DescribeEipSegment")
-        .map(|a| (a.clone(), calls(&storm, a)))
-        .collect();
-    let throttling_total = throttled(&after_storm);
-    let restart_describes = calls(&restart_cost, "DescribeEipSegment");
-    let restart_budget = cfg.n.div_ceil(50) as u64;
-    let ratio = completion.map(|t| t / lower_bound);
-    let client_bound = n / cfg.client_release_rate() + cfg.release_seconds;
+    // ---- 1. Creation storm -------------------------------------------------------------------------
+    let (creation, mut first) = b.creation_storm();
+    b.usage.add(&first);
+    let _ = std::fs::copy(&first.log, dir.join(format!("{}-creation-operator.log", cfg.run_name())));
+    assert!(first.terminate(Duration::from_secs(30)), "the first operator did not exit within 30 s of SIGTERM");
 
-    let fmt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
+    // ---- 2. Restart, 3. steady state ------------------------------------------------------------------
+    let before = counters(&b.sim);
+    let started = Instant::now();
+    let op = b.operator(&["--resync-seconds".into(), cfg.resync_seconds.to_string()]);
+    let restarted = restart(&b, &op, &before, started);
+    progress(start, &format!("restart: {:?} s; calls: {}", restarted.seconds, describe_counters(&restarted.calls)));
+    let steady = steady_state(&b, &op);
+
+    // ---- 4. Delete storm -------------------------------------------------------------------------------
+    let delete = b.delete_storm(&op);
+    progress(start, "storm over");
+
+    // ---- Figures ---------------------------------------------------------------------------------------
+    let restart_describes = calls(&restarted.calls, DESCRIBE);
+    let restart_mutating: u64 = MUTATING.iter().map(|a| calls(&restarted.calls, a)).sum();
+    let budget = cfg.n.div_ceil(50) as u64;
     let mut rows: Vec<(String, String)> = vec![
         ("N".into(), cfg.n.to_string()),
-        (
-            "cloud release limit / operator rate".into(),
-            format!("{per_minute}/60 s / {:.2}/s", cfg.client_release_rate()),
-        ),
-        ("release / allocate duration".into(), format!("{} s / {} s", cfg.release_seconds, cfg.allocate_seconds)),
-        ("delete storm: completion".into(), fmt(completion, " s")),
-        ("delete storm: lower bound N/rate + release".into(), format!("{lower_bound:.2} s")),
-        ("delete storm: completion / lower bound".into(), fmt(ratio, "")),
-        (
-            "  (bound at the operator's own rate, ratio)".into(),
-            format!("{client_bound:.2} s, {}", fmt(completion.map(|t| t / client_bound), "")),
-        ),
-        ("  (kubectl delete issuing time)".into(), format!("{issued_in:.2} s")),
-        (
-            "  (releases accepted: first, last, rate)".into(),
-            format!("{}, {}, {}", fmt(first_release, " s"), fmt(last_release, " s"), fmt(achieved_rate, "/s")),
-        ),
-        ("objects gone".into(), format!("{} of {}", gone.len(), cfg.n)),
-        (
-            "storm calls/segment ReleaseEipSegmentAddress".into(),
-            format!("{:.2} ({release_calls})", release_calls as f64 / n),
-        ),
-        (
-            "storm calls/segment DescribeEipSegment".into(),
-            format!("{:.2} ({describe_calls})", describe_calls as f64 / n),
-        ),
+        ("cloud limiter / quota (Allocate, Release)".into(), format!("{} / {} s", cfg.shape_name(), cfg.quota())),
+        ("allocate / release duration".into(), format!("{} s / {} s", cfg.allocate_seconds, cfg.release_seconds)),
     ];
-    for (action, count) in &other_actions {
-        rows.push((format!("storm calls/segment {action}"), format!("{:.2} ({count})", *count as f64 / n)));
-    }
-    if other_actions.is_empty() {
-        rows.push(("storm calls/segment other actions".into(), "0.00 (0)".into()));
-    }
-    let storm_errors: Counters = storm
-        .iter()
-        .map(|(a, o)| (a.clone(), o.iter().filter(|(k, _)| *k != "Success").map(|(k, v)| (k.clone(), *v)).collect()))
-        .collect();
+    creation.rows(&cfg, &mut rows);
     rows.extend([
-        ("storm non-Success answers".into(), describe_counters(&storm_errors)),
-        ("segments released exactly once (history)".into(), format!("{segments_released_once} of {}", cfg.n)),
-        ("confirmation latency median".into(), fmt(latency_median, " s")),
-        ("confirmation latency p99".into(), fmt(latency_p99, " s")),
-        ("objects gone without a cloud goneAtMs".into(), unconfirmed.len().to_string()),
-        ("throttling answers (all phases)".into(), throttling_total.to_string()),
-        ("operator peak RSS (restart + storm)".into(), fmt(peak_rss_mib, " MiB")),
-        ("operator CPU seconds (restart + storm)".into(), fmt(cpu_seconds, " s")),
-        ("restart: time to all reconciled".into(), fmt(restart_time, " s")),
-        ("restart: DescribeEipSegment calls".into(), restart_describes.to_string()),
-        ("restart: mutating calls".into(), restart_mutating.to_string()),
-        ("restart: all calls".into(), describe_counters(&restart_cost)),
+        ("restart: time to all reconciled".into(), fmt(restarted.seconds, " s")),
+        ("restart: calls".into(), describe_counters(&restarted.calls)),
+        (
+            format!("steady state: {DESCRIBE} per round ({} rounds of {} s)", cfg.rounds, cfg.resync_seconds),
+            format!("{:.2}", steady.describes_per_round()),
+        ),
+        ("steady state: other calls".into(), steady.other_calls().to_string()),
+        (
+            "steady state: CPU per round / quiet CPU rate".into(),
+            format!(
+                "{:.3} s / {:.5} s/s",
+                steady.round_cpu / f64::from(cfg.rounds),
+                steady.quiet_cpu / steady.quiet_seconds.max(1e-9)
+            ),
+        ),
+        (
+            "steady state: CPU per hour (6 rounds at 600 s + an hour quiet)".into(),
+            format!("{:.2} s", steady.cpu_per_hour()),
+        ),
+    ]);
+    delete.rows(&cfg, &mut rows);
+    rows.extend([
+        ("operator peak RSS (all phases)".into(), format!("{:.1} MiB", b.usage.peak_rss_mib)),
+        ("operator CPU (all phases)".into(), format!("{:.1} s", b.usage.cpu_seconds)),
     ]);
 
-    let targets = vec![
-        Target {
-            name: "ReleaseEipSegmentAddress calls per segment = 1.00".into(),
-            measured: format!("{:.2}", release_calls as f64 / n),
-            pass: release_calls == cfg.n as u64 && segments_released_once == cfg.n,
-            note: String::new(),
-        },
-        Target {
-            name: "DescribeEipSegment calls per released segment <= 1.0".into(),
-            measured: format!("{:.2}", describe_calls as f64 / n),
-            pass: describe_calls as f64 <= n,
-            note: String::new(),
-        },
-        Target {
-            name: "confirmation latency median <= 2 s".into(),
-            measured: fmt(latency_median, " s"),
-            pass: latency_median.is_some_and(|m| m <= 2.0) && unconfirmed.is_empty(),
-            note: String::new(),
-        },
-        Target {
-            name: "delete-storm completion <= 1.1 x lower bound".into(),
-            measured: fmt(ratio, " x"),
-            pass: ratio.is_some_and(|r| r <= 1.1),
-            note: String::new(),
-        },
-        Target {
-            name: "throttling errors received = 0".into(),
-            measured: throttling_total.to_string(),
-            pass: throttling_total == 0,
-            note: if per_minute == 60 { String::new() } else { format!("limit raised to {per_minute}/60 s") },
-        },
-        Target {
-            name: "peak RSS <= 64 MiB".into(),
-            measured: fmt(peak_rss_mib, " MiB"),
-            pass: peak_rss_mib.is_some_and(|m| m <= 64.0),
-            note: if cfg.n >= 10_000 { String::new() } else { "target is stated at N = 10,000".into() },
-        },
-        Target {
-            name: format!("restart: <= ceil(N/50) = {restart_budget} DescribeEipSegment, no mutating call"),
-            measured: format!("{restart_describes} Describe, {restart_mutating} mutating"),
-            pass: restart_describes <= restart_budget && restart_mutating == 0,
-            note: String::new(),
-        },
-    ];
+    let mut targets = Vec::new();
+    creation.targets(&cfg, &mut targets);
+    delete.targets(&cfg, &mut targets);
+    targets.extend([
+        target(
+            format!("steady state: <= ceil(N/50) = {budget} {DESCRIBE} per round, no other call"),
+            format!("{:.2}, {} other", steady.describes_per_round(), steady.other_calls()),
+            steady.describes_per_round() <= budget as f64 && steady.other_calls() == 0,
+        ),
+        target(
+            "steady state: CPU <= 1 s per hour",
+            format!("{:.2} s", steady.cpu_per_hour()),
+            steady.cpu_per_hour() <= 1.0,
+        ),
+        target(
+            "restart: all reconciled within 5 s",
+            fmt(restarted.seconds, " s"),
+            restarted.seconds.is_some_and(|s| s <= 5.0),
+        ),
+        target(
+            format!("restart: <= 200 and <= ceil(N/50) = {budget} {DESCRIBE}, 0 mutating"),
+            format!("{restart_describes} Describe, {restart_mutating} mutating"),
+            restart_describes <= budget.min(200) && restart_mutating == 0,
+        ),
+        target("peak RSS <= 48 MiB", format!("{:.1} MiB", b.usage.peak_rss_mib), b.usage.peak_rss_mib <= 48.0),
+    ]);
 
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!();
-    println!("delete-storm benchmark{}", if cfg.smoke { " (smoke)" } else { "" });
-    println!("{}", "-".repeat(width + 40));
+    println!("\nbenchmark{}\n{}", if cfg.smoke { " (smoke)" } else { "" }, "-".repeat(width + 40));
     for (k, v) in &rows {
         println!("{k:<width$}  {v}");
     }
     let twidth = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
-    println!();
-    println!("{:<twidth$}  {:<22}  result", "target", "measured");
-    println!("{}", "-".repeat(twidth + 40));
+    println!("\n{:<twidth$}  {:<24}  result\n{}", "target", "measured", "-".repeat(twidth + 40));
     for t in &targets {
-        let note = if t.note.is_empty() { String::new() } else { format!("  ({})", t.note) };
-        println!("{:<twidth$}  {:<22}  {}{note}", t.name, t.measured, if t.pass { "PASS" } else { "FAIL" });
+        println!("{:<twidth$}  {:<24}  {}", t.name, t.measured, if t.pass { "PASS" } else { "FAIL" });
+    }
+    if cfg.n < 1000 {
+        println!("(the targets are stated at N = 1,000 and 10,000)");
     }
     println!();
 
+    let counts = call_counts(&creation, &restarted, &steady, &delete);
     let report = json!({
         "smoke": cfg.smoke,
         "n": cfg.n,
-        "cloudReleaseLimit": {"calls": per_minute, "perSeconds": 60},
-        "operatorReleaseRatePerSecond": cfg.client_release_rate(),
-        "releaseSeconds": cfg.release_seconds,
+        "cloudLimiter": {"shape": cfg.shape_name(), "calls": cfg.quota_calls, "seconds": cfg.quota_seconds, "actions": MUTATING},
         "allocateSeconds": cfg.allocate_seconds,
-        "deleteStorm": {
-            "completionSeconds": completion,
-            "lowerBoundSeconds": lower_bound,
-            "ratio": ratio,
-            "lowerBoundAtOperatorRateSeconds": client_bound,
-            "ratioAtOperatorRate": completion.map(|t| t / client_bound),
-            "releasesAccepted": {"firstSeconds": first_release, "lastSeconds": last_release, "ratePerSecond": achieved_rate},
-            "kubectlDeleteSeconds": issued_in,
-            "objectsGone": gone.len(),
-            "callsByAction": storm,
-            "callsPerSegment": storm.keys().map(|a| (a.clone(), calls(&storm, a) as f64 / n)).collect::<BTreeMap<_, _>>(),
-            "segmentsReleasedExactlyOnce": segments_released_once,
-            "confirmationLatencySeconds": {"median": latency_median, "p99": latency_p99, "samples": latencies.len(), "withoutCloudGoneTime": unconfirmed.len()},
+        "releaseSeconds": cfg.release_seconds,
+        "creationStorm": creation.json(),
+        "restart": {"secondsToAllReconciled": restarted.seconds, "callsByAction": restarted.calls},
+        "steadyState": {
+            "resyncSeconds": cfg.resync_seconds, "rounds": cfg.rounds, "callsByAction": steady.calls,
+            "describePerRound": steady.describes_per_round(), "roundCpuSeconds": steady.round_cpu,
+            "quietCpuSeconds": steady.quiet_cpu, "quietSeconds": steady.quiet_seconds,
+            "cpuSecondsPerHourAtDefaultResync": steady.cpu_per_hour(),
         },
-        "throttlingAnswers": throttling_total,
-        "operator": {"peakRssMiB": peak_rss_mib, "cpuSeconds": cpu_seconds},
-        "restart": {
-            "secondsToAllReconciled": restart_time,
-            "readyGaugePresent": gauge_seen,
-            "describeCalls": restart_describes,
-            "mutatingCalls": restart_mutating,
-            "callsByAction": restart_cost,
-        },
-        "targets": targets.iter().map(|t| json!({"target": t.name, "measured": t.measured, "pass": t.pass, "note": t.note})).collect::<Vec<_>>(),
+        "deleteStorm": delete.json(),
+        "operator": {"peakRssMiB": b.usage.peak_rss_mib, "cpuSeconds": b.usage.cpu_seconds},
+        "callCounts": counts,
+        "targets": targets.iter().map(|t| json!({"target": t.name, "measured": t.measured, "pass": t.pass})).collect::<Vec<_>>(),
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
-    let stem = if cfg.smoke { format!("smoke-{}", cfg.n) } else { format!("bench-{}", cfg.n) };
-    let path = dir.join(format!("{stem}.json"));
+    let path = dir.join(format!("{}.json", cfg.run_name()));
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write the report");
-    let _ = std::fs::copy(&op.log, dir.join(format!("{stem}-operator.log")));
+    let _ = std::fs::copy(&op.log, dir.join(format!("{}-operator.log", cfg.run_name())));
     println!("figures written to {}", path.display());
     progress(start, "done");
 
     if cfg.smoke {
-        // Counts only: timing and Describe figures depend on the machine and on the polling design.
-        assert!(all_gone, "every object is gone: {} of {}", gone.len(), cfg.n);
-        assert_eq!(release_calls, cfg.n as u64, "one ReleaseEipSegmentAddress call per segment: {storm:?}");
-        assert_eq!(segments_released_once, cfg.n, "each segment accepted exactly one release: {releases_accepted:?}");
-        assert_eq!(throttling_total, 0, "no throttling answer: {after_storm:?}");
-        assert_eq!(restart_mutating, 0, "no mutating call on restart: {restart_cost:?}");
-    } else if !all_gone || (cfg.strict && targets.iter().any(|t| !t.pass)) {
+        smoke_checks(&cfg, &creation, &restarted, &steady, &delete, &counts);
+    } else if delete.completion.is_none() || (cfg.strict && targets.iter().any(|t| !t.pass)) {
         std::process::exit(1);
     }
+}
+
+/// Counts only: times depend on the machine.
+fn smoke_checks(cfg: &Config, creation: &Storm, restart: &Restart, steady: &Steady, delete: &Storm, counts: &Value) {
+    let n = cfg.n as u64;
+    assert!(creation.completion.is_some(), "every object Ready");
+    assert!(delete.completion.is_some(), "every object gone");
+    for storm in [creation, delete] {
+        assert_eq!(
+            accepted(&storm.calls, storm.action),
+            n,
+            "one accepted {} per segment: {:?}",
+            storm.action,
+            storm.calls
+        );
+        assert_eq!(calls(&storm.calls, storm.action), n, "no {} re-sent: {:?}", storm.action, storm.calls);
+        assert_eq!(storm.exactly_once, cfg.n, "each segment accepted exactly one {}", storm.action);
+        assert_eq!(throttled(&storm.calls), 0, "no throttling answer: {:?}", storm.calls);
+    }
+    assert_eq!(MUTATING.iter().map(|a| calls(&restart.calls, a)).sum::<u64>(), 0, "no mutating call on restart");
+    assert_eq!(steady.other_calls(), 0, "drift checks only: {:?}", steady.calls);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("bench-baseline.json");
+    if std::env::var("BENCH_WRITE_BASELINE").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, serde_json::to_string_pretty(counts).unwrap() + "\n").expect("write the baseline");
+        println!("baseline written to {}", path.display());
+        return;
+    }
+    let baseline: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/bench-baseline.json"))
+        .expect("the baseline is JSON");
+    let over = over_baseline(counts, &baseline);
+    assert!(over.is_empty(), "calls beyond tests/bench-baseline.json:\n{}", over.join("\n"));
 }

@@ -78,7 +78,7 @@ const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
 
 /// A place taken within the client-side quota for one call.
 #[derive(Debug)]
-pub struct Admission(());
+pub struct Admission(Option<crate::cloud::limits::Ticket>);
 
 #[derive(Debug)]
 pub enum Admit {
@@ -192,10 +192,11 @@ impl VpcClient {
     pub async fn allocate(
         &self,
         request: &AllocateRequest,
-        _admission: Admission,
+        admission: Admission,
     ) -> Result<AllocateResponse, CloudError> {
         let action = Action::AllocateEipSegmentAddress;
-        let response: AllocateResponse = self.call_admitted(action, &request.region_id, request.params(), true).await?;
+        let response: AllocateResponse =
+            self.call_admitted(action, &request.region_id, request.params(), Some(admission)).await?;
         if response.eip_segment_instance_id.is_empty() || response.request_id.is_empty() {
             return Err(malformed(action, "no EipSegmentInstanceId or RequestId"));
         }
@@ -243,7 +244,7 @@ impl VpcClient {
         region: &str,
         segment_id: &str,
         client_token: &str,
-        _admission: Admission,
+        admission: Admission,
     ) -> Result<String, CloudError> {
         let action = Action::ReleaseEipSegmentAddress;
         let params = vec![
@@ -251,7 +252,7 @@ impl VpcClient {
             ("SegmentInstanceId", segment_id.to_string()),
             ("ClientToken", client_token.to_string()),
         ];
-        let body: ReleaseBody = self.call_admitted(action, region, params, true).await?;
+        let body: ReleaseBody = self.call_admitted(action, region, params, Some(admission)).await?;
         if body.request_id.is_empty() {
             return Err(malformed(action, "no RequestId"));
         }
@@ -266,7 +267,7 @@ impl VpcClient {
             Err(e) => return Admit::Failed(e),
         };
         match self.limits.try_acquire(action, &access_key_id, region) {
-            Ok(()) => Admit::Granted(Admission(())),
+            Ok(ticket) => Admit::Granted(Admission(ticket)),
             Err(after) => Admit::NotYet(after),
         }
     }
@@ -322,7 +323,7 @@ impl VpcClient {
         region: &str,
         params: Vec<(&'static str, String)>,
     ) -> Result<T, CloudError> {
-        self.call_admitted(action, region, params, false).await
+        self.call_admitted(action, region, params, None).await
     }
 
     async fn call_admitted<T: DeserializeOwned>(
@@ -330,7 +331,7 @@ impl VpcClient {
         action: Action,
         region: &str,
         params: Vec<(&'static str, String)>,
-        admitted: bool,
+        admitted: Option<Admission>,
     ) -> Result<T, CloudError> {
         let span = tracing::debug_span!("vpc_call", action = %action, region, request_id = field::Empty);
         let started = Instant::now();
@@ -357,11 +358,13 @@ impl VpcClient {
         action: Action,
         region: &str,
         params: Vec<(&'static str, String)>,
-        admitted: bool,
+        admitted: Option<Admission>,
     ) -> Result<T, CloudError> {
         let credentials = self.credentials.credentials().await?;
-        if !admitted {
-            self.limits.wait(action, &credentials.access_key_id, region).await;
+        match admitted {
+            Some(Admission(Some(ticket))) => self.limits.stamp(&ticket),
+            Some(Admission(None)) => {}
+            None => self.limits.wait(action, &credentials.access_key_id, region).await,
         }
         let mut all: Vec<(&str, String)> = vec![
             ("Action", action.as_str().to_string()),

@@ -3,7 +3,7 @@
 //! any `window`, so that neither a fixed window nor a token bucket of that size refuses it. A
 //! throttling answer holds the action for the cloud's TimeLeft and teaches where its window is.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,11 @@ impl Quota {
         self.window / self.calls
     }
 
-    /// How long a call counts against the quota after it was let through: the window and 1 % more,
+    /// How long a call counts against the quota after it was sent: the window, 1 % and 50 ms more,
     /// so that the latency between this clock and the cloud's count never puts a call of the next
     /// window into the previous one.
     pub fn memory(&self) -> Duration {
-        self.window + self.window / 100
+        self.window + self.window / 100 + Duration::from_millis(50)
     }
 }
 
@@ -68,11 +68,19 @@ pub fn default_quotas() -> Vec<(Action, Quota)> {
 
 type Key = (Action, String, String);
 
+/// A place taken within a quota, until its call is sent.
+#[derive(Debug)]
+pub struct Ticket {
+    key: Key,
+    id: u64,
+}
+
 /// What one (action, credentials, region) has spent.
 #[derive(Default)]
 struct Spending {
-    /// When each call that still counts was let through, oldest first.
-    sent: VecDeque<Instant>,
+    /// Each call that still counts, by ticket: when it was let through, then when it was sent.
+    sent: Vec<(u64, Instant)>,
+    next_id: u64,
     /// After a throttling answer, nothing goes out before this.
     held_until: Option<Instant>,
 }
@@ -88,19 +96,23 @@ impl Spending {
         Ok(())
     }
 
-    fn try_spend(&mut self, quota: Quota, now: Instant) -> Result<(), Duration> {
+    fn try_spend(&mut self, quota: Quota, now: Instant) -> Result<u64, Duration> {
         self.held(now)?;
-        while self.sent.front().is_some_and(|t| now.saturating_duration_since(*t) >= quota.memory()) {
-            self.sent.pop_front();
+        self.sent.retain(|(_, t)| now.saturating_duration_since(*t) < quota.memory());
+        if self.sent.len() >= quota.calls as usize {
+            let oldest = self.sent.iter().map(|(_, t)| *t).min().unwrap_or(now);
+            return Err((oldest + quota.memory()).saturating_duration_since(now).max(Duration::from_millis(1)));
         }
-        match self.sent.front() {
-            Some(oldest) if self.sent.len() >= quota.calls as usize => {
-                Err((*oldest + quota.memory()).saturating_duration_since(now).max(Duration::from_millis(1)))
-            }
-            _ => {
-                self.sent.push_back(now);
-                Ok(())
-            }
+        self.next_id += 1;
+        self.sent.push((self.next_id, now));
+        Ok(self.next_id)
+    }
+
+    /// The call of this ticket goes out now: it counts from now, whatever came between (a status
+    /// write) since its place was taken.
+    fn stamp(&mut self, id: u64, now: Instant) {
+        if let Some((_, t)) = self.sent.iter_mut().find(|(i, _)| *i == id) {
+            *t = (*t).max(now);
         }
     }
 
@@ -115,7 +127,7 @@ impl Spending {
         self.sent.clear();
         if left <= quota.share() * 2 {
             let first_free = until.checked_sub(quota.memory()).unwrap_or(now);
-            self.sent.extend((0..quota.calls).map(|i| first_free + quota.share() * i));
+            self.sent.extend((0..quota.calls).map(|i| (0, first_free + quota.share() * i)));
         }
     }
 }
@@ -139,24 +151,46 @@ impl Quotas {
         Quotas { per_action: quotas.iter().copied().collect(), spent: Arc::default() }
     }
 
-    /// Waits until a call of `action` with these credentials in this region is within its quota.
+    /// Waits until a call of `action` with these credentials in this region is within its quota,
+    /// to be sent at once.
     pub async fn wait(&self, action: Action, access_key_id: &str, region: &str) {
         while let Err(left) = self.try_acquire(action, access_key_id, region) {
             tokio::time::sleep(left).await;
         }
     }
 
-    /// Takes a place within the quota if one is free now; otherwise says how long until one may be.
-    pub fn try_acquire(&self, action: Action, access_key_id: &str, region: &str) -> Result<(), Duration> {
+    /// Takes a place within the quota if one is free now (a ticket to stamp when the call is sent,
+    /// for a limited action); otherwise says how long until one may be.
+    pub fn try_acquire(&self, action: Action, access_key_id: &str, region: &str) -> Result<Option<Ticket>, Duration> {
         self.try_acquire_at(action, access_key_id, region, Instant::now())
     }
 
-    fn try_acquire_at(&self, action: Action, access_key_id: &str, region: &str, now: Instant) -> Result<(), Duration> {
+    fn try_acquire_at(
+        &self,
+        action: Action,
+        access_key_id: &str,
+        region: &str,
+        now: Instant,
+    ) -> Result<Option<Ticket>, Duration> {
         let mut spent = lock(&self.spent);
         let key = key(action, access_key_id, region);
         match self.quota(action) {
-            Some(quota) => spent.entry(key).or_default().try_spend(quota, now),
-            None => spent.get_mut(&key).map_or(Ok(()), |s| s.held(now)),
+            Some(quota) => {
+                let id = spent.entry(key.clone()).or_default().try_spend(quota, now)?;
+                Ok(Some(Ticket { key, id }))
+            }
+            None => spent.get_mut(&key).map_or(Ok(()), |s| s.held(now)).map(|()| None),
+        }
+    }
+
+    /// The ticket's call is being sent.
+    pub fn stamp(&self, ticket: &Ticket) {
+        self.stamp_at(ticket, Instant::now());
+    }
+
+    fn stamp_at(&self, ticket: &Ticket, now: Instant) {
+        if let Some(spending) = lock(&self.spent).get_mut(&ticket.key) {
+            spending.stamp(ticket.id, now);
         }
     }
 
@@ -202,11 +236,25 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(spend(&q, t0, 100), 60, "a storm spends the quota at once");
         let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(1.0)).unwrap_err();
-        assert_eq!(wait, secs(59.6), "until the first call leaves the window, with its margin");
-        assert_eq!(spend(&q, t0 + secs(60.0), 1), 0, "the margin holds the window's edge");
-        assert_eq!(spend(&q, t0 + secs(60.6), 100), 60, "the next window, whole");
+        assert_eq!(wait, secs(59.65), "until the first call leaves the window, with its margin");
+                assert_eq!(spend(&q, t0 + secs(60.6), 1), 0, "the margin holds the window's edge");
+        assert_eq!(spend(&q, t0 + secs(60.65), 100), 60, "the next window, whole");
         // Never more than the quota in any window: what a token bucket of the same size allows.
         assert_eq!(spend(&q, t0 + secs(120.0), 1), 0);
+    }
+
+    #[test]
+    fn a_call_counts_from_when_it_is_sent() {
+        // Between its place and its call, a pass writes the object's status: the cloud counts the
+        // call when it arrives.
+        let q = quotas(2, 10);
+        let t0 = Instant::now();
+        let early = q.try_acquire_at(RELEASE, "ak", "r", t0).unwrap().unwrap();
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0).unwrap().is_some());
+        q.stamp_at(&early, t0 + secs(3.0));
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).is_ok(), "the unstamped place is free");
+        let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).unwrap_err();
+        assert_eq!(wait, secs(2.95), "the stamped one counts from its call");
     }
 
     #[test]
@@ -231,7 +279,7 @@ mod tests {
         let edge = t0 + secs(21.0);
         assert_eq!(spend(&q, edge, 100), 60, "the cloud's window reopens whole");
         assert_eq!(spend(&q, edge + secs(60.0), 1), 0);
-        assert_eq!(spend(&q, edge + secs(60.6), 100), 60, "and the next one a window later");
+        assert_eq!(spend(&q, edge + secs(60.65), 100), 60, "and the next one a window later");
     }
 
     #[test]

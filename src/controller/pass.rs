@@ -265,6 +265,11 @@ impl<'c> Pass<'c> {
         }
     }
 
+    /// Whether this pass sent a call.
+    fn called(&self) -> bool {
+        self.outcome.as_ref().is_some_and(|o| !matches!(o, Outcome::NotAdmitted { .. }))
+    }
+
     /// The move's writes: identity annotations, status, the hold on the Secret.
     async fn write(&mut self, m: &Move, precondition: Precondition) -> Result<(), Error> {
         if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity).await? {
@@ -284,8 +289,10 @@ impl<'c> Pass<'c> {
     /// publishes the event, and says when to come back.
     async fn record(&mut self, m: Move) -> Result<Action, Error> {
         match self.write(&m, Precondition::IfChanged).await {
-            // What a call did must be recorded: on the object as it is now.
-            Err(e) if self.outcome.is_some() && writes::is_conflict(&e) => {
+            // What a call did must be recorded: on the object as it is now. A call the quota did not
+            // admit did nothing, and its move may come from a stale read: the next pass decides
+            // afresh, and never puts an older status back.
+            Err(e) if self.called() && writes::is_conflict(&e) => {
                 self.obj = self.api.get(&self.object.name).await.map_err(Error::Kube)?;
                 self.write(&m, Precondition::IfChanged).await?;
             }
