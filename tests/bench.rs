@@ -647,14 +647,15 @@ fn call_counts(creation: &Storm, restart: &Restart, steady: &Steady, delete: &St
 }
 
 /// Each phase's calls of each action against the baseline: mutating calls exactly, reads within
-/// a tenth more (plus one), and no action the baseline does not list.
-fn over_baseline(measured: &Value, baseline: &Value) -> Vec<String> {
+/// half a call per segment more (their timing varies with the machine's load), and no action the
+/// baseline does not list.
+fn over_baseline(measured: &Value, baseline: &Value, n: u64) -> Vec<String> {
     let mut over = Vec::new();
     for (phase, actions) in measured.as_object().expect("phases") {
         for (action, count) in actions.as_object().expect("actions") {
             let count = count.as_u64().unwrap_or(0);
             let allowed = baseline[phase][action].as_u64().unwrap_or(0);
-            let limit = if MUTATING.contains(&action.as_str()) { allowed } else { allowed + allowed / 10 + 1 };
+            let limit = if MUTATING.contains(&action.as_str()) { allowed } else { allowed + n / 2 };
             if count > limit || (allowed == 0 && count > 0) {
                 over.push(format!("{phase} {action}: {count} calls, baseline {allowed}"));
             }
@@ -885,6 +886,6 @@ fn smoke_checks(cfg: &Config, creation: &Storm, restart: &Restart, steady: &Stea
     }
     let baseline: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/bench-baseline.json"))
         .expect("the baseline is JSON");
-    let over = over_baseline(counts, &baseline);
+    let over = over_baseline(counts, &baseline, n);
     assert!(over.is_empty(), "calls beyond tests/bench-baseline.json:\n{}", over.join("\n"));
 }

@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(spend(&q, t0, 100), 60, "a storm spends the quota at once");
         let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(1.0)).unwrap_err();
         assert_eq!(wait, secs(59.65), "until the first call leaves the window, with its margin");
-                assert_eq!(spend(&q, t0 + secs(60.6), 1), 0, "the margin holds the window's edge");
+        assert_eq!(spend(&q, t0 + secs(60.6), 1), 0, "the margin holds the window's edge");
         assert_eq!(spend(&q, t0 + secs(60.65), 100), 60, "the next window, whole");
         // Never more than the quota in any window: what a token bucket of the same size allows.
         assert_eq!(spend(&q, t0 + secs(120.0), 1), 0);

@@ -472,13 +472,23 @@ impl Durations {
 
     /// When, after its change began, a segment that has no probe role is first worth a look.
     pub fn expected(&self) -> Duration {
-        self.upper.iter().min().copied().unwrap_or(self.prior)
+        self.upper_bound().unwrap_or(self.prior)
+    }
+
+    /// The least time by which the changes seen lately had ended: the smallest bound a finished
+    /// change set, unless another change outlasted it (changes begin a little apart from when this
+    /// operator notes them, as a storm's calls wait for their status writes), then just past the
+    /// longest one seen, so that a storm's first looks do not come too early and cost another.
+    fn upper_bound(&self) -> Option<Duration> {
+        let hi = self.upper.iter().min().copied()?;
+        let lo = self.lower.iter().max().copied().unwrap_or_default();
+        Some(if lo >= hi { lo + self.tolerance / 4 } else { hi })
     }
 
     /// The first look of a new change: halfway between the bounds if they are far apart and no
     /// other probe is out, else the upper bound.
     pub fn first_look(&mut self) -> FirstLook {
-        let Some(hi) = self.upper.iter().min().copied() else { return FirstLook { after: self.prior, probe: false } };
+        let Some(hi) = self.upper_bound() else { return FirstLook { after: self.prior, probe: false } };
         let lo = self.lower.iter().max().copied().unwrap_or_default();
         if hi > lo + self.tolerance && !self.probing {
             self.probing = true;
@@ -803,5 +813,16 @@ mod tests {
             d.finished_by(s(9.0));
         }
         assert_eq!(d.first_look(), FirstLook { after: s(9.0), probe: false });
+    }
+
+    #[test]
+    fn a_change_that_outlasted_the_bound_moves_it() {
+        // A storm: one release noted late ended 2.0 s after it was noted, another noted early was
+        // still under way at 2.1 s.
+        let mut d = Durations::new(s(2.0), s(1.0));
+        d.finished_by(s(2.0));
+        d.still_changing_after(s(2.1));
+        assert_eq!(d.first_look(), FirstLook { after: s(2.35), probe: false }, "just past the longest seen");
+        assert_eq!(d.expected(), s(2.35));
     }
 }
