@@ -209,8 +209,8 @@ mod tests {
         let afters: Vec<Duration> =
             (0..130).map(|i| pacing.queue("acct/r/Release", &format!("o{i}"), next, quota)).collect();
         assert!(afters[..60].iter().all(|a| *a == next), "the next window's places go at its edge");
-        assert!(afters[60..120].iter().all(|a| *a == next + Duration::from_millis(60_600)), "a window later");
-        assert_eq!(afters[129], next + Duration::from_millis(121_200));
+        assert!(afters[60..120].iter().all(|a| *a == next + Duration::from_millis(60_650)), "a window later");
+        assert_eq!(afters[129], next + Duration::from_millis(121_300));
         assert_eq!(pacing.queue("acct/r/Release", "o100", next, quota), afters[100], "a turn is kept");
         assert_eq!(pacing.queue("acct/other/Release", "o100", next, quota), next, "queues are separate");
         for i in 0..60 {

@@ -140,6 +140,13 @@ fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) ->
     set_ready(&mut status, true, reason, &message, p.now());
     let event = (!is_ready(p.before())).then(|| Event::normal(reason, "Observe", message));
     if status.first_address.is_none() {
+        if !is_ready(p.before()) {
+            // Ready is told at once and the member list read in the next pass, so that the objects
+            // of a storm do not wait behind their reads.
+            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Queued(std::time::Duration::ZERO)));
+            m.event = event;
+            return Decision::Act(m);
+        }
         match p.members(&seg.instance_id) {
             Err(need) => return need,
             Ok(Err(problem)) => return members_unavailable(p, status, problem, event),

@@ -215,7 +215,8 @@ fn the_segment_is_ready_once_seen_and_the_marker_goes_then() {
     let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocating))));
     assert_eq!((reason(&m), m.status.allocation_requested_at.as_deref()), (Some("Allocating"), None));
     let m = decide_for(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocated))));
-    assert_eq!((reason(&m), event(&m), &m.next), (Some("Allocated"), Some("Allocated"), &Next::Wait(Pace::Resync)));
+    let members_next = Next::Wait(Pace::Queued(Duration::ZERO));
+    assert_eq!((reason(&m), event(&m), &m.next), (Some("Allocated"), Some("Allocated"), &members_next));
     assert_eq!(m.status.segment.as_deref(), Some("47.0.0.0/28"));
     // Not yet visible right after the allocation: neither drift nor released.
     let m = decide_for(&o, &world(Seen::Absent));
@@ -543,10 +544,17 @@ fn nothing_requested_finishes_without_any_call_or_credentials() {
 }
 
 #[test]
-fn the_member_eips_are_read_once_when_the_segment_becomes_ready() {
-    let (asked, m) = decide_in(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+fn the_member_eips_are_read_once_right_after_the_segment_becomes_ready() {
+    // Ready first, at once: the member list comes in the pass right after.
+    let (asked, ready) = decide_in(&recorded(), &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert!(!asked.iter().any(|n| matches!(n, Need::Members { .. })), "{asked:?}");
+    assert_eq!((reason(&ready), event(&ready)), (Some("Allocated"), Some("Allocated")));
+    assert_eq!((ready.next, ready.status.first_address.as_deref()), (Next::Wait(Pace::Queued(Duration::ZERO)), None));
+    let mut became_ready = recorded();
+    became_ready.status = ready.status.clone();
+    let (asked, m) = decide_in(&became_ready, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
     assert!(asked.contains(&Need::Members { segment_id: ID.into() }), "{asked:?}");
-    assert_eq!((reason(&m), event(&m)), (Some("Allocated"), Some("Allocated")));
+    assert_eq!((reason(&m), event(&m)), (Some("Allocated"), None));
     let (first, last) = (m.status.first_address.as_deref(), m.status.last_address.as_deref());
     assert_eq!((first, last), (Some("47.0.0.1"), Some("47.0.0.2")), "in address order");
     assert_eq!(m.status.addresses, members(&["47.0.0.1", "47.0.0.2"]));
@@ -564,19 +572,21 @@ fn the_member_eips_are_read_once_when_the_segment_becomes_ready() {
 #[test]
 fn a_member_list_that_cannot_be_read_leaves_the_segment_ready_and_says_why() {
     let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
+    let mut ready = recorded();
+    ready.status = decide_for(&recorded(), &w).status;
     for (class, code, pace_class, want_event) in [
-        (ErrorClass::Transient, "Malformed", ErrorClass::Transient, "Allocated"),
-        (ErrorClass::Terminal, "Forbidden.RAM", ErrorClass::Terminal, "MembersUnavailable"),
+        (ErrorClass::Transient, "Malformed", ErrorClass::Transient, None),
+        (ErrorClass::Terminal, "Forbidden.RAM", ErrorClass::Terminal, Some("MembersUnavailable")),
     ] {
         w.members = Err(Problem::new(class, code, "no list"));
-        let m = decide_for(&recorded(), &w);
+        let m = decide_for(&ready, &w);
         assert_eq!(reason(&m), Some("Allocated"), "{code}: the segment is there all the same");
         assert_eq!(m.status.first_address, None);
         let error = m.status.last_error.as_ref().unwrap();
         assert_eq!((error.code.as_str(), error.action.as_str()), (code, "DescribeMembers"));
         assert_eq!(conditions::get(&m.status, conditions::SYNCED).unwrap().reason, class.as_str());
         assert_eq!(m.next, Next::Wait(Pace::Backoff { class: pace_class, hint: None }), "{code}: read again later");
-        assert_eq!(event(&m), Some(want_event), "{code}");
+        assert_eq!(event(&m), want_event, "{code}");
     }
 }
 

@@ -62,7 +62,8 @@ pub struct PollerConfig {
     /// Drift checks of settled segments.
     pub drift: Duration,
     /// How long a sweep may wait so that one page serves the next due segment too (only when the
-    /// region fits in one page): at most one poll interval of delay for one look saved.
+    /// region fits in one page): a quarter of the poll interval, so that a storm's changes, which
+    /// end a little apart, share pages without their objects hearing of them late.
     pub hold: Duration,
     /// How long a first look waits for other registrations (many objects starting at once).
     pub gather: Duration,
@@ -77,7 +78,7 @@ impl PollerConfig {
         PollerConfig {
             poll,
             drift,
-            hold: poll,
+            hold: poll / 4,
             gather: Duration::from_millis(300),
             backoff_base: Duration::from_secs(1),
             backoff_max,

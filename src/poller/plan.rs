@@ -215,8 +215,14 @@ pub fn observed(before: &Before, look: &Look, pace: &Pace) -> Option<Next> {
     let changed = before.last.as_ref() != Some(&look.saw);
     let release_ended = matches!(progress, Some((Underway { change: Change::Releasing, .. }, Progress::Ended)));
     let vanished = look.saw == Saw::Absent && (matches!(before.last, Some(Saw::Present(_))) || release_ended);
+    let due = match progress {
+        // A change of this operator's, still under way at its expected end: the end is near, and
+        // a look soon spares its object most of a poll interval.
+        Some((u, Progress::Under)) if u.ours => Some(pace.now + pace.poll / 4),
+        _ => due_after(&phase, look.at, pace),
+    };
     Some(Next {
-        due: due_after(&phase, look.at, pace),
+        due,
         phase,
         wake: reported(before, progress, look.at) && (changed || before.waiting),
         learned: learned(progress, look.at),
@@ -568,12 +574,13 @@ mod tests {
             ((Gone, Some(Absent), false, Absent, 0.0, true), (Gone, false, None, None)),
             ((Gone, Some(Absent), true, Absent, 0.0, true), (Gone, true, None, None)),
             // A release this operator started: timed to its end; the object hears only of the end.
-            ((rel, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL))),
+            // Still under way: looked at again soon, its end being near.
+            ((rel, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL / 4.0))),
             ((rel, None, true, Absent, 5.0, false), (Gone, true, learned(r, 5.0, true), None)),
             ((rel, None, true, present(Allocated), 3.0, false), (rel, false, None, Some(POLL))),
             ((rel, None, true, present(Allocated), 120.0, false), (rel, true, None, Some(POLL))),
             // An allocation this operator started.
-            ((alloc, None, true, present(Allocating), 1.0, true), (alloc, false, learned(a, 1.0, false), Some(POLL))),
+            ((alloc, None, true, present(Allocating), 1.0, true), (alloc, false, learned(a, 1.0, false), Some(POLL / 4.0))),
             ((alloc, None, true, Absent, 1.0, true), (alloc, false, None, Some(POLL))),
             ((alloc, None, true, present(Allocated), 4.0, true), (Settled, true, learned(a, 4.0, true), Some(DRIFT))),
             ((alloc, None, true, present(unknown()), 4.0, true), (Unsettled, true, learned(a, 4.0, true), Some(POLL))),
@@ -586,7 +593,7 @@ mod tests {
             ((Phase::Confirming(None), None, true, Absent, 0.0, true), (Gone, true, None, None)),
             ((Phase::Confirming(None), None, true, present(Allocated), 0.0, true), (Settled, true, None, Some(DRIFT))),
             ((confirming, None, true, Absent, 5.0, false), (Gone, true, learned(r, 5.0, true), None)),
-            ((confirming, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL))),
+            ((confirming, None, true, present(Releasing), 2.0, false), (rel, false, learned(r, 2.0, false), Some(POLL / 4.0))),
         ];
         for ((phase, last, waiting, saw, elapsed, drift), (want_phase, want_wake, want_learned, want_due)) in table {
             let at = t0 + s(elapsed);
