@@ -76,9 +76,32 @@ pub trait CallObserver: Send + Sync {
 const THROTTLED_HOLD: Duration = Duration::from_secs(1);
 const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
 
-/// A place taken within the client-side quota for one call.
-#[derive(Debug)]
-pub struct Admission(Option<crate::cloud::limits::Ticket>);
+/// A place taken within the client-side quota for one call. Dropped without its call (the pass
+/// stopped before it, on a write that failed), it gives the place back.
+pub struct Admission(Option<(crate::cloud::limits::Ticket, crate::cloud::limits::Quotas)>);
+
+impl Admission {
+    /// The call is being sent: the place counts from now and stays taken.
+    fn spend(mut self) {
+        if let Some((ticket, quotas)) = self.0.take() {
+            quotas.stamp(&ticket);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some((ticket, quotas)) = self.0.take() {
+            quotas.give_back(ticket);
+        }
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Admission(place)" } else { "Admission(unlimited)" })
+    }
+}
 
 #[derive(Debug)]
 pub enum Admit {
@@ -267,7 +290,7 @@ impl VpcClient {
             Err(e) => return Admit::Failed(e),
         };
         match self.limits.try_acquire(action, &access_key_id, region) {
-            Ok(ticket) => Admit::Granted(Admission(ticket)),
+            Ok(ticket) => Admit::Granted(Admission(ticket.map(|t| (t, self.limits.clone())))),
             Err(after) => Admit::NotYet(after),
         }
     }
@@ -362,8 +385,7 @@ impl VpcClient {
     ) -> Result<T, CloudError> {
         let credentials = self.credentials.credentials().await?;
         match admitted {
-            Some(Admission(Some(ticket))) => self.limits.stamp(&ticket),
-            Some(Admission(None)) => {}
+            Some(admission) => admission.spend(),
             None => self.limits.wait(action, &credentials.access_key_id, region).await,
         }
         let mut all: Vec<(&str, String)> = vec![

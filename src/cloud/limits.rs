@@ -108,6 +108,11 @@ impl Spending {
         Ok(self.next_id)
     }
 
+    /// The ticket's call will not be sent: its place is free again.
+    fn give_back(&mut self, id: u64) {
+        self.sent.retain(|(i, _)| *i != id);
+    }
+
     /// The call of this ticket goes out now: it counts from now, whatever came between (a status
     /// write) since its place was taken.
     fn stamp(&mut self, id: u64, now: Instant) {
@@ -188,6 +193,13 @@ impl Quotas {
         self.stamp_at(ticket, Instant::now());
     }
 
+    /// The ticket's call will not be sent (the pass stopped before it): its place goes to another.
+    pub fn give_back(&self, ticket: Ticket) {
+        if let Some(spending) = lock(&self.spent).get_mut(&ticket.key) {
+            spending.give_back(ticket.id);
+        }
+    }
+
     fn stamp_at(&self, ticket: &Ticket, now: Instant) {
         if let Some(spending) = lock(&self.spent).get_mut(&ticket.key) {
             spending.stamp(ticket.id, now);
@@ -255,6 +267,16 @@ mod tests {
         assert!(q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).is_ok(), "the unstamped place is free");
         let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).unwrap_err();
         assert_eq!(wait, secs(2.95), "the stamped one counts from its call");
+    }
+
+    #[test]
+    fn a_place_whose_call_is_not_sent_goes_to_another() {
+        let q = quotas(1, 60);
+        let t0 = Instant::now();
+        let unused = q.try_acquire_at(RELEASE, "ak", "r", t0).unwrap().unwrap();
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0).is_err());
+        q.give_back(unused);
+        assert!(q.try_acquire_at(RELEASE, "ak", "r", t0).is_ok());
     }
 
     #[test]
