@@ -652,9 +652,10 @@ fn call_counts(creation: &Storm, restart: &Restart, steady: &Steady, delete: &St
     })
 }
 
-/// Each phase's calls of each action against the baseline: mutating calls exactly, reads within
-/// half a call per segment more (their timing varies with the machine's load), and no action the
-/// baseline does not list.
+/// Each phase's calls of each action against the baseline: mutating calls exactly (none where the
+/// baseline lists none), reads within half a call per segment more, since their timing varies
+/// with the machine's load (a member list still unread when the first operator stops is read on
+/// restart).
 fn over_baseline(measured: &Value, baseline: &Value, n: u64) -> Vec<String> {
     let mut over = Vec::new();
     for (phase, actions) in measured.as_object().expect("phases") {
@@ -662,7 +663,7 @@ fn over_baseline(measured: &Value, baseline: &Value, n: u64) -> Vec<String> {
             let count = count.as_u64().unwrap_or(0);
             let allowed = baseline[phase][action].as_u64().unwrap_or(0);
             let limit = if MUTATING.contains(&action.as_str()) { allowed } else { allowed + n / 2 };
-            if count > limit || (allowed == 0 && count > 0) {
+            if count > limit {
                 over.push(format!("{phase} {action}: {count} calls, baseline {allowed}"));
             }
         }

@@ -116,6 +116,13 @@ struct RegionState {
 }
 
 impl RegionState {
+    fn durations(&self, change: Change) -> &Durations {
+        match change {
+            Change::Allocating => &self.allocations,
+            Change::Releasing => &self.releases,
+        }
+    }
+
     fn durations_mut(&mut self, change: Change) -> &mut Durations {
         match change {
             Change::Allocating => &mut self.allocations,
@@ -593,9 +600,14 @@ impl Poller {
     /// Records one look at a watched segment; returns the objects to wake.
     fn observe(&self, st: &mut RegionState, id: &str, obs: Observation) -> Vec<WakeTarget> {
         let now = Instant::now();
+        // Past a learned duration the end is near; until one is learned, changes are timed on the
+        // poll pace.
+        let learned =
+            st.watched.get(id).and_then(|w| w.phase.underway()).is_some_and(|u| st.durations(u.change).known());
+        let relook = if learned { self.config.poll / 4 } else { self.config.poll };
         let Some(w) = st.watched.get_mut(id) else { return Vec::new() };
         let Some(saw) = saw(&obs.seen) else { return Vec::new() };
-        let pace = plan::Pace { now, poll: self.config.poll, drift: w.drift(self.config.drift) };
+        let pace = plan::Pace { now, poll: self.config.poll, relook, drift: w.drift(self.config.drift) };
         let Some(next) = plan::observed(&w.before(), &plan::Look { at: obs.at, saw }, &pace) else {
             return Vec::new();
         };

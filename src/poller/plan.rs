@@ -119,6 +119,8 @@ pub struct Look {
 pub struct Pace {
     pub now: Instant,
     pub poll: Duration,
+    /// The interval of looks at a change of this operator's still under way.
+    pub relook: Duration,
     /// The drift-check interval, while an object registered on the segment wants drift checks.
     pub drift: Option<Duration>,
 }
@@ -216,9 +218,9 @@ pub fn observed(before: &Before, look: &Look, pace: &Pace) -> Option<Next> {
     let release_ended = matches!(progress, Some((Underway { change: Change::Releasing, .. }, Progress::Ended)));
     let vanished = look.saw == Saw::Absent && (matches!(before.last, Some(Saw::Present(_))) || release_ended);
     let due = match progress {
-        // A change of this operator's, still under way at its expected end: the end is near, and
-        // a look soon spares its object most of a poll interval.
-        Some((u, Progress::Under)) if u.ours => Some(pace.now + pace.poll / 4),
+        // A change of this operator's still under way: looked at again at the relook pace (soon,
+        // once its kind's duration is learned, for its end is near).
+        Some((u, Progress::Under)) if u.ours => Some(pace.now + pace.relook),
         _ => due_after(&phase, look.at, pace),
     };
     Some(Next {
@@ -598,7 +600,7 @@ mod tests {
         for ((phase, last, waiting, saw, elapsed, drift), (want_phase, want_wake, want_learned, want_due)) in table {
             let at = t0 + s(elapsed);
             let before = Before { phase, last: last.clone(), waiting, not_before: t0 };
-            let pace = Pace { now: at, poll: s(POLL), drift: drift.then_some(s(DRIFT)) };
+            let pace = Pace { now: at, poll: s(POLL), relook: s(POLL / 4.0), drift: drift.then_some(s(DRIFT)) };
             let row = format!("{phase:?}, last {last:?}, waiting {waiting}, saw {saw:?} after {elapsed}s");
             let next = observed(&before, &Look { at, saw }, &pace).expect(&row);
             assert_eq!(next.phase, want_phase, "{row}");
@@ -612,7 +614,7 @@ mod tests {
     fn a_stale_look_says_nothing() {
         let t0 = Instant::now();
         let before = Before { phase: Phase::Awaiting, last: None, waiting: true, not_before: t0 + s(1.0) };
-        let pace = Pace { now: t0 + s(2.0), poll: s(POLL), drift: None };
+        let pace = Pace { now: t0 + s(2.0), poll: s(POLL), relook: s(POLL), drift: None };
         assert_eq!(observed(&before, &Look { at: t0, saw: Saw::Absent }, &pace), None);
     }
 
@@ -622,7 +624,7 @@ mod tests {
         let probe = Underway { change: Change::Releasing, since: t0, ours: true, probe: true };
         for saw in [present(Releasing), present(Allocated), Saw::Absent] {
             let before = Before { phase: Phase::Changing(probe), last: None, waiting: true, not_before: t0 };
-            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), drift: None };
+            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), relook: s(POLL), drift: None };
             let next = observed(&before, &Look { at: t0 + s(1.0), saw: saw.clone() }, &pace).expect("fresh");
             assert_eq!(next.probe_spent, Some(Change::Releasing), "{saw:?}");
             assert_eq!(next.phase.probe(), None, "{saw:?}");
@@ -643,7 +645,7 @@ mod tests {
         ];
         for (phase, last, saw, want) in table {
             let before = Before { phase, last: last.clone(), waiting: false, not_before: t0 };
-            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), drift: None };
+            let pace = Pace { now: t0 + s(1.0), poll: s(POLL), relook: s(POLL), drift: None };
             let next = observed(&before, &Look { at: t0 + s(1.0), saw: saw.clone() }, &pace).expect("fresh");
             assert_eq!(next.vanished, want, "{phase:?}, last {last:?}, saw {saw:?}");
         }
