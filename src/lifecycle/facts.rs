@@ -96,7 +96,7 @@ pub enum Seen {
 /// How the pass's call ended.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// The client-side rate had no place for it; nothing was sent.
+    /// The client-side quota had no place for it; nothing was sent.
     NotAdmitted {
         after: Duration,
         why: String,

@@ -107,7 +107,7 @@ pub enum Pace {
     Resync,
     /// After an error of this class: per-object exponential backoff, reset by any other pace.
     Backoff { class: ErrorClass, hint: Option<Duration> },
-    /// Waiting for a place within the client-side rate.
+    /// Waiting for a place within the client-side quota.
     Queued(Duration),
 }
 
