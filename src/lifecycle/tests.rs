@@ -482,8 +482,8 @@ fn condition_message(m: &Move) -> String {
     conditions::get(&m.status, conditions::READY).map(|c| c.message.clone()).unwrap_or_default()
 }
 
-#[test]
-fn a_restored_object_adopts_its_own_segment_with_its_own_tokens() {
+/// An object restored from its manifest: a new UID, its identity in annotations only.
+fn restored_with(release_token: Option<&str>) -> Object {
     let mut o = object();
     o.uid = "new-uid".into();
     o.annotations = Identity {
@@ -491,8 +491,14 @@ fn a_restored_object_adopts_its_own_segment_with_its_own_tokens() {
         account_id: Some(A.into()),
         credentials_source: Some("Secret/keys".into()),
         allocation_token: Some("alloc-u1".into()),
-        release_token: Some("release-u1".into()),
+        release_token: release_token.map(str::to_string),
     };
+    o
+}
+
+#[test]
+fn a_restored_object_adopts_its_own_segment_with_its_own_tokens() {
+    let mut o = restored_with(Some("release-u1"));
     let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
     assert_eq!(m.call, None, "no second allocation");
     assert_eq!((m.status.segment_instance_id.as_deref(), reason(&m)), (Some(ID), Some("Allocated")));
@@ -659,17 +665,9 @@ fn released_is_never_the_event_when_nothing_was_allocated() {
 }
 
 #[test]
-fn a_call_the_rate_does_not_admit_keeps_a_restored_objects_identity() {
-    let mut restored = object();
-    restored.uid = "new-uid".into();
-    restored.annotations = Identity {
-        segment_id: Some(ID.into()),
-        account_id: Some(A.into()),
-        credentials_source: Some("Secret/keys".into()),
-        allocation_token: Some("alloc-u1".into()),
-        release_token: None,
-    };
-    let queued = || Outcome::NotAdmitted { after: Duration::from_secs(3), why: "rate".into() };
+fn a_call_the_quota_does_not_admit_keeps_a_restored_objects_identity() {
+    let restored = restored_with(None);
+    let queued = || Outcome::NotAdmitted { after: Duration::from_secs(3), why: "quota".into() };
     let w = world(Seen::Present(seg(SegmentStatus::Allocated)));
     // Deleting: the release waits its turn; its identity annotations stay as they are, so that the
     // next pass still knows the segment (without them it would find nothing to release).
