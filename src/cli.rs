@@ -171,7 +171,7 @@ pub struct RunArgs {
     #[arg(long, env = "EIPSEG_DESCRIBE_QUOTA", default_value = "20/1")]
     pub describe_quota: Quota,
     /// Quota of DescribeEipAddresses calls (the member EIPs of a segment), likewise.
-    #[arg(long, env = "EIPSEG_DESCRIBE_ADDRESSES_QUOTA", default_value = "10/1")]
+    #[arg(long, env = "EIPSEG_DESCRIBE_ADDRESSES_QUOTA", default_value = "600/60")]
     pub describe_addresses_quota: Quota,
     /// Per-namespace mode: the RoleBinding (in each served namespace) that grants this operator its
     /// rights carries a finalizer; this names it, and the operator removes the finalizer once the

@@ -364,9 +364,17 @@ fn drift_is_reported_not_recreated() {
     let c = Cluster::shared();
     let ns = c.namespace("drift");
     let sim = Simulator::start(&[]);
-    let _op = Operator::start(c, &sim, &ns, &["--resync-seconds", "1"]);
+    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "1"]);
     c.apply(&segment_yaml(&ns, "drifty", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let id = segment_id(&wait_ready(c, &ns, "drifty"));
+    eventually("member list read", T, || c.get(&ns, "drifty").filter(|o| o["status"]["firstAddress"].is_string()));
+    // Settled, the object rests: the poller checks its segment every second and nothing else runs.
+    std::thread::sleep(Duration::from_secs(2));
+    let passes = || op.metric("eipsegment_reconcile_duration_seconds_count").unwrap();
+    let (before, describes) = (passes(), sim.count("DescribeEipSegment", "Success"));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(sim.count("DescribeEipSegment", "Success") >= describes + 3, "drift checks go on");
+    assert_eq!(passes(), before, "no pass of a settled object without a change");
     sim.admin("DELETE", &format!("segments/{id}"), serde_json::Value::Null);
     let obj = eventually("drift reported", T, || {
         c.get(&ns, "drifty").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "SegmentMissing"))

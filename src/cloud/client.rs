@@ -92,6 +92,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some((ticket, quotas)) = self.0.take() {
+            tracing::debug!("a place within the quota given back");
             quotas.give_back(ticket);
         }
     }
@@ -106,8 +107,9 @@ impl std::fmt::Debug for Admission {
 #[derive(Debug)]
 pub enum Admit {
     Granted(Admission),
-    /// The rate allows a call after this long.
-    NotYet(Duration),
+    /// The quota allows a call after `after`; `frees`: when each place held now frees up, soonest
+    /// first, for those queued behind the next one.
+    NotYet { after: Duration, frees: Vec<Duration> },
     /// No credentials to call with.
     Failed(CloudError),
 }
@@ -235,6 +237,17 @@ impl VpcClient {
         page_number: u32,
         page_size: u32,
     ) -> Result<SegmentPage, CloudError> {
+        self.describe_segments_admitted(region, segment_id, page_number, page_size, None).await
+    }
+
+    async fn describe_segments_admitted(
+        &self,
+        region: &str,
+        segment_id: Option<&str>,
+        page_number: u32,
+        page_size: u32,
+        admitted: Option<Admission>,
+    ) -> Result<SegmentPage, CloudError> {
         // An empty ID is no filter: the parameter is not sent.
         let segment_id = segment_id.filter(|id| !id.is_empty());
         let query = SegmentQuery {
@@ -250,8 +263,36 @@ impl VpcClient {
         if let Some(id) = segment_id {
             params.push(("SegmentInstanceId", id.to_string()));
         }
-        let body: DescribeEipSegmentBody = self.call(Action::DescribeEipSegment, region, params).await?;
+        let body: DescribeEipSegmentBody =
+            self.call_admitted(Action::DescribeEipSegment, region, params, admitted).await?;
         body.into_page(query).map_err(|detail| malformed(Action::DescribeEipSegment, &detail))
+    }
+
+    /// The segment by ID, and when the look went out: after any wait for a place within the quota,
+    /// so that what the answer says is dated by when it was asked.
+    pub async fn look_at_segment(
+        &self,
+        region: &str,
+        segment_id: &str,
+    ) -> (tokio::time::Instant, Result<Option<Segment>, CloudError>) {
+        let admission = match self.place(Action::DescribeEipSegment, region).await {
+            Ok(admission) => admission,
+            Err(e) => return (tokio::time::Instant::now(), Err(e)),
+        };
+        let sent = tokio::time::Instant::now();
+        let page = self.describe_segments_admitted(region, Some(segment_id), 1, MAX_SEGMENT_PAGE_SIZE, Some(admission));
+        (sent, page.await.map(|page| page.segments.into_iter().find(|s| s.instance_id == segment_id)))
+    }
+
+    /// Waits for a place within the quota of `action`.
+    async fn place(&self, action: Action, region: &str) -> Result<Admission, CloudError> {
+        loop {
+            match self.admit(action, region).await {
+                Admit::Granted(admission) => return Ok(admission),
+                Admit::NotYet { after, .. } => tokio::time::sleep(after).await,
+                Admit::Failed(e) => return Err(e),
+            }
+        }
     }
 
     /// The segment, or `None` when a well-formed answer by ID no longer returns it (released).
@@ -291,7 +332,7 @@ impl VpcClient {
         };
         match self.limits.try_acquire(action, &access_key_id, region) {
             Ok(ticket) => Admit::Granted(Admission(ticket.map(|t| (t, self.limits.clone())))),
-            Err(after) => Admit::NotYet(after),
+            Err(after) => Admit::NotYet { after, frees: self.limits.frees(action, &access_key_id, region) },
         }
     }
 

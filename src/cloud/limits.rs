@@ -54,15 +54,16 @@ impl std::str::FromStr for Quota {
     }
 }
 
-/// The defaults. ReleaseEipSegmentAddress is documented at 60 calls per 60 s. The others have no
-/// published figure: AllocateEipSegmentAddress gets the same, the reads a modest share.
+/// The defaults. Alibaba documents ReleaseEipSegmentAddress at 60 calls per 60 s (its API page) and
+/// DescribeEipAddresses at 600 per 60 s (the EIP quotas page). The others have no published figure:
+/// AllocateEipSegmentAddress gets the release's, DescribeEipSegment a modest 20 per second.
 pub fn default_quotas() -> Vec<(Action, Quota)> {
     let quota = |calls, seconds| Quota { calls, window: Duration::from_secs(seconds) };
     vec![
         (Action::ReleaseEipSegmentAddress, quota(60, 60)),
         (Action::AllocateEipSegmentAddress, quota(60, 60)),
         (Action::DescribeEipSegment, quota(20, 1)),
-        (Action::DescribeEipAddresses, quota(10, 1)),
+        (Action::DescribeEipAddresses, quota(600, 60)),
     ]
 }
 
@@ -106,6 +107,15 @@ impl Spending {
         self.next_id += 1;
         self.sent.push((self.next_id, now));
         Ok(self.next_id)
+    }
+
+    /// When each place held now frees up, soonest first; nothing frees before a hold ends.
+    fn frees(&self, quota: Quota, now: Instant) -> Vec<Duration> {
+        let held = self.held_until.map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        let mut frees: Vec<Duration> =
+            self.sent.iter().map(|(_, t)| (*t + quota.memory()).saturating_duration_since(now).max(held)).collect();
+        frees.sort();
+        frees
     }
 
     /// The ticket's call will not be sent: its place is free again.
@@ -188,6 +198,18 @@ impl Quotas {
         }
     }
 
+    /// When each place of `action` held now frees up, soonest first (empty when it is unlimited or
+    /// nothing is held).
+    pub fn frees(&self, action: Action, access_key_id: &str, region: &str) -> Vec<Duration> {
+        self.frees_at(action, access_key_id, region, Instant::now())
+    }
+
+    fn frees_at(&self, action: Action, access_key_id: &str, region: &str, now: Instant) -> Vec<Duration> {
+        let Some(quota) = self.quota(action) else { return Vec::new() };
+        let spent = lock(&self.spent);
+        spent.get(&key(action, access_key_id, region)).map_or_else(Vec::new, |s| s.frees(quota, now))
+    }
+
     /// The ticket's call is being sent.
     pub fn stamp(&self, ticket: &Ticket) {
         self.stamp_at(ticket, Instant::now());
@@ -267,6 +289,18 @@ mod tests {
         assert!(q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).is_ok(), "the unstamped place is free");
         let wait = q.try_acquire_at(RELEASE, "ak", "r", t0 + secs(10.2)).unwrap_err();
         assert_eq!(wait, secs(2.95), "the stamped one counts from its call");
+    }
+
+    #[test]
+    fn the_places_held_free_up_in_the_order_they_were_spent() {
+        let q = quotas(3, 10);
+        let t0 = Instant::now();
+        for at in [2.0, 0.0, 1.0] {
+            assert_eq!(spend(&q, t0 + secs(at), 1), 1);
+        }
+        let frees = q.frees_at(RELEASE, "ak", "r", t0 + secs(5.0));
+        assert_eq!(frees, [secs(5.15), secs(6.15), secs(7.15)], "soonest first, each with the window's margin");
+        assert!(q.frees_at(RELEASE, "other", "r", t0).is_empty(), "per key");
     }
 
     #[test]

@@ -16,6 +16,12 @@ use crate::telemetry::Metrics;
 /// should a wake be lost.
 pub const UNWOKEN_RECHECK: Duration = Duration::from_secs(60);
 
+/// A settled object's own pass, give or take a tenth (so that a cache's objects do not all come
+/// back at once): the poller drift-checks its segment and wakes it on any change, so this only
+/// guards against a lost wake, as controller-runtime's ten-hour resync does. A pass per object
+/// per drift interval would cost thousands of objects more CPU than everything else at rest.
+pub const SETTLED_RECHECK: Duration = Duration::from_secs(10 * 3600);
+
 /// How the intervals are set; configurable from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Timings {
@@ -76,18 +82,33 @@ pub struct Pacing {
 #[derive(Default)]
 struct Queue {
     next_turn: u64,
-    turns: HashMap<String, u64>,
+    turns: HashMap<String, Turn>,
+}
+
+#[derive(Clone, Copy)]
+struct Turn {
+    order: u64,
+    /// Holds a place (its call not yet made): counted by the quota, not ahead of anyone.
+    placed: bool,
 }
 
 impl Queue {
-    /// Keeps the object's turn if it has one; how many are ahead of it.
+    /// Keeps the object's turn if it has one; how many without a place are ahead of it.
     fn join(&mut self, uid: &str) -> usize {
         let next = self.next_turn;
-        let turn = *self.turns.entry(uid.to_string()).or_insert(next);
-        if turn == next {
+        let turn = self.turns.entry(uid.to_string()).or_insert(Turn { order: next, placed: false });
+        turn.placed = false;
+        let order = turn.order;
+        if order == next {
             self.next_turn += 1;
         }
-        self.turns.values().filter(|t| **t < turn).count()
+        self.turns.values().filter(|t| t.order < order && !t.placed).count()
+    }
+
+    fn place(&mut self, uid: &str) {
+        if let Some(turn) = self.turns.get_mut(uid) {
+            turn.placed = true;
+        }
     }
 
     fn leave(&mut self, uid: &str) {
@@ -118,6 +139,7 @@ impl Pacing {
             }
             Pace::Woken => self.succeeded(uid, UNWOKEN_RECHECK),
             Pace::Looking => UNWOKEN_RECHECK,
+            Pace::Settled => self.succeeded(uid, SETTLED_RECHECK.mul_f64(0.9 + 0.2 * rand::random::<f64>())),
             Pace::Resync => self.succeeded(uid, timings.resync),
             Pace::Queued(after) => after,
         }
@@ -133,18 +155,43 @@ impl Pacing {
     }
 
     /// When an object that found no free place within the quota tries again, `after` being when
-    /// the next place frees up: in its turn, first come first served, each window taking as many
-    /// as its quota lets through. So a window's places are spent the moment it opens, and the
-    /// objects that cannot have one stay asleep until theirs.
-    pub fn queue(&self, queue: &str, uid: &str, after: Duration, quota: Option<Quota>) -> Duration {
+    /// the next place frees up and `frees` when each held place does: in its turn, first come
+    /// first served, each window taking as many as its quota lets through. An object with `ahead`
+    /// before it in this window wakes as the place after theirs frees, so that a window's places
+    /// are spent as they open, and those that cannot have one stay asleep until theirs (the
+    /// window's calls go out when the last one's places free).
+    ///
+    /// Those within a tenth of a window's quota past its edge (the places freeing in the next half
+    /// window) wake as its last place frees: an object ahead of them may have had a place given
+    /// back earlier, or be asleep on a turn counted before, and the place its turn held would
+    /// otherwise go unused. Waking early costs them a pass; missing it would cost everyone a window.
+    pub fn queue(&self, queue: &str, uid: &str, after: Duration, frees: &[Duration], quota: Option<Quota>) -> Duration {
         let ahead = lock(&self.queued).entry(queue.to_string()).or_default().join(uid);
-        match quota {
-            Some(quota) => after + quota.memory() * (ahead / quota.calls as usize) as u32,
-            None => after,
+        let (Some(quota), Some(first)) = (quota, frees.first()) else { return after };
+        let calls = quota.calls as usize;
+        let tenth = calls.div_ceil(10);
+        let edge = frees.iter().take_while(|f| **f < *first + quota.memory() / 2).count();
+        let wake = if ahead < edge {
+            frees[ahead]
+        } else if ahead < edge + tenth {
+            frees[edge - 1]
+        } else {
+            let windows = (ahead - tenth) / calls;
+            let in_window = ahead - windows * calls;
+            *frees.get(in_window).unwrap_or(&frees[frees.len() - 1]) + quota.memory() * windows as u32
+        };
+        wake.max(after)
+    }
+
+    /// The object holds a place: those behind it count on the places left. It keeps its turn
+    /// until its call is made, should its pass be stopped first.
+    pub fn placed(&self, queue: &str, uid: &str) {
+        if let Some(queue) = lock(&self.queued).get_mut(queue) {
+            queue.place(uid);
         }
     }
 
-    /// The object got its place, or no longer waits for one.
+    /// The object made its call, or no longer waits for a place.
     pub fn unqueue(&self, uid: &str) {
         let mut queued = lock(&self.queued);
         queued.retain(|_, queue| {
@@ -195,6 +242,9 @@ mod tests {
         assert_eq!(pacing.after("a", Pace::Looking, &t), UNWOKEN_RECHECK);
         assert!(pacing.after("a", blocked, &t) >= Duration::from_secs(96), "waiting for a look is no success");
         assert_eq!(pacing.after("a", Pace::Woken, &t), UNWOKEN_RECHECK);
+        let settled = pacing.after("a", Pace::Settled, &t);
+        assert!(settled >= SETTLED_RECHECK.mul_f64(0.9) && settled <= SETTLED_RECHECK.mul_f64(1.1), "{settled:?}");
+        assert_eq!(pacing.after("a", Pace::Resync, &t), t.resync);
         assert!(pacing.after("a", blocked, &t) <= Duration::from_secs(30), "reset by success");
         let hinted = Pace::Backoff { class: ErrorClass::Transient, hint: Some(Duration::from_secs(7)) };
         assert!(pacing.after("c", hinted, &t) >= Duration::from_secs(7));
@@ -205,19 +255,38 @@ mod tests {
     fn a_queue_takes_a_windows_quota_at_each_edge_first_come_first_served() {
         let pacing = Pacing::new(Arc::new(Metrics::default()));
         let quota = Some(Quota { calls: 60, window: Duration::from_secs(60) });
-        let next = Duration::from_secs(1);
-        let afters: Vec<Duration> =
-            (0..130).map(|i| pacing.queue("acct/r/Release", &format!("o{i}"), next, quota)).collect();
-        assert!(afters[..60].iter().all(|a| *a == next), "the next window's places go at its edge");
-        assert!(afters[60..120].iter().all(|a| *a == next + Duration::from_millis(60_650)), "a window later");
-        assert_eq!(afters[129], next + Duration::from_millis(121_300));
-        assert_eq!(pacing.queue("acct/r/Release", "o100", next, quota), afters[100], "a turn is kept");
-        assert_eq!(pacing.queue("acct/other/Release", "o100", next, quota), next, "queues are separate");
+        let ms = Duration::from_millis;
+        // The window's 60 places free up 10 ms apart from 1 s on.
+        let frees: Vec<Duration> = (0..60).map(|i| ms(1000 + 10 * i)).collect();
+        let next = frees[0];
+        let queue = |uid: &str| pacing.queue("acct/r/Release", uid, next, &frees, quota);
+        let afters: Vec<Duration> = (0..130).map(|i| queue(&format!("o{i}"))).collect();
+        assert!((0..60).all(|i| afters[i] == frees[i]), "each as the place after those ahead of it frees");
+        assert!(afters[60..66].iter().all(|a| *a == frees[59]), "a tenth of a window more, should a place free up");
+        assert!((66..126).all(|i| afters[i] == frees[(i - 60).min(59)] + ms(60_650)), "a window later");
+        assert_eq!(afters[129], frees[9] + ms(121_300));
+        assert_eq!(queue("o100"), afters[100], "a turn is kept");
+        assert_eq!(pacing.queue("acct/other/Release", "o100", next, &frees, quota), next, "queues are separate");
         for i in 0..60 {
             pacing.unqueue(&format!("o{i}"));
         }
-        assert_eq!(pacing.queue("acct/r/Release", "o100", next, quota), next, "those ahead got their places");
-        assert_eq!(pacing.queue("acct/r/Release", "late", next, None), next, "no quota, no turns");
+        assert_eq!(queue("o100"), frees[40], "those ahead made their calls");
+        for i in 60..70 {
+            pacing.placed("acct/r/Release", &format!("o{i}"));
+        }
+        assert_eq!(queue("o100"), frees[30], "a place held is counted by the quota, not ahead");
+        assert_eq!(queue("o60"), frees[0], "a pass stopped before its call keeps its turn");
+        assert_eq!(queue("o100"), frees[31], "and is ahead again");
+        assert_eq!(pacing.queue("acct/r/Release", "late", next, &[], None), next, "no quota, no turns");
+        assert_eq!(pacing.queue("acct/held/Release", "o0", ms(5), &[], quota), ms(5), "held: when the hold ends");
+
+        // Mid-window: five places free soon, the rest a window on.
+        let frees: Vec<Duration> = (0..60).map(|i| if i < 5 { ms(100 * (i + 1)) } else { ms(59_000 + i) }).collect();
+        let afters: Vec<Duration> =
+            (0..20).map(|i| pacing.queue("acct/mid/Release", &format!("m{i}"), frees[0], &frees, quota)).collect();
+        assert_eq!(afters[..5], frees[..5], "the places freeing soon go to the first");
+        assert!(afters[5..11].iter().all(|a| *a == frees[4]), "a tenth more wake as the last of them frees");
+        assert!((11..20).all(|i| afters[i] == frees[i]), "the rest as their places in the next window free");
     }
 
     #[test]

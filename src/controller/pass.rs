@@ -209,6 +209,9 @@ impl<'c> Pass<'c> {
             }
         };
         self.write(&m, Precondition::Checked).await?;
+        // Only now is the place used: a pass stopped by its write keeps the object's turn, so that
+        // the place it gives back is not left to objects asleep until a later window.
+        self.ctx.pacing.unqueue(&self.object.uid);
         if let Some(event) = &m.event {
             writes::publish(self.ctx, &self.obj, event).await;
         }
@@ -227,14 +230,16 @@ impl<'c> Pass<'c> {
             return Err(Outcome::Refused(problem_of(&CloudError::Credentials("no credentials".into()))));
         };
         let action = action_of(call);
+        let queue = format!("{}/{}/{action}", key.account, key.region);
         match client.admit(action, &key.region).await {
             Admit::Granted(admission) => {
-                self.ctx.pacing.unqueue(&self.object.uid);
+                debug!(object = %self.object.name, %action, "a place within the quota");
+                self.ctx.pacing.placed(&queue, &self.object.uid);
                 Ok(admission)
             }
-            Admit::NotYet(after) => {
-                let queue = format!("{}/{}/{action}", key.account, key.region);
-                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, client.quota(action));
+            Admit::NotYet { after, frees } => {
+                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, &frees, client.quota(action));
+                debug!(object = %self.object.name, %action, ?after, "queued for a place within the quota");
                 Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
             }
             Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),

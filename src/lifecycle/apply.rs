@@ -153,7 +153,8 @@ fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) ->
             Ok(Ok(members)) => record_members(&mut status, members),
         }
     }
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Resync));
+    let pace = if status.first_address.is_some() { Pace::Settled } else { Pace::Resync };
+    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(pace));
     m.event = event;
     Decision::Act(m)
 }

@@ -103,7 +103,10 @@ pub enum Pace {
     /// Waiting for the poller's first look: woken like `Woken`, but it is no success, so the
     /// object's backoff stands.
     Looking,
-    /// Settled: the next drift check.
+    /// Settled: the poller wakes the object should its segment change or its drift checks keep
+    /// failing, and the watch should the object change; its own timer is only a rare safety net.
+    Settled,
+    /// Settled with something to read again at the next drift check (an empty member list).
     Resync,
     /// After an error of this class: per-object exponential backoff, reset by any other pace.
     Backoff { class: ErrorClass, hint: Option<Duration> },

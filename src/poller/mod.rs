@@ -331,6 +331,7 @@ impl Poller {
         let w = st.entry(segment_id, self.epoch);
         w.register(target, Some(change == Change::Allocating));
         (w.phase, w.due) = plan::started(change, now, first);
+        debug!(segment = segment_id, ?change, after = ?first.after, probe = first.probe, "change started");
         w.outdated(now);
         drop(st);
         region.notify.notify_one();
@@ -477,6 +478,12 @@ impl Poller {
             Plan::ById => by_id.extend(due.others),
             Plan::Pages { .. } => self.read_pages(&key.region, region, &client, &due.others).await,
         }
+        // In the order they fell due: when the quota makes looks wait, the changes that ended
+        // first are confirmed first.
+        {
+            let st = lock(&region.state);
+            by_id.sort_by_key(|id| st.watched.get(id).and_then(|w| w.due));
+        }
         self.look_by_id(&key.region, region, &client, by_id, now).await;
     }
 
@@ -496,32 +503,27 @@ impl Poller {
         }
     }
 
-    /// Looks at each segment by ID (a few at a time) and records what was seen. A look whose
-    /// answer was stale (a change began meanwhile) is not repeated at once.
+    /// Looks at each segment by ID (a few at a time) and records each answer as it comes, so that
+    /// its objects hear of it before the rest of the batch is back. A look whose answer was stale
+    /// (a change began meanwhile) is not repeated at once.
     async fn look_by_id(&self, region_id: &str, region: &Region, client: &VpcClient, ids: Vec<String>, swept: Instant) {
-        let looks = futures::stream::iter(ids)
+        futures::stream::iter(ids)
             .map(|id| async move {
-                let at = Instant::now();
-                let result = client.describe_segment(region_id, &id).await;
+                let (at, result) = client.look_at_segment(region_id, &id).await;
                 (id, at, result)
             })
             .buffer_unordered(self.config.parallel_looks.max(1))
-            .collect::<Vec<_>>()
+            .for_each(|(id, at, result)| {
+                self.record(region, &id, at, result);
+                let mut st = lock(&region.state);
+                if let Some(w) = st.watched.get_mut(&id)
+                    && w.due.is_some_and(|d| d <= swept)
+                {
+                    w.due = Some(Instant::now() + self.config.poll);
+                }
+                futures::future::ready(())
+            })
             .await;
-        let mut looked = Vec::with_capacity(looks.len());
-        for (id, at, result) in looks {
-            self.record(region, &id, at, result);
-            looked.push(id);
-        }
-        let mut st = lock(&region.state);
-        let later = Instant::now() + self.config.poll;
-        for id in &looked {
-            if let Some(w) = st.watched.get_mut(id)
-                && w.due.is_some_and(|d| d <= swept)
-            {
-                w.due = Some(later);
-            }
-        }
     }
 
     /// Records the answer to one look by ID, sent at `at`.
@@ -682,6 +684,7 @@ impl Poller {
 /// operator's changes that waited for it are due when it says.
 fn learn(st: &mut RegionState, learned: plan::Learned, now: Instant) {
     let durations = st.durations_mut(learned.change);
+    debug!(change = ?learned.change, elapsed = ?learned.elapsed, finished = learned.finished, "learned");
     let first_timed = learned.finished && !durations.known();
     if learned.finished {
         durations.finished_by(learned.elapsed);

@@ -468,8 +468,13 @@ impl Durations {
         push(&mut self.lower, elapsed);
     }
 
-    /// A segment had finished changing by this long after the change began.
+    /// A segment had finished changing by this long after the change began. Only a tighter bound
+    /// is kept: a look at or past the bound (most looks go there, some later still, behind a
+    /// storm's others) says nothing new, and would push the probes' findings out of the window.
     pub fn finished_by(&mut self, elapsed: Duration) {
+        if self.upper.iter().min().is_some_and(|hi| elapsed >= *hi) {
+            return;
+        }
         push(&mut self.upper, elapsed);
     }
 
@@ -816,12 +821,26 @@ mod tests {
         d.still_changing_after(s(2.25));
         d.probe_done();
         assert_eq!(d.first_look(), FirstLook { after: s(3.0), probe: false }, "within tolerance: the upper bound");
-        // The cloud slows down: the old upper bound leaves the window as new ones arrive.
+        // The cloud slows down: changes still under way past the bound put the first look just
+        // past the longest seen.
         for _ in 0..SAMPLES {
             d.still_changing_after(s(8.0));
             d.finished_by(s(9.0));
         }
-        assert_eq!(d.first_look(), FirstLook { after: s(9.0), probe: false });
+        assert_eq!(d.first_look(), FirstLook { after: s(8.25), probe: false });
+    }
+
+    #[test]
+    fn looks_at_or_past_the_bound_do_not_push_a_probes_finding_out() {
+        let mut d = Durations::new(s(2.0), s(1.0));
+        d.still_changing_after(s(4.0));
+        d.finished_by(s(6.0));
+        d.finished_by(s(5.1));
+        // A storm's others, looked at on the old bound and later, behind one another.
+        for i in 0..(2 * SAMPLES) {
+            d.finished_by(s(6.0 + 0.05 * i as f64));
+        }
+        assert_eq!(d.expected(), s(5.1));
     }
 
     #[test]

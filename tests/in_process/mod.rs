@@ -42,7 +42,7 @@ pub async fn admission(client: &VpcClient, action: Action, region: &str) -> Admi
     loop {
         match client.admit(action, region).await {
             Admit::Granted(a) => return a,
-            Admit::NotYet(after) => tokio::time::sleep(after).await,
+            Admit::NotYet { after, .. } => tokio::time::sleep(after).await,
             Admit::Failed(e) => panic!("no admission: {e}"),
         }
     }
