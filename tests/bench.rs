@@ -23,7 +23,10 @@
 //! - `BENCH_RESYNC_SECONDS` (default 20), `BENCH_ROUNDS` (default 3): the steady state's sped-up
 //!   drift interval and the rounds measured; CPU per hour between rounds is scaled to the default
 //!   600 s interval both per interval and per second, and the larger figure is reported;
-//! - `BENCH_STRICT=1`: exit non-zero when a target fails; `BENCH_RUST_LOG`: the operators' `RUST_LOG`.
+//! - `BENCH_STRICT=1`: exit non-zero when a target fails; `BENCH_RUST_LOG`: the operators' `RUST_LOG`;
+//! - `BENCH_HEAP_PROFILE=1`: each operator under heaptrack (Debian's `heaptrack`), its profile in
+//!   `target/bench/<run>-<phase>.heaptrack.gz`; allocations then cost more, so RSS, CPU and times
+//!   are heaptrack's, not the operator's alone.
 //!
 //! Without `BENCH_N` (as in `cargo test --all-targets`) it runs a smoke version: N = 30, a quota of
 //! 10 per 2 s, 1 s allocations, 2 s releases, rounds of 4 s. It asserts only counts: every object
@@ -478,12 +481,17 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn operator(&self, extra: &[String]) -> Operator {
+    fn operator(&self, phase: &str, extra: &[String]) -> Operator {
         let mut args = self.cfg.operator_quota_args();
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let log = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into());
-        Operator::start_with_defaults(self.c, &self.sim, &self.ns, &args, &[("RUST_LOG", &log)])
+        let mut env = vec![("RUST_LOG".to_string(), log)];
+        if std::env::var("BENCH_HEAP_PROFILE").is_ok_and(|v| v == "1") {
+            env.extend(heap_profile(&format!("{}-{phase}", self.cfg.run_name())));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Operator::start_with_defaults(self.c, &self.sim, &self.ns, &args, &env)
     }
 
     fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&Watched) -> usize) -> bool {
@@ -516,7 +524,7 @@ impl Bench<'_> {
         let before = counters(&self.sim);
         let started_ms = now_ms();
         progress(self.start, "creation storm: the operator starts with every object waiting");
-        let op = self.operator(&[]);
+        let op = self.operator("creation", &[]);
         let floor = self.cfg.floor(self.cfg.allocate_seconds);
         let all_ready = self.wait_until("Ready", Duration::from_secs_f64(2.0 * floor + 120.0), |w| w.ready.len());
         // The member lists follow within their own quota; the restart starts with all of them read.
@@ -684,6 +692,28 @@ fn call_counts(creation: &Storm, restart: &Restart, steady: &Steady, delete: &St
 /// baseline lists none), reads within half a call per segment more, since their timing varies
 /// with the machine's load (a member list still unread when the first operator stops is read on
 /// restart).
+/// The environment that runs an operator under heaptrack's preload library, its record read as
+/// it comes by heaptrack's interpreter into `target/bench/<name>.heaptrack.gz` (open it with
+/// `heaptrack_print` or `heaptrack_gui`). heaptrack does what `heaptrack <program>` would, without
+/// a shell between the bench and the operator, so that RSS and CPU stay the operator's own.
+fn heap_profile(name: &str) -> Vec<(String, String)> {
+    let lib = std::env::var("BENCH_HEAPTRACK_LIB").unwrap_or_else(|_| "/usr/lib/heaptrack".into());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    let fifo = dir.join(format!("{name}.heaptrack.fifo"));
+    let out = dir.join(format!("{name}.heaptrack.gz"));
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let interpret = format!("'{lib}/libexec/heaptrack_interpret' < '{}' | gzip > '{}'", fifo.display(), out.display());
+    Command::new("sh").args(["-c", &interpret]).spawn().expect("heaptrack_interpret");
+    eprintln!("bench: heap profile of the {name} operator: {}", out.display());
+    vec![
+        ("LD_PRELOAD".into(), format!("{lib}/libheaptrack_preload.so")),
+        ("DUMP_HEAPTRACK_OUTPUT".into(), fifo.display().to_string()),
+    ]
+}
+
 fn over_baseline(measured: &Value, baseline: &Value, n: u64) -> Vec<String> {
     let mut over = Vec::new();
     for (phase, actions) in measured.as_object().expect("phases") {
@@ -773,7 +803,7 @@ fn main() {
     // ---- 2. Restart, 3. steady state ------------------------------------------------------------------
     let before = counters(&b.sim);
     let started = Instant::now();
-    let op = b.operator(&["--resync-seconds".into(), cfg.resync_seconds.to_string()]);
+    let op = b.operator("restart", &["--resync-seconds".into(), cfg.resync_seconds.to_string()]);
     let restarted = restart(&b, &op, &before, started);
     progress(start, &format!("restart: {:?} s; calls: {}", restarted.seconds, describe_counters(&restarted.calls)));
     let steady = steady_state(&b, &op);
