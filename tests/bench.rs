@@ -706,7 +706,8 @@ fn heap_profile(name: &str) -> Vec<(String, String)> {
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success(), "mkfifo {}", fifo.display());
     let interpret = format!("'{lib}/libexec/heaptrack_interpret' < '{}' | gzip > '{}'", fifo.display(), out.display());
-    Command::new("sh").args(["-c", &interpret]).spawn().expect("heaptrack_interpret");
+    let mut interpreter = Command::new("sh").args(["-c", &interpret]).spawn().expect("heaptrack_interpret");
+    std::thread::spawn(move || interpreter.wait());
     eprintln!("bench: heap profile of the {name} operator: {}", out.display());
     vec![
         ("LD_PRELOAD".into(), format!("{lib}/libheaptrack_preload.so")),
