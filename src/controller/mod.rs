@@ -2,6 +2,7 @@
 //! perform the move it decides, record it, requeue. No lifecycle decision is made here.
 
 mod census;
+mod claims;
 mod credentials;
 pub mod guard;
 mod pacing;
@@ -10,10 +11,10 @@ mod writes;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
@@ -53,8 +54,8 @@ pub struct Context {
     pub secret_credentials: Option<SecretCredentials>,
     /// Per-object backoff, queue places and gauges, keyed by UID.
     pacing: pacing::Pacing,
-    /// The caches of every watch, to find the other objects that name a segment.
-    stores: RwLock<Vec<reflector::Store<EipSegment>>>,
+    /// The caches of every watch, each with its index of the objects naming each segment.
+    stores: RwLock<Vec<(reflector::Store<EipSegment>, Arc<Mutex<claims::Claims>>)>>,
 }
 
 impl Context {
@@ -76,7 +77,19 @@ impl Context {
     /// Every cached object that passes `keep`.
     pub(crate) fn cached(&self, keep: impl Fn(&EipSegment) -> bool) -> Vec<Arc<EipSegment>> {
         let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
-        stores.iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
+        stores.iter().flat_map(|(s, _)| s.state_filter(|o| keep(o))).collect()
+    }
+
+    /// The cached objects that named the segment when the watch last saw them, as cached now.
+    pub(crate) fn naming(&self, segment_id: &str) -> Vec<Arc<EipSegment>> {
+        let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
+        stores
+            .iter()
+            .flat_map(|(store, claims)| {
+                let refs = claims.lock().unwrap_or_else(|p| p.into_inner()).naming(segment_id);
+                refs.iter().filter_map(|r| store.get(r)).collect::<Vec<_>>()
+            })
+            .collect()
     }
 }
 
@@ -170,7 +183,8 @@ async fn run_one(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (reader, writer) = reflector::store();
-    ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push(reader.clone());
+    let claims = Arc::new(Mutex::new(claims::Claims::default()));
+    ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push((reader.clone(), claims.clone()));
     tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
     let metrics = ctx.metrics.clone();
     // A consistent, paged list (500 objects a page) rather than one answer from the watch cache:
@@ -183,6 +197,7 @@ async fn run_one(
             obj.managed_fields_mut().clear();
             obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
         })
+        .inspect_ok(move |event| claims.lock().unwrap_or_else(|p| p.into_inner()).observe(event))
         .reflect(writer)
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());

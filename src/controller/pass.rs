@@ -166,8 +166,9 @@ impl<'c> Pass<'c> {
         };
         let uid = &self.object.uid;
         self.ctx
-            .cached(|o| o.uid().as_ref() != Some(uid) && names(o))
+            .naming(segment_id)
             .iter()
+            .filter(|o| o.uid().as_ref() != Some(uid) && names(o))
             .map(|o| Claimant {
                 namespace: o.namespace().unwrap_or_default(),
                 name: o.name_any(),

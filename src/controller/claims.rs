@@ -1,0 +1,129 @@
+//! Which cached objects name each segment, kept from the watch as the cache is. Every pass asks for
+//! the other objects that name its segment; a scan of the whole cache per pass made a restart with
+//! 10,000 objects take 50 s.
+
+use std::collections::{HashMap, HashSet};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Event;
+
+use crate::crd::EipSegment;
+use crate::lifecycle::Identity;
+
+type Ref = ObjectRef<EipSegment>;
+
+/// The segments an object names: in its spec, its status or its identity annotation.
+pub fn named(o: &EipSegment) -> Vec<String> {
+    let status = o.status.as_ref().and_then(|s| s.segment_instance_id.clone());
+    let mut ids: Vec<String> = [o.spec.segment_instance_id.clone(), status, Identity::from_annotations(o.annotations()).segment_id]
+        .into_iter()
+        .flatten()
+        .filter(|id| !id.is_empty())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The index of one watch. It follows the watch's events as its store does: a relist builds a new
+/// index that replaces the old one only once the relist is complete.
+#[derive(Default)]
+pub struct Claims {
+    live: Index,
+    relisting: Option<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_object: HashMap<Ref, Vec<String>>,
+    by_segment: HashMap<String, HashSet<Ref>>,
+}
+
+impl Index {
+    fn put(&mut self, o: &EipSegment) {
+        let key = ObjectRef::from_obj(o);
+        self.remove(&key);
+        let ids = named(o);
+        for id in &ids {
+            self.by_segment.entry(id.clone()).or_default().insert(key.clone());
+        }
+        if !ids.is_empty() {
+            self.by_object.insert(key, ids);
+        }
+    }
+
+    fn remove(&mut self, key: &Ref) {
+        for id in self.by_object.remove(key).unwrap_or_default() {
+            if let Some(holders) = self.by_segment.get_mut(&id) {
+                holders.remove(key);
+                if holders.is_empty() {
+                    self.by_segment.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl Claims {
+    pub fn observe(&mut self, event: &Event<EipSegment>) {
+        match event {
+            Event::Apply(o) => self.live.put(o),
+            Event::Delete(o) => self.live.remove(&ObjectRef::from_obj(o)),
+            Event::Init => self.relisting = Some(Index::default()),
+            Event::InitApply(o) => self.relisting.get_or_insert_default().put(o),
+            Event::InitDone => {
+                if let Some(fresh) = self.relisting.take() {
+                    self.live = fresh;
+                }
+            }
+        }
+    }
+
+    /// The objects that named the segment when last seen; the cache's copy is the one to check.
+    pub fn naming(&self, segment_id: &str) -> Vec<Ref> {
+        self.live.by_segment.get(segment_id).map(|refs| refs.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{EipSegmentSpec, EipSegmentStatus};
+
+    fn object(name: &str, spec_id: Option<&str>, status_id: Option<&str>) -> EipSegment {
+        let spec: EipSegmentSpec =
+            serde_json::from_value(serde_json::json!({"regionId": "r", "segmentInstanceId": spec_id})).unwrap();
+        let mut o = EipSegment::new(name, spec);
+        o.metadata.namespace = Some("ns".into());
+        o.status = status_id.map(|id| EipSegmentStatus { segment_instance_id: Some(id.into()), ..Default::default() });
+        o
+    }
+
+    fn names(claims: &Claims, id: &str) -> Vec<String> {
+        let mut names: Vec<String> = claims.naming(id).into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn follows_the_watch_and_a_relist_replaces_it_once_complete() {
+        let mut claims = Claims::default();
+        claims.observe(&Event::Apply(object("a", Some("s1"), Some("s1"))));
+        claims.observe(&Event::Apply(object("b", None, Some("s1"))));
+        claims.observe(&Event::Apply(object("c", Some("s2"), None)));
+        assert_eq!(names(&claims, "s1"), ["a", "b"]);
+        claims.observe(&Event::Apply(object("b", None, Some("s3"))));
+        assert_eq!(names(&claims, "s1"), ["a"], "an object that names another segment leaves");
+        assert_eq!(names(&claims, "s3"), ["b"]);
+        claims.observe(&Event::Delete(object("a", Some("s1"), Some("s1"))));
+        assert!(names(&claims, "s1").is_empty());
+
+        claims.observe(&Event::Init);
+        claims.observe(&Event::InitApply(object("d", Some("s2"), None)));
+        assert_eq!(names(&claims, "s2"), ["c"], "until the relist is complete, the old index stands");
+        claims.observe(&Event::InitDone);
+        assert_eq!(names(&claims, "s2"), ["d"], "then only what it listed");
+        assert!(names(&claims, "s3").is_empty());
+    }
+}
