@@ -528,9 +528,8 @@ impl Bench<'_> {
         let floor = self.cfg.floor(self.cfg.allocate_seconds);
         let all_ready = self.wait_until("Ready", Duration::from_secs_f64(2.0 * floor + 120.0), |w| w.ready.len());
         // The member lists follow within their own quota; the restart starts with all of them read.
-        let all_read = self.wait_until("member lists", Duration::from_secs_f64(60.0 + self.cfg.n as f64 / 5.0), |w| {
-            w.members.len()
-        });
+        let all_read = self
+            .wait_until("member lists", Duration::from_secs_f64(60.0 + self.cfg.n as f64 / 5.0), |w| w.members.len());
         let members_read = all_read.then(|| (now_ms() - started_ms) as f64 / 1000.0);
         let calls = delta(&before, &counters(&self.sim));
         let history = self.history();

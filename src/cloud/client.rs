@@ -109,7 +109,10 @@ pub enum Admit {
     Granted(Admission),
     /// The quota allows a call after `after`; `frees`: when each place held now frees up, soonest
     /// first, for those queued behind the next one.
-    NotYet { after: Duration, frees: Vec<Duration> },
+    NotYet {
+        after: Duration,
+        frees: Vec<Duration>,
+    },
     /// No credentials to call with.
     Failed(CloudError),
 }

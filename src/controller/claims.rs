@@ -16,11 +16,12 @@ type Ref = ObjectRef<EipSegment>;
 /// The segments an object names: in its spec, its status or its identity annotation.
 pub fn named(o: &EipSegment) -> Vec<String> {
     let status = o.status.as_ref().and_then(|s| s.segment_instance_id.clone());
-    let mut ids: Vec<String> = [o.spec.segment_instance_id.clone(), status, Identity::from_annotations(o.annotations()).segment_id]
-        .into_iter()
-        .flatten()
-        .filter(|id| !id.is_empty())
-        .collect();
+    let mut ids: Vec<String> =
+        [o.spec.segment_instance_id.clone(), status, Identity::from_annotations(o.annotations()).segment_id]
+            .into_iter()
+            .flatten()
+            .filter(|id| !id.is_empty())
+            .collect();
     ids.sort();
     ids.dedup();
     ids

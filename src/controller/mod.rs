@@ -55,8 +55,11 @@ pub struct Context {
     /// Per-object backoff, queue places and gauges, keyed by UID.
     pacing: pacing::Pacing,
     /// The caches of every watch, each with its index of the objects naming each segment.
-    stores: RwLock<Vec<(reflector::Store<EipSegment>, Arc<Mutex<claims::Claims>>)>>,
+    stores: RwLock<Vec<Cache>>,
 }
+
+/// One watch's cache and its index of who names each segment.
+type Cache = (reflector::Store<EipSegment>, Arc<Mutex<claims::Claims>>);
 
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
