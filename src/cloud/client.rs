@@ -300,8 +300,7 @@ impl VpcClient {
 
     /// The segment, or `None` when a well-formed answer by ID no longer returns it (released).
     pub async fn describe_segment(&self, region: &str, segment_id: &str) -> Result<Option<Segment>, CloudError> {
-        let page = self.describe_segments(region, Some(segment_id), 1, MAX_SEGMENT_PAGE_SIZE).await?;
-        Ok(page.segments.into_iter().find(|s| s.instance_id == segment_id))
+        self.look_at_segment(region, segment_id).await.1
     }
 
     /// Asks for the release under a place taken within the client-side quota; returns the RequestId.
