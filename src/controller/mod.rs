@@ -113,6 +113,24 @@ fn relevant_change(obj: &EipSegment) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Objects per page of the watch's list.
+const LIST_PAGE: u32 = 100;
+
+/// The cache holds every object, so it keeps only what a pass reads or writes back: no
+/// managedFields, labels, owner references or others' annotations (kubectl's copy of the last
+/// applied spec, Argo CD's tracking), and lists without spare room.
+fn trim_for_cache(obj: &mut EipSegment) {
+    let meta = &mut obj.metadata;
+    (meta.managed_fields, meta.labels, meta.owner_references) = (None, None, None);
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| crate::lifecycle::identity::ANNOTATIONS.contains(&key.as_str()));
+    }
+    if let Some(status) = obj.status.as_mut() {
+        status.addresses.shrink_to_fit();
+        status.conditions.shrink_to_fit();
+    }
+}
+
 type Wakes = tokio::sync::mpsc::UnboundedSender<WakeTarget>;
 
 /// Runs until `shutdown` resolves; reconciles under way finish first, so no cloud call's outcome goes
@@ -190,16 +208,11 @@ async fn run_one(
     ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push((reader.clone(), claims.clone()));
     tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
     let metrics = ctx.metrics.clone();
-    // A consistent, paged list (500 objects a page) rather than one answer from the watch cache:
-    // with many objects, one unpaged answer dominates the operator's peak memory.
-    let stream = watcher(api, watcher::Config::default())
+    // A consistent list in pages of 100: each page is held whole, managedFields and all, until its
+    // objects are trimmed; at the default 500 a page was the largest allocation of a restart.
+    let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
-        // The cache holds every object: without managedFields and kubectl's copy of the last
-        // applied spec it is a fraction of the size.
-        .modify(|obj| {
-            obj.managed_fields_mut().clear();
-            obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+        .modify(trim_for_cache)
         .inspect_ok(move |event| claims.lock().unwrap_or_else(|p| p.into_inner()).observe(event))
         .reflect(writer)
         .applied_objects()
@@ -235,4 +248,43 @@ async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Er
 fn error_policy(obj: Arc<EipSegment>, _error: &Error, ctx: Arc<Context>) -> Action {
     let uid = obj.uid().unwrap_or_default();
     Action::requeue(ctx.pacing.after_kube_error(&uid, &ctx.timings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::identity::{ACCOUNT_ID, SEGMENT_ID};
+
+    #[test]
+    fn the_cached_copy_keeps_what_a_pass_reads() {
+        let mut obj: EipSegment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "eipsegment.io/v1alpha1", "kind": "EipSegment",
+            "metadata": {
+                "name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generation": 2,
+                "finalizers": [crate::crd::FINALIZER],
+                "labels": {"app.kubernetes.io/instance": "edge"},
+                "annotations": {SEGMENT_ID: "eipsg-1", ACCOUNT_ID: "1", "argocd.argoproj.io/tracking-id": "edge:x",
+                                "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "o"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"regionId": "cn-hangzhou"},
+            "status": {"segmentInstanceId": "eipsg-1", "addresses": [{"allocationId": "eip-1", "ipAddress": "47.0.0.1"}]},
+        }))
+        .unwrap();
+        let before = obj.clone();
+        trim_for_cache(&mut obj);
+        let keys: Vec<&String> = obj.annotations().keys().collect();
+        assert_eq!(keys, [ACCOUNT_ID, SEGMENT_ID]);
+        assert!(obj.metadata.labels.is_none() && obj.metadata.owner_references.is_none());
+        assert!(obj.metadata.managed_fields.is_none());
+        assert_eq!(
+            (&obj.metadata.finalizers, &obj.status, &obj.spec),
+            (&before.metadata.finalizers, &before.status, &before.spec)
+        );
+        assert_eq!(
+            (obj.uid(), obj.resource_version(), obj.metadata.generation),
+            (before.uid(), before.resource_version(), Some(2))
+        );
+    }
 }

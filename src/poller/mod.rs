@@ -167,7 +167,8 @@ struct Watched {
 impl Watched {
     fn new(epoch: Instant) -> Self {
         Watched {
-            registrations: Vec::new(),
+            // Nearly always one object: room for it alone (a first push would make room for four).
+            registrations: Vec::with_capacity(1),
             phase: Phase::Awaiting,
             not_before: epoch,
             last: None,
