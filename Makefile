@@ -106,6 +106,7 @@ demo:
 # operator's quota of each Describe action (runs of thousands). It prints a table with
 # each target's PASS/FAIL and writes target/bench/bench-$(N)-$(LIMITER).json; BENCH_STRICT=1 fails
 # on a missed target. N=1000 at 60/60 takes about 35 minutes (two storms of 16 windows).
+# HEAP_PROFILE=1 runs each operator under heaptrack, built with the C library's allocator.
 N ?= 1000
 LIMITER ?= window
 QUOTA ?= 60/60
@@ -113,6 +114,8 @@ READ_QUOTA ?=
 RELEASE_SECONDS ?= 5
 ALLOCATE_SECONDS ?= 2
 
+HEAP_PROFILE ?=
+
 bench: controlplane
-	BENCH_N=$(N) BENCH_LIMITER=$(LIMITER) BENCH_QUOTA=$(QUOTA) BENCH_READ_QUOTA=$(READ_QUOTA) BENCH_RELEASE_SECONDS=$(RELEASE_SECONDS) \
-	  BENCH_ALLOCATE_SECONDS=$(ALLOCATE_SECONDS) cargo test --release --test bench
+	BENCH_HEAP_PROFILE=$(HEAP_PROFILE) BENCH_N=$(N) BENCH_LIMITER=$(LIMITER) BENCH_QUOTA=$(QUOTA) BENCH_READ_QUOTA=$(READ_QUOTA) BENCH_RELEASE_SECONDS=$(RELEASE_SECONDS) \
+	  BENCH_ALLOCATE_SECONDS=$(ALLOCATE_SECONDS) cargo test --release $(if $(filter 1,$(HEAP_PROFILE)),--features system-allocator) --test bench

@@ -3,6 +3,7 @@ use eipsegment_operator::cli;
 
 // jemalloc keeps the resident size near the live heap: with glibc's per-thread arenas, a cache of
 // thousands of small objects left the operator's RSS half again as large as its heap.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -24,9 +24,10 @@
 //!   drift interval and the rounds measured; CPU per hour between rounds is scaled to the default
 //!   600 s interval both per interval and per second, and the larger figure is reported;
 //! - `BENCH_STRICT=1`: exit non-zero when a target fails; `BENCH_RUST_LOG`: the operators' `RUST_LOG`;
-//! - `BENCH_HEAP_PROFILE=1`: each operator under heaptrack (Debian's `heaptrack`), its profile in
-//!   `target/bench/<run>-<phase>.heaptrack.gz`; allocations then cost more, so RSS, CPU and times
-//!   are heaptrack's, not the operator's alone.
+//! - `BENCH_HEAP_PROFILE=1` (`make bench HEAP_PROFILE=1`): each operator under heaptrack (Debian's
+//!   `heaptrack`), its profile in `target/bench/<run>-<phase>.heaptrack.gz`. It needs the
+//!   `system-allocator` feature (heaptrack hooks malloc, which jemalloc bypasses), so RSS, CPU and
+//!   times are then those of the C library's allocator under heaptrack, not the operator's own.
 //!
 //! Without `BENCH_N` (as in `cargo test --all-targets`) it runs a smoke version: N = 30, a quota of
 //! 10 per 2 s, 1 s allocations, 2 s releases, rounds of 4 s. It asserts only counts: every object
@@ -687,15 +688,19 @@ fn call_counts(creation: &Storm, restart: &Restart, steady: &Steady, delete: &St
     })
 }
 
-/// Each phase's calls of each action against the baseline: mutating calls exactly (none where the
-/// baseline lists none), reads within half a call per segment more, since their timing varies
-/// with the machine's load (a member list still unread when the first operator stops is read on
-/// restart).
 /// The environment that runs an operator under heaptrack's preload library, its record read as
 /// it comes by heaptrack's interpreter into `target/bench/<name>.heaptrack.gz` (open it with
 /// `heaptrack_print` or `heaptrack_gui`). heaptrack does what `heaptrack <program>` would, without
 /// a shell between the bench and the operator, so that RSS and CPU stay the operator's own.
+/// heaptrack hooks the C library's malloc, which jemalloc bypasses: the operator must be built
+/// with the `system-allocator` feature (`make bench HEAP_PROFILE=1` does).
 fn heap_profile(name: &str) -> Vec<(String, String)> {
+    let system_allocator = cfg!(feature = "system-allocator");
+    if !system_allocator {
+        panic!(
+            "BENCH_HEAP_PROFILE=1 needs the system-allocator feature (make bench HEAP_PROFILE=1): heaptrack sees nothing of jemalloc"
+        );
+    }
     let lib = std::env::var("BENCH_HEAPTRACK_LIB").unwrap_or_else(|_| "/usr/lib/heaptrack".into());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
@@ -714,6 +719,10 @@ fn heap_profile(name: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// Each phase's calls of each action against the baseline: mutating calls exactly (none where the
+/// baseline lists none), reads within half a call per segment more, since their timing varies
+/// with the machine's load (a member list still unread when the first operator stops is read on
+/// restart).
 fn over_baseline(measured: &Value, baseline: &Value, n: u64) -> Vec<String> {
     let mut over = Vec::new();
     for (phase, actions) in measured.as_object().expect("phases") {

@@ -1,12 +1,15 @@
 //! The census behind the object gauges, taken from the watch caches and the poller's last region
-//! scans at each scrape: no call of its own.
+//! scans at each scrape: no call of its own. Each cached object carries its [`Tally`], so a scrape
+//! decodes nothing but the few objects a scanned segment or a pending allocation concerns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use kube::ResourceExt;
+use tracing::warn;
 
 use super::Context;
+use super::cache::Cached;
 use crate::audit::classify::{CLOCK_SKEW, Claim, classify};
 use crate::cloud::model::Segment;
 use crate::crd::{EipSegment, FINALIZER};
@@ -21,65 +24,133 @@ impl Census for Counting {
     fn take(&self) -> ObjectCensus {
         let Some(ctx) = self.0.upgrade() else { return ObjectCensus::default() };
         let objects = ctx.cached(|_| true);
-        let mut census = count(objects.iter().map(|o| o.as_ref()), chrono::Utc::now().timestamp_millis());
-        census.unowned_segments = unowned(&objects, ctx.poller.unwatched_segments());
+        let mut census = count(objects.iter().map(|o| &o.tally), chrono::Utc::now().timestamp_millis());
+        let scanned = ctx.poller.unwatched_segments();
+        census.unowned_segments = unowned(&claims_on(&ctx, &objects, &scanned), scanned);
         census
     }
 }
 
-/// The gauges of these objects at `now_ms` (milliseconds since the epoch).
-pub(super) fn count<'a>(objects: impl Iterator<Item = &'a EipSegment>, now_ms: i64) -> ObjectCensus {
-    let mut census = ObjectCensus::default();
-    for o in objects {
-        let region = o.spec.region_id.clone();
-        let status = o.status.clone().unwrap_or_default();
-        let ready = conditions::get(&status, READY);
-        let labels = ReadyLabels {
-            region: region.clone(),
-            ready: ready.map_or("Unknown", |c| c.status.as_str()).to_string(),
-            reason: ready.map_or("None", |c| bounded_reason(&c.reason)).to_string(),
-        };
-        *census.by_ready.entry(labels).or_default() += 1;
-        let class = conditions::get(&status, SYNCED).map_or("Unknown", |c| bounded_class(&c.reason));
-        *census.by_synced.entry(SyncedLabels { region: region.clone(), class: class.to_string() }).or_default() += 1;
-        // Every region served has its deletion gauges, 0 when nothing is being deleted there.
-        let deletions = census.pending_deletions.entry(region.clone()).or_default();
-        if let Some(asked) = &o.metadata.deletion_timestamp
-            && o.finalizers().iter().any(|f| f == FINALIZER)
-        {
-            let age = (now_ms - asked.0.as_millisecond()).max(0) as f64 / 1000.0;
-            *deletions = (deletions.0 + 1, deletions.1.max(age));
-        }
-        if status.allocation_requested_at.is_some() {
-            *census.pending_allocations.entry(region).or_default() += 1;
+/// What the census counts of one object, taken when the cache keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    region: Box<str>,
+    /// The Ready condition's status and reason as labels, and the Synced class.
+    ready: &'static str,
+    reason: &'static str,
+    synced: &'static str,
+    /// When its deletion was asked (milliseconds since the epoch), while it holds the finalizer.
+    deletion_asked_ms: Option<i64>,
+    allocation_pending: bool,
+    /// It names no segment but one may be on its way (the orphan audit's pending allocation).
+    awaits_segment: bool,
+}
+
+impl Tally {
+    pub fn of(o: &EipSegment) -> Tally {
+        let status = o.status.as_ref();
+        let ready = status.and_then(|s| conditions::get(s, READY));
+        let synced = status.and_then(|s| conditions::get(s, SYNCED));
+        Tally {
+            region: o.spec.region_id.as_str().into(),
+            ready: ready.map_or("Unknown", |c| bounded_status(&c.status)),
+            reason: ready.map_or("None", |c| bounded_reason(&c.reason)),
+            synced: synced.map_or("Unknown", |c| bounded_class(&c.reason)),
+            deletion_asked_ms: o
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .filter(|_| o.finalizers().iter().any(|f| f == FINALIZER))
+                .map(|t| t.0.as_millisecond()),
+            allocation_pending: status.is_some_and(|s| s.allocation_requested_at.is_some()),
+            awaits_segment: Claim::of(o).pending.is_some(),
         }
     }
-    census
+}
+
+/// The gauges of these objects at `now_ms` (milliseconds since the epoch).
+pub(super) fn count<'a>(tallies: impl Iterator<Item = &'a Tally>, now_ms: i64) -> ObjectCensus {
+    let mut by_ready: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    let mut by_synced: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut deletions: HashMap<&str, (i64, f64)> = HashMap::new();
+    let mut allocations: HashMap<&str, i64> = HashMap::new();
+    for t in tallies {
+        *by_ready.entry((&t.region, t.ready, t.reason)).or_default() += 1;
+        *by_synced.entry((&t.region, t.synced)).or_default() += 1;
+        // Every region served has its deletion gauges, 0 when nothing is being deleted there.
+        let pending = deletions.entry(&t.region).or_default();
+        if let Some(asked) = t.deletion_asked_ms {
+            let age = (now_ms - asked).max(0) as f64 / 1000.0;
+            *pending = (pending.0 + 1, pending.1.max(age));
+        }
+        if t.allocation_pending {
+            *allocations.entry(&t.region).or_default() += 1;
+        }
+    }
+    let ready_labels = |(region, ready, reason): (&str, &str, &str)| ReadyLabels {
+        region: region.into(),
+        ready: ready.into(),
+        reason: reason.into(),
+    };
+    ObjectCensus {
+        by_ready: by_ready.into_iter().map(|(k, n)| (ready_labels(k), n)).collect(),
+        by_synced: by_synced
+            .into_iter()
+            .map(|((region, class), n)| (SyncedLabels { region: region.into(), class: class.into() }, n))
+            .collect(),
+        pending_deletions: deletions.into_iter().map(|(region, d)| (region.into(), d)).collect(),
+        pending_allocations: allocations.into_iter().map(|(region, n)| (region.into(), n)).collect(),
+        unowned_segments: HashMap::new(),
+    }
+}
+
+/// The claims the scanned segments' verdicts depend on: those of the objects that name one of
+/// them, and those of objects whose pending allocation one may be the answer to.
+fn claims_on(ctx: &Context, objects: &[Arc<Cached>], scanned: &[(Key, Vec<Segment>)]) -> Vec<Claim> {
+    let segments = scanned.iter().flat_map(|(_, segments)| segments);
+    let naming = segments.flat_map(|s| ctx.naming(&s.instance_id));
+    let awaiting = objects.iter().filter(|o| o.tally.awaits_segment).cloned();
+    let mut seen = HashSet::new();
+    naming
+        .chain(awaiting)
+        .filter(|o| seen.insert(Arc::as_ptr(o)))
+        .filter_map(|o| match o.object() {
+            Ok(obj) => Some(Claim::of(&obj)),
+            Err(e) => {
+                warn!(error = %e, "left out of the census");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Per region, the scanned segments that the orphan audit would call unowned: named by no object
 /// of their account, not on their way out, and not possibly a pending allocation's answer.
-pub(super) fn unowned(objects: &[Arc<EipSegment>], scanned: Vec<(Key, Vec<Segment>)>) -> HashMap<String, i64> {
-    let claims: Vec<Claim> = objects.iter().map(|o| Claim::of(o)).collect();
+pub(super) fn unowned(claims: &[Claim], scanned: Vec<(Key, Vec<Segment>)>) -> HashMap<String, i64> {
     let mut unowned: HashMap<String, i64> = HashMap::new();
     for (key, segments) in scanned {
-        let findings = classify(&key.account, &key.region, &claims, &segments, CLOCK_SKEW);
+        let findings = classify(&key.account, &key.region, claims, &segments, CLOCK_SKEW);
         *unowned.entry(key.region).or_default() += findings.iter().filter(|f| f.verdict.is_unowned()).count() as i64;
     }
     unowned
 }
 
-/// A Ready reason as a label: the core's own words, and `CloudStatus` for a cloud status word the
-/// operator does not know (which the cloud, not the operator, would otherwise choose).
-fn bounded_reason(reason: &str) -> &str {
-    if conditions::READY_REASONS.contains(&reason) { reason } else { "CloudStatus" }
-}
-
-fn bounded_class(reason: &str) -> &str {
-    match reason {
-        "Succeeded" | "Transient" | "Blocked" | "Terminal" => reason,
+fn bounded_status(status: &str) -> &'static str {
+    match status {
+        "True" => "True",
+        "False" => "False",
         _ => "Unknown",
     }
+}
+
+/// A Ready reason as a label: the core's own words, and `CloudStatus` for a cloud status word the
+/// operator does not know (which the cloud, not the operator, would otherwise choose).
+fn bounded_reason(reason: &str) -> &'static str {
+    conditions::READY_REASONS.iter().find(|known| **known == reason).copied().unwrap_or("CloudStatus")
+}
+
+fn bounded_class(reason: &str) -> &'static str {
+    ["Succeeded", "Transient", "Blocked", "Terminal"].into_iter().find(|class| *class == reason).unwrap_or("Unknown")
 }
 
 #[cfg(test)]
@@ -139,7 +210,8 @@ mod tests {
     fn objects_are_counted_by_condition_with_bounded_labels() {
         let objects = objects();
         // 2026-01-01T00:10:00Z
-        let census = count(objects.iter().map(|o| o.as_ref()), 1_767_226_200_000);
+        let tallies: Vec<Tally> = objects.iter().map(|o| Tally::of(o)).collect();
+        let census = count(tallies.iter(), 1_767_226_200_000);
         let ready = |region: &str, ready: &str, reason: &str| {
             census
                 .by_ready
@@ -168,7 +240,8 @@ mod tests {
             (key("111", "cn-beijing"), vec![allocated("eipsg-e"), allocated("eipsg-f")]),
             (key("222", "cn-beijing"), vec![allocated("eipsg-z")]),
         ];
-        let unowned = unowned(&objects(), scanned);
+        let claims: Vec<Claim> = objects().iter().map(|o| Claim::of(o)).collect();
+        let unowned = unowned(&claims, scanned);
         assert_eq!(unowned.get("cn-hangzhou"), Some(&1), "named objects own theirs; a Releasing one is on its way out");
         // In cn-beijing, eipsg-e (annotation) and eipsg-f (adoption) are owned; eipsg-z, with no
         // creation time, may be the answer to d's pending allocation.
@@ -188,7 +261,8 @@ mod tests {
         let metrics = Metrics::default();
         assert!(!metrics.encode().contains("eipsegment_objects{"), "nothing before the controller runs");
         let objects = objects();
-        let mut census = count(objects.iter().map(|o| o.as_ref()), 1_767_226_200_000);
+        let tallies: Vec<Tally> = objects.iter().map(|o| Tally::of(o)).collect();
+        let mut census = count(tallies.iter(), 1_767_226_200_000);
         census.unowned_segments.insert("cn-hangzhou".into(), 3);
         metrics.count_with(Arc::new(Fixed(census)));
         let text = metrics.encode();

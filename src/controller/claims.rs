@@ -5,22 +5,21 @@
 use std::collections::HashMap;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
+use super::cache::Cached;
 use crate::crd::EipSegment;
 use crate::lifecycle::Identity;
 
-type Ref = ObjectRef<EipSegment>;
+/// An object by namespace and name alone: all it takes to find it in the cache.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Name {
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+}
 
-/// An object by namespace and name alone: its UID and resourceVersion are not needed to find it in
-/// the cache (references compare without them), and at 10,000 objects they cost megabytes.
-fn key_of(o: &EipSegment) -> Ref {
-    let key = ObjectRef::new(&o.name_any());
-    match o.namespace() {
-        Some(ns) => key.within(&ns),
-        None => key,
-    }
+fn name_of(o: &Cached) -> Name {
+    Name { namespace: o.namespace().unwrap_or_default().into(), name: o.name_any().into() }
 }
 
 /// The segments an object names: in its spec, its status or its identity annotation.
@@ -30,6 +29,7 @@ pub fn named(o: &EipSegment) -> Vec<String> {
         [o.spec.segment_instance_id.clone(), status, Identity::from_annotations(o.annotations()).segment_id]
             .into_iter()
             .flatten()
+            .map(|id| id.trim().to_string())
             .filter(|id| !id.is_empty())
             .collect();
     ids.sort();
@@ -48,24 +48,23 @@ pub struct Claims {
 /// Nearly every segment is named by one object: a list of its namers is smaller than a set.
 #[derive(Default)]
 struct Index {
-    by_object: HashMap<Ref, Vec<String>>,
-    by_segment: HashMap<String, Vec<Ref>>,
+    by_object: HashMap<Name, Box<[Box<str>]>>,
+    by_segment: HashMap<Box<str>, Vec<Name>>,
 }
 
 impl Index {
-    fn put(&mut self, o: &EipSegment) {
-        let key = key_of(o);
+    fn put(&mut self, o: &Cached) {
+        let key = name_of(o);
         self.remove(&key);
-        let ids = named(o);
-        for id in &ids {
+        for id in &o.names {
             self.by_segment.entry(id.clone()).or_insert_with(|| Vec::with_capacity(1)).push(key.clone());
         }
-        if !ids.is_empty() {
-            self.by_object.insert(key, ids);
+        if !o.names.is_empty() {
+            self.by_object.insert(key, o.names.clone());
         }
     }
 
-    fn remove(&mut self, key: &Ref) {
+    fn remove(&mut self, key: &Name) {
         for id in self.by_object.remove(key).unwrap_or_default() {
             if let Some(holders) = self.by_segment.get_mut(&id) {
                 holders.retain(|held| held != key);
@@ -78,10 +77,10 @@ impl Index {
 }
 
 impl Claims {
-    pub fn observe(&mut self, event: &Event<EipSegment>) {
+    pub fn observe(&mut self, event: &Event<Cached>) {
         match event {
             Event::Apply(o) => self.live.put(o),
-            Event::Delete(o) => self.live.remove(&key_of(o)),
+            Event::Delete(o) => self.live.remove(&name_of(o)),
             Event::Init => self.relisting = Some(Index::default()),
             Event::InitApply(o) => self.relisting.get_or_insert_default().put(o),
             Event::InitDone => {
@@ -93,7 +92,7 @@ impl Claims {
     }
 
     /// The objects that named the segment when last seen; the cache's copy is the one to check.
-    pub fn naming(&self, segment_id: &str) -> Vec<Ref> {
+    pub fn naming(&self, segment_id: &str) -> Vec<Name> {
         self.live.by_segment.get(segment_id).cloned().unwrap_or_default()
     }
 }
@@ -103,17 +102,17 @@ mod tests {
     use super::*;
     use crate::crd::{EipSegmentSpec, EipSegmentStatus};
 
-    fn object(name: &str, spec_id: Option<&str>, status_id: Option<&str>) -> EipSegment {
+    fn object(name: &str, spec_id: Option<&str>, status_id: Option<&str>) -> Cached {
         let spec: EipSegmentSpec =
             serde_json::from_value(serde_json::json!({"regionId": "r", "segmentInstanceId": spec_id})).unwrap();
         let mut o = EipSegment::new(name, spec);
         o.metadata.namespace = Some("ns".into());
         o.status = status_id.map(|id| EipSegmentStatus { segment_instance_id: Some(id.into()), ..Default::default() });
-        o
+        Cached::keep(o).unwrap()
     }
 
     fn names(claims: &Claims, id: &str) -> Vec<String> {
-        let mut names: Vec<String> = claims.naming(id).into_iter().map(|r| r.name).collect();
+        let mut names: Vec<String> = claims.naming(id).into_iter().map(|r| r.name.into()).collect();
         names.sort();
         names
     }

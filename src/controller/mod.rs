@@ -1,6 +1,7 @@
 //! Kubernetes glue: watch `EipSegment`s and, for each, gather what the lifecycle core asks for,
 //! perform the move it decides, record it, requeue. No lifecycle decision is made here.
 
+mod cache;
 mod census;
 mod claims;
 mod credentials;
@@ -18,15 +19,16 @@ use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::cloud::VpcClient;
-use crate::crd::EipSegment;
 use crate::poller::{Poller, WakeTarget};
 use crate::telemetry::Metrics;
 
+pub use cache::Cached;
 pub use credentials::SecretCredentials;
 pub use pacing::Timings;
 
@@ -38,6 +40,8 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("the object has no {0}")]
     MissingMetadata(&'static str),
+    #[error(transparent)]
+    Unreadable(#[from] cache::Unreadable),
 }
 
 pub struct Context {
@@ -59,7 +63,7 @@ pub struct Context {
 }
 
 /// One watch's cache and its index of who names each segment.
-type Cache = (reflector::Store<EipSegment>, Arc<Mutex<claims::Claims>>);
+type Cache = (reflector::Store<Cached>, Arc<Mutex<claims::Claims>>);
 
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
@@ -78,19 +82,22 @@ impl Context {
     }
 
     /// Every cached object that passes `keep`.
-    pub(crate) fn cached(&self, keep: impl Fn(&EipSegment) -> bool) -> Vec<Arc<EipSegment>> {
+    pub(crate) fn cached(&self, keep: impl Fn(&Cached) -> bool) -> Vec<Arc<Cached>> {
         let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
         stores.iter().flat_map(|(s, _)| s.state_filter(|o| keep(o))).collect()
     }
 
     /// The cached objects that named the segment when the watch last saw them, as cached now.
-    pub(crate) fn naming(&self, segment_id: &str) -> Vec<Arc<EipSegment>> {
+    pub(crate) fn naming(&self, segment_id: &str) -> Vec<Arc<Cached>> {
         let stores = self.stores.read().unwrap_or_else(|p| p.into_inner());
         stores
             .iter()
             .flat_map(|(store, claims)| {
-                let refs = claims.lock().unwrap_or_else(|p| p.into_inner()).naming(segment_id);
-                refs.iter().filter_map(|r| store.get(r)).collect::<Vec<_>>()
+                let names = claims.lock().unwrap_or_else(|p| p.into_inner()).naming(segment_id);
+                names
+                    .iter()
+                    .filter_map(|n| store.get(&ObjectRef::new(&n.name).within(&n.namespace)))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -105,31 +112,16 @@ pub struct WatchScope {
 
 /// Changes that call for a reconcile: the spec, deletion, finalizers. Status and annotation writes
 /// do not, so the operator's own writes never wake it up.
-fn relevant_change(obj: &EipSegment) -> Option<u64> {
+fn relevant_change(obj: &Cached) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.metadata.generation.hash(&mut h);
-    obj.metadata.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
-    obj.metadata.finalizers.hash(&mut h);
+    obj.meta().generation.hash(&mut h);
+    obj.meta().deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    obj.meta().finalizers.hash(&mut h);
     Some(h.finish())
 }
 
 /// Objects per page of the watch's list.
 const LIST_PAGE: u32 = 100;
-
-/// The cache holds every object, so it keeps only what a pass reads or writes back: no
-/// managedFields, labels, owner references or others' annotations (kubectl's copy of the last
-/// applied spec, Argo CD's tracking), and lists without spare room.
-fn trim_for_cache(obj: &mut EipSegment) {
-    let meta = &mut obj.metadata;
-    (meta.managed_fields, meta.labels, meta.owner_references) = (None, None, None);
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|key, _| crate::lifecycle::identity::ANNOTATIONS.contains(&key.as_str()));
-    }
-    if let Some(status) = obj.status.as_mut() {
-        status.addresses.shrink_to_fit();
-        status.conditions.shrink_to_fit();
-    }
-}
 
 type Wakes = tokio::sync::mpsc::UnboundedSender<WakeTarget>;
 
@@ -152,13 +144,13 @@ pub async fn run(
         .into_iter()
         .map(|namespace| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<WakeTarget>();
-            let api = match &namespace {
+            let api: Api<Cached> = match &namespace {
                 None => Api::all(ctx.client.clone()),
                 Some(ns) => Api::namespaced(ctx.client.clone(), ns),
             };
             routes.push((namespace, tx));
             let wakes = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|t| (reflector::ObjectRef::new(&t.name).within(&t.namespace), rx))
+                rx.recv().await.map(|t| (ObjectRef::new(&t.name).within(&t.namespace), rx))
             });
             run_one(ctx.clone(), api, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
         })
@@ -180,7 +172,7 @@ async fn route_wakes(
 
 /// Marks the operator ready once every watch has listed its objects. One long wait was seen to
 /// miss readiness while the controller also waits on the store; a fresh wait each second does not.
-async fn mark_synced(store: reflector::Store<EipSegment>, unsynced: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
+async fn mark_synced(store: reflector::Store<Cached>, unsynced: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
     loop {
         match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
             Ok(Ok(())) => {
@@ -197,9 +189,9 @@ async fn mark_synced(store: reflector::Store<EipSegment>, unsynced: Arc<AtomicUs
 
 async fn run_one(
     ctx: Arc<Context>,
-    api: Api<EipSegment>,
+    api: Api<Cached>,
     concurrency: u16,
-    wakes: impl futures::Stream<Item = reflector::ObjectRef<EipSegment>> + Send + 'static,
+    wakes: impl futures::Stream<Item = ObjectRef<Cached>> + Send + 'static,
     unsynced: Arc<AtomicUsize>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -208,11 +200,10 @@ async fn run_one(
     ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push((reader.clone(), claims.clone()));
     tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
     let metrics = ctx.metrics.clone();
-    // A consistent list in pages of 100: each page is held whole, managedFields and all, until its
-    // objects are trimmed; at the default 500 a page was the largest allocation of a restart.
+    // A consistent list in pages of 100: each page's text is held whole until its objects are kept;
+    // at the default 500 a page was the largest allocation of a restart.
     let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
-        .modify(trim_for_cache)
         .inspect_ok(move |event| claims.lock().unwrap_or_else(|p| p.into_inner()).observe(event))
         .reflect(writer)
         .applied_objects()
@@ -237,7 +228,7 @@ async fn run_one(
         .await;
 }
 
-async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(obj: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = pass::run(&ctx, obj).await;
     ctx.metrics.reconcile_took(started.elapsed());
@@ -245,46 +236,7 @@ async fn reconcile(obj: Arc<EipSegment>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 /// A Kubernetes call failed: try again with the object's backoff.
-fn error_policy(obj: Arc<EipSegment>, _error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(obj: Arc<Cached>, _error: &Error, ctx: Arc<Context>) -> Action {
     let uid = obj.uid().unwrap_or_default();
     Action::requeue(ctx.pacing.after_kube_error(&uid, &ctx.timings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lifecycle::identity::{ACCOUNT_ID, SEGMENT_ID};
-
-    #[test]
-    fn the_cached_copy_keeps_what_a_pass_reads() {
-        let mut obj: EipSegment = serde_json::from_value(serde_json::json!({
-            "apiVersion": "eipsegment.io/v1alpha1", "kind": "EipSegment",
-            "metadata": {
-                "name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generation": 2,
-                "finalizers": [crate::crd::FINALIZER],
-                "labels": {"app.kubernetes.io/instance": "edge"},
-                "annotations": {SEGMENT_ID: "eipsg-1", ACCOUNT_ID: "1", "argocd.argoproj.io/tracking-id": "edge:x",
-                                "kubectl.kubernetes.io/last-applied-configuration": "{}"},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "o"}],
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
-            },
-            "spec": {"regionId": "cn-hangzhou"},
-            "status": {"segmentInstanceId": "eipsg-1", "addresses": [{"allocationId": "eip-1", "ipAddress": "47.0.0.1"}]},
-        }))
-        .unwrap();
-        let before = obj.clone();
-        trim_for_cache(&mut obj);
-        let keys: Vec<&String> = obj.annotations().keys().collect();
-        assert_eq!(keys, [ACCOUNT_ID, SEGMENT_ID]);
-        assert!(obj.metadata.labels.is_none() && obj.metadata.owner_references.is_none());
-        assert!(obj.metadata.managed_fields.is_none());
-        assert_eq!(
-            (&obj.metadata.finalizers, &obj.status, &obj.spec),
-            (&before.metadata.finalizers, &before.status, &before.spec)
-        );
-        assert_eq!(
-            (obj.uid(), obj.resource_version(), obj.metadata.generation),
-            (before.uid(), before.resource_version(), Some(2))
-        );
-    }
 }

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::credentials::{self, Resolved, problem_of};
 use super::pacing::Counted;
 use super::writes::{self, Precondition};
-use super::{Context, Error};
+use super::{Cached, Context, Error};
 use crate::cloud::model::Action as CloudAction;
 use crate::cloud::{Admission, Admit, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
@@ -22,7 +22,8 @@ use crate::lifecycle::{
 };
 use crate::poller::{self, Key, WakeTarget};
 
-pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
+pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
+    let obj = cached.object()?;
     let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<EipSegment> = Api::namespaced(ctx.client.clone(), &namespace);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
@@ -31,14 +32,14 @@ pub async fn run(ctx: &Context, obj: Arc<EipSegment>) -> Result<Action, Error> {
         (true, false) => return Ok(Action::await_change()),
         // The finalizer goes on before anything is asked of the cloud.
         (false, false) => writes::add_finalizer(&api, &obj).await?,
-        _ => (*obj).clone(),
+        _ => obj,
     };
     let mut pass = Pass::new(ctx, api, obj)?;
-    let mut decided = pass.decide().await;
+    let mut decided = pass.decide().await?;
     // Right before a call, the other objects naming the segment are looked at again: one that
     // appeared since the decision makes it decide again.
-    if decided.call.is_some() && pass.claims_changed() {
-        decided = pass.decide().await;
+    if decided.call.is_some() && pass.claims_changed()? {
+        decided = pass.decide().await?;
     }
     match pass.perform(decided).await {
         // The object changed since it was read (or the cache had not caught up with the last
@@ -100,7 +101,7 @@ impl<'c> Pass<'c> {
     }
 
     /// Asks the lifecycle until it has every fact it needs.
-    async fn decide(&mut self) -> Move {
+    async fn decide(&mut self) -> Result<Move, Error> {
         loop {
             let facts = Facts {
                 object: &self.object,
@@ -111,19 +112,19 @@ impl<'c> Pass<'c> {
                 outcome: self.outcome.as_ref(),
             };
             match lifecycle::decide(&facts) {
-                Decision::Act(m) => return m,
+                Decision::Act(m) => return Ok(m),
                 Decision::Need(need) => {
                     debug!(object = %self.object.name, ?need, "gathering");
-                    self.gather(need).await
+                    self.gather(need).await?
                 }
             }
         }
     }
 
-    async fn gather(&mut self, need: Need) {
+    async fn gather(&mut self, need: Need) -> Result<(), Error> {
         match need {
             Need::Claims { segment_id } => {
-                let claims = self.claimants(&segment_id);
+                let claims = self.claimants(&segment_id)?;
                 self.claims = Some((segment_id, claims))
             }
             Need::Credentials(choice) => {
@@ -132,6 +133,7 @@ impl<'c> Pass<'c> {
             Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
             Need::Members { segment_id } => self.members = Some(self.members(&segment_id).await),
         }
+        Ok(())
     }
 
     async fn members(&self, segment_id: &str) -> Result<Vec<SegmentAddress>, Problem> {
@@ -146,18 +148,18 @@ impl<'c> Pass<'c> {
     }
 
     /// Whether the claims on the segment changed since they were gathered (then they are replaced).
-    fn claims_changed(&mut self) -> bool {
-        let Some((id, before)) = &self.claims else { return false };
-        let now = self.claimants(id);
+    fn claims_changed(&mut self) -> Result<bool, Error> {
+        let Some((id, before)) = &self.claims else { return Ok(false) };
+        let now = self.claimants(id)?;
         if now == *before {
-            return false;
+            return Ok(false);
         }
         self.claims = Some((id.clone(), now));
-        true
+        Ok(true)
     }
 
     /// The other cached objects that name the segment.
-    fn claimants(&self, segment_id: &str) -> Vec<Claimant> {
+    fn claimants(&self, segment_id: &str) -> Result<Vec<Claimant>, Error> {
         let names = |o: &EipSegment| {
             let status = o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref());
             o.spec.segment_instance_id.as_deref() == Some(segment_id)
@@ -165,8 +167,8 @@ impl<'c> Pass<'c> {
                 || Identity::from_annotations(o.annotations()).segment_id.as_deref() == Some(segment_id)
         };
         let uid = &self.object.uid;
-        self.ctx
-            .naming(segment_id)
+        let naming = self.ctx.naming(segment_id).iter().map(|o| o.object()).collect::<Result<Vec<_>, _>>()?;
+        Ok(naming
             .iter()
             .filter(|o| o.uid().as_ref() != Some(uid) && names(o))
             .map(|o| Claimant {
@@ -179,7 +181,7 @@ impl<'c> Pass<'c> {
                 finalized: o.finalizers().iter().any(|f| f == FINALIZER),
                 adopts: o.spec.adopts(),
             })
-            .collect()
+            .collect())
     }
 
     /// The client and poller key of the credentials in force, when their account is known.
@@ -205,7 +207,7 @@ impl<'c> Pass<'c> {
             Ok(admission) => admission,
             Err(outcome) => {
                 self.outcome = Some(outcome);
-                let after = self.decide().await;
+                let after = self.decide().await?;
                 return self.record(after).await;
             }
         };
@@ -219,7 +221,7 @@ impl<'c> Pass<'c> {
         self.outcome = Some(self.call(call, admission).await);
         self.object.status = m.status;
         self.object.annotations = m.identity;
-        let after = self.decide().await;
+        let after = self.decide().await?;
         if after.call.is_some() {
             warn!(object = %self.object.name, "a second call in one pass is not made");
         }
