@@ -9,6 +9,7 @@
 //! annotations (kubectl's last applied copy, Argo CD's tracking) are never read.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -30,6 +31,13 @@ pub struct Cached {
     pub tally: Tally,
     /// The segments it names, for the index of who names each segment.
     pub names: Box<[Box<str>]>,
+    /// A digest of what calls for a pass when it changes: the generation (the spec), the deletion
+    /// request, the finalizers. Status and annotation writes do not, so the operator's own writes
+    /// never wake it up.
+    wants: u64,
+    /// This version of the object calls for a pass: its digest or its UID differ from those of the
+    /// version it replaces in the cache (see [`Cached::compare`]).
+    pub changed: bool,
     /// The identity annotations, spec and status, compressed.
     packed: Box<[u8]>,
 }
@@ -54,6 +62,7 @@ impl Cached {
     /// Keeps what a pass reads of `obj`.
     pub fn keep(obj: EipSegment) -> Result<Cached, Unreadable> {
         let tally = Tally::of(&obj);
+        let wants = wants(&obj.metadata);
         let names = super::claims::named(&obj).into_iter().map(String::into_boxed_str).collect();
         let EipSegment { metadata, spec, status } = obj;
         let mut annotations = metadata.annotations.unwrap_or_default();
@@ -71,7 +80,7 @@ impl Cached {
         };
         let json = serde_json::to_vec(&Rest { annotations, spec, status }).map_err(|e| unreadable(&metadata, e))?;
         let packed = lock(&CODEC.compressor).compress(&json).map_err(|e| unreadable(&metadata, e))?;
-        Ok(Cached { metadata, tally, names, packed: packed.into_boxed_slice() })
+        Ok(Cached { metadata, tally, names, wants, changed: true, packed: packed.into_boxed_slice() })
     }
 
     /// The object as the cache holds it.
@@ -83,11 +92,24 @@ impl Cached {
         Ok(EipSegment { metadata, spec: rest.spec, status: rest.status })
     }
 
+    /// Notes whether this version calls for a pass, against the version the cache holds now.
+    pub fn compare(&mut self, before: Option<&Cached>) {
+        self.changed = before.is_none_or(|b| b.wants != self.wants || b.metadata.uid != self.metadata.uid);
+    }
+
     /// Bytes held beyond the struct itself, for tests of the cache's size.
     #[cfg(test)]
     fn packed_len(&self) -> usize {
         self.packed.len()
     }
+}
+
+fn wants(meta: &ObjectMeta) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.as_ref().map(|t| t.0.as_millisecond()).hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    h.finish()
 }
 
 fn unreadable(meta: &ObjectMeta, e: impl std::fmt::Display) -> Unreadable {
@@ -109,6 +131,7 @@ impl std::fmt::Debug for Cached {
             .field("metadata", &self.metadata)
             .field("tally", &self.tally)
             .field("names", &self.names)
+            .field("changed", &self.changed)
             .field("packed", &self.packed.len())
             .finish()
     }
@@ -326,6 +349,29 @@ mod tests {
             (0..50).map(|n| serde_json::from_value::<Cached>(settled("s", n)).unwrap().packed_len()).collect();
         let largest = *sizes.iter().max().unwrap();
         assert!(largest < 600, "packed sizes {sizes:?}");
+    }
+
+    #[test]
+    fn only_the_spec_deletion_and_finalizers_call_for_a_pass() {
+        let before: Cached = serde_json::from_value(settled("a", 1)).unwrap();
+        let version = |edit: serde_json::Value| {
+            let mut json = settled("a", 1);
+            json_patch::merge(&mut json, &edit);
+            let mut o: Cached = serde_json::from_value(json).unwrap();
+            o.compare(Some(&before));
+            o.changed
+        };
+        assert!(!version(
+            serde_json::json!({"metadata": {"resourceVersion": "8"}, "status": {"cloudStatus": "Releasing"}})
+        ));
+        assert!(!version(serde_json::json!({"metadata": {"annotations": {SEGMENT_ID: "eipsg-other"}}})));
+        assert!(version(serde_json::json!({"metadata": {"generation": 3}})));
+        assert!(version(serde_json::json!({"metadata": {"deletionTimestamp": "2026-01-02T00:00:00Z"}})));
+        assert!(version(serde_json::json!({"metadata": {"finalizers": []}})));
+        assert!(version(serde_json::json!({"metadata": {"uid": "a-new-object-of-the-same-name"}})));
+        let mut first: Cached = serde_json::from_value(settled("a", 1)).unwrap();
+        first.compare(None);
+        assert!(first.changed, "an object the cache did not hold");
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub fn named(o: &EipSegment) -> Vec<String> {
     ids
 }
 
-/// The index of one watch. It follows the watch's events as its store does: a relist builds a new
-/// index that replaces the old one only once the relist is complete.
+/// The index of one watch. It follows the watch's events as its store does, each before the store
+/// takes it (so that the store still holds the version it replaces): a relist builds a new index
+/// that replaces the old one only once the relist is complete.
 #[derive(Default)]
 pub struct Claims {
     live: Index,
@@ -48,28 +49,26 @@ pub struct Claims {
 /// Nearly every segment is named by one object: a list of its namers is smaller than a set.
 #[derive(Default)]
 struct Index {
-    by_object: HashMap<Name, Box<[Box<str>]>>,
     by_segment: HashMap<Box<str>, Vec<Name>>,
 }
 
 impl Index {
-    fn put(&mut self, o: &Cached) {
+    fn put(&mut self, o: &Cached, before: Option<&Cached>) {
         let key = name_of(o);
-        self.remove(&key);
+        if let Some(before) = before {
+            self.remove(&key, &before.names);
+        }
         for id in &o.names {
             self.by_segment.entry(id.clone()).or_insert_with(|| Vec::with_capacity(1)).push(key.clone());
         }
-        if !o.names.is_empty() {
-            self.by_object.insert(key, o.names.clone());
-        }
     }
 
-    fn remove(&mut self, key: &Name) {
-        for id in self.by_object.remove(key).unwrap_or_default() {
-            if let Some(holders) = self.by_segment.get_mut(&id) {
+    fn remove(&mut self, key: &Name, names: &[Box<str>]) {
+        for id in names {
+            if let Some(holders) = self.by_segment.get_mut(id) {
                 holders.retain(|held| held != key);
                 if holders.is_empty() {
-                    self.by_segment.remove(&id);
+                    self.by_segment.remove(id);
                 }
             }
         }
@@ -77,12 +76,13 @@ impl Index {
 }
 
 impl Claims {
-    pub fn observe(&mut self, event: &Event<Cached>) {
+    /// Follows one event; `before` is the version of its object that the store holds now.
+    pub fn observe(&mut self, event: &Event<Cached>, before: Option<&Cached>) {
         match event {
-            Event::Apply(o) => self.live.put(o),
-            Event::Delete(o) => self.live.remove(&name_of(o)),
+            Event::Apply(o) => self.live.put(o, before),
+            Event::Delete(o) => self.live.remove(&name_of(o), &before.unwrap_or(o).names),
             Event::Init => self.relisting = Some(Index::default()),
-            Event::InitApply(o) => self.relisting.get_or_insert_default().put(o),
+            Event::InitApply(o) => self.relisting.get_or_insert_default().put(o, None),
             Event::InitDone => {
                 if let Some(fresh) = self.relisting.take() {
                     self.live = fresh;
@@ -117,23 +117,39 @@ mod tests {
         names
     }
 
+    /// Feeds the event to the index as the watch does: against the store's copy, which then takes it.
+    fn follow(claims: &mut Claims, store: &mut HashMap<String, Cached>, event: Event<Cached>) {
+        let object = match &event {
+            Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => Some(o.name_any()),
+            Event::Init | Event::InitDone => None,
+        };
+        claims.observe(&event, object.as_ref().and_then(|n| store.get(n)));
+        match event {
+            Event::Apply(o) => drop(store.insert(o.name_any(), o)),
+            Event::Delete(o) => drop(store.remove(&o.name_any())),
+            _ => {}
+        }
+    }
+
     #[test]
     fn follows_the_watch_and_a_relist_replaces_it_once_complete() {
-        let mut claims = Claims::default();
-        claims.observe(&Event::Apply(object("a", Some("s1"), Some("s1"))));
-        claims.observe(&Event::Apply(object("b", None, Some("s1"))));
-        claims.observe(&Event::Apply(object("c", Some("s2"), None)));
+        let (mut claims, mut store) = (Claims::default(), HashMap::new());
+        follow(&mut claims, &mut store, Event::Apply(object("a", Some("s1"), Some("s1"))));
+        follow(&mut claims, &mut store, Event::Apply(object("b", None, Some("s1"))));
+        follow(&mut claims, &mut store, Event::Apply(object("c", Some("s2"), None)));
         assert_eq!(names(&claims, "s1"), ["a", "b"]);
-        claims.observe(&Event::Apply(object("b", None, Some("s3"))));
+        follow(&mut claims, &mut store, Event::Apply(object("b", None, Some("s3"))));
         assert_eq!(names(&claims, "s1"), ["a"], "an object that names another segment leaves");
         assert_eq!(names(&claims, "s3"), ["b"]);
-        claims.observe(&Event::Delete(object("a", Some("s1"), Some("s1"))));
+        follow(&mut claims, &mut store, Event::Apply(object("b", None, Some("s3"))));
+        assert_eq!(names(&claims, "s3"), ["b"], "named once however often it is seen");
+        follow(&mut claims, &mut store, Event::Delete(object("a", Some("s1"), Some("s1"))));
         assert!(names(&claims, "s1").is_empty());
 
-        claims.observe(&Event::Init);
-        claims.observe(&Event::InitApply(object("d", Some("s2"), None)));
+        claims.observe(&Event::Init, None);
+        claims.observe(&Event::InitApply(object("d", Some("s2"), None)), None);
         assert_eq!(names(&claims, "s2"), ["c"], "until the relist is complete, the old index stands");
-        claims.observe(&Event::InitDone);
+        claims.observe(&Event::InitDone, None);
         assert_eq!(names(&claims, "s2"), ["d"], "then only what it listed");
         assert!(names(&claims, "s3").is_empty());
     }

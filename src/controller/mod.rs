@@ -8,9 +8,9 @@ mod credentials;
 pub mod guard;
 mod pacing;
 mod pass;
+mod resync;
 mod writes;
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::cloud::VpcClient;
@@ -110,16 +110,6 @@ pub struct WatchScope {
     pub concurrency: u16,
 }
 
-/// Changes that call for a reconcile: the spec, deletion, finalizers. Status and annotation writes
-/// do not, so the operator's own writes never wake it up.
-fn relevant_change(obj: &Cached) -> Option<u64> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.meta().generation.hash(&mut h);
-    obj.meta().deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
-    obj.meta().finalizers.hash(&mut h);
-    Some(h.finish())
-}
-
 /// Objects per page of the watch's list.
 const LIST_PAGE: u32 = 100;
 
@@ -202,15 +192,29 @@ async fn run_one(
     let metrics = ctx.metrics.clone();
     // A consistent list in pages of 100: each page's text is held whole until its objects are kept;
     // at the default 500 a page was the largest allocation of a restart.
+    let cached = reader.clone();
     let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
-        .inspect_ok(move |event| claims.lock().unwrap_or_else(|p| p.into_inner()).observe(event))
+        // Each version meets the one it replaces before the store takes it: the index of who names
+        // which segment follows, and only a change of the spec, deletion or finalizers (not the
+        // operator's own status and annotation writes) calls for a pass.
+        .map_ok(move |event| {
+            let before = |o: &Cached| cached.get(&ObjectRef::from_obj(o));
+            let event = event.modify(|o| o.compare(before(o).as_deref()));
+            let held = match &event {
+                watcher::Event::Apply(o) | watcher::Event::Delete(o) => before(o),
+                _ => None,
+            };
+            claims.lock().unwrap_or_else(|p| p.into_inner()).observe(&event, held.as_deref());
+            event
+        })
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(relevant_change, Default::default());
+        .try_filter(|o| futures::future::ready(o.changed));
+    let resync = resync::rolling(reader.clone(), resync::PERIOD);
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .reconcile_on(wakes)
+        .reconcile_on(futures::stream::select(wakes, resync))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {

@@ -16,12 +16,6 @@ use crate::telemetry::Metrics;
 /// should a wake be lost.
 pub const UNWOKEN_RECHECK: Duration = Duration::from_secs(60);
 
-/// A settled object's own pass, give or take a tenth (so that a cache's objects do not all come
-/// back at once): the poller drift-checks its segment and wakes it on any change, so this only
-/// guards against a lost wake, as controller-runtime's ten-hour resync does. A pass per object
-/// per drift interval would cost thousands of objects more CPU than everything else at rest.
-pub const SETTLED_RECHECK: Duration = Duration::from_secs(10 * 3600);
-
 /// How the intervals are set; configurable from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Timings {
@@ -125,9 +119,10 @@ impl Pacing {
         Pacing { metrics, failures: Mutex::default(), queued: Mutex::default(), counted: Mutex::default() }
     }
 
-    /// How long until the object's next pass.
-    pub fn after(&self, uid: &str, pace: Pace, timings: &Timings) -> Duration {
-        match pace {
+    /// How long until the object's next pass; `None` for a settled object, which waits for a
+    /// change, a wake from the poller, or its turn in the rolling resync.
+    pub fn after(&self, uid: &str, pace: Pace, timings: &Timings) -> Option<Duration> {
+        let after = match pace {
             Pace::Backoff { class, hint } => {
                 let failures = {
                     let mut map = lock(&self.failures);
@@ -139,10 +134,14 @@ impl Pacing {
             }
             Pace::Woken => self.succeeded(uid, UNWOKEN_RECHECK),
             Pace::Looking => UNWOKEN_RECHECK,
-            Pace::Settled => self.succeeded(uid, SETTLED_RECHECK.mul_f64(0.9 + 0.2 * rand::random::<f64>())),
+            Pace::Settled => {
+                self.succeeded(uid, Duration::ZERO);
+                return None;
+            }
             Pace::Resync => self.succeeded(uid, timings.resync),
             Pace::Queued(after) => after,
-        }
+        };
+        Some(after)
     }
 
     fn succeeded(&self, uid: &str, after: Duration) -> Duration {
@@ -151,7 +150,8 @@ impl Pacing {
     }
 
     pub fn after_kube_error(&self, uid: &str, timings: &Timings) -> Duration {
-        self.after(uid, Pace::Backoff { class: ErrorClass::Transient, hint: None }, timings)
+        let retry = Pace::Backoff { class: ErrorClass::Transient, hint: None };
+        self.after(uid, retry, timings).unwrap_or(timings.transient_base)
     }
 
     /// When an object that found no free place within the quota tries again, `after` being when
@@ -236,18 +236,19 @@ mod tests {
         let blocked = Pace::Backoff { class: ErrorClass::Blocked, hint: None };
         let first = pacing.after("a", blocked, &t);
         let second = pacing.after("a", blocked, &t);
+        let (first, second) = (first.unwrap(), second.unwrap());
         assert!(first <= Duration::from_secs(30) && first >= Duration::from_secs(24), "{first:?}");
         assert!(second >= Duration::from_secs(48), "doubles: {second:?}");
-        assert!(pacing.after("b", blocked, &t) <= Duration::from_secs(30), "per object");
-        assert_eq!(pacing.after("a", Pace::Looking, &t), UNWOKEN_RECHECK);
-        assert!(pacing.after("a", blocked, &t) >= Duration::from_secs(96), "waiting for a look is no success");
-        assert_eq!(pacing.after("a", Pace::Woken, &t), UNWOKEN_RECHECK);
-        let settled = pacing.after("a", Pace::Settled, &t);
-        assert!(settled >= SETTLED_RECHECK.mul_f64(0.9) && settled <= SETTLED_RECHECK.mul_f64(1.1), "{settled:?}");
-        assert_eq!(pacing.after("a", Pace::Resync, &t), t.resync);
-        assert!(pacing.after("a", blocked, &t) <= Duration::from_secs(30), "reset by success");
+        let after = |uid: &str, pace: Pace| pacing.after(uid, pace, &t).unwrap();
+        assert!(after("b", blocked) <= Duration::from_secs(30), "per object");
+        assert_eq!(after("a", Pace::Looking), UNWOKEN_RECHECK);
+        assert!(after("a", blocked) >= Duration::from_secs(96), "waiting for a look is no success");
+        assert_eq!(after("a", Pace::Woken), UNWOKEN_RECHECK);
+        assert_eq!(pacing.after("a", Pace::Settled, &t), None, "no timer of its own");
+        assert!(after("a", blocked) <= Duration::from_secs(30), "reset by settling");
+        assert_eq!(after("a", Pace::Resync), t.resync);
         let hinted = Pace::Backoff { class: ErrorClass::Transient, hint: Some(Duration::from_secs(7)) };
-        assert!(pacing.after("c", hinted, &t) >= Duration::from_secs(7));
+        assert!(after("c", hinted) >= Duration::from_secs(7));
         assert_eq!(t.backoff(ErrorClass::Terminal, 30, 0.0, None), t.terminal_max);
     }
 

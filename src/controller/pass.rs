@@ -370,7 +370,11 @@ impl<'c> Pass<'c> {
                 let releasing = self.object.deleting && conditions::ready_reason(&m.status) == Some("Releasing");
                 self.ctx.pacing.count(uid, Counted { ready: is_ready(&m.status), releasing });
                 self.ctx.metrics.reconciled(if self.object.deleting { "pending" } else { "success" });
-                Action::requeue(self.ctx.pacing.after(uid, pace, &self.ctx.timings))
+                match self.ctx.pacing.after(uid, pace, &self.ctx.timings) {
+                    Some(after) => Action::requeue(after),
+                    // The poller wakes it on any change; the watch's rolling resync comes by too.
+                    None => Action::await_change(),
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::cloud::model::Segment;
+use crate::cloud::model::{Segment, SegmentStatus};
 use crate::cloud::{CloudError, ErrorClass, VpcClient};
 pub use plan::Change;
 use plan::{Durations, PAGE_SIZE, Phase, Plan, Saw};
@@ -150,6 +150,65 @@ struct Registration {
     drift: bool,
 }
 
+/// What is kept of a watched segment's last look. Of a present segment, only what objects read
+/// (its status, CIDR and size), not its whole listing: thousands of segments are watched at once.
+#[derive(Clone)]
+struct LastLook {
+    at: Instant,
+    seen: Kept,
+}
+
+#[derive(Clone)]
+enum Kept {
+    Present { status: SegmentStatus, cidr: Box<str>, ip_count: Option<u32> },
+    Absent,
+    Failed(Arc<CloudError>),
+}
+
+impl LastLook {
+    fn of(obs: Observation) -> LastLook {
+        let seen = match obs.seen {
+            Seen::Present(s) => Kept::Present { status: s.status, cidr: s.segment.into(), ip_count: s.ip_count },
+            Seen::Absent => Kept::Absent,
+            Seen::Failed(e) => Kept::Failed(e),
+        };
+        LastLook { at: obs.at, seen }
+    }
+
+    /// The look as objects read it, of the segment `id`.
+    fn observation(&self, id: &str) -> Observation {
+        let seen = match &self.seen {
+            Kept::Present { status, cidr, ip_count } => Seen::Present(Segment {
+                instance_id: id.to_string(),
+                status: status.clone(),
+                segment: cidr.to_string(),
+                ip_count: *ip_count,
+                region_id: String::new(),
+                zone: String::new(),
+                name: String::new(),
+                description: String::new(),
+                creation_time: String::new(),
+            }),
+            Kept::Absent => Seen::Absent,
+            Kept::Failed(e) => Seen::Failed(e.clone()),
+        };
+        Observation { at: self.at, seen }
+    }
+
+    /// What the plan reads of it; `None` for a failure, which says nothing of the segment.
+    fn saw(&self) -> Option<Saw> {
+        match &self.seen {
+            Kept::Present { status, .. } => Some(Saw::Present(status.clone())),
+            Kept::Absent => Some(Saw::Absent),
+            Kept::Failed(_) => None,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.seen, Kept::Failed(_))
+    }
+}
+
 /// A watched segment: who is registered on it, its phase, and what objects can read.
 struct Watched {
     registrations: Vec<Registration>,
@@ -158,7 +217,7 @@ struct Watched {
     /// fresh look.
     not_before: Instant,
     /// What objects read (a failure only until one has read it).
-    last: Option<Observation>,
+    last: Option<LastLook>,
     due: Option<Instant>,
     /// An object asked and found nothing usable: wake it on the next observation.
     waiting: bool,
@@ -204,7 +263,7 @@ impl Watched {
     fn before(&self) -> plan::Before {
         plan::Before {
             phase: self.phase,
-            last: self.last.as_ref().and_then(|o| saw(&o.seen)),
+            last: self.last.as_ref().and_then(LastLook::saw),
             waiting: self.waiting,
             not_before: self.not_before,
         }
@@ -275,7 +334,7 @@ impl Poller {
         let now = Instant::now();
         let drift_every = self.config.drift;
         let w = st.entry(segment_id, self.epoch);
-        let Some(obs) = w.last.clone().filter(|o| o.at >= w.not_before) else {
+        let Some(obs) = w.last.as_ref().filter(|o| o.at >= w.not_before).map(|o| o.observation(segment_id)) else {
             w.waiting = true;
             w.due = plan::wanted(&w.phase, w.due, now);
             drop(st);
@@ -616,7 +675,7 @@ impl Poller {
         };
         w.phase = next.phase;
         w.due = next.due;
-        w.last = Some(obs);
+        w.last = Some(LastLook::of(obs));
         let wake = if next.wake {
             w.waiting = false;
             w.targets()
@@ -651,10 +710,10 @@ impl Poller {
             for id in ids {
                 let Some(w) = st.watched.get_mut(id) else { continue };
                 w.due = Some(resume);
-                let reported = matches!(w.last, Some(Observation { seen: Seen::Failed(_), .. }));
+                let reported = w.last.as_ref().is_some_and(LastLook::failed);
                 if plan::failure_reported(w.waiting, reported, failures) {
                     w.waiting = false;
-                    w.last = Some(Observation { at, seen: Seen::Failed(e.clone()) });
+                    w.last = Some(LastLook { at, seen: Kept::Failed(e.clone()) });
                     wake.extend(w.targets());
                 }
             }
