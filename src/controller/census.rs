@@ -3,7 +3,7 @@
 //! decodes nothing but the few objects a scanned segment or a pending allocation concerns.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 
 use kube::ResourceExt;
 use tracing::warn;
@@ -31,19 +31,44 @@ impl Census for Counting {
     }
 }
 
-/// What the census counts of one object, taken when the cache keeps it.
+/// What the census counts of one object, taken when the cache keeps it. Ten thousand are kept:
+/// labels are indices into their bounded sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tally {
     region: Box<str>,
-    /// The Ready condition's status and reason as labels, and the Synced class.
-    ready: &'static str,
-    reason: &'static str,
-    synced: &'static str,
-    /// When its deletion was asked (milliseconds since the epoch), while it holds the finalizer.
-    deletion_asked_ms: Option<i64>,
+    /// When its deletion was asked (milliseconds since the epoch), if it holds the finalizer.
+    deletion_asked_ms: i64,
+    deleting: bool,
+    /// The Ready condition's status and reason, and the Synced class.
+    ready: Label,
+    reason: Label,
+    synced: Label,
     allocation_pending: bool,
     /// It names no segment but one may be on its way (the orphan audit's pending allocation).
     awaits_segment: bool,
+}
+
+/// One of a bounded set of label values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label(u8);
+
+const READY_STATUSES: &[&str] = &["True", "False", "Unknown"];
+const SYNCED_CLASSES: &[&str] = &["Succeeded", "Transient", "Blocked", "Terminal", "Unknown"];
+/// Ready reasons: the core's own words, `CloudStatus` for a cloud status word the operator does not
+/// know (which the cloud, not the operator, would otherwise choose), and `None` without a condition.
+static REASONS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| conditions::READY_REASONS.iter().copied().chain(["CloudStatus", "None"]).collect());
+
+impl Label {
+    /// `value` in `set`, else `other` (which the set holds).
+    fn of(set: &[&str], value: &str, other: &str) -> Label {
+        let at = |v: &str| set.iter().position(|known| *known == v);
+        Label(at(value).or_else(|| at(other)).unwrap_or(0) as u8)
+    }
+
+    fn name(self, set: &[&'static str]) -> &'static str {
+        set.get(usize::from(self.0)).copied().unwrap_or("Unknown")
+    }
 }
 
 impl Tally {
@@ -51,17 +76,14 @@ impl Tally {
         let status = o.status.as_ref();
         let ready = status.and_then(|s| conditions::get(s, READY));
         let synced = status.and_then(|s| conditions::get(s, SYNCED));
+        let asked = o.metadata.deletion_timestamp.as_ref().filter(|_| o.finalizers().iter().any(|f| f == FINALIZER));
         Tally {
             region: o.spec.region_id.as_str().into(),
-            ready: ready.map_or("Unknown", |c| bounded_status(&c.status)),
-            reason: ready.map_or("None", |c| bounded_reason(&c.reason)),
-            synced: synced.map_or("Unknown", |c| bounded_class(&c.reason)),
-            deletion_asked_ms: o
-                .metadata
-                .deletion_timestamp
-                .as_ref()
-                .filter(|_| o.finalizers().iter().any(|f| f == FINALIZER))
-                .map(|t| t.0.as_millisecond()),
+            deletion_asked_ms: asked.map_or(0, |t| t.0.as_millisecond()),
+            deleting: asked.is_some(),
+            ready: Label::of(READY_STATUSES, ready.map_or("Unknown", |c| &c.status), "Unknown"),
+            reason: Label::of(&REASONS, ready.map_or("None", |c| &c.reason), "CloudStatus"),
+            synced: Label::of(SYNCED_CLASSES, synced.map_or("Unknown", |c| &c.reason), "Unknown"),
             allocation_pending: status.is_some_and(|s| s.allocation_requested_at.is_some()),
             awaits_segment: Claim::of(o).pending.is_some(),
         }
@@ -75,12 +97,13 @@ pub(super) fn count<'a>(tallies: impl Iterator<Item = &'a Tally>, now_ms: i64) -
     let mut deletions: HashMap<&str, (i64, f64)> = HashMap::new();
     let mut allocations: HashMap<&str, i64> = HashMap::new();
     for t in tallies {
-        *by_ready.entry((&t.region, t.ready, t.reason)).or_default() += 1;
-        *by_synced.entry((&t.region, t.synced)).or_default() += 1;
+        let (ready, reason) = (t.ready.name(READY_STATUSES), t.reason.name(&REASONS));
+        *by_ready.entry((&t.region, ready, reason)).or_default() += 1;
+        *by_synced.entry((&t.region, t.synced.name(SYNCED_CLASSES))).or_default() += 1;
         // Every region served has its deletion gauges, 0 when nothing is being deleted there.
         let pending = deletions.entry(&t.region).or_default();
-        if let Some(asked) = t.deletion_asked_ms {
-            let age = (now_ms - asked).max(0) as f64 / 1000.0;
+        if t.deleting {
+            let age = (now_ms - t.deletion_asked_ms).max(0) as f64 / 1000.0;
             *pending = (pending.0 + 1, pending.1.max(age));
         }
         if t.allocation_pending {
@@ -133,24 +156,6 @@ pub(super) fn unowned(claims: &[Claim], scanned: Vec<(Key, Vec<Segment>)>) -> Ha
         *unowned.entry(key.region).or_default() += findings.iter().filter(|f| f.verdict.is_unowned()).count() as i64;
     }
     unowned
-}
-
-fn bounded_status(status: &str) -> &'static str {
-    match status {
-        "True" => "True",
-        "False" => "False",
-        _ => "Unknown",
-    }
-}
-
-/// A Ready reason as a label: the core's own words, and `CloudStatus` for a cloud status word the
-/// operator does not know (which the cloud, not the operator, would otherwise choose).
-fn bounded_reason(reason: &str) -> &'static str {
-    conditions::READY_REASONS.iter().find(|known| **known == reason).copied().unwrap_or("CloudStatus")
-}
-
-fn bounded_class(reason: &str) -> &'static str {
-    ["Succeeded", "Transient", "Blocked", "Terminal"].into_iter().find(|class| *class == reason).unwrap_or("Unknown")
 }
 
 #[cfg(test)]

@@ -204,9 +204,7 @@ impl Pacing {
     pub fn count(&self, uid: &str, now: Counted) {
         let mut counted = lock(&self.counted);
         let before = counted.insert(uid.to_string(), now).unwrap_or_default();
-        if before != now {
-            self.publish(&counted);
-        }
+        self.publish(before, now);
     }
 
     /// The object is gone: nothing of it is kept.
@@ -214,14 +212,16 @@ impl Pacing {
         lock(&self.failures).remove(uid);
         self.unqueue(uid);
         let mut counted = lock(&self.counted);
-        if counted.remove(uid).is_some() {
-            self.publish(&counted);
+        if let Some(before) = counted.remove(uid) {
+            self.publish(before, Counted::default());
         }
     }
 
-    fn publish(&self, counted: &HashMap<String, Counted>) {
-        self.metrics.objects_ready.set(counted.values().filter(|c| c.ready).count() as i64);
-        self.metrics.releases_in_flight.set(counted.values().filter(|c| c.releasing).count() as i64);
+    /// Moves the gauges by one object's change (under the lock of `counted`).
+    fn publish(&self, before: Counted, now: Counted) {
+        let step = |was: bool, is: bool| i64::from(is) - i64::from(was);
+        self.metrics.objects_ready.inc_by(step(before.ready, now.ready));
+        self.metrics.releases_in_flight.inc_by(step(before.releasing, now.releasing));
     }
 }
 
