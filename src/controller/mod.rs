@@ -145,13 +145,21 @@ pub async fn run(
             run_one(ctx.clone(), api, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
         })
         .collect();
-    tokio::spawn(route_wakes(woken, routes));
+    let routes = Arc::new(routes);
+    tokio::spawn(route_wakes(woken, routes.clone()));
+    // Objects queued for a place within a quota wake on the queues' alarms, routed alike.
+    let (alarms, rung) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(route_wakes(rung, routes));
+    tokio::spawn({
+        let ctx = ctx.clone();
+        async move { ctx.pacing.ring(alarms).await }
+    });
     futures::future::join_all(controllers).await;
 }
 
 async fn route_wakes(
     mut woken: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
-    routes: Vec<(Option<String>, Wakes)>,
+    routes: Arc<Vec<(Option<String>, Wakes)>>,
 ) {
     while let Some(target) = woken.recv().await {
         if let Some((_, tx)) = routes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == target.namespace)) {

@@ -3,13 +3,17 @@
 //! that count objects by state. Everything here is keyed by the object's UID, so one object's
 //! finish touches nothing of another's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use crate::cloud::ErrorClass;
 use crate::cloud::limits::Quota;
 use crate::lifecycle::Pace;
+use crate::poller::WakeTarget;
 use crate::telemetry::Metrics;
 
 /// Objects waiting on the poller are woken when their segment changes; this is only the safety net
@@ -67,9 +71,22 @@ pub struct Counted {
 pub struct Pacing {
     metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
-    /// Objects waiting for a place within a client-side quota, per (account, region, action).
-    queued: Mutex<HashMap<String, Queue>>,
+    queued: Mutex<Queues>,
+    /// An alarm was set: the timer of [`Pacing::ring`] looks again.
+    alarm_set: Notify,
     counted: Mutex<HashMap<String, Counted>>,
+}
+
+/// Objects waiting for a place within a client-side quota, and when they wake.
+#[derive(Default)]
+struct Queues {
+    /// Per (account, region, action).
+    by_quota: HashMap<String, Queue>,
+    /// Queued objects asleep until their turn, by when (then in the order set). One timer wakes
+    /// them through the channel the poller's wakes take: a requeue each in the controller's queue
+    /// cost half a KiB an object, and a storm queues thousands.
+    alarms: BTreeMap<(Instant, u64), WakeTarget>,
+    alarms_set: u64,
 }
 
 /// Objects in the order they first asked for a place.
@@ -84,13 +101,15 @@ struct Turn {
     order: u64,
     /// Holds a place (its call not yet made): counted by the quota, not ahead of anyone.
     placed: bool,
+    /// Its alarm, while it sleeps until its turn.
+    alarm: Option<(Instant, u64)>,
 }
 
 impl Queue {
     /// Keeps the object's turn if it has one; how many without a place are ahead of it.
     fn join(&mut self, uid: &str) -> usize {
         let next = self.next_turn;
-        let turn = self.turns.entry(uid.to_string()).or_insert(Turn { order: next, placed: false });
+        let turn = self.turns.entry(uid.to_string()).or_insert(Turn { order: next, placed: false, alarm: None });
         turn.placed = false;
         let order = turn.order;
         if order == next {
@@ -104,9 +123,41 @@ impl Queue {
             turn.placed = true;
         }
     }
+}
+
+impl Queues {
+    /// Wakes the object at `at` instead of at any earlier alarm of its turn.
+    fn alarm(&mut self, queue: &str, uid: &str, target: &WakeTarget, at: Instant) {
+        let Some(turn) = self.by_quota.get_mut(queue).and_then(|q| q.turns.get_mut(uid)) else { return };
+        if let Some(before) = turn.alarm.take() {
+            self.alarms.remove(&before);
+        }
+        self.alarms_set += 1;
+        let key = (at, self.alarms_set);
+        turn.alarm = Some(key);
+        self.alarms.insert(key, target.clone());
+    }
+
+    /// The object asleep on an alarm yet to ring.
+    fn asleep(&self, uid: &str, now: Instant) -> bool {
+        self.by_quota.values().any(|q| q.turns.get(uid).and_then(|t| t.alarm).is_some_and(|(at, _)| at > now))
+    }
 
     fn leave(&mut self, uid: &str) {
-        self.turns.remove(uid);
+        let alarms = &mut self.alarms;
+        self.by_quota.retain(|_, queue| {
+            if let Some(alarm) = queue.turns.remove(uid).and_then(|t| t.alarm) {
+                alarms.remove(&alarm);
+            }
+            !queue.turns.is_empty()
+        });
+    }
+
+    /// Takes the alarms due by `now`; when the next one is due.
+    fn ring(&mut self, now: Instant) -> (Vec<WakeTarget>, Option<Instant>) {
+        let later = self.alarms.split_off(&(now, u64::MAX));
+        let due = std::mem::replace(&mut self.alarms, later);
+        (due.into_values().collect(), self.alarms.first_key_value().map(|((at, _), _)| *at))
     }
 }
 
@@ -116,7 +167,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pacing {
     pub fn new(metrics: Arc<Metrics>) -> Pacing {
-        Pacing { metrics, failures: Mutex::default(), queued: Mutex::default(), counted: Mutex::default() }
+        Pacing {
+            metrics,
+            failures: Mutex::default(),
+            queued: Mutex::default(),
+            alarm_set: Notify::new(),
+            counted: Mutex::default(),
+        }
     }
 
     /// How long until the object's next pass; `None` for a settled object, which waits for a
@@ -139,6 +196,8 @@ impl Pacing {
                 return None;
             }
             Pace::Resync => self.succeeded(uid, timings.resync),
+            // Waiting for its turn in a quota's queue, it sleeps until the queue's alarm.
+            Pace::Queued(_) if lock(&self.queued).asleep(uid, Instant::now()) => return None,
             Pace::Queued(after) => after,
         };
         Some(after)
@@ -165,8 +224,26 @@ impl Pacing {
     /// window) wake as its last place frees: an object ahead of them may have had a place given
     /// back earlier, or be asleep on a turn counted before, and the place its turn held would
     /// otherwise go unused. Waking early costs them a pass; missing it would cost everyone a window.
-    pub fn queue(&self, queue: &str, uid: &str, after: Duration, frees: &[Duration], quota: Option<Quota>) -> Duration {
-        let ahead = lock(&self.queued).entry(queue.to_string()).or_default().join(uid);
+    ///
+    /// The object sleeps until then on the queue's alarm, which [`Pacing::ring`] sounds.
+    pub fn queue(
+        &self,
+        queue: &str,
+        uid: &str,
+        target: &WakeTarget,
+        after: Duration,
+        frees: &[Duration],
+        quota: Option<Quota>,
+    ) -> Duration {
+        let mut queues = lock(&self.queued);
+        let ahead = queues.by_quota.entry(queue.to_string()).or_default().join(uid);
+        let wake = Self::turn(ahead, after, frees, quota);
+        queues.alarm(queue, uid, target, Instant::now() + wake);
+        self.alarm_set.notify_one();
+        wake
+    }
+
+    fn turn(ahead: usize, after: Duration, frees: &[Duration], quota: Option<Quota>) -> Duration {
         let (Some(quota), Some(first)) = (quota, frees.first()) else { return after };
         let calls = quota.calls as usize;
         let tenth = calls.div_ceil(10);
@@ -186,18 +263,34 @@ impl Pacing {
     /// The object holds a place: those behind it count on the places left. It keeps its turn
     /// until its call is made, should its pass be stopped first.
     pub fn placed(&self, queue: &str, uid: &str) {
-        if let Some(queue) = lock(&self.queued).get_mut(queue) {
+        if let Some(queue) = lock(&self.queued).by_quota.get_mut(queue) {
             queue.place(uid);
         }
     }
 
     /// The object made its call, or no longer waits for a place.
     pub fn unqueue(&self, uid: &str) {
-        let mut queued = lock(&self.queued);
-        queued.retain(|_, queue| {
-            queue.leave(uid);
-            !queue.turns.is_empty()
-        });
+        lock(&self.queued).leave(uid);
+    }
+
+    /// Wakes each queued object as its alarm rings, through `wake`, until that closes.
+    pub async fn ring(&self, wake: mpsc::UnboundedSender<WakeTarget>) {
+        loop {
+            let (due, next) = lock(&self.queued).ring(Instant::now());
+            for target in due {
+                if wake.send(target).is_err() {
+                    return;
+                }
+            }
+            // An alarm set meanwhile leaves a permit: the wait ends at once and looks again.
+            match next {
+                Some(at) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = self.alarm_set.notified() => {}
+                },
+                None => self.alarm_set.notified().await,
+            }
+        }
     }
 
     /// Counts the object as ready and/or releasing in the gauges.
@@ -260,14 +353,18 @@ mod tests {
         // The window's 60 places free up 10 ms apart from 1 s on.
         let frees: Vec<Duration> = (0..60).map(|i| ms(1000 + 10 * i)).collect();
         let next = frees[0];
-        let queue = |uid: &str| pacing.queue("acct/r/Release", uid, next, &frees, quota);
+        let queue = |uid: &str| pacing.queue("acct/r/Release", uid, &target(uid), next, &frees, quota);
         let afters: Vec<Duration> = (0..130).map(|i| queue(&format!("o{i}"))).collect();
         assert!((0..60).all(|i| afters[i] == frees[i]), "each as the place after those ahead of it frees");
         assert!(afters[60..66].iter().all(|a| *a == frees[59]), "a tenth of a window more, should a place free up");
         assert!((66..126).all(|i| afters[i] == frees[(i - 60).min(59)] + ms(60_650)), "a window later");
         assert_eq!(afters[129], frees[9] + ms(121_300));
         assert_eq!(queue("o100"), afters[100], "a turn is kept");
-        assert_eq!(pacing.queue("acct/other/Release", "o100", next, &frees, quota), next, "queues are separate");
+        assert_eq!(
+            pacing.queue("acct/other/Release", "o100", &target("o100"), next, &frees, quota),
+            next,
+            "queues are separate"
+        );
         for i in 0..60 {
             pacing.unqueue(&format!("o{i}"));
         }
@@ -278,16 +375,63 @@ mod tests {
         assert_eq!(queue("o100"), frees[30], "a place held is counted by the quota, not ahead");
         assert_eq!(queue("o60"), frees[0], "a pass stopped before its call keeps its turn");
         assert_eq!(queue("o100"), frees[31], "and is ahead again");
-        assert_eq!(pacing.queue("acct/r/Release", "late", next, &[], None), next, "no quota, no turns");
-        assert_eq!(pacing.queue("acct/held/Release", "o0", ms(5), &[], quota), ms(5), "held: when the hold ends");
+        assert_eq!(
+            pacing.queue("acct/r/Release", "late", &target("late"), next, &[], None),
+            next,
+            "no quota, no turns"
+        );
+        assert_eq!(
+            pacing.queue("acct/held/Release", "o0", &target("o0"), ms(5), &[], quota),
+            ms(5),
+            "held: when the hold ends"
+        );
 
         // Mid-window: five places free soon, the rest a window on.
         let frees: Vec<Duration> = (0..60).map(|i| if i < 5 { ms(100 * (i + 1)) } else { ms(59_000 + i) }).collect();
-        let afters: Vec<Duration> =
-            (0..20).map(|i| pacing.queue("acct/mid/Release", &format!("m{i}"), frees[0], &frees, quota)).collect();
+        let afters: Vec<Duration> = (0..20)
+            .map(|i| pacing.queue("acct/mid/Release", &format!("m{i}"), &target("m"), frees[0], &frees, quota))
+            .collect();
         assert_eq!(afters[..5], frees[..5], "the places freeing soon go to the first");
         assert!(afters[5..11].iter().all(|a| *a == frees[4]), "a tenth more wake as the last of them frees");
         assert!((11..20).all(|i| afters[i] == frees[i]), "the rest as their places in the next window free");
+    }
+
+    fn target(name: &str) -> WakeTarget {
+        WakeTarget { namespace: "ns".into(), name: name.into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_objects_sleep_on_the_queues_alarms_and_wake_in_turn() {
+        let t = Timings::default();
+        let pacing = Arc::new(Pacing::new(Arc::new(Metrics::default())));
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        let ring = tokio::spawn({
+            let pacing = pacing.clone();
+            async move { pacing.ring(wake).await }
+        });
+        let quota = Some(Quota { calls: 2, window: Duration::from_secs(10) });
+        let frees = [Duration::from_secs(1), Duration::from_secs(2)];
+        let started = Instant::now();
+        for name in ["a", "b", "c"] {
+            pacing.queue("acct/r/Release", name, &target(name), frees[0], &frees, quota);
+        }
+        assert_eq!(pacing.after("a", Pace::Queued(frees[0]), &t), None, "no timer of its own");
+        pacing.queue("acct/r/Release", "b", &target("b"), frees[0], &frees, quota);
+        pacing.unqueue("c");
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            let woke = woken.recv().await.unwrap();
+            order.push((woke.name, started.elapsed().as_secs()));
+        }
+        assert_eq!(
+            order,
+            [("a".to_string(), 1), ("b".to_string(), 2)],
+            "each at its turn, once: b's alarm moved, c left"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(woken.try_recv().is_err(), "nobody else");
+        assert_eq!(pacing.after("a", Pace::Queued(frees[0]), &t), Some(frees[0]), "once rung, a requeue again");
+        ring.abort();
     }
 
     #[test]

@@ -241,7 +241,8 @@ impl<'c> Pass<'c> {
                 Ok(admission)
             }
             Admit::NotYet { after, frees } => {
-                let after = self.ctx.pacing.queue(&queue, &self.object.uid, after, &frees, client.quota(action));
+                let quota = client.quota(action);
+                let after = self.ctx.pacing.queue(&queue, &self.object.uid, &self.target, after, &frees, quota);
                 debug!(object = %self.object.name, %action, ?after, "queued for a place within the quota");
                 Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
             }
