@@ -467,8 +467,26 @@ impl Usage {
     }
 }
 
-fn cpu_of(op: &Operator) -> f64 {
-    op.pid().and_then(|pid| process_usage(pid).1).unwrap_or(0.0)
+/// CPU nanoseconds of each of the operator's threads, as the scheduler counts them (the ticks of
+/// `/proc/PID/stat` are 10 ms, too coarse for a quiet half-second).
+fn thread_cpu(op: &Operator) -> BTreeMap<u32, u64> {
+    let Some(pid) = op.pid() else { return BTreeMap::new() };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return BTreeMap::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU seconds between two samples, over the threads alive at both (a thread that ended took its
+/// count with it; one that began had nothing before).
+fn cpu_between(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> f64 {
+    let ns: u64 = after.iter().filter_map(|(tid, a)| Some(a.saturating_sub(*before.get(tid)?))).sum();
+    ns as f64 / 1e9
 }
 
 struct Bench<'a> {
@@ -661,16 +679,16 @@ fn steady_state(b: &Bench, op: &Operator) -> Steady {
     progress(b.start, &format!("steady state: {} rounds of {} s", b.cfg.rounds, b.cfg.resync_seconds));
     let before = counters(&b.sim);
     let (mut round_cpu, mut quiet_cpu, mut quiet_seconds) = (0.0, 0.0, 0.0);
-    let (mut cpu, mut describes) = (cpu_of(op), calls(&before, DESCRIBE));
+    let (mut cpu, mut describes) = (thread_cpu(op), calls(&before, DESCRIBE));
     let step = Duration::from_millis(500);
     let steps = (interval * b.cfg.rounds).as_millis() / step.as_millis();
     for _ in 0..steps {
         std::thread::sleep(step);
-        let (now_cpu, now_describes) = (cpu_of(op), calls(&counters(&b.sim), DESCRIBE));
+        let (now_cpu, now_describes) = (thread_cpu(op), calls(&counters(&b.sim), DESCRIBE));
         if now_describes > describes {
-            round_cpu += now_cpu - cpu;
+            round_cpu += cpu_between(&cpu, &now_cpu);
         } else {
-            quiet_cpu += now_cpu - cpu;
+            quiet_cpu += cpu_between(&cpu, &now_cpu);
             quiet_seconds += step.as_secs_f64();
         }
         (cpu, describes) = (now_cpu, now_describes);

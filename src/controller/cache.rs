@@ -97,6 +97,21 @@ impl Cached {
         });
     }
 
+    /// The name and namespace alone, to trigger a pass with: the controller's queue keeps the
+    /// reference a trigger makes (with the resourceVersion and UID when the object has them) for
+    /// every object at once at a restart, while a pass reads the object from the cache anyway.
+    pub fn named_only(&self) -> Cached {
+        let m = &self.metadata;
+        let metadata = ObjectMeta { name: m.name.clone(), namespace: m.namespace.clone(), ..ObjectMeta::default() };
+        Cached {
+            metadata,
+            tally: self.tally.clone(),
+            names: Box::default(),
+            changed: self.changed,
+            packed: Box::default(),
+        }
+    }
+
     /// Bytes packed, for tests of the cache's size.
     #[cfg(test)]
     fn packed_len(&self) -> usize {
@@ -367,6 +382,16 @@ mod tests {
     fn an_entry_fits_the_allocator_size_class_below_half_a_kib() {
         // The store holds each in an Arc (two counters more): jemalloc's classes are 384, 448, 512.
         assert!(std::mem::size_of::<Cached>() + 16 <= 448, "{}", std::mem::size_of::<Cached>());
+    }
+
+    #[test]
+    fn a_trigger_names_the_object_and_carries_nothing_more() {
+        let cached: Cached = serde_json::from_value(settled("s", 7)).unwrap();
+        let full = kube::runtime::reflector::ObjectRef::from_obj(&cached);
+        let trigger = kube::runtime::reflector::ObjectRef::from_obj(&cached.named_only());
+        assert!(full.extra.uid.is_some() && full.extra.resource_version.is_some(), "{full:?}");
+        assert_eq!(trigger, full, "the same object");
+        assert_eq!((trigger.extra.uid, trigger.extra.resource_version), (None, None));
     }
 
     #[test]

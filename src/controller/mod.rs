@@ -218,7 +218,8 @@ async fn run_one(
         })
         .reflect(writer)
         .applied_objects()
-        .try_filter(|o| futures::future::ready(o.changed));
+        .try_filter(|o| futures::future::ready(o.changed))
+        .map_ok(|o| o.named_only());
     let resync = resync::rolling(reader.clone(), resync::PERIOD);
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

@@ -1,54 +1,65 @@
-//! Every cached object's own pass once per [`PERIOD`], one object at a time at an even pace. A
-//! settled object needs nothing more: the poller drift-checks its segment and wakes it on any
-//! change, so this only guards against a lost wake, as controller-runtime's ten-hour resync does.
-//! A rolling round costs one list of names; a timer per object in the controller's queue cost
-//! half a KiB each. A pass per object per drift interval would cost thousands of objects more CPU
-//! than everything else at rest.
+//! Every cached object's own pass once per [`PERIOD`], spread evenly over it. A settled object
+//! needs nothing more: the poller drift-checks its segment and wakes it on any change, so this only
+//! guards against a lost wake, as controller-runtime's ten-hour resync does. Each object's turn is
+//! a slot its name hashes to; a scan of the cache each slot finds whose turn it is. A timer per
+//! object in the controller's queue cost half a KiB each, a list of the round's names as much for
+//! the round; a scan costs neither. A pass per object per drift interval would cost thousands of
+//! objects more CPU than everything else at rest.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use futures::Stream;
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
 
 use super::Cached;
 
 pub const PERIOD: Duration = Duration::from_secs(10 * 3600);
 
-/// The objects of `store` in turn, each round spreading them evenly over `period`; the first round
-/// begins once the store has listed its objects.
+/// Slots per period: at ten hours, a scan a minute.
+const SLOTS: u64 = 600;
+
+/// The objects of `store` in turn, each once per `period` in the slot its name hashes to; the
+/// first slot begins once the store has listed its objects.
 pub fn rolling(store: Store<Cached>, period: Duration) -> impl Stream<Item = ObjectRef<Cached>> + Send {
-    let round = Round { due: Vec::new(), gap: period, next: Instant::now() };
-    futures::stream::unfold((store, round), move |(store, mut round)| async move {
+    let gap = period / SLOTS as u32;
+    let turns = Turns { due: Vec::new(), slot: 0, next: None };
+    futures::stream::unfold((store, turns), move |(store, mut turns)| async move {
         if store.wait_until_ready().await.is_err() {
             return None;
         }
         loop {
-            if round.due.is_empty() {
-                round.start(&store, period);
+            if let Some(due) = turns.due.pop() {
+                return Some((due, (store, turns)));
             }
-            round.next += round.gap;
-            tokio::time::sleep_until(round.next).await;
-            if let Some((namespace, name)) = round.due.pop() {
-                return Some((ObjectRef::new(&name).within(&namespace), (store, round)));
-            }
+            let next = *turns.next.get_or_insert_with(|| Instant::now() + gap);
+            tokio::time::sleep_until(next).await;
+            turns.next = Some(next + gap);
+            turns.due = store
+                .state_filter(|o| slot_of(o) == turns.slot)
+                .iter()
+                .map(|o| ObjectRef::new(&o.name_any()).within(&o.namespace().unwrap_or_default()))
+                .collect();
+            turns.slot = (turns.slot + 1) % SLOTS;
         }
     })
 }
 
-struct Round {
-    /// Namespace and name of those still to come this round.
-    due: Vec<(String, String)>,
-    gap: Duration,
-    next: Instant,
+struct Turns {
+    /// Those whose turn came and who have not yet been handed on.
+    due: Vec<ObjectRef<Cached>>,
+    /// The slot the next scan looks for.
+    slot: u64,
+    next: Option<Instant>,
 }
 
-impl Round {
-    fn start(&mut self, store: &Store<Cached>, period: Duration) {
-        self.due = store.state().iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect();
-        self.gap = period / u32::try_from(self.due.len().max(1)).unwrap_or(u32::MAX);
-    }
+/// The object's slot: the same for the life of its name, whatever the process (a fixed hasher).
+fn slot_of(o: &Cached) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (o.meta().namespace.as_deref(), o.meta().name.as_deref()).hash(&mut hasher);
+    hasher.finish() % SLOTS
 }
 
 #[cfg(test)]
@@ -57,6 +68,7 @@ mod tests {
     use crate::crd::{EipSegment, EipSegmentSpec};
     use futures::StreamExt;
     use kube::runtime::{reflector, watcher};
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn object(name: &str) -> Cached {
         let mut o = EipSegment::new(name, EipSegmentSpec { region_id: "cn-hangzhou".into(), ..Default::default() });
@@ -65,28 +77,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn each_object_comes_once_a_round_at_an_even_pace() {
+    async fn each_object_comes_once_a_period_a_period_apart() {
+        let names: Vec<String> = (0..20).map(|i| format!("seg-{i}")).collect();
         let (reader, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
-        for name in ["a", "b", "c", "d"] {
+        for name in &names {
             writer.apply_watcher_event(&watcher::Event::InitApply(object(name)));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        let period = Duration::from_secs(400);
+        let period = Duration::from_secs(600);
         let started = Instant::now();
         let stream = rolling(reader, period);
         futures::pin_mut!(stream);
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            let r = stream.next().await.unwrap();
-            seen.push((r.name, started.elapsed().as_secs()));
+        let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        while let Ok(Some(r)) = tokio::time::timeout_at(started + 2 * period, stream.next()).await {
+            seen.entry(r.name).or_default().push(started.elapsed().as_secs());
         }
-        let times: Vec<u64> = seen.iter().map(|(_, t)| *t).collect();
-        assert_eq!(times, [100, 200, 300, 400, 500, 600, 700, 800], "a quarter period apart");
-        let mut first: Vec<&str> = seen[..4].iter().map(|(n, _)| n.as_str()).collect();
-        let mut second: Vec<&str> = seen[4..].iter().map(|(n, _)| n.as_str()).collect();
-        first.sort();
-        second.sort();
-        assert_eq!((first, second), (vec!["a", "b", "c", "d"], vec!["a", "b", "c", "d"]), "each once a round");
+        assert_eq!(seen.len(), names.len(), "every object had its turn: {seen:?}");
+        for (name, at) in &seen {
+            assert_eq!(at.len(), 2, "{name} came once in each of two periods: {at:?}");
+            assert!(at[0] >= 1 && at[0] <= 600, "{name}'s first turn falls in the first period: {at:?}");
+            assert_eq!(at[1] - at[0], 600, "{name}'s turns are a period apart");
+        }
+        let distinct: BTreeSet<u64> = seen.values().map(|at| at[0]).collect();
+        assert!(distinct.len() > 10, "turns spread over the period, not one burst: {distinct:?}");
+    }
+
+    #[test]
+    fn slots_spread_ten_thousand_objects_evenly() {
+        let mut per_slot = vec![0u32; SLOTS as usize];
+        for i in 0..10_000 {
+            per_slot[slot_of(&object(&format!("segment-{i:05}"))) as usize] += 1;
+        }
+        let mean = 10_000 / SLOTS as u32;
+        let busiest = per_slot.iter().max().copied().unwrap_or_default();
+        assert!(busiest <= 3 * mean, "no slot holds more than thrice its share: {busiest} against {mean}");
     }
 }
