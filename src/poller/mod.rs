@@ -609,7 +609,13 @@ impl Poller {
             let at = Instant::now();
             let page = client.describe_segments(region, None, page_number, PAGE_SIZE).await.map_err(|e| (at, e))?;
             let got = page.segments.len();
-            scan.seen.extend(page.segments.into_iter().map(|s| (at, kept(s))));
+            // Room for the whole region at once, not twice what it grew to.
+            scan.seen.reserve((page.total_count as usize).saturating_sub(scan.seen.len()).max(got));
+            let looks = page.segments.into_iter().map(|s| {
+                let id = s.instance_id.clone().into_boxed_str();
+                (id, LastLook::of(Observation { at, seen: Seen::Present(s) }))
+            });
+            scan.seen.extend(looks);
             scan.total = Some(page.total_count);
             if got == 0 || scan.seen.len() >= page.total_count as usize || got < PAGE_SIZE as usize {
                 scan.complete_snapshot = page_number == 1 && got == page.total_count as usize;
@@ -627,17 +633,16 @@ impl Poller {
         st.scanned.clear();
         st.scanned_at = Some(scan.started);
         let mut shown = HashSet::new();
-        for (at, seg) in scan.seen {
-            let id = seg.instance_id.clone();
-            let obs = Observation { at, seen: Seen::Present(seg) };
-            if st.watched.contains_key(&id) {
-                wake.extend(self.observe(st, &id, obs));
-                shown.insert(id);
+        for (id, look) in &scan.seen {
+            let obs = look.observation(id);
+            if st.watched.contains_key(id.as_ref()) {
+                wake.extend(self.observe(st, id, obs));
+                shown.insert(id.as_ref());
             } else {
-                st.scanned.insert(id, obs);
+                st.scanned.insert(id.to_string(), obs);
             }
         }
-        for id in due.iter().filter(|id| !shown.contains(*id)) {
+        for id in due.iter().filter(|id| !shown.contains(id.as_str())) {
             wake.extend(self.absent_from_scan(st, id, scan.started, scan.complete_snapshot));
         }
         wake
@@ -778,7 +783,8 @@ fn kept(seg: Segment) -> Segment {
 struct Scan {
     /// When the first page was asked for.
     started: Instant,
-    seen: Vec<(Instant, Segment)>,
+    /// Each segment shown, by ID, as far as objects read it (ten thousand at once).
+    seen: Vec<(Box<str>, LastLook)>,
     total: Option<u32>,
     /// One page held the whole region: what it lacks is gone.
     complete_snapshot: bool,
