@@ -609,8 +609,7 @@ impl Poller {
             let at = Instant::now();
             let page = client.describe_segments(region, None, page_number, PAGE_SIZE).await.map_err(|e| (at, e))?;
             let got = page.segments.len();
-            // Room for the whole region at once, not twice what it grew to.
-            scan.seen.reserve((page.total_count as usize).saturating_sub(scan.seen.len()).max(got));
+            scan.seen.reserve(scan_room(page.total_count, scan.seen.len(), got));
             let looks = page.segments.into_iter().map(|s| {
                 let id = s.instance_id.clone().into_boxed_str();
                 (id, LastLook::of(Observation { at, seen: Seen::Present(s) }))
@@ -780,6 +779,15 @@ fn kept(seg: Segment) -> Segment {
     }
 }
 
+/// The most room a scan makes at once: a TotalCount that lies must not reserve gigabytes.
+const SCAN_ROOM_AT_MOST: usize = 20_000;
+
+/// Room to make for the rest of a scan once a page told the region's total: the whole region at
+/// once rather than a vector grown to twice it, but no more than the cap (and the page itself).
+fn scan_room(total: u32, seen: usize, got: usize) -> usize {
+    (total as usize).saturating_sub(seen).clamp(got, SCAN_ROOM_AT_MOST.max(got))
+}
+
 struct Scan {
     /// When the first page was asked for.
     started: Instant,
@@ -794,6 +802,14 @@ struct Scan {
 mod tests {
     use super::*;
     use crate::cloud::ClientConfig;
+
+    #[test]
+    fn a_scan_makes_room_for_the_region_but_not_for_a_lying_total() {
+        assert_eq!(scan_room(10_000, 50, 50), 9_950, "the rest of the region at once");
+        assert_eq!(scan_room(10, 0, 50), 50, "at least the page at hand");
+        assert_eq!(scan_room(u32::MAX, 0, 50), SCAN_ROOM_AT_MOST, "a total no region has");
+        assert_eq!(scan_room(0, 0, 100_000), 100_000, "an oversized page still fits");
+    }
     use crate::cloud::credentials::{Credentials, Secret, StaticCredentials};
 
     /// A client whose looks fail at once on loopback: these tests are about registrations.
