@@ -802,6 +802,7 @@ struct Scan {
 mod tests {
     use super::*;
     use crate::cloud::ClientConfig;
+    use crate::cloud::credentials::{Credentials, Secret, StaticCredentials};
 
     #[test]
     fn a_scan_makes_room_for_the_region_but_not_for_a_lying_total() {
@@ -810,7 +811,6 @@ mod tests {
         assert_eq!(scan_room(u32::MAX, 0, 50), SCAN_ROOM_AT_MOST, "a total no region has");
         assert_eq!(scan_room(0, 0, 100_000), 100_000, "an oversized page still fits");
     }
-    use crate::cloud::credentials::{Credentials, Secret, StaticCredentials};
 
     /// A client whose looks fail at once on loopback: these tests are about registrations.
     fn client() -> VpcClient {
