@@ -5,12 +5,14 @@ pub mod backoff;
 pub mod cli;
 pub mod cloud;
 pub mod controller;
-pub mod crd;
 pub mod leadership;
-pub mod lifecycle;
 pub mod poller;
-pub mod simulator;
 pub mod telemetry;
+
+// The resource's types and the pure lifecycle core are crates of their own (`src/api`,
+// `src/lifecycle`), so that the core can depend on no IO.
+pub use eipsegment_api as crd;
+pub use eipsegment_lifecycle as lifecycle;
 
 /// An error with its causes, one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

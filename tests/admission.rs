@@ -4,7 +4,7 @@
 //! refuses) ends in a terminal condition and a Warning event, is retried only at the terminal backoff,
 //! and never blocks deletion.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::time::{Duration, Instant};
 

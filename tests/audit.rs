@@ -2,7 +2,7 @@
 //! and the VPC simulator, under an identity that may only read EipSegments. Every audit is checked
 //! to have made no cloud call but GetCallerIdentity and DescribeEipSegment.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -12,9 +12,9 @@ use std::time::Duration;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::AllocateRequest;
 use eipsegment_operator::cloud::{Action, Admit, ClientConfig, VpcClient};
-use eipsegment_operator::simulator::{OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT};
 use serde_json::{Value, json};
 use support::*;
+use vpc_simulator::{OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT};
 
 const DEFAULT_ACCOUNT: &str = "1234567890123456";
 const DEFAULT_KEY: (&str, &str) = (ACCESS_KEY_ID, ACCESS_KEY_SECRET);

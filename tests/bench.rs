@@ -35,7 +35,7 @@
 //! restart, and calls per phase within the checked-in baseline `tests/bench-baseline.json`
 //! (`BENCH_WRITE_BASELINE=1` rewrites it from the run).
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;

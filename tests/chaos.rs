@@ -74,7 +74,7 @@
 //! (with what each fault kind met) is printed and written to `target/chaos/<profile>-seed<seed>.json`.
 //! `CHAOS_PLAN_ONLY=1` prints the schedule of a profile and seed without running it.
 
-mod support;
+use eipsegment_test_support as support;
 
 #[path = "chaos/checks.rs"]
 mod checks;
@@ -94,11 +94,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eipsegment_operator::simulator::{DEFAULT_ACCOUNT, OTHER_ACCOUNT};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use support::*;
+use vpc_simulator::{DEFAULT_ACCOUNT, OTHER_ACCOUNT};
 
 use checks::{Violation, *};
 use hygiene::{Needles, scan_log};

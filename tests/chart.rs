@@ -6,7 +6,7 @@
 //! the per-namespace rendering alone carrying the operator through a namespace deletion. The alerts'
 //! behaviour and the dashboard's schema are checked in tests/monitoring.rs.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::path::Path;
 use std::process::Command;

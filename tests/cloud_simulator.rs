@@ -7,42 +7,20 @@ use std::time::Duration;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse, SegmentStatus};
 use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient};
-use eipsegment_operator::simulator::{self, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use serde_json::{Value, json};
+use vpc_simulator::{self as simulator, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 
 const REGION: &str = "cn-hangzhou";
 
-mod in_process;
+use eipsegment_test_support::in_process;
 
 use in_process::Sim;
 
 /// Allocation and release are quick here; the tests are about answers, not waiting.
 const FAST: &[&str] = &["--allocate-seconds", "0.3", "--release-seconds", "0.3", "--release-cooldown-seconds", "0.2"];
 
-impl Sim {
-    async fn fast(extra: &[&str]) -> Sim {
-        Sim::start(&[FAST, extra].concat()).await
-    }
-
-    fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
-        let creds =
-            Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
-        let config = ClientConfig {
-            endpoint_override: Some(self.url.clone()),
-            sts_endpoint: Some(self.url.clone()),
-            allow_insecure_endpoint: true,
-            timeout,
-        };
-        VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
-    }
-
-    fn client(&self) -> VpcClient {
-        self.client_with(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Duration::from_secs(5))
-    }
-
-    async fn seed(&self, body: Value) -> String {
-        self.admin(reqwest::Method::POST, "segments", body).await["instanceId"].as_str().unwrap().to_string()
-    }
+async fn fast_sim(extra: &[&str]) -> Sim {
+    Sim::start(&[FAST, extra].concat()).await
 }
 
 fn allocate_request(token: &str) -> AllocateRequest {
@@ -76,7 +54,7 @@ async fn wait_for_status(client: &VpcClient, id: &str, want: Option<SegmentStatu
 
 #[tokio::test]
 async fn allocate_describe_release_until_gone() {
-    let sim = Sim::fast(&[]).await;
+    let sim = fast_sim(&[]).await;
     let client = sim.client();
     let first = allocate(&client, &allocate_request("uid-1-allocate")).await.unwrap();
     assert!(first.eip_segment_instance_id.starts_with("eipsg-"));
@@ -118,7 +96,7 @@ async fn allocate_describe_release_until_gone() {
 
 #[tokio::test]
 async fn blocking_states_give_the_documented_codes() {
-    let sim = Sim::fast(&[]).await;
+    let sim = fast_sim(&[]).await;
     let client = sim.client();
     let cases: Vec<(Value, &str, ErrorClass)> = vec![
         (json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", ErrorClass::Blocked),
@@ -178,7 +156,7 @@ async fn blocking_states_give_the_documented_codes() {
 
 #[tokio::test]
 async fn configuration_errors_are_terminal_or_blocked() {
-    let sim = Sim::fast(&[]).await;
+    let sim = fast_sim(&[]).await;
     let client = sim.client();
     let e = client.describe_segment("xx-nowhere-1", "eipsg-x").await.unwrap_err();
     assert_eq!((api_code(&e), e.class()), ("Forbidden.RegionNotFound", ErrorClass::Terminal));
@@ -217,7 +195,7 @@ async fn configuration_errors_are_terminal_or_blocked() {
 
 #[tokio::test]
 async fn pages_through_a_large_region() {
-    let sim = Sim::fast(&[]).await;
+    let sim = fast_sim(&[]).await;
     let client = sim.client();
     for _ in 0..120 {
         sim.seed(json!({})).await;
@@ -244,7 +222,7 @@ async fn pages_through_a_large_region() {
 
 #[tokio::test]
 async fn throttling_faults_and_timeouts_are_transient() {
-    let sim = Sim::fast(&["--rate-limit", "DescribeEipSegment=2/60"]).await;
+    let sim = fast_sim(&["--rate-limit", "DescribeEipSegment=2/60"]).await;
     let client = sim.client();
     client.describe_segments(REGION, None, 1, 10).await.unwrap();
     client.describe_segments(REGION, None, 1, 10).await.unwrap();
@@ -298,7 +276,7 @@ async fn throttling_faults_and_timeouts_are_transient() {
 async fn a_token_bucket_lets_its_capacity_through_then_one_call_per_refill() {
     // A token every 2 s, so that the calls' own time cannot refill one unnoticed.
     let sim =
-        Sim::fast(&["--token-bucket", "DescribeEipSegment=3/0.5", "--rate-limit", "DescribeEipAddresses=1/60"]).await;
+        fast_sim(&["--token-bucket", "DescribeEipSegment=3/0.5", "--rate-limit", "DescribeEipAddresses=1/60"]).await;
     let limits = sim.admin(reqwest::Method::GET, "limits", json!({})).await;
     assert_eq!(
         limits,
@@ -343,12 +321,13 @@ async fn a_token_bucket_lets_its_capacity_through_then_one_call_per_refill() {
 fn the_binary_refuses_two_shapes_of_limit_for_one_action() {
     let conflicting =
         ["--rate-limit", "ReleaseEipSegmentAddress=60/60", "--token-bucket", "ReleaseEipSegmentAddress=60/1"];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-simulator")).args(conflicting).output().unwrap();
+    let out =
+        std::process::Command::new(eipsegment_test_support::simulator_binary()).args(conflicting).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("ReleaseEipSegmentAddress is given both --rate-limit and --token-bucket"), "{stderr}");
     let empty = ["--token-bucket", "ReleaseEipSegmentAddress=0/1"];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-simulator")).args(empty).output().unwrap();
+    let out = std::process::Command::new(eipsegment_test_support::simulator_binary()).args(empty).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("capacity must be at least 1"));
 }
@@ -398,7 +377,7 @@ async fn raw_call(sim: &Sim, method: &str, timestamp: &str, nonce: &str) -> Valu
 
 #[tokio::test]
 async fn gateway_refuses_stale_timestamps_and_reused_nonces() {
-    let sim = Sim::fast(&[]).await;
+    let sim = fast_sim(&[]).await;
     let now = chrono::Utc::now();
     let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     // GET with a query string and POST with a form are both accepted.
@@ -429,11 +408,11 @@ async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
 #[tokio::test]
 async fn a_quota_is_spent_at_once_and_never_beyond_the_clouds_window() {
     use eipsegment_operator::cloud::limits::Quotas;
-    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    let sim = fast_sim(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
     // Without a quota the burst is throttled, so the check below can fail.
     assert!(release_burst(&sim, &sim.client(), 12).await > 0);
 
-    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
+    let sim = fast_sim(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
     let limited = sim.client().with_quotas(Quotas::new(&[(Action::ReleaseEipSegmentAddress, "5/1".parse().unwrap())]));
     let started = std::time::Instant::now();
     assert_eq!(release_burst(&sim, &limited, 12).await, 0, "throttled despite the client-side quota");
@@ -464,7 +443,7 @@ async fn release_until_accepted(client: &VpcClient, ids: &[String]) -> usize {
 #[tokio::test]
 async fn a_throttling_answer_puts_the_quota_on_the_clouds_window() {
     use eipsegment_operator::cloud::limits::Quotas;
-    let sim = Sim::fast(&["--rate-limit", "ReleaseEipSegmentAddress=5/2"]).await;
+    let sim = fast_sim(&["--rate-limit", "ReleaseEipSegmentAddress=5/2"]).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(sim.seed(json!({})).await);

@@ -7,7 +7,7 @@ dir="$repo/target/demo"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "building the operator and the simulator"
-cargo build --quiet --manifest-path "$repo/Cargo.toml" --bins
+cargo build --quiet --manifest-path "$repo/Cargo.toml" --workspace --bins
 "$repo/tests/controlplane/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
 mkdir -p "$dir"
 pids=()

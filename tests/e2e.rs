@@ -1,7 +1,7 @@
 //! End to end: the real operator binary (under the RBAC the project ships), a real kube-apiserver
 //! and etcd, the VPC simulator, and kubectl, as a platform team would run them.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::process::Command;
 use std::time::Duration;

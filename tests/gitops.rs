@@ -3,7 +3,7 @@
 //! `kubectl apply --prune`, an operator that is down while deletions are requested, and the Argo CD
 //! health check evaluated by gopher-lua over the real objects.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

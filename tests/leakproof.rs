@@ -5,7 +5,7 @@
 //! manifest. Each runs the real operator binary (EIPSEG_OPERATOR_BIN may name another build) against
 //! a real control plane, the VPC simulator and kubectl, and counts what the simulator's history says.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //!
 //! The steps share one cluster and one release and run in order; the figures (image size, node
 //! start, install to Ready, hand-overs) are printed at the end.
-mod support;
+use eipsegment_test_support as support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -15,12 +15,12 @@ use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredent
 use eipsegment_operator::cloud::model::SegmentStatus;
 use eipsegment_operator::cloud::{Action, ClientConfig, VpcClient};
 use eipsegment_operator::poller::{Change, Key, Observation, Poller, PollerConfig, Seen, WakeTarget};
-use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
+use vpc_simulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT};
 
-mod in_process;
+use eipsegment_test_support::in_process;
 use in_process::Sim;
 
 const REGION: &str = "cn-hangzhou";

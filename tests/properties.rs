@@ -18,9 +18,9 @@ use clap::Parser;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse};
 use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient, client, signer};
-use eipsegment_operator::simulator::{self, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vpc_simulator::{self as simulator, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 
 // ---- Shared machinery ---------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 //! operator never sees a deletion) and re-applied from its saved manifest: spec and identity
 //! annotations, no status. It comes back with a new UID and adopts its own segment.
 
-mod support;
+use eipsegment_test_support as support;
 
 use std::time::Duration;
 

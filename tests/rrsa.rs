@@ -12,19 +12,33 @@ use base64::Engine;
 use eipsegment_operator::cloud::credentials::{self, CredentialProvider, Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::sts::{self, RrsaCredentials, RrsaSettings, StsConfig};
 use eipsegment_operator::cloud::{ClientConfig, CloudError, ErrorClass, VpcClient};
-use eipsegment_operator::simulator;
 use serde_json::{Value, json};
+use vpc_simulator as simulator;
 
 const REGION: &str = "cn-hangzhou";
 const ROLE: &str = "acs:ram::1234567890123456:role/eipsegment-operator";
 const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-simulator";
 const ISSUER: &str = "https://oidc-ack.cn-hangzhou.aliyuncs.com/simulator";
 
-mod in_process;
+use eipsegment_test_support::in_process;
 
 use in_process::Sim;
 
-impl Sim {
+/// The simulator with what these tests ask of its STS.
+struct RrsaSim(Sim);
+
+impl std::ops::Deref for RrsaSim {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        &self.0
+    }
+}
+
+impl RrsaSim {
+    async fn start(flags: &[&str]) -> RrsaSim {
+        RrsaSim(Sim::start(flags).await)
+    }
+
     async fn set_sts(&self, patch: Value) -> Value {
         self.admin(reqwest::Method::PUT, "sts", patch).await
     }
@@ -125,7 +139,7 @@ async fn describe(client: &VpcClient) -> Result<(), CloudError> {
 
 #[tokio::test]
 async fn calls_carry_the_security_token_of_the_assumed_role() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     let provider = sim.provider(&token.path, Duration::from_secs(180));
     let client = sim.client(provider.clone());
@@ -159,7 +173,7 @@ async fn calls_carry_the_security_token_of_the_assumed_role() {
 
 #[tokio::test]
 async fn concurrent_callers_share_one_refresh() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     sim.set_sts(json!({"delayMs": 300})).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     let client = sim.client(sim.provider(&token.path, Duration::from_secs(180)));
@@ -178,7 +192,7 @@ async fn concurrent_callers_share_one_refresh() {
 
 #[tokio::test]
 async fn a_token_the_cloud_refuses_early_is_replaced_at_the_next_call() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     let provider = sim.provider(&token.path, Duration::from_secs(180));
     let first = provider.credentials().await.unwrap().access_key_id;
@@ -197,7 +211,7 @@ async fn a_token_the_cloud_refuses_early_is_replaced_at_the_next_call() {
 
 #[tokio::test]
 async fn short_lived_credentials_are_renewed_before_they_expire() {
-    let sim = Sim::start(&["--rrsa-credential-seconds", "3"]).await;
+    let sim = RrsaSim::start(&["--rrsa-credential-seconds", "3"]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     // The production threshold (180 s) is longer than these credentials live: renewal happens at
     // half their life instead, 1.5 s before expiry.
@@ -249,7 +263,7 @@ async fn short_lived_credentials_are_renewed_before_they_expire() {
 
 #[tokio::test]
 async fn a_rotated_token_file_is_read_again_at_refresh() {
-    let sim = Sim::start(&["--rrsa-credential-seconds", "4"]).await;
+    let sim = RrsaSim::start(&["--rrsa-credential-seconds", "4"]).await;
     let old_token = jwt(claims(now() - 100, now() + 3600));
     let token = TokenFile::new(&old_token);
     let provider = sim.provider(&token.path, Duration::from_secs(180));
@@ -280,7 +294,7 @@ async fn a_rotated_token_file_is_read_again_at_refresh() {
 
 #[tokio::test]
 async fn valid_credentials_serve_while_sts_fails_and_then_the_failure_shows() {
-    let sim = Sim::start(&["--rrsa-credential-seconds", "10"]).await;
+    let sim = RrsaSim::start(&["--rrsa-credential-seconds", "10"]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     let provider = sim.provider(&token.path, Duration::from_secs(180));
     let client = sim.client(provider.clone());
@@ -313,7 +327,7 @@ async fn valid_credentials_serve_while_sts_fails_and_then_the_failure_shows() {
 
 #[tokio::test]
 async fn refusals_are_terminal_and_say_why() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     let t = now();
     let good = jwt(claims(t - 10, t + 3600));
     let mut other_issuer = claims(t - 10, t + 3600);
@@ -363,7 +377,7 @@ async fn refusals_are_terminal_and_say_why() {
 
 #[tokio::test]
 async fn an_unreachable_or_slow_sts_is_a_passing_failure() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
 
     sim.set_sts(json!({"delayMs": 1500})).await;
@@ -412,7 +426,7 @@ async fn secrets_stay_out_of_debug_output_errors_and_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let sim = Sim::start(&["--rrsa-credential-seconds", "2"]).await;
+    let sim = RrsaSim::start(&["--rrsa-credential-seconds", "2"]).await;
     let oidc_token = jwt(claims(now() - 10, now() + 3600));
     let token = TokenFile::new(&oidc_token);
     let provider = sim.provider(&token.path, Duration::from_secs(180));
@@ -467,7 +481,7 @@ async fn secrets_stay_out_of_debug_output_errors_and_logs() {
 
 #[tokio::test]
 async fn the_default_chain_takes_access_keys_then_rrsa_then_nothing() {
-    let sim = Sim::start(&[]).await;
+    let sim = RrsaSim::start(&[]).await;
     let token = TokenFile::new(&jwt(claims(now() - 10, now() + 3600)));
     let file = token.path.to_str().unwrap().to_string();
     let chain = |vars: &[(&str, &str)]| {

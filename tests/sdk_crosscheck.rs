@@ -142,7 +142,7 @@ struct Simulator {
 impl Simulator {
     fn start() -> Simulator {
         let stderr_log = tempfile::NamedTempFile::new().expect("temp file for the simulator's stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-simulator"))
+        let mut child = Command::new(eipsegment_test_support::simulator_binary())
             .args(["--listen", "127.0.0.1:0", "--allocate-seconds", "1", "--release-seconds", "1"])
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")

@@ -9,14 +9,14 @@ use std::time::Duration;
 use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, SegmentStatus};
 use eipsegment_operator::cloud::{Action, Admit, ClientConfig, CloudError, ErrorClass, VpcClient, signer};
-use eipsegment_operator::simulator::{
+use reqwest::Method;
+use serde_json::{Value, json};
+use vpc_simulator::{
     DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT, OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET,
     OTHER_ACCOUNT,
 };
-use reqwest::Method;
-use serde_json::{Value, json};
 
-mod in_process;
+use eipsegment_test_support::in_process;
 
 use in_process::Sim;
 

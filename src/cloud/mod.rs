@@ -4,10 +4,11 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod limits;
-pub mod model;
 pub mod readonly;
-pub mod signer;
 pub mod sts;
+
+// The API's vocabulary and signer, shared with the simulator (`tests/simulator`).
+pub use vpc_api::{model, signer};
 
 pub use client::{Admission, Admit, ClientConfig, VpcClient};
 pub use error::{CloudError, ErrorClass};

@@ -1,11 +1,11 @@
 //! The object wants its segment: allocate it, adopt it, or keep it under watch.
 
-use crate::cloud::ErrorClass;
-use crate::cloud::model::{Segment, SegmentStatus};
-use crate::lifecycle::conditions::{is_ready, set_ready};
-use crate::lifecycle::facts::{Claimant, Outcome};
-use crate::lifecycle::moves::{Call, Change, Decision, Event, Pace, Watch};
-use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
+use crate::conditions::{is_ready, set_ready};
+use crate::facts::{Claimant, Outcome};
+use crate::moves::{Call, Change, Decision, Event, Pace, Watch};
+use crate::pass::{Act, Holding, Pass, record_account, record_segment};
+use vpc_api::ErrorClass;
+use vpc_api::model::{Segment, SegmentStatus};
 
 pub(super) fn decide(p: &Pass) -> Decision {
     match p.holding() {
@@ -32,7 +32,7 @@ pub(super) fn allocate(p: &Pass) -> Decision {
     status.allocation_token = Some(token.clone());
     status.allocation_requested_at.get_or_insert_with(|| p.now().to_string());
     record_account(&mut status, c, &account);
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));
+    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
     m.call = Some(Call::Allocate(p.o.spec.allocate_request(&token)));
     if first {
         let note =
@@ -43,12 +43,12 @@ pub(super) fn allocate(p: &Pass) -> Decision {
 }
 
 /// A Secret being deleted cannot be held, so no segment comes to depend on it.
-fn secret_terminating(p: &Pass, c: &crate::lifecycle::Credentials) -> Decision {
+fn secret_terminating(p: &Pass, c: &crate::Credentials) -> Decision {
     let detail = format!(
         "SecretTerminating: the credentials {} is being deleted: no new segment is allocated with it",
         c.source
     );
-    let problem = crate::lifecycle::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
+    let problem = crate::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
     p.fail(p.status.clone(), &problem, Act::Credentials)
 }
 
@@ -65,7 +65,7 @@ pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
             status.cloud_status = Some("Allocating".into());
             let message = format!("segment {segment_id} is being allocated");
             let status = p.not_ready(p.succeeded(status), "Allocating", &message);
-            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Woken));
+            let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
             m.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
             Decision::Act(m)
         }
@@ -113,10 +113,9 @@ fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
         owner.namespace, owner.name, owner.namespace, owner.name
     );
     let status = p.not_ready(p.o.status.clone(), "SegmentInUse", &message);
-    let mut m =
-        p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
     m.identity = p.o.annotations.clone();
-    m.secret = crate::lifecycle::moves::SecretUse::Unchanged;
+    m.secret = crate::moves::SecretUse::Unchanged;
     if p.reason_is_new("SegmentInUse") {
         m.event = Some(Event::warning("ClaimRefused", "Adopt", message));
     }
@@ -124,7 +123,7 @@ fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
     Decision::Act(m)
 }
 
-fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) -> Decision {
+fn present(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, seg: &Segment) -> Decision {
     record_segment(&mut status, seg);
     let status = p.succeeded(status);
     if seg.status != SegmentStatus::Allocated {
@@ -143,7 +142,7 @@ fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) ->
         if !is_ready(p.before()) {
             // Ready is told at once and the member list read in the next pass, so that the objects
             // of a storm do not wait behind their reads.
-            let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Queued(std::time::Duration::ZERO)));
+            let mut m = p.act(status, crate::moves::Next::Wait(Pace::Queued(std::time::Duration::ZERO)));
             m.event = event;
             return Decision::Act(m);
         }
@@ -154,14 +153,14 @@ fn present(p: &Pass, mut status: crate::crd::EipSegmentStatus, seg: &Segment) ->
         }
     }
     let pace = if status.first_address.is_some() { Pace::Settled } else { Pace::Resync };
-    let mut m = p.act(status, crate::lifecycle::moves::Next::Wait(pace));
+    let mut m = p.act(status, crate::moves::Next::Wait(pace));
     m.event = event;
     Decision::Act(m)
 }
 
 /// The member EIPs, in address order, with the first and last address. An empty list records
 /// nothing: it is read again at the next drift check.
-fn record_members(status: &mut crate::crd::EipSegmentStatus, members: &[crate::crd::SegmentAddress]) {
+fn record_members(status: &mut eipsegment_api::EipSegmentStatus, members: &[eipsegment_api::SegmentAddress]) {
     let mut members = members.to_vec();
     members.sort_by_key(|m| m.ip_address.parse::<std::net::Ipv4Addr>().ok());
     status.first_address = members.first().map(|m| m.ip_address.clone());
@@ -173,8 +172,8 @@ fn record_members(status: &mut crate::crd::EipSegmentStatus, members: &[crate::c
 /// is read again after the backoff of its class.
 fn members_unavailable(
     p: &Pass,
-    status: crate::crd::EipSegmentStatus,
-    problem: &crate::lifecycle::facts::Problem,
+    status: eipsegment_api::EipSegmentStatus,
+    problem: &crate::facts::Problem,
     ready_event: Option<Event>,
 ) -> Decision {
     let mut decision = p.fail(status, problem, Act::Members);
@@ -197,10 +196,8 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
                 p.region()
             );
             let status = p.not_ready(status, "AdoptionTargetNotFound", &message);
-            let mut m = p.act(
-                status,
-                crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }),
-            );
+            let mut m =
+                p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
             if p.reason_is_new("AdoptionTargetNotFound") {
                 m.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
             }
@@ -208,13 +205,13 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
         }
         Holding::Unseen(_) => {
             let message = format!("segment {id} was accepted and is not yet visible in account {account}");
-            crate::lifecycle::cleanup::expect_allocation(p, status, id, &message)
+            crate::cleanup::expect_allocation(p, status, id, &message)
         }
         _ => drifted(p, status, id, account),
     }
 }
 
-fn drifted(p: &Pass, mut status: crate::crd::EipSegmentStatus, id: &str, account: &str) -> Decision {
+fn drifted(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, account: &str) -> Decision {
     let message = if p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some() {
         format!(
             "segment {id} no longer exists in account {account} (released outside this operator); it is not re-created: \
@@ -231,8 +228,7 @@ fn drifted(p: &Pass, mut status: crate::crd::EipSegmentStatus, id: &str, account
     // Its addresses are no longer the object's to hand out.
     (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
     let status = p.not_ready(status, "SegmentMissing", &message);
-    let mut m =
-        p.act(status, crate::lifecycle::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
     if p.reason_is_new("SegmentMissing") {
         m.event = Some(Event::warning("Drifted", "Observe", message));
     }

@@ -1,13 +1,13 @@
 //! The object is being deleted: release its segment once and prove it gone, or keep it (Retain),
 //! and only then let the object go. Absence is believed only from the segment's own account.
 
-use crate::cloud::ErrorClass;
-use crate::cloud::model::SegmentStatus;
-use crate::crd::{DeletionPolicy, EipSegmentStatus};
-use crate::lifecycle::apply;
-use crate::lifecycle::facts::{Claimant, Outcome};
-use crate::lifecycle::moves::{Call, Change, Decision, Event, Next, Pace, Watch};
-use crate::lifecycle::pass::{Act, Holding, Pass, record_account, record_segment};
+use crate::apply;
+use crate::facts::{Claimant, Outcome};
+use crate::moves::{Call, Change, Decision, Event, Next, Pace, Watch};
+use crate::pass::{Act, Holding, Pass, record_account, record_segment};
+use eipsegment_api::{DeletionPolicy, EipSegmentStatus};
+use vpc_api::ErrorClass;
+use vpc_api::model::SegmentStatus;
 
 pub(super) fn decide(p: &Pass) -> Decision {
     if p.policy == DeletionPolicy::Retain {

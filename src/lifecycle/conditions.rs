@@ -1,7 +1,7 @@
 //! The Ready and Synced conditions. `lastTransitionTime` moves only when a condition's status does.
 
-use crate::crd::{Condition, EipSegmentStatus};
-use crate::lifecycle::facts::Problem;
+use crate::facts::Problem;
+use eipsegment_api::{Condition, EipSegmentStatus};
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";

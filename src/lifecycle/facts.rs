@@ -2,22 +2,22 @@
 
 use std::time::Duration;
 
-use crate::cloud::ErrorClass;
-use crate::cloud::model::Segment;
-use crate::crd::{EipSegmentSpec, EipSegmentStatus, SegmentAddress};
-use crate::lifecycle::identity::{Identity, Source};
+use crate::identity::{Identity, Source};
+use eipsegment_api::{EipSegmentSpec, EipSegmentStatus, SegmentAddress};
+use vpc_api::ErrorClass;
+use vpc_api::model::Segment;
 
 /// Everything known so far. Facts the decision has not asked for yet are `None`.
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
     pub object: &'a Object,
-    /// Other objects naming the segment, once asked for ([`crate::lifecycle::Need::Claims`]).
+    /// Other objects naming the segment, once asked for ([`crate::Need::Claims`]).
     pub claims: Option<&'a [Claimant]>,
-    /// The credentials in force and the account they act for ([`crate::lifecycle::Need::Credentials`]).
+    /// The credentials in force and the account they act for ([`crate::Need::Credentials`]).
     pub credentials: Option<&'a Credentials>,
-    /// The poller's last look at the segment ([`crate::lifecycle::Need::Look`]).
+    /// The poller's last look at the segment ([`crate::Need::Look`]).
     pub look: Option<&'a Look>,
-    /// The segment's member EIPs ([`crate::lifecycle::Need::Members`]).
+    /// The segment's member EIPs ([`crate::Need::Members`]).
     pub members: Option<&'a Result<Vec<SegmentAddress>, Problem>>,
     /// How this pass's cloud call ended.
     pub outcome: Option<&'a Outcome>,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::crd::EipSegmentStatus;
+use eipsegment_api::EipSegmentStatus;
 
 pub const SEGMENT_ID: &str = "eipsegment.io/segment-id";
 pub const ACCOUNT_ID: &str = "eipsegment.io/account-id";

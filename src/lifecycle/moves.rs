@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::cloud::ErrorClass;
-use crate::cloud::model::AllocateRequest;
-use crate::crd::EipSegmentStatus;
-use crate::lifecycle::identity::{Identity, Source};
+use crate::identity::{Identity, Source};
+use eipsegment_api::EipSegmentStatus;
+use vpc_api::ErrorClass;
+use vpc_api::model::AllocateRequest;
 
 // One per question, moved to its reader: boxing the move would buy nothing.
 #[allow(clippy::large_enum_variant)]

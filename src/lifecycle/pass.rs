@@ -4,12 +4,12 @@
 // `Err` carries the decision to return instead, which is what a pass is for.
 #![allow(clippy::result_large_err)]
 
-use crate::cloud::model::Segment;
-use crate::crd::{DeletionPolicy, EipSegmentStatus, LastError};
-use crate::lifecycle::conditions::{self, set_ready, set_synced};
-use crate::lifecycle::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
-use crate::lifecycle::identity::{self, Identity, Source};
-use crate::lifecycle::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
+use crate::conditions::{self, set_ready, set_synced};
+use crate::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
+use crate::identity::{self, Identity, Source};
+use crate::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
+use eipsegment_api::{DeletionPolicy, EipSegmentStatus, LastError};
+use vpc_api::model::Segment;
 
 /// What the object holds in the cloud, as far as its own record says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,8 +49,8 @@ impl Act {
         }
     }
 
-    fn reason(self, class: crate::cloud::ErrorClass) -> &'static str {
-        use crate::cloud::ErrorClass::Blocked;
+    fn reason(self, class: vpc_api::ErrorClass) -> &'static str {
+        use vpc_api::ErrorClass::Blocked;
         match (self, class) {
             (Act::Release, Blocked) => "ReleaseBlocked",
             (Act::Release, _) => "ReleaseFailed",
@@ -149,7 +149,10 @@ impl<'a> Pass<'a> {
     }
 
     /// The member EIPs, or the need for them.
-    pub fn members(&self, segment_id: &str) -> Result<&'a Result<Vec<crate::crd::SegmentAddress>, Problem>, Decision> {
+    pub fn members(
+        &self,
+        segment_id: &str,
+    ) -> Result<&'a Result<Vec<eipsegment_api::SegmentAddress>, Problem>, Decision> {
         self.f.members.ok_or_else(|| Decision::Need(Need::Members { segment_id: segment_id.to_string() }))
     }
 
@@ -176,7 +179,7 @@ impl<'a> Pass<'a> {
              {recorded} again",
             c.source, c.source
         );
-        let problem = Problem::new(crate::cloud::ErrorClass::Terminal, "AccountMismatch", &detail);
+        let problem = Problem::new(vpc_api::ErrorClass::Terminal, "AccountMismatch", &detail);
         let mut status = self.status.clone();
         status.last_error = None;
         let mut decision = self.fail(status, &problem, Act::Credentials);
@@ -249,7 +252,7 @@ impl<'a> Pass<'a> {
         set_synced(&mut status, Some(problem), self.now());
         status.last_error = Some(last);
         let mut m = self.act(status, Next::Wait(Pace::Backoff { class: problem.class, hint: problem.retry_after }));
-        if new && problem.class != crate::cloud::ErrorClass::Transient {
+        if new && problem.class != vpc_api::ErrorClass::Transient {
             m.event = Some(Event::warning(act.reason(problem.class), act.as_str(), problem.detail.clone()));
         }
         Decision::Act(m)
@@ -303,7 +306,7 @@ pub(super) fn record_account(status: &mut EipSegmentStatus, c: &Credentials, acc
 }
 
 /// Records what a look saw of the segment.
-pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &crate::cloud::model::Segment) {
+pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &vpc_api::model::Segment) {
     status.segment_instance_id = Some(seg.instance_id.clone());
     if !seg.segment.is_empty() {
         status.segment = Some(seg.segment.clone());

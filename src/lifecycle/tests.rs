@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use super::*;
-use crate::cloud::ErrorClass;
-use crate::cloud::error::classify;
-use crate::cloud::model::{Segment, SegmentStatus};
-use crate::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SecretReference, SegmentAddress};
-use crate::lifecycle::conditions::ready_reason;
+use crate::conditions::ready_reason;
+use eipsegment_api::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SecretReference, SegmentAddress};
+use vpc_api::ErrorClass;
+use vpc_api::errors::classify;
+use vpc_api::model::{Segment, SegmentStatus};
 
 const A: &str = "111";
 const B: &str = "222";
@@ -159,15 +159,7 @@ fn event(m: &Move) -> Option<&str> {
 
 fn problem(code: &str, status: u16) -> Problem {
     let c = classify(code, status);
-    let proves = crate::cloud::CloudError::Api {
-        action: crate::cloud::Action::AllocateEipSegmentAddress,
-        http_status: status,
-        code: code.into(),
-        message: String::new(),
-        request_id: String::new(),
-        retry_after: None,
-    }
-    .proves_nothing_created();
+    let proves = c.refusal == vpc_api::Refusal::InvalidRequest;
     Problem { proves_nothing_created: proves, ..Problem::new(c.class, code, c.advice) }
 }
 

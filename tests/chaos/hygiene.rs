@@ -6,9 +6,9 @@ use std::io::BufRead;
 use std::path::Path;
 
 use base64::Engine;
-use eipsegment_operator::simulator::{DEFAULT_ACCESS_KEY_SECRET, OTHER_ACCESS_KEY_SECRET};
+use vpc_simulator::{DEFAULT_ACCESS_KEY_SECRET, OTHER_ACCESS_KEY_SECRET};
 
-use crate::support::Cluster;
+use eipsegment_test_support::Cluster;
 
 /// The secret key `keys-a` holds while a switch to a wrong key lasts.
 pub const WRONG_ACCESS_KEY_SECRET: &str = "ChaosWrongSecretValue-never-in-outputs";

@@ -14,18 +14,18 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use eipsegment_operator::crd::FINALIZER;
 use eipsegment_operator::lifecycle::identity::{ACCOUNT_ID, ALLOCATION_TOKEN};
-use eipsegment_operator::simulator::{
-    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT, OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET,
-    OTHER_ACCOUNT,
-};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
+use vpc_simulator::{
+    DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT, OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET,
+    OTHER_ACCOUNT,
+};
 
 use crate::hygiene::{Needles, WRONG_ACCESS_KEY_SECRET};
 use crate::now_ms;
 use crate::plan::{Cred, KEYS_A, KEYS_B, NAMESPACE_DEFAULT, NAMESPACE_WITH_DEFAULT, NewObject, PlannedFault, Profile};
-use crate::support::{Cluster, Kube, REGION, restore_manifest};
+use eipsegment_test_support::{Cluster, Kube, REGION, restore_manifest};
 
 /// Every object, Secret and namespace of a run carries this label, with the run's ID.
 pub const RUN_LABEL: &str = "chaos.eipsegment.io/run";

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::hygiene::Needles;
 use crate::now_ms;
-use crate::support::{Operator, Simulator};
+use eipsegment_test_support::{Operator, Simulator};
 
 pub struct Http {
     rt: tokio::runtime::Runtime,

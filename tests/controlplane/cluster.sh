@@ -21,7 +21,7 @@
 # A bare apiserver runs no controllers: without --with-controller-manager there is no garbage
 # collection and deleted namespaces stay Terminating.
 # K8S_MINOR in the environment (1.33, 1.34, 1.37) picks the Kubernetes version build.sh builds and
-# runs; unset, that of tests/controlplane/go.mod. DIR/cluster.env records it as K8S_VERSION.
+# runs; unset, build.sh's default (1.33, the oldest supported). DIR/cluster.env records it as K8S_VERSION.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,6 +1,5 @@
 //! The real stack for end-to-end tests: a control plane from `tests/controlplane/cluster.sh`, the
 //! `vpc-simulator` and `eipsegment-operator` binaries, and the real kubectl.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -18,8 +17,27 @@ pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
 pub const ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+pub mod in_process;
+
+/// The repository's root (this crate is `tests/support`).
+pub fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// A binary of the workspace, built beside the running test (`target/<profile>/`); the test
+/// command builds every member's binaries first (`cargo build --workspace --all-targets`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // A test runs from target/<profile>/deps/.
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "{} is not built: run `cargo build --workspace --bins` first", binary.display());
+    binary
+}
+
+/// The VPC simulator's binary (`tests/simulator`).
+pub fn simulator_binary() -> PathBuf {
+    workspace_binary("vpc-simulator")
 }
 
 pub struct Cluster {
@@ -202,7 +220,7 @@ impl Simulator {
     pub fn start(extra: &[&str]) -> Simulator {
         eipsegment_operator::cloud::client::install_crypto_provider();
         let http = reqwest::Client::new();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-simulator"))
+        let mut child = Command::new(simulator_binary())
             .args(with_defaults(extra))
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
@@ -255,7 +273,8 @@ impl Drop for Simulator {
 /// The operator binary under test: this tree's, or another build named by EIPSEG_OPERATOR_BIN (to
 /// show that a test fails on an older operator).
 pub fn operator_binary() -> String {
-    std::env::var("EIPSEG_OPERATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_eipsegment-operator").to_string())
+    std::env::var("EIPSEG_OPERATOR_BIN")
+        .unwrap_or_else(|_| workspace_binary("eipsegment-operator").to_string_lossy().into_owned())
 }
 
 /// STS (GetCallerIdentity, AssumeRoleWithOIDC) at the simulator, unless `extra` names another.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::world::{ApiError, Params};
-use crate::cloud::signer;
+use vpc_api::signer;
 
 /// Timestamps further than this from the server's clock are refused, and nonces remembered this long.
 pub const REQUEST_WINDOW: Duration = Duration::from_secs(15 * 60);

@@ -107,10 +107,10 @@ pub struct Segment {
     pub creation_time: String,
 }
 
-#[cfg(test)]
 impl Segment {
     /// A /28 segment of 16 EIPs as a look reports it, for tables of decisions.
-    pub(crate) fn sample(instance_id: &str, status: SegmentStatus) -> Segment {
+    #[doc(hidden)]
+    pub fn sample(instance_id: &str, status: SegmentStatus) -> Segment {
         Segment {
             instance_id: instance_id.into(),
             status,
@@ -137,7 +137,7 @@ pub struct SegmentPage {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct DescribeEipSegmentBody {
+pub struct DescribeEipSegmentBody {
     #[serde(default)]
     pub request_id: String,
     #[serde(default, deserialize_with = "lenient_u32")]
@@ -152,14 +152,14 @@ pub(crate) struct DescribeEipSegmentBody {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct SegmentList {
+pub struct SegmentList {
     #[serde(default)]
     pub eip_segment: Option<Vec<Segment>>,
 }
 
 /// What a DescribeEipSegment call asked for, to check the answer against.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SegmentQuery<'a> {
+pub struct SegmentQuery<'a> {
     pub segment_id: Option<&'a str>,
     pub page_number: u32,
     pub page_size: u32,
@@ -169,7 +169,7 @@ impl DescribeEipSegmentBody {
     /// The page, if the answer is whole and consistent. An answer that lacks its list, its
     /// TotalCount or its RequestId, or whose list disagrees with its TotalCount or with the query,
     /// proves nothing: above all not that a segment is gone.
-    pub(crate) fn into_page(self, query: SegmentQuery<'_>) -> Result<SegmentPage, String> {
+    pub fn into_page(self, query: SegmentQuery<'_>) -> Result<SegmentPage, String> {
         if self.request_id.is_empty() {
             return Err("no RequestId".into());
         }
@@ -236,7 +236,7 @@ pub struct EipAddress {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct DescribeEipAddressesBody {
+pub struct DescribeEipAddressesBody {
     #[serde(default)]
     pub request_id: String,
     #[serde(default, deserialize_with = "lenient_u32")]
@@ -247,7 +247,7 @@ pub(crate) struct DescribeEipAddressesBody {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct EipAddressList {
+pub struct EipAddressList {
     #[serde(default)]
     pub eip_address: Option<Vec<EipAddress>>,
 }
@@ -256,7 +256,7 @@ impl DescribeEipAddressesBody {
     /// One page of a segment's members, with the TotalCount, if the answer is whole and consistent:
     /// its RequestId, its TotalCount, a list of the length they imply, each entry of `segment_id`
     /// with an allocation ID and an IPv4 address. Anything else is no list of members.
-    pub(crate) fn into_members(
+    pub fn into_members(
         self,
         segment_id: &str,
         page_number: u32,

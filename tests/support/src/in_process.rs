@@ -1,10 +1,13 @@
 //! A simulator inside the test process, reached over real HTTP on loopback, with its admin API.
-#![allow(dead_code)]
 
 use clap::Parser;
-use eipsegment_operator::cloud::{Action, Admission, Admit, VpcClient};
-use eipsegment_operator::simulator::{self, Args};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
+use eipsegment_operator::cloud::{Action, Admission, Admit, ClientConfig, VpcClient};
 use serde_json::{Value, json};
+use vpc_simulator::{self as simulator, Args};
 
 pub struct Sim {
     pub url: String,
@@ -26,6 +29,29 @@ impl Sim {
         let body: Value = resp.json().await.unwrap();
         assert!(status.is_success(), "admin {path}: {status} {body}");
         body
+    }
+
+    /// A client of the operator's with these keys, against this simulator.
+    pub fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
+        let creds =
+            Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
+        let config = ClientConfig {
+            endpoint_override: Some(self.url.clone()),
+            sts_endpoint: Some(self.url.clone()),
+            allow_insecure_endpoint: true,
+            timeout,
+        };
+        VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+    }
+
+    /// A client with the default account's keys.
+    pub fn client(&self) -> VpcClient {
+        self.client_with(simulator::DEFAULT_ACCESS_KEY_ID, simulator::DEFAULT_ACCESS_KEY_SECRET, Duration::from_secs(5))
+    }
+
+    /// A segment laid in the simulator's world as the admin API's body describes it; its ID.
+    pub async fn seed(&self, body: Value) -> String {
+        self.admin(reqwest::Method::POST, "segments", body).await["instanceId"].as_str().unwrap().to_string()
     }
 
     pub async fn counters(&self) -> Value {

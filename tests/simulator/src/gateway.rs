@@ -18,7 +18,7 @@ use super::limits::{Limiter, RateLimit, Refusal};
 use super::malformed::{self, MalformedShape};
 use super::sts::{self, Issued, StsConfig};
 use super::world::{ApiError, Params, SeedSegment, SegmentPatch, Timing, World};
-use crate::cloud::Action;
+use vpc_api::Action;
 
 pub const ADMIN_PREFIX: &str = "/__admin/";
 const MAX_BODY: usize = 1 << 20;
@@ -278,7 +278,7 @@ impl Simulator {
         };
         if req.is_v3() {
             if req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str)
-                != Some(crate::cloud::model::API_VERSION)
+                != Some(vpc_api::model::API_VERSION)
             {
                 return ApiReply::Err(
                     ApiError {
@@ -289,7 +289,7 @@ impl Simulator {
                     None,
                 );
             }
-        } else if req.params.get("Version") != crate::cloud::model::API_VERSION {
+        } else if req.params.get("Version") != vpc_api::model::API_VERSION {
             return ApiReply::Err(
                 ApiError {
                     http_status: 400,
@@ -734,7 +734,7 @@ mod tests {
     #[test]
     fn history_lists_seeded_and_removed_segments() {
         use clap::Parser;
-        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build().unwrap();
+        let sim = crate::Args::parse_from(["vpc-simulator"]).build().unwrap();
         let kept = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
         let removed = admin_json(&sim, Method::POST, "segments", "{}")["instanceId"].as_str().unwrap().to_string();
         admin_json(&sim, Method::DELETE, &format!("segments/{removed}"), "");
@@ -751,7 +751,7 @@ mod tests {
     #[test]
     fn counters_read_as_a_snapshot_for_deltas() {
         use clap::Parser;
-        let sim = crate::simulator::Args::parse_from(["vpc-simulator"]).build().unwrap();
+        let sim = crate::Args::parse_from(["vpc-simulator"]).build().unwrap();
         sim.count("DescribeEipSegment", "Success");
         let before = admin_json(&sim, Method::GET, "counters", "");
         sim.count("DescribeEipSegment", "Success");
@@ -761,19 +761,19 @@ mod tests {
         assert_eq!(after["DescribeEipSegment"], serde_json::json!({"Success": 2, "Throttling.User": 1}));
     }
 
-    use crate::cloud::signer;
-    use crate::simulator::{
+    use crate::{
         DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT, OTHER_ACCESS_KEY_ID,
         OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT,
     };
     use serde_json::{Value, json};
+    use vpc_api::signer;
 
     const REGION: &str = "cn-hangzhou";
 
     fn simulator(flags: &[&str]) -> Arc<Simulator> {
         use clap::Parser;
         let argv = ["vpc-simulator", "--allocate-seconds", "0", "--release-cooldown-seconds", "0"];
-        Arc::new(crate::simulator::Args::parse_from(argv.iter().chain(flags)).build().unwrap())
+        Arc::new(crate::Args::parse_from(argv.iter().chain(flags)).build().unwrap())
     }
 
     /// A key to sign with: ID, secret and, for STS credentials, the SecurityToken.

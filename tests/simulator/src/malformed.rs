@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::Action;
+use vpc_api::Action;
 
 /// One malformed shape; `Faults::malformed_shapes` names them in camelCase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

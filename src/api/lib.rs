@@ -1,4 +1,5 @@
-//! The `EipSegment` custom resource. The CRD YAML in `crds/` is generated from these types.
+//! The `EipSegment` custom resource. The CRD YAML in `crds/` is generated from these types
+//! (`eipsegment-operator crd`); the types need kube's derive and core types, never its client.
 
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -227,8 +228,8 @@ impl EipSegmentSpec {
         self.deletion_policy.unwrap_or(if self.adopts() { DeletionPolicy::Retain } else { DeletionPolicy::Delete })
     }
 
-    pub fn allocate_request(&self, client_token: &str) -> crate::cloud::model::AllocateRequest {
-        crate::cloud::model::AllocateRequest {
+    pub fn allocate_request(&self, client_token: &str) -> vpc_api::model::AllocateRequest {
+        vpc_api::model::AllocateRequest {
             region_id: self.region_id.clone(),
             eip_mask: self.eip_mask.unwrap_or(28),
             client_token: client_token.to_string(),
