@@ -26,12 +26,15 @@ cluster-down:
 
 # ---- Tests -------------------------------------------------------------------------------------
 # Every test: the formatting and lint checks, unit and decision tables, the model checker, signer
-# vectors, client <-> simulator, the official SDKs against the simulator, and the end-to-end suites
-# on a real control plane, and the node suite (the image on a real node, with helm; needs root).
-# Builds and installs what it needs.
-test: lint controlplane tools node-packages
-	cargo test --workspace --all-targets
-	$(MAKE) test-matrix
+# vectors, client <-> simulator, the official SDKs against the simulator, the end-to-end suites on a
+# real control plane, the node suite (the image on a real node, with helm; needs root), and the
+# end-to-end, admission and GitOps suites again on the newest supported Kubernetes. Builds and
+# installs what it needs; the steps run JOBS at a time as their test beds get ready
+# (tests/test.mk), and a timing table closes the run (logs in target/test/logs/).
+JOBS ?= 3
+test:
+	@tests/step.sh --begin
+	@$(MAKE) --no-print-directory -f tests/test.mk -k -j$(JOBS) all; made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
 
 # The supported Kubernetes range at both ends (Chart.yaml's kubeVersion; k8s-openapi built for the
 # oldest): every suite runs on the oldest, 1.33 (tests/controlplane/build.sh's default), and the
@@ -39,11 +42,9 @@ test: lint controlplane tools node-packages
 # its own k8s.io/kubernetes module (tests/controlplane/versions/) and cached.
 K8S_MATRIX ?= 1.37
 test-matrix:
-	cargo build --workspace --bins
-	for v in $(K8S_MATRIX); do \
-	  K8S_MINOR=$$v tests/controlplane/build.sh >/dev/null && \
-	  K8S_MINOR=$$v cargo test --test e2e --test admission --test gitops || exit 1; \
-	done
+	@tests/step.sh --begin
+	@$(MAKE) --no-print-directory -f tests/test.mk -k -j$(JOBS) K8S_MATRIX="$(K8S_MATRIX)" matrix-e2e matrix-admission matrix-gitops; \
+	  made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error.
 lint:
@@ -97,6 +98,8 @@ crd:
 
 # ---- Demo --------------------------------------------------------------------------------------
 # Control plane + simulator + operator: create a segment, see it Ready, delete it, see it released.
+demo: export CARGO_BUILD_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+demo: export RUSTFLAGS ?= -C target-feature=+crt-static
 demo:
 	tests/demo.sh
 

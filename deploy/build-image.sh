@@ -3,32 +3,39 @@
 # (glibc with crt-static: it needs no library at run time, and resolves names from /etc/hosts and
 # /etc/resolv.conf), then the context directory, then the image.
 #
-#   deploy/build-image.sh [--builder buildah|podman|docker] [--tag IMAGE] [--archive FILE]
+#   deploy/build-image.sh [--builder buildah|podman|docker] [--tag IMAGE] [--archive FILE] [--binary FILE]
 #
 # --tag defaults to eipsegment-operator:<version in Cargo.toml>, the chart's default image.
 # --archive also writes the image as a docker-archive tarball (`ctr images import` reads it).
+# --binary packages an operator binary already built statically (the test build is; `make test`
+# uses it) instead of building the release one; it is stripped in the image.
 # IMAGE_STORAGE_DIR, with buildah or podman, keeps their storage there (vfs) instead of the
 # system's: the node tests keep theirs in the project's cache.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)"
-builder=buildah tag="eipsegment-operator:$version" archive=""
+builder=buildah tag="eipsegment-operator:$version" archive="" prebuilt=""
 while (($#)); do
   case "$1" in
     --builder) builder="${2:?}"; shift ;;
     --tag) tag="${2:?}"; shift ;;
     --archive) archive="$(realpath -m -- "${2:?}")"; shift ;;
+    --binary) prebuilt="$(realpath -- "${2:?}")"; shift ;;
     *) sed -n '6,7s/^# */usage: /p' "$0" >&2; exit 2 ;;
   esac
   shift
 done
 case "$builder" in buildah | podman | docker) ;; *) echo "build-image.sh: unknown builder '$builder'" >&2; exit 2 ;; esac
 
-target="$(rustc -vV | sed -n 's/^host: //p')"
-[[ "$target" == *-linux-gnu ]] || { echo "build-image.sh: needs a *-linux-gnu host (this is $target)" >&2; exit 1; }
-(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
-  cargo build --release --locked --quiet --target "$target" --bin eipsegment-operator)
-binary="$repo/target/$target/release/eipsegment-operator"
+if [[ -n "$prebuilt" ]]; then
+  binary="$prebuilt"
+else
+  target="$(rustc -vV | sed -n 's/^host: //p')"
+  [[ "$target" == *-linux-gnu ]] || { echo "build-image.sh: needs a *-linux-gnu host (this is $target)" >&2; exit 1; }
+  (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
+    cargo build --release --locked --quiet --target "$target" --bin eipsegment-operator)
+  binary="$repo/target/$target/release/eipsegment-operator"
+fi
 if readelf -d "$binary" 2>/dev/null | grep -q '(NEEDED)'; then
   echo "build-image.sh: $binary links shared libraries; the image has none" >&2; exit 1
 fi
@@ -37,6 +44,7 @@ ctx="$repo/target/image/context"
 rm -rf "$ctx"
 mkdir -p "$ctx/rootfs/etc/ssl/certs"
 cp "$binary" "$ctx/rootfs/eipsegment-operator"
+strip --strip-all "$ctx/rootfs/eipsegment-operator"
 # The platform verifier reads the system's roots; Debian's bundle is the one the host trusts.
 cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"

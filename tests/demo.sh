@@ -8,6 +8,8 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "building the operator and the simulator"
 cargo build --quiet --manifest-path "$repo/Cargo.toml" --workspace --bins
+# (for the target `make demo` names, so that it shares `make test`'s build)
+bin="$repo/target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug"
 "$repo/tests/controlplane/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
 mkdir -p "$dir"
 pids=()
@@ -23,7 +25,7 @@ set -a; source "$dir/cluster/cluster.env"; set +a
 k() { "$KUBECTL" "$@"; }
 
 say "starting the VPC simulator"
-"$repo/target/debug/vpc-simulator" --listen 127.0.0.1:0 --allocate-seconds 3 --release-seconds 5 > "$dir/simulator.out" 2> "$dir/simulator.log" &
+"$bin/vpc-simulator" --listen 127.0.0.1:0 --allocate-seconds 3 --release-seconds 5 > "$dir/simulator.out" 2> "$dir/simulator.log" &
 pids+=($!)
 for _ in $(seq 50); do grep -q listening "$dir/simulator.out" 2>/dev/null && break; sleep 0.1; done
 sim="$(awk '/listening/{print $NF}' "$dir/simulator.out")"
@@ -32,7 +34,7 @@ echo "simulator at $sim (credentials: the documented simulator pair)"
 say "starting the operator under its own least-privilege identity"
 KUBECONFIG="$OPERATOR_KUBECONFIG" \
 ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tSimulatorDefaultKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=SimulatorDefaultSecretNotForProduction \
-  "$repo/target/debug/eipsegment-operator" run --vpc-endpoint "$sim" --sts-endpoint "$sim" --allow-insecure-endpoint --poll-seconds 1 \
+  "$bin/eipsegment-operator" run --vpc-endpoint "$sim" --sts-endpoint "$sim" --allow-insecure-endpoint --poll-seconds 1 \
   > "$dir/operator.log" 2>&1 &
 pids+=($!)
 

@@ -42,16 +42,20 @@ if ((${#missing[@]})); then
   fi
   minor="${k8s_version#v1.}"; minor="${minor%%.*}"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  for b in "${missing[@]}"; do
-    start=$(date +%s)
-    if [[ "$b" == etcd ]]; then
-      (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" .)
-    else
-      (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "./cmd/$b")
-    fi
-    mv "$bin/$b.tmp" "$bin/$b"
-    echo "built $b $( [[ $b == etcd ]] && echo "$etcd_version" || echo "$k8s_version") in $(( $(date +%s) - start ))s" >&2
-  done
+  start=$(date +%s) kube=() etcd_pid=""
+  for b in "${missing[@]}"; do [[ "$b" == etcd ]] || kube+=("./cmd/$b"); done
+  rm -rf "$bin/.new" && mkdir -p "$bin/.new"
+  # etcd (its own module) beside one go build of every Kubernetes binary: shared packages compile
+  # once and the links run side by side.
+  if [[ " ${missing[*]} " == *" etcd "* ]]; then
+    (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/.new/etcd" .) &
+    etcd_pid=$!
+  fi
+  if ((${#kube[@]})); then (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$bin/.new/" "${kube[@]}"); fi
+  [[ -z "$etcd_pid" ]] || wait "$etcd_pid"
+  for b in "${missing[@]}"; do mv "$bin/.new/$b" "$bin/$b"; done
+  rmdir "$bin/.new"
+  echo "built ${missing[*]} (Kubernetes $k8s_version, etcd $etcd_version) in $(( $(date +%s) - start ))s" >&2
 fi
 # The node's helpers: crictl (sandbox cleanup through CRI) and the pause image.
 if [[ "${WITH_NODE:-0}" == 1 ]]; then

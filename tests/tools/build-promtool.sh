@@ -6,7 +6,7 @@ set -euo pipefail
 module=github.com/prometheus/prometheus
 version=v0.316.0
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
-bin="$cache/tools/promtool-$version"
+bin="$cache/tools/promtool-$version-nosd"
 export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 
 build() {
@@ -18,7 +18,9 @@ build() {
   [[ -f "$dir/VERSION" ]] || { echo "build-promtool.sh: no VERSION in the $module@$version module" >&2; exit 1; }
   release="$(tr -d '[:space:]' < "$dir/VERSION")"
   tmp="$(mktemp -d "$cache/tools/.promtool-build.XXXXXX")"
-  GOBIN="$tmp" go install -trimpath \
+  # Without the service discovery plugins (Prometheus' own build tag): rules need none of the
+  # clouds' SDKs, which are most of a cold build.
+  GOBIN="$tmp" go install -trimpath -tags remove_all_sd \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=$version" \
     "$module/cmd/promtool@$version"
   mkdir -p "$bin"

@@ -542,6 +542,20 @@ impl Kube {
         Kube { rt, client, resource: ApiResource::erase::<EipSegment>(&()) }
     }
 
+    /// Deletes the object with this propagation ("Foreground", "Background"), as kubectl's
+    /// `--cascade` does, and returns the apiserver's answer: the object as the deletion left it
+    /// (finalizers included), or None when it went at once.
+    pub fn delete(&self, ns: &str, name: &str, propagation: &str) -> Option<Value> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &self.resource);
+        let params = match propagation {
+            "Foreground" => DeleteParams::foreground(),
+            "Background" => DeleteParams::background(),
+            other => panic!("no propagation {other}"),
+        };
+        let answer = self.rt.block_on(api.delete(name, &params)).expect("delete");
+        answer.left().map(|obj| serde_json::to_value(obj).unwrap())
+    }
+
     /// Removes the object without its operator, as one who takes the finalizer off by hand and
     /// deletes the object: the finalizers go by a patch that holds the read's resourceVersion, then
     /// a delete that holds the patch's. When the operator puts its finalizer back in between, the

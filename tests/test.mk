@@ -1,0 +1,91 @@
+# Every test, as `make test` runs it (`make -f tests/test.mk -k -j JOBS`): the test beds and one Rust
+# build prepared side by side, then each suite as soon as what it needs is ready, JOBS steps at a
+# time. Each step runs through tests/step.sh: its output in target/test/logs/STEP.log, its time in
+# the table printed at the end. The Go builds run one after another (each keeps both cores busy);
+# the order puts first what most suites wait for.
+STEP := tests/step.sh
+K8S_MATRIX ?= 1.37
+
+# One Rust build serves the suites, the demo and the node suite's image (FROM scratch): linked
+# statically, for the host's target named explicitly so that build scripts and proc macros are not.
+# (`make demo` builds the same way.)
+export CARGO_BUILD_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+export RUSTFLAGS ?= -C target-feature=+crt-static
+EXECUTABLES := target/test/executables.tsv
+
+# Suites by what they need besides the build.
+ALONE := modelcheck properties signer_vectors cloud_simulator simulator_accounts poller rrsa \
+	argocd_health sdk_crosscheck
+ON_CONTROL_PLANE := e2e admission gitops leakproof restores audit chaos bench
+SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node
+MATRIX_SUITES := e2e admission gitops
+
+all: fmt clippy unit $(SUITES:%=suite-%) $(MATRIX_SUITES:%=matrix-%)
+
+# ---- Rust --------------------------------------------------------------------------------------
+fmt:
+	@$(STEP) fmt cargo fmt --all --check
+
+# After the build: clippy checks every crate again (without code generation), while suites run.
+clippy: build
+	@$(STEP) clippy cargo clippy --workspace --all-targets -- -D warnings
+
+# Every test executable, listed as NAME KIND PACKAGE_DIR PATH for tests/run-suite.sh.
+build:
+	@$(STEP) build sh -c 'cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+	  | jq -r "select(.reason == \"compiler-artifact\" and .executable != null and .profile.test) \
+	  | [.target.name, .target.kind[0], (.manifest_path | rtrimstr(\"/Cargo.toml\")), .executable] | @tsv" \
+	  > $(EXECUTABLES).tmp && mv $(EXECUTABLES).tmp $(EXECUTABLES)'
+
+# ---- Test beds (Go builds and Debian packages, cached under ~/.cache/eipsegment-operator) ------
+node-packages:
+	@$(STEP) node-packages tests/node/install-packages.sh
+
+# The default control plane (1.33) with the node's parts; the pause image needs buildah.
+controlplane: node-packages
+	@$(STEP) controlplane env WITH_NODE=1 tests/controlplane/build.sh
+
+helm: | controlplane
+	@$(STEP) helm tests/tools/build-helm.sh
+
+prometheus-crds: | helm
+	@$(STEP) prometheus-crds tests/tools/prometheus-operator-crds.sh
+
+promtool: | helm
+	@$(STEP) promtool tests/tools/build-promtool.sh
+
+dashboard-check: | promtool
+	@$(STEP) dashboard-check tests/tools/build-dashboard-check.sh
+
+controlplane-matrix: | dashboard-check prometheus-crds
+	@$(STEP) controlplane-matrix sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/controlplane/build.sh || exit 1; done'
+
+# ---- Suites ------------------------------------------------------------------------------------
+unit: build
+	@$(STEP) unit tests/run-suite.sh --unit
+
+$(ALONE:%=suite-%): suite-%: build
+	@$(STEP) $* tests/run-suite.sh $*
+
+$(ON_CONTROL_PLANE:%=suite-%): suite-%: build controlplane
+	@$(STEP) $* tests/run-suite.sh $*
+
+# It runs cargo itself (cargo tree), which waits while another cargo holds the package cache.
+suite-workspace: build clippy
+	@$(STEP) workspace tests/run-suite.sh workspace
+
+suite-chart: build controlplane helm prometheus-crds
+	@$(STEP) chart tests/run-suite.sh chart
+
+suite-monitoring: build helm promtool dashboard-check
+	@$(STEP) monitoring tests/run-suite.sh monitoring
+
+suite-node: build controlplane helm
+	@$(STEP) node tests/run-suite.sh node
+
+# The end-to-end, admission and GitOps suites again on the newest supported Kubernetes.
+$(MATRIX_SUITES:%=matrix-%): matrix-%: build controlplane-matrix
+	@$(STEP) matrix-$* sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/run-suite.sh $* || exit 1; done'
+
+.PHONY: all fmt clippy build node-packages controlplane helm prometheus-crds promtool dashboard-check \
+	controlplane-matrix unit $(SUITES:%=suite-%) $(MATRIX_SUITES:%=matrix-%)
