@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
+use crate::evidence::Evidence;
 use crate::fmt_ms;
 use crate::run::{Run, SECRET_FINALIZER_PREFIX, Tracked};
+use crate::supervisor::SupervisorReport;
 
 pub const LEAKED: &str = "leaked segments";
 pub const PREMATURE: &str = "premature releases";
@@ -62,6 +64,86 @@ pub struct Cloud<'h> {
     pub history: &'h [Value],
     /// The IDs of the segments in the cloud at the end (`GET /__admin/state?account=`).
     pub present: &'h HashSet<String>,
+}
+
+/// Every check's violations, in the report's order, and what the checks found on the way.
+pub struct Findings {
+    pub violations: Vec<Violation>,
+    pub figures: SegmentFigures,
+    /// Restored objects refused their segment by an object that took it over while they were gone.
+    pub taken_in_the_gap: usize,
+}
+
+/// Every check but whether the chaos was delivered (`delivery`): the segments in the cloud, what
+/// is stuck, the restores, the credentials, then the operator's panics, exits and outputs.
+pub fn all(run: &Run, evidence: &Evidence, sup: &SupervisorReport, t0: u64) -> Findings {
+    let final_objects = run.present.clone().unwrap_or_default();
+    let cloud = Cloud { history: &evidence.history, present: &evidence.present };
+    let (mut v, figures) = segments(run, &cloud, &final_objects, t0);
+    if evidence.all_segments != evidence.history.len() {
+        v.push(Violation {
+            check: ACCOUNTS,
+            what: format!(
+                "the cloud holds {} segments in all, {} of them in the run's two accounts",
+                evidence.all_segments,
+                evidence.history.len()
+            ),
+            ..Default::default()
+        });
+    }
+    let segments_of = |o: &Tracked| named_segments(&evidence.history, o);
+    v.extend(stuck(run, &final_objects, &segments_of, t0));
+    let (refused_restores, taken_in_the_gap) = restores(run, t0);
+    for mut r in refused_restores {
+        r.segments = r.object.as_ref().map(&segments_of).unwrap_or_default();
+        v.push(r);
+    }
+    for (what, k) in run.credentials_lost.values() {
+        let o = &run.objects[*k];
+        v.push(Violation {
+            check: CREDENTIALS_LOST,
+            what: what.clone(),
+            object: Some(o.clone()),
+            segments: segments_of(o),
+        });
+    }
+    v.extend(operator(evidence, sup, t0));
+    Findings { violations: v, figures, taken_in_the_gap }
+}
+
+/// The segments of the history an object named: allocated with one of its tokens, named by its
+/// status, or adopted.
+fn named_segments(history: &[Value], o: &Tracked) -> Vec<Value> {
+    let tokens = o.tokens();
+    history
+        .iter()
+        .filter(|s| {
+            s["allocationToken"].as_str().is_some_and(|t| tokens.contains(t))
+                || s["instanceId"]
+                    .as_str()
+                    .is_some_and(|id| o.segments_seen.contains(id) || o.adopts.as_deref() == Some(id))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The operator's panics, the exits the run did not cause, and the secrets in its outputs.
+fn operator(evidence: &Evidence, sup: &SupervisorReport, t0: u64) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for p in &evidence.log.panics {
+        v.push(Violation { check: PANICS, what: p.clone(), ..Default::default() });
+    }
+    for e in &sup.unexpected_exits {
+        v.push(Violation {
+            check: EXITS,
+            what: format!("pid {} exited at {}: {}", e.pid, fmt_ms(t0, e.at_ms), e.status),
+            ..Default::default()
+        });
+    }
+    for f in &evidence.secret_findings {
+        v.push(Violation { check: HYGIENE, what: f.clone(), ..Default::default() });
+    }
+    v
 }
 
 fn releases(seg: &Value) -> Vec<u64> {
