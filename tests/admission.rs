@@ -133,9 +133,15 @@ fn manifest(ns: &str, name: &str, resource_version: Option<&str>, spec: Option<&
     m
 }
 
+/// `prefix` padded with `a` to `total` characters.
+fn long(prefix: &str, total: usize) -> String {
+    format!("{prefix}{}", "a".repeat(total - prefix.len()))
+}
+
+// A data table of rows, one per spec and its expected verdict: long by nature, not by logic.
+#[allow(clippy::too_many_lines)]
 fn table() -> Vec<Row> {
     use Base::*;
-    let long = |prefix: &str, total: usize| format!("{prefix}{}", "a".repeat(total - prefix.len()));
     vec![
         // ---- Accepted: the rules are not over-broad. --------------------------------------------
         good("minimal allocation", allocating("")),
@@ -502,85 +508,135 @@ fn first_line(stderr: &str) -> String {
     if text.chars().count() > 180 { format!("{}…", text.chars().take(180).collect::<String>()) } else { text }
 }
 
-#[test]
-fn the_apiserver_refuses_bad_input_with_clear_messages() {
-    let c = Cluster::shared();
-    let ns = c.namespace("admission");
-    let kc = c.admin_kubeconfig();
-    // The stored objects the update rows change (no operator serves this namespace: no finalizer).
-    let mut versions = Vec::new();
-    for base in [Base::Allocating, Base::Adopting] {
-        let (ok, _, err) =
-            c.kubectl_as(kc, &["create", "-f", "-"], Some(&manifest(&ns, base.name(), None, Some(base.spec()), "")));
-        assert!(ok, "creating the {base:?} base failed: {err}");
-        let obj = c.get(&ns, base.name()).unwrap();
-        versions.push((
-            base,
-            obj["metadata"]["resourceVersion"].as_str().unwrap().to_string(),
-            obj["metadata"]["generation"].clone(),
-        ));
-    }
+/// A stored object the update rows replace, as it was created.
+struct StoredBase {
+    base: Base,
+    resource_version: String,
+    generation: Value,
+}
 
+/// Creates the objects the update rows change (no operator serves this namespace: no finalizer).
+fn store_bases(c: &Cluster, ns: &str) -> Vec<StoredBase> {
+    let mut stored = Vec::new();
+    for base in [Base::Allocating, Base::Adopting] {
+        let (ok, _, err) = c.kubectl_as(
+            c.admin_kubeconfig(),
+            &["create", "-f", "-"],
+            Some(&manifest(ns, base.name(), None, Some(base.spec()), "")),
+        );
+        assert!(ok, "creating the {base:?} base failed: {err}");
+        let obj = c.get(ns, base.name()).unwrap();
+        stored.push(StoredBase {
+            base,
+            resource_version: obj["metadata"]["resourceVersion"].as_str().unwrap().to_string(),
+            generation: obj["metadata"]["generation"].clone(),
+        });
+    }
+    stored
+}
+
+/// The kubectl arguments of a submission.
+fn submit_args(submit: Submit) -> &'static [&'static str] {
+    match submit {
+        Submit::Create => &["create", "--dry-run=server", "--validate=strict", "-f", "-"],
+        Submit::ServerSideApply => {
+            &["apply", "--server-side", "--field-manager=admission-test", "--dry-run=server", "-f", "-"]
+        }
+        Submit::Replace(_) => &["replace", "--dry-run=server", "--validate=strict", "-f", "-"],
+    }
+}
+
+/// What became of a row: accepted or refused as it expects (with the line to log), or not.
+enum Verdict {
+    Accepted(String),
+    Refused(String),
+    Failed(String),
+}
+
+/// Submits a row as a dry run; an update row replaces its stored base, at the version stored.
+fn submit_row(c: &Cluster, ns: &str, bases: &[StoredBase], r: &Row) -> Verdict {
+    let (name, rv) = match r.submit {
+        Submit::Replace(base) => {
+            (base.name().to_string(), bases.iter().find(|b| b.base == base).map(|b| b.resource_version.as_str()))
+        }
+        _ => (r.name.clone(), None),
+    };
+    let doc = manifest(ns, &name, rv, r.spec.as_deref(), r.extra_top_level);
+    let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), submit_args(r.submit), Some(&doc));
+    judge(r, ok, &out, &err)
+}
+
+fn judge(r: &Row, ok: bool, out: &str, err: &str) -> Verdict {
+    match (&r.rejected_with, ok) {
+        (None, true) if out.contains("(server dry run)") => Verdict::Accepted(out.trim().to_string()),
+        (None, _) => Verdict::Failed(format!("{}: must be accepted, got: {}", r.what, first_line(err))),
+        (Some(_), true) => Verdict::Failed(format!("{}: must be refused, was accepted: {}", r.what, out.trim())),
+        (Some(expected), false) => {
+            // The refusal comes from the apiserver, not from kubectl's own checks.
+            let from_server = err.contains("Error from server") || err.contains("\" is invalid");
+            let missing: Vec<&&str> = expected.iter().filter(|e| !err.contains(**e)).collect();
+            if !from_server || !missing.is_empty() {
+                Verdict::Failed(format!("{}: expected {missing:?} in the apiserver's refusal, got: {err}", r.what))
+            } else {
+                Verdict::Refused(first_line(err))
+            }
+        }
+    }
+}
+
+/// Every row of the table gets the verdict it expects, and the table still holds its many rows.
+fn check_every_row(c: &Cluster, ns: &str, bases: &[StoredBase]) {
     let rows = table();
     let (mut failures, mut accepted, mut refused) = (Vec::new(), 0, 0);
     for r in &rows {
-        let (name, rv) = match r.submit {
-            Submit::Replace(base) => {
-                (base.name().to_string(), versions.iter().find(|(b, ..)| *b == base).map(|(_, rv, _)| rv.as_str()))
-            }
-            _ => (r.name.clone(), None),
-        };
-        let doc = manifest(&ns, &name, rv, r.spec.as_deref(), r.extra_top_level);
-        let args: &[&str] = match r.submit {
-            Submit::Create => &["create", "--dry-run=server", "--validate=strict", "-f", "-"],
-            Submit::ServerSideApply => {
-                &["apply", "--server-side", "--field-manager=admission-test", "--dry-run=server", "-f", "-"]
-            }
-            Submit::Replace(_) => &["replace", "--dry-run=server", "--validate=strict", "-f", "-"],
-        };
-        let (ok, out, err) = c.kubectl_as(kc, args, Some(&doc));
-        match (&r.rejected_with, ok) {
-            (None, true) if out.contains("(server dry run)") => {
+        match submit_row(c, ns, bases, r) {
+            Verdict::Accepted(line) => {
                 accepted += 1;
-                eprintln!("accepted  {:<62} {}", r.what, out.trim());
+                eprintln!("accepted  {:<62} {line}", r.what);
             }
-            (None, _) => failures.push(format!("{}: must be accepted, got: {}", r.what, first_line(&err))),
-            (Some(_), true) => failures.push(format!("{}: must be refused, was accepted: {}", r.what, out.trim())),
-            (Some(expected), false) => {
-                // The refusal comes from the apiserver, not from kubectl's own checks.
-                let from_server = err.contains("Error from server") || err.contains("\" is invalid");
-                let missing: Vec<&&str> = expected.iter().filter(|e| !err.contains(**e)).collect();
-                if !from_server || !missing.is_empty() {
-                    failures.push(format!("{}: expected {missing:?} in the apiserver's refusal, got: {err}", r.what));
-                } else {
-                    refused += 1;
-                    eprintln!("refused   {:<62} {}", r.what, first_line(&err));
-                }
+            Verdict::Refused(line) => {
+                refused += 1;
+                eprintln!("refused   {:<62} {line}", r.what);
             }
+            Verdict::Failed(failure) => failures.push(failure),
         }
     }
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
     assert!(accepted >= 10 && refused >= 60, "the table shrank: {accepted} accepted, {refused} refused");
+}
 
-    // Dry runs changed nothing: the bases are as created.
-    for (base, rv, generation) in &versions {
-        let obj = c.get(&ns, base.name()).unwrap();
-        assert_eq!(&obj["metadata"]["resourceVersion"].as_str().unwrap(), rv, "{base:?} was changed");
+/// Dry runs changed nothing: the bases are as created, and no row was stored.
+fn assert_dry_runs_changed_nothing(c: &Cluster, ns: &str, bases: &[StoredBase]) {
+    for StoredBase { base, resource_version, generation } in bases {
+        let obj = c.get(ns, base.name()).unwrap();
+        assert_eq!(&obj["metadata"]["resourceVersion"].as_str().unwrap(), resource_version, "{base:?} was changed");
         assert_eq!(&obj["metadata"]["generation"], generation);
     }
-    assert!(c.get(&ns, "row").is_none(), "a dry run stored an object");
+    assert!(c.get(ns, "row").is_none(), "a dry run stored an object");
+}
 
-    // Without strict validation an unknown field is not stored: the schema is structural and prunes.
-    let doc = manifest(&ns, "pruned", None, Some(&allocating("  bandwith: 10\n")), "");
+/// Without strict validation an unknown field is not stored (the schema is structural and prunes);
+/// with warnings only, kubectl says what it dropped.
+fn assert_unknown_fields_pruned_or_warned(c: &Cluster, ns: &str) {
+    let kc = c.admin_kubeconfig();
+    let doc = manifest(ns, "pruned", None, Some(&allocating("  bandwith: 10\n")), "");
     let (ok, _, err) = c.kubectl_as(kc, &["create", "--validate=false", "-f", "-"], Some(&doc));
     assert!(ok, "{err}");
-    let spec = c.get(&ns, "pruned").unwrap()["spec"].clone();
+    let spec = c.get(ns, "pruned").unwrap()["spec"].clone();
     assert_eq!(spec, serde_json::json!({"regionId": "cn-hangzhou", "eipMask": 28}), "the unknown field was kept");
-    // With warnings only, kubectl says what it dropped.
-    let doc = manifest(&ns, "warned", None, Some(&allocating("  bandwith: 10\n")), "");
+    let doc = manifest(ns, "warned", None, Some(&allocating("  bandwith: 10\n")), "");
     let (ok, _, err) = c.kubectl_as(kc, &["create", "--dry-run=server", "--validate=warn", "-f", "-"], Some(&doc));
     assert!(ok && err.contains("unknown field \"spec.bandwith\""), "no warning for an unknown field: {err}");
+}
 
+#[test]
+fn the_apiserver_refuses_bad_input_with_clear_messages() {
+    let c = Cluster::shared();
+    let ns = c.namespace("admission");
+    let bases = store_bases(c, &ns);
+    check_every_row(c, &ns, &bases);
+    assert_dry_runs_changed_nothing(c, &ns, &bases);
+    assert_unknown_fields_pruned_or_warned(c, &ns);
     c.kubectl(&["delete", "eipsegments", "--all", "-n", &ns, "--wait=true", "--timeout=30s"]);
 }
 
@@ -631,58 +687,55 @@ const TERMINAL_BASE: Duration = Duration::from_secs(3);
 /// How long the refused objects are watched for a retry loop.
 const WATCH: Duration = Duration::from_secs(40);
 
-#[test]
-fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
-    let c = Cluster::shared();
-    let ns = c.namespace("cloud-refuses");
-    let sim = Simulator::start(&[]);
-    let _op = Operator::start(c, &sim, &ns, &[]);
-    // Well-formed, so admitted; the simulated cloud serves no such region, and its zones are its own.
-    let cases = [
-        Refusal {
-            name: "nowhere",
-            spec: "  regionId: xx-nowhere-1\n  eipMask: 28\n",
-            call: "AllocateEipSegmentAddress",
-            code: "InvalidRegion.NotSupport",
-            action: "Allocate",
-            event: "AllocationFailed",
-            advice: "fix spec.regionId",
-            cloud_says: "does not support",
-        },
-        Refusal {
-            name: "foreign-zone",
-            spec: "  regionId: cn-hangzhou\n  eipMask: 28\n  zone: cn-beijing-a\n",
-            call: "AllocateEipSegmentAddress",
-            code: "InvalidParameter",
-            action: "Allocate",
-            event: "AllocationFailed",
-            advice: "fix the spec",
-            cloud_says: "Zone does not belong to the region",
-        },
-        // Adoption looks the segment up instead: the look fails the same way.
-        Refusal {
-            name: "adopt-nowhere",
-            spec: "  regionId: xx-nowhere-1\n  segmentInstanceId: eipsg-2zett8ba055tbsxme0001\n",
-            call: "DescribeEipSegment",
-            code: "Forbidden.RegionNotFound",
-            action: "Describe",
-            event: "CloudError",
-            advice: "fix spec.regionId",
-            cloud_says: "region is not found",
-        },
-    ];
-    for Refusal { name, spec, .. } in cases {
-        c.apply(&segment_yaml(&ns, name, spec)).unwrap();
-    }
-    // A valid neighbour, so the refusals are not the operator failing at everything.
-    c.apply(&segment_yaml(&ns, "fine", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+/// Well-formed, so admitted; the simulated cloud serves no such region, and its zones are its own.
+const CLOUD_REFUSALS: [Refusal; 3] = [
+    Refusal {
+        name: "nowhere",
+        spec: "  regionId: xx-nowhere-1\n  eipMask: 28\n",
+        call: "AllocateEipSegmentAddress",
+        code: "InvalidRegion.NotSupport",
+        action: "Allocate",
+        event: "AllocationFailed",
+        advice: "fix spec.regionId",
+        cloud_says: "does not support",
+    },
+    Refusal {
+        name: "foreign-zone",
+        spec: "  regionId: cn-hangzhou\n  eipMask: 28\n  zone: cn-beijing-a\n",
+        call: "AllocateEipSegmentAddress",
+        code: "InvalidParameter",
+        action: "Allocate",
+        event: "AllocationFailed",
+        advice: "fix the spec",
+        cloud_says: "Zone does not belong to the region",
+    },
+    // Adoption looks the segment up instead: the look fails the same way.
+    Refusal {
+        name: "adopt-nowhere",
+        spec: "  regionId: xx-nowhere-1\n  segmentInstanceId: eipsg-2zett8ba055tbsxme0001\n",
+        call: "DescribeEipSegment",
+        code: "Forbidden.RegionNotFound",
+        action: "Describe",
+        event: "CloudError",
+        advice: "fix spec.regionId",
+        cloud_says: "region is not found",
+    },
+];
 
-    // Watch from the start for a retry loop: each refused allocation comes back only at the terminal
-    // backoff. `attempts[i]` holds when case i's refusals were counted.
-    let started = Instant::now();
-    let mut attempts: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+/// The refused objects, and a valid neighbour, so the refusals are not the operator failing at
+/// everything.
+fn apply_refused_and_a_valid_neighbour(c: &Cluster, ns: &str) {
+    for Refusal { name, spec, .. } in CLOUD_REFUSALS {
+        c.apply(&segment_yaml(ns, name, spec)).unwrap();
+    }
+    c.apply(&segment_yaml(ns, "fine", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+}
+
+/// When each case's refused calls were counted, in seconds from `started`, over the whole watch.
+fn watch_refused_calls(sim: &Simulator, started: Instant) -> Vec<Vec<f64>> {
+    let mut attempts: Vec<Vec<f64>> = vec![Vec::new(); CLOUD_REFUSALS.len()];
     while started.elapsed() < WATCH {
-        for (i, case) in cases.iter().enumerate() {
+        for (i, case) in CLOUD_REFUSALS.iter().enumerate() {
             let n = sim.count(case.call, case.code) as usize;
             while attempts[i].len() < n {
                 attempts[i].push(started.elapsed().as_secs_f64());
@@ -690,8 +743,14 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    attempts
+}
+
+/// Each refusal came back only at the terminal backoff: no more attempts than it allows, and
+/// growing gaps between them.
+fn assert_terminal_backoff(started: Instant, attempts: &[Vec<f64>]) {
     let allowed = terminal_backoff_allows(TERMINAL_BASE, started.elapsed());
-    for (Refusal { name, .. }, times) in cases.iter().zip(&attempts) {
+    for (Refusal { name, .. }, times) in CLOUD_REFUSALS.iter().zip(attempts) {
         eprintln!(
             "{name}: refused calls at {times:.1?} s (a terminal backoff allows {allowed} in {:?})",
             started.elapsed()
@@ -710,38 +769,41 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
             assert!(pair[1] > pair[0] * 1.3, "{name}: retries at {times:?} do not back off");
         }
     }
+}
 
-    for Refusal { name, code, action, event, advice, cloud_says, .. } in cases {
-        let obj = c.get(&ns, name).expect("the refused object");
-        assert_eq!(obj["status"]["lastError"]["code"], code, "{name}: {}", obj["status"]);
-        let synced = condition(&obj, "Synced").expect("a Synced condition");
-        assert_eq!(
-            (synced["status"].as_str(), synced["reason"].as_str()),
-            (Some("False"), Some("Terminal")),
-            "{name}: {synced}"
-        );
-        let message = synced["message"].as_str().unwrap();
-        assert!(
-            message.contains(code) && message.contains(advice) && message.contains(cloud_says),
-            "{name}: unclear condition message {message:?}"
-        );
-        assert_eq!(obj["status"]["lastError"]["class"], "Terminal");
-        assert_eq!(obj["status"]["lastError"]["action"], action);
-        assert!(obj["status"]["segmentInstanceId"].is_null(), "{name}: nothing was allocated");
-        assert!(
-            obj["status"]["allocationRequestedAt"].is_null(),
-            "{name}: a refused allocation leaves nothing pending"
-        );
-        assert!(!is_ready(&obj), "{name}");
-        let warnings: Vec<_> = c.events(&ns, name).into_iter().filter(|(type_, ..)| type_ == "Warning").collect();
-        assert!(
-            warnings.iter().any(|(_, reason, note)| reason == event && note.contains(code) && note.contains(advice)),
-            "{name}: no Warning event names the problem: {warnings:?}"
-        );
-    }
-    assert!(is_ready(&c.get(&ns, "fine").unwrap()), "the valid neighbour is Ready");
-    for Refusal { name, .. } in cases {
-        let finalizers = c.get(&ns, name).unwrap()["metadata"]["finalizers"].clone();
+/// The status, the Synced condition and a Warning event say what the cloud refused and what to fix.
+fn assert_refusal_reported(c: &Cluster, ns: &str, refusal: Refusal) {
+    let Refusal { name, code, action, event, advice, cloud_says, .. } = refusal;
+    let obj = c.get(ns, name).expect("the refused object");
+    assert_eq!(obj["status"]["lastError"]["code"], code, "{name}: {}", obj["status"]);
+    let synced = condition(&obj, "Synced").expect("a Synced condition");
+    assert_eq!(
+        (synced["status"].as_str(), synced["reason"].as_str()),
+        (Some("False"), Some("Terminal")),
+        "{name}: {synced}"
+    );
+    let message = synced["message"].as_str().unwrap();
+    assert!(
+        message.contains(code) && message.contains(advice) && message.contains(cloud_says),
+        "{name}: unclear condition message {message:?}"
+    );
+    assert_eq!(obj["status"]["lastError"]["class"], "Terminal");
+    assert_eq!(obj["status"]["lastError"]["action"], action);
+    assert!(obj["status"]["segmentInstanceId"].is_null(), "{name}: nothing was allocated");
+    assert!(obj["status"]["allocationRequestedAt"].is_null(), "{name}: a refused allocation leaves nothing pending");
+    assert!(!is_ready(&obj), "{name}");
+    let warnings: Vec<_> = c.events(ns, name).into_iter().filter(|(type_, ..)| type_ == "Warning").collect();
+    assert!(
+        warnings.iter().any(|(_, reason, note)| reason == event && note.contains(code) && note.contains(advice)),
+        "{name}: no Warning event names the problem: {warnings:?}"
+    );
+}
+
+/// The neighbour alone was allocated, and every refused object still waits on the operator's cleanup.
+fn assert_only_the_neighbour_allocated(c: &Cluster, ns: &str, sim: &Simulator) {
+    assert!(is_ready(&c.get(ns, "fine").unwrap()), "the valid neighbour is Ready");
+    for Refusal { name, .. } in CLOUD_REFUSALS {
+        let finalizers = c.get(ns, name).unwrap()["metadata"]["finalizers"].clone();
         assert_eq!(
             finalizers,
             serde_json::json!([eipsegment_operator::crd::FINALIZER]),
@@ -750,21 +812,43 @@ fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
     }
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), 1, "only the valid neighbour was allocated");
     assert_eq!(sim.segments().len(), 1);
+}
 
-    // Deleting a refused object completes at once: nothing was allocated, so nothing to release.
-    let before = total_calls(&sim);
-    for Refusal { name, .. } in cases {
+/// Deleting a refused object completes at once: nothing was allocated, so nothing to release.
+fn assert_refused_deletions_need_no_cloud(c: &Cluster, ns: &str, sim: &Simulator) {
+    let before = total_calls(sim);
+    for Refusal { name, .. } in CLOUD_REFUSALS {
         let start = Instant::now();
-        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--timeout=30s"]);
-        assert!(c.get(&ns, name).is_none());
+        c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--timeout=30s"]);
+        assert!(c.get(ns, name).is_none());
         eprintln!("{name}: deleted in {:?}", start.elapsed());
     }
-    assert_eq!(calls(&sim, "ReleaseEipSegmentAddress"), 0, "a refused allocation has nothing to release");
+    assert_eq!(calls(sim, "ReleaseEipSegmentAddress"), 0, "a refused allocation has nothing to release");
     assert!(
-        total_calls(&sim) - before <= cases.len() as u64,
+        total_calls(sim) - before <= CLOUD_REFUSALS.len() as u64,
         "deleting refused objects needs no cloud calls beyond the neighbour's polling"
     );
     assert_eq!(sim.segments().len(), 1, "the neighbour's segment is untouched");
+}
+
+#[test]
+fn what_only_the_cloud_refuses_ends_terminal_without_a_retry_loop() {
+    let c = Cluster::shared();
+    let ns = c.namespace("cloud-refuses");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    apply_refused_and_a_valid_neighbour(c, &ns);
+
+    // Watched from the start for a retry loop.
+    let started = Instant::now();
+    let attempts = watch_refused_calls(&sim, started);
+    assert_terminal_backoff(started, &attempts);
+
+    for refusal in CLOUD_REFUSALS {
+        assert_refusal_reported(c, &ns, refusal);
+    }
+    assert_only_the_neighbour_allocated(c, &ns, &sim);
+    assert_refused_deletions_need_no_cloud(c, &ns, &sim);
 
     c.kubectl(&["delete", "eipsegment", "fine", "-n", &ns, "--timeout=60s"]);
     assert!(sim.segments().is_empty(), "the neighbour's segment was released");

@@ -182,54 +182,78 @@ fn adopting(id: &str, region: &str) -> String {
     format!("  regionId: {region}\n  segmentInstanceId: {id}\n")
 }
 
-#[test]
-fn segments_owned_unowned_and_in_another_account_across_regions() {
-    let (_serial, c) = start();
-    let sim = Simulator::start(&[]);
+/// The objects and segments of the cross-region scenario, by what an audit must make of them.
+struct Fleet {
+    /// The operator's namespace, and one it never served.
+    served: String,
+    other: String,
+    /// Owned by allocation and by adoption, through the real operator.
+    allocated: String,
+    adopted: String,
+    /// Owned by an object that carries only the identity annotation (restored, not yet reconciled).
+    restored: String,
+    /// Unowned: named by nobody, or only by an object recorded in another account.
+    stray: String,
+    misrecorded: String,
+    /// The other account's own: one named for it, one not.
+    theirs: String,
+    their_stray: String,
+    /// A region no object names, of more than one page.
+    paged: Vec<String>,
+}
+
+/// Allocates one segment and adopts another through the real operator, which is then stopped.
+/// Returns (allocated, adopted).
+fn owned_through_the_operator(c: &Cluster, sim: &Simulator, served: &str) -> (String, String) {
+    let mut op = Operator::start(c, sim, served, &[]);
+    c.apply(&segment_yaml(served, "allocated", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let adopted = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    c.apply(&segment_yaml(served, "adopted", &adopting(&adopted, "cn-hangzhou"))).unwrap();
+    let allocated = segment_id(&wait_ready(c, served, "allocated"));
+    assert_eq!(wait_ready(c, served, "adopted")["status"]["accountId"], DEFAULT_ACCOUNT);
+    op.kill();
+    (allocated, adopted)
+}
+
+fn fleet_across_regions(c: &Cluster, sim: &Simulator) -> Fleet {
     let served = c.namespace("audit-served");
     let other = c.namespace("audit-other");
-
-    // Owned by allocation and by adoption, through the real operator.
-    let mut op = Operator::start(c, &sim, &served, &[]);
-    c.apply(&segment_yaml(&served, "allocated", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    let to_adopt = sim.seed(json!({"regionId": "cn-hangzhou"}));
-    c.apply(&segment_yaml(&served, "adopted", &adopting(&to_adopt, "cn-hangzhou"))).unwrap();
-    let allocated = segment_id(&wait_ready(c, &served, "allocated"));
-    assert_eq!(wait_ready(c, &served, "adopted")["status"]["accountId"], DEFAULT_ACCOUNT);
-    op.kill();
-
-    // Owned by an object that carries only the identity annotation (restored, not yet reconciled).
+    let (allocated, adopted) = owned_through_the_operator(c, sim, &served);
     let restored = sim.seed(json!({"regionId": "cn-shanghai"}));
     let annotation = [("eipsegment.io/segment-id", restored.as_str())];
     c.apply(&object_yaml(&other, "restored", &annotation, "  regionId: cn-shanghai\n  eipMask: 28\n")).unwrap();
-    // Unowned: named by nobody, or only by an object recorded in another account.
     let stray = sim.seed(json!({"regionId": "cn-shanghai"}));
     let misrecorded = sim.seed(json!({"regionId": "cn-hangzhou"}));
     let elsewhere = [("eipsegment.io/account-id", OTHER_ACCOUNT)];
     c.apply(&object_yaml(&other, "elsewhere", &elsewhere, &adopting(&misrecorded, "cn-hangzhou"))).unwrap();
-    // The other account's own: one named for it, one not.
     let theirs = sim.seed(json!({"regionId": "cn-hangzhou", "ownerAccount": OTHER_ACCOUNT}));
     c.apply(&object_yaml(&other, "theirs", &elsewhere, &adopting(&theirs, "cn-hangzhou"))).unwrap();
     let their_stray = sim.seed(json!({"regionId": "cn-shanghai", "ownerAccount": OTHER_ACCOUNT}));
-    // A region no object names, of more than one page.
     let paged: Vec<String> = (0..52).map(|_| sim.seed(json!({"regionId": "cn-beijing"}))).collect();
+    Fleet { served, other, allocated, adopted, restored, stray, misrecorded, theirs, their_stray, paged }
+}
 
-    let table = audit(c, &sim, &[]);
+/// The table: a row per segment of this account in the regions objects name, with its owner or
+/// why it has none, and the totals; one page per region, and one question for the account.
+fn check_table_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
+    let Fleet { served, other, allocated, .. } = f;
+    let table = audit(c, sim, &[]);
     assert_eq!(table.code, 1, "some unowned: {}\n{}", table.stdout, table.stderr);
     assert!(table.stdout.starts_with("REGION"), "{}", table.stdout);
     let header: Vec<&str> =
         table.stdout.lines().next().unwrap().split("  ").map(str::trim).filter(|s| !s.is_empty()).collect();
     assert_eq!(header, ["REGION", "SEGMENT ID", "CIDR", "CREATED", "STATUS", "VERDICT/OWNER"]);
-    let cidr = sim.segment(&allocated).unwrap()["segment"].as_str().unwrap().to_string();
-    let row = table.row(&allocated);
+    let cidr = sim.segment(allocated).unwrap()["segment"].as_str().unwrap().to_string();
+    let row = table.row(allocated);
     assert!(row.starts_with("cn-hangzhou") && row.contains(&cidr) && row.contains("Allocated"), "{row}");
     assert!(row.ends_with(&format!("owned by {served}/allocated")), "{row}");
-    assert!(table.row(&to_adopt).ends_with(&format!("owned by {served}/adopted")), "{}", table.stdout);
-    assert!(table.row(&restored).ends_with(&format!("owned by {other}/restored")), "{}", table.stdout);
-    assert!(table.row(&stray).starts_with("cn-shanghai") && table.row(&stray).ends_with("UNOWNED"), "{}", table.stdout);
+    assert!(table.row(&f.adopted).ends_with(&format!("owned by {served}/adopted")), "{}", table.stdout);
+    assert!(table.row(&f.restored).ends_with(&format!("owned by {other}/restored")), "{}", table.stdout);
+    let stray = table.row(&f.stray);
+    assert!(stray.starts_with("cn-shanghai") && stray.ends_with("UNOWNED"), "{}", table.stdout);
     let named_elsewhere = format!("UNOWNED (named only by {other}/elsewhere for account {OTHER_ACCOUNT})");
-    assert!(table.row(&misrecorded).ends_with(&named_elsewhere), "{}", table.stdout);
-    for hidden in [&theirs, &their_stray, &paged[0]] {
+    assert!(table.row(&f.misrecorded).ends_with(&named_elsewhere), "{}", table.stdout);
+    for hidden in [&f.theirs, &f.their_stray, &f.paged[0]] {
         assert!(
             !table.stdout.contains(hidden.as_str()),
             "{hidden} is not this account's or region's: {}",
@@ -241,10 +265,12 @@ fn segments_owned_unowned_and_in_another_account_across_regions() {
         "{}",
         table.stdout
     );
-    // One page per region, and one question for the account.
     assert_eq!((table.calls("DescribeEipSegment", "Success"), table.calls("GetCallerIdentity", "Success")), (2, 1));
+}
 
-    let report = audit(c, &sim, &["--output", "json"]);
+/// The JSON report says the same, with each segment's details and owners.
+fn check_json_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
+    let report = audit(c, sim, &["--output", "json"]);
     assert_eq!(report.code, 1, "{}", report.stderr);
     let v = report.json();
     assert_eq!(
@@ -255,48 +281,64 @@ fn segments_owned_unowned_and_in_another_account_across_regions() {
     assert!(v["regions"].as_array().unwrap().iter().all(|r| r["error"].is_null()));
     let by_id = segments(&v);
     assert_eq!(by_id.len(), 5, "{v}");
-    let owned = &by_id[&allocated];
+    let cidr = sim.segment(&f.allocated).unwrap()["segment"].as_str().unwrap().to_string();
+    let owned = &by_id[&f.allocated];
     assert_eq!(
         (&owned["verdict"], &owned["status"], &owned["cidr"], &owned["ipCount"]),
         (&json!("owned"), &json!("Allocated"), &json!(cidr), &json!(16))
     );
-    assert_eq!(owned["creationTime"], sim.segment(&allocated).unwrap()["creationTime"]);
-    assert_eq!(names(&owned["owners"]), [format!("{served}/allocated")]);
-    assert_eq!(names(&by_id[&restored]["owners"]), [format!("{other}/restored")]);
-    assert_eq!(by_id[&stray]["verdict"], "unowned");
-    assert_eq!(by_id[&misrecorded]["verdict"], "unowned");
+    assert_eq!(owned["creationTime"], sim.segment(&f.allocated).unwrap()["creationTime"]);
+    assert_eq!(names(&owned["owners"]), [format!("{}/allocated", f.served)]);
+    assert_eq!(names(&by_id[&f.restored]["owners"]), [format!("{}/restored", f.other)]);
+    assert_eq!(by_id[&f.stray]["verdict"], "unowned");
+    assert_eq!(by_id[&f.misrecorded]["verdict"], "unowned");
     assert_eq!(
-        by_id[&misrecorded]["otherAccounts"],
-        json!([{"namespace": other, "name": "elsewhere", "accountId": OTHER_ACCOUNT}])
+        by_id[&f.misrecorded]["otherAccounts"],
+        json!([{"namespace": f.other, "name": "elsewhere", "accountId": OTHER_ACCOUNT}])
     );
     for s in by_id.values() {
         assert!(s["pendingAllocations"].as_array().unwrap().is_empty(), "{s}");
     }
+}
 
-    // The other account's audit: its own segments only.
-    let theirs_audit = audit_as(&sim, OTHER_KEY, c.scoped_operator_kubeconfig(), &["--output", "json"]);
+/// The other account's audit: its own segments only.
+fn check_the_other_accounts_audit(c: &Cluster, sim: &Simulator, f: &Fleet) {
+    let theirs_audit = audit_as(sim, OTHER_KEY, c.scoped_operator_kubeconfig(), &["--output", "json"]);
     assert_eq!(theirs_audit.code, 1, "{}", theirs_audit.stderr);
     let v = theirs_audit.json();
     assert_eq!((&v["account"], &v["unowned"]), (&json!(OTHER_ACCOUNT), &json!(1)));
     let by_id = segments(&v);
     let mut ids: Vec<&String> = by_id.keys().collect();
     ids.sort();
-    let mut want = vec![&theirs, &their_stray];
+    let mut want = vec![&f.theirs, &f.their_stray];
     want.sort();
     assert_eq!(ids, want);
-    assert_eq!(names(&by_id[&theirs]["owners"]), [format!("{other}/theirs")]);
-    assert_eq!(by_id[&their_stray]["verdict"], "unowned");
+    assert_eq!(names(&by_id[&f.theirs]["owners"]), [format!("{}/theirs", f.other)]);
+    assert_eq!(by_id[&f.their_stray]["verdict"], "unowned");
+}
 
-    // Regions asked for, comma-separated or repeated; a region of two pages is listed whole.
+/// Regions asked for, comma-separated or repeated; a region of two pages is listed whole.
+fn check_regions_asked_for(c: &Cluster, sim: &Simulator, f: &Fleet) {
     let paged_audit =
-        audit(c, &sim, &["--region", "cn-beijing,cn-hangzhou", "--region", "cn-beijing", "--output", "json"]);
+        audit(c, sim, &["--region", "cn-beijing,cn-hangzhou", "--region", "cn-beijing", "--output", "json"]);
     assert_eq!(paged_audit.code, 1, "{}", paged_audit.stderr);
     let v = paged_audit.json();
     assert_eq!(regions(&v), ["cn-beijing", "cn-hangzhou"]);
     assert_eq!(v["regions"][0]["segments"].as_array().unwrap().len(), 52);
     assert_eq!(v["unowned"], 52 + 1);
-    assert!(paged.iter().all(|id| segments(&v)[id]["verdict"] == "unowned"));
+    assert!(f.paged.iter().all(|id| segments(&v)[id]["verdict"] == "unowned"));
     assert_eq!(paged_audit.calls("DescribeEipSegment", "Success"), 2 + 1, "two pages and one");
+}
+
+#[test]
+fn segments_owned_unowned_and_in_another_account_across_regions() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&[]);
+    let fleet = fleet_across_regions(c, &sim);
+    check_table_report(c, &sim, &fleet);
+    check_json_report(c, &sim, &fleet);
+    check_the_other_accounts_audit(c, &sim, &fleet);
+    check_regions_asked_for(c, &sim, &fleet);
 }
 
 #[test]
@@ -410,20 +452,17 @@ fn a_pending_allocations_segment_is_possibly_its_objects() {
     assert!(clean.row(&answer).contains("possibly the pending allocation"), "{}", clean.stdout);
 }
 
-#[test]
-fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
-    let (_serial, c) = start();
-    let sim = Simulator::start(&[]);
-    let none = audit(c, &sim, &[]);
+/// No EipSegment names a region: nothing to audit.
+fn assert_nothing_to_audit_is_2(c: &Cluster, sim: &Simulator) {
+    let none = audit(c, sim, &[]);
     assert_eq!(none.code, 2, "{}", none.stdout);
     assert!(none.stderr.contains("no region to audit"), "{}", none.stderr);
     assert!(none.stdout.is_empty());
+}
 
-    let ns = c.namespace("audit-unproven");
-    let stray = sim.seed(json!({}));
-    c.apply(&segment_yaml(&ns, "allocating", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    assert_eq!(audit(c, &sim, &[]).code, 1, "the listing proves the stray unowned");
-
+/// Every malformed shape of a listing leaves the audit unable to tell, in both outputs, and lists
+/// nothing from it.
+fn assert_malformed_listings_are_2(c: &Cluster, sim: &Simulator, stray: &str) {
     for shape in ["noSegments", "noTotalCount", "wrongTotalCount", "emptyObject", "noSegmentList", "notJson"] {
         sim.admin(
             "PUT",
@@ -431,14 +470,14 @@ fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
             json!({"malformedRate": 1.0, "malformedShapes": [shape], "actions": ["DescribeEipSegment"]}),
         );
         for output in ["table", "json"] {
-            let a = audit(c, &sim, &["--output", output]);
+            let a = audit(c, sim, &["--output", output]);
             assert_eq!(a.code, 2, "{shape}: {}\n{}", a.stdout, a.stderr);
             assert!(
                 a.stderr.contains("cn-hangzhou: could not tell: page 1 of DescribeEipSegment"),
                 "{shape}: {}",
                 a.stderr
             );
-            assert!(!a.stdout.contains(&stray), "{shape}: nothing is listed from an unproven answer");
+            assert!(!a.stdout.contains(stray), "{shape}: nothing is listed from an unproven answer");
             if output == "json" {
                 let v = a.json();
                 assert_eq!((&v["complete"], &v["unowned"]), (&json!(false), &Value::Null), "{shape}");
@@ -449,42 +488,73 @@ fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
             }
         }
     }
+}
+
+/// A listing the cloud fails is 2, with the cloud's error code.
+fn assert_a_failed_listing_is_2(c: &Cluster, sim: &Simulator) {
     sim.admin("PUT", "faults", json!({"internalErrorRate": 1.0, "actions": ["DescribeEipSegment"]}));
-    let failed = audit(c, &sim, &[]);
+    let failed = audit(c, sim, &[]);
     assert_eq!(failed.code, 2, "{}", failed.stdout);
     assert!(failed.stderr.contains("InternalError"), "{}", failed.stderr);
     sim.admin("PUT", "faults", json!({}));
+}
 
-    // A region that fails keeps the audit at 2, even with an unowned segment proven elsewhere.
-    let partly = audit(c, &sim, &["--region", "cn-hangzhou,xx-nowhere-1"]);
+/// A region that fails keeps the audit at 2, even with an unowned segment proven elsewhere.
+fn assert_a_failed_region_keeps_2(c: &Cluster, sim: &Simulator, stray: &str) {
+    let partly = audit(c, sim, &["--region", "cn-hangzhou,xx-nowhere-1"]);
     assert_eq!(partly.code, 2, "{}", partly.stdout);
-    assert!(partly.row(&stray).ends_with("UNOWNED"), "{}", partly.stdout);
+    assert!(partly.row(stray).ends_with("UNOWNED"), "{}", partly.stdout);
     assert!(partly.stdout.contains("xx-nowhere-1: could not tell"), "{}", partly.stdout);
     assert!(
         partly.stdout.contains("1 of 2 regions could not be listed; in the 1 listed: 0 owned, 1 unowned"),
         "{}",
         partly.stdout
     );
+}
 
-    // No account, no audit.
+/// No account, no audit.
+fn assert_no_account_no_audit(c: &Cluster, sim: &Simulator) {
     sim.admin("PUT", "sts", json!({"unavailable": true}));
-    let anonymous = audit(c, &sim, &[]);
+    let anonymous = audit(c, sim, &[]);
     assert_eq!(anonymous.code, 2, "{}", anonymous.stdout);
     assert!(anonymous.stderr.contains("cannot tell which account the credentials act for"), "{}", anonymous.stderr);
     assert_eq!(anonymous.calls("DescribeEipSegment", "Success"), 0);
     sim.admin("PUT", "sts", json!({"unavailable": false}));
+}
 
-    // No cluster, no audit: and not a single cloud call.
+/// No cluster, no audit: and not a single cloud call.
+fn assert_no_cluster_no_audit(sim: &Simulator) {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-kubeconfig");
-    let unreachable = audit_as(&sim, DEFAULT_KEY, missing.to_str().unwrap(), &[]);
+    let unreachable = audit_as(sim, DEFAULT_KEY, missing.to_str().unwrap(), &[]);
     assert_eq!(unreachable.code, 2, "{}", unreachable.stdout);
     assert!(unreachable.stderr.contains("could not tell"), "{}", unreachable.stderr);
     assert_eq!(unreachable.calls, json!({}));
+}
 
-    // A bad region is refused before anything is asked.
-    let bad = audit(c, &sim, &["--region", "Hangzhou"]);
+/// A bad region is refused before anything is asked.
+fn assert_a_bad_region_is_refused(c: &Cluster, sim: &Simulator) {
+    let bad = audit(c, sim, &["--region", "Hangzhou"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("is not a region ID"), "{}", bad.stderr);
     assert_eq!(bad.calls, json!({}));
+}
+
+#[test]
+fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&[]);
+    assert_nothing_to_audit_is_2(c, &sim);
+
+    let ns = c.namespace("audit-unproven");
+    let stray = sim.seed(json!({}));
+    c.apply(&segment_yaml(&ns, "allocating", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    assert_eq!(audit(c, &sim, &[]).code, 1, "the listing proves the stray unowned");
+
+    assert_malformed_listings_are_2(c, &sim, &stray);
+    assert_a_failed_listing_is_2(c, &sim);
+    assert_a_failed_region_keeps_2(c, &sim, &stray);
+    assert_no_account_no_audit(c, &sim);
+    assert_no_cluster_no_audit(&sim);
+    assert_a_bad_region_is_refused(c, &sim);
 }

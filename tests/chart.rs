@@ -511,18 +511,23 @@ fn check_rbac_invariants(mode: &str, docs: &[Value]) {
     assert_eq!((parsed_namespaces, rbac_guard_rolebinding), (namespaces, guard), "{mode}: as the operator reads them");
 }
 
-#[test]
-fn rbac_is_exactly_what_each_mode_needs() {
-    let namespaced = |extra: fn(&str) -> Vec<Grant>| -> Vec<Grant> {
-        ["team-a", "team-b"]
-            .iter()
-            .flat_map(|ns| [operator_grants(ns), guard_grants(ns, "eipsegment-operator"), extra(ns)].concat())
-            .collect()
-    };
-    let nothing = |_: &str| Vec::new();
-    let cases: Vec<(&str, &[&str], Vec<Grant>)> = vec![
+/// Per namespace, in team-a and team-b: the operator's rights, the guard's, and `extra`.
+fn namespaced_grants(extra: fn(&str) -> Vec<Grant>) -> Vec<Grant> {
+    ["team-a", "team-b"]
+        .iter()
+        .flat_map(|ns| [operator_grants(ns), guard_grants(ns, "eipsegment-operator"), extra(ns)].concat())
+        .collect()
+}
+
+fn no_grants(_: &str) -> Vec<Grant> {
+    Vec::new()
+}
+
+/// Each values mode with exactly the rights its rendering must grant.
+fn rbac_cases() -> Vec<(&'static str, &'static [&'static str], Vec<Grant>)> {
+    vec![
         ("default", &[], [operator_grants("*"), lease_grants()].concat()),
-        ("namespaced", &["watchNamespaces={team-a,team-b}"], [namespaced(nothing), lease_grants()].concat()),
+        ("namespaced", &["watchNamespaces={team-a,team-b}"], [namespaced_grants(no_grants), lease_grants()].concat()),
         (
             "one namespace",
             &["watchNamespaces={team-a}"],
@@ -537,7 +542,7 @@ fn rbac_is_exactly_what_each_mode_needs() {
         (
             "secret references, namespaced",
             &["watchNamespaces={team-a,team-b}", "credentials.secretReferences.enabled=true"],
-            [namespaced(secret_grants), lease_grants()].concat(),
+            [namespaced_grants(secret_grants), lease_grants()].concat(),
         ),
         (
             "secret references, namespaced, no leader election",
@@ -546,7 +551,7 @@ fn rbac_is_exactly_what_each_mode_needs() {
                 "credentials.secretReferences.enabled=true",
                 "leaderElection.enabled=false",
             ],
-            namespaced(secret_grants),
+            namespaced_grants(secret_grants),
         ),
         (
             "the release namespace served too",
@@ -562,41 +567,49 @@ fn rbac_is_exactly_what_each_mode_needs() {
         ),
         ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=r"], [operator_grants("*"), lease_grants()].concat()),
         ("credentials secret", &["credentials.secretName=k"], [operator_grants("*"), lease_grants()].concat()),
-    ];
-    for (mode, sets, want) in cases {
+    ]
+}
+
+/// Every binding names a role of this rendering (a Role in its own namespace), for the release's
+/// ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test control plane
+/// uses); every role is bound.
+fn check_bindings_are_for_the_release(mode: &str, docs: &[Value]) {
+    let sa = of_kind(docs, "ServiceAccount")[0];
+    assert_eq!(
+        (sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()),
+        (Some(RELEASE_NS), Some("eipsegment-operator"))
+    );
+    for binding in docs.iter().filter(|d| is_binding(d)) {
+        if binding["kind"] == "ClusterRoleBinding" {
+            assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "{mode}");
+        }
+        assert!(bound_role(docs, binding).is_some(), "{mode}: {binding:?} refers to no rendered role");
+        let subjects = binding["subjects"].as_sequence().unwrap();
+        assert_eq!(subjects.len(), 1, "{mode}");
+        assert_eq!(
+            (subjects[0]["kind"].as_str(), subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()),
+            (Some("ServiceAccount"), Some("eipsegment-operator"), Some(RELEASE_NS)),
+            "{mode}"
+        );
+    }
+    for role in docs.iter().filter(|d| is_role(d)) {
+        assert!(
+            docs.iter().filter(|d| is_binding(d)).any(|b| bound_role(docs, b) == Some(role)),
+            "{mode}: {:?} is bound nowhere",
+            role["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn rbac_is_exactly_what_each_mode_needs() {
+    for (mode, sets, want) in rbac_cases() {
         let docs = documents(&template(sets).unwrap());
         assert_eq!(sorted(grants(&docs)), sorted(want), "{mode}: granted rights");
         let leader_election = !sets.contains(&"leaderElection.enabled=false");
         assert_eq!(rbac_objects(&docs), expected_rbac_objects(&watched(sets), leader_election), "{mode}: RBAC objects");
         check_rbac_invariants(mode, &docs);
-        // Every binding names a role of this rendering (a Role in its own namespace), for the
-        // release's ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test
-        // control plane uses); every role is bound.
-        let sa = of_kind(&docs, "ServiceAccount")[0];
-        assert_eq!(
-            (sa["metadata"]["namespace"].as_str(), sa["metadata"]["name"].as_str()),
-            (Some(RELEASE_NS), Some("eipsegment-operator"))
-        );
-        for binding in docs.iter().filter(|d| is_binding(d)) {
-            if binding["kind"] == "ClusterRoleBinding" {
-                assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "{mode}");
-            }
-            assert!(bound_role(&docs, binding).is_some(), "{mode}: {binding:?} refers to no rendered role");
-            let subjects = binding["subjects"].as_sequence().unwrap();
-            assert_eq!(subjects.len(), 1, "{mode}");
-            assert_eq!(
-                (subjects[0]["kind"].as_str(), subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()),
-                (Some("ServiceAccount"), Some("eipsegment-operator"), Some(RELEASE_NS)),
-                "{mode}"
-            );
-        }
-        for role in docs.iter().filter(|d| is_role(d)) {
-            assert!(
-                docs.iter().filter(|d| is_binding(d)).any(|b| bound_role(&docs, b) == Some(role)),
-                "{mode}: {:?} is bound nowhere",
-                role["metadata"]["name"]
-            );
-        }
+        check_bindings_are_for_the_release(mode, &docs);
     }
     for (mode, sets) in MODES {
         check_rbac_invariants(mode, &documents(&template(sets).unwrap()));
@@ -1222,11 +1235,10 @@ fn deploy_and_the_chart_crd_are_up_to_date() {
     }
 }
 
-#[test]
-fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
-    let c = Cluster::shared();
-    // `helm install` for real (the Deployment stays unscheduled: no kubelet runs here). The control
-    // plane already holds the same RBAC from deploy/rbac/, which the release adopts.
+/// `helm install` for real (the Deployment stays unscheduled: no kubelet runs here), then the
+/// release's manifest as installed. The control plane already holds the same RBAC from
+/// deploy/rbac/, which the release adopts.
+fn helm_install(c: &Cluster) -> Vec<Value> {
     let out = Command::new(helm())
         .args([
             "upgrade",
@@ -1254,8 +1266,11 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
         ])
         .output()
         .unwrap();
-    let docs = documents(&String::from_utf8(installed.stdout).unwrap());
-    let deployment = c.kubectl(&[
+    documents(&String::from_utf8(installed.stdout).unwrap())
+}
+
+fn installed_replicas(c: &Cluster) -> String {
+    c.kubectl(&[
         "get",
         "deployment",
         "eipsegment-operator",
@@ -1263,29 +1278,44 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
         "eipsegment-system",
         "-o",
         "jsonpath={.spec.replicas}",
-    ]);
-    assert_eq!(deployment, "2");
-    let ns = c.namespace("chart");
-    let sim = Simulator::start(&[]);
-    // The chart's arguments, then what only a test needs: the simulator, a free port, its own Lease
-    // and namespace (other tests share this control plane).
-    let mut chart_args = args(&docs);
+    ])
+}
+
+/// The operator with the chart's arguments, then what only a test needs: the simulator, a free
+/// port, its own Lease and namespace (other tests share this control plane).
+fn start_with_installed_args(c: &Cluster, sim: &Simulator, ns: &str, docs: &[Value]) -> Operator {
+    let mut chart_args = args(docs);
     chart_args.retain(|a| a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--lease-name"));
     let lease = format!("--lease-name=chart-{ns}");
     let mut extra: Vec<&str> = chart_args.iter().map(String::as_str).collect();
     extra.push(&lease);
-    let op = Operator::start_with_env(
+    Operator::start_with_env(
         c,
-        &sim,
-        &ns,
+        sim,
+        ns,
         &extra,
         &[("POD_NAME", "chart-replica"), ("POD_NAMESPACE", "eipsegment-system")],
-    );
-    c.apply(&segment_yaml(&ns, "from-chart", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    let obj = eventually("Ready", Duration::from_secs(60), || c.get(&ns, "from-chart").filter(is_ready));
+    )
+}
+
+/// An object is allocated and, once deleted, released.
+fn allocate_and_release(c: &Cluster, sim: &Simulator, ns: &str) {
+    c.apply(&segment_yaml(ns, "from-chart", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let obj = eventually("Ready", Duration::from_secs(60), || c.get(ns, "from-chart").filter(is_ready));
     let id = obj["status"]["segmentInstanceId"].as_str().unwrap().to_string();
-    c.kubectl(&["delete", "eipsegment", "from-chart", "-n", &ns, "--timeout=60s"]);
+    c.kubectl(&["delete", "eipsegment", "from-chart", "-n", ns, "--timeout=60s"]);
     assert!(sim.segment(&id).is_none());
+}
+
+#[test]
+fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
+    let c = Cluster::shared();
+    let docs = helm_install(c);
+    assert_eq!(installed_replicas(c), "2");
+    let ns = c.namespace("chart");
+    let sim = Simulator::start(&[]);
+    let op = start_with_installed_args(c, &sim, &ns, &docs);
+    allocate_and_release(c, &sim, &ns);
     // The chart's --log-format=json: every log line is a JSON object.
     let log = op.log_text();
     assert!(
@@ -1295,25 +1325,24 @@ fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     assert_eq!(op.metric("eipsegment_leader"), Some(1.0));
 }
 
-/// Per-namespace mode on the real apiserver, for an identity that holds nothing but what the
-/// rendering grants (the control plane's operator identity also holds deploy/rbac/'s ClusterRole,
-/// which would hide a missing right): `kubectl auth can-i` agrees with the rendering; the operator,
-/// run with the chart's arguments, allocates with the namespace's credentials Secret and holds it;
-/// and deleting the namespace releases the segment before the Secret and the RoleBinding go. The
-/// RoleBinding keeps its finalizer while any EipSegment is left, and loses it once none is.
-#[test]
-fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are_gone() {
-    let c = Cluster::shared();
-    let ns = c.namespace("guarded");
-    let (release, sa) = ("guarded", "guarded-operator");
-    let binding = "guarded-eipsegment-operator";
+/// The ServiceAccount the guarded release runs as, created by the test (not by the chart).
+const GUARDED_SA: &str = "guarded-operator";
+/// The RoleBinding the guarded release renders in its one namespace, and guards.
+const GUARDED_BINDING: &str = "guarded-eipsegment-operator";
+/// A finalizer of the test's own: it keeps the object once the operator is done with it, so that
+/// the RoleBinding's finalizer can be seen to stay while an EipSegment is left.
+const HOLD: &str = "chart-test.eipsegment.io/hold";
+
+/// The per-namespace rendering of release `guarded`, serving `ns` alone with Secret-referenced
+/// credentials, under a ServiceAccount the chart does not create.
+fn render_guarded(ns: &str) -> Vec<Value> {
     let rendered = template_release(
-        release,
+        "guarded",
         RELEASE_NS,
         &[
             &format!("watchNamespaces={{{ns}}}"),
             "serviceAccount.create=false",
-            &format!("serviceAccount.name={sa}"),
+            &format!("serviceAccount.name={GUARDED_SA}"),
             "credentials.secretReferences.enabled=true",
             "leaderElection.enabled=false",
             "replicaCount=1",
@@ -1322,16 +1351,20 @@ fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are
     .unwrap();
     let docs = documents(&rendered);
     check_rbac_invariants("guarded", &docs);
-    assert_eq!(guard_flag(&docs).as_deref(), Some(binding));
-    // The RBAC only: no kubelet runs here, so the operator runs as a process with the Deployment's
-    // arguments and a token of the rendering's ServiceAccount.
+    assert_eq!(guard_flag(&docs).as_deref(), Some(GUARDED_BINDING));
+    docs
+}
+
+/// Applies the rendering's RBAC only (no kubelet runs here, so the operator runs as a process) and
+/// returns the path of a kubeconfig with a token of the rendering's ServiceAccount.
+fn install_rbac_with_its_identity(c: &Cluster, ns: &str, docs: &[Value]) -> String {
     let rbac: Vec<String> =
         docs.iter().filter(|d| is_role(d) || is_binding(d)).map(|d| serde_yaml::to_string(d).unwrap()).collect();
     assert_eq!(rbac.len(), 2, "a ClusterRole and one RoleBinding: {rbac:?}");
     c.apply(&rbac.join("---\n")).unwrap();
-    c.kubectl(&["create", "serviceaccount", sa, "-n", RELEASE_NS]);
-    let token = c.kubectl(&["create", "token", sa, "-n", RELEASE_NS, "--duration=2h"]);
-    let kubeconfig = c.dir.join(format!("{sa}.kubeconfig"));
+    c.kubectl(&["create", "serviceaccount", GUARDED_SA, "-n", RELEASE_NS]);
+    let token = c.kubectl(&["create", "token", GUARDED_SA, "-n", RELEASE_NS, "--duration=2h"]);
+    let kubeconfig = c.dir.join(format!("{GUARDED_SA}.kubeconfig"));
     std::fs::write(
         &kubeconfig,
         format!(
@@ -1344,129 +1377,186 @@ fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are
         ),
     )
     .unwrap();
-    let kubeconfig = kubeconfig.to_str().unwrap();
-    let can_i = |verb: &str, what: &str, namespace: &str| -> bool {
-        let (_, out, err) = c.kubectl_as(kubeconfig, &["auth", "can-i", verb, what, "-n", namespace], None);
-        match out.trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!("can-i {verb} {what} -n {namespace}: {other} {err}"),
-        }
-    };
-    let binding_ref = format!("rolebindings.rbac.authorization.k8s.io/{binding}");
+    kubeconfig.to_str().unwrap().to_string()
+}
+
+/// `kubectl auth can-i` for the identity of `kubeconfig`.
+fn can_i(c: &Cluster, kubeconfig: &str, verb: &str, what: &str, namespace: &str) -> bool {
+    let (_, out, err) = c.kubectl_as(kubeconfig, &["auth", "can-i", verb, what, "-n", namespace], None);
+    match out.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("can-i {verb} {what} -n {namespace}: {other} {err}"),
+    }
+}
+
+fn guarded_binding_ref() -> String {
+    format!("rolebindings.rbac.authorization.k8s.io/{GUARDED_BINDING}")
+}
+
+/// The identity may do what the rendering grants in `ns`, and nothing more.
+fn assert_can_i_agrees_with_the_rendering(c: &Cluster, kubeconfig: &str, ns: &str) {
+    let binding_ref = guarded_binding_ref();
     for (verb, what, namespace, want) in [
-        ("list", "eipsegments.eipsegment.io", ns.as_str(), true),
-        ("patch", "eipsegments.eipsegment.io", ns.as_str(), true),
+        ("list", "eipsegments.eipsegment.io", ns, true),
+        ("patch", "eipsegments.eipsegment.io", ns, true),
         ("list", "eipsegments.eipsegment.io", "default", false),
-        ("get", "secrets", ns.as_str(), true),
-        ("patch", "secrets", ns.as_str(), true),
-        ("list", "secrets", ns.as_str(), false),
-        ("watch", "secrets", ns.as_str(), false),
-        ("create", "secrets", ns.as_str(), false),
-        ("delete", "secrets", ns.as_str(), false),
+        ("get", "secrets", ns, true),
+        ("patch", "secrets", ns, true),
+        ("list", "secrets", ns, false),
+        ("watch", "secrets", ns, false),
+        ("create", "secrets", ns, false),
+        ("delete", "secrets", ns, false),
         ("get", "secrets", "default", false),
-        ("get", binding_ref.as_str(), ns.as_str(), true),
-        ("patch", binding_ref.as_str(), ns.as_str(), true),
-        ("delete", binding_ref.as_str(), ns.as_str(), false),
-        ("patch", "rolebindings.rbac.authorization.k8s.io/another", ns.as_str(), false),
-        ("list", "rolebindings.rbac.authorization.k8s.io", ns.as_str(), false),
+        ("get", binding_ref.as_str(), ns, true),
+        ("patch", binding_ref.as_str(), ns, true),
+        ("delete", binding_ref.as_str(), ns, false),
+        ("patch", "rolebindings.rbac.authorization.k8s.io/another", ns, false),
+        ("list", "rolebindings.rbac.authorization.k8s.io", ns, false),
         ("patch", binding_ref.as_str(), "default", false),
     ] {
-        assert_eq!(can_i(verb, what, namespace), want, "can-i {verb} {what} -n {namespace}");
+        assert_eq!(can_i(c, kubeconfig, verb, what, namespace), want, "can-i {verb} {what} -n {namespace}");
     }
+}
 
-    // The operator with the chart's arguments (the harness gives the same namespace, a free metrics
-    // port and the simulator).
-    let sim = Simulator::start(&[]);
-    let chart_args = args(&docs);
+/// The operator with the rendering's arguments, as its identity (the harness gives the same
+/// namespace, a free metrics port and the simulator).
+fn start_as_rendered(c: &Cluster, sim: &Simulator, ns: &str, docs: &[Value], kubeconfig: &str) -> Operator {
+    let chart_args = args(docs);
     assert!(chart_args.contains(&format!("--namespace={ns}")), "{chart_args:?}");
     let extra: Vec<&str> = chart_args
         .iter()
         .map(String::as_str)
         .filter(|a| *a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--namespace="))
         .collect();
-    let op = Operator::start_with_env(c, &sim, &ns, &extra, &[("KUBECONFIG", kubeconfig)]);
+    Operator::start_with_env(c, sim, ns, &extra, &[("KUBECONFIG", kubeconfig)])
+}
+
+fn create_credentials_secret(c: &Cluster, ns: &str) {
     c.kubectl(&[
         "create",
         "secret",
         "generic",
         "eipsegment-credentials",
         "-n",
-        &ns,
+        ns,
         &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_ID={ACCESS_KEY_ID}"),
         &format!("--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET={ACCESS_KEY_SECRET}"),
     ]);
-    // A finalizer of the test's own keeps the object once the operator is done with it, so that
-    // the RoleBinding's finalizer can be seen to stay while an EipSegment is left.
-    let hold = "chart-test.eipsegment.io/hold";
+}
+
+/// The credentials Secret's finalizers; None once it is gone.
+fn secret_finalizers(c: &Cluster, ns: &str) -> Option<Vec<String>> {
+    let (ok, out, err) = c.kubectl_as(
+        c.admin_kubeconfig(),
+        &["get", "secret", "eipsegment-credentials", "-n", ns, "-o", "jsonpath={.metadata.finalizers}"],
+        None,
+    );
+    if !ok {
+        assert!(err.contains("NotFound"), "{err}");
+        return None;
+    }
+    Some(if out.is_empty() { Vec::new() } else { serde_json::from_str(&out).unwrap() })
+}
+
+/// The guarded RoleBinding; None once it is gone.
+fn guarded_rolebinding(c: &Cluster, ns: &str) -> Option<serde_json::Value> {
+    let (ok, out, err) =
+        c.kubectl_as(c.admin_kubeconfig(), &["get", "rolebinding", GUARDED_BINDING, "-n", ns, "-o", "json"], None);
+    if !ok {
+        assert!(err.contains("NotFound"), "{err}");
+        return None;
+    }
+    Some(serde_json::from_str(&out).unwrap())
+}
+
+fn is_deleting(v: &serde_json::Value) -> bool {
+    v["metadata"]["deletionTimestamp"].is_string()
+}
+
+/// An EipSegment held by [`HOLD`], allocated with the namespace's Secret, which it then holds;
+/// the RoleBinding carries the guard's finalizer. Returns the segment's ID.
+fn allocate_held_segment(c: &Cluster, ns: &str) -> String {
     c.apply(&format!(
         "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: guarded\n  namespace: {ns}\n  \
-         finalizers: [{hold}]\nspec:\n  regionId: cn-hangzhou\n  eipMask: 28\n"
+         finalizers: [{HOLD}]\nspec:\n  regionId: cn-hangzhou\n  eipMask: 28\n"
     ))
     .unwrap();
-    let obj = wait_ready(c, &ns, "guarded");
+    let obj = wait_ready(c, ns, "guarded");
     let id = segment_id(&obj);
     assert_eq!(obj["status"]["credentialsSource"], "Secret/eipsegment-credentials", "{:?}", obj["status"]);
     let holder = obj["metadata"]["name"].as_str().unwrap().to_string();
-    let secret_finalizers = || -> Option<Vec<String>> {
-        let (ok, out, err) = c.kubectl_as(
-            c.admin_kubeconfig(),
-            &["get", "secret", "eipsegment-credentials", "-n", &ns, "-o", "jsonpath={.metadata.finalizers}"],
-            None,
-        );
-        if !ok {
-            assert!(err.contains("NotFound"), "{err}");
-            return None;
-        }
-        Some(if out.is_empty() { Vec::new() } else { serde_json::from_str(&out).unwrap() })
-    };
     let in_use = format!("eipsegment.io/in-use-by-{holder}");
-    eventually("the Secret held", WAIT, || secret_finalizers().filter(|f| f.contains(&in_use)));
-    let rolebinding = || -> Option<serde_json::Value> {
-        let (ok, out, err) =
-            c.kubectl_as(c.admin_kubeconfig(), &["get", "rolebinding", binding, "-n", &ns, "-o", "json"], None);
-        if !ok {
-            assert!(err.contains("NotFound"), "{err}");
-            return None;
-        }
-        Some(serde_json::from_str(&out).unwrap())
-    };
-    assert_eq!(rolebinding().unwrap()["metadata"]["finalizers"], serde_json::json!([GUARD_FINALIZER]));
+    eventually("the Secret held", WAIT, || secret_finalizers(c, ns).filter(|f| f.contains(&in_use)));
+    assert_eq!(guarded_rolebinding(c, ns).unwrap()["metadata"]["finalizers"], serde_json::json!([GUARD_FINALIZER]));
+    id
+}
 
-    c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
-    // The namespace controller marks everything deleted at once; the RoleBinding and the Secret
-    // stay, and the operator releases the segment with the Secret's credentials.
-    let deleting = |v: &serde_json::Value| v["metadata"]["deletionTimestamp"].is_string();
-    eventually("the RoleBinding Terminating", WAIT, || rolebinding().filter(deleting));
-    eventually("the segment released", WAIT, || sim.segment(&id).is_none().then_some(()));
-    // Done with the object: its finalizer is gone and it lets go of the Secret, which then goes.
+/// The namespace controller marks everything deleted at once; the RoleBinding and the Secret stay,
+/// and the operator releases the segment with the Secret's credentials. Done with the object, its
+/// finalizer goes and it lets go of the Secret, which then goes.
+fn assert_released_before_the_secret_goes(c: &Cluster, sim: &Simulator, ns: &str, id: &str) {
+    eventually("the RoleBinding Terminating", WAIT, || guarded_rolebinding(c, ns).filter(is_deleting));
+    eventually("the segment released", WAIT, || sim.segment(id).is_none().then_some(()));
     eventually("the operator's finalizer removed", WAIT, || {
-        c.get(&ns, "guarded").filter(|o| o["metadata"]["finalizers"] == serde_json::json!([hold]))
+        c.get(ns, "guarded").filter(|o| o["metadata"]["finalizers"] == serde_json::json!([HOLD]))
     });
-    eventually("the Secret gone", WAIT, || secret_finalizers().is_none().then_some(()));
-    // An EipSegment is left (held by the test): over more than one of the guard's checks, the
-    // RoleBinding keeps its finalizer.
+    eventually("the Secret gone", WAIT, || secret_finalizers(c, ns).is_none().then_some(()));
+}
+
+/// An EipSegment is left (held by the test): over more than one of the guard's checks, the
+/// RoleBinding keeps its finalizer.
+fn assert_rolebinding_kept_while_a_segment_is_left(c: &Cluster, ns: &str) {
     std::thread::sleep(Duration::from_secs(12));
-    let kept = rolebinding().expect("the RoleBinding stays while an EipSegment is left");
-    assert!(deleting(&kept) && kept["metadata"]["finalizers"] == serde_json::json!([GUARD_FINALIZER]), "{kept:?}");
-    // The last EipSegment goes: the operator lets the RoleBinding go, and the namespace finishes.
+    let kept = guarded_rolebinding(c, ns).expect("the RoleBinding stays while an EipSegment is left");
+    assert!(is_deleting(&kept) && kept["metadata"]["finalizers"] == serde_json::json!([GUARD_FINALIZER]), "{kept:?}");
+}
+
+/// The last EipSegment goes: the operator lets the RoleBinding go, and the namespace finishes.
+fn let_the_last_segment_go(c: &Cluster, ns: &str) {
     c.kubectl(&[
         "patch",
         "eipsegment",
         "guarded",
         "-n",
-        &ns,
+        ns,
         "--type=json",
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
-    eventually("the RoleBinding gone", WAIT, || rolebinding().is_none().then_some(()));
+    eventually("the RoleBinding gone", WAIT, || guarded_rolebinding(c, ns).is_none().then_some(()));
     eventually("the namespace gone", Duration::from_secs(120), || {
-        let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["get", "namespace", &ns], None);
+        let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["get", "namespace", ns], None);
         (!ok && err.contains("NotFound")).then_some(())
     });
+}
+
+/// Per-namespace mode on the real apiserver, for an identity that holds nothing but what the
+/// rendering grants (the control plane's operator identity also holds deploy/rbac/'s ClusterRole,
+/// which would hide a missing right): `kubectl auth can-i` agrees with the rendering; the operator,
+/// run with the chart's arguments, allocates with the namespace's credentials Secret and holds it;
+/// and deleting the namespace releases the segment before the Secret and the RoleBinding go. The
+/// RoleBinding keeps its finalizer while any EipSegment is left, and loses it once none is.
+#[test]
+fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are_gone() {
+    let c = Cluster::shared();
+    let ns = c.namespace("guarded");
+    let docs = render_guarded(&ns);
+    let kubeconfig = install_rbac_with_its_identity(c, &ns, &docs);
+    assert_can_i_agrees_with_the_rendering(c, &kubeconfig, &ns);
+
+    let sim = Simulator::start(&[]);
+    let op = start_as_rendered(c, &sim, &ns, &docs, &kubeconfig);
+    create_credentials_secret(c, &ns);
+    let id = allocate_held_segment(c, &ns);
+
+    c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    assert_released_before_the_secret_goes(c, &sim, &ns, &id);
+    assert_rolebinding_kept_while_a_segment_is_left(c, &ns);
+    let_the_last_segment_go(c, &ns);
     assert!(op.log_text().contains("its RoleBinding may go"), "the guard did not say it let the RoleBinding go");
-    assert!(!can_i("patch", &binding_ref, &ns), "the right went with the RoleBinding");
-    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "clusterrole", &format!("{binding}-namespaced")], None);
-    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "serviceaccount", sa, "-n", RELEASE_NS], None);
+    assert!(!can_i(c, &kubeconfig, "patch", &guarded_binding_ref(), &ns), "the right went with the RoleBinding");
+    let _ =
+        c.kubectl_as(c.admin_kubeconfig(), &["delete", "clusterrole", &format!("{GUARDED_BINDING}-namespaced")], None);
+    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "serviceaccount", GUARDED_SA, "-n", RELEASE_NS], None);
 }

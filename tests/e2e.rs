@@ -114,109 +114,144 @@ fn retain_keeps_the_segment_and_adoption_never_allocates() {
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), before);
 }
 
+/// An adoption of segment `id` that releases it on deletion.
+fn adopting_for_release(id: &str) -> String {
+    format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n")
+}
+
+/// The way out of a release the cloud refuses: keep the segment.
+fn set_retain(c: &Cluster, ns: &str, name: &str) {
+    c.kubectl(&[
+        "patch",
+        "eipsegment",
+        name,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
+    ]);
+}
+
+/// A segment whose release the cloud refuses, as the simulator seeds it, with the error code, the
+/// class and a word the condition must hold.
+struct RefusedRelease {
+    name: &'static str,
+    seed: serde_json::Value,
+    code: &'static str,
+    class: &'static str,
+    hint: &'static str,
+}
+
+fn refused_releases() -> [RefusedRelease; 4] {
+    [
+        RefusedRelease {
+            name: "prepaid",
+            seed: json!({"chargeType": "PrePaid"}),
+            code: "Forbidden.ChargeTypeIsPrepaid",
+            class: "Blocked",
+            hint: "prepaid",
+        },
+        RefusedRelease {
+            name: "protected",
+            seed: json!({"deletionProtection": true}),
+            code: "InvalidOperation.DeletionProtection",
+            class: "Blocked",
+            hint: "deletion protection",
+        },
+        RefusedRelease {
+            name: "bwp",
+            seed: json!({"members": [{"index": 1, "bandwidthPackageId": "cbwp-shared1"}]}),
+            code: "OperationFailed.EipInBwp",
+            class: "Blocked",
+            hint: "cbwp-shared1",
+        },
+        RefusedRelease {
+            name: "inuse",
+            seed: json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web01"}]}),
+            code: "OperationFailed.EipStatusInvalid",
+            class: "Blocked",
+            hint: "i-web01",
+        },
+    ]
+}
+
+/// Deleting the adopted segment is refused: the condition and an event say why, the finalizer
+/// holds, and Retain lets the object go with the segment kept.
+fn check_refused_release_then_retain(c: &Cluster, sim: &Simulator, ns: &str, case: &RefusedRelease) {
+    let RefusedRelease { name, seed, code, class, hint } = case;
+    let id = sim.seed(seed.clone());
+    c.apply(&segment_yaml(ns, name, &adopting_for_release(&id))).unwrap();
+    wait_ready(c, ns, name);
+    c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--wait=false"]);
+    let obj = eventually(&format!("{name}: {code}"), T, || {
+        c.get(ns, name).filter(|o| o["status"]["lastError"]["code"] == *code)
+    });
+    let synced = condition(&obj, "Synced").unwrap();
+    assert_eq!((synced["status"].as_str(), synced["reason"].as_str()), (Some("False"), Some(*class)), "{name}");
+    let message = synced["message"].as_str().unwrap();
+    assert!(message.contains(code) && message.contains(hint), "{name}: {message}");
+    let reason = if *class == "Blocked" { "ReleaseBlocked" } else { "ReleaseFailed" };
+    eventually(&format!("{name}: {reason} event"), T, || c.has_event(ns, name, reason).then_some(()));
+    assert!(sim.segment(&id).is_some(), "{name}: a refused release leaves the segment");
+    // Still blocked a while later: the finalizer holds.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(c.get(ns, name).is_some());
+    set_retain(c, ns, name);
+    wait_gone(c, ns, name);
+    assert!(sim.segment(&id).is_some());
+}
+
+/// Another account's segment is invisible to this one: it cannot be adopted, and nothing is
+/// released.
+fn check_another_accounts_segment_is_not_released(c: &Cluster, sim: &Simulator, ns: &str) {
+    let foreign = sim.seed(json!({"ownerAccount": "6543210987654321"}));
+    c.apply(&segment_yaml(ns, "foreign", &adopting_for_release(&foreign))).unwrap();
+    eventually("foreign: AdoptionTargetNotFound", T, || {
+        c.get(ns, "foreign").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "AdoptionTargetNotFound"))
+    });
+    c.kubectl(&["delete", "eipsegment", "foreign", "-n", ns, "--timeout=30s"]);
+    assert!(sim.segment(&foreign).is_some(), "another account's segment stays");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Forbidden"), 0);
+}
+
+/// Blocked retries are slow: far fewer attempts than seconds elapsed.
+fn assert_blocked_retries_are_slow(sim: &Simulator) {
+    let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"]
+        .iter()
+        .map(|code| sim.count("ReleaseEipSegmentAddress", code))
+        .sum();
+    assert!(refused <= 6, "blocked releases were retried {refused} times");
+}
+
+/// Fixing the cause lets the release through without any change to the object.
+fn check_fixing_the_cause_releases(c: &Cluster, sim: &Simulator, ns: &str) {
+    let id = sim.seed(json!({"members": [{"index": 0, "status": "InUse", "instanceId": "i-db01"}]}));
+    c.apply(&segment_yaml(ns, "fixed", &adopting_for_release(&id))).unwrap();
+    wait_ready(c, ns, "fixed");
+    c.kubectl(&["delete", "eipsegment", "fixed", "-n", ns, "--wait=false"]);
+    eventually("blocked", T, || c.get(ns, "fixed").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
+    sim.admin(
+        "PATCH",
+        &format!("segments/{id}"),
+        json!({"members": [{"index": 0, "status": "Available", "instanceId": ""}]}),
+    );
+    wait_gone(c, ns, "fixed");
+    assert!(sim.segment(&id).is_none());
+}
+
 #[test]
 fn blocked_and_terminal_releases_say_why_and_retain_lets_go() {
     let c = Cluster::shared();
     let ns = c.namespace("blocked");
     let sim = Simulator::start(&[]);
     let _op = Operator::start(c, &sim, &ns, &[]);
-    let cases = [
-        ("prepaid", json!({"chargeType": "PrePaid"}), "Forbidden.ChargeTypeIsPrepaid", "Blocked", "prepaid"),
-        (
-            "protected",
-            json!({"deletionProtection": true}),
-            "InvalidOperation.DeletionProtection",
-            "Blocked",
-            "deletion protection",
-        ),
-        (
-            "bwp",
-            json!({"members": [{"index": 1, "bandwidthPackageId": "cbwp-shared1"}]}),
-            "OperationFailed.EipInBwp",
-            "Blocked",
-            "cbwp-shared1",
-        ),
-        (
-            "inuse",
-            json!({"members": [{"index": 2, "status": "InUse", "instanceId": "i-web01"}]}),
-            "OperationFailed.EipStatusInvalid",
-            "Blocked",
-            "i-web01",
-        ),
-    ];
-    for (name, seed, code, class, hint) in &cases {
-        let id = sim.seed(seed.clone());
-        c.apply(&segment_yaml(
-            &ns,
-            name,
-            &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
-        ))
-        .unwrap();
-        wait_ready(c, &ns, name);
-        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
-        let obj = eventually(&format!("{name}: {code}"), T, || {
-            c.get(&ns, name).filter(|o| o["status"]["lastError"]["code"] == *code)
-        });
-        let synced = condition(&obj, "Synced").unwrap();
-        assert_eq!((synced["status"].as_str(), synced["reason"].as_str()), (Some("False"), Some(*class)), "{name}");
-        let message = synced["message"].as_str().unwrap();
-        assert!(message.contains(code) && message.contains(hint), "{name}: {message}");
-        let reason = if *class == "Blocked" { "ReleaseBlocked" } else { "ReleaseFailed" };
-        eventually(&format!("{name}: {reason} event"), T, || c.has_event(&ns, name, reason).then_some(()));
-        assert!(sim.segment(&id).is_some(), "{name}: a refused release leaves the segment");
-        // Still blocked a while later: the finalizer holds.
-        std::thread::sleep(Duration::from_secs(1));
-        assert!(c.get(&ns, name).is_some());
-        // The way out: Retain.
-        c.kubectl(&[
-            "patch",
-            "eipsegment",
-            name,
-            "-n",
-            &ns,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"deletionPolicy":"Retain"}}"#,
-        ]);
-        wait_gone(c, &ns, name);
-        assert!(sim.segment(&id).is_some());
+    for case in &refused_releases() {
+        check_refused_release_then_retain(c, &sim, &ns, case);
     }
-    // Another account's segment is invisible to this one: it cannot be adopted, and nothing is
-    // released.
-    let foreign = sim.seed(json!({"ownerAccount": "6543210987654321"}));
-    let spec = format!("  regionId: cn-hangzhou\n  segmentInstanceId: {foreign}\n  deletionPolicy: Delete\n");
-    c.apply(&segment_yaml(&ns, "foreign", &spec)).unwrap();
-    eventually("foreign: AdoptionTargetNotFound", T, || {
-        c.get(&ns, "foreign").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "AdoptionTargetNotFound"))
-    });
-    c.kubectl(&["delete", "eipsegment", "foreign", "-n", &ns, "--timeout=30s"]);
-    assert!(sim.segment(&foreign).is_some(), "another account's segment stays");
-    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Forbidden"), 0);
-    // Blocked retries are slow: far fewer attempts than seconds elapsed.
-    let refused: u64 = ["Forbidden.ChargeTypeIsPrepaid", "InvalidOperation.DeletionProtection"]
-        .iter()
-        .map(|code| sim.count("ReleaseEipSegmentAddress", code))
-        .sum();
-    assert!(refused <= 6, "blocked releases were retried {refused} times");
-
-    // Fixing the cause lets the release through without any change to the object.
-    let id = sim.seed(json!({"members": [{"index": 0, "status": "InUse", "instanceId": "i-db01"}]}));
-    c.apply(&segment_yaml(
-        &ns,
-        "fixed",
-        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
-    ))
-    .unwrap();
-    wait_ready(c, &ns, "fixed");
-    c.kubectl(&["delete", "eipsegment", "fixed", "-n", &ns, "--wait=false"]);
-    eventually("blocked", T, || c.get(&ns, "fixed").filter(|o| o["status"]["lastError"]["class"] == "Blocked"));
-    sim.admin(
-        "PATCH",
-        &format!("segments/{id}"),
-        json!({"members": [{"index": 0, "status": "Available", "instanceId": ""}]}),
-    );
-    wait_gone(c, &ns, "fixed");
-    assert!(sim.segment(&id).is_none());
+    check_another_accounts_segment_is_not_released(c, &sim, &ns);
+    assert_blocked_retries_are_slow(&sim);
+    check_fixing_the_cause_releases(c, &sim, &ns);
 }
 
 #[test]
@@ -552,81 +587,98 @@ fn only_the_leader_reconciles_and_a_killed_leader_hands_over_without_a_second_re
     assert!(stopped.elapsed() < Duration::from_secs(6), "a released lease is taken before it would expire");
 }
 
-#[test]
-fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
-    let c = Cluster::shared();
-    let ns = c.namespace("secretcreds");
-    // What the chart grants with Secret-referenced credentials on: get and patch (for the finalizer
-    // that keeps a Secret while segments depend on it), in the served namespace only.
+/// A secret value the test hands the operator; it must never show in any of its outputs.
+const WRONG_SECRET: &str = "WrongSecretValue-must-never-leak";
+
+/// What the chart grants with Secret-referenced credentials on: get and patch (for the finalizer
+/// that keeps a Secret while segments depend on it), in the served namespace only.
+fn grant_secret_rights(c: &Cluster, ns: &str) {
     c.apply(&format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nrules:\n- {{apiGroups: [\"\"], resources: [secrets], verbs: [get, patch]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: eipsegment-operator-secrets, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: eipsegment-operator-secrets}}\nsubjects:\n- {{kind: ServiceAccount, name: eipsegment-operator, namespace: eipsegment-system}}\n"
     ))
     .unwrap();
-    let sim = Simulator::start(&[]);
-    // No credentials of its own: everything comes from Secrets.
-    // The most verbose logging there is: nothing secret may reach it even so.
-    let op = Operator::start_with_env(
+}
+
+/// No credentials of its own: everything comes from Secrets. The most verbose logging there is:
+/// nothing secret may reach it even so.
+fn start_with_secret_credentials_only(c: &Cluster, sim: &Simulator, ns: &str) -> Operator {
+    Operator::start_with_env(
         c,
-        &sim,
-        &ns,
+        sim,
+        ns,
         &["--secret-credentials"],
         &[("ALIBABA_CLOUD_ACCESS_KEY_ID", ""), ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""), ("RUST_LOG", "trace")],
-    );
-    let secret = |name: &str, id: &str, key: &str| {
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  ALIBABA_CLOUD_ACCESS_KEY_ID: {id}\n  ALIBABA_CLOUD_ACCESS_KEY_SECRET: {key}\n"
-        )
-    };
+    )
+}
 
-    c.apply(&segment_yaml(&ns, "plain", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+fn credentials_secret(ns: &str, name: &str, id: &str, key: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  ALIBABA_CLOUD_ACCESS_KEY_ID: {id}\n  ALIBABA_CLOUD_ACCESS_KEY_SECRET: {key}\n"
+    )
+}
+
+/// Without a Secret the object is terminal and says which credentials are missing; the
+/// namespace's default Secret appearing lets it proceed. Returns the segment's ID.
+fn check_the_default_secret_unblocks(c: &Cluster, ns: &str) -> String {
+    c.apply(&segment_yaml(ns, "plain", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let obj = eventually("no credentials", T, || {
-        c.get(&ns, "plain").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
+        c.get(ns, "plain").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
     });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
     assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{obj}");
-    eventually("CredentialsUnavailable event", T, || c.has_event(&ns, "plain", "CredentialsUnavailable").then_some(()));
-    // The namespace's default Secret appears: the object proceeds.
-    c.apply(&secret("eipsegment-credentials", ACCESS_KEY_ID, ACCESS_KEY_SECRET)).unwrap();
-    let plain_id = segment_id(&wait_ready(c, &ns, "plain"));
+    eventually("CredentialsUnavailable event", T, || c.has_event(ns, "plain", "CredentialsUnavailable").then_some(()));
+    c.apply(&credentials_secret(ns, "eipsegment-credentials", ACCESS_KEY_ID, ACCESS_KEY_SECRET)).unwrap();
+    segment_id(&wait_ready(c, ns, "plain"))
+}
 
-    let wrong = "WrongSecretValue-must-never-leak";
-    c.apply(&secret("wrong", ACCESS_KEY_ID, wrong)).unwrap();
+/// A referenced Secret with the wrong key is a terminal signature error.
+fn check_a_wrong_key_is_terminal(c: &Cluster, ns: &str) {
+    c.apply(&credentials_secret(ns, "wrong", ACCESS_KEY_ID, WRONG_SECRET)).unwrap();
     c.apply(&segment_yaml(
-        &ns,
+        ns,
         "wrongkey",
         "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: wrong}\n",
     ))
     .unwrap();
     let obj = eventually("bad signature", T, || {
-        c.get(&ns, "wrongkey").filter(|o| o["status"]["lastError"]["code"] == "SignatureDoesNotMatch")
+        c.get(ns, "wrongkey").filter(|o| o["status"]["lastError"]["code"] == "SignatureDoesNotMatch")
     });
     assert_eq!(condition(&obj, "Synced").unwrap()["reason"], "Terminal");
+}
+
+/// A referenced Secret that does not exist: no credentials, and the message says so.
+fn check_a_missing_secret_is_reported(c: &Cluster, ns: &str) {
     c.apply(&segment_yaml(
-        &ns,
+        ns,
         "missing",
         "  regionId: cn-hangzhou\n  eipMask: 28\n  credentialsSecretRef: {name: nope}\n",
     ))
     .unwrap();
     let obj = eventually("missing Secret", T, || {
-        c.get(&ns, "missing").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
+        c.get(ns, "missing").filter(|o| o["status"]["lastError"]["code"] == "NoCredentials")
     });
     assert!(obj["status"]["lastError"]["message"].as_str().unwrap().contains("does not exist"));
     eventually("CredentialsUnavailable event", T, || {
-        c.has_event(&ns, "missing", "CredentialsUnavailable").then_some(())
+        c.has_event(ns, "missing", "CredentialsUnavailable").then_some(())
     });
+}
 
+/// Every object goes; nothing was ever allocated for the ones without good credentials, so their
+/// deletion needs no cloud call.
+fn delete_all_and_release(c: &Cluster, sim: &Simulator, ns: &str, plain_id: &str) {
     for name in ["plain", "wrongkey", "missing"] {
-        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--wait=false"]);
+        c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--wait=false"]);
     }
-    wait_gone(c, &ns, "plain");
-    assert!(sim.segment(&plain_id).is_none());
-    // Nothing was ever allocated for the others, so their deletion needs no cloud call.
-    wait_gone(c, &ns, "wrongkey");
-    wait_gone(c, &ns, "missing");
+    wait_gone(c, ns, "plain");
+    assert!(sim.segment(plain_id).is_none());
+    wait_gone(c, ns, "wrongkey");
+    wait_gone(c, ns, "missing");
+}
 
-    // Neither secret, in plain text or base64 (as a Secret's data), reached a log line, an event, a
-    // status or a metric; nor did the operator's Kubernetes token.
-    let events = c.kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "json"]);
+/// Neither secret, in plain text or base64 (as a Secret's data), reached a log line, an event, a
+/// status or a metric; nor did the operator's Kubernetes token.
+fn assert_no_secret_in_outputs(c: &Cluster, op: &Operator, ns: &str) {
+    let events = c.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "json"]);
     let (_, metrics) = op.scrape("/metrics");
     let log = op.log_text();
     assert!(log.lines().count() > 100, "trace logging was not on");
@@ -639,10 +691,26 @@ fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
     for (what, text) in [("log", log), ("events", events), ("metrics", metrics)] {
         assert!(!text.contains(&kube_token), "the Kubernetes token appears in the operator's {what}");
-        for value in [ACCESS_KEY_SECRET.to_string(), wrong.to_string(), b64(ACCESS_KEY_SECRET), b64(wrong)] {
+        for value in
+            [ACCESS_KEY_SECRET.to_string(), WRONG_SECRET.to_string(), b64(ACCESS_KEY_SECRET), b64(WRONG_SECRET)]
+        {
             assert!(!text.contains(&value), "a secret value appears in the operator's {what}");
         }
     }
+}
+
+#[test]
+fn credentials_from_secrets_in_the_objects_namespace_and_never_in_outputs() {
+    let c = Cluster::shared();
+    let ns = c.namespace("secretcreds");
+    grant_secret_rights(c, &ns);
+    let sim = Simulator::start(&[]);
+    let op = start_with_secret_credentials_only(c, &sim, &ns);
+    let plain_id = check_the_default_secret_unblocks(c, &ns);
+    check_a_wrong_key_is_terminal(c, &ns);
+    check_a_missing_secret_is_reported(c, &ns);
+    delete_all_and_release(c, &sim, &ns, &plain_id);
+    assert_no_secret_in_outputs(c, &op, &ns);
 }
 
 #[test]
@@ -760,71 +828,68 @@ fn column<'a>(header: &[String], row: &'a [String], title: &str) -> Option<&'a s
     titles.iter().position(|t| *t == title).and_then(|i| row.get(i)).map(String::as_str)
 }
 
-#[test]
-fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
-    let c = Cluster::shared();
-    let ns = c.namespace("daytwo");
-    let sim = Simulator::start(&[]);
-    // Drift checks every 4 s; allocations at once, so that the settled segments' checks fall due
-    // together and are made as one scan of the region's page (which the unowned gauge reads).
-    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "4", "--allocate-quota", "20/1"]);
-    let names = ["web", "api-0", "api-1", "api-2"];
-    let manifests: Vec<String> =
-        names.iter().map(|n| segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).collect();
-    c.apply(&manifests.join("---\n")).unwrap();
+/// The region label of every per-region metric in these tests.
+const REGION_LABEL: &str = r#"region="cn-hangzhou""#;
 
-    // Ready: the member EIPs are recorded once, in address order, as the cloud has them.
-    let id = segment_id(&wait_ready(c, &ns, "web"));
-    names.iter().for_each(|n| drop(wait_ready(c, &ns, n)));
+/// (allocationId, ipAddress) of each address in a list of EIPs, in the list's order.
+fn address_pairs(list: &serde_json::Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["allocationId"].as_str().unwrap().into(), m["ipAddress"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// Ready: the member EIPs of `web` are recorded, in address order, as the cloud has them. Returns
+/// the object and the addresses.
+fn check_addresses_recorded(c: &Cluster, sim: &Simulator, ns: &str, id: &str) -> (serde_json::Value, Vec<String>) {
     let obj =
-        eventually("addresses recorded", T, || c.get(&ns, "web").filter(|o| o["status"]["lastAddress"].is_string()));
-    let mut want: Vec<(String, String)> = sim.segment(&id).unwrap()["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["allocationId"].as_str().unwrap().into(), m["ipAddress"].as_str().unwrap().into()))
-        .collect();
+        eventually("addresses recorded", T, || c.get(ns, "web").filter(|o| o["status"]["lastAddress"].is_string()));
+    let mut want = address_pairs(&sim.segment(id).unwrap()["members"]);
     want.sort_by_key(|(_, ip)| ip.parse::<std::net::Ipv4Addr>().unwrap());
-    let got: Vec<(String, String)> = obj["status"]["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["allocationId"].as_str().unwrap().into(), m["ipAddress"].as_str().unwrap().into()))
-        .collect();
+    let got = address_pairs(&obj["status"]["addresses"]);
     assert_eq!((got.len(), &got), (16, &want));
     assert_eq!(obj["status"]["firstAddress"].as_str(), Some(want[0].1.as_str()));
     assert_eq!(obj["status"]["lastAddress"].as_str(), Some(want[15].1.as_str()));
-    // Drift checks do not read them again.
-    std::thread::sleep(Duration::from_secs(9));
-    assert_eq!(sim.count("DescribeEipAddresses", "Success"), 4, "read once each (16 EIPs are one page)");
-    let (header, row) = table_row(c, &ns, "web", false);
+    (obj, want.into_iter().map(|(_, ip)| ip).collect())
+}
+
+/// `kubectl get` shows the settled segment as Ready, and `-o wide` its first and last address,
+/// its sync and its account.
+fn check_ready_row(c: &Cluster, ns: &str, obj: &serde_json::Value, addresses: &[String]) {
+    let (header, row) = table_row(c, ns, "web", false);
     assert_eq!(column(&header, &row, "READY"), Some("True"), "{header:?} {row:?}");
     assert_eq!(column(&header, &row, "REASON"), Some("Allocated"));
-    let (header, row) = table_row(c, &ns, "web", true);
-    assert_eq!(column(&header, &row, "FIRST"), Some(want[0].1.as_str()), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "LAST"), Some(want[15].1.as_str()));
+    let (header, row) = table_row(c, ns, "web", true);
+    assert_eq!(column(&header, &row, "FIRST"), Some(addresses[0].as_str()), "{header:?} {row:?}");
+    assert_eq!(column(&header, &row, "LAST"), Some(addresses[15].as_str()));
     assert_eq!(column(&header, &row, "SYNCED"), Some("Succeeded"));
     assert_eq!(column(&header, &row, "ACCOUNT"), obj["status"]["accountId"].as_str());
+}
 
-    // A release blocked by a bound member EIP: the cloud status stays as the cloud has it.
+/// A release blocked by a bound member EIP; `kubectl get` keeps the cloud status as the cloud has
+/// it and says why the object is not Ready.
+fn block_a_release(c: &Cluster, sim: &Simulator, ns: &str) {
     let bound = sim.seed(json!({"members": [{"index": 3, "status": "InUse", "instanceId": "i-web01"}]}));
     let spec = format!("  regionId: cn-hangzhou\n  segmentInstanceId: {bound}\n  deletionPolicy: Delete\n");
-    c.apply(&segment_yaml(&ns, "bound", &spec)).unwrap();
-    wait_ready(c, &ns, "bound");
-    c.kubectl(&["delete", "eipsegment", "bound", "-n", &ns, "--wait=false"]);
+    c.apply(&segment_yaml(ns, "bound", &spec)).unwrap();
+    wait_ready(c, ns, "bound");
+    c.kubectl(&["delete", "eipsegment", "bound", "-n", ns, "--wait=false"]);
     eventually("Ready False ReleaseBlocked", T, || {
-        c.get(&ns, "bound").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseBlocked"))
+        c.get(ns, "bound").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseBlocked"))
     });
-    let (header, row) = table_row(c, &ns, "bound", false);
-    println!("kubectl get eipseg during a blocked release:\n{}", c.kubectl(&["get", "eipseg", "-n", &ns]));
+    let (header, row) = table_row(c, ns, "bound", false);
+    println!("kubectl get eipseg during a blocked release:\n{}", c.kubectl(&["get", "eipseg", "-n", ns]));
     assert_eq!(column(&header, &row, "STATUS"), Some("Allocated"), "{header:?} {row:?}");
     assert_eq!(column(&header, &row, "READY"), Some("False"));
     assert_eq!(column(&header, &row, "REASON"), Some("ReleaseBlocked"));
-    let (header, row) = table_row(c, &ns, "bound", true);
+    let (header, row) = table_row(c, ns, "bound", true);
     assert_eq!(column(&header, &row, "SYNCED"), Some("Blocked"), "{header:?} {row:?}");
+}
 
-    // The metrics an alert needs, with no object name in them.
-    let region = r#"region="cn-hangzhou""#;
+/// The metrics an alert needs, with no object name in them.
+fn check_blocked_release_metrics(op: &Operator) {
+    let region = REGION_LABEL;
     eventually("objects gauge", T, || {
         (op.metric(&format!(r#"eipsegment_objects{{{region},ready="False",reason="ReleaseBlocked"}}"#)) == Some(1.0))
             .then_some(())
@@ -839,38 +904,62 @@ fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
     let ok = op.metric(&format!(r#"eipsegment_objects_synced{{{region},class="Succeeded"}}"#));
     assert_eq!(blocked.unwrap_or(0.0) + ok.unwrap_or(0.0), 5.0, "blocked {blocked:?}, succeeded {ok:?}");
     assert!(!op.scrape("/metrics").1.contains("bound"), "no object names in metric labels");
+}
 
-    // Two segments no object names: the drift checks' region scan counts them, at no extra call.
+/// Waits until the region's unowned gauge reads `want`.
+fn wait_unowned(op: &Operator, what: &str, want: f64) {
+    eventually(what, T, || {
+        (op.metric(&format!("eipsegment_unowned_segments{{{REGION_LABEL}}}")) == Some(want)).then_some(())
+    });
+}
+
+/// Two segments no object names: the drift checks' region scan counts them, at no extra call.
+fn check_strays_counted(op: &Operator, sim: &Simulator) {
     let strays = [sim.seed(json!({})), sim.seed(json!({}))];
-    eventually("unowned segments", T, || {
-        (op.metric(&format!("eipsegment_unowned_segments{{{region}}}")) == Some(2.0)).then_some(())
-    });
-    assert_ne!(op.metric(&format!("eipsegment_unowned_segments{{{region}}}")), Some(3.0), "{strays:?}");
+    wait_unowned(op, "unowned segments", 2.0);
+    assert_ne!(op.metric(&format!("eipsegment_unowned_segments{{{REGION_LABEL}}}")), Some(3.0), "{strays:?}");
+}
 
-    // Retain lets the object go; the deletion gauges follow.
-    c.kubectl(&[
-        "patch",
-        "eipsegment",
-        "bound",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
-    ]);
-    wait_gone(c, &ns, "bound");
+/// Retain lets the blocked object go; the deletion gauges follow, and the kept segment is now one
+/// that no object names.
+fn retain_and_watch_the_gauges(c: &Cluster, op: &Operator, ns: &str) {
+    set_retain(c, ns, "bound");
+    wait_gone(c, ns, "bound");
     eventually("no pending deletion", T, || {
-        (op.metric(&format!("eipsegment_pending_deletions{{{region}}}")) == Some(0.0)).then_some(())
+        (op.metric(&format!("eipsegment_pending_deletions{{{REGION_LABEL}}}")) == Some(0.0)).then_some(())
     });
-    // The kept segment is now one that no object names.
-    eventually("three unowned", T, || {
-        (op.metric(&format!("eipsegment_unowned_segments{{{region}}}")) == Some(3.0)).then_some(())
-    });
+    wait_unowned(op, "three unowned", 3.0);
+}
+
+#[test]
+fn a_blocked_release_is_plain_in_kubectl_get_status_and_metrics() {
+    let c = Cluster::shared();
+    let ns = c.namespace("daytwo");
+    let sim = Simulator::start(&[]);
+    // Drift checks every 4 s; allocations at once, so that the settled segments' checks fall due
+    // together and are made as one scan of the region's page (which the unowned gauge reads).
+    let op = Operator::start(c, &sim, &ns, &["--resync-seconds", "4", "--allocate-quota", "20/1"]);
+    let names = ["web", "api-0", "api-1", "api-2"];
+    let manifests: Vec<String> =
+        names.iter().map(|n| segment_yaml(&ns, n, "  regionId: cn-hangzhou\n  eipMask: 28\n")).collect();
+    c.apply(&manifests.join("---\n")).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "web"));
+    names.iter().for_each(|n| drop(wait_ready(c, &ns, n)));
+    let (obj, addresses) = check_addresses_recorded(c, &sim, &ns, &id);
+    // Drift checks do not read them again.
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(sim.count("DescribeEipAddresses", "Success"), 4, "read once each (16 EIPs are one page)");
+    check_ready_row(c, &ns, &obj, &addresses);
+
+    block_a_release(c, &sim, &ns);
+    check_blocked_release_metrics(&op);
+    check_strays_counted(&op, &sim);
+    retain_and_watch_the_gauges(c, &op, &ns);
     // With one settled segment left, drift checks look by ID: no scan, so after two drift
     // intervals the region's figure is no longer reported rather than left stale.
     c.kubectl(&["delete", "eipsegment", "api-0", "api-1", "api-2", "-n", &ns]);
     eventually("no stale figure", T, || {
-        op.metric(&format!("eipsegment_unowned_segments{{{region}}}")).is_none().then_some(())
+        op.metric(&format!("eipsegment_unowned_segments{{{REGION_LABEL}}}")).is_none().then_some(())
     });
 }
 

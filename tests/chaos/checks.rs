@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
+use crate::evidence::Evidence;
 use crate::fmt_ms;
 use crate::run::{Run, SECRET_FINALIZER_PREFIX, Tracked};
+use crate::supervisor::SupervisorReport;
 
 pub const LEAKED: &str = "leaked segments";
 pub const PREMATURE: &str = "premature releases";
@@ -64,6 +66,86 @@ pub struct Cloud<'h> {
     pub present: &'h HashSet<String>,
 }
 
+/// Every check's violations, in the report's order, and what the checks found on the way.
+pub struct Findings {
+    pub violations: Vec<Violation>,
+    pub figures: SegmentFigures,
+    /// Restored objects refused their segment by an object that took it over while they were gone.
+    pub taken_in_the_gap: usize,
+}
+
+/// Every check but whether the chaos was delivered (`delivery`): the segments in the cloud, what
+/// is stuck, the restores, the credentials, then the operator's panics, exits and outputs.
+pub fn all(run: &Run, evidence: &Evidence, sup: &SupervisorReport, t0: u64) -> Findings {
+    let final_objects = run.present.clone().unwrap_or_default();
+    let cloud = Cloud { history: &evidence.history, present: &evidence.present };
+    let (mut v, figures) = segments(run, &cloud, &final_objects, t0);
+    if evidence.all_segments != evidence.history.len() {
+        v.push(Violation {
+            check: ACCOUNTS,
+            what: format!(
+                "the cloud holds {} segments in all, {} of them in the run's two accounts",
+                evidence.all_segments,
+                evidence.history.len()
+            ),
+            ..Default::default()
+        });
+    }
+    let segments_of = |o: &Tracked| named_segments(&evidence.history, o);
+    v.extend(stuck(run, &final_objects, &segments_of, t0));
+    let (refused_restores, taken_in_the_gap) = restores(run, t0);
+    for mut r in refused_restores {
+        r.segments = r.object.as_ref().map(&segments_of).unwrap_or_default();
+        v.push(r);
+    }
+    for (what, k) in run.credentials_lost.values() {
+        let o = &run.objects[*k];
+        v.push(Violation {
+            check: CREDENTIALS_LOST,
+            what: what.clone(),
+            object: Some(o.clone()),
+            segments: segments_of(o),
+        });
+    }
+    v.extend(operator(evidence, sup, t0));
+    Findings { violations: v, figures, taken_in_the_gap }
+}
+
+/// The segments of the history an object named: allocated with one of its tokens, named by its
+/// status, or adopted.
+fn named_segments(history: &[Value], o: &Tracked) -> Vec<Value> {
+    let tokens = o.tokens();
+    history
+        .iter()
+        .filter(|s| {
+            s["allocationToken"].as_str().is_some_and(|t| tokens.contains(t))
+                || s["instanceId"]
+                    .as_str()
+                    .is_some_and(|id| o.segments_seen.contains(id) || o.adopts.as_deref() == Some(id))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The operator's panics, the exits the run did not cause, and the secrets in its outputs.
+fn operator(evidence: &Evidence, sup: &SupervisorReport, t0: u64) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for p in &evidence.log.panics {
+        v.push(Violation { check: PANICS, what: p.clone(), ..Default::default() });
+    }
+    for e in &sup.unexpected_exits {
+        v.push(Violation {
+            check: EXITS,
+            what: format!("pid {} exited at {}: {}", e.pid, fmt_ms(t0, e.at_ms), e.status),
+            ..Default::default()
+        });
+    }
+    for f in &evidence.secret_findings {
+        v.push(Violation { check: HYGIENE, what: f.clone(), ..Default::default() });
+    }
+    v
+}
+
 fn releases(seg: &Value) -> Vec<u64> {
     seg["releaseAcceptedAtMs"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
 }
@@ -86,132 +168,164 @@ pub fn segments(
     final_objects: &HashSet<String>,
     t0: u64,
 ) -> (Vec<Violation>, SegmentFigures) {
-    let mut v = Vec::new();
-    let mut f = SegmentFigures::default();
+    let mut checks = SegmentChecks {
+        run,
+        final_objects,
+        t0,
+        v: Vec::new(),
+        f: SegmentFigures::default(),
+        per_object: BTreeMap::new(),
+    };
     let by_segment: HashMap<&str, &Value> =
         cloud.history.iter().filter_map(|s| Some((s["instanceId"].as_str()?, s))).collect();
-    let mut per_object: BTreeMap<usize, Vec<&Value>> = BTreeMap::new();
-    let position = |o: &Tracked| run.by_uid[o.uid()];
     for seg in cloud.history {
+        checks.segment(seg, cloud.present);
+    }
+    checks.one_segment_per_object();
+    for (k, o) in run.objects.iter().enumerate() {
+        checks.object(k, o, &by_segment);
+    }
+    (checks.v, checks.f)
+}
+
+/// The segment checks as they go through the cloud's history, then through the objects.
+struct SegmentChecks<'a> {
+    run: &'a Run<'a>,
+    final_objects: &'a HashSet<String>,
+    t0: u64,
+    v: Vec<Violation>,
+    f: SegmentFigures,
+    /// The segments each object's tokens allocated, by the object's position.
+    per_object: BTreeMap<usize, Vec<&'a Value>>,
+}
+
+/// A violation about one segment and the object that allocated it.
+fn about(check: &'static str, what: String, o: &Tracked, seg: &Value) -> Violation {
+    Violation { check, what, object: Some(o.clone()), segments: vec![seg.clone()] }
+}
+
+impl<'a> SegmentChecks<'a> {
+    fn segment(&mut self, seg: &'a Value, in_cloud: &HashSet<String>) {
         let id = seg["instanceId"].as_str().unwrap_or_default();
-        let present = cloud.present.contains(id);
+        let present = in_cloud.contains(id);
         let rel = releases(seg);
         if rel.len() > 1 {
-            f.released_twice += 1;
+            self.f.released_twice += 1;
         }
         let out_of_band = seg["removedOutOfBand"].as_bool() == Some(true);
-        f.out_of_band += usize::from(out_of_band);
-        let token = seg["allocationToken"].as_str();
-        let Some(o) = allocator(run, seg) else {
-            let (check, what) = if present {
-                (LEAKED, format!("{id} is in the cloud with ClientToken {token:?}, which names no object of the run"))
-            } else {
-                (SECOND, format!("{id} was allocated with ClientToken {token:?}, which names no object of the run"))
-            };
-            v.push(Violation { check, what, object: None, segments: vec![seg.clone()] });
-            continue;
+        self.f.out_of_band += usize::from(out_of_band);
+        let Some(o) = allocator(self.run, seg) else {
+            self.v.push(unknown_token(seg, id, present));
+            return;
         };
-        let one = |check, what: String| Violation { check, what, object: Some(o.clone()), segments: vec![seg.clone()] };
         if o.adopts.is_some() {
-            v.push(one(SECOND, format!("{id} was allocated with the token of {}, which only adopts", o.name)));
-        }
-        per_object.entry(position(o)).or_default().push(seg);
-        let adopters: Vec<&Tracked> = run.objects.iter().filter(|a| a.adopts.as_deref() == Some(id)).collect();
-        let namers: Vec<&Tracked> = std::iter::once(o).chain(adopters.iter().copied()).collect();
-        let retained = namers.iter().any(|n| n.retain);
-        if present && !out_of_band {
-            let left: Vec<&str> =
-                namers.iter().filter(|n| final_objects.contains(n.uid())).map(|n| n.name.as_str()).collect();
-            if retained {
-                f.retained_kept += 1;
-                f.kept_by_adopter += usize::from(!o.retain);
-            } else if left.is_empty() {
-                let names: Vec<&str> = namers.iter().map(|n| n.name.as_str()).collect();
-                v.push(one(
-                    LEAKED,
-                    format!("{id} is still in the cloud; every object that named it ({names:?}) is gone"),
-                ));
-            }
-        }
-        let created = seg["createdAtMs"].as_u64().unwrap_or(0);
-        if o.delete_ms.is_some_and(|d| created > d) {
-            f.allocated_after_delete += 1;
-        }
-        if let Some(gone) = o.gone_ms.filter(|&g| created > g) {
-            v.push(one(
+            self.v.push(about(
                 SECOND,
-                format!(
-                    "{id} was created at {}, after {} was seen gone at {}",
-                    fmt_ms(t0, created),
-                    o.name,
-                    fmt_ms(t0, gone)
-                ),
+                format!("{id} was allocated with the token of {}, which only adopts", o.name),
+                o,
+                seg,
             ));
         }
+        self.per_object.entry(self.run.by_uid[o.uid()]).or_default().push(seg);
+        let adopters: Vec<&Tracked> = self.run.objects.iter().filter(|a| a.adopts.as_deref() == Some(id)).collect();
+        let namers: Vec<&Tracked> = std::iter::once(o).chain(adopters.iter().copied()).collect();
+        if present && !out_of_band {
+            self.left_in_cloud(seg, id, o, &namers);
+        }
+        self.created_after_gone(seg, id, o);
         let owner = seg["ownerAccount"].as_str().unwrap_or_default();
         if !o.accounts_seen.is_empty() && !o.accounts_seen.contains(owner) {
-            v.push(one(ACCOUNTS, format!("{id} lives in account {owner}; {} recorded {:?}", o.name, o.accounts_seen)));
+            let what = format!("{id} lives in account {owner}; {} recorded {:?}", o.name, o.accounts_seen);
+            self.v.push(about(ACCOUNTS, what, o, seg));
         }
         for r in rel {
-            let live: Vec<&str> = namers.iter().filter(|n| n.live_at(r, since(n))).map(|n| n.name.as_str()).collect();
-            let asked = namers.iter().any(|n| !n.retain && n.delete_ms.is_some_and(|d| d <= r));
-            let why = if !live.is_empty() {
-                Some(format!("{live:?} named it and had not been asked to go"))
-            } else if !asked {
-                Some("no object with deletionPolicy Delete that named it had been asked to go".to_string())
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                v.push(one(PREMATURE, format!("release of {id} ({}) accepted at {}: {why}", o.name, fmt_ms(t0, r))));
-            }
-            let refused = adopters.iter().any(|a| a.segments_seen.is_empty() && a.delete_ms.is_none_or(|d| d > r));
-            f.released_under_refused_adopter += usize::from(refused && live.is_empty());
+            self.release(seg, id, o, r, &adopters, &namers);
         }
     }
-    for (&k, segs) in &per_object {
-        if segs.len() > 1 {
-            let o = &run.objects[k];
-            let tokens: BTreeSet<&str> = segs.iter().filter_map(|s| s["allocationToken"].as_str()).collect();
-            v.push(Violation {
-                check: SECOND,
-                what: format!(
-                    "{} ({} incarnation(s)) has {} segments, tokens {tokens:?}",
-                    o.name,
-                    o.incarnations.len(),
-                    segs.len()
-                ),
-                object: Some(o.clone()),
-                segments: segs.iter().map(|s| (*s).clone()).collect(),
-            });
+
+    /// Kept for a Retain namer, else a leak once every object that named it is gone.
+    fn left_in_cloud(&mut self, seg: &Value, id: &str, o: &Tracked, namers: &[&Tracked]) {
+        let left: Vec<&str> =
+            namers.iter().filter(|n| self.final_objects.contains(n.uid())).map(|n| n.name.as_str()).collect();
+        if namers.iter().any(|n| n.retain) {
+            self.f.retained_kept += 1;
+            self.f.kept_by_adopter += usize::from(!o.retain);
+        } else if left.is_empty() {
+            let names: Vec<&str> = namers.iter().map(|n| n.name.as_str()).collect();
+            let what = format!("{id} is still in the cloud; every object that named it ({names:?}) is gone");
+            self.v.push(about(LEAKED, what, o, seg));
         }
     }
-    for (k, o) in run.objects.iter().enumerate() {
-        if o.adopts.is_none() && !per_object.contains_key(&k) {
-            f.deleted_before_allocation += usize::from(o.delete_ms.is_some());
+
+    fn created_after_gone(&mut self, seg: &Value, id: &str, o: &Tracked) {
+        let created = seg["createdAtMs"].as_u64().unwrap_or(0);
+        if o.delete_ms.is_some_and(|d| created > d) {
+            self.f.allocated_after_delete += 1;
         }
-        let own = o.tokens();
-        for sid in &o.segments_seen {
-            let seg = by_segment.get(sid.as_str());
-            let token = seg.and_then(|s| s["allocationToken"].as_str());
-            let wrong = match &o.adopts {
-                Some(target) => (target != sid).then(|| format!("{}'s status named {sid}; it adopts {target}", o.name)),
-                None => token.is_none_or(|t| !own.contains(t)).then(|| {
-                    format!("{}'s status named {sid}, allocated with ClientToken {token:?}, none of its own", o.name)
-                }),
-            };
-            if let Some(what) = wrong {
-                v.push(Violation {
+        if let Some(gone) = o.gone_ms.filter(|&g| created > g) {
+            let (t0, name) = (self.t0, &o.name);
+            let what = format!(
+                "{id} was created at {}, after {name} was seen gone at {}",
+                fmt_ms(t0, created),
+                fmt_ms(t0, gone)
+            );
+            self.v.push(about(SECOND, what, o, seg));
+        }
+    }
+
+    /// A release accepted at `r` is premature while a namer had not been asked to go, or when no
+    /// namer with the Delete policy had.
+    fn release(&mut self, seg: &Value, id: &str, o: &Tracked, r: u64, adopters: &[&Tracked], namers: &[&Tracked]) {
+        let live: Vec<&str> = namers.iter().filter(|n| n.live_at(r, since(n))).map(|n| n.name.as_str()).collect();
+        let asked = namers.iter().any(|n| !n.retain && n.delete_ms.is_some_and(|d| d <= r));
+        let why = if !live.is_empty() {
+            Some(format!("{live:?} named it and had not been asked to go"))
+        } else if !asked {
+            Some("no object with deletionPolicy Delete that named it had been asked to go".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let what = format!("release of {id} ({}) accepted at {}: {why}", o.name, fmt_ms(self.t0, r));
+            self.v.push(about(PREMATURE, what, o, seg));
+        }
+        let refused = adopters.iter().any(|a| a.segments_seen.is_empty() && a.delete_ms.is_none_or(|d| d > r));
+        self.f.released_under_refused_adopter += usize::from(refused && live.is_empty());
+    }
+
+    /// One segment per object, across its incarnations.
+    fn one_segment_per_object(&mut self) {
+        for (&k, segs) in &self.per_object {
+            if segs.len() > 1 {
+                let o = &self.run.objects[k];
+                let tokens: BTreeSet<&str> = segs.iter().filter_map(|s| s["allocationToken"].as_str()).collect();
+                self.v.push(Violation {
                     check: SECOND,
-                    what,
+                    what: format!(
+                        "{} ({} incarnation(s)) has {} segments, tokens {tokens:?}",
+                        o.name,
+                        o.incarnations.len(),
+                        segs.len()
+                    ),
                     object: Some(o.clone()),
-                    segments: seg.map(|s| vec![(*s).clone()]).unwrap_or_default(),
+                    segments: segs.iter().map(|s| (*s).clone()).collect(),
                 });
             }
         }
+    }
+
+    /// What the object's status and annotations named, held against its own tokens and its target.
+    fn object(&mut self, k: usize, o: &Tracked, by_segment: &HashMap<&str, &Value>) {
+        if o.adopts.is_none() && !self.per_object.contains_key(&k) {
+            self.f.deleted_before_allocation += usize::from(o.delete_ms.is_some());
+        }
+        let own = o.tokens();
+        for sid in &o.segments_seen {
+            self.status_segment(o, sid, &own, by_segment);
+        }
         let foreign: Vec<&String> = o.tokens_seen.iter().filter(|t| !own.contains(*t)).collect();
         if !foreign.is_empty() {
-            v.push(Violation {
+            self.v.push(Violation {
                 check: SECOND,
                 what: format!("{} named allocation token(s) {foreign:?}, none of its incarnations' ({own:?})", o.name),
                 object: Some(o.clone()),
@@ -219,7 +333,7 @@ pub fn segments(
             });
         }
         if o.accounts_seen.len() > 1 {
-            v.push(Violation {
+            self.v.push(Violation {
                 check: ACCOUNTS,
                 what: format!("{} recorded more than one account: {:?}", o.name, o.accounts_seen),
                 object: Some(o.clone()),
@@ -227,7 +341,38 @@ pub fn segments(
             });
         }
     }
-    (v, f)
+
+    /// A segment the object's status named: an adopter's target, else one of its own tokens'.
+    fn status_segment(&mut self, o: &Tracked, sid: &str, own: &BTreeSet<String>, by_segment: &HashMap<&str, &Value>) {
+        let seg = by_segment.get(sid);
+        let token = seg.and_then(|s| s["allocationToken"].as_str());
+        let wrong = match &o.adopts {
+            Some(target) => (target != sid).then(|| format!("{}'s status named {sid}; it adopts {target}", o.name)),
+            None => token.is_none_or(|t| !own.contains(t)).then(|| {
+                format!("{}'s status named {sid}, allocated with ClientToken {token:?}, none of its own", o.name)
+            }),
+        };
+        if let Some(what) = wrong {
+            self.v.push(Violation {
+                check: SECOND,
+                what,
+                object: Some(o.clone()),
+                segments: seg.map(|s| vec![(*s).clone()]).unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// A segment whose ClientToken names no object of the run: a leak if still in the cloud, else a
+/// second allocation.
+fn unknown_token(seg: &Value, id: &str, present: bool) -> Violation {
+    let token = seg["allocationToken"].as_str();
+    let (check, what) = if present {
+        (LEAKED, format!("{id} is in the cloud with ClientToken {token:?}, which names no object of the run"))
+    } else {
+        (SECOND, format!("{id} was allocated with ClientToken {token:?}, which names no object of the run"))
+    };
+    Violation { check, what, object: None, segments: vec![seg.clone()] }
 }
 
 /// Who a Secret finalizer of the operator stands for.

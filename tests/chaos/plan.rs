@@ -220,100 +220,146 @@ pub struct Plan {
 impl Plan {
     pub fn new(p: &Profile, seed: u64) -> Plan {
         let mut rng = StdRng::seed_from_u64(seed);
-        let retained: HashSet<usize> = rand::seq::index::sample(&mut rng, p.objects, p.retain).into_iter().collect();
-        let mut waves = Vec::new();
-        let mut live: Vec<usize> = Vec::new();
-        let mut next = 0;
-        while next < p.objects {
-            let size = rng.random_range(p.wave.0..=p.wave.1).min(p.objects - next);
-            let creates: Vec<NewObject> = (next..next + size)
-                .map(|index| NewObject {
-                    index,
-                    ns: 0,
-                    cred: Cred::Own,
-                    retain: retained.contains(&index),
-                    explicit_delete: rng.random_bool(0.5),
-                    mask: rng.random_range(27..=28),
-                    bandwidth: rng.random_range(1..=50),
-                    reuse_name: rng.random_bool(p.reuse_name),
-                })
-                .collect();
-            next += size;
-            let mut deletes = Vec::new();
-            live.retain(|&i| {
-                let delete = rng.random_bool(p.delete_earlier);
-                if delete {
-                    deletes.push(i);
-                }
-                !delete
-            });
-            for o in &creates {
-                if rng.random_bool(p.delete_new) {
-                    deletes.push(o.index);
-                } else {
-                    live.push(o.index);
-                }
-            }
-            let pause_ms = between(&mut rng, p.delete_pause_ms);
-            let gap_ms = between(&mut rng, p.wave_gap_ms);
-            waves.push(Wave { creates, adoptions: 0, restores: 0, faults: Vec::new(), pause_ms, deletes, gap_ms });
-        }
+        let mut waves = waves(p, &mut rng);
         // In the middle third of the run.
         let n = waves.len();
         let restart_after_wave = rng.random_range(n / 3..=(2 * n / 3).max(n / 3)).min(n - 1);
         let apiserver_down_s = between(&mut rng, p.apiserver_down_s);
-        let mut kill_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
-        let kills = (0..p.kills)
-            .map(|_| (between(&mut kill_rng, p.kill_gap_ms), between(&mut kill_rng, p.kill_pause_ms)))
-            .collect();
+        let kills = kills(p, seed);
 
         // Namespaces, credentials and the other faults, from an rng of their own.
         let mut frng = StdRng::seed_from_u64(seed.wrapping_add(4));
         assert!(n >= 4, "profile {} gives {n} waves: too few for its faults", p.name);
-        let deletions = p.namespace_deletions.min(p.namespaces - 1);
-        // The last namespaces go, spread over the middle of the run; the others stay.
-        let deleted_at: Vec<(usize, usize)> =
-            (0..deletions).map(|k| (p.namespaces - 1 - k, (n * (k + 1) / (deletions + 1)).clamp(1, n - 2))).collect();
-        for (w, wave) in waves.iter_mut().enumerate() {
-            let open: Vec<usize> =
-                (0..p.namespaces).filter(|ns| deleted_at.iter().all(|&(d, at)| d != *ns || at >= w)).collect();
-            for o in &mut wave.creates {
-                o.ns = open[frng.random_range(0..open.len())];
-                let roll: f64 = frng.random();
-                o.cred = if roll < p.keys_a {
-                    Cred::KeysA
-                } else if roll < p.keys_a + p.keys_b {
-                    Cred::KeysB
-                } else {
-                    Cred::Own
-                };
-            }
-        }
+        let deleted_at = namespace_deletions(p, n);
+        spread_over_namespaces(p, &mut waves, &deleted_at, &mut frng);
         for &(ns, at) in &deleted_at {
             waves[at].faults.push(PlannedFault::DeleteNamespace { ns });
         }
-        let staying = p.namespaces - deletions;
-        let switch_waves: Vec<usize> = (1..=(2 * n / 3).max(1)).collect();
-        for k in 0..p.switches_other + p.switches_wrong {
-            let w = switch_waves[frng.random_range(0..switch_waves.len())];
-            let ns = frng.random_range(0..staying);
-            let ms = between(&mut frng, p.switch_ms);
-            waves[w].faults.push(PlannedFault::Switch { ns, wrong: k >= p.switches_other, ms });
-        }
-        for _ in 0..p.secret_deletions {
-            let w = frng.random_range(n / 3..=n - 2);
-            waves[w].faults.push(PlannedFault::DeleteSecret);
-        }
-        for _ in 0..p.adoptions {
-            waves[frng.random_range(1..n)].adoptions += 1;
-        }
-        for _ in 0..p.restores {
-            waves[frng.random_range(1..n)].restores += 1;
-        }
+        plan_switches(p, &mut waves, p.namespaces - deleted_at.len(), &mut frng);
+        plan_secret_deletions(p, &mut waves, &mut frng);
+        plan_adoptions_and_restores(p, &mut waves, &mut frng);
         Plan { waves, restart_after_wave, apiserver_down_s, kills }
     }
 
     pub fn planned(&self, what: impl Fn(&PlannedFault) -> bool) -> usize {
         self.waves.iter().flat_map(|w| &w.faults).filter(|f| what(f)).count()
+    }
+}
+
+/// The waves of creations and deletions; every object in the default namespace with its own
+/// credentials until `spread_over_namespaces`.
+fn waves(p: &Profile, rng: &mut StdRng) -> Vec<Wave> {
+    let retained: HashSet<usize> = rand::seq::index::sample(rng, p.objects, p.retain).into_iter().collect();
+    let mut waves = Vec::new();
+    let mut live: Vec<usize> = Vec::new();
+    let mut next = 0;
+    while next < p.objects {
+        let size = rng.random_range(p.wave.0..=p.wave.1).min(p.objects - next);
+        let creates: Vec<NewObject> =
+            (next..next + size).map(|index| new_object(p, rng, index, retained.contains(&index))).collect();
+        next += size;
+        let deletes = deletions(p, rng, &mut live, &creates);
+        let pause_ms = between(rng, p.delete_pause_ms);
+        let gap_ms = between(rng, p.wave_gap_ms);
+        waves.push(Wave { creates, adoptions: 0, restores: 0, faults: Vec::new(), pause_ms, deletes, gap_ms });
+    }
+    waves
+}
+
+fn new_object(p: &Profile, rng: &mut StdRng, index: usize, retain: bool) -> NewObject {
+    NewObject {
+        index,
+        ns: 0,
+        cred: Cred::Own,
+        retain,
+        explicit_delete: rng.random_bool(0.5),
+        mask: rng.random_range(27..=28),
+        bandwidth: rng.random_range(1..=50),
+        reuse_name: rng.random_bool(p.reuse_name),
+    }
+}
+
+/// The wave's deletions: live objects of earlier waves, then some of the wave's own (mid-allocation);
+/// the others join the live ones.
+fn deletions(p: &Profile, rng: &mut StdRng, live: &mut Vec<usize>, creates: &[NewObject]) -> Vec<usize> {
+    let mut deletes = Vec::new();
+    live.retain(|&i| {
+        let delete = rng.random_bool(p.delete_earlier);
+        if delete {
+            deletes.push(i);
+        }
+        !delete
+    });
+    for o in creates {
+        if rng.random_bool(p.delete_new) {
+            deletes.push(o.index);
+        } else {
+            live.push(o.index);
+        }
+    }
+    deletes
+}
+
+/// (running time before the kill, time dead after it), from an rng of their own.
+fn kills(p: &Profile, seed: u64) -> Vec<(u64, u64)> {
+    let mut kill_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
+    (0..p.kills).map(|_| (between(&mut kill_rng, p.kill_gap_ms), between(&mut kill_rng, p.kill_pause_ms))).collect()
+}
+
+/// (namespace, the wave at whose end it is deleted): the last namespaces go, spread over the middle
+/// of the run; the others stay.
+fn namespace_deletions(p: &Profile, n: usize) -> Vec<(usize, usize)> {
+    let deletions = p.namespace_deletions.min(p.namespaces - 1);
+    (0..deletions).map(|k| (p.namespaces - 1 - k, (n * (k + 1) / (deletions + 1)).clamp(1, n - 2))).collect()
+}
+
+/// Each object's namespace (one not deleted yet at its wave) and credentials.
+fn spread_over_namespaces(p: &Profile, waves: &mut [Wave], deleted_at: &[(usize, usize)], frng: &mut StdRng) {
+    for (w, wave) in waves.iter_mut().enumerate() {
+        let open: Vec<usize> =
+            (0..p.namespaces).filter(|ns| deleted_at.iter().all(|&(d, at)| d != *ns || at >= w)).collect();
+        for o in &mut wave.creates {
+            o.ns = open[frng.random_range(0..open.len())];
+            let roll: f64 = frng.random();
+            o.cred = if roll < p.keys_a {
+                Cred::KeysA
+            } else if roll < p.keys_a + p.keys_b {
+                Cred::KeysB
+            } else {
+                Cred::Own
+            };
+        }
+    }
+}
+
+/// Switches of `keys-a`, in the first two thirds of the run, in namespaces that stay.
+fn plan_switches(p: &Profile, waves: &mut [Wave], staying: usize, frng: &mut StdRng) {
+    let n = waves.len();
+    let switch_waves: Vec<usize> = (1..=(2 * n / 3).max(1)).collect();
+    for k in 0..p.switches_other + p.switches_wrong {
+        let w = switch_waves[frng.random_range(0..switch_waves.len())];
+        let ns = frng.random_range(0..staying);
+        let ms = between(frng, p.switch_ms);
+        waves[w].faults.push(PlannedFault::Switch { ns, wrong: k >= p.switches_other, ms });
+    }
+}
+
+/// Secrets deleted by hand, from the middle third of the run on, never at the last wave.
+fn plan_secret_deletions(p: &Profile, waves: &mut [Wave], frng: &mut StdRng) {
+    let n = waves.len();
+    for _ in 0..p.secret_deletions {
+        let w = frng.random_range(n / 3..=n - 2);
+        waves[w].faults.push(PlannedFault::DeleteSecret);
+    }
+}
+
+/// Adoptions and restores, at any wave but the first (they need live objects).
+fn plan_adoptions_and_restores(p: &Profile, waves: &mut [Wave], frng: &mut StdRng) {
+    let n = waves.len();
+    for _ in 0..p.adoptions {
+        waves[frng.random_range(1..n)].adoptions += 1;
+    }
+    for _ in 0..p.restores {
+        waves[frng.random_range(1..n)].restores += 1;
     }
 }

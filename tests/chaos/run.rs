@@ -146,6 +146,36 @@ pub struct SecretSeen {
     pub finalizers: Vec<String>,
 }
 
+/// What a list shows of an object: the status fields the run follows.
+struct StatusSeen {
+    segment: Option<String>,
+    /// `status.credentialsSource`, and `status.lastError`'s code and action.
+    source: Option<String>,
+    code: Option<String>,
+    action: Option<String>,
+    /// The Ready condition's reason.
+    ready: Option<String>,
+    deleting: bool,
+}
+
+impl StatusSeen {
+    fn of(item: &Value) -> StatusSeen {
+        let status = &item["status"];
+        let str_of = |v: &Value| v.as_str().map(String::from);
+        StatusSeen {
+            segment: str_of(&status["segmentInstanceId"]),
+            source: str_of(&status["credentialsSource"]),
+            code: str_of(&status["lastError"]["code"]),
+            action: str_of(&status["lastError"]["action"]),
+            ready: status["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["reason"].as_str().map(String::from)),
+            deleting: item["metadata"]["deletionTimestamp"].is_string(),
+        }
+    }
+}
+
 /// A Secret whose deletion was asked (by hand, or with its namespace).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SecretFate {
@@ -499,60 +529,64 @@ impl<'a> Run<'a> {
 
     /// What one list says of one object.
     fn record(&mut self, k: usize, uid: &str, item: &Value, list_started: u64) {
+        let seen = StatusSeen::of(item);
+        self.note(k, uid, item, &seen, list_started);
+        let (name, namespace) = (self.objects[k].name.clone(), self.objects[k].namespace.clone());
+        self.note_switch_met(&name, &namespace, &seen, list_started);
+        self.check_credentials_kept(k, &item["status"], &seen, list_started);
+    }
+
+    /// The object's incarnation and record take what its status and annotations name.
+    fn note(&mut self, k: usize, uid: &str, item: &Value, seen: &StatusSeen, list_started: u64) {
         let status = &item["status"];
         let annotations = &item["metadata"]["annotations"];
         let str_of = |v: &Value| v.as_str().map(String::from);
-        let segment = str_of(&status["segmentInstanceId"]);
-        let source = str_of(&status["credentialsSource"]);
-        let code = str_of(&status["lastError"]["code"]);
-        let action = str_of(&status["lastError"]["action"]);
-        let ready = status["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .and_then(|c| c["reason"].as_str().map(String::from));
-        let deleting = item["metadata"]["deletionTimestamp"].is_string();
         let o = &mut self.objects[k];
         if let Some(inc) = o.incarnations.iter_mut().find(|i| i.uid == uid) {
-            inc.segments.extend(segment.clone());
-            if !deleting {
-                inc.reasons.extend(ready.clone());
+            inc.segments.extend(seen.segment.clone());
+            if !seen.deleting {
+                inc.reasons.extend(seen.ready.clone());
             }
         }
-        o.segments_seen.extend(segment.clone());
-        if let Some(s) = &segment {
+        o.segments_seen.extend(seen.segment.clone());
+        if let Some(s) = &seen.segment {
             o.first_named.entry(s.clone()).or_insert(list_started);
         }
         o.tokens_seen
             .extend([str_of(&status["allocationToken"]), str_of(&annotations[ALLOCATION_TOKEN])].into_iter().flatten());
         o.accounts_seen.extend([str_of(&status["accountId"]), str_of(&annotations[ACCOUNT_ID])].into_iter().flatten());
-        o.sources_seen.extend(source.clone());
-        o.errors_seen.extend(code.clone());
-        o.reasons_seen.extend(ready);
+        o.sources_seen.extend(seen.source.clone());
+        o.errors_seen.extend(seen.code.clone());
+        o.reasons_seen.extend(seen.ready.clone());
         o.last = item.clone();
-        let (name, namespace) = (o.name.clone(), o.namespace.clone());
+    }
 
-        // A switched Secret, as its users meet it.
-        if source.as_deref() == Some(&format!("Secret/{KEYS_A}"))
-            && let Some(code) = &code
-        {
-            for s in self.switches.iter_mut().filter(|s| s.namespace == namespace && s.at_ms <= list_started) {
-                let recent = s.reverted_ms.is_none_or(|r| list_started <= r + 5000);
-                let shows = if s.wrong {
-                    action.as_deref() == Some("Credentials") && code != "AccountMismatch" && code != "NoCredentials"
-                } else {
-                    code == "AccountMismatch"
-                };
-                if recent && shows {
-                    s.met.entry(name.clone()).or_insert_with(|| code.clone());
-                }
+    /// A switched Secret, as its users meet it.
+    fn note_switch_met(&mut self, name: &str, namespace: &str, seen: &StatusSeen, list_started: u64) {
+        if seen.source.as_deref() != Some(&format!("Secret/{KEYS_A}")) {
+            return;
+        }
+        let Some(code) = &seen.code else { return };
+        for s in self.switches.iter_mut().filter(|s| s.namespace == namespace && s.at_ms <= list_started) {
+            let recent = s.reverted_ms.is_none_or(|r| list_started <= r + 5000);
+            let shows = if s.wrong {
+                seen.action.as_deref() == Some("Credentials") && code != "AccountMismatch" && code != "NoCredentials"
+            } else {
+                code == "AccountMismatch"
+            };
+            if recent && shows {
+                s.met.entry(name.to_string()).or_insert_with(|| code.clone());
             }
         }
+    }
 
-        // A credentials Secret gone while a segment still needed it: an object not being deleted
-        // (which never lets go of its Secret) listed after its Secret was seen gone, or an object
-        // told that its Secret does not exist while its status names a live segment or a pending
-        // allocation.
-        let Some(secret) = source.as_deref().and_then(|s| s.strip_prefix("Secret/")) else { return };
+    /// A credentials Secret gone while a segment still needed it: an object not being deleted
+    /// (which never lets go of its Secret) listed after its Secret was seen gone, or an object told
+    /// that its Secret does not exist while its status names a live segment or a pending allocation.
+    fn check_credentials_kept(&mut self, k: usize, status: &Value, seen: &StatusSeen, list_started: u64) {
+        let Some(secret) = seen.source.as_deref().and_then(|s| s.strip_prefix("Secret/")) else { return };
+        let (name, namespace) = (self.objects[k].name.clone(), self.objects[k].namespace.clone());
+        let segment = &seen.segment;
         let gone_before = self
             .fates
             .iter()
@@ -561,9 +595,9 @@ impl<'a> Run<'a> {
             .filter(|&g| g < list_started);
         let live_segment =
             (segment.is_some() && status["cloudStatus"] != "Released") || status["allocationRequestedAt"].is_string();
-        let missing = code.as_deref() == Some("NoCredentials")
+        let missing = seen.code.as_deref() == Some("NoCredentials")
             && status["lastError"]["message"].as_str().is_some_and(|m| m.contains("does not exist"));
-        let what = if let (Some(g), false) = (gone_before, deleting) {
+        let what = if let (Some(g), false) = (gone_before, seen.deleting) {
             Some(format!(
                 "{namespace}/{name} (not being deleted, status naming {segment:?}) is still there, but Secret {secret} it \
                  takes its credentials from was seen gone at {g}"
@@ -577,18 +611,7 @@ impl<'a> Run<'a> {
         } else {
             None
         };
-        // What the operator cannot protect: an object that took its segment on (a hand-over) while
-        // its Secret was already being deleted by hand could not hold it. It says so, and the user
-        // does what the message asks: create the Secret again.
-        let hold = format!("{SECRET_FINALIZER_PREFIX}{name}");
-        let took_on_while_deleting = |f: &SecretFate| {
-            f.namespace == namespace
-                && f.name == secret
-                && f.by == "hand"
-                && !f.holders.contains(&hold)
-                && segment.as_ref().and_then(|s| self.objects[k].first_named.get(s)).is_some_and(|&t| t >= f.delete_ms)
-        };
-        if let Some(fate) = self.fates.iter().find(|f| took_on_while_deleting(f)) {
+        if let Some(fate) = self.taken_on_while_deleting(k, secret, segment.as_deref()) {
             if missing && fate.gone_ms.is_some() {
                 let account = status["accountId"].as_str().unwrap_or_default().to_string();
                 self.recreate_secret(&namespace, secret, &account, &name);
@@ -598,6 +621,21 @@ impl<'a> Run<'a> {
         if let Some(what) = what {
             self.credentials_lost.entry((name, secret.to_string())).or_insert((what, k));
         }
+    }
+
+    /// What the operator cannot protect: an object that took its segment on (a hand-over) while
+    /// its Secret was already being deleted by hand could not hold it. It says so, and the user
+    /// does what the message asks: create the Secret again.
+    fn taken_on_while_deleting(&self, k: usize, secret: &str, segment: Option<&str>) -> Option<&SecretFate> {
+        let o = &self.objects[k];
+        let hold = format!("{SECRET_FINALIZER_PREFIX}{}", o.name);
+        self.fates.iter().find(|f| {
+            f.namespace == o.namespace
+                && f.name == secret
+                && f.by == "hand"
+                && !f.holders.contains(&hold)
+                && segment.and_then(|s| o.first_named.get(s)).is_some_and(|&t| t >= f.delete_ms)
+        })
     }
 
     /// The Secret again, with keys of the account the object records, as its condition asks.
@@ -1081,23 +1119,10 @@ impl<'a> Run<'a> {
     /// An object that adopts the segment another live object holds (Ready, in a namespace that
     /// stays for now), in that object's namespace and with its credentials.
     pub fn adopt(&mut self, wave: usize) -> bool {
-        let taken: HashSet<&str> = self.adoptions.iter().map(|a| a.segment.as_str()).collect();
-        let holders: Vec<usize> = (0..self.objects.len())
-            .filter(|&k| {
-                let o = &self.objects[k];
-                o.adopts.is_none()
-                    && o.listed_live()
-                    && self.namespace_open(&o.namespace)
-                    && !(o.cred == Cred::KeysA && self.switched_to_other(&o.namespace))
-                    && o.status_str("cloudStatus") == Some("Allocated")
-                    && o.status_str("segmentInstanceId").is_some_and(|s| !taken.contains(s))
-            })
-            .collect();
-        if holders.is_empty() {
+        let Some(h) = self.pick_holder() else {
             println!("chaos: wave {}: no live object with a segment to adopt", wave + 1);
             return false;
-        }
-        let h = holders[self.rng.random_range(0..holders.len())];
+        };
         let (holder, segment, holder_ns, holder_cred, account) = {
             let o = &self.objects[h];
             let account = o.status_str("accountId").unwrap_or(o.expected_account).to_string();
@@ -1109,33 +1134,12 @@ impl<'a> Run<'a> {
                 account,
             )
         };
-        let holder_ns_index = self.namespaces.iter().position(|n| n.name == holder_ns).unwrap();
-        // Some adopters live in another namespace, with credentials of the holder's account there:
-        // the claims on a segment span every watched namespace.
-        let elsewhere: Vec<(usize, Cred)> = (0..self.namespaces.len())
-            .filter(|&j| j != holder_ns_index && self.namespaces[j].delete_ms.is_none())
-            .filter_map(|j| self.cred_for(j, &account).map(|c| (j, c)))
-            .collect();
-        let (ns_index, cred) = if !elsewhere.is_empty() && self.rng.random_bool(0.3) {
-            elsewhere[self.rng.random_range(0..elsewhere.len())]
-        } else {
-            (holder_ns_index, holder_cred)
-        };
+        let (ns_index, cred) = self.adopter_place(&holder_ns, holder_cred, &account);
         let ns = self.namespaces[ns_index].name.clone();
         let n = self.adoptions.len();
         let delete_policy = self.rng.random_bool(self.p.adopt_delete);
         let handover = self.rng.random_bool(self.p.adopt_handover);
-        let mut t = self.template(100_000 + n, format!("adopt-{n:03}"), ns_index, cred, wave);
-        t.retain = !delete_policy;
-        t.adopts = Some(segment.clone());
-        let mut spec = json!({"regionId": REGION, "segmentInstanceId": segment});
-        if delete_policy {
-            spec["deletionPolicy"] = json!("Delete");
-        }
-        if let Some(secret) = cred.secret() {
-            spec["credentialsSecretRef"] = json!({"name": secret});
-        }
-        let m = self.manifest(&t, spec);
+        let (t, m) = self.adopter(n, (ns_index, cred), wave, &segment, delete_policy);
         let adopter = t.name.clone();
         let at_ms = now_ms();
         self.create(vec![(t, m)]);
@@ -1163,77 +1167,74 @@ impl<'a> Run<'a> {
         true
     }
 
+    /// A live, allocated object whose segment no adopter names yet, if there is one.
+    fn pick_holder(&mut self) -> Option<usize> {
+        let taken: HashSet<&str> = self.adoptions.iter().map(|a| a.segment.as_str()).collect();
+        let holders: Vec<usize> = (0..self.objects.len())
+            .filter(|&k| {
+                let o = &self.objects[k];
+                o.adopts.is_none()
+                    && o.listed_live()
+                    && self.namespace_open(&o.namespace)
+                    && !(o.cred == Cred::KeysA && self.switched_to_other(&o.namespace))
+                    && o.status_str("cloudStatus") == Some("Allocated")
+                    && o.status_str("segmentInstanceId").is_some_and(|s| !taken.contains(s))
+            })
+            .collect();
+        (!holders.is_empty()).then(|| holders[self.rng.random_range(0..holders.len())])
+    }
+
+    /// The adopter's namespace (by number) and credentials: mostly the holder's.
+    fn adopter_place(&mut self, holder_ns: &str, holder_cred: Cred, account: &str) -> (usize, Cred) {
+        let holder_ns_index = self.namespaces.iter().position(|n| n.name == holder_ns).unwrap();
+        // Some adopters live in another namespace, with credentials of the holder's account there:
+        // the claims on a segment span every watched namespace.
+        let elsewhere: Vec<(usize, Cred)> = (0..self.namespaces.len())
+            .filter(|&j| j != holder_ns_index && self.namespaces[j].delete_ms.is_none())
+            .filter_map(|j| self.cred_for(j, account).map(|c| (j, c)))
+            .collect();
+        if !elsewhere.is_empty() && self.rng.random_bool(0.3) {
+            elsewhere[self.rng.random_range(0..elsewhere.len())]
+        } else {
+            (holder_ns_index, holder_cred)
+        }
+    }
+
+    /// The `n`th adopter and its manifest: Retain (the adoption default) unless `delete_policy`.
+    fn adopter(
+        &self,
+        n: usize,
+        (ns, cred): (usize, Cred),
+        wave: usize,
+        segment: &str,
+        delete_policy: bool,
+    ) -> (Tracked, Value) {
+        let mut t = self.template(100_000 + n, format!("adopt-{n:03}"), ns, cred, wave);
+        t.retain = !delete_policy;
+        t.adopts = Some(segment.to_string());
+        let mut spec = json!({"regionId": REGION, "segmentInstanceId": segment});
+        if delete_policy {
+            spec["deletionPolicy"] = json!("Delete");
+        }
+        if let Some(secret) = cred.secret() {
+            spec["credentialsSecretRef"] = json!({"name": secret});
+        }
+        let m = self.manifest(&t, spec);
+        (t, m)
+    }
+
     /// Removes a live object behind the operator's back (mostly one whose status names a segment)
     /// and re-applies its saved manifest after a short while, with or without the finalizer.
     pub fn restore(&mut self, wave: usize) -> bool {
-        let candidates: Vec<usize> = (0..self.objects.len())
-            .filter(|&k| {
-                let o = &self.objects[k];
-                o.listed_live()
-                    && self.namespace_open(&o.namespace)
-                    && !(o.cred == Cred::KeysA && self.switched_to_other(&o.namespace))
-            })
-            .collect();
-        let with_segment: Vec<usize> =
-            candidates.iter().copied().filter(|&k| self.objects[k].status_str("segmentInstanceId").is_some()).collect();
-        // Half of the time, a holder whose segment a live adopter names, if there is one.
-        let named: HashSet<&str> =
-            self.objects.iter().filter(|o| o.delete_ms.is_none()).filter_map(|o| o.adopts.as_deref()).collect();
-        let contested: Vec<usize> = with_segment
-            .iter()
-            .copied()
-            .filter(|&k| self.objects[k].adopts.is_none())
-            .filter(|&k| self.objects[k].status_str("segmentInstanceId").is_some_and(|s| named.contains(s)))
-            .collect();
-        let pool = if !contested.is_empty() && self.rng.random_bool(0.5) {
-            contested
-        } else if !with_segment.is_empty() && self.rng.random_bool(0.7) {
-            with_segment
-        } else {
-            candidates
-        };
-        if pool.is_empty() {
+        let Some((k, contested)) = self.pick_for_restore() else {
             println!("chaos: wave {}: no live object to restore", wave + 1);
             return false;
-        }
-        let k = pool[self.rng.random_range(0..pool.len())];
-        let contested = self.objects[k].adopts.is_none()
-            && self.objects[k].status_str("segmentInstanceId").is_some_and(|s| named.contains(s));
+        };
         let keep = self.rng.random_bool(0.5);
         let gap_ms = self.rng.random_range(0..=1500);
         let wants_move = self.rng.random_bool(0.25);
-        let (ns, name) = (self.objects[k].namespace.clone(), self.objects[k].name.clone());
-        let (saved, tries) = match self.kube.remove_behind_operator(&ns, &name) {
-            Ok(removed) => removed,
-            Err(e) => {
-                println!("chaos: wave {}: restore of {ns}/{name} failed: {e}", wave + 1);
-                self.restore_failures.push(e);
-                return false;
-            }
-        };
-        let removed_ms = now_ms();
-        let old_uid = saved["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-        if let Some(inc) = self.objects[k].incarnations.iter_mut().find(|i| i.uid == old_uid) {
-            inc.removed_ms = Some(removed_ms);
-        }
-        let mut manifest = restore_manifest(&saved, keep);
-        // Some are moves: re-applied in another namespace where their credentials act for the same
-        // account, and where no object of that name lives.
-        let source = saved["metadata"]["annotations"]["eipsegment.io/credentials-source"].as_str();
-        let cred = self.objects[k].cred;
-        let targets: Vec<usize> = (0..self.namespaces.len())
-            .filter(|&j| self.namespaces[j].name != ns && self.namespaces[j].delete_ms.is_none())
-            .filter(|&j| self.movable_to(j, source, cred))
-            .filter(|&j| {
-                let target = &self.namespaces[j].name;
-                self.objects.iter().all(|o| o.namespace != *target || o.name != name || o.gone_ms.is_some())
-            })
-            .collect();
-        let moved_to = (wants_move && !targets.is_empty())
-            .then(|| self.namespaces[targets[self.rng.random_range(0..targets.len())]].name.clone());
-        if let Some(target) = &moved_to {
-            manifest["metadata"]["namespace"] = json!(target);
-        }
+        let Some((saved, tries, removed_ms)) = self.remove_for_restore(wave, k) else { return false };
+        let (manifest, moved_to) = self.manifest_for_restore(k, &saved, keep, wants_move);
         let kept_finalizer =
             manifest["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|f| f == FINALIZER));
         std::thread::sleep(Duration::from_millis(gap_ms));
@@ -1247,44 +1248,134 @@ impl<'a> Run<'a> {
         );
         let reapplied_ms = now_ms();
         let applied: Value = serde_json::from_str(&out).expect("kubectl apply -o json");
-        let new_uid = applied["metadata"]["uid"].as_str().expect("uid of the re-applied object").to_string();
         let annotations = &saved["metadata"]["annotations"];
         let record = RestoreRecord {
             object: k,
-            name: name.clone(),
-            namespace: ns.clone(),
+            name: self.objects[k].name.clone(),
+            namespace: self.objects[k].namespace.clone(),
             wave,
             removed_ms,
             reapplied_ms,
-            old_uid,
-            new_uid: new_uid.clone(),
+            old_uid: saved["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+            new_uid: applied["metadata"]["uid"].as_str().expect("uid of the re-applied object").to_string(),
             kept_finalizer,
-            moved_to: moved_to.clone(),
+            moved_to,
             contested,
             segment: annotations["eipsegment.io/segment-id"].as_str().map(String::from),
             token: annotations[ALLOCATION_TOKEN].as_str().map(String::from),
             tries,
         };
+        let source = annotations["eipsegment.io/credentials-source"].as_str();
         println!(
-            "chaos: {ns}/{name} removed behind the operator ({tries} tries) and re-applied {gap_ms} ms later {} the finalizer{}; \
+            "chaos: {}/{} removed behind the operator ({tries} tries) and re-applied {gap_ms} ms later {} the finalizer{}; \
              its annotations name segment {:?}, token {:?}, credentials {source:?}",
+            record.namespace,
+            record.name,
             if kept_finalizer { "with" } else { "without" },
-            moved_to.as_ref().map(|m| format!(" in namespace {m}")).unwrap_or_default(),
+            record.moved_to.as_ref().map(|m| format!(" in namespace {m}")).unwrap_or_default(),
             record.segment,
             record.token
         );
+        self.track_restored(record);
+        true
+    }
+
+    /// The object to restore, and whether a live adopter names its segment: half of the time such
+    /// a holder, if there is one; else mostly one whose status names a segment.
+    fn pick_for_restore(&mut self) -> Option<(usize, bool)> {
+        let candidates: Vec<usize> = (0..self.objects.len())
+            .filter(|&k| {
+                let o = &self.objects[k];
+                o.listed_live()
+                    && self.namespace_open(&o.namespace)
+                    && !(o.cred == Cred::KeysA && self.switched_to_other(&o.namespace))
+            })
+            .collect();
+        let with_segment: Vec<usize> =
+            candidates.iter().copied().filter(|&k| self.objects[k].status_str("segmentInstanceId").is_some()).collect();
+        let named: HashSet<&str> =
+            self.objects.iter().filter(|o| o.delete_ms.is_none()).filter_map(|o| o.adopts.as_deref()).collect();
+        let is_contested =
+            |o: &Tracked| o.adopts.is_none() && o.status_str("segmentInstanceId").is_some_and(|s| named.contains(s));
+        let contested: Vec<usize> = with_segment.iter().copied().filter(|&k| is_contested(&self.objects[k])).collect();
+        let pool = if !contested.is_empty() && self.rng.random_bool(0.5) {
+            contested
+        } else if !with_segment.is_empty() && self.rng.random_bool(0.7) {
+            with_segment
+        } else {
+            candidates
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        let k = pool[self.rng.random_range(0..pool.len())];
+        Some((k, is_contested(&self.objects[k])))
+    }
+
+    /// Removes the object behind the operator's back: its saved manifest, the removal tries and
+    /// when it was done, or None if it could not be removed.
+    fn remove_for_restore(&mut self, wave: usize, k: usize) -> Option<(Value, usize, u64)> {
+        let (ns, name) = (&self.objects[k].namespace, &self.objects[k].name);
+        let (saved, tries) = match self.kube.remove_behind_operator(ns, name) {
+            Ok(removed) => removed,
+            Err(e) => {
+                println!("chaos: wave {}: restore of {ns}/{name} failed: {e}", wave + 1);
+                self.restore_failures.push(e);
+                return None;
+            }
+        };
+        let removed_ms = now_ms();
+        let old_uid = saved["metadata"]["uid"].as_str().unwrap_or_default();
+        if let Some(inc) = self.objects[k].incarnations.iter_mut().find(|i| i.uid == old_uid) {
+            inc.removed_ms = Some(removed_ms);
+        }
+        Some((saved, tries, removed_ms))
+    }
+
+    /// The saved manifest to re-apply, with or without the finalizer, and the namespace it moves
+    /// to if it is a move: some are re-applied in another namespace where their credentials act
+    /// for the same account, and where no object of that name lives.
+    fn manifest_for_restore(
+        &mut self,
+        k: usize,
+        saved: &Value,
+        keep: bool,
+        wants_move: bool,
+    ) -> (Value, Option<String>) {
+        let mut manifest = restore_manifest(saved, keep);
+        let source = saved["metadata"]["annotations"]["eipsegment.io/credentials-source"].as_str();
+        let (ns, name, cred) = (&self.objects[k].namespace, &self.objects[k].name, self.objects[k].cred);
+        let targets: Vec<usize> = (0..self.namespaces.len())
+            .filter(|&j| self.namespaces[j].name != *ns && self.namespaces[j].delete_ms.is_none())
+            .filter(|&j| self.movable_to(j, source, cred))
+            .filter(|&j| {
+                let target = &self.namespaces[j].name;
+                self.objects.iter().all(|o| o.namespace != *target || o.name != *name || o.gone_ms.is_some())
+            })
+            .collect();
+        let moved_to = (wants_move && !targets.is_empty())
+            .then(|| self.namespaces[targets[self.rng.random_range(0..targets.len())]].name.clone());
+        if let Some(target) = &moved_to {
+            manifest["metadata"]["namespace"] = json!(target);
+        }
+        (manifest, moved_to)
+    }
+
+    /// The re-applied object as the new incarnation of its logical object (in its new namespace,
+    /// for a move).
+    fn track_restored(&mut self, record: RestoreRecord) {
+        let k = record.object;
         self.objects[k].incarnations.push(Incarnation {
-            uid: new_uid.clone(),
-            namespace: moved_to.clone().unwrap_or_else(|| ns.clone()),
-            seen_ms: reapplied_ms,
-            restored_with_finalizer: Some(kept_finalizer),
+            uid: record.new_uid.clone(),
+            namespace: record.moved_to.clone().unwrap_or_else(|| record.namespace.clone()),
+            seen_ms: record.reapplied_ms,
+            restored_with_finalizer: Some(record.kept_finalizer),
             ..Default::default()
         });
-        if let Some(target) = moved_to {
-            self.objects[k].namespace = target;
+        if let Some(target) = &record.moved_to {
+            self.objects[k].namespace = target.clone();
         }
-        self.by_uid.insert(new_uid, k);
+        self.by_uid.insert(record.new_uid.clone(), k);
         self.restores.push(record);
-        true
     }
 }

@@ -149,3 +149,41 @@ impl Supervisor {
         self.report
     }
 }
+
+/// The supervisor's thread, as the run sees it.
+pub struct Supervising {
+    thread: std::thread::JoinHandle<SupervisorReport>,
+    stop: Arc<AtomicBool>,
+    kills_done: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor's thread, which does these kills (running time before each, time dead
+    /// after it), then keeps the operator running until `Supervising::finish`.
+    pub fn spawn(op: &Arc<Mutex<Operator>>, needles: &Arc<Needles>, kills: Vec<(u64, u64)>) -> Supervising {
+        let stop = Arc::new(AtomicBool::new(false));
+        let kills_done = Arc::new(AtomicBool::new(false));
+        let s = Supervisor {
+            op: op.clone(),
+            needles: needles.clone(),
+            report: SupervisorReport::default(),
+            http: Http::new(),
+            stop: stop.clone(),
+        };
+        let done = kills_done.clone();
+        let thread = std::thread::spawn(move || s.run(kills, done));
+        Supervising { thread, stop, kills_done }
+    }
+}
+
+impl Supervising {
+    pub fn kills_done(&self) -> bool {
+        self.kills_done.load(Ordering::SeqCst)
+    }
+
+    /// Stops the thread (after a last /metrics scrape) and returns what it did.
+    pub fn finish(self) -> SupervisorReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("supervisor thread")
+    }
+}
