@@ -30,9 +30,10 @@ fmt:
 clippy: build
 	@$(STEP) clippy cargo clippy --workspace --all-targets -- -D warnings
 
-# Every test executable, listed as NAME KIND PACKAGE_DIR PATH for tests/run-suite.sh.
+# Every binary (the suites run the simulator's and the operator's), and every test executable,
+# listed as NAME KIND PACKAGE_DIR PATH for tests/run-suite.sh.
 build:
-	@$(STEP) build sh -c 'cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+	@$(STEP) build sh -c 'cargo build --workspace --bins && cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
 	  | jq -r "select(.reason == \"compiler-artifact\" and .executable != null and .profile.test) \
 	  | [.target.name, .target.kind[0], (.manifest_path | rtrimstr(\"/Cargo.toml\")), .executable] | @tsv" \
 	  > $(EXECUTABLES).tmp && mv $(EXECUTABLES).tmp $(EXECUTABLES)'

@@ -235,17 +235,20 @@ node_teardown() ( # DIR
   local kube_proxy
   kube_proxy="$(sed -n 's/^CONTROLPLANE_BIN=//p' "$dir/cluster.env" 2>/dev/null)/kube-proxy"
   [[ -x "$kube_proxy" ]] && "$kube_proxy" --cleanup >/dev/null 2>&1
-  # What the kubelet adds (kube-proxy --cleanup leaves it), in both families.
-  local ipt t c from
+  # What the kubelet adds and what kube-proxy --cleanup leaves (its canaries, KUBE-MARK-MASQ; which
+  # ones depends on the version): every KUBE- chain, in both families.
+  # Emptied and unhooked first, then removed: a chain goes only once nothing jumps to it.
+  local ipt t c from chains
   for ipt in iptables ip6tables; do
     for t in filter nat mangle; do
-      for c in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+      chains="$("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p')"
+      for c in $chains; do
         "$ipt" -t "$t" -F "$c" 2>/dev/null || continue
-        for from in INPUT OUTPUT FORWARD; do
+        for from in PREROUTING INPUT OUTPUT FORWARD POSTROUTING; do
           while "$ipt" -t "$t" -D "$from" -j "$c" 2>/dev/null; do :; done
         done
-        "$ipt" -t "$t" -X "$c" 2>/dev/null
       done
+      for c in $chains; do "$ipt" -t "$t" -X "$c" 2>/dev/null; done
     done
   done
   ip link show "$node_bridge" >/dev/null 2>&1 && ip link del "$node_bridge"
