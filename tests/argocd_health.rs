@@ -248,18 +248,9 @@ const MAPPING: &[(&str, &str, bool, &str)] = &[
 
 #[test]
 fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_health() {
-    // The lifecycle core's own vocabulary: Ready=False reasons given as literals (the others are
-    // the cloud's status words), and the codes of the problems it names itself.
-    let reasons: Vec<String> = lifecycle_calls("not_ready")
-        .iter()
-        .filter_map(|a| a.get(1).and_then(|r| literal(r)))
-        .map(String::from)
-        .collect();
+    let reasons = lifecycle_ready_reasons();
     assert!(reasons.len() >= 8, "the scan of src/lifecycle found only {reasons:?}");
-    let codes: Vec<(String, String)> = lifecycle_calls("Problem::new")
-        .iter()
-        .filter_map(|a| Some((a.first()?.rsplit("::").next()?.to_string(), literal(a.get(1)?)?.to_string())))
-        .collect();
+    let codes = lifecycle_problem_codes();
     assert!(!codes.is_empty(), "the scan of src/lifecycle found no Problem::new");
     for reason in &reasons {
         assert!(MAPPING.iter().any(|m| m.0 == "Ready" && m.1 == reason), "Ready reason {reason}: no health decided");
@@ -274,9 +265,37 @@ fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_he
         );
     }
 
+    let cases = health_cases();
+    for (what, value, deleting, health) in MAPPING {
+        let healths: Vec<&str> =
+            cases.iter().filter(|(obj, _)| shows(obj, what, value, *deleting)).map(|(_, h)| h.as_str()).collect();
+        assert!(!healths.is_empty(), "no case for {what} {value} (deleting: {deleting})");
+        assert!(
+            healths.iter().all(|h| h == health),
+            "{what} {value} (deleting: {deleting}): {healths:?}, want {health}"
+        );
+    }
+}
+
+/// The Ready=False reasons the lifecycle core gives as literals (the others are the cloud's status
+/// words).
+fn lifecycle_ready_reasons() -> Vec<String> {
+    lifecycle_calls("not_ready").iter().filter_map(|a| a.get(1).and_then(|r| literal(r))).map(String::from).collect()
+}
+
+/// The (class, code) of each problem the lifecycle core names itself.
+fn lifecycle_problem_codes() -> Vec<(String, String)> {
+    lifecycle_calls("Problem::new")
+        .iter()
+        .filter_map(|a| Some((a.first()?.rsplit("::").next()?.to_string(), literal(a.get(1)?)?.to_string())))
+        .collect()
+}
+
+/// Each case of health_test.yaml: its input object and the health it expects.
+fn health_cases() -> Vec<(Value, String)> {
     let dir = check_dir();
     let tests: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap()).unwrap();
-    let cases: Vec<(Value, String)> = tests["tests"]
+    tests["tests"]
         .as_sequence()
         .unwrap()
         .iter()
@@ -284,43 +303,36 @@ fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_he
             let input = std::fs::read_to_string(dir.join(c["inputPath"].as_str().unwrap())).unwrap();
             (serde_yaml::from_str(&input).unwrap(), c["healthStatus"]["status"].as_str().unwrap().to_string())
         })
-        .collect();
-    let condition = |obj: &Value, kind: &str| -> Option<Value> {
-        obj["status"]["conditions"].as_sequence()?.iter().find(|c| c["type"] == kind).cloned()
-    };
-    for (what, value, deleting, health) in MAPPING {
-        let matching = cases.iter().filter(|(obj, _)| {
-            let synced_failed = condition(obj, "Synced").filter(|s| s["status"] == "False");
-            // A spec the operator has not acted on yet (a deletion moves the generation too).
-            let stale = !deleting
-                && obj["status"]["observedGeneration"]
-                    .as_i64()
-                    .is_some_and(|g| Some(g) < obj["metadata"]["generation"].as_i64());
-            let ready = condition(obj, "Ready").is_some_and(|r| r["status"] == "True");
-            // Deleting with the Retain policy, nothing is released, whatever the conditions say.
-            let adopts = obj["spec"]["segmentInstanceId"].is_string();
-            let retained = *deleting
-                && obj["spec"]["deletionPolicy"].as_str().unwrap_or(if adopts { "Retain" } else { "Delete" })
-                    == "Retain";
-            obj["metadata"]["deletionTimestamp"].is_string() == *deleting
-                && !retained
-                && match *what {
-                    // The Ready reason decides only while the last cloud call succeeded.
-                    "Ready" => {
-                        !stale
-                            && synced_failed.is_none()
-                            && condition(obj, "Ready").is_some_and(|r| r["reason"] == *value)
-                    }
-                    "Synced" => synced_failed.is_some_and(|s| s["reason"] == *value) && (*deleting || !ready),
-                    "Synced, Ready=True" => synced_failed.is_some_and(|s| s["reason"] == *value) && ready,
-                    _ => obj["status"]["lastError"]["code"] == *value,
-                }
-        });
-        let healths: Vec<&str> = matching.map(|(_, h)| h.as_str()).collect();
-        assert!(!healths.is_empty(), "no case for {what} {value} (deleting: {deleting})");
-        assert!(
-            healths.iter().all(|h| h == health),
-            "{what} {value} (deleting: {deleting}): {healths:?}, want {health}"
-        );
-    }
+        .collect()
+}
+
+fn condition(obj: &Value, kind: &str) -> Option<Value> {
+    obj["status"]["conditions"].as_sequence()?.iter().find(|c| c["type"] == kind).cloned()
+}
+
+/// Whether the object is a case of a MAPPING row: `what` with `value`, deleting or not, and what
+/// `what` names is the condition that decides its health.
+fn shows(obj: &Value, what: &str, value: &str, deleting: bool) -> bool {
+    let synced_failed = condition(obj, "Synced").filter(|s| s["status"] == "False");
+    // A spec the operator has not acted on yet (a deletion moves the generation too).
+    let stale = !deleting
+        && obj["status"]["observedGeneration"]
+            .as_i64()
+            .is_some_and(|g| Some(g) < obj["metadata"]["generation"].as_i64());
+    let ready = condition(obj, "Ready").is_some_and(|r| r["status"] == "True");
+    // Deleting with the Retain policy, nothing is released, whatever the conditions say.
+    let adopts = obj["spec"]["segmentInstanceId"].is_string();
+    let retained = deleting
+        && obj["spec"]["deletionPolicy"].as_str().unwrap_or(if adopts { "Retain" } else { "Delete" }) == "Retain";
+    obj["metadata"]["deletionTimestamp"].is_string() == deleting
+        && !retained
+        && match what {
+            // The Ready reason decides only while the last cloud call succeeded.
+            "Ready" => {
+                !stale && synced_failed.is_none() && condition(obj, "Ready").is_some_and(|r| r["reason"] == value)
+            }
+            "Synced" => synced_failed.is_some_and(|s| s["reason"] == value) && (deleting || !ready),
+            "Synced, Ready=True" => synced_failed.is_some_and(|s| s["reason"] == value) && ready,
+            _ => obj["status"]["lastError"]["code"] == value,
+        }
 }

@@ -170,6 +170,11 @@ impl Config {
         }
     }
 
+    /// The Describe calls a restart or a drift round may make: ceil(N/50).
+    fn describe_budget(&self) -> u64 {
+        self.n.div_ceil(50) as u64
+    }
+
     fn run_name(&self) -> String {
         let shape = if self.shape == Shape::Window { "window" } else { "bucket" };
         if self.smoke { format!("smoke-{}", self.n) } else { format!("bench-{}-{shape}", self.n) }
@@ -472,6 +477,18 @@ impl Usage {
     fn peaks(&self) -> String {
         self.peaks_mib.iter().map(|p| format!("{p:.1} MiB")).collect::<Vec<_>>().join(" / ")
     }
+
+    fn rows(&self, rows: &mut Vec<(String, String)>) {
+        rows.extend([
+            ("operator peak RSS (all phases)".into(), format!("{:.1} MiB", self.peak_rss_mib)),
+            ("operator peak RSS: creation storm / restart to delete storm".into(), self.peaks()),
+            ("operator CPU (all phases)".into(), format!("{:.1} s", self.cpu_seconds)),
+        ]);
+    }
+
+    fn targets(&self, targets: &mut Vec<Target>) {
+        targets.push(target("peak RSS <= 48 MiB", format!("{:.1} MiB", self.peak_rss_mib), self.peak_rss_mib <= 48.0));
+    }
 }
 
 /// CPU nanoseconds of each of the operator's threads, as the scheduler counts them (the ticks of
@@ -506,7 +523,46 @@ struct Bench<'a> {
     usage: Usage,
 }
 
-impl Bench<'_> {
+impl<'a> Bench<'a> {
+    /// Setup: the simulator, and N objects created and watched; no operator yet.
+    fn set_up(cfg: &'a Config, start: Instant, rt: &tokio::runtime::Runtime) -> Bench<'a> {
+        let c = Cluster::shared();
+        let ns = c.namespace("bench");
+        progress(start, &format!("control plane up; namespace {ns}"));
+        let sim = start_simulator(cfg);
+        let api = eipsegments_api(rt, c, &ns);
+        create_objects(rt, &api, &ns, cfg.n);
+        let watched = watch_objects(rt, api);
+        eventually("the watcher's initial list", Duration::from_secs(60), || {
+            watched.lock().unwrap().synced.then_some(())
+        });
+        progress(start, &format!("{} EipSegments created", cfg.n));
+        Bench { cfg, start, c, sim, ns, watched, usage: Usage::default() }
+    }
+
+    /// Phase 1, the creation storm; then its operator is stopped, its usage counted and its log kept.
+    fn creation_phase(&mut self, dir: &std::path::Path) -> (Storm, Operator) {
+        let (creation, mut first) = self.creation_storm();
+        self.usage.add(&first);
+        let _ = std::fs::copy(&first.log, dir.join(format!("{}-creation-operator.log", self.cfg.run_name())));
+        assert!(first.terminate(Duration::from_secs(30)), "the first operator did not exit within 30 s of SIGTERM");
+        (creation, first)
+    }
+
+    /// Phase 2, the restart: a new operator with every segment Allocated, until its ready gauge
+    /// counts them all. It stays running for the steady state and the delete storm.
+    fn restart_phase(&self) -> (Restart, Operator) {
+        let before = counters(&self.sim);
+        let started = Instant::now();
+        let op = self.operator("restart", &["--resync-seconds".into(), self.cfg.resync_seconds.to_string()]);
+        let restarted = restart(self, &op, &before, started);
+        progress(
+            self.start,
+            &format!("restart: {:?} s; calls: {}", restarted.seconds, describe_counters(&restarted.calls)),
+        );
+        (restarted, op)
+    }
+
     fn operator(&self, phase: &str, extra: &[String]) -> Operator {
         let mut args = self.cfg.operator_quota_args();
         args.extend(extra.iter().cloned());
@@ -623,6 +679,33 @@ struct Restart {
     calls: Counters,
 }
 
+impl Restart {
+    fn rows(&self, rows: &mut Vec<(String, String)>) {
+        rows.extend([
+            ("restart: time to all reconciled".into(), fmt(self.seconds, " s")),
+            ("restart: calls".into(), describe_counters(&self.calls)),
+        ]);
+    }
+
+    fn targets(&self, cfg: &Config, targets: &mut Vec<Target>) {
+        let budget = cfg.describe_budget();
+        let describes = calls(&self.calls, DESCRIBE);
+        let mutating: u64 = MUTATING.iter().map(|a| calls(&self.calls, a)).sum();
+        targets.extend([
+            target(
+                "restart: all reconciled within 5 s",
+                fmt(self.seconds, " s"),
+                self.seconds.is_some_and(|s| s <= 5.0),
+            ),
+            target(
+                format!("restart: <= 200 and <= ceil(N/50) = {budget} {DESCRIBE}, 0 mutating"),
+                format!("{describes} Describe, {mutating} mutating"),
+                describes <= budget.min(200) && mutating == 0,
+            ),
+        ]);
+    }
+}
+
 fn restart(b: &Bench, op: &Operator, before: &Counters, started: Instant) -> Restart {
     let timeout = Duration::from_secs_f64(60.0 + b.cfg.n as f64 / 50.0);
     let seconds = loop {
@@ -675,6 +758,44 @@ impl Steady {
     /// The same for everything: the rounds (a scan per interval) and the quiet between them.
     fn cpu_per_hour(&self) -> f64 {
         3600.0 / DEFAULT_RESYNC_SECONDS * self.round_cpu / f64::from(self.rounds) + self.cpu_per_hour_between_rounds()
+    }
+
+    fn rows(&self, cfg: &Config, rows: &mut Vec<(String, String)>) {
+        rows.extend([
+            (
+                format!("steady state: {DESCRIBE} per round ({} rounds of {} s)", cfg.rounds, cfg.resync_seconds),
+                format!("{:.2}", self.describes_per_round()),
+            ),
+            ("steady state: other calls".into(), self.other_calls().to_string()),
+            (
+                "steady state: CPU per interval in rounds / between them".into(),
+                format!(
+                    "{:.3} s / {:.3} s",
+                    self.round_cpu / f64::from(cfg.rounds),
+                    self.quiet_cpu / f64::from(cfg.rounds)
+                ),
+            ),
+            (
+                "steady state: CPU per hour at 600 s, between rounds / all".into(),
+                format!("{:.2} s / {:.2} s", self.cpu_per_hour_between_rounds(), self.cpu_per_hour()),
+            ),
+        ]);
+    }
+
+    fn targets(&self, cfg: &Config, targets: &mut Vec<Target>) {
+        let budget = cfg.describe_budget();
+        targets.extend([
+            target(
+                format!("steady state: <= ceil(N/50) = {budget} {DESCRIBE} per round, no other call"),
+                format!("{:.2}, {} other", self.describes_per_round(), self.other_calls()),
+                self.describes_per_round() <= budget as f64 && self.other_calls() == 0,
+            ),
+            target(
+                "steady state: CPU between rounds <= 1 s per hour",
+                format!("{:.2} s", self.cpu_per_hour_between_rounds()),
+                self.cpu_per_hour_between_rounds() <= 1.0,
+            ),
+        ]);
     }
 }
 
@@ -772,6 +893,37 @@ fn main() {
     let start = Instant::now();
     eipsegment_operator::cloud::client::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    announce(&cfg);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+
+    let mut b = Bench::set_up(&cfg, start, &rt);
+    // The stopped first operator is kept so that a later failure still prints its log's tail.
+    let (creation, _first) = b.creation_phase(&dir);
+    let (restarted, op) = b.restart_phase();
+    let steady = steady_state(&b, &op);
+    let delete = b.delete_storm(&op);
+    progress(start, "storm over");
+
+    let phases = Phases { creation, restarted, steady, delete };
+    let targets = phases.targets(&cfg, &b.usage);
+    print_figures(&cfg, &phases.rows(&cfg, &b.usage), &targets);
+    let counts = call_counts(&phases.creation, &phases.restarted, &phases.steady, &phases.delete);
+    let report = phases.report(&cfg, &b.usage, &counts, &targets);
+    let path = dir.join(format!("{}.json", cfg.run_name()));
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write the report");
+    let _ = std::fs::copy(&op.log, dir.join(format!("{}-operator.log", cfg.run_name())));
+    println!("figures written to {}", path.display());
+    progress(start, "done");
+
+    if cfg.smoke {
+        smoke_checks(&cfg, &phases.creation, &phases.restarted, &phases.steady, &phases.delete, &counts);
+    } else if phases.delete.completion.is_none() || (cfg.strict && targets.iter().any(|t| !t.pass)) {
+        std::process::exit(1);
+    }
+}
+
+fn announce(cfg: &Config) {
     eprintln!(
         "bench: {}N = {}, cloud quota {} s ({}) for Allocate and Release, allocate {} s, release {} s",
         if cfg.smoke { "smoke, " } else { "" },
@@ -781,14 +933,10 @@ fn main() {
         cfg.allocate_seconds,
         cfg.release_seconds
     );
+}
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
-
-    // ---- Setup: N objects, no operator yet -------------------------------------------------------
-    let c = Cluster::shared();
-    let ns = c.namespace("bench");
-    progress(start, &format!("control plane up; namespace {ns}"));
+/// The simulator started with the cloud's limits and durations.
+fn start_simulator(cfg: &Config) -> Simulator {
     let mut sim_args = cfg.cloud_limit_args();
     sim_args.extend([
         "--release-seconds".into(),
@@ -796,7 +944,11 @@ fn main() {
         "--allocate-seconds".into(),
         cfg.allocate_seconds.to_string(),
     ]);
-    let sim = Simulator::start(&sim_args.iter().map(String::as_str).collect::<Vec<_>>());
+    Simulator::start(&sim_args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The namespace's EipSegments, through the control plane's admin kubeconfig.
+fn eipsegments_api(rt: &tokio::runtime::Runtime, c: &Cluster, ns: &str) -> Api<DynamicObject> {
     let kubeconfig = Kubeconfig::read_from(c.admin_kubeconfig()).expect("admin kubeconfig");
     let client: kube::Client = rt.block_on(async {
         let config =
@@ -804,8 +956,12 @@ fn main() {
         kube::Client::try_from(config).expect("kube client")
     });
     let resource = ApiResource::erase::<EipSegment>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
-    let names: Vec<String> = (0..cfg.n).map(|i| format!("seg-{i:05}")).collect();
+    Api::namespaced_with(client, ns, &resource)
+}
+
+/// Creates `n` EipSegments, `seg-00000` on, 16 requests at a time.
+fn create_objects(rt: &tokio::runtime::Runtime, api: &Api<DynamicObject>, ns: &str, n: usize) {
+    let names: Vec<String> = (0..n).map(|i| format!("seg-{i:05}")).collect();
     rt.block_on(async {
         futures::stream::iter(names.iter())
             .map(|name| {
@@ -823,141 +979,84 @@ fn main() {
             .await
             .expect("create EipSegments")
     });
-    let watched = watch_objects(&rt, api.clone());
-    eventually("the watcher's initial list", Duration::from_secs(60), || watched.lock().unwrap().synced.then_some(()));
-    progress(start, &format!("{} EipSegments created", cfg.n));
-    let mut b = Bench { cfg: &cfg, start, c, sim, ns, watched, usage: Usage::default() };
+}
 
-    // ---- 1. Creation storm -------------------------------------------------------------------------
-    let (creation, mut first) = b.creation_storm();
-    b.usage.add(&first);
-    let _ = std::fs::copy(&first.log, dir.join(format!("{}-creation-operator.log", cfg.run_name())));
-    assert!(first.terminate(Duration::from_secs(30)), "the first operator did not exit within 30 s of SIGTERM");
+/// Every phase's figures.
+struct Phases {
+    creation: Storm,
+    restarted: Restart,
+    steady: Steady,
+    delete: Storm,
+}
 
-    // ---- 2. Restart, 3. steady state ------------------------------------------------------------------
-    let before = counters(&b.sim);
-    let started = Instant::now();
-    let op = b.operator("restart", &["--resync-seconds".into(), cfg.resync_seconds.to_string()]);
-    let restarted = restart(&b, &op, &before, started);
-    progress(start, &format!("restart: {:?} s; calls: {}", restarted.seconds, describe_counters(&restarted.calls)));
-    let steady = steady_state(&b, &op);
+impl Phases {
+    /// The table's rows: the run's settings, then each phase in the order it ran, then the operator.
+    fn rows(&self, cfg: &Config, usage: &Usage) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = vec![
+            ("N".into(), cfg.n.to_string()),
+            ("cloud limiter / quota (Allocate, Release)".into(), format!("{} / {} s", cfg.shape_name(), cfg.quota())),
+            ("allocate / release duration".into(), format!("{} s / {} s", cfg.allocate_seconds, cfg.release_seconds)),
+        ];
+        self.creation.rows(cfg, &mut rows);
+        self.restarted.rows(&mut rows);
+        self.steady.rows(cfg, &mut rows);
+        self.delete.rows(cfg, &mut rows);
+        usage.rows(&mut rows);
+        rows
+    }
 
-    // ---- 4. Delete storm -------------------------------------------------------------------------------
-    let delete = b.delete_storm(&op);
-    progress(start, "storm over");
+    fn targets(&self, cfg: &Config, usage: &Usage) -> Vec<Target> {
+        let mut targets = Vec::new();
+        self.creation.targets(cfg, &mut targets);
+        self.delete.targets(cfg, &mut targets);
+        self.steady.targets(cfg, &mut targets);
+        self.restarted.targets(cfg, &mut targets);
+        usage.targets(&mut targets);
+        targets
+    }
 
-    // ---- Figures ---------------------------------------------------------------------------------------
-    let restart_describes = calls(&restarted.calls, DESCRIBE);
-    let restart_mutating: u64 = MUTATING.iter().map(|a| calls(&restarted.calls, a)).sum();
-    let budget = cfg.n.div_ceil(50) as u64;
-    let mut rows: Vec<(String, String)> = vec![
-        ("N".into(), cfg.n.to_string()),
-        ("cloud limiter / quota (Allocate, Release)".into(), format!("{} / {} s", cfg.shape_name(), cfg.quota())),
-        ("allocate / release duration".into(), format!("{} s / {} s", cfg.allocate_seconds, cfg.release_seconds)),
-    ];
-    creation.rows(&cfg, &mut rows);
-    rows.extend([
-        ("restart: time to all reconciled".into(), fmt(restarted.seconds, " s")),
-        ("restart: calls".into(), describe_counters(&restarted.calls)),
-        (
-            format!("steady state: {DESCRIBE} per round ({} rounds of {} s)", cfg.rounds, cfg.resync_seconds),
-            format!("{:.2}", steady.describes_per_round()),
-        ),
-        ("steady state: other calls".into(), steady.other_calls().to_string()),
-        (
-            "steady state: CPU per interval in rounds / between them".into(),
-            format!(
-                "{:.3} s / {:.3} s",
-                steady.round_cpu / f64::from(cfg.rounds),
-                steady.quiet_cpu / f64::from(cfg.rounds)
-            ),
-        ),
-        (
-            "steady state: CPU per hour at 600 s, between rounds / all".into(),
-            format!("{:.2} s / {:.2} s", steady.cpu_per_hour_between_rounds(), steady.cpu_per_hour()),
-        ),
-    ]);
-    delete.rows(&cfg, &mut rows);
-    rows.extend([
-        ("operator peak RSS (all phases)".into(), format!("{:.1} MiB", b.usage.peak_rss_mib)),
-        ("operator peak RSS: creation storm / restart to delete storm".into(), b.usage.peaks()),
-        ("operator CPU (all phases)".into(), format!("{:.1} s", b.usage.cpu_seconds)),
-    ]);
+    /// The figures as `target/bench/<run>.json` holds them.
+    fn report(&self, cfg: &Config, usage: &Usage, counts: &Value, targets: &[Target]) -> Value {
+        let Phases { creation, restarted, steady, delete } = self;
+        json!({
+            "smoke": cfg.smoke,
+            "n": cfg.n,
+            "cloudLimiter": {"shape": cfg.shape_name(), "calls": cfg.quota_calls, "seconds": cfg.quota_seconds, "actions": MUTATING},
+            "allocateSeconds": cfg.allocate_seconds,
+            "releaseSeconds": cfg.release_seconds,
+            "creationStorm": creation.json(),
+            "restart": {"secondsToAllReconciled": restarted.seconds, "callsByAction": restarted.calls},
+            "steadyState": {
+                "resyncSeconds": cfg.resync_seconds, "rounds": cfg.rounds, "callsByAction": steady.calls,
+                "describePerRound": steady.describes_per_round(), "roundCpuSeconds": steady.round_cpu,
+                "quietCpuSeconds": steady.quiet_cpu, "quietSeconds": steady.quiet_seconds,
+                "cpuSecondsPerHourBetweenRoundsAtDefaultResync": steady.cpu_per_hour_between_rounds(),
+                "cpuSecondsPerHourAtDefaultResync": steady.cpu_per_hour(),
+            },
+            "deleteStorm": delete.json(),
+            "operator": {"peakRssMiB": usage.peak_rss_mib, "peakRssMiBByProcess": usage.peaks_mib, "cpuSeconds": usage.cpu_seconds},
+            "callCounts": counts,
+            "targets": targets.iter().map(|t| json!({"target": t.name, "measured": t.measured, "pass": t.pass})).collect::<Vec<_>>(),
+        })
+    }
+}
 
-    let mut targets = Vec::new();
-    creation.targets(&cfg, &mut targets);
-    delete.targets(&cfg, &mut targets);
-    targets.extend([
-        target(
-            format!("steady state: <= ceil(N/50) = {budget} {DESCRIBE} per round, no other call"),
-            format!("{:.2}, {} other", steady.describes_per_round(), steady.other_calls()),
-            steady.describes_per_round() <= budget as f64 && steady.other_calls() == 0,
-        ),
-        target(
-            "steady state: CPU between rounds <= 1 s per hour",
-            format!("{:.2} s", steady.cpu_per_hour_between_rounds()),
-            steady.cpu_per_hour_between_rounds() <= 1.0,
-        ),
-        target(
-            "restart: all reconciled within 5 s",
-            fmt(restarted.seconds, " s"),
-            restarted.seconds.is_some_and(|s| s <= 5.0),
-        ),
-        target(
-            format!("restart: <= 200 and <= ceil(N/50) = {budget} {DESCRIBE}, 0 mutating"),
-            format!("{restart_describes} Describe, {restart_mutating} mutating"),
-            restart_describes <= budget.min(200) && restart_mutating == 0,
-        ),
-        target("peak RSS <= 48 MiB", format!("{:.1} MiB", b.usage.peak_rss_mib), b.usage.peak_rss_mib <= 48.0),
-    ]);
-
+/// The table of figures, then each target with PASS or FAIL.
+fn print_figures(cfg: &Config, rows: &[(String, String)], targets: &[Target]) {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("\nbenchmark{}\n{}", if cfg.smoke { " (smoke)" } else { "" }, "-".repeat(width + 40));
-    for (k, v) in &rows {
+    for (k, v) in rows {
         println!("{k:<width$}  {v}");
     }
     let twidth = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
     println!("\n{:<twidth$}  {:<24}  result\n{}", "target", "measured", "-".repeat(twidth + 40));
-    for t in &targets {
+    for t in targets {
         println!("{:<twidth$}  {:<24}  {}", t.name, t.measured, if t.pass { "PASS" } else { "FAIL" });
     }
     if cfg.n < 1000 {
         println!("(the targets are stated at N = 1,000 and 10,000)");
     }
     println!();
-
-    let counts = call_counts(&creation, &restarted, &steady, &delete);
-    let report = json!({
-        "smoke": cfg.smoke,
-        "n": cfg.n,
-        "cloudLimiter": {"shape": cfg.shape_name(), "calls": cfg.quota_calls, "seconds": cfg.quota_seconds, "actions": MUTATING},
-        "allocateSeconds": cfg.allocate_seconds,
-        "releaseSeconds": cfg.release_seconds,
-        "creationStorm": creation.json(),
-        "restart": {"secondsToAllReconciled": restarted.seconds, "callsByAction": restarted.calls},
-        "steadyState": {
-            "resyncSeconds": cfg.resync_seconds, "rounds": cfg.rounds, "callsByAction": steady.calls,
-            "describePerRound": steady.describes_per_round(), "roundCpuSeconds": steady.round_cpu,
-            "quietCpuSeconds": steady.quiet_cpu, "quietSeconds": steady.quiet_seconds,
-            "cpuSecondsPerHourBetweenRoundsAtDefaultResync": steady.cpu_per_hour_between_rounds(),
-            "cpuSecondsPerHourAtDefaultResync": steady.cpu_per_hour(),
-        },
-        "deleteStorm": delete.json(),
-        "operator": {"peakRssMiB": b.usage.peak_rss_mib, "peakRssMiBByProcess": b.usage.peaks_mib, "cpuSeconds": b.usage.cpu_seconds},
-        "callCounts": counts,
-        "targets": targets.iter().map(|t| json!({"target": t.name, "measured": t.measured, "pass": t.pass})).collect::<Vec<_>>(),
-    });
-    let path = dir.join(format!("{}.json", cfg.run_name()));
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("write the report");
-    let _ = std::fs::copy(&op.log, dir.join(format!("{}-operator.log", cfg.run_name())));
-    println!("figures written to {}", path.display());
-    progress(start, "done");
-
-    if cfg.smoke {
-        smoke_checks(&cfg, &creation, &restarted, &steady, &delete, &counts);
-    } else if delete.completion.is_none() || (cfg.strict && targets.iter().any(|t| !t.pass)) {
-        std::process::exit(1);
-    }
 }
 
 /// Counts only: times depend on the machine.

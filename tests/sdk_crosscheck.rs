@@ -222,6 +222,27 @@ fn expected_counters() -> BTreeMap<(&'static str, &'static str), std::ops::Range
     ])
 }
 
+/// The checks every driver run must report (each with `"ok": true`).
+const DRIVER_CHECKS: &[&str] = &[
+    "allocate",
+    "describe-allocating",
+    "poll-allocated",
+    "allocate-idempotent-repeat",
+    "other-account-isolated",
+    "describe-members",
+    "release",
+    "describe-releasing",
+    "poll-gone",
+    "tampered-secret",
+    "unknown-access-key",
+    "release-prepaid",
+    "caller-identity-default",
+    "caller-identity-other",
+    "caller-identity-unknown-key",
+    "caller-identity-assumed-role",
+    "all",
+];
+
 #[test]
 fn official_sdks_drive_the_simulator() {
     let python = sdk_python();
@@ -234,80 +255,77 @@ fn official_sdks_drive_the_simulator() {
 
     for sdk in ["v3", "v2", "legacy"] {
         admin(&rt, &sim, reqwest::Method::DELETE, "counters");
-        let mut cmd = Command::new(&python);
-        cmd.arg(&driver)
-            .args(["--endpoint", &sim.endpoint, "--sdk", sdk, "--timeout", "30"])
-            // The SDKs' credential chains and proxies must not interfere with a loopback simulator.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-            .env("PYTHONDONTWRITEBYTECODE", "1");
-        let (ok, out, err) = run_bounded(&mut cmd, DRIVER_TIMEOUT, &format!("drive_simulator.py --sdk {sdk}"));
+        let (ok, out, err) = run_driver(&python, &driver, &sim, sdk);
         let context =
             || format!("--- stdout ---\n{out}\n--- stderr ---\n{err}\n--- simulator stderr ---\n{}", sim.stderr());
         assert!(ok, "the {sdk} SDK driver failed:\n{}", context());
-
-        let lines: Vec<Value> = out
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("{sdk}: driver line is not JSON ({e}): {l}\n{}", context()))
-            })
-            .collect();
-        let failed: Vec<&Value> = lines.iter().filter(|l| l["ok"] != Value::Bool(true)).collect();
-        assert!(failed.is_empty(), "{sdk}: failed checks {failed:?}\n{}", context());
-        let checks: Vec<&str> = lines.iter().filter_map(|l| l["check"].as_str()).collect();
-        for want in [
-            "allocate",
-            "describe-allocating",
-            "poll-allocated",
-            "allocate-idempotent-repeat",
-            "other-account-isolated",
-            "describe-members",
-            "release",
-            "describe-releasing",
-            "poll-gone",
-            "tampered-secret",
-            "unknown-access-key",
-            "release-prepaid",
-            "caller-identity-default",
-            "caller-identity-other",
-            "caller-identity-unknown-key",
-            "caller-identity-assumed-role",
-            "all",
-        ] {
-            assert!(checks.contains(&want), "{sdk}: check {want:?} missing from the driver's output\n{}", context());
-        }
-        assert!(lines.iter().all(|l| l["sdk"] == sdk), "{sdk}: a line names another SDK\n{}", context());
-
+        check_driver_lines(sdk, &out, &context);
         let counters = admin(&rt, &sim, reqwest::Method::GET, "counters");
-        let expected = expected_counters();
-        let mut seen = BTreeMap::new();
-        for (action, outcomes) in counters.as_object().expect("counters is an object") {
-            for (outcome, n) in outcomes.as_object().expect("outcomes is an object") {
-                seen.insert((action.clone(), outcome.clone()), n.as_u64().expect("a count"));
-            }
-        }
-        for ((action, outcome), range) in &expected {
-            let n = seen.get(&(action.to_string(), outcome.to_string())).copied().unwrap_or(0);
-            assert!(
-                range.contains(&n),
-                "{sdk}: simulator counted {n} {action}/{outcome}, want {range:?}; counters {counters}\n{}",
-                context()
-            );
-        }
-        let unexpected: Vec<_> =
-            seen.iter().filter(|((a, o), _)| !expected.contains_key(&(a.as_str(), o.as_str()))).collect();
-        assert!(
-            unexpected.is_empty(),
-            "{sdk}: unexpected simulator outcomes {unexpected:?}; counters {counters}\n{}",
-            context()
-        );
+        check_counters(sdk, &counters, &context);
         eprintln!("sdk_crosscheck: {sdk} ok, counters {counters}");
     }
+}
+
+/// Runs tests/sdk/drive_simulator.py with one SDK against the simulator; returns (success, stdout,
+/// stderr).
+fn run_driver(python: &Path, driver: &Path, sim: &Simulator, sdk: &str) -> (bool, String, String) {
+    let mut cmd = Command::new(python);
+    cmd.arg(driver)
+        .args(["--endpoint", &sim.endpoint, "--sdk", sdk, "--timeout", "30"])
+        // The SDKs' credential chains and proxies must not interfere with a loopback simulator.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_bounded(&mut cmd, DRIVER_TIMEOUT, &format!("drive_simulator.py --sdk {sdk}"))
+}
+
+/// The driver prints one JSON line per check: every one passed, every expected check is there, and
+/// each names the SDK that ran.
+fn check_driver_lines(sdk: &str, out: &str, context: &dyn Fn() -> String) {
+    let lines: Vec<Value> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{sdk}: driver line is not JSON ({e}): {l}\n{}", context()))
+        })
+        .collect();
+    let failed: Vec<&Value> = lines.iter().filter(|l| l["ok"] != Value::Bool(true)).collect();
+    assert!(failed.is_empty(), "{sdk}: failed checks {failed:?}\n{}", context());
+    let checks: Vec<&str> = lines.iter().filter_map(|l| l["check"].as_str()).collect();
+    for want in DRIVER_CHECKS {
+        assert!(checks.contains(want), "{sdk}: check {want:?} missing from the driver's output\n{}", context());
+    }
+    assert!(lines.iter().all(|l| l["sdk"] == sdk), "{sdk}: a line names another SDK\n{}", context());
+}
+
+/// The simulator's counters after one driver run: each expected outcome within its range, no other.
+fn check_counters(sdk: &str, counters: &Value, context: &dyn Fn() -> String) {
+    let expected = expected_counters();
+    let mut seen = BTreeMap::new();
+    for (action, outcomes) in counters.as_object().expect("counters is an object") {
+        for (outcome, n) in outcomes.as_object().expect("outcomes is an object") {
+            seen.insert((action.clone(), outcome.clone()), n.as_u64().expect("a count"));
+        }
+    }
+    for ((action, outcome), range) in &expected {
+        let n = seen.get(&(action.to_string(), outcome.to_string())).copied().unwrap_or(0);
+        assert!(
+            range.contains(&n),
+            "{sdk}: simulator counted {n} {action}/{outcome}, want {range:?}; counters {counters}\n{}",
+            context()
+        );
+    }
+    let unexpected: Vec<_> =
+        seen.iter().filter(|((a, o), _)| !expected.contains_key(&(a.as_str(), o.as_str()))).collect();
+    assert!(
+        unexpected.is_empty(),
+        "{sdk}: unexpected simulator outcomes {unexpected:?}; counters {counters}\n{}",
+        context()
+    );
 }

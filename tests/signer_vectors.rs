@@ -11,38 +11,91 @@ const FIXTURE: &str = include_str!("fixtures/signer_vectors.json");
 #[serde(tag = "kind")]
 enum Case {
     #[serde(rename = "rpc_v1")]
-    RpcV1 {
-        name: String,
-        description: String,
-        method: String,
-        params: Vec<(String, String)>,
-        secret: String,
-        expected_string_to_sign: String,
-        expected_signature: String,
-    },
+    RpcV1(RpcV1Case),
     #[serde(rename = "v3")]
-    V3 {
-        name: String,
-        description: String,
-        method: String,
-        path: String,
-        query: Vec<(String, String)>,
-        headers: Vec<(String, String)>,
-        payload_sha256: String,
-        ak: String,
-        secret: String,
-        expected_canonical_request: String,
-        expected_string_to_sign: String,
-        expected_signature: String,
-        expected_authorization: String,
-    },
+    V3(V3Case),
 }
 
-fn check(failures: &mut Vec<String>, name: &str, description: &str, what: &str, expected: &str, actual: &str) {
-    if expected != actual {
-        failures.push(format!(
-            "case `{name}` ({description}): {what} differs from the official SDK\n  expected: {expected:?}\n  actual:   {actual:?}"
-        ));
+#[derive(Deserialize)]
+struct RpcV1Case {
+    name: String,
+    description: String,
+    method: String,
+    params: Vec<(String, String)>,
+    secret: String,
+    expected_string_to_sign: String,
+    expected_signature: String,
+}
+
+#[derive(Deserialize)]
+struct V3Case {
+    name: String,
+    description: String,
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    payload_sha256: String,
+    ak: String,
+    secret: String,
+    expected_canonical_request: String,
+    expected_string_to_sign: String,
+    expected_signature: String,
+    expected_authorization: String,
+}
+
+/// Collects, for one case, each output that differs from the official SDK's.
+struct Mismatches<'a> {
+    name: &'a str,
+    description: &'a str,
+    failures: &'a mut Vec<String>,
+}
+
+impl Mismatches<'_> {
+    fn check(&mut self, what: &str, expected: &str, actual: &str) {
+        let (name, description) = (self.name, self.description);
+        if expected != actual {
+            self.failures.push(format!(
+                "case `{name}` ({description}): {what} differs from the official SDK\n  expected: {expected:?}\n  actual:   {actual:?}"
+            ));
+        }
+    }
+}
+
+impl RpcV1Case {
+    fn check(&self, failures: &mut Vec<String>) {
+        let mut mismatches = Mismatches { name: &self.name, description: &self.description, failures };
+        let pairs = || self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let sts = rpc_string_to_sign(&self.method, pairs());
+        mismatches.check("v1 string to sign", &self.expected_string_to_sign, &sts);
+        let sig = rpc_signature(&self.method, pairs(), &self.secret);
+        mismatches.check("v1 signature", &self.expected_signature, &sig);
+    }
+}
+
+impl V3Case {
+    fn request(&self) -> V3Request<'_> {
+        V3Request {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            // The SDK lower-cases names itself; V3Request expects them lower-cased already.
+            headers: self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            payload_sha256: &self.payload_sha256,
+        }
+    }
+
+    fn check(&self, failures: &mut Vec<String>) {
+        let mut mismatches = Mismatches { name: &self.name, description: &self.description, failures };
+        let request = self.request();
+        mismatches.check("v3 canonical request", &self.expected_canonical_request, &request.canonical_request());
+        mismatches.check("v3 string to sign", &self.expected_string_to_sign, &request.string_to_sign());
+        mismatches.check("v3 signature", &self.expected_signature, &request.signature(&self.secret));
+        mismatches.check(
+            "v3 Authorization header",
+            &self.expected_authorization,
+            &request.authorization(&self.ak, &self.secret),
+        );
     }
 }
 
@@ -55,57 +108,13 @@ fn signer_matches_official_sdk_vectors() {
 
     for case in &cases {
         match case {
-            Case::RpcV1 { name, description, method, params, secret, expected_string_to_sign, expected_signature } => {
+            Case::RpcV1(case) => {
                 v1 += 1;
-                let pairs = || params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let sts = rpc_string_to_sign(method, pairs());
-                check(&mut failures, name, description, "v1 string to sign", expected_string_to_sign, &sts);
-                let sig = rpc_signature(method, pairs(), secret);
-                check(&mut failures, name, description, "v1 signature", expected_signature, &sig);
+                case.check(&mut failures);
             }
-            Case::V3 {
-                name,
-                description,
-                method,
-                path,
-                query,
-                headers,
-                payload_sha256,
-                ak,
-                secret,
-                expected_canonical_request,
-                expected_string_to_sign,
-                expected_signature,
-                expected_authorization,
-            } => {
+            Case::V3(case) => {
                 v3 += 1;
-                let request = V3Request {
-                    method,
-                    path,
-                    query: query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
-                    // The SDK lower-cases names itself; V3Request expects them lower-cased already.
-                    headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
-                    payload_sha256,
-                };
-                let canonical = request.canonical_request();
-                check(&mut failures, name, description, "v3 canonical request", expected_canonical_request, &canonical);
-                check(
-                    &mut failures,
-                    name,
-                    description,
-                    "v3 string to sign",
-                    expected_string_to_sign,
-                    &request.string_to_sign(),
-                );
-                check(&mut failures, name, description, "v3 signature", expected_signature, &request.signature(secret));
-                check(
-                    &mut failures,
-                    name,
-                    description,
-                    "v3 Authorization header",
-                    expected_authorization,
-                    &request.authorization(ak, secret),
-                );
+                case.check(&mut failures);
             }
         }
     }

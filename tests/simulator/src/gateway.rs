@@ -82,6 +82,48 @@ enum Fault {
     Throttle,
 }
 
+impl Fault {
+    /// The answer of a fault that strikes before the action runs, which then never runs.
+    fn answer_instead_of_the_action(&self) -> Option<ApiReply> {
+        match self {
+            Fault::DropBefore => Some(ApiReply::Drop),
+            Fault::InternalError => Some(ApiReply::Err(internal_error(), None)),
+            Fault::Throttle => Some(throttled("Limit:0,Remain:0,TimeLeft:1000".into())),
+            Fault::None | Fault::DropAfter => None,
+        }
+    }
+}
+
+/// What the answer to one API call is labelled with.
+struct CallInfo {
+    /// The action the call is counted under; `Unknown` when the request names none.
+    label: String,
+    /// The product the error's troubleshooting link names: `Vpc` or `Sts`.
+    product: &'static str,
+    host: String,
+    request_id: String,
+}
+
+fn unknown_action(action_name: &str) -> ApiError {
+    let message = format!("Specified api {action_name:?} is not found, please check your url and method.");
+    ApiError { http_status: 404, code: "InvalidAction.NotFound", message }
+}
+
+fn invalid_version() -> ApiError {
+    ApiError { http_status: 400, code: "InvalidVersion", message: "Specified parameter Version is not valid.".into() }
+}
+
+fn internal_error() -> ApiError {
+    let message = "The request processing has failed due to some unknown error.".to_string();
+    ApiError { http_status: 500, code: "InternalError", message }
+}
+
+/// A throttling answer; `header` is the `x-ratelimit-user-api` value (`Limit:…,Remain:…,TimeLeft:…`).
+fn throttled(header: String) -> ApiReply {
+    let message = "Request was denied due to user flow control.".to_string();
+    ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message }, Some(header))
+}
+
 impl Simulator {
     pub fn new(
         world: World,
@@ -173,9 +215,7 @@ impl Simulator {
     /// with the milliseconds until a call may pass.
     fn over_limit(&self, account: &str, action: &str, now: Instant) -> Option<ApiReply> {
         let Refusal { limit, left_ms } = lock(&self.limiter).admit(account, action, now).err()?;
-        let header = format!("Limit:{limit},Remain:0,TimeLeft:{left_ms}");
-        let message = "Request was denied due to user flow control.".to_string();
-        Some(ApiReply::Err(ApiError { http_status: 400, code: "Throttling.User", message }, Some(header)))
+        Some(throttled(format!("Limit:{limit},Remain:0,TimeLeft:{left_ms}")))
     }
 
     async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Reply
@@ -194,26 +234,10 @@ impl Simulator {
         if let Some(admin_path) = path.strip_prefix(ADMIN_PREFIX) {
             return Ok(self.admin(&parts.method, admin_path, parts.uri.query().unwrap_or(""), &body));
         }
-        let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string();
         let query: Vec<(String, String)> =
             parts.uri.query().map(|q| form_urlencoded_pairs(q.as_bytes())).unwrap_or_default();
-        let mut params = Params::default();
-        params.0.extend(query.iter().cloned());
-        let is_form = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if is_form || (parts.method == Method::POST && !body.is_empty() && !body.starts_with(b"{")) {
-            params.0.extend(form_urlencoded_pairs(&body));
-        }
-        let mut headers: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, value) in &parts.headers {
-            headers
-                .entry(name.as_str().to_ascii_lowercase())
-                .or_default()
-                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        }
+        let params = request_params(&parts.method, &parts.headers, &query, &body);
+        let headers = header_values(&parts.headers);
         let signed = SignedRequest {
             method: parts.method.as_str(),
             path: &path,
@@ -223,81 +247,55 @@ impl Simulator {
             params: &params,
         };
         let action_name = signed.action().to_string();
-        let product = if sts::is_sts_request(&action_name, signed.version()) { "Sts" } else { "Vpc" };
-        let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let call = CallInfo {
+            label: if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() },
+            product: if sts::is_sts_request(&action_name, signed.version()) { "Sts" } else { "Vpc" },
+            host: parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("vpc.aliyuncs.com").to_string(),
+            request_id: uuid::Uuid::new_v4().to_string().to_uppercase(),
+        };
         let reply = self.api(&signed, &action_name).await;
-        let label = if action_name.is_empty() { "Unknown".to_string() } else { action_name.clone() };
+        self.respond(reply, &call)
+    }
+
+    /// The HTTP answer to an API call, counted under its action and outcome.
+    fn respond(&self, reply: ApiReply, call: &CallInfo) -> Reply {
         match reply {
             ApiReply::Ok(mut value) => {
-                self.count(&label, "Success");
+                self.count(&call.label, "Success");
                 if let Some(obj) = value.as_object_mut() {
-                    obj.insert("RequestId".into(), request_id.into());
+                    obj.insert("RequestId".into(), call.request_id.clone().into());
                 }
                 Ok(json_reply(StatusCode::OK, &value))
             }
             ApiReply::Err(e, throttle_header) => {
-                self.count(&label, e.code);
-                let body = serde_json::json!({
-                    "RequestId": request_id, "HostId": host, "Code": e.code, "Message": e.message,
-                    "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product={product}&requestId={request_id}", e.code),
-                });
-                let mut response =
-                    json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
-                if let Some(h) = throttle_header.and_then(|h| h.parse().ok()) {
-                    response.headers_mut().insert("x-ratelimit-user-api", h);
-                }
-                Ok(response)
+                self.count(&call.label, e.code);
+                Ok(error_reply(&e, throttle_header, call))
             }
             ApiReply::Malformed(action, shape, value) => {
-                self.count(&label, "Malformed");
-                let (content_type, body) = malformed::render(action, shape, value, &request_id);
+                self.count(&call.label, "Malformed");
+                let (content_type, body) = malformed::render(action, shape, value, &call.request_id);
                 let mut response = Response::new(Full::new(Bytes::from(body)));
                 response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(content_type));
                 Ok(response)
             }
             ApiReply::Drop => {
-                self.count(&label, "Dropped");
+                self.count(&call.label, "Dropped");
                 Err(DropConnection)
             }
         }
     }
 
+    /// A VPC or STS call: the action and version checked, the caller authenticated, the rate limit
+    /// and the drawn faults applied, then the action run.
     async fn api(self: &Arc<Self>, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
         if sts::is_sts_request(action_name, req.version()) {
             return self.sts(req, action_name).await;
         }
         let Some(action) = Action::parse(action_name) else {
-            return ApiReply::Err(
-                ApiError {
-                    http_status: 404,
-                    code: "InvalidAction.NotFound",
-                    message: format!("Specified api {action_name:?} is not found, please check your url and method."),
-                },
-                None,
-            );
+            return ApiReply::Err(unknown_action(action_name), None);
         };
-        if req.is_v3() {
-            if req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str)
-                != Some(vpc_api::model::API_VERSION)
-            {
-                return ApiReply::Err(
-                    ApiError {
-                        http_status: 400,
-                        code: "InvalidVersion",
-                        message: "Specified parameter Version is not valid.".into(),
-                    },
-                    None,
-                );
-            }
-        } else if req.params.get("Version") != vpc_api::model::API_VERSION {
-            return ApiReply::Err(
-                ApiError {
-                    http_status: 400,
-                    code: "InvalidVersion",
-                    message: "Specified parameter Version is not valid.".into(),
-                },
-                None,
-            );
+        if !names_vpc_version(req) {
+            return ApiReply::Err(invalid_version(), None);
         }
         let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
             Ok(caller) => caller.account,
@@ -307,66 +305,14 @@ impl Simulator {
             return throttled;
         }
         let (fault, delay) = self.draw_fault(action_name);
-        match fault {
-            Fault::DropBefore => return ApiReply::Drop,
-            Fault::InternalError => {
-                return ApiReply::Err(
-                    ApiError {
-                        http_status: 500,
-                        code: "InternalError",
-                        message: "The request processing has failed due to some unknown error.".into(),
-                    },
-                    None,
-                );
-            }
-            Fault::Throttle => {
-                return ApiReply::Err(
-                    ApiError {
-                        http_status: 400,
-                        code: "Throttling.User",
-                        message: "Request was denied due to user flow control.".into(),
-                    },
-                    Some("Limit:0,Remain:0,TimeLeft:1000".into()),
-                );
-            }
-            _ => {}
+        if let Some(instead) = fault.answer_instead_of_the_action() {
+            return instead;
         }
         let mutating = matches!(action, Action::AllocateEipSegmentAddress | Action::ReleaseEipSegmentAddress);
-        let params = req.params.clone();
         let result = if mutating {
-            let token = params.get("ClientToken").to_string();
-            let fingerprint = params.fingerprint();
-            if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), &token, &fingerprint) {
-                previous
-            } else {
-                lock(&self.world).token_begin(&account, action.as_str(), &token, &fingerprint);
-                // The cloud finishes what it accepted even when the client goes away, so the work
-                // runs on its own task. While it is delayed, a repeat with its token meets
-                // LastTokenProcessing.
-                let sim = self.clone();
-                let work = tokio::spawn(async move {
-                    if let Some(d) = delay {
-                        tokio::time::sleep(d).await;
-                    }
-                    let mut world = lock(&sim.world);
-                    let result = run_action(&mut world, action, &account, &params);
-                    world.token_finish(&account, action.as_str(), &token, &result);
-                    result
-                });
-                match work.await {
-                    Ok(result) => result,
-                    Err(_) => Err(ApiError {
-                        http_status: 500,
-                        code: "InternalError",
-                        message: "The request processing has failed due to some unknown error.".into(),
-                    }),
-                }
-            }
+            self.run_mutation(action, account, req.params.clone(), delay).await
         } else {
-            if let Some(d) = delay {
-                tokio::time::sleep(d).await;
-            }
-            run_action(&mut lock(&self.world), action, &account, &params)
+            self.run_read(action, &account, req.params, delay).await
         };
         if matches!(fault, Fault::DropAfter) {
             return ApiReply::Drop;
@@ -380,12 +326,54 @@ impl Simulator {
         }
     }
 
+    /// An Allocate or Release, once per ClientToken: a repeat with the same parameters gets the first
+    /// answer. The cloud finishes what it accepted even when the client goes away, so the work runs
+    /// on its own task. While it is delayed, a repeat with its token meets LastTokenProcessing.
+    async fn run_mutation(
+        self: &Arc<Self>,
+        action: Action,
+        account: String,
+        params: Params,
+        delay: Option<Duration>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let token = params.get("ClientToken").to_string();
+        let fingerprint = params.fingerprint();
+        if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), &token, &fingerprint) {
+            return previous;
+        }
+        lock(&self.world).token_begin(&account, action.as_str(), &token, &fingerprint);
+        let sim = self.clone();
+        let work = tokio::spawn(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let mut world = lock(&sim.world);
+            let result = run_action(&mut world, action, &account, &params);
+            world.token_finish(&account, action.as_str(), &token, &result);
+            result
+        });
+        work.await.unwrap_or_else(|_| Err(internal_error()))
+    }
+
+    /// A Describe action, after the injected delay if one was drawn.
+    async fn run_read(
+        &self,
+        action: Action,
+        account: &str,
+        params: &Params,
+        delay: Option<Duration>,
+    ) -> Result<serde_json::Value, ApiError> {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        run_action(&mut lock(&self.world), action, account, params)
+    }
+
     /// STS, on the same listener. AssumeRoleWithOIDC is unsigned: the OIDC token is the proof;
     /// GetCallerIdentity is signed and authenticated like a VPC call.
     async fn sts(&self, req: &SignedRequest<'_>, action_name: &str) -> ApiReply {
         if action_name != sts::ACTION && action_name != sts::GET_CALLER_IDENTITY {
-            let message = format!("Specified api {action_name:?} is not found, please check your url and method.");
-            return ApiReply::Err(ApiError { http_status: 404, code: "InvalidAction.NotFound", message }, None);
+            return ApiReply::Err(unknown_action(action_name), None);
         }
         let config = lock(&self.sts).clone();
         if config.delay_ms > 0 {
@@ -412,8 +400,7 @@ impl Simulator {
     /// STS GetCallerIdentity: the same authentication (and error codes) as a VPC call.
     fn caller_identity(&self, req: &SignedRequest<'_>) -> ApiReply {
         if req.version() != sts::VERSION {
-            let message = "Specified parameter Version is not valid.".to_string();
-            return ApiReply::Err(ApiError { http_status: 400, code: "InvalidVersion", message }, None);
+            return ApiReply::Err(invalid_version(), None);
         }
         let caller = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
             Ok(caller) => caller,
@@ -482,115 +469,117 @@ impl Simulator {
     fn admin(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let now = Instant::now();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        let bad = |msg: String| json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg}));
         let account = query_param(query, "account");
         let account = account.as_deref();
-        match (method, segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, &serde_json::json!({"ok": true})),
-            (&Method::GET, ["state"]) => json_reply(StatusCode::OK, &lock(&self.world).snapshot(now, account)),
-            (&Method::GET, ["history"]) => json_reply(StatusCode::OK, &lock(&self.world).history(now, account)),
-            (&Method::GET, ["keys"]) => json_reply(StatusCode::OK, &self.key_listing()),
-            (&Method::POST, ["keys"]) => match parse::<NewKey>(body) {
-                Ok(key) => self.add_key(key),
-                Err(e) => bad(e),
-            },
-            (&Method::DELETE, ["keys", id]) => {
-                if self.keyring().remove(id) {
-                    json_reply(StatusCode::OK, &serde_json::json!({"revoked": id}))
-                } else {
-                    json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no key {id}")}))
-                }
-            }
-            (&Method::POST, ["segments"]) => match parse::<SeedSegment>(body) {
-                Ok(seed) => match lock(&self.world).seed(&self.default_account, seed, now) {
-                    Ok(seg) => json_reply(StatusCode::CREATED, &seg),
-                    Err(e) => bad(e),
-                },
-                Err(e) => bad(e),
-            },
-            (&Method::GET, ["segments", id]) => {
-                let mut world = lock(&self.world);
-                world.advance(now);
-                match world.segment(id) {
-                    Some(seg) => json_reply(StatusCode::OK, seg),
-                    None => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"})),
-                }
-            }
-            (&Method::PATCH, ["segments", id]) => match parse::<SegmentPatch>(body) {
-                Ok(patch) => match lock(&self.world).patch(id, patch) {
-                    Ok(seg) => json_reply(StatusCode::OK, &seg),
-                    Err(e) => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": e})),
-                },
-                Err(e) => bad(e),
-            },
-            (&Method::DELETE, ["segments", id]) => {
-                if lock(&self.world).remove(id, now) {
-                    json_reply(StatusCode::OK, &serde_json::json!({"removed": id}))
-                } else {
-                    json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"}))
-                }
-            }
-            (&Method::GET, ["faults"]) => json_reply(StatusCode::OK, &*lock(&self.faults)),
-            (&Method::PUT, ["faults"]) => match parse::<Faults>(body) {
-                Ok(f) => {
-                    *lock(&self.faults) = f.clone();
-                    json_reply(StatusCode::OK, &f)
-                }
-                Err(e) => bad(e),
-            },
-            (&Method::GET, ["limits"]) => json_reply(StatusCode::OK, lock(&self.limiter).limits()),
-            (&Method::PUT, ["limits"]) => match parse::<HashMap<String, RateLimit>>(body) {
-                Ok(l) => {
-                    lock(&self.limiter).replace(l.clone());
-                    json_reply(StatusCode::OK, &l)
-                }
-                Err(e) => bad(e),
-            },
-            (&Method::GET, ["timing"]) => json_reply(StatusCode::OK, &lock(&self.world).timing),
-            (&Method::PUT, ["timing"]) => match parse::<Timing>(body) {
-                Ok(t) => {
-                    lock(&self.world).timing = t;
-                    json_reply(StatusCode::OK, &t)
-                }
-                Err(e) => bad(e),
-            },
-            (&Method::PUT, ["accounts", id]) => match parse::<AccountPatch>(body) {
-                Ok(p) => {
-                    let mut world = lock(&self.world);
-                    world.add_account(id);
-                    let account = world.accounts.get_mut(*id).expect("just added");
-                    if let Some(q) = p.segment_quota {
-                        account.segment_quota = q;
-                    }
-                    if let Some(b) = p.balance_sufficient {
-                        account.balance_sufficient = b;
-                    }
-                    json_reply(StatusCode::OK, &*account)
-                }
-                Err(e) => bad(e),
-            },
-            (&Method::GET, ["sts"]) => json_reply(StatusCode::OK, &*lock(&self.sts)),
-            (&Method::PUT, ["sts"]) => {
-                let patched = lock(&self.sts).patched(body);
-                match patched {
-                    Ok(c) => {
-                        self.set_sts(c.clone());
-                        json_reply(StatusCode::OK, &c)
-                    }
-                    Err(e) => bad(e),
-                }
-            }
-            (&Method::GET, ["sts", "credentials"]) => json_reply(StatusCode::OK, &self.issued_report()),
-            (&Method::GET, ["counters"]) => json_reply(StatusCode::OK, &*lock(&self.counters)),
-            (&Method::DELETE, ["counters"]) => {
-                lock(&self.counters).clear();
-                json_reply(StatusCode::OK, &serde_json::json!({}))
-            }
-            _ => json_reply(
+        // Each route answers, or says why its body is a bad request.
+        let routed: Result<Response<Full<Bytes>>, String> = match (method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => Ok(ok_json(&serde_json::json!({"ok": true}))),
+            (&Method::GET, ["state"]) => Ok(ok_json(&lock(&self.world).snapshot(now, account))),
+            (&Method::GET, ["history"]) => Ok(ok_json(&lock(&self.world).history(now, account))),
+            (&Method::GET, ["keys"]) => Ok(ok_json(&self.key_listing())),
+            (&Method::POST, ["keys"]) => parse(body).map(|key| self.add_key(key)),
+            (&Method::DELETE, ["keys", id]) => Ok(self.revoke_key(id)),
+            (&Method::POST, ["segments"]) => parse(body).and_then(|seed| self.seed_segment(seed, now)),
+            (&Method::GET, ["segments", id]) => Ok(self.segment_report(id, now)),
+            (&Method::PATCH, ["segments", id]) => parse(body).map(|patch| self.patch_segment(id, patch)),
+            (&Method::DELETE, ["segments", id]) => Ok(self.remove_segment(id, now)),
+            (&Method::GET, ["faults"]) => Ok(ok_json(&*lock(&self.faults))),
+            (&Method::PUT, ["faults"]) => parse(body).map(|faults| self.set_faults(faults)),
+            (&Method::GET, ["limits"]) => Ok(ok_json(lock(&self.limiter).limits())),
+            (&Method::PUT, ["limits"]) => parse(body).map(|limits| self.set_limits(limits)),
+            (&Method::GET, ["timing"]) => Ok(ok_json(&lock(&self.world).timing)),
+            (&Method::PUT, ["timing"]) => parse(body).map(|timing| self.set_timing(timing)),
+            (&Method::PUT, ["accounts", id]) => parse(body).map(|patch| self.patch_account(id, patch)),
+            (&Method::GET, ["sts"]) => Ok(ok_json(&*lock(&self.sts))),
+            (&Method::PUT, ["sts"]) => self.patch_sts(body),
+            (&Method::GET, ["sts", "credentials"]) => Ok(ok_json(&self.issued_report())),
+            (&Method::GET, ["counters"]) => Ok(ok_json(&*lock(&self.counters))),
+            (&Method::DELETE, ["counters"]) => Ok(self.clear_counters()),
+            _ => Ok(json_reply(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({"error": format!("no admin route {method} {ADMIN_PREFIX}{path}")}),
-            ),
+            )),
+        };
+        routed.unwrap_or_else(|e| json_reply(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e})))
+    }
+
+    fn revoke_key(&self, id: &str) -> Response<Full<Bytes>> {
+        if self.keyring().remove(id) {
+            json_reply(StatusCode::OK, &serde_json::json!({"revoked": id}))
+        } else {
+            json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no key {id}")}))
         }
+    }
+
+    fn seed_segment(&self, seed: SeedSegment, now: Instant) -> Result<Response<Full<Bytes>>, String> {
+        let seg = lock(&self.world).seed(&self.default_account, seed, now)?;
+        Ok(json_reply(StatusCode::CREATED, &seg))
+    }
+
+    /// The segment as it is now, its due transitions applied.
+    fn segment_report(&self, id: &str, now: Instant) -> Response<Full<Bytes>> {
+        let mut world = lock(&self.world);
+        world.advance(now);
+        match world.segment(id) {
+            Some(seg) => ok_json(seg),
+            None => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"})),
+        }
+    }
+
+    fn patch_segment(&self, id: &str, patch: SegmentPatch) -> Response<Full<Bytes>> {
+        match lock(&self.world).patch(id, patch) {
+            Ok(seg) => ok_json(&seg),
+            Err(e) => json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": e})),
+        }
+    }
+
+    /// Removes a segment out of band, as if someone deleted it in the console.
+    fn remove_segment(&self, id: &str, now: Instant) -> Response<Full<Bytes>> {
+        if lock(&self.world).remove(id, now) {
+            ok_json(&serde_json::json!({"removed": id}))
+        } else {
+            json_reply(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"}))
+        }
+    }
+
+    fn set_faults(&self, faults: Faults) -> Response<Full<Bytes>> {
+        *lock(&self.faults) = faults.clone();
+        ok_json(&faults)
+    }
+
+    fn set_limits(&self, limits: HashMap<String, RateLimit>) -> Response<Full<Bytes>> {
+        lock(&self.limiter).replace(limits.clone());
+        ok_json(&limits)
+    }
+
+    fn set_timing(&self, timing: Timing) -> Response<Full<Bytes>> {
+        lock(&self.world).timing = timing;
+        ok_json(&timing)
+    }
+
+    /// Changes an account's quota or balance, creating the account if new.
+    fn patch_account(&self, id: &str, patch: AccountPatch) -> Response<Full<Bytes>> {
+        let mut world = lock(&self.world);
+        world.add_account(id);
+        let account = world.accounts.get_mut(id).expect("just added");
+        if let Some(q) = patch.segment_quota {
+            account.segment_quota = q;
+        }
+        if let Some(b) = patch.balance_sufficient {
+            account.balance_sufficient = b;
+        }
+        ok_json(&*account)
+    }
+
+    fn patch_sts(&self, body: &[u8]) -> Result<Response<Full<Bytes>>, String> {
+        let patched = lock(&self.sts).patched(body)?;
+        self.set_sts(patched.clone());
+        Ok(ok_json(&patched))
+    }
+
+    fn clear_counters(&self) -> Response<Full<Bytes>> {
+        lock(&self.counters).clear();
+        ok_json(&serde_json::json!({}))
     }
 }
 
@@ -644,6 +633,57 @@ fn run_action(
     }
 }
 
+/// Whether the request names the VPC API's version: in the V3 header, or the RPC parameter.
+fn names_vpc_version(req: &SignedRequest<'_>) -> bool {
+    let version = if req.is_v3() {
+        req.headers.get("x-acs-version").and_then(|v| v.first()).map(String::as_str)
+    } else {
+        Some(req.params.get("Version"))
+    };
+    version == Some(vpc_api::model::API_VERSION)
+}
+
+/// The query's parameters, then the body's when it is a form: declared so, or an undeclared POST
+/// body that is not JSON.
+fn request_params(method: &Method, headers: &hyper::HeaderMap, query: &[(String, String)], body: &[u8]) -> Params {
+    let mut params = Params::default();
+    params.0.extend(query.iter().cloned());
+    let is_form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form || (method == Method::POST && !body.is_empty() && !body.starts_with(b"{")) {
+        params.0.extend(form_urlencoded_pairs(body));
+    }
+    params
+}
+
+/// Every value of each header, by lower-cased name.
+fn header_values(headers: &hyper::HeaderMap) -> HashMap<String, Vec<String>> {
+    let mut values: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in headers {
+        values
+            .entry(name.as_str().to_ascii_lowercase())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    values
+}
+
+/// The cloud's error body, with a troubleshooting link and, for throttling, the rate-limit header.
+fn error_reply(e: &ApiError, throttle_header: Option<String>, call: &CallInfo) -> Response<Full<Bytes>> {
+    let CallInfo { product, host, request_id, .. } = call;
+    let body = serde_json::json!({
+        "RequestId": request_id, "HostId": host, "Code": e.code, "Message": e.message,
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product={product}&requestId={request_id}", e.code),
+    });
+    let mut response = json_reply(StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST), &body);
+    if let Some(h) = throttle_header.and_then(|h| h.parse().ok()) {
+        response.headers_mut().insert("x-ratelimit-user-api", h);
+    }
+    response
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
@@ -657,6 +697,10 @@ fn json_reply<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<
         .headers_mut()
         .insert("content-type", hyper::header::HeaderValue::from_static("application/json;charset=utf-8"));
     response
+}
+
+fn ok_json<T: Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {
+    json_reply(StatusCode::OK, value)
 }
 
 /// `application/x-www-form-urlencoded` pairs; `+` is a space, as in HTML forms.

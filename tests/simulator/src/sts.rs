@@ -246,6 +246,17 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// An AssumeRoleWithOIDC request whose parameters are well formed.
+struct RoleRequest<'a> {
+    role_arn: &'a str,
+    account: &'a str,
+    role_name: &'a str,
+    provider_arn: &'a str,
+    duration_seconds: i64,
+    /// Empty when the caller named none.
+    session: &'a str,
+}
+
 /// Checks an AssumeRoleWithOIDC request and, on success, grants temporary credentials.
 pub fn assume_role_with_oidc(
     config: &StsConfig,
@@ -253,6 +264,14 @@ pub fn assume_role_with_oidc(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<Grant, ApiError> {
+    let request = role_request(params)?;
+    check_trust(config, &request)?;
+    let (claims, exp) = accepted_claims(config, params.get("OIDCToken"), now)?;
+    Ok(grant(config, &request, claims, exp, now, rng))
+}
+
+/// The request's parameters, checked in the order STS checks them.
+fn role_request(params: &Params) -> Result<RoleRequest<'_>, ApiError> {
     if params.get("Version") != VERSION {
         return Err(err(400, "InvalidVersion", "Specified parameter Version is not valid."));
     }
@@ -267,21 +286,7 @@ pub fn assume_role_with_oidc(
             ));
         }
     }
-    let duration = match params.get("DurationSeconds") {
-        "" => DEFAULT_DURATION_SECONDS,
-        d => match d.parse::<i64>() {
-            Ok(d) if (MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&d) => d,
-            _ => {
-                return Err(err(
-                    400,
-                    "InvalidParameter.DurationSeconds",
-                    format!(
-                        "The parameter DurationSeconds must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}."
-                    ),
-                ));
-            }
-        },
-    };
+    let duration_seconds = duration_seconds(params.get("DurationSeconds"))?;
     let session = params.get("RoleSessionName");
     let session_ok =
         (2..=64).contains(&session.len()) && session.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
@@ -296,13 +301,40 @@ pub fn assume_role_with_oidc(
     if parse_arn(provider_arn, "oidc-provider").is_none() {
         return Err(err(400, "InvalidParameter.OIDCProviderArn", "The parameter OIDCProviderArn is wrongly formed."));
     }
-    if provider_arn != config.oidc_provider_arn {
+    Ok(RoleRequest { role_arn, account, role_name, provider_arn, duration_seconds, session })
+}
+
+/// DurationSeconds, the default when absent.
+fn duration_seconds(value: &str) -> Result<i64, ApiError> {
+    match value {
+        "" => Ok(DEFAULT_DURATION_SECONDS),
+        d => match d.parse::<i64>() {
+            Ok(d) if (MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&d) => Ok(d),
+            _ => Err(err(
+                400,
+                "InvalidParameter.DurationSeconds",
+                format!(
+                    "The parameter DurationSeconds must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}."
+                ),
+            )),
+        },
+    }
+}
+
+/// The provider must be the registered one, and the role one that trusts it.
+fn check_trust(config: &StsConfig, request: &RoleRequest<'_>) -> Result<(), ApiError> {
+    if request.provider_arn != config.oidc_provider_arn {
         return Err(err(401, "AuthenticationFail.NoPermission", "No such OIDC Provider registered."));
     }
-    if !config.role_arns.iter().any(|r| r == role_arn) {
-        return Err(err(404, "EntityNotExist.Role", format!("The role not exists: {role_arn}.")));
+    if !config.role_arns.iter().any(|r| r == request.role_arn) {
+        return Err(err(404, "EntityNotExist.Role", format!("The role not exists: {}.", request.role_arn)));
     }
-    let claims = claims(params.get("OIDCToken"))?;
+    Ok(())
+}
+
+/// The token's claims and expiry, once its issuer, audience, expiry and issue time pass.
+fn accepted_claims(config: &StsConfig, token: &str, now: DateTime<Utc>) -> Result<(Claims, i64), ApiError> {
+    let claims = claims(token)?;
     if claims.iss.as_deref() != Some(config.issuer.as_str()) {
         return Err(invalid_token("The issuer of the OIDCToken does not match the issuer URL of the OIDC provider."));
     }
@@ -322,34 +354,35 @@ pub fn assume_role_with_oidc(
             "The OIDCToken has been revoked: it was issued before the provider's last rotation.",
         ));
     }
+    Ok((claims, exp))
+}
 
+/// New credentials for the role: the answer, the key the gateway will accept, and their record.
+fn grant(
+    config: &StsConfig,
+    request: &RoleRequest<'_>,
+    claims: Claims,
+    exp: i64,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Grant {
+    let RoleRequest { role_arn, account, role_name, .. } = *request;
     // Whole seconds, as the answer states it: the key stops working exactly when the client is told.
     let expiration = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
-        + ChronoDuration::seconds(config.credential_seconds.unwrap_or(duration));
+        + ChronoDuration::seconds(config.credential_seconds.unwrap_or(request.duration_seconds));
     let access_key_id = format!("STS.{}", random(rng, 24));
     let secret = random(rng, 40);
     let token = format!("CAIS{}", random(rng, 200));
-    let session = if session.is_empty() { format!("oidc-{}", now.timestamp()) } else { session.to_string() };
-    let subject = claims.sub.unwrap_or_default();
-    let client_ids = match &claims.aud {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","),
-        Some(serde_json::Value::String(a)) => a.clone(),
-        _ => String::new(),
-    };
+    let session =
+        if request.session.is_empty() { format!("oidc-{}", now.timestamp()) } else { request.session.to_string() };
+    let subject = claims.sub.clone().unwrap_or_default();
     let answer = serde_json::json!({
         "SourceIdentity": "",
         "AssumedRoleUser": {
             "Arn": format!("acs:ram::{account}:assumed-role/{role_name}/{session}"),
             "AssumedRoleId": format!("{}:{session}", role_id(role_arn)),
         },
-        "OIDCTokenInfo": {
-            "Subject": subject,
-            "Issuer": claims.iss.unwrap_or_default(),
-            "ClientIds": client_ids,
-            "ExpirationTime": DateTime::from_timestamp(exp, 0).map(timestamp).unwrap_or_default(),
-            "IssuanceTime": claims.iat.and_then(|t| DateTime::from_timestamp(t, 0)).map(timestamp).unwrap_or_default(),
-            "VerificationInfo": "Success",
-        },
+        "OIDCTokenInfo": token_info(claims, exp),
         "Credentials": {
             "AccessKeyId": access_key_id,
             "AccessKeySecret": secret,
@@ -378,7 +411,24 @@ pub fn assume_role_with_oidc(
         issued_at: now,
         expiration,
     };
-    Ok(Grant { answer, access_key_id, key, issued })
+    Grant { answer, access_key_id, key, issued }
+}
+
+/// The answer's `OIDCTokenInfo`: what STS read from the token.
+fn token_info(claims: Claims, exp: i64) -> serde_json::Value {
+    let client_ids = match &claims.aud {
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","),
+        Some(serde_json::Value::String(a)) => a.clone(),
+        _ => String::new(),
+    };
+    serde_json::json!({
+        "Subject": claims.sub.unwrap_or_default(),
+        "Issuer": claims.iss.unwrap_or_default(),
+        "ClientIds": client_ids,
+        "ExpirationTime": DateTime::from_timestamp(exp, 0).map(timestamp).unwrap_or_default(),
+        "IssuanceTime": claims.iat.and_then(|t| DateTime::from_timestamp(t, 0)).map(timestamp).unwrap_or_default(),
+        "VerificationInfo": "Success",
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,12 @@ fn err(http_status: u16, code: &'static str, message: impl Into<String>) -> ApiE
     ApiError { http_status, code, message: message.into() }
 }
 
+fn missing_parameter(name: &str) -> ApiError {
+    let message =
+        format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied.");
+    err(400, "MissingParameter", message)
+}
+
 pub const DEFAULT_REGIONS: &[&str] = &[
     "cn-hangzhou",
     "cn-beijing",
@@ -349,11 +355,7 @@ impl World {
 
     fn check_region(&self, region: &str) -> Result<(), ApiError> {
         if region.is_empty() {
-            return Err(err(
-                400,
-                "MissingParameter",
-                "The input parameter \"RegionId\" that is mandatory for processing this request is not supplied.",
-            ));
+            return Err(missing_parameter("RegionId"));
         }
         if !self.regions.iter().any(|r| r == region) {
             return Err(err(
@@ -469,9 +471,34 @@ impl World {
     }
 
     pub fn allocate(&mut self, account: &str, p: &Params, now: Instant) -> Result<serde_json::Value, ApiError> {
+        let request = self.allocation_request(p)?;
+        self.check_may_allocate(account)?;
+        let mut seg = self.new_segment(account, request.region, request.mask);
+        seg.status = Status::Allocating;
+        seg.transition_at = Some(now + Duration::from_secs_f64(self.timing.allocate_seconds));
+        seg.internet_charge_type = request.charge.to_string();
+        seg.bandwidth = request.bandwidth;
+        seg.isp = request.isp.to_string();
+        seg.netmode = request.netmode.to_string();
+        seg.zone = request.zone.to_string();
+        seg.resource_group_id = p.get("ResourceGroupId").to_string();
+        if self.timing.visibility_lag_seconds > 0.0 {
+            seg.visible_at = Some(now + Duration::from_secs_f64(self.timing.visibility_lag_seconds));
+        }
+        let id = seg.instance_id.clone();
+        let token = Some(p.get("ClientToken")).filter(|t| !t.is_empty()).map(str::to_string);
+        self.record_created(&seg, token, now);
+        self.segments.insert(id.clone(), seg);
+        self.advance(now);
+        let order: u64 = self.rng.random_range(200_000_000_000..900_000_000_000);
+        Ok(serde_json::json!({"EipSegmentInstanceId": id, "OrderId": order.to_string()}))
+    }
+
+    /// An Allocate's parameters with their defaults, checked in the order the cloud checks them.
+    fn allocation_request<'a>(&self, p: &'a Params) -> Result<AllocationRequest<'a>, ApiError> {
         let region = p.get("RegionId");
         if region.is_empty() {
-            return self.check_region(region).map(|_| serde_json::Value::Null);
+            return Err(missing_parameter("RegionId"));
         }
         if !self.regions.iter().any(|r| r == region) {
             return Err(err(400, "InvalidRegion.NotSupport", "The specified region does not support this operation."));
@@ -481,21 +508,7 @@ impl World {
             _ => return Err(err(400, "InvalidParameter", "The specified EipMask is invalid: it must be 24 to 28.")),
         };
         let charge = non_empty_or(p.get("InternetChargeType"), "PayByBandwidth");
-        let max_bandwidth = match charge {
-            "PayByBandwidth" => 500,
-            "PayByTraffic" => 200,
-            _ => return Err(err(400, "InvalidParameter", "The specified InternetChargeType is invalid.")),
-        };
-        let bandwidth: u32 = match non_empty_or(p.get("Bandwidth"), "5").parse() {
-            Ok(b) if (1..=max_bandwidth).contains(&b) => b,
-            _ => {
-                return Err(err(
-                    400,
-                    "InvalidParameter",
-                    format!("The specified Bandwidth is invalid: it must be 1 to {max_bandwidth} for {charge}."),
-                ));
-            }
-        };
+        let bandwidth = bandwidth(charge, p.get("Bandwidth"))?;
         let isp = non_empty_or(p.get("Isp"), "BGP");
         if !ISPS.contains(&isp) {
             return Err(err(400, "InvalidParameter", "The specified Isp is invalid."));
@@ -508,10 +521,14 @@ impl World {
         if !zone.is_empty() && !zone.starts_with(region) {
             return Err(err(400, "InvalidParameter", "The specified Zone does not belong to the region."));
         }
+        Ok(AllocationRequest { region, mask, charge, bandwidth, isp, netmode, zone })
+    }
+
+    /// The account must exist, have the balance, and hold fewer segments than its quota.
+    fn check_may_allocate(&self, account: &str) -> Result<(), ApiError> {
         let acct = self
             .accounts
             .get(account)
-            .cloned()
             .ok_or_else(|| err(403, "Forbbiden", "User not authorized to operate on the specified resource."))?;
         if !acct.balance_sufficient {
             return Err(err(400, "InsufficientBalance", "Your account does not have enough balance."));
@@ -520,25 +537,7 @@ impl World {
         if held >= acct.segment_quota {
             return Err(err(400, "QuotaExceeded.Eip", "Elastic IP address quota exceeded."));
         }
-        let mut seg = self.new_segment(account, region, mask);
-        seg.status = Status::Allocating;
-        seg.transition_at = Some(now + Duration::from_secs_f64(self.timing.allocate_seconds));
-        seg.internet_charge_type = charge.to_string();
-        seg.bandwidth = bandwidth;
-        seg.isp = isp.to_string();
-        seg.netmode = netmode.to_string();
-        seg.zone = zone.to_string();
-        seg.resource_group_id = p.get("ResourceGroupId").to_string();
-        if self.timing.visibility_lag_seconds > 0.0 {
-            seg.visible_at = Some(now + Duration::from_secs_f64(self.timing.visibility_lag_seconds));
-        }
-        let id = seg.instance_id.clone();
-        let token = Some(p.get("ClientToken")).filter(|t| !t.is_empty()).map(str::to_string);
-        self.record_created(&seg, token, now);
-        self.segments.insert(id.clone(), seg);
-        self.advance(now);
-        let order: u64 = self.rng.random_range(200_000_000_000..900_000_000_000);
-        Ok(serde_json::json!({"EipSegmentInstanceId": id, "OrderId": order.to_string()}))
+        Ok(())
     }
 
     /// The account's own segments in a region, by ID when given; TotalCount counts only them. A
@@ -623,11 +622,7 @@ impl World {
         self.check_region(region)?;
         let id = p.get("SegmentInstanceId");
         if id.is_empty() {
-            return Err(err(
-                400,
-                "MissingParameter",
-                "The input parameter \"SegmentInstanceId\" that is mandatory for processing this request is not supplied.",
-            ));
+            return Err(missing_parameter("SegmentInstanceId"));
         }
         let cooldown = Duration::from_secs_f64(self.timing.release_cooldown_seconds);
         let release_seconds = self.timing.release_seconds;
@@ -638,61 +633,7 @@ impl World {
                 err(404, "InvalidAllocationId.NotFound", "Specified allocation ID is not found.")
             });
         };
-        // The documented answer for a segment that exists in another account.
-        if seg.owner_account != account {
-            return Err(err(400, "Forbidden", "The eip instance owener error"));
-        }
-        if seg.last_release_attempt.is_some_and(|t| now.duration_since(t) < cooldown) {
-            return Err(err(400, "TaskConflict.AssociateGlobalAccelerationInstance", "Operate too frequent."));
-        }
-        seg.last_release_attempt = Some(now);
-        if seg.status != Status::Allocated || seg.reported_status.is_some() {
-            return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
-        }
-        if seg.charge_type == "PrePaid" {
-            return Err(err(400, "Forbidden.ChargeTypeIsPrepaid", "It's forbidden to release a prepaid EIP"));
-        }
-        if seg.deletion_protection {
-            return Err(err(
-                400,
-                "InvalidOperation.DeletionProtection",
-                "The instance cannnot delete because of deletion protecion.",
-            ));
-        }
-        if seg.members.iter().any(|m| m.released_separately) {
-            return Err(err(
-                400,
-                "OperationFailed.EipNumInconsistent",
-                "Operation failed because the number of eip is inconsistent.",
-            ));
-        }
-        if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_plan_id.is_empty()) {
-            return Err(err(
-                400,
-                "Forbidden.EipInBwp",
-                format!("The EIP has been associated with an EIP bandwidth plan. ({})", m.allocation_id),
-            ));
-        }
-        if let Some(m) = seg.members.iter().find(|m| !m.bandwidth_package_id.is_empty()) {
-            return Err(err(
-                400,
-                "OperationFailed.EipInBwp",
-                format!(
-                    "Operation failed because eip instance has been added to the bandwidth package. ({})",
-                    m.allocation_id
-                ),
-            ));
-        }
-        if seg.members.iter().any(|m| m.status == "Associating" || m.status == "Unassociating") {
-            return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
-        }
-        if seg.members.iter().any(|m| m.status == "InUse") {
-            return Err(err(
-                400,
-                "OperationFailed.EipStatusInvalid",
-                "Operation failed because eip instance status invalid.",
-            ));
-        }
+        seg.admit_release(account, cooldown, now)?;
         seg.status = Status::Releasing;
         seg.releases_accepted += 1;
         seg.transition_at = Some(now + Duration::from_secs_f64(release_seconds));
@@ -797,6 +738,102 @@ impl World {
 
     pub fn segment(&self, id: &str) -> Option<&Segment> {
         self.segments.get(id)
+    }
+}
+
+impl Segment {
+    /// Whether `account` may release this segment now, with the cloud's refusal if not. An attempt
+    /// by its owner starts the release cooldown, refused or not.
+    fn admit_release(&mut self, account: &str, cooldown: Duration, now: Instant) -> Result<(), ApiError> {
+        // The documented answer for a segment that exists in another account.
+        if self.owner_account != account {
+            return Err(err(400, "Forbidden", "The eip instance owener error"));
+        }
+        if self.last_release_attempt.is_some_and(|t| now.duration_since(t) < cooldown) {
+            return Err(err(400, "TaskConflict.AssociateGlobalAccelerationInstance", "Operate too frequent."));
+        }
+        self.last_release_attempt = Some(now);
+        if self.status != Status::Allocated || self.reported_status.is_some() {
+            return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
+        }
+        if self.charge_type == "PrePaid" {
+            return Err(err(400, "Forbidden.ChargeTypeIsPrepaid", "It's forbidden to release a prepaid EIP"));
+        }
+        if self.deletion_protection {
+            return Err(err(
+                400,
+                "InvalidOperation.DeletionProtection",
+                "The instance cannnot delete because of deletion protecion.",
+            ));
+        }
+        check_members_releasable(&self.members)
+    }
+}
+
+/// The members must all still be in the group, bound to no bandwidth plan or package, and idle.
+fn check_members_releasable(members: &[Member]) -> Result<(), ApiError> {
+    if members.iter().any(|m| m.released_separately) {
+        return Err(err(
+            400,
+            "OperationFailed.EipNumInconsistent",
+            "Operation failed because the number of eip is inconsistent.",
+        ));
+    }
+    if let Some(m) = members.iter().find(|m| !m.bandwidth_plan_id.is_empty()) {
+        return Err(err(
+            400,
+            "Forbidden.EipInBwp",
+            format!("The EIP has been associated with an EIP bandwidth plan. ({})", m.allocation_id),
+        ));
+    }
+    if let Some(m) = members.iter().find(|m| !m.bandwidth_package_id.is_empty()) {
+        return Err(err(
+            400,
+            "OperationFailed.EipInBwp",
+            format!(
+                "Operation failed because eip instance has been added to the bandwidth package. ({})",
+                m.allocation_id
+            ),
+        ));
+    }
+    if members.iter().any(|m| m.status == "Associating" || m.status == "Unassociating") {
+        return Err(err(400, "IncorrectEipStatus", "Current elastic IP status does not support this operation."));
+    }
+    if members.iter().any(|m| m.status == "InUse") {
+        return Err(err(
+            400,
+            "OperationFailed.EipStatusInvalid",
+            "Operation failed because eip instance status invalid.",
+        ));
+    }
+    Ok(())
+}
+
+/// An AllocateEipSegmentAddress request's checked parameters, defaults filled in.
+struct AllocationRequest<'a> {
+    region: &'a str,
+    mask: u8,
+    charge: &'a str,
+    bandwidth: u32,
+    isp: &'a str,
+    netmode: &'a str,
+    zone: &'a str,
+}
+
+/// The bandwidth in Mbit/s, 5 by default; the maximum depends on the charge type.
+fn bandwidth(charge: &str, value: &str) -> Result<u32, ApiError> {
+    let max_bandwidth = match charge {
+        "PayByBandwidth" => 500,
+        "PayByTraffic" => 200,
+        _ => return Err(err(400, "InvalidParameter", "The specified InternetChargeType is invalid.")),
+    };
+    match non_empty_or(value, "5").parse() {
+        Ok(b) if (1..=max_bandwidth).contains(&b) => Ok(b),
+        _ => Err(err(
+            400,
+            "InvalidParameter",
+            format!("The specified Bandwidth is invalid: it must be 1 to {max_bandwidth} for {charge}."),
+        )),
     }
 }
 
