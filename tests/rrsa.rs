@@ -413,18 +413,28 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// The process's log, every thread's: a subscriber set for one thread alone can miss events
+    /// whose callsites another thread first met with no subscriber (tracing caches that interest).
+    fn global() -> &'static Captured {
+        static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+        LOG.get_or_init(|| {
+            let log = Captured::default();
+            let writer = log.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+            log
+        })
+    }
 }
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_output_errors_and_logs() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = Captured::global();
 
     let sim = RrsaSim::start(&["--rrsa-credential-seconds", "2"]).await;
     let oidc_token = jwt(claims(now() - 10, now() + 3600));
