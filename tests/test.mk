@@ -20,7 +20,11 @@ ON_CONTROL_PLANE := e2e admission gitops leakproof restores audit chaos bench
 SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node
 MATRIX_SUITES := e2e admission gitops
 
-all: fmt clippy unit $(SUITES:%=suite-%) $(MATRIX_SUITES:%=matrix-%)
+# In the order make starts what is ready: the chain of Go builds first (each waits for the one
+# before it, so it holds one job at a time), then the build, then the suites longest first.
+all: dashboard-check build suite-node suite-leakproof suite-e2e suite-chaos matrix-e2e suite-modelcheck \
+	suite-cloud_simulator matrix-admission suite-admission suite-chart suite-gitops matrix-gitops \
+	$(SUITES:%=suite-%) unit clippy fmt
 
 # ---- Rust --------------------------------------------------------------------------------------
 fmt:
@@ -52,14 +56,15 @@ helm: | controlplane
 prometheus-crds: | helm
 	@$(STEP) prometheus-crds tests/tools/prometheus-operator-crds.sh
 
-promtool: | helm
+controlplane-matrix: | prometheus-crds
+	@$(STEP) controlplane-matrix sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/controlplane/build.sh || exit 1; done'
+
+# Last: only the monitoring suite, one of the shortest, waits for these.
+promtool: | controlplane-matrix
 	@$(STEP) promtool tests/tools/build-promtool.sh
 
 dashboard-check: | promtool
 	@$(STEP) dashboard-check tests/tools/build-dashboard-check.sh
-
-controlplane-matrix: | dashboard-check prometheus-crds
-	@$(STEP) controlplane-matrix sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/controlplane/build.sh || exit 1; done'
 
 # ---- Suites ------------------------------------------------------------------------------------
 unit: build
