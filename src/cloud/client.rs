@@ -472,7 +472,7 @@ impl VpcClient {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
         let answer = read_answer(action, status, retry_after, &bytes);
         if let Err(e) = &answer {
-            if e.code().starts_with("InvalidSecurityToken") {
+            if e.token_refused() {
                 self.credentials.token_refused(&credentials.access_key_id);
             }
             if e.is_throttling() {
@@ -536,7 +536,7 @@ pub fn read_answer<T: DeserializeOwned>(
         _ if status >= 500 || status == 429 => Err(CloudError::Api {
             action,
             http_status: status,
-            code: format!("HTTP{status}"),
+            code: crate::cloud::error::bodyless_code(status),
             message: snippet(bytes),
             request_id: String::new(),
             retry_after,

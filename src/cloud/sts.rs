@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::cloud::credentials::{CredentialProvider, Credentials, Secret};
-use crate::cloud::error::ErrorClass;
+use crate::cloud::error::{Refusal, bodyless_code, classify_sts};
 use crate::cloud::model::ErrorBody;
 use crate::cloud::{CloudError, signer};
 
@@ -219,17 +219,6 @@ fn sts_error(http_status: u16, code: &str, message: impl Into<String>, request_i
     CloudError::Sts { http_status, code: code.to_string(), message: message.into(), request_id: request_id.to_string() }
 }
 
-/// How an STS failure is read: passing for throttling, server errors, transport and unreadable
-/// answers; anything else (token, role, provider, parameters) needs the configuration changed.
-pub fn sts_error_class(http_status: u16, code: &str) -> ErrorClass {
-    let passing = matches!(code, "ServiceUnavailable" | "InternalError" | "SystemBusy" | "MalformedResponse");
-    if http_status == 0 || http_status >= 500 || http_status == 429 || code.starts_with("Throttling") || passing {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Terminal
-    }
-}
-
 /// The endpoint as a URL: a bare host means https; plain http only when allowed.
 fn endpoint_url(endpoint: &str, allow_insecure: bool) -> Result<String, String> {
     let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("https://{endpoint}") };
@@ -318,10 +307,10 @@ impl RrsaCredentials {
         let bytes = response.bytes().await.map_err(|e| sts_error(0, "TransportError", e.to_string(), ""))?;
         if !(200..300).contains(&status) {
             let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            let code = if body.code.is_empty() { format!("HTTP{status}") } else { body.code };
+            let code = if body.code.is_empty() { bodyless_code(status) } else { body.code };
             // An echoed token must not reach a log or a status.
             let mut message = body.message.replace(token, "<redacted OIDC token>");
-            if code.starts_with("AuthenticationFail.OIDCToken") {
+            if classify_sts(&code, status).refusal == Refusal::OidcTokenRefused {
                 message = format!("{message} (token read from {})", path.display());
             }
             return Err(sts_error(status, &code, message, &body.request_id));
@@ -392,6 +381,7 @@ impl CredentialProvider for RrsaCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::ErrorClass;
     use std::collections::HashMap;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -496,11 +486,12 @@ mod tests {
 
     #[test]
     fn sts_failures_are_passing_only_when_sts_is() {
-        assert_eq!(sts_error_class(0, "Timeout"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(0, "ConnectionFailed"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(503, "ServiceUnavailable"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(400, "Throttling.User"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(200, "MalformedResponse"), ErrorClass::Transient);
+        let class = |http_status: u16, code: &str| sts_error(http_status, code, "", "").class();
+        assert_eq!(class(0, "Timeout"), ErrorClass::Transient);
+        assert_eq!(class(0, "ConnectionFailed"), ErrorClass::Transient);
+        assert_eq!(class(503, "ServiceUnavailable"), ErrorClass::Transient);
+        assert_eq!(class(400, "Throttling.User"), ErrorClass::Transient);
+        assert_eq!(class(200, "MalformedResponse"), ErrorClass::Transient);
         for terminal in [
             "AuthenticationFail.OIDCToken.Expired",
             "AuthenticationFail.OIDCToken.Invalid",
@@ -509,7 +500,7 @@ mod tests {
             "EntityNotExist.Role",
             "InvalidParameter.RoleArn",
         ] {
-            assert_eq!(sts_error_class(401, terminal), ErrorClass::Terminal, "{terminal}");
+            assert_eq!(class(401, terminal), ErrorClass::Terminal, "{terminal}");
         }
         let e = sts_error(401, "AuthenticationFail.OIDCToken.Expired", "This JsonWebToken is expired.", "R1");
         assert_eq!(

@@ -411,11 +411,7 @@ fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
 
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
 async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: CloudError) -> CloudError {
-    let wants_names = matches!(
-        e.code(),
-        "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp"
-    );
-    if !wants_names {
+    if !e.blocked_by_members() {
         return e;
     }
     let Ok(members) = vpc.describe_segment_members(region, segment_id).await else { return e };
