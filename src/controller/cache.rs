@@ -16,6 +16,7 @@ use kube::Resource;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::census::Tally;
+use crate::cloud::model::SegmentStatus;
 use crate::crd::{EipSegment, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use crate::lifecycle::conditions;
 use crate::lifecycle::identity::ANNOTATIONS;
@@ -247,7 +248,7 @@ fn typical_objects() -> Vec<u8> {
                 ip_address: format!("47.100.0.{i}"),
             })
             .collect(),
-        cloud_status: Some("Allocated".into()),
+        cloud_status: Some(SegmentStatus::Allocated.as_str().into()),
         allocation_requested_at: None,
         ..allocating.clone()
     };
@@ -263,7 +264,7 @@ fn typical_objects() -> Vec<u8> {
     conditions::set_ready(&mut release_queued, false, "ReleaseQueued", &queued("ReleaseEipSegmentAddress"), now);
     let mut releasing = EipSegmentStatus {
         release_accepted_at: Some(now.into()),
-        cloud_status: Some("Releasing".into()),
+        cloud_status: Some(SegmentStatus::Releasing.as_str().into()),
         ..release_queued.clone()
     };
     let message = format!("release of {id} requested; waiting for the cloud to confirm");

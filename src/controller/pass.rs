@@ -417,7 +417,7 @@ async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: Cloud
     let Ok(members) = vpc.describe_segment_members(region, segment_id).await else { return e };
     let blockers: Vec<String> = members
         .iter()
-        .filter(|m| m.status != "Available" || !m.bandwidth_package_id.is_empty())
+        .filter(|m| m.holds_the_release_back())
         .take(5)
         .map(|m| {
             let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };

@@ -3,7 +3,7 @@
 use crate::conditions::{is_ready, set_ready};
 use crate::facts::{Claimant, Outcome};
 use crate::moves::{Call, Change, Decision, Event, Pace, Watch};
-use crate::pass::{Act, Holding, Pass, record_account, record_segment};
+use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_missing, record_segment};
 use vpc_api::ErrorClass;
 use vpc_api::model::{Segment, SegmentStatus};
 
@@ -62,7 +62,7 @@ pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
         }
         Outcome::Allocated { segment_id } => {
             status.segment_instance_id = Some(segment_id.clone());
-            status.cloud_status = Some("Allocating".into());
+            record_cloud_status(&mut status, &SegmentStatus::Allocating);
             let message = format!("segment {segment_id} is being allocated");
             let status = p.not_ready(p.succeeded(status), "Allocating", &message);
             let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
@@ -224,7 +224,7 @@ fn drifted(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, acc
              delete this object"
         )
     };
-    status.cloud_status = Some("Missing".into());
+    record_missing(&mut status);
     // Its addresses are no longer the object's to hand out.
     (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
     let status = p.not_ready(status, "SegmentMissing", &message);

@@ -4,7 +4,7 @@
 use crate::apply;
 use crate::facts::{Claimant, Outcome};
 use crate::moves::{Call, Change, Decision, Event, Next, Pace, Watch};
-use crate::pass::{Act, Holding, Pass, record_account, record_segment};
+use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_segment, recorded_cloud_status};
 use eipsegment_api::{DeletionPolicy, EipSegmentStatus};
 use vpc_api::ErrorClass;
 use vpc_api::model::SegmentStatus;
@@ -206,7 +206,7 @@ fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
         Outcome::ReleaseAccepted { request_id } => {
             let mut status = p.succeeded(p.status.clone());
             status.release_accepted_at.get_or_insert_with(|| p.now().to_string());
-            status.cloud_status = Some("Releasing".into());
+            record_cloud_status(&mut status, &SegmentStatus::Releasing);
             let message = format!("release of {id} requested; waiting for the cloud to confirm");
             let mut m = p.act(p.not_ready(status, "Releasing", &message), Next::Wait(Pace::Woken));
             m.event = Some(Event::normal(
@@ -256,7 +256,8 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
         return expect_allocation(p, status, id, &message);
     }
     let account_known = p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some();
-    let releasing = p.o.status.cloud_status.as_deref() == Some("Releasing") && p.o.status.release_token.is_some();
+    let releasing =
+        recorded_cloud_status(&p.o.status) == Some(SegmentStatus::Releasing) && p.o.status.release_token.is_some();
     if !account_known && !releasing {
         let message = format!(
             "segment {id} is not visible to account {account}, and the account it lives in was never recorded: it is \
@@ -286,7 +287,7 @@ fn finish_released(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision
         let note = format!("segment {id} does not exist in account {account}: nothing to release");
         return p.finish(status, Event::normal("NothingToRelease", "Finalize", note));
     }
-    status.cloud_status = Some("Released".into());
+    record_cloud_status(&mut status, &SegmentStatus::Released);
     let event = released(id, status.account_id.as_deref());
     p.finish(status, event)
 }

@@ -9,7 +9,7 @@ use crate::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
 use crate::identity::{self, Identity, Source};
 use crate::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
 use eipsegment_api::{DeletionPolicy, EipSegmentStatus, LastError};
-use vpc_api::model::Segment;
+use vpc_api::model::{Segment, SegmentStatus};
 
 /// What the object holds in the cloud, as far as its own record says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl<'a> Pass<'a> {
     pub fn holding(&self) -> Holding {
         let s = &self.status;
         match (&s.segment_instance_id, &self.o.spec.segment_instance_id) {
-            (Some(id), _) if s.cloud_status.as_deref() == Some("Released") => Holding::Gone(id.clone()),
+            (Some(id), _) if recorded_cloud_status(s) == Some(SegmentStatus::Released) => Holding::Gone(id.clone()),
             (Some(id), _) if s.allocation_requested_at.is_some() => Holding::Unseen(id.clone()),
             (Some(id), _) => Holding::Named(id.clone()),
             (None, Some(adopt)) => Holding::Adopting(adopt.clone()),
@@ -306,7 +306,7 @@ pub(super) fn record_account(status: &mut EipSegmentStatus, c: &Credentials, acc
 }
 
 /// Records what a look saw of the segment.
-pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &vpc_api::model::Segment) {
+pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
     status.segment_instance_id = Some(seg.instance_id.clone());
     if !seg.segment.is_empty() {
         status.segment = Some(seg.segment.clone());
@@ -314,7 +314,27 @@ pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &vpc_api::model
     if seg.ip_count.is_some() {
         status.ip_count = seg.ip_count;
     }
-    status.cloud_status = Some(seg.status.as_str().to_string());
+    record_cloud_status(status, &seg.status);
     // Seen: whatever was requested exists.
     status.allocation_requested_at = None;
+}
+
+/// Records the segment's status in the cloud's own word.
+pub(super) fn record_cloud_status(status: &mut EipSegmentStatus, cloud: &SegmentStatus) {
+    status.cloud_status = Some(cloud.as_str().to_string());
+}
+
+/// The operator's word in `cloudStatus` for a segment the cloud no longer returns: no status of the
+/// cloud's, so it reads back as an unknown one.
+const MISSING: &str = "Missing";
+
+/// Records that the cloud no longer returns the segment.
+pub(super) fn record_missing(status: &mut EipSegmentStatus) {
+    status.cloud_status = Some(MISSING.to_string());
+}
+
+/// The cloud status a status records, read back in the cloud's vocabulary: a word the cloud does
+/// not use (the operator's `Missing`, a hand edit) is `Other`, and proves nothing.
+pub(super) fn recorded_cloud_status(status: &EipSegmentStatus) -> Option<SegmentStatus> {
+    status.cloud_status.as_deref().map(SegmentStatus::parse)
 }

@@ -337,6 +337,27 @@ fn a_status_the_operator_does_not_know_keeps_the_deletion_waiting() {
 }
 
 #[test]
+fn a_recorded_cloud_status_the_cloud_does_not_use_proves_nothing() {
+    // Only the cloud's own "Released" is a recorded proof; the operator's "Missing", another case
+    // or a word of a hand edit is not, and the segment is looked at before anything goes.
+    for word in ["Missing", "released", "RELEASED", "Released ", "Gone"] {
+        let mut o = deleting(recorded());
+        o.status.segment = Some("47.0.0.0/28".into());
+        o.status.cloud_status = Some(word.into());
+        let (asked, m) = decide_in(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+        assert!(asked.iter().any(|n| matches!(n, Need::Look { .. })), "{word:?}: {asked:?}");
+        assert!(matches!(m.call, Some(Call::Release { .. })), "{word:?}: {m:?}");
+        // Absent from its recorded account: released, and proven by the look, not by the word.
+        let m = decide_for(&o, &world(Seen::Absent));
+        assert_eq!((event(&m), m.status.cloud_status.as_deref()), (Some("Released"), Some("Released")), "{word:?}");
+    }
+    let mut recorded_gone = deleting(recorded());
+    recorded_gone.status.cloud_status = Some("Released".into());
+    let (asked, m) = decide_in(&recorded_gone, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert_eq!((asked, m.next, m.call), (vec![], Next::Finish, None), "the cloud's own word is the proof");
+}
+
+#[test]
 fn every_release_error_code_has_its_consequence() {
     let o = deleting(recorded());
     let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
