@@ -12,6 +12,7 @@ use super::credentials::{self, Resolved, problem_of};
 use super::pacing::Counted;
 use super::writes::{self, Precondition};
 use super::{Cached, Context, Error};
+use crate::cloud::limits::Quota;
 use crate::cloud::model::Action as CloudAction;
 use crate::cloud::{Admission, Admit, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
@@ -244,7 +245,7 @@ impl<'c> Pass<'c> {
                 let quota = client.quota(action);
                 let after = self.ctx.pacing.queue(&queue, &self.object.uid, &self.target, after, &frees, quota);
                 debug!(object = %self.object.name, %action, ?after, "queued for a place within the quota");
-                Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
+                Err(Outcome::NotAdmitted { after, why: queued_message(action, client.quota(action)) })
             }
             Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
         }
@@ -368,7 +369,8 @@ impl<'c> Pass<'c> {
                 Action::await_change()
             }
             Next::Wait(pace) => {
-                let releasing = self.object.deleting && conditions::ready_reason(&m.status) == Some("Releasing");
+                let releasing =
+                    self.object.deleting && conditions::ready_reason(&m.status) == Some(conditions::reason::RELEASING);
                 self.ctx.pacing.count(uid, Counted { ready: is_ready(&m.status), releasing });
                 self.ctx.metrics.reconciled(if self.object.deleting { "pending" } else { "success" });
                 match self.ctx.pacing.after(uid, pace, &self.ctx.timings) {
@@ -404,8 +406,8 @@ fn seen_of(seen: poller::Seen) -> Seen {
 }
 
 /// Why an object waits before its call: the client-side quota, and what it is.
-fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
-    let quota = vpc.quota(action).map(|q| format!(" ({q} per credentials and region)")).unwrap_or_default();
+pub(super) fn queued_message(action: CloudAction, quota: Option<Quota>) -> String {
+    let quota = quota.map(|q| format!(" ({q} per credentials and region)")).unwrap_or_default();
     format!("waiting for a place within the quota of {action}{quota}; other objects are ahead")
 }
 

@@ -1,6 +1,6 @@
 //! The object wants its segment: allocate it, adopt it, or keep it under watch.
 
-use crate::conditions::{is_ready, set_ready};
+use crate::conditions::{is_ready, message, reason, set_ready};
 use crate::facts::{Claimant, Outcome};
 use crate::moves::{Call, Change, Decision, Event, Pace, Watch};
 use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_missing, record_segment};
@@ -58,13 +58,12 @@ pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
     let mut status = p.status.clone();
     match outcome {
         Outcome::NotAdmitted { after, why } => {
-            p.wait(p.not_ready(p.o.status.clone(), "AllocationQueued", why), Pace::Queued(*after))
+            p.wait(p.not_ready(p.o.status.clone(), reason::ALLOCATION_QUEUED, why), Pace::Queued(*after))
         }
         Outcome::Allocated { segment_id } => {
             status.segment_instance_id = Some(segment_id.clone());
             record_cloud_status(&mut status, &SegmentStatus::Allocating);
-            let message = format!("segment {segment_id} is being allocated");
-            let status = p.not_ready(p.succeeded(status), "Allocating", &message);
+            let status = p.not_ready(p.succeeded(status), reason::ALLOCATING, &message::allocating(segment_id));
             let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
             m.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
             Decision::Act(m)
@@ -112,11 +111,11 @@ fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
          or delete {}/{} to hand the segment over",
         owner.namespace, owner.name, owner.namespace, owner.name
     );
-    let status = p.not_ready(p.o.status.clone(), "SegmentInUse", &message);
+    let status = p.not_ready(p.o.status.clone(), reason::SEGMENT_IN_USE, &message);
     let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
     m.identity = p.o.annotations.clone();
     m.secret = crate::moves::SecretUse::Unchanged;
-    if p.reason_is_new("SegmentInUse") {
+    if p.reason_is_new(reason::SEGMENT_IN_USE) {
         m.event = Some(Event::warning("ClaimRefused", "Adopt", message));
     }
     m.watch = Some(Watch::Forget { segment_ids: vec![id.to_string()] });
@@ -131,9 +130,9 @@ fn present(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, seg: &Segment
         return p.wait(p.not_ready(status, seg.status.as_str(), &message), Pace::Woken);
     }
     let (reason, message) = if p.o.spec.adopts() {
-        ("Adopted", format!("adopted segment {} ({})", seg.instance_id, seg.segment))
+        (reason::ADOPTED, message::adopted(&seg.instance_id, &seg.segment))
     } else {
-        ("Allocated", format!("segment {} ({}) is allocated", seg.instance_id, seg.segment))
+        (reason::ALLOCATED, message::allocated(&seg.instance_id, &seg.segment))
     };
     let mut status = status;
     set_ready(&mut status, true, reason, &message, p.now());
@@ -195,10 +194,10 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
                  spec.regionId and the credentials",
                 p.region()
             );
-            let status = p.not_ready(status, "AdoptionTargetNotFound", &message);
+            let status = p.not_ready(status, reason::ADOPTION_TARGET_NOT_FOUND, &message);
             let mut m =
                 p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
-            if p.reason_is_new("AdoptionTargetNotFound") {
+            if p.reason_is_new(reason::ADOPTION_TARGET_NOT_FOUND) {
                 m.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
             }
             Decision::Act(m)
@@ -227,9 +226,9 @@ fn drifted(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, acc
     record_missing(&mut status);
     // Its addresses are no longer the object's to hand out.
     (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
-    let status = p.not_ready(status, "SegmentMissing", &message);
+    let status = p.not_ready(status, reason::SEGMENT_MISSING, &message);
     let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
-    if p.reason_is_new("SegmentMissing") {
+    if p.reason_is_new(reason::SEGMENT_MISSING) {
         m.event = Some(Event::warning("Drifted", "Observe", message));
     }
     Decision::Act(m)

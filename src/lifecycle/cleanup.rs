@@ -2,6 +2,7 @@
 //! and only then let the object go. Absence is believed only from the segment's own account.
 
 use crate::apply;
+use crate::conditions::{message, reason};
 use crate::facts::{Claimant, Outcome};
 use crate::moves::{Call, Change, Decision, Event, Next, Pace, Watch};
 use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_segment, recorded_cloud_status};
@@ -168,7 +169,8 @@ fn hand_over(p: &Pass, status: &EipSegmentStatus, id: &str, claims: &[Claimant])
 
 fn in_use(p: &Pass, status: EipSegmentStatus, id: &str, who: &Claimant, why: &str) -> Decision {
     let message = format!("segment {id} is also named by {}/{}, which {why}: waiting for it", who.namespace, who.name);
-    p.wait(p.not_ready(status, "SegmentInUse", &message), Pace::Backoff { class: ErrorClass::Transient, hint: None })
+    let status = p.not_ready(status, reason::SEGMENT_IN_USE, &message);
+    p.wait(status, Pace::Backoff { class: ErrorClass::Transient, hint: None })
 }
 
 fn present(p: &Pass, status: EipSegmentStatus, id: &str, cloud: &SegmentStatus, claims: &[Claimant]) -> Decision {
@@ -177,7 +179,7 @@ fn present(p: &Pass, status: EipSegmentStatus, id: &str, cloud: &SegmentStatus, 
         SegmentStatus::Released => finish_released(p, status, id),
         SegmentStatus::Releasing => {
             let message = format!("segment {id} is Releasing; waiting for the cloud to confirm");
-            p.wait(p.not_ready(status, "Releasing", &message), Pace::Woken)
+            p.wait(p.not_ready(status, reason::RELEASING, &message), Pace::Woken)
         }
         // Allocating, or a status this operator does not know: only queries are allowed; the
         // poller keeps looking.
@@ -201,14 +203,14 @@ fn request_release(p: &Pass, mut status: EipSegmentStatus, id: &str) -> Decision
 fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
     match outcome {
         Outcome::NotAdmitted { after, why } => {
-            p.wait(p.not_ready(p.o.status.clone(), "ReleaseQueued", why), Pace::Queued(*after))
+            p.wait(p.not_ready(p.o.status.clone(), reason::RELEASE_QUEUED, why), Pace::Queued(*after))
         }
         Outcome::ReleaseAccepted { request_id } => {
             let mut status = p.succeeded(p.status.clone());
             status.release_accepted_at.get_or_insert_with(|| p.now().to_string());
             record_cloud_status(&mut status, &SegmentStatus::Releasing);
-            let message = format!("release of {id} requested; waiting for the cloud to confirm");
-            let mut m = p.act(p.not_ready(status, "Releasing", &message), Next::Wait(Pace::Woken));
+            let status = p.not_ready(status, reason::RELEASING, &message::release_requested(id));
+            let mut m = p.act(status, Next::Wait(Pace::Woken));
             m.event = Some(Event::normal(
                 "ReleaseRequested",
                 "Release",
@@ -228,8 +230,8 @@ fn after_release(p: &Pass, id: &str, outcome: &Outcome) -> Decision {
         // with the cloud's status left as last seen: the segment is still there.
         Outcome::Refused(problem) => {
             let status = match problem.class {
-                ErrorClass::Blocked => p.not_ready(p.status.clone(), "ReleaseBlocked", &problem.detail),
-                ErrorClass::Terminal => p.not_ready(p.status.clone(), "ReleaseFailed", &problem.detail),
+                ErrorClass::Blocked => p.not_ready(p.status.clone(), reason::RELEASE_BLOCKED, &problem.detail),
+                ErrorClass::Terminal => p.not_ready(p.status.clone(), reason::RELEASE_FAILED, &problem.detail),
                 _ => p.status.clone(),
             };
             let mut decision = p.fail(status, problem, Act::Release);
@@ -264,7 +266,7 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
              not taken as released. Give back the credentials of its account, or set spec.deletionPolicy to Retain"
         );
         return p.wait(
-            p.not_ready(status, "AccountUnknown", &message),
+            p.not_ready(status, reason::ACCOUNT_UNKNOWN, &message),
             Pace::Backoff { class: ErrorClass::Blocked, hint: None },
         );
     }
@@ -274,7 +276,7 @@ fn absent(p: &Pass, id: &str, account: &str) -> Decision {
 /// An allocation not yet visible: the poller keeps looking until it is (also after a restart, when
 /// it never saw the allocation begin).
 pub(super) fn expect_allocation(p: &Pass, status: EipSegmentStatus, id: &str, message: &str) -> Decision {
-    let mut m = p.act(p.not_ready(status, "Allocating", message), Next::Wait(Pace::Woken));
+    let mut m = p.act(p.not_ready(status, reason::ALLOCATING, message), Next::Wait(Pace::Woken));
     m.watch = Some(Watch::Expect { segment_id: id.to_string(), change: Change::Allocating });
     Decision::Act(m)
 }
