@@ -16,13 +16,13 @@ use kube::Resource;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::census::Tally;
-use super::pass::queued_message;
-use crate::cloud::limits::default_quotas;
 use crate::cloud::model::{Action, SegmentStatus};
 use crate::crd::{DeletionPolicy, EipSegment, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use crate::lifecycle::Source;
 use crate::lifecycle::conditions::{self, message, reason};
 use crate::lifecycle::identity::{self, ANNOTATIONS, Identity};
+use crate::quota::QuotaSettings;
+use crate::quota::queue::queued_message;
 
 /// The cache's copy of one EipSegment.
 #[derive(Clone, Resource)]
@@ -248,8 +248,7 @@ const TYPICAL_TIME: &str = "2026-01-01T00:00:00Z";
 
 /// The quota's message at the default quota of `action`.
 fn typical_queue_message(action: Action) -> String {
-    let quota = default_quotas().into_iter().find(|(limited, _)| *limited == action).map(|(_, quota)| quota);
-    queued_message(action, quota)
+    queued_message(action, QuotaSettings::default().of(action))
 }
 
 /// An allocation requested and waiting for its place within the quota.

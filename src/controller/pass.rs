@@ -12,9 +12,8 @@ use super::credentials::{self, Resolved, problem_of};
 use super::pacing::Counted;
 use super::writes::{self, Precondition};
 use super::{Cached, Context, Error};
-use crate::cloud::limits::Quota;
 use crate::cloud::model::Action as CloudAction;
-use crate::cloud::{Admission, Admit, CloudError, VpcClient};
+use crate::cloud::{Admission, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
 use crate::lifecycle::conditions::{self, is_ready};
 use crate::lifecycle::{
@@ -22,6 +21,7 @@ use crate::lifecycle::{
     Watch,
 };
 use crate::poller::{self, Key, WakeTarget};
+use crate::quota::{QueueName, Turn};
 
 pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
     let obj = cached.object()?;
@@ -215,7 +215,7 @@ impl<'c> Pass<'c> {
         self.write(&m, Precondition::Checked).await?;
         // Only now is the place used: a pass stopped by its write keeps the object's turn, so that
         // the place it gives back is not left to objects asleep until a later window.
-        self.ctx.pacing.unqueue(&self.object.uid);
+        self.ctx.queues.leave(&self.object.uid);
         if let Some(event) = &m.event {
             writes::publish(self.ctx, &self.obj, event).await;
         }
@@ -234,20 +234,12 @@ impl<'c> Pass<'c> {
             return Err(Outcome::Refused(problem_of(&CloudError::Credentials("no credentials".into()))));
         };
         let action = action_of(call);
-        let queue = format!("{}/{}/{action}", key.account, key.region);
-        match client.admit(action, &key.region).await {
-            Admit::Granted(admission) => {
-                debug!(object = %self.object.name, %action, "a place within the quota");
-                self.ctx.pacing.placed(&queue, &self.object.uid);
-                Ok(admission)
-            }
-            Admit::NotYet { after, frees } => {
-                let quota = client.quota(action);
-                let after = self.ctx.pacing.queue(&queue, &self.object.uid, &self.target, after, &frees, quota);
-                debug!(object = %self.object.name, %action, ?after, "queued for a place within the quota");
-                Err(Outcome::NotAdmitted { after, why: queued_message(action, client.quota(action)) })
-            }
-            Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
+        let answer = client.admit(action, &key.region).await;
+        let queue = QueueName { account: key.account, region: key.region, action };
+        match self.ctx.queues.turn(&queue, &self.object.uid, &self.target, answer, client.quota(action)) {
+            Turn::Go(admission) => Ok(admission),
+            Turn::Wait { after, why } => Err(Outcome::NotAdmitted { after, why }),
+            Turn::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
         }
     }
 
@@ -403,12 +395,6 @@ fn seen_of(seen: poller::Seen) -> Seen {
         poller::Seen::Absent => Seen::Absent,
         poller::Seen::Failed(e) => Seen::Failed(problem_of(&e)),
     }
-}
-
-/// Why an object waits before its call: the client-side quota, and what it is.
-pub(super) fn queued_message(action: CloudAction, quota: Option<Quota>) -> String {
-    let quota = quota.map(|q| format!(" ({q} per credentials and region)")).unwrap_or_default();
-    format!("waiting for a place within the quota of {action}{quota}; other objects are ahead")
 }
 
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
