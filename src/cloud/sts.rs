@@ -260,6 +260,20 @@ impl RrsaCredentials {
 
     /// One AssumeRoleWithOIDC call with the token as the file holds it now.
     async fn assume_role(&self) -> Result<Cached, CloudError> {
+        let token = self.read_token().await?;
+        let obtained = Utc::now();
+        let (status, bytes) = self.exchange(&token, obtained).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refusal(status, &bytes, &token));
+        }
+        let cached = credentials_of(status, &bytes, obtained)?;
+        let (access_key_id, expiration) = (&cached.credentials.access_key_id, cached.expiration);
+        tracing::info!(%access_key_id, %expiration, role = %self.settings.role_arn, "obtained STS credentials through RRSA");
+        Ok(cached)
+    }
+
+    /// The pod's OIDC token, as its file holds it now (the kubelet rotates it).
+    async fn read_token(&self) -> Result<String, CloudError> {
         let path = &self.settings.token_file;
         let token = tokio::fs::read_to_string(path)
             .await
@@ -268,12 +282,16 @@ impl RrsaCredentials {
         if token.is_empty() {
             return Err(CloudError::Credentials(format!("the OIDC token file {} is empty", path.display())));
         }
-        let obtained = Utc::now();
+        Ok(token.to_string())
+    }
+
+    /// Sends the token to STS; the answer's HTTP status and body.
+    async fn exchange(&self, token: &str, at: DateTime<Utc>) -> Result<(u16, bytes::Bytes), CloudError> {
         let query = [
             ("Action", ACTION.to_string()),
             ("Version", VERSION.to_string()),
             ("Format", "JSON".to_string()),
-            ("Timestamp", obtained.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            ("Timestamp", at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         ];
         let form = [
             ("RoleArn", self.settings.role_arn.clone()),
@@ -293,46 +311,52 @@ impl RrsaCredentials {
             .body(encode(&form))
             .send()
             .await
-            .map_err(|e| {
-                let code = if e.is_timeout() {
-                    "Timeout"
-                } else if e.is_connect() {
-                    "ConnectionFailed"
-                } else {
-                    "TransportError"
-                };
-                sts_error(0, code, format!("{e} (after at most {:?})", self.config.timeout), "")
-            })?;
+            .map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| sts_error(0, "TransportError", e.to_string(), ""))?;
-        if !(200..300).contains(&status) {
-            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            let code = if body.code.is_empty() { bodyless_code(status) } else { body.code };
-            // An echoed token must not reach a log or a status.
-            let mut message = body.message.replace(token, "<redacted OIDC token>");
-            if classify_sts(&code, status).refusal == Refusal::OidcTokenRefused {
-                message = format!("{message} (token read from {})", path.display());
-            }
-            return Err(sts_error(status, &code, message, &body.request_id));
-        }
-        let body: AssumeRoleBody = serde_json::from_slice(&bytes).map_err(|e| {
-            sts_error(
-                status,
-                "MalformedResponse",
-                format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e)),
-                "",
-            )
-        })?;
-        let expiration = parse_expiration(&body.credentials.expiration)
-            .map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
-        let credentials = Credentials {
-            access_key_id: body.credentials.access_key_id,
-            access_key_secret: Secret::new(body.credentials.access_key_secret),
-            security_token: Some(Secret::new(body.credentials.security_token)),
-        };
-        tracing::info!(access_key_id = %credentials.access_key_id, %expiration, role = %self.settings.role_arn, "obtained STS credentials through RRSA");
-        Ok(Cached { credentials, expiration, obtained })
+        Ok((status, bytes))
     }
+
+    /// A request that never had its answer.
+    fn transport_error(&self, e: &reqwest::Error) -> CloudError {
+        let code = if e.is_timeout() {
+            "Timeout"
+        } else if e.is_connect() {
+            "ConnectionFailed"
+        } else {
+            "TransportError"
+        };
+        sts_error(0, code, format!("{e} (after at most {:?})", self.config.timeout), "")
+    }
+
+    /// STS's refusal, without the token should it echo it, and naming the token's file when the
+    /// token is what it refused.
+    fn refusal(&self, status: u16, bytes: &[u8], token: &str) -> CloudError {
+        let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_default();
+        let code = if body.code.is_empty() { bodyless_code(status) } else { body.code };
+        // An echoed token must not reach a log or a status.
+        let mut message = body.message.replace(token, "<redacted OIDC token>");
+        if classify_sts(&code, status).refusal == Refusal::OidcTokenRefused {
+            message = format!("{message} (token read from {})", self.settings.token_file.display());
+        }
+        sts_error(status, &code, message, &body.request_id)
+    }
+}
+
+/// The credentials a successful answer holds, and when they expire.
+fn credentials_of(status: u16, bytes: &[u8], obtained: DateTime<Utc>) -> Result<Cached, CloudError> {
+    let body: AssumeRoleBody = serde_json::from_slice(bytes).map_err(|e| {
+        let detail = format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e));
+        sts_error(status, "MalformedResponse", detail, "")
+    })?;
+    let expiration = parse_expiration(&body.credentials.expiration)
+        .map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
+    let credentials = Credentials {
+        access_key_id: body.credentials.access_key_id,
+        access_key_secret: Secret::new(body.credentials.access_key_secret),
+        security_token: Some(Secret::new(body.credentials.security_token)),
+    };
+    Ok(Cached { credentials, expiration, obtained })
 }
 
 impl CredentialProvider for RrsaCredentials {
