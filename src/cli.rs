@@ -8,14 +8,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::report::{COULD_NOT_TELL, Report};
-use crate::cloud::Action;
-use crate::cloud::limits::{Quota, Quotas, default_quotas};
 use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, ReadOnlyVpc, VpcClient, credentials};
 use crate::controller::Timings;
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::leadership::{self, LeaseConfig};
 use crate::poller::{Poller, PollerConfig};
+use crate::quota::{Quota, QuotaSettings, Quotas};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Parser, Debug)]
@@ -221,7 +220,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     crate::cloud::client::install_crypto_provider();
     let timings = timings(&args)?;
     let metrics = Arc::new(Metrics::default());
-    let vpc = vpc_client(&args.cloud, &quotas(&args))?.with_observer(metrics.clone());
+    let vpc = vpc_client(&args.cloud, &quota_settings(&args))?.with_observer(metrics.clone());
     let client = kube::Client::try_default().await?;
     let listener = telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
@@ -264,7 +263,7 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
 }
 
 /// The VPC client on the operator's own credentials, with its quotas.
-fn vpc_client(args: &CloudArgs, quotas: &[(Action, Quota)]) -> Result<VpcClient, RunError> {
+fn vpc_client(args: &CloudArgs, quotas: &QuotaSettings) -> Result<VpcClient, RunError> {
     let timeout = seconds(args.call_timeout_seconds)?;
     let sts_endpoint =
         args.sts_endpoint.as_ref().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") });
@@ -282,16 +281,16 @@ fn vpc_client(args: &CloudArgs, quotas: &[(Action, Quota)]) -> Result<VpcClient,
         ..StsConfig::default()
     };
     let credentials = credentials::default_chain(sts).map_err(RunError::Credentials)?;
-    Ok(VpcClient::new(vpc_config, credentials)?.with_quotas(Quotas::new(quotas)))
+    Ok(VpcClient::new(vpc_config, credentials)?.with_quotas(Quotas::new(&quotas.per_action())))
 }
 
-fn quotas(args: &RunArgs) -> Vec<(Action, Quota)> {
-    vec![
-        (Action::ReleaseEipSegmentAddress, args.release_quota),
-        (Action::AllocateEipSegmentAddress, args.allocate_quota),
-        (Action::DescribeEipSegment, args.describe_quota),
-        (Action::DescribeEipAddresses, args.describe_addresses_quota),
-    ]
+fn quota_settings(args: &RunArgs) -> QuotaSettings {
+    QuotaSettings {
+        release: args.release_quota,
+        allocate: args.allocate_quota,
+        describe: args.describe_quota,
+        describe_addresses: args.describe_addresses_quota,
+    }
 }
 
 /// With leader election: a standby is healthy and ready while it waits; the holder reconciles
@@ -405,7 +404,7 @@ async fn audit(args: AuditArgs) -> u8 {
 /// The cloud only through its read-only view; Kubernetes only by listing EipSegments.
 async fn audit_report(args: &AuditArgs) -> Result<Report, RunError> {
     crate::cloud::client::install_crypto_provider();
-    let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &default_quotas())?);
+    let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &QuotaSettings::default())?);
     let objects = crate::audit::list_objects(kube::Client::try_default().await?).await?;
     Ok(crate::audit::run(&vpc, &objects, &args.regions).await?)
 }
@@ -450,16 +449,14 @@ mod tests {
         let run = |args: &[&str]| {
             let argv = ["eipsegment-operator", "run"].iter().chain(args).copied();
             Cli::try_parse_from(argv).map(|cli| match cli.command {
-                Command::Run(a) => quotas(&a),
+                Command::Run(a) => quota_settings(&a),
                 _ => panic!("not run"),
             })
         };
-        assert_eq!(run(&[]).unwrap(), default_quotas());
+        assert_eq!(run(&[]).unwrap(), QuotaSettings::default());
         let raised = run(&["--release-quota", "1200/60"]).unwrap();
-        assert_eq!(
-            raised[0],
-            (Action::ReleaseEipSegmentAddress, Quota { calls: 1200, window: Duration::from_secs(60) })
-        );
+        assert_eq!(raised.release, Quota { calls: 1200, window: Duration::from_secs(60) });
+        assert_eq!(raised, QuotaSettings { release: raised.release, ..QuotaSettings::default() }, "only the release's");
         let e = run(&["--allocate-quota", "0/60"]).unwrap_err().to_string();
         assert!(e.contains("expected CALLS/SECONDS"), "{e}");
     }

@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod controller;
 pub mod leadership;
 pub mod poller;
+pub mod quota;
 pub mod telemetry;
 
 // The resource's types and the pure lifecycle core are crates of their own (`src/api`,

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use eipsegment_operator::cli::{Cli, Command as CliCommand, RunArgs};
-use eipsegment_operator::cloud::limits::Quota;
 use eipsegment_operator::controller::guard::FINALIZER as GUARD_FINALIZER;
+use eipsegment_operator::quota::Quota;
 use serde_yaml::Value;
 use support::*;
 

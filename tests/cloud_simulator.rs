@@ -407,7 +407,7 @@ async fn release_burst(sim: &Sim, client: &VpcClient, n: usize) -> usize {
 
 #[tokio::test]
 async fn a_quota_is_spent_at_once_and_never_beyond_the_clouds_window() {
-    use eipsegment_operator::cloud::limits::Quotas;
+    use eipsegment_operator::quota::Quotas;
     let sim = fast_sim(&["--rate-limit", "ReleaseEipSegmentAddress=5/1"]).await;
     // Without a quota the burst is throttled, so the check below can fail.
     assert!(release_burst(&sim, &sim.client(), 12).await > 0);
@@ -442,7 +442,7 @@ async fn release_until_accepted(client: &VpcClient, ids: &[String]) -> usize {
 
 #[tokio::test]
 async fn a_throttling_answer_puts_the_quota_on_the_clouds_window() {
-    use eipsegment_operator::cloud::limits::Quotas;
+    use eipsegment_operator::quota::Quotas;
     let sim = fast_sim(&["--rate-limit", "ReleaseEipSegmentAddress=5/2"]).await;
     let mut ids = Vec::new();
     for _ in 0..20 {

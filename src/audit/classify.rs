@@ -406,22 +406,32 @@ mod tests {
         }
     }
 
+    /// Times around a pending allocation's marker (`T0`) and the clock skew allowed before it.
+    const T0: &str = "2026-03-01T10:00:00Z";
+    const BEFORE_SKEW: &str = "2026-03-01T09:54:59Z";
+    const WITHIN_SKEW: &str = "2026-03-01T09:55:00Z";
+    const AFTER: &str = "2026-03-01T10:00:01Z";
+
+    /// Each case: what the claims say, the segment listed, the verdict it gets.
+    type VerdictCase = (Vec<Claim>, Segment, Verdict);
+
+    fn assert_verdicts(cases: Vec<VerdictCase>) {
+        for (claims, segment, want) in cases {
+            assert_eq!(verdicts(&claims, std::slice::from_ref(&segment)), [want], "{claims:?} {segment:?}");
+        }
+    }
+
     #[test]
-    fn each_segment_gets_its_verdict() {
-        let t0 = "2026-03-01T10:00:00Z";
-        let before_skew = "2026-03-01T09:54:59Z";
-        let within_skew = "2026-03-01T09:55:00Z";
-        let after = "2026-03-01T10:00:01Z";
-        // (claims, segment) -> verdict
-        let cases: Vec<(Vec<Claim>, Segment, Verdict)> = vec![
-            (vec![claim("a", &["eipsg-1"], Some(ME))], allocated("eipsg-1", t0), owned(&["a"])),
-            (vec![claim("a", &["eipsg-1"], None)], allocated("eipsg-1", t0), owned(&["a"])),
-            (vec![claim("a", &["eipsg-2"], Some(ME))], allocated("eipsg-1", t0), unowned()),
-            (vec![], allocated("eipsg-1", t0), unowned()),
+    fn a_named_segment_is_its_namers_in_this_account() {
+        assert_verdicts(vec![
+            (vec![claim("a", &["eipsg-1"], Some(ME))], allocated("eipsg-1", T0), owned(&["a"])),
+            (vec![claim("a", &["eipsg-1"], None)], allocated("eipsg-1", T0), owned(&["a"])),
+            (vec![claim("a", &["eipsg-2"], Some(ME))], allocated("eipsg-1", T0), unowned()),
+            (vec![], allocated("eipsg-1", T0), unowned()),
             // Named only for another account: not this one's.
             (
                 vec![claim("a", &["eipsg-1"], Some(OTHER))],
-                allocated("eipsg-1", t0),
+                allocated("eipsg-1", T0),
                 Verdict::Unowned {
                     elsewhere: vec![(ObjectRef { namespace: "ns".into(), name: "a".into() }, OTHER.into())],
                 },
@@ -433,56 +443,71 @@ mod tests {
                     claim("b", &["eipsg-1"], None),
                     claim("c", &["eipsg-1"], Some(OTHER)),
                 ],
-                allocated("eipsg-1", t0),
+                allocated("eipsg-1", T0),
                 owned(&["a", "b"]),
             ),
+        ]);
+    }
+
+    #[test]
+    fn a_leaving_segment_is_not_counted_and_an_unknown_status_is_live() {
+        assert_verdicts(vec![
             // Leaving: not counted, whoever names it.
-            (vec![], segment("eipsg-1", SegmentStatus::Releasing, t0), Verdict::Releasing),
-            (vec![], segment("eipsg-1", SegmentStatus::Released, t0), Verdict::Releasing),
-            (vec![claim("a", &["eipsg-1"], None)], segment("eipsg-1", SegmentStatus::Releasing, t0), owned(&["a"])),
+            (vec![], segment("eipsg-1", SegmentStatus::Releasing, T0), Verdict::Releasing),
+            (vec![], segment("eipsg-1", SegmentStatus::Released, T0), Verdict::Releasing),
+            (vec![claim("a", &["eipsg-1"], None)], segment("eipsg-1", SegmentStatus::Releasing, T0), owned(&["a"])),
             (
-                vec![pending_claim("p", REGION, t0, None)],
-                segment("eipsg-1", SegmentStatus::Releasing, after),
+                vec![pending_claim("p", REGION, T0, None)],
+                segment("eipsg-1", SegmentStatus::Releasing, AFTER),
                 Verdict::Releasing,
             ),
             // A status the API does not document is still a live segment.
-            (vec![], segment("eipsg-1", SegmentStatus::Other("Maintaining".into()), t0), unowned()),
-            // Pending allocations: created at or after the marker, less the skew.
-            (vec![pending_claim("p", REGION, t0, None)], allocated("eipsg-1", after), possibly(&[("p", t0)])),
-            (vec![pending_claim("p", REGION, t0, Some(ME))], allocated("eipsg-1", t0), possibly(&[("p", t0)])),
-            (vec![pending_claim("p", REGION, t0, None)], allocated("eipsg-1", within_skew), possibly(&[("p", t0)])),
-            (vec![pending_claim("p", REGION, t0, None)], allocated("eipsg-1", before_skew), unowned()),
-            (vec![pending_claim("p", "cn-beijing", t0, None)], allocated("eipsg-1", after), unowned()),
-            (vec![pending_claim("p", REGION, t0, Some(OTHER))], allocated("eipsg-1", after), unowned()),
+            (vec![], segment("eipsg-1", SegmentStatus::Other("Maintaining".into()), T0), unowned()),
+        ]);
+    }
+
+    #[test]
+    fn a_segment_made_after_a_pending_marker_may_be_its_answer() {
+        assert_verdicts(vec![
+            // Created at or after the marker, less the skew.
+            (vec![pending_claim("p", REGION, T0, None)], allocated("eipsg-1", AFTER), possibly(&[("p", T0)])),
+            (vec![pending_claim("p", REGION, T0, Some(ME))], allocated("eipsg-1", T0), possibly(&[("p", T0)])),
+            (vec![pending_claim("p", REGION, T0, None)], allocated("eipsg-1", WITHIN_SKEW), possibly(&[("p", T0)])),
+            (vec![pending_claim("p", REGION, T0, None)], allocated("eipsg-1", BEFORE_SKEW), unowned()),
+            (vec![pending_claim("p", "cn-beijing", T0, None)], allocated("eipsg-1", AFTER), unowned()),
+            (vec![pending_claim("p", REGION, T0, Some(OTHER))], allocated("eipsg-1", AFTER), unowned()),
             (
-                vec![pending_claim("p", REGION, t0, None)],
+                vec![pending_claim("p", REGION, T0, None)],
                 allocated("eipsg-1", "2026-03-01T10:01Z"),
-                possibly(&[("p", t0)]),
+                possibly(&[("p", T0)]),
             ),
+            (
+                vec![pending_claim("p", REGION, T0, None), pending_claim("q", REGION, AFTER, None)],
+                allocated("eipsg-1", AFTER),
+                possibly(&[("p", T0), ("q", AFTER)]),
+            ),
+            // Naming wins over a pending allocation.
+            (
+                vec![pending_claim("p", REGION, T0, None), claim("a", &["eipsg-1"], None)],
+                allocated("eipsg-1", AFTER),
+                owned(&["a"]),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_time_that_cannot_be_read_rules_no_pending_allocation_out() {
+        assert_verdicts(vec![
             // A creation time that cannot be read cannot rule a pending allocation out.
-            (vec![pending_claim("p", REGION, t0, None)], allocated("eipsg-1", ""), possibly(&[("p", t0)])),
+            (vec![pending_claim("p", REGION, T0, None)], allocated("eipsg-1", ""), possibly(&[("p", T0)])),
             (vec![], allocated("eipsg-1", ""), unowned()),
             // A marker that cannot be read rules nothing out.
             (
                 vec![pending_claim("p", REGION, "soon", None)],
-                allocated("eipsg-1", before_skew),
+                allocated("eipsg-1", BEFORE_SKEW),
                 possibly(&[("p", "soon")]),
             ),
-            (
-                vec![pending_claim("p", REGION, t0, None), pending_claim("q", REGION, after, None)],
-                allocated("eipsg-1", after),
-                possibly(&[("p", t0), ("q", after)]),
-            ),
-            // Naming wins over a pending allocation.
-            (
-                vec![pending_claim("p", REGION, t0, None), claim("a", &["eipsg-1"], None)],
-                allocated("eipsg-1", after),
-                owned(&["a"]),
-            ),
-        ];
-        for (claims, segment, want) in cases {
-            assert_eq!(verdicts(&claims, std::slice::from_ref(&segment)), [want], "{claims:?} {segment:?}");
-        }
+        ]);
     }
 
     #[test]

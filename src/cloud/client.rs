@@ -11,6 +11,7 @@ use tracing::{Instrument, field};
 use crate::cloud::credentials::CredentialProvider;
 use crate::cloud::model::*;
 use crate::cloud::{CloudError, signer};
+use crate::quota::{Admission, Admit, Quota, Quotas};
 
 /// Regions served by the central endpoint; the others have `vpc.<region>.aliyuncs.com`.
 const CENTRAL_ENDPOINT_REGIONS: &[&str] = &[
@@ -72,51 +73,6 @@ pub trait CallObserver: Send + Sync {
     fn observe(&self, action: Action, region: &str, outcome: &str, throttled: bool, elapsed: Duration);
 }
 
-/// The hold after a throttling answer without a TimeLeft hint, and the longest hold honoured.
-const THROTTLED_HOLD: Duration = Duration::from_secs(1);
-const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
-
-/// A place taken within the client-side quota for one call. Dropped without its call (the pass
-/// stopped before it, on a write that failed), it gives the place back.
-pub struct Admission(Option<(crate::cloud::limits::Ticket, crate::cloud::limits::Quotas)>);
-
-impl Admission {
-    /// The call is being sent: the place counts from now and stays taken.
-    fn spend(mut self) {
-        if let Some((ticket, quotas)) = self.0.take() {
-            quotas.stamp(&ticket);
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if let Some((ticket, quotas)) = self.0.take() {
-            tracing::debug!("a place within the quota given back");
-            quotas.give_back(ticket);
-        }
-    }
-}
-
-impl std::fmt::Debug for Admission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Admission(place)" } else { "Admission(unlimited)" })
-    }
-}
-
-#[derive(Debug)]
-pub enum Admit {
-    Granted(Admission),
-    /// The quota allows a call after `after`; `frees`: when each place held now frees up, soonest
-    /// first, for those queued behind the next one.
-    NotYet {
-        after: Duration,
-        frees: Vec<Duration>,
-    },
-    /// No credentials to call with.
-    Failed(CloudError),
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ReleaseBody {
@@ -130,7 +86,7 @@ pub struct VpcClient {
     config: ClientConfig,
     credentials: Arc<dyn CredentialProvider>,
     observer: Option<Arc<dyn CallObserver>>,
-    limits: crate::cloud::limits::Quotas,
+    quotas: Quotas,
     /// The account each key (AccessKeyId and a digest of its secret) acts for, once asked: a key
     /// never changes account.
     accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
@@ -161,7 +117,7 @@ impl VpcClient {
             config,
             credentials,
             observer: None,
-            limits: Default::default(),
+            quotas: Quotas::default(),
             accounts: Arc::default(),
             asking: Arc::default(),
         })
@@ -173,8 +129,8 @@ impl VpcClient {
     }
 
     /// Calls wait for their (credentials, region, action) quota; none are limited by default.
-    pub fn with_quotas(mut self, limits: crate::cloud::limits::Quotas) -> Self {
-        self.limits = limits;
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 
@@ -325,22 +281,18 @@ impl VpcClient {
         Ok(body.request_id)
     }
 
-    /// Takes a place for one `action` call within the client-side quota if one is free now, without
-    /// waiting: work that must wait its turn is requeued instead of holding a worker.
+    /// Takes a place for one `action` call within the client-side quota of these credentials if
+    /// one is free now, without waiting.
     pub async fn admit(&self, action: Action, region: &str) -> Admit {
-        let access_key_id = match self.credentials.credentials().await {
-            Ok(c) => c.access_key_id,
-            Err(e) => return Admit::Failed(e),
-        };
-        match self.limits.try_acquire(action, &access_key_id, region) {
-            Ok(ticket) => Admit::Granted(Admission(ticket.map(|t| (t, self.limits.clone())))),
-            Err(after) => Admit::NotYet { after, frees: self.limits.frees(action, &access_key_id, region) },
+        match self.credentials.credentials().await {
+            Ok(credentials) => self.quotas.admit(action, &credentials.access_key_id, region),
+            Err(e) => Admit::Failed(e),
         }
     }
 
     /// The client-side quota of `action`'s calls, if limited.
-    pub fn quota(&self, action: Action) -> Option<crate::cloud::limits::Quota> {
-        self.limits.quota(action)
+    pub fn quota(&self, action: Action) -> Option<Quota> {
+        self.quotas.quota(action)
     }
 
     /// Every member EIP of a segment: the whole list, or an error. Pages that
@@ -429,7 +381,7 @@ impl VpcClient {
         let credentials = self.credentials.credentials().await?;
         match admitted {
             Some(admission) => admission.spend(),
-            None => self.limits.wait(action, &credentials.access_key_id, region).await,
+            None => self.quotas.wait(action, &credentials.access_key_id, region).await,
         }
         let mut all: Vec<(&str, String)> = vec![
             ("Action", action.as_str().to_string()),
@@ -472,13 +424,11 @@ impl VpcClient {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
         let answer = read_answer(action, status, retry_after, &bytes);
         if let Err(e) = &answer {
-            if e.code().starts_with("InvalidSecurityToken") {
+            if e.token_refused() {
                 self.credentials.token_refused(&credentials.access_key_id);
             }
             if e.is_throttling() {
-                // The cloud's window outranks ours: hold this action until it says.
-                let left = e.retry_after().unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);
-                self.limits.throttled(action, &credentials.access_key_id, region, left);
+                self.quotas.throttled(action, &credentials.access_key_id, region, e.retry_after());
             }
         }
         answer
@@ -536,7 +486,7 @@ pub fn read_answer<T: DeserializeOwned>(
         _ if status >= 500 || status == 429 => Err(CloudError::Api {
             action,
             http_status: status,
-            code: format!("HTTP{status}"),
+            code: crate::cloud::error::bodyless_code(status),
             message: snippet(bytes),
             request_id: String::new(),
             retry_after,

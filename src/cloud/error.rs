@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-pub use vpc_api::errors::{Classification, ErrorClass, Refusal, classify};
+pub use vpc_api::errors::{
+    Classification, ErrorClass, Refusal, bodyless_code, classify, classify_sts, is_bodyless_code,
+};
 
 use crate::cloud::Action;
 
@@ -60,13 +62,7 @@ impl CloudError {
             CloudError::Credentials(_) => {
                 Classification::new(ErrorClass::Terminal, "no usable credentials: check the credential configuration")
             }
-            CloudError::Sts { http_status, code, .. } => match crate::cloud::sts::sts_error_class(*http_status, code) {
-                ErrorClass::Transient => Classification::new(ErrorClass::Transient, "STS is failing for now; retrying"),
-                class => Classification::new(
-                    class,
-                    "RRSA could not assume the role: check the RAM role's trust policy, the OIDC provider and the pod's token",
-                ),
-            },
+            CloudError::Sts { http_status, code, .. } => classify_sts(code, *http_status),
         }
     }
 
@@ -91,9 +87,9 @@ impl CloudError {
     /// failure, `HTTP<status>` for a bodyless answer, and `Other` for any other code.
     pub fn metric_code(&self) -> &str {
         match self {
-            CloudError::Api { code, .. } if code.starts_with("HTTP") && code.len() == 7 => code,
+            CloudError::Api { code, .. } if is_bodyless_code(code) => code,
             CloudError::Api { code, http_status, .. } if classify(code, *http_status).known => code,
-            CloudError::Sts { code, .. } if classify(code, 0).known => code,
+            CloudError::Sts { code, .. } if self.classification().known => code,
             CloudError::Api { .. } | CloudError::Sts { .. } => "Other",
             other => other.code(),
         }
@@ -110,6 +106,19 @@ impl CloudError {
     /// same token may have created a segment that its replay is now refused from seeing.
     pub fn proves_nothing_created(&self) -> bool {
         self.refusal() == Refusal::InvalidRequest
+    }
+
+    /// True when member EIPs of the segment stand in the way of its release: naming them helps.
+    pub fn blocked_by_members(&self) -> bool {
+        self.refusal() == Refusal::MembersInTheWay
+    }
+
+    /// True when the cloud refused the request's STS security token: fresh credentials may pass.
+    pub fn token_refused(&self) -> bool {
+        match self {
+            CloudError::Api { code, http_status, .. } => classify(code, *http_status).token_refused,
+            _ => false,
+        }
     }
 
     /// What the cloud's refusal tells beyond its class; `Other` for any failure that is no refusal.
@@ -210,6 +219,60 @@ mod tests {
                 .proves_nothing_created()
         );
         assert!(!CloudError::Credentials("none".into()).proves_nothing_created());
+    }
+
+    #[test]
+    fn the_table_says_which_refusals_ask_for_member_names_or_fresh_credentials() {
+        let api = |code: &str| CloudError::Api {
+            action: Action::ReleaseEipSegmentAddress,
+            http_status: 400,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+            retry_after: None,
+        };
+        let members = [
+            "OperationFailed.EipStatusInvalid",
+            "IncorrectEipStatus",
+            "OperationFailed.EipInBwp",
+            "Forbidden.EipInBwp",
+        ];
+        for code in members {
+            assert!(api(code).blocked_by_members(), "{code}");
+        }
+        for code in ["IncorrectStatus", "IncorrectEipStatus.EipSegment", "Forbidden.ChargeTypeIsPrepaid", "Throttling"]
+        {
+            assert!(!api(code).blocked_by_members(), "{code}");
+        }
+        for code in
+            ["InvalidSecurityToken.Expired", "InvalidSecurityToken.MismatchWithAccessKey", "InvalidSecurityToken.New"]
+        {
+            assert!(api(code).token_refused(), "{code}");
+        }
+        for code in ["InvalidAccessKeyId.NotFound", "SignatureDoesNotMatch", "Throttling.User"] {
+            assert!(!api(code).token_refused(), "{code}");
+        }
+        let sts = CloudError::Sts {
+            http_status: 400,
+            code: "InvalidSecurityToken.Expired".into(),
+            message: String::new(),
+            request_id: String::new(),
+        };
+        assert!(!sts.token_refused(), "only the VPC API's refusals of the token sent to it");
+    }
+
+    #[test]
+    fn an_sts_code_labels_a_metric_only_when_the_table_knows_it() {
+        let sts = |code: &str| CloudError::Sts {
+            http_status: 400,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+        };
+        assert_eq!(sts("Throttling.User").metric_code(), "Throttling.User");
+        assert_eq!(sts("AuthenticationFail.OIDCToken.Expired").metric_code(), "Other");
+        assert_eq!(sts("Timeout").metric_code(), "Other");
+        assert!(!sts("Throttling.User").is_throttling(), "STS throttling holds no VPC action");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::cloud::credentials::{CredentialProvider, Credentials, Secret};
-use crate::cloud::error::ErrorClass;
+use crate::cloud::error::{Refusal, bodyless_code, classify_sts};
 use crate::cloud::model::ErrorBody;
 use crate::cloud::{CloudError, signer};
 
@@ -219,17 +219,6 @@ fn sts_error(http_status: u16, code: &str, message: impl Into<String>, request_i
     CloudError::Sts { http_status, code: code.to_string(), message: message.into(), request_id: request_id.to_string() }
 }
 
-/// How an STS failure is read: passing for throttling, server errors, transport and unreadable
-/// answers; anything else (token, role, provider, parameters) needs the configuration changed.
-pub fn sts_error_class(http_status: u16, code: &str) -> ErrorClass {
-    let passing = matches!(code, "ServiceUnavailable" | "InternalError" | "SystemBusy" | "MalformedResponse");
-    if http_status == 0 || http_status >= 500 || http_status == 429 || code.starts_with("Throttling") || passing {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Terminal
-    }
-}
-
 /// The endpoint as a URL: a bare host means https; plain http only when allowed.
 fn endpoint_url(endpoint: &str, allow_insecure: bool) -> Result<String, String> {
     let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("https://{endpoint}") };
@@ -271,6 +260,20 @@ impl RrsaCredentials {
 
     /// One AssumeRoleWithOIDC call with the token as the file holds it now.
     async fn assume_role(&self) -> Result<Cached, CloudError> {
+        let token = self.read_token().await?;
+        let obtained = Utc::now();
+        let (status, bytes) = self.exchange(&token, obtained).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refusal(status, &bytes, &token));
+        }
+        let cached = credentials_of(status, &bytes, obtained)?;
+        let (access_key_id, expiration) = (&cached.credentials.access_key_id, cached.expiration);
+        tracing::info!(%access_key_id, %expiration, role = %self.settings.role_arn, "obtained STS credentials through RRSA");
+        Ok(cached)
+    }
+
+    /// The pod's OIDC token, as its file holds it now (the kubelet rotates it).
+    async fn read_token(&self) -> Result<String, CloudError> {
         let path = &self.settings.token_file;
         let token = tokio::fs::read_to_string(path)
             .await
@@ -279,12 +282,16 @@ impl RrsaCredentials {
         if token.is_empty() {
             return Err(CloudError::Credentials(format!("the OIDC token file {} is empty", path.display())));
         }
-        let obtained = Utc::now();
+        Ok(token.to_string())
+    }
+
+    /// Sends the token to STS; the answer's HTTP status and body.
+    async fn exchange(&self, token: &str, at: DateTime<Utc>) -> Result<(u16, bytes::Bytes), CloudError> {
         let query = [
             ("Action", ACTION.to_string()),
             ("Version", VERSION.to_string()),
             ("Format", "JSON".to_string()),
-            ("Timestamp", obtained.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            ("Timestamp", at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         ];
         let form = [
             ("RoleArn", self.settings.role_arn.clone()),
@@ -304,46 +311,52 @@ impl RrsaCredentials {
             .body(encode(&form))
             .send()
             .await
-            .map_err(|e| {
-                let code = if e.is_timeout() {
-                    "Timeout"
-                } else if e.is_connect() {
-                    "ConnectionFailed"
-                } else {
-                    "TransportError"
-                };
-                sts_error(0, code, format!("{e} (after at most {:?})", self.config.timeout), "")
-            })?;
+            .map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| sts_error(0, "TransportError", e.to_string(), ""))?;
-        if !(200..300).contains(&status) {
-            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            let code = if body.code.is_empty() { format!("HTTP{status}") } else { body.code };
-            // An echoed token must not reach a log or a status.
-            let mut message = body.message.replace(token, "<redacted OIDC token>");
-            if code.starts_with("AuthenticationFail.OIDCToken") {
-                message = format!("{message} (token read from {})", path.display());
-            }
-            return Err(sts_error(status, &code, message, &body.request_id));
-        }
-        let body: AssumeRoleBody = serde_json::from_slice(&bytes).map_err(|e| {
-            sts_error(
-                status,
-                "MalformedResponse",
-                format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e)),
-                "",
-            )
-        })?;
-        let expiration = parse_expiration(&body.credentials.expiration)
-            .map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
-        let credentials = Credentials {
-            access_key_id: body.credentials.access_key_id,
-            access_key_secret: Secret::new(body.credentials.access_key_secret),
-            security_token: Some(Secret::new(body.credentials.security_token)),
-        };
-        tracing::info!(access_key_id = %credentials.access_key_id, %expiration, role = %self.settings.role_arn, "obtained STS credentials through RRSA");
-        Ok(Cached { credentials, expiration, obtained })
+        Ok((status, bytes))
     }
+
+    /// A request that never had its answer.
+    fn transport_error(&self, e: &reqwest::Error) -> CloudError {
+        let code = if e.is_timeout() {
+            "Timeout"
+        } else if e.is_connect() {
+            "ConnectionFailed"
+        } else {
+            "TransportError"
+        };
+        sts_error(0, code, format!("{e} (after at most {:?})", self.config.timeout), "")
+    }
+
+    /// STS's refusal, without the token should it echo it, and naming the token's file when the
+    /// token is what it refused.
+    fn refusal(&self, status: u16, bytes: &[u8], token: &str) -> CloudError {
+        let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_default();
+        let code = if body.code.is_empty() { bodyless_code(status) } else { body.code };
+        // An echoed token must not reach a log or a status.
+        let mut message = body.message.replace(token, "<redacted OIDC token>");
+        if classify_sts(&code, status).refusal == Refusal::OidcTokenRefused {
+            message = format!("{message} (token read from {})", self.settings.token_file.display());
+        }
+        sts_error(status, &code, message, &body.request_id)
+    }
+}
+
+/// The credentials a successful answer holds, and when they expire.
+fn credentials_of(status: u16, bytes: &[u8], obtained: DateTime<Utc>) -> Result<Cached, CloudError> {
+    let body: AssumeRoleBody = serde_json::from_slice(bytes).map_err(|e| {
+        let detail = format!("unreadable AssumeRoleWithOIDC answer: {}", shape_error(&e));
+        sts_error(status, "MalformedResponse", detail, "")
+    })?;
+    let expiration = parse_expiration(&body.credentials.expiration)
+        .map_err(|e| sts_error(status, "MalformedResponse", e, &body.request_id))?;
+    let credentials = Credentials {
+        access_key_id: body.credentials.access_key_id,
+        access_key_secret: Secret::new(body.credentials.access_key_secret),
+        security_token: Some(Secret::new(body.credentials.security_token)),
+    };
+    Ok(Cached { credentials, expiration, obtained })
 }
 
 impl CredentialProvider for RrsaCredentials {
@@ -392,6 +405,7 @@ impl CredentialProvider for RrsaCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::ErrorClass;
     use std::collections::HashMap;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -496,11 +510,12 @@ mod tests {
 
     #[test]
     fn sts_failures_are_passing_only_when_sts_is() {
-        assert_eq!(sts_error_class(0, "Timeout"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(0, "ConnectionFailed"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(503, "ServiceUnavailable"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(400, "Throttling.User"), ErrorClass::Transient);
-        assert_eq!(sts_error_class(200, "MalformedResponse"), ErrorClass::Transient);
+        let class = |http_status: u16, code: &str| sts_error(http_status, code, "", "").class();
+        assert_eq!(class(0, "Timeout"), ErrorClass::Transient);
+        assert_eq!(class(0, "ConnectionFailed"), ErrorClass::Transient);
+        assert_eq!(class(503, "ServiceUnavailable"), ErrorClass::Transient);
+        assert_eq!(class(400, "Throttling.User"), ErrorClass::Transient);
+        assert_eq!(class(200, "MalformedResponse"), ErrorClass::Transient);
         for terminal in [
             "AuthenticationFail.OIDCToken.Expired",
             "AuthenticationFail.OIDCToken.Invalid",
@@ -509,7 +524,7 @@ mod tests {
             "EntityNotExist.Role",
             "InvalidParameter.RoleArn",
         ] {
-            assert_eq!(sts_error_class(401, terminal), ErrorClass::Terminal, "{terminal}");
+            assert_eq!(class(401, terminal), ErrorClass::Terminal, "{terminal}");
         }
         let e = sts_error(401, "AuthenticationFail.OIDCToken.Expired", "This JsonWebToken is expired.", "R1");
         assert_eq!(

@@ -16,9 +16,13 @@ use kube::Resource;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::census::Tally;
-use crate::crd::{EipSegment, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
-use crate::lifecycle::conditions;
-use crate::lifecycle::identity::ANNOTATIONS;
+use crate::cloud::model::{Action, SegmentStatus};
+use crate::crd::{DeletionPolicy, EipSegment, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
+use crate::lifecycle::Source;
+use crate::lifecycle::conditions::{self, message, reason};
+use crate::lifecycle::identity::{self, ANNOTATIONS, Identity};
+use crate::quota::QuotaSettings;
+use crate::quota::queue::queued_message;
 
 /// The cache's copy of one EipSegment.
 #[derive(Clone, Resource)]
@@ -215,29 +219,72 @@ static CODEC: LazyLock<Codec> = LazyLock::new(|| {
 /// The dictionary: what objects pack to on their way through the lifecycle (an allocation and a
 /// release each queued for the quota, then under way, and a settled /28 segment last, as most
 /// are), so that what objects share (field names, condition words and messages) costs almost
-/// nothing and only what sets one apart is stored. Its words follow the lifecycle's; should those
-/// change, objects pack a little larger, never wrongly.
+/// nothing and only what sets one apart is stored. Its words are the lifecycle's own, and the
+/// quota's at its defaults; an object that differs packs a little larger, never wrongly.
 fn typical_objects() -> Vec<u8> {
-    let now = "2026-01-01T00:00:00Z";
-    let id = "eipsg-2zett8ba055tbsxme0000";
-    let queued = |action: &str| {
-        format!(
-            "waiting for a place within the quota of {action} (60 per 60 s per credentials and region); other objects are ahead"
-        )
-    };
-    let mut allocating = EipSegmentStatus {
+    let (id, uid) = ("eipsg-2zett8ba055tbsxme0000", "00000000-0000-0000-0000-000000000000");
+    let allocation_queued = allocation_queued(uid);
+    let allocating = allocating(&allocation_queued, id);
+    let settled = settled(&allocation_queued, id);
+    let release_queued = release_queued(&settled, uid);
+    let releasing = releasing(&release_queued, id);
+    let annotations: BTreeMap<String, String> = Identity::of_status(&settled)
+        .annotations()
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_string(), value?.to_string())))
+        .collect();
+    let spec = EipSegmentSpec { region_id: "cn-hangzhou".into(), eip_mask: Some(28), ..EipSegmentSpec::default() };
+    [allocation_queued, allocating, release_queued, releasing, settled]
+        .into_iter()
+        .flat_map(|status| {
+            let rest = Rest { annotations: annotations.clone(), spec: spec.clone(), status: Some(status) };
+            serde_json::to_vec(&rest).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The time of every typical object's markers and conditions.
+const TYPICAL_TIME: &str = "2026-01-01T00:00:00Z";
+
+/// The quota's message at the default quota of `action`.
+fn typical_queue_message(action: Action) -> String {
+    queued_message(action, QuotaSettings::default().of(action))
+}
+
+/// An allocation requested and waiting for its place within the quota.
+fn allocation_queued(uid: &str) -> EipSegmentStatus {
+    let mut status = EipSegmentStatus {
         account_id: Some("1234567890123456".into()),
-        credentials_source: Some("Operator".into()),
-        deletion_policy: Some("Delete".into()),
+        credentials_source: Some(Source::Operator.to_string()),
+        deletion_policy: Some(DeletionPolicy::Delete.as_str().into()),
         observed_generation: Some(1),
-        allocation_token: Some("alloc-00000000-0000-0000-0000-000000000000".into()),
-        allocation_requested_at: Some(now.into()),
+        allocation_token: Some(identity::allocation_token(uid)),
+        allocation_requested_at: Some(TYPICAL_TIME.into()),
         ..EipSegmentStatus::default()
     };
-    conditions::set_ready(&mut allocating, false, "AllocationQueued", &queued("AllocateEipSegmentAddress"), now);
-    let mut settled = EipSegmentStatus {
+    let message = typical_queue_message(Action::AllocateEipSegmentAddress);
+    conditions::set_ready(&mut status, false, reason::ALLOCATION_QUEUED, &message, TYPICAL_TIME);
+    status
+}
+
+/// The allocation accepted, its segment on its way.
+fn allocating(queued: &EipSegmentStatus, id: &str) -> EipSegmentStatus {
+    let mut status = EipSegmentStatus {
         segment_instance_id: Some(id.into()),
-        segment: Some("47.100.0.0/28".into()),
+        cloud_status: Some(SegmentStatus::Allocating.as_str().into()),
+        ..queued.clone()
+    };
+    conditions::set_ready(&mut status, false, reason::ALLOCATING, &message::allocating(id), TYPICAL_TIME);
+    conditions::set_synced(&mut status, None, TYPICAL_TIME);
+    status
+}
+
+/// A settled /28 segment with its 16 member EIPs.
+fn settled(queued: &EipSegmentStatus, id: &str) -> EipSegmentStatus {
+    let cidr = "47.100.0.0/28";
+    let mut status = EipSegmentStatus {
+        segment_instance_id: Some(id.into()),
+        segment: Some(cidr.into()),
         ip_count: Some(16),
         first_address: Some("47.100.0.0".into()),
         last_address: Some("47.100.0.15".into()),
@@ -247,44 +294,36 @@ fn typical_objects() -> Vec<u8> {
                 ip_address: format!("47.100.0.{i}"),
             })
             .collect(),
-        cloud_status: Some("Allocated".into()),
+        cloud_status: Some(SegmentStatus::Allocated.as_str().into()),
         allocation_requested_at: None,
-        ..allocating.clone()
+        ..queued.clone()
     };
-    conditions::set_ready(&mut allocating, false, "Allocating", &format!("segment {id} is being allocated"), now);
-    conditions::set_synced(&mut allocating, None, now);
-    conditions::set_ready(&mut settled, true, "Allocated", &format!("segment {id} (47.100.0.0/28) is allocated"), now);
-    conditions::set_synced(&mut settled, None, now);
-    let mut release_queued = EipSegmentStatus {
-        release_token: Some("release-00000000-0000-0000-0000-000000000000".into()),
-        release_requested_at: Some(now.into()),
+    conditions::set_ready(&mut status, true, reason::ALLOCATED, &message::allocated(id, cidr), TYPICAL_TIME);
+    conditions::set_synced(&mut status, None, TYPICAL_TIME);
+    status
+}
+
+/// A release requested and waiting for its place within the quota.
+fn release_queued(settled: &EipSegmentStatus, uid: &str) -> EipSegmentStatus {
+    let mut status = EipSegmentStatus {
+        release_token: Some(identity::release_token(uid)),
+        release_requested_at: Some(TYPICAL_TIME.into()),
         ..settled.clone()
     };
-    conditions::set_ready(&mut release_queued, false, "ReleaseQueued", &queued("ReleaseEipSegmentAddress"), now);
-    let mut releasing = EipSegmentStatus {
-        release_accepted_at: Some(now.into()),
-        cloud_status: Some("Releasing".into()),
-        ..release_queued.clone()
+    let message = typical_queue_message(Action::ReleaseEipSegmentAddress);
+    conditions::set_ready(&mut status, false, reason::RELEASE_QUEUED, &message, TYPICAL_TIME);
+    status
+}
+
+/// The release accepted, its confirmation awaited.
+fn releasing(queued: &EipSegmentStatus, id: &str) -> EipSegmentStatus {
+    let mut status = EipSegmentStatus {
+        release_accepted_at: Some(TYPICAL_TIME.into()),
+        cloud_status: Some(SegmentStatus::Releasing.as_str().into()),
+        ..queued.clone()
     };
-    let message = format!("release of {id} requested; waiting for the cloud to confirm");
-    conditions::set_ready(&mut releasing, false, "Releasing", &message, now);
-    let annotations: BTreeMap<String, String> = [
-        ("eipsegment.io/segment-id", id),
-        ("eipsegment.io/account-id", "1234567890123456"),
-        ("eipsegment.io/credentials-source", "Operator"),
-        ("eipsegment.io/allocation-token", "alloc-00000000-0000-0000-0000-000000000000"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let spec = EipSegmentSpec { region_id: "cn-hangzhou".into(), eip_mask: Some(28), ..EipSegmentSpec::default() };
-    [allocating, release_queued, releasing, settled]
-        .into_iter()
-        .flat_map(|status| {
-            let rest = Rest { annotations: annotations.clone(), spec: spec.clone(), status: Some(status) };
-            serde_json::to_vec(&rest).unwrap_or_default()
-        })
-        .collect()
+    conditions::set_ready(&mut status, false, reason::RELEASING, &message::release_requested(id), TYPICAL_TIME);
+    status
 }
 
 #[cfg(test)]
@@ -428,7 +467,7 @@ mod tests {
     #[test]
     fn an_object_on_its_way_out_packs_small_too() {
         let mut json = settled("r", 3);
-        let message = "waiting for a place within the quota of ReleaseEipSegmentAddress (60 per 60 s per credentials and region); other objects are ahead";
+        let message = typical_queue_message(Action::ReleaseEipSegmentAddress);
         json_patch::merge(
             &mut json,
             &serde_json::json!({"metadata": {"deletionTimestamp": "2026-01-02T00:00:00Z"},
@@ -438,6 +477,23 @@ mod tests {
         );
         let cached: Cached = serde_json::from_value(json).unwrap();
         assert!(cached.packed_len() < 600, "{}", cached.packed_len());
+    }
+
+    #[test]
+    fn the_dictionary_holds_each_stage_in_the_lifecycles_words() {
+        let dictionary = String::from_utf8(typical_objects()).unwrap();
+        let stages = [
+            (reason::ALLOCATION_QUEUED, typical_queue_message(Action::AllocateEipSegmentAddress)),
+            (reason::ALLOCATING, message::allocating("eipsg-2zett8ba055tbsxme0000")),
+            (reason::ALLOCATED, message::allocated("eipsg-2zett8ba055tbsxme0000", "47.100.0.0/28")),
+            (reason::RELEASE_QUEUED, typical_queue_message(Action::ReleaseEipSegmentAddress)),
+            (reason::RELEASING, message::release_requested("eipsg-2zett8ba055tbsxme0000")),
+        ];
+        for (reason, message) in stages {
+            let condition = format!(r#""reason":"{reason}","message":"{message}""#);
+            assert!(dictionary.contains(&condition), "{condition} not in {dictionary}");
+        }
+        assert!(dictionary.contains("60 calls per 60 s per credentials and region"), "the quota's own words");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use crate::cloud::VpcClient;
 use crate::poller::{Poller, WakeTarget};
+use crate::quota::Queues;
 use crate::telemetry::Metrics;
 
 pub use cache::Cached;
@@ -56,7 +57,9 @@ pub struct Context {
     pub poller: Arc<Poller>,
     /// Set when objects may name their credentials in a Secret of their namespace.
     pub secret_credentials: Option<SecretCredentials>,
-    /// Per-object backoff, queue places and gauges, keyed by UID.
+    /// The objects queued for a place within the client-side quotas.
+    queues: Arc<Queues>,
+    /// Per-object backoff and gauges, keyed by UID.
     pacing: pacing::Pacing,
     /// The caches of every watch, each with its index of the objects naming each segment.
     stores: RwLock<Vec<Cache>>,
@@ -68,12 +71,14 @@ type Cache = (reflector::Store<Cached>, Arc<Mutex<claims::Claims>>);
 impl Context {
     pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let queues = Arc::new(Queues::default());
         Context {
             client,
             vpc,
             reporter,
             timings,
-            pacing: pacing::Pacing::new(metrics.clone()),
+            pacing: pacing::Pacing::new(metrics.clone(), queues.clone()),
+            queues,
             metrics,
             poller,
             secret_credentials: None,
@@ -152,7 +157,7 @@ pub async fn run(
     tokio::spawn(route_wakes(rung, routes));
     tokio::spawn({
         let ctx = ctx.clone();
-        async move { ctx.pacing.ring(alarms).await }
+        async move { ctx.queues.ring(alarms).await }
     });
     futures::future::join_all(controllers).await;
 }

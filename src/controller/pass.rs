@@ -13,7 +13,7 @@ use super::pacing::Counted;
 use super::writes::{self, Precondition};
 use super::{Cached, Context, Error};
 use crate::cloud::model::Action as CloudAction;
-use crate::cloud::{Admission, Admit, CloudError, VpcClient};
+use crate::cloud::{Admission, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
 use crate::lifecycle::conditions::{self, is_ready};
 use crate::lifecycle::{
@@ -21,6 +21,7 @@ use crate::lifecycle::{
     Watch,
 };
 use crate::poller::{self, Key, WakeTarget};
+use crate::quota::{QueueName, Turn};
 
 pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
     let obj = cached.object()?;
@@ -214,7 +215,7 @@ impl<'c> Pass<'c> {
         self.write(&m, Precondition::Checked).await?;
         // Only now is the place used: a pass stopped by its write keeps the object's turn, so that
         // the place it gives back is not left to objects asleep until a later window.
-        self.ctx.pacing.unqueue(&self.object.uid);
+        self.ctx.queues.leave(&self.object.uid);
         if let Some(event) = &m.event {
             writes::publish(self.ctx, &self.obj, event).await;
         }
@@ -233,20 +234,12 @@ impl<'c> Pass<'c> {
             return Err(Outcome::Refused(problem_of(&CloudError::Credentials("no credentials".into()))));
         };
         let action = action_of(call);
-        let queue = format!("{}/{}/{action}", key.account, key.region);
-        match client.admit(action, &key.region).await {
-            Admit::Granted(admission) => {
-                debug!(object = %self.object.name, %action, "a place within the quota");
-                self.ctx.pacing.placed(&queue, &self.object.uid);
-                Ok(admission)
-            }
-            Admit::NotYet { after, frees } => {
-                let quota = client.quota(action);
-                let after = self.ctx.pacing.queue(&queue, &self.object.uid, &self.target, after, &frees, quota);
-                debug!(object = %self.object.name, %action, ?after, "queued for a place within the quota");
-                Err(Outcome::NotAdmitted { after, why: queued_message(client, action) })
-            }
-            Admit::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
+        let answer = client.admit(action, &key.region).await;
+        let queue = QueueName { account: key.account, region: key.region, action };
+        match self.ctx.queues.turn(&queue, &self.object.uid, &self.target, answer, client.quota(action)) {
+            Turn::Go(admission) => Ok(admission),
+            Turn::Wait { after, why } => Err(Outcome::NotAdmitted { after, why }),
+            Turn::Failed(e) => Err(Outcome::Refused(problem_of(&e))),
         }
     }
 
@@ -368,7 +361,8 @@ impl<'c> Pass<'c> {
                 Action::await_change()
             }
             Next::Wait(pace) => {
-                let releasing = self.object.deleting && conditions::ready_reason(&m.status) == Some("Releasing");
+                let releasing =
+                    self.object.deleting && conditions::ready_reason(&m.status) == Some(conditions::reason::RELEASING);
                 self.ctx.pacing.count(uid, Counted { ready: is_ready(&m.status), releasing });
                 self.ctx.metrics.reconciled(if self.object.deleting { "pending" } else { "success" });
                 match self.ctx.pacing.after(uid, pace, &self.ctx.timings) {
@@ -403,25 +397,15 @@ fn seen_of(seen: poller::Seen) -> Seen {
     }
 }
 
-/// Why an object waits before its call: the client-side quota, and what it is.
-fn queued_message(vpc: &VpcClient, action: CloudAction) -> String {
-    let quota = vpc.quota(action).map(|q| format!(" ({q} per credentials and region)")).unwrap_or_default();
-    format!("waiting for a place within the quota of {action}{quota}; other objects are ahead")
-}
-
 /// For a release blocked by member EIPs, names them (DescribeEipAddresses) in the error's advice.
 async fn name_blockers(vpc: &VpcClient, region: &str, segment_id: &str, e: CloudError) -> CloudError {
-    let wants_names = matches!(
-        e.code(),
-        "OperationFailed.EipStatusInvalid" | "IncorrectEipStatus" | "OperationFailed.EipInBwp" | "Forbidden.EipInBwp"
-    );
-    if !wants_names {
+    if !e.blocked_by_members() {
         return e;
     }
     let Ok(members) = vpc.describe_segment_members(region, segment_id).await else { return e };
     let blockers: Vec<String> = members
         .iter()
-        .filter(|m| m.status != "Available" || !m.bandwidth_package_id.is_empty())
+        .filter(|m| m.holds_the_release_back())
         .take(5)
         .map(|m| {
             let bound = if m.instance_id.is_empty() { String::new() } else { format!(" bound to {}", m.instance_id) };

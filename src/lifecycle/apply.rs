@@ -1,218 +1,221 @@
 //! The object wants its segment: allocate it, adopt it, or keep it under watch.
 
-use crate::conditions::{is_ready, set_ready};
+use crate::conditions::{is_ready, message, reason, set_ready};
 use crate::facts::{Claimant, Outcome};
 use crate::moves::{Call, Change, Decision, Event, Pace, Watch};
-use crate::pass::{Act, Holding, Pass, record_account, record_segment};
+use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_missing, record_segment};
 use vpc_api::ErrorClass;
 use vpc_api::model::{Segment, SegmentStatus};
 
-pub(super) fn decide(p: &Pass) -> Decision {
-    match p.holding() {
-        Holding::Nothing | Holding::Pending => allocate(p),
-        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => watch(p, &id),
+pub(super) fn decide(pass: &Pass) -> Decision {
+    match pass.holding() {
+        Holding::Nothing | Holding::Pending => allocate(pass),
+        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => watch(pass, &id),
     }
 }
 
 /// A new allocation, or the replay of one whose answer was lost (same token: the same segment).
-pub(super) fn allocate(p: &Pass) -> Decision {
-    let (c, account) = match p.account() {
+pub(super) fn allocate(pass: &Pass) -> Decision {
+    let (credentials, account) = match pass.account() {
         Ok(found) => found,
         Err(decision) => return decision,
     };
-    if let Some(outcome) = p.f.outcome {
-        return after_allocate(p, outcome);
+    if let Some(outcome) = pass.facts.outcome {
+        return after_allocate(pass, outcome);
     }
-    if c.terminating && p.holding() == Holding::Nothing {
-        return secret_terminating(p, c);
+    if credentials.terminating && pass.holding() == Holding::Nothing {
+        return secret_terminating(pass, credentials);
     }
-    let mut status = p.status.clone();
-    let token = p.allocation_token();
-    let first = status.allocation_requested_at.is_none() && p.holding() == Holding::Nothing;
+    let mut status = pass.starting_status.clone();
+    let token = pass.allocation_token();
+    let first = status.allocation_requested_at.is_none() && pass.holding() == Holding::Nothing;
     status.allocation_token = Some(token.clone());
-    status.allocation_requested_at.get_or_insert_with(|| p.now().to_string());
-    record_account(&mut status, c, &account);
-    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
-    m.call = Some(Call::Allocate(p.o.spec.allocate_request(&token)));
+    status.allocation_requested_at.get_or_insert_with(|| pass.now().to_string());
+    record_account(&mut status, credentials, &account);
+    let mut decided = pass.act(status, crate::moves::Next::Wait(Pace::Woken));
+    decided.call = Some(Call::Allocate(pass.object.spec.allocate_request(&token)));
     if first {
-        let note =
-            format!("requesting a /{} segment in {} (account {account})", p.o.spec.eip_mask.unwrap_or(28), p.region());
-        m.event = Some(Event::normal("AllocationRequested", "Allocate", note));
+        let note = format!(
+            "requesting a /{} segment in {} (account {account})",
+            pass.object.spec.eip_mask.unwrap_or(28),
+            pass.region()
+        );
+        decided.event = Some(Event::normal("AllocationRequested", "Allocate", note));
     }
-    Decision::Act(m)
+    Decision::Act(decided)
 }
 
 /// A Secret being deleted cannot be held, so no segment comes to depend on it.
-fn secret_terminating(p: &Pass, c: &crate::Credentials) -> Decision {
+fn secret_terminating(pass: &Pass, credentials: &crate::Credentials) -> Decision {
     let detail = format!(
         "SecretTerminating: the credentials {} is being deleted: no new segment is allocated with it",
-        c.source
+        credentials.source
     );
     let problem = crate::facts::Problem::new(ErrorClass::Blocked, "SecretTerminating", &detail);
-    p.fail(p.status.clone(), &problem, Act::Credentials)
+    pass.fail(pass.starting_status.clone(), &problem, Act::Credentials)
 }
 
 /// What the allocation's answer means. The pending marker goes only with proof: the segment is
 /// seen later, or the cloud's refusal of the token proves nothing was created.
-pub(super) fn after_allocate(p: &Pass, outcome: &Outcome) -> Decision {
-    let mut status = p.status.clone();
+pub(super) fn after_allocate(pass: &Pass, outcome: &Outcome) -> Decision {
+    let mut status = pass.starting_status.clone();
     match outcome {
         Outcome::NotAdmitted { after, why } => {
-            p.wait(p.not_ready(p.o.status.clone(), "AllocationQueued", why), Pace::Queued(*after))
+            pass.wait(pass.not_ready(pass.object.status.clone(), reason::ALLOCATION_QUEUED, why), Pace::Queued(*after))
         }
         Outcome::Allocated { segment_id } => {
             status.segment_instance_id = Some(segment_id.clone());
-            status.cloud_status = Some("Allocating".into());
-            let message = format!("segment {segment_id} is being allocated");
-            let status = p.not_ready(p.succeeded(status), "Allocating", &message);
-            let mut m = p.act(status, crate::moves::Next::Wait(Pace::Woken));
-            m.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
-            Decision::Act(m)
+            record_cloud_status(&mut status, &SegmentStatus::Allocating);
+            let status = pass.not_ready(pass.succeeded(status), reason::ALLOCATING, &message::allocating(segment_id));
+            let mut decided = pass.act(status, crate::moves::Next::Wait(Pace::Woken));
+            decided.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
+            Decision::Act(decided)
         }
         Outcome::Refused(problem) => {
             if problem.proves_nothing_created {
                 status.allocation_requested_at = None;
             }
-            p.fail(status, problem, Act::Allocate)
+            pass.fail(status, problem, Act::Allocate)
         }
         // Not an answer to an allocation: look again.
-        Outcome::ReleaseAccepted { .. } => p.wait(status, Pace::Woken),
+        Outcome::ReleaseAccepted { .. } => pass.wait(status, Pace::Woken),
     }
 }
 
 /// A named segment: refuse it if another object holds it, otherwise look and record.
-fn watch(p: &Pass, id: &str) -> Decision {
-    let claims = match p.claims(id) {
+fn watch(pass: &Pass, id: &str) -> Decision {
+    let claims = match pass.claims(id) {
         Ok(claims) => claims,
         Err(need) => return need,
     };
     // A holder being deleted hands its segment to a live claimant, which may then take it.
-    if let Some(owner) = p.outranked_by(claims, id).filter(|owner| !owner.deleting) {
-        return refused(p, id, owner);
+    if let Some(owner) = pass.outranked_by(claims, id).filter(|owner| !owner.deleting) {
+        return refused(pass, id, owner);
     }
-    let (c, account) = match p.account() {
+    let (credentials, account) = match pass.account() {
         Ok(found) => found,
         Err(decision) => return decision,
     };
-    match p.seen(id, &account, true) {
+    match pass.seen(id, &account, true) {
         Err(decision) => decision,
-        Ok(None) => absent(p, id, &account),
+        Ok(None) => absent(pass, id, &account),
         Ok(Some(seg)) => {
-            let mut status = p.status.clone();
-            record_account(&mut status, c, &account);
-            present(p, status, seg)
+            let mut status = pass.starting_status.clone();
+            record_account(&mut status, credentials, &account);
+            present(pass, status, seg)
         }
     }
 }
 
 /// Another object holds the segment: this one does not act on it and says who does.
-fn refused(p: &Pass, id: &str, owner: &Claimant) -> Decision {
+fn refused(pass: &Pass, id: &str, owner: &Claimant) -> Decision {
     let message = format!(
         "segment {id} is held by {}/{}, which named it first: this object does not act on it. Delete this object, \
          or delete {}/{} to hand the segment over",
         owner.namespace, owner.name, owner.namespace, owner.name
     );
-    let status = p.not_ready(p.o.status.clone(), "SegmentInUse", &message);
-    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
-    m.identity = p.o.annotations.clone();
-    m.secret = crate::moves::SecretUse::Unchanged;
-    if p.reason_is_new("SegmentInUse") {
-        m.event = Some(Event::warning("ClaimRefused", "Adopt", message));
+    let status = pass.not_ready(pass.object.status.clone(), reason::SEGMENT_IN_USE, &message);
+    let mut decided =
+        pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    decided.identity = pass.object.annotations.clone();
+    decided.secret = crate::moves::SecretUse::Unchanged;
+    if pass.reason_is_new(reason::SEGMENT_IN_USE) {
+        decided.event = Some(Event::warning("ClaimRefused", "Adopt", message));
     }
-    m.watch = Some(Watch::Forget { segment_ids: vec![id.to_string()] });
-    Decision::Act(m)
+    decided.watch = Some(Watch::Forget { segment_ids: vec![id.to_string()] });
+    Decision::Act(decided)
 }
 
-fn present(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, seg: &Segment) -> Decision {
+fn present(pass: &Pass, mut status: eipsegment_api::EipSegmentStatus, seg: &Segment) -> Decision {
     record_segment(&mut status, seg);
-    let status = p.succeeded(status);
+    let status = pass.succeeded(status);
     if seg.status != SegmentStatus::Allocated {
         let message = format!("segment {} is {}", seg.instance_id, seg.status.as_str());
-        return p.wait(p.not_ready(status, seg.status.as_str(), &message), Pace::Woken);
+        return pass.wait(pass.not_ready(status, seg.status.as_str(), &message), Pace::Woken);
     }
-    let (reason, message) = if p.o.spec.adopts() {
-        ("Adopted", format!("adopted segment {} ({})", seg.instance_id, seg.segment))
+    let (reason, message) = if pass.object.spec.adopts() {
+        (reason::ADOPTED, message::adopted(&seg.instance_id, &seg.segment))
     } else {
-        ("Allocated", format!("segment {} ({}) is allocated", seg.instance_id, seg.segment))
+        (reason::ALLOCATED, message::allocated(&seg.instance_id, &seg.segment))
     };
     let mut status = status;
-    set_ready(&mut status, true, reason, &message, p.now());
-    let event = (!is_ready(p.before())).then(|| Event::normal(reason, "Observe", message));
+    set_ready(&mut status, true, reason, &message, pass.now());
+    let event = (!is_ready(&pass.object.status)).then(|| Event::normal(reason, "Observe", message));
     if status.first_address.is_none() {
-        if !is_ready(p.before()) {
+        if !is_ready(&pass.object.status) {
             // Ready is told at once and the member list read in the next pass, so that the objects
             // of a storm do not wait behind their reads.
-            let mut m = p.act(status, crate::moves::Next::Wait(Pace::Queued(std::time::Duration::ZERO)));
-            m.event = event;
-            return Decision::Act(m);
+            let mut decided = pass.act(status, crate::moves::Next::Wait(Pace::Queued(std::time::Duration::ZERO)));
+            decided.event = event;
+            return Decision::Act(decided);
         }
-        match p.members(&seg.instance_id) {
+        match pass.members(&seg.instance_id) {
             Err(need) => return need,
-            Ok(Err(problem)) => return members_unavailable(p, status, problem, event),
+            Ok(Err(problem)) => return members_unavailable(pass, status, problem, event),
             Ok(Ok(members)) => record_members(&mut status, members),
         }
     }
     let pace = if status.first_address.is_some() { Pace::Settled } else { Pace::Resync };
-    let mut m = p.act(status, crate::moves::Next::Wait(pace));
-    m.event = event;
-    Decision::Act(m)
+    let mut decided = pass.act(status, crate::moves::Next::Wait(pace));
+    decided.event = event;
+    Decision::Act(decided)
 }
 
 /// The member EIPs, in address order, with the first and last address. An empty list records
 /// nothing: it is read again at the next drift check.
 fn record_members(status: &mut eipsegment_api::EipSegmentStatus, members: &[eipsegment_api::SegmentAddress]) {
     let mut members = members.to_vec();
-    members.sort_by_key(|m| m.ip_address.parse::<std::net::Ipv4Addr>().ok());
-    status.first_address = members.first().map(|m| m.ip_address.clone());
-    status.last_address = members.last().map(|m| m.ip_address.clone());
+    members.sort_by_key(|member| member.ip_address.parse::<std::net::Ipv4Addr>().ok());
+    status.first_address = members.first().map(|member| member.ip_address.clone());
+    status.last_address = members.last().map(|member| member.ip_address.clone());
     status.addresses = members;
 }
 
 /// The segment is Ready without its member list: the failure is reported (Synced), and the list
 /// is read again after the backoff of its class.
 fn members_unavailable(
-    p: &Pass,
+    pass: &Pass,
     status: eipsegment_api::EipSegmentStatus,
     problem: &crate::facts::Problem,
     ready_event: Option<Event>,
 ) -> Decision {
-    let mut decision = p.fail(status, problem, Act::Members);
-    if let Decision::Act(m) = &mut decision
-        && m.event.is_none()
+    let mut decision = pass.fail(status, problem, Act::Members);
+    if let Decision::Act(decided) = &mut decision
+        && decided.event.is_none()
     {
-        m.event = ready_event;
+        decided.event = ready_event;
     }
     decision
 }
 
 /// A well-formed answer from the segment's own account does not return it.
-fn absent(p: &Pass, id: &str, account: &str) -> Decision {
-    let status = p.succeeded(p.status.clone());
-    match p.holding() {
+fn absent(pass: &Pass, id: &str, account: &str) -> Decision {
+    let status = pass.succeeded(pass.starting_status.clone());
+    match pass.holding() {
         Holding::Adopting(_) => {
             let message = format!(
                 "segment {id} to adopt does not exist in region {} of account {account}: check spec.segmentInstanceId, \
                  spec.regionId and the credentials",
-                p.region()
+                pass.region()
             );
-            let status = p.not_ready(status, "AdoptionTargetNotFound", &message);
-            let mut m =
-                p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
-            if p.reason_is_new("AdoptionTargetNotFound") {
-                m.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
+            let status = pass.not_ready(status, reason::ADOPTION_TARGET_NOT_FOUND, &message);
+            let mut decided =
+                pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
+            if pass.reason_is_new(reason::ADOPTION_TARGET_NOT_FOUND) {
+                decided.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
             }
-            Decision::Act(m)
+            Decision::Act(decided)
         }
         Holding::Unseen(_) => {
             let message = format!("segment {id} was accepted and is not yet visible in account {account}");
-            crate::cleanup::expect_allocation(p, status, id, &message)
+            crate::cleanup::expect_allocation(pass, status, id, &message)
         }
-        _ => drifted(p, status, id, account),
+        _ => drifted(pass, status, id, account),
     }
 }
 
-fn drifted(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, account: &str) -> Decision {
-    let message = if p.o.status.account_id.is_some() || p.o.annotations.account_id.is_some() {
+fn drifted(pass: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, account: &str) -> Decision {
+    let message = if pass.object.status.account_id.is_some() || pass.object.annotations.account_id.is_some() {
         format!(
             "segment {id} no longer exists in account {account} (released outside this operator); it is not re-created: \
              delete this object, or recreate it to allocate a new segment"
@@ -224,13 +227,14 @@ fn drifted(p: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, acc
              delete this object"
         )
     };
-    status.cloud_status = Some("Missing".into());
+    record_missing(&mut status);
     // Its addresses are no longer the object's to hand out.
     (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
-    let status = p.not_ready(status, "SegmentMissing", &message);
-    let mut m = p.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
-    if p.reason_is_new("SegmentMissing") {
-        m.event = Some(Event::warning("Drifted", "Observe", message));
+    let status = pass.not_ready(status, reason::SEGMENT_MISSING, &message);
+    let mut decided =
+        pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+    if pass.reason_is_new(reason::SEGMENT_MISSING) {
+        decided.event = Some(Event::warning("Drifted", "Observe", message));
     }
-    Decision::Act(m)
+    Decision::Act(decided)
 }

@@ -1,4 +1,6 @@
-//! The Ready and Synced conditions. `lastTransitionTime` moves only when a condition's status does.
+//! The Ready and Synced conditions, and the lifecycle's words for them: every reason it gives Ready
+//! and the messages others read too (the cache packs objects against them), so that a change of
+//! wording is made here once. `lastTransitionTime` moves only when a condition's status does.
 
 use crate::facts::Problem;
 use eipsegment_api::{Condition, EipSegmentStatus};
@@ -6,22 +8,70 @@ use eipsegment_api::{Condition, EipSegmentStatus};
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
 
+/// The reasons the lifecycle gives Ready. Where the cloud's status is passed on as the reason
+/// (Allocating, Releasing, a status this operator does not know), the word is the cloud's.
+pub mod reason {
+    pub const ALLOCATED: &str = "Allocated";
+    pub const ADOPTED: &str = "Adopted";
+    pub const ALLOCATING: &str = "Allocating";
+    /// Waiting for a place within the client-side quota of the allocation.
+    pub const ALLOCATION_QUEUED: &str = "AllocationQueued";
+    pub const RELEASING: &str = "Releasing";
+    /// Waiting for a place within the client-side quota of the release.
+    pub const RELEASE_QUEUED: &str = "ReleaseQueued";
+    pub const RELEASE_BLOCKED: &str = "ReleaseBlocked";
+    pub const RELEASE_FAILED: &str = "ReleaseFailed";
+    pub const RELEASED: &str = "Released";
+    pub const SEGMENT_IN_USE: &str = "SegmentInUse";
+    pub const SEGMENT_MISSING: &str = "SegmentMissing";
+    pub const ADOPTION_TARGET_NOT_FOUND: &str = "AdoptionTargetNotFound";
+    pub const ACCOUNT_UNKNOWN: &str = "AccountUnknown";
+    /// Synced's reason after a successful cloud call (after a failed one, the error's class).
+    pub const SUCCEEDED: &str = "Succeeded";
+}
+
 /// Every reason the lifecycle gives Ready, and the cloud statuses it passes on as reasons.
 pub const READY_REASONS: &[&str] = &[
-    "Allocated",
-    "Adopted",
-    "Allocating",
-    "AllocationQueued",
-    "Releasing",
-    "ReleaseQueued",
-    "ReleaseBlocked",
-    "ReleaseFailed",
-    "Released",
-    "SegmentInUse",
-    "SegmentMissing",
-    "AdoptionTargetNotFound",
-    "AccountUnknown",
+    reason::ALLOCATED,
+    reason::ADOPTED,
+    reason::ALLOCATING,
+    reason::ALLOCATION_QUEUED,
+    reason::RELEASING,
+    reason::RELEASE_QUEUED,
+    reason::RELEASE_BLOCKED,
+    reason::RELEASE_FAILED,
+    reason::RELEASED,
+    reason::SEGMENT_IN_USE,
+    reason::SEGMENT_MISSING,
+    reason::ADOPTION_TARGET_NOT_FOUND,
+    reason::ACCOUNT_UNKNOWN,
 ];
+
+/// The messages of the conditions most objects carry on their way: allocated, released, settled.
+pub mod message {
+    /// Synced=True.
+    pub const SUCCEEDED: &str = "the last cloud call succeeded";
+
+    /// Ready=False while the cloud allocates the segment.
+    pub fn allocating(segment_id: &str) -> String {
+        format!("segment {segment_id} is being allocated")
+    }
+
+    /// Ready=True for a segment this object allocated.
+    pub fn allocated(segment_id: &str, cidr: &str) -> String {
+        format!("segment {segment_id} ({cidr}) is allocated")
+    }
+
+    /// Ready=True for a segment this object adopted.
+    pub fn adopted(segment_id: &str, cidr: &str) -> String {
+        format!("adopted segment {segment_id} ({cidr})")
+    }
+
+    /// Ready=False once the cloud accepted the release.
+    pub fn release_requested(segment_id: &str) -> String {
+        format!("release of {segment_id} requested; waiting for the cloud to confirm")
+    }
+}
 
 pub fn get<'a>(status: &'a EipSegmentStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
@@ -64,7 +114,7 @@ pub fn set_ready(status: &mut EipSegmentStatus, ready: bool, reason: &str, messa
 /// Synced=True after a successful cloud interaction; False with the error's class otherwise.
 pub fn set_synced(status: &mut EipSegmentStatus, problem: Option<&Problem>, now: &str) {
     match problem {
-        None => set(status, SYNCED, true, "Succeeded", "the last cloud call succeeded", now),
+        None => set(status, SYNCED, true, reason::SUCCEEDED, message::SUCCEEDED, now),
         Some(p) => set(status, SYNCED, false, p.class.as_str(), &p.detail, now),
     }
 }

@@ -9,7 +9,7 @@ use crate::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
 use crate::identity::{self, Identity, Source};
 use crate::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
 use eipsegment_api::{DeletionPolicy, EipSegmentStatus, LastError};
-use vpc_api::model::Segment;
+use vpc_api::model::{Segment, SegmentStatus};
 
 /// What the object holds in the cloud, as far as its own record says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,79 +63,80 @@ impl Act {
 }
 
 pub(super) struct Pass<'a> {
-    pub f: Facts<'a>,
-    pub o: &'a Object,
-    /// Status as read, with the identity a restore left in annotations filled in.
-    pub status: EipSegmentStatus,
+    /// What is known so far.
+    pub facts: Facts<'a>,
+    /// The object as read; its status is the one to keep when a move must not put an older one back.
+    pub object: &'a Object,
+    /// The status this pass starts from: as read, with the identity a restore left in annotations
+    /// filled in, the generation observed and the deletion policy in force.
+    pub starting_status: EipSegmentStatus,
     pub policy: DeletionPolicy,
 }
 
 impl<'a> Pass<'a> {
-    pub fn new(f: &Facts<'a>) -> Pass<'a> {
-        let o = f.object;
-        let mut status = o.status.clone();
+    pub fn new(facts: &Facts<'a>) -> Pass<'a> {
+        let object = facts.object;
+        let mut status = object.status.clone();
         // A restored allocation is pending again until its segment is seen: the backup may have been
         // taken before the answer was recorded, or before the cloud showed the segment. Not so once
         // a release was requested: the segment had been seen, and may be gone by now.
-        let restored = identity::restore_into(&mut status, &o.annotations);
-        if restored && o.spec.segment_instance_id.is_none() && o.annotations.release_token.is_none() {
-            status.allocation_requested_at.get_or_insert_with(|| o.now.clone());
+        let restored = identity::restore_into(&mut status, &object.annotations);
+        if restored && object.spec.segment_instance_id.is_none() && object.annotations.release_token.is_none() {
+            status.allocation_requested_at.get_or_insert_with(|| object.now.clone());
         }
-        status.observed_generation = o.generation;
-        let policy = o.spec.effective_deletion_policy();
+        status.observed_generation = object.generation;
+        let policy = object.spec.effective_deletion_policy();
         status.deletion_policy = Some(policy.as_str().to_string());
-        Pass { f: *f, o, status, policy }
-    }
-
-    pub fn before(&self) -> &EipSegmentStatus {
-        &self.o.status
+        Pass { facts: *facts, object, starting_status: status, policy }
     }
 
     pub fn holding(&self) -> Holding {
-        let s = &self.status;
-        match (&s.segment_instance_id, &self.o.spec.segment_instance_id) {
-            (Some(id), _) if s.cloud_status.as_deref() == Some("Released") => Holding::Gone(id.clone()),
-            (Some(id), _) if s.allocation_requested_at.is_some() => Holding::Unseen(id.clone()),
+        let status = &self.starting_status;
+        match (&status.segment_instance_id, &self.object.spec.segment_instance_id) {
+            (Some(id), _) if recorded_cloud_status(status) == Some(SegmentStatus::Released) => {
+                Holding::Gone(id.clone())
+            }
+            (Some(id), _) if status.allocation_requested_at.is_some() => Holding::Unseen(id.clone()),
             (Some(id), _) => Holding::Named(id.clone()),
             (None, Some(adopt)) => Holding::Adopting(adopt.clone()),
-            (None, None) if s.allocation_requested_at.is_some() => Holding::Pending,
+            (None, None) if status.allocation_requested_at.is_some() => Holding::Pending,
             (None, None) => Holding::Nothing,
         }
     }
 
     pub fn region(&self) -> &str {
-        &self.o.spec.region_id
+        &self.object.spec.region_id
     }
 
     pub fn now(&self) -> &str {
-        &self.o.now
+        &self.object.now
     }
 
     /// The token this object's allocation uses: the one recorded (a restored object keeps its
     /// own), else one derived from the UID.
     pub fn allocation_token(&self) -> String {
-        self.status.allocation_token.clone().unwrap_or_else(|| identity::allocation_token(&self.o.uid))
+        self.starting_status.allocation_token.clone().unwrap_or_else(|| identity::allocation_token(&self.object.uid))
     }
 
     pub fn release_token(&self) -> String {
-        self.status.release_token.clone().unwrap_or_else(|| identity::release_token(&self.o.uid))
+        self.starting_status.release_token.clone().unwrap_or_else(|| identity::release_token(&self.object.uid))
     }
 
     pub fn recorded_source(&self) -> Option<Source> {
-        self.status.credentials_source.as_deref().and_then(Source::parse)
+        self.starting_status.credentials_source.as_deref().and_then(Source::parse)
     }
 
     fn source_choice(&self) -> SourceChoice {
-        match (self.recorded_source(), &self.o.spec.credentials_secret_ref) {
+        match (self.recorded_source(), &self.object.spec.credentials_secret_ref) {
             (Some(recorded), _) => SourceChoice::Exactly(recorded),
-            (None, Some(r)) => SourceChoice::Exactly(Source::Secret(r.name.clone())),
+            (None, Some(secret)) => SourceChoice::Exactly(Source::Secret(secret.name.clone())),
             (None, None) => SourceChoice::NamespaceDefaultOrOperator,
         }
     }
 
     /// The claimants, or the need for them.
     pub fn claims(&self, segment_id: &str) -> Result<&'a [Claimant], Decision> {
-        self.f.claims.ok_or_else(|| Decision::Need(Need::Claims { segment_id: segment_id.to_string() }))
+        self.facts.claims.ok_or_else(|| Decision::Need(Need::Claims { segment_id: segment_id.to_string() }))
     }
 
     /// The claimant that holds the segment instead of this object: a claim its status records
@@ -143,9 +144,12 @@ impl<'a> Pass<'a> {
     /// one comes back to it) before one that adopts it, then the older object (then the UID, so that
     /// the order is total).
     pub fn outranked_by<'c>(&self, claims: &'c [Claimant], segment_id: &str) -> Option<&'c Claimant> {
-        let established = self.before().segment_instance_id.as_deref() == Some(segment_id);
-        let mine = (!established, self.o.spec.adopts(), &self.o.created, &self.o.uid);
-        claims.iter().filter(|c| c.uid != self.o.uid).find(|c| (!c.established, c.adopts, &c.created, &c.uid) < mine)
+        let established = self.object.status.segment_instance_id.as_deref() == Some(segment_id);
+        let mine = (!established, self.object.spec.adopts(), &self.object.created, &self.object.uid);
+        claims
+            .iter()
+            .filter(|claimant| claimant.uid != self.object.uid)
+            .find(|claimant| (!claimant.established, claimant.adopts, &claimant.created, &claimant.uid) < mine)
     }
 
     /// The member EIPs, or the need for them.
@@ -153,40 +157,42 @@ impl<'a> Pass<'a> {
         &self,
         segment_id: &str,
     ) -> Result<&'a Result<Vec<eipsegment_api::SegmentAddress>, Problem>, Decision> {
-        self.f.members.ok_or_else(|| Decision::Need(Need::Members { segment_id: segment_id.to_string() }))
+        self.facts.members.ok_or_else(|| Decision::Need(Need::Members { segment_id: segment_id.to_string() }))
     }
 
     /// The credentials and the account to act in, once known and in agreement with the account
     /// the segment lives in; otherwise what to do instead.
     pub fn account(&self) -> Result<(&'a Credentials, String), Decision> {
-        let Some(c) = self.f.credentials else { return Err(Decision::Need(Need::Credentials(self.source_choice()))) };
-        let account = match &c.account {
-            Ok(account) => account.clone(),
-            Err(problem) => return Err(self.fail(self.status.clone(), problem, Act::Credentials)),
+        let Some(credentials) = self.facts.credentials else {
+            return Err(Decision::Need(Need::Credentials(self.source_choice())));
         };
-        match &self.status.account_id {
-            Some(recorded) if *recorded != account => Err(self.mismatch(c, recorded, &account)),
-            _ => Ok((c, account)),
+        let account = match &credentials.account {
+            Ok(account) => account.clone(),
+            Err(problem) => return Err(self.fail(self.starting_status.clone(), problem, Act::Credentials)),
+        };
+        match &self.starting_status.account_id {
+            Some(recorded) if *recorded != account => Err(self.mismatch(credentials, recorded, &account)),
+            _ => Ok((credentials, account)),
         }
     }
 
     /// Credentials of another account: nothing they say about the segment is believed, and they
     /// neither allocate nor release.
-    fn mismatch(&self, c: &Credentials, recorded: &str, account: &str) -> Decision {
+    fn mismatch(&self, credentials: &Credentials, recorded: &str, account: &str) -> Decision {
         let detail = format!(
             "AccountMismatch: the credentials from {} act for account {account}, but the segment lives in account \
              {recorded}: nothing is allocated, released or believed absent with them. Give {} credentials of account \
              {recorded} again",
-            c.source, c.source
+            credentials.source, credentials.source
         );
         let problem = Problem::new(vpc_api::ErrorClass::Terminal, "AccountMismatch", &detail);
-        let mut status = self.status.clone();
+        let mut status = self.starting_status.clone();
         status.last_error = None;
         let mut decision = self.fail(status, &problem, Act::Credentials);
-        if let Decision::Act(m) = &mut decision
-            && let Some(e) = &mut m.event
+        if let Decision::Act(decided) = &mut decision
+            && let Some(event) = &mut decided.event
         {
-            e.reason = "AccountMismatch";
+            event.reason = "AccountMismatch";
         }
         decision
     }
@@ -194,17 +200,17 @@ impl<'a> Pass<'a> {
     /// The segment as the look in `account` saw it (`None`: proven absent), or what to do until
     /// there is such a look (ask for one, report its failure, or wait for the poller).
     pub fn seen(&self, id: &str, account: &str, drift: bool) -> Result<Option<&'a Segment>, Decision> {
-        let Some(look) = self.f.look else {
+        let Some(look) = self.facts.look else {
             return Err(Decision::Need(Need::Look { segment_id: id.to_string(), drift }));
         };
         match look {
             Look::Seen { account: seen_in, seen } if seen_in == account => match seen {
                 Seen::Present(seg) => Ok(Some(seg)),
                 Seen::Absent => Ok(None),
-                Seen::Failed(problem) => Err(self.fail(self.status.clone(), problem, Act::Describe)),
+                Seen::Failed(problem) => Err(self.fail(self.starting_status.clone(), problem, Act::Describe)),
             },
             // No look yet (or one from before the object's account was known): the poller wakes it.
-            _ => Err(self.wait(self.status.clone(), Pace::Looking)),
+            _ => Err(self.wait(self.starting_status.clone(), Pace::Looking)),
         }
     }
 
@@ -216,7 +222,7 @@ impl<'a> Pass<'a> {
     /// or the next pass would no longer know its segment or its tokens.
     pub fn act(&self, status: EipSegmentStatus, next: Next) -> Move {
         Move {
-            identity: Identity::of_status(&status).or(&self.o.annotations),
+            identity: Identity::of_status(&status).or(&self.object.annotations),
             secret: secret_use(&status),
             status,
             call: None,
@@ -247,15 +253,16 @@ impl<'a> Pass<'a> {
             request_id: problem.request_id.clone(),
             action: act.as_str().into(),
         };
-        let before = self.before().last_error.as_ref().map(|l| (&l.code, &l.action));
+        let before = self.object.status.last_error.as_ref().map(|last| (&last.code, &last.action));
         let new = before != Some((&last.code, &last.action));
         set_synced(&mut status, Some(problem), self.now());
         status.last_error = Some(last);
-        let mut m = self.act(status, Next::Wait(Pace::Backoff { class: problem.class, hint: problem.retry_after }));
+        let mut decided =
+            self.act(status, Next::Wait(Pace::Backoff { class: problem.class, hint: problem.retry_after }));
         if new && problem.class != vpc_api::ErrorClass::Transient {
-            m.event = Some(Event::warning(act.reason(problem.class), act.as_str(), problem.detail.clone()));
+            decided.event = Some(Event::warning(act.reason(problem.class), act.as_str(), problem.detail.clone()));
         }
-        Decision::Act(m)
+        Decision::Act(decided)
     }
 
     /// Ready=False with a reason and message, and an event when the reason is new.
@@ -265,23 +272,24 @@ impl<'a> Pass<'a> {
     }
 
     pub fn reason_is_new(&self, reason: &str) -> bool {
-        conditions::ready_reason(self.before()) != Some(reason)
+        conditions::ready_reason(&self.object.status) != Some(reason)
     }
 
     /// The object may go. The Secret it held is let go, the poller forgets it.
     pub fn finish(&self, status: EipSegmentStatus, event: Event) -> Decision {
-        let mut m = self.act(status, Next::Finish);
-        m.secret = match self.recorded_source() {
+        let mut decided = self.act(status, Next::Finish);
+        decided.secret = match self.recorded_source() {
             Some(Source::Secret(name)) => SecretUse::LetGo(name),
             _ => SecretUse::Unchanged,
         };
-        let ids: Vec<String> = [self.status.segment_instance_id.clone(), self.o.spec.segment_instance_id.clone()]
-            .into_iter()
-            .flatten()
-            .collect();
-        m.watch = (!ids.is_empty()).then_some(Watch::Forget { segment_ids: ids });
-        m.event = Some(event);
-        Decision::Act(m)
+        let ids: Vec<String> =
+            [self.starting_status.segment_instance_id.clone(), self.object.spec.segment_instance_id.clone()]
+                .into_iter()
+                .flatten()
+                .collect();
+        decided.watch = (!ids.is_empty()).then_some(Watch::Forget { segment_ids: ids });
+        decided.event = Some(event);
+        Decision::Act(decided)
     }
 }
 
@@ -296,17 +304,17 @@ fn secret_use(status: &EipSegmentStatus) -> SecretUse {
 }
 
 /// Records the account a segment was seen or created in, and the source of its credentials.
-pub(super) fn record_account(status: &mut EipSegmentStatus, c: &Credentials, account: &str) {
+pub(super) fn record_account(status: &mut EipSegmentStatus, credentials: &Credentials, account: &str) {
     if status.account_id.is_none() {
         status.account_id = Some(account.to_string());
     }
     if status.credentials_source.is_none() {
-        status.credentials_source = Some(c.source.to_string());
+        status.credentials_source = Some(credentials.source.to_string());
     }
 }
 
 /// Records what a look saw of the segment.
-pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &vpc_api::model::Segment) {
+pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
     status.segment_instance_id = Some(seg.instance_id.clone());
     if !seg.segment.is_empty() {
         status.segment = Some(seg.segment.clone());
@@ -314,7 +322,27 @@ pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &vpc_api::model
     if seg.ip_count.is_some() {
         status.ip_count = seg.ip_count;
     }
-    status.cloud_status = Some(seg.status.as_str().to_string());
+    record_cloud_status(status, &seg.status);
     // Seen: whatever was requested exists.
     status.allocation_requested_at = None;
+}
+
+/// Records the segment's status in the cloud's own word.
+pub(super) fn record_cloud_status(status: &mut EipSegmentStatus, cloud: &SegmentStatus) {
+    status.cloud_status = Some(cloud.as_str().to_string());
+}
+
+/// The operator's word in `cloudStatus` for a segment the cloud no longer returns: no status of the
+/// cloud's, so it reads back as an unknown one.
+const MISSING: &str = "Missing";
+
+/// Records that the cloud no longer returns the segment.
+pub(super) fn record_missing(status: &mut EipSegmentStatus) {
+    status.cloud_status = Some(MISSING.to_string());
+}
+
+/// The cloud status a status records, read back in the cloud's vocabulary: a word the cloud does
+/// not use (the operator's `Missing`, a hand edit) is `Other`, and proves nothing.
+pub(super) fn recorded_cloud_status(status: &EipSegmentStatus) -> Option<SegmentStatus> {
+    status.cloud_status.as_deref().map(SegmentStatus::parse)
 }

@@ -337,6 +337,27 @@ fn a_status_the_operator_does_not_know_keeps_the_deletion_waiting() {
 }
 
 #[test]
+fn a_recorded_cloud_status_the_cloud_does_not_use_proves_nothing() {
+    // Only the cloud's own "Released" is a recorded proof; the operator's "Missing", another case
+    // or a word of a hand edit is not, and the segment is looked at before anything goes.
+    for word in ["Missing", "released", "RELEASED", "Released ", "Gone"] {
+        let mut o = deleting(recorded());
+        o.status.segment = Some("47.0.0.0/28".into());
+        o.status.cloud_status = Some(word.into());
+        let (asked, m) = decide_in(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+        assert!(asked.iter().any(|n| matches!(n, Need::Look { .. })), "{word:?}: {asked:?}");
+        assert!(matches!(m.call, Some(Call::Release { .. })), "{word:?}: {m:?}");
+        // Absent from its recorded account: released, and proven by the look, not by the word.
+        let m = decide_for(&o, &world(Seen::Absent));
+        assert_eq!((event(&m), m.status.cloud_status.as_deref()), (Some("Released"), Some("Released")), "{word:?}");
+    }
+    let mut recorded_gone = deleting(recorded());
+    recorded_gone.status.cloud_status = Some("Released".into());
+    let (asked, m) = decide_in(&recorded_gone, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert_eq!((asked, m.next, m.call), (vec![], Next::Finish, None), "the cloud's own word is the proof");
+}
+
+#[test]
 fn every_release_error_code_has_its_consequence() {
     let o = deleting(recorded());
     let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
@@ -397,39 +418,48 @@ fn claimant(name: &str, created: &str, established: bool, deleting: bool) -> Cla
     }
 }
 
-#[test]
-fn one_object_holds_a_segment() {
-    // Adopting a segment another object holds: refused, with the holder named.
-    let mut adopter = object();
-    adopter.spec.eip_mask = None;
-    adopter.spec.segment_instance_id = Some(ID.into());
-    adopter.created = "2026-01-01T00:00:09Z".into();
+/// An object, created after the holder, that names the segment to adopt it.
+fn adopter() -> Object {
+    let mut o = object();
+    o.spec.eip_mask = None;
+    o.spec.segment_instance_id = Some(ID.into());
+    o.created = "2026-01-01T00:00:09Z".into();
+    o
+}
+
+/// The segment, allocated, with these other objects naming it.
+fn claimed_by(claims: Vec<Claimant>) -> World {
     let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
-    w.claims = vec![claimant("owner", "2026-01-01T00:00:01Z", true, false)];
-    let (asked, m) = decide_in(&adopter, &w, None);
+    w.claims = claims;
+    w
+}
+
+#[test]
+fn an_adopter_of_a_held_segment_is_refused_and_releases_nothing() {
+    // Adopting a segment another object holds: refused, with the holder named.
+    let w = claimed_by(vec![claimant("owner", "2026-01-01T00:00:01Z", true, false)]);
+    let (asked, m) = decide_in(&adopter(), &w, None);
     assert_eq!(asked, [Need::Claims { segment_id: ID.into() }], "refused before any credentials or look");
     assert_eq!((reason(&m), event(&m)), (Some("SegmentInUse"), Some("ClaimRefused")));
     assert!(condition_message(&m).contains("ns/owner"));
     assert_eq!(m.status.segment_instance_id, None, "a refused claim is not recorded");
     // Deleting it releases nothing, needs nothing.
-    let mut adopter = deleting(adopter);
+    let mut adopter = deleting(adopter());
     adopter.spec.deletion_policy = Some(DeletionPolicy::Delete);
     let (asked, m) = decide_in(&adopter, &w, None);
     assert_eq!((asked, m.call.is_none(), &m.next, event(&m)), (vec![], true, &Next::Finish, Some("NothingToRelease")));
+}
+
+#[test]
+fn a_deleted_holder_hands_its_segment_over_to_a_live_claimant() {
     // The holder, deleted while another live object names its segment, waits for it to take the
     // segment over (the claimant is no longer refused meanwhile), then lets go without a release.
-    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
-    w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)];
+    let mut w = claimed_by(vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)]);
     let m = decide_for(&deleting(recorded()), &w);
     assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
     assert_ne!(m.next, Next::Finish);
-    let mut heir = object();
-    heir.spec.eip_mask = None;
-    heir.spec.segment_instance_id = Some(ID.into());
-    heir.created = "2026-01-01T00:00:09Z".into();
-    let mut hw = world(Seen::Present(seg(SegmentStatus::Allocated)));
-    hw.claims = vec![claimant("owner", "2026-01-01T00:00:01Z", true, true)];
-    assert_eq!(reason(&decide_for(&heir, &hw)), Some("Adopted"), "a holder being deleted does not refuse");
+    let hw = claimed_by(vec![claimant("owner", "2026-01-01T00:00:01Z", true, true)]);
+    assert_eq!(reason(&decide_for(&adopter(), &hw)), Some("Adopted"), "a holder being deleted does not refuse");
     w.claims[0].established = true;
     let m = decide_for(&deleting(recorded()), &w);
     assert_eq!((m.call.is_none(), &m.next, event(&m)), (true, &Next::Finish, Some("HandedOver")));
@@ -452,21 +482,23 @@ fn one_object_holds_a_segment() {
     let m = decide_for(&adopter, &w);
     assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
     assert_ne!(m.next, Next::Finish);
+}
+
+#[test]
+fn a_recorded_claim_comes_first_then_the_own_segment_then_the_older_object() {
     // A restored object (its own segment, by its annotations, not recorded yet) comes before an
     // adopter that has not recorded it either, even an older one.
     let mut restored = object();
     restored.uid = "restored-uid".into();
     restored.created = "2026-01-01T00:00:30Z".into();
     restored.annotations = Identity { segment_id: Some(ID.into()), account_id: Some(A.into()), ..Default::default() };
-    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
-    w.claims = vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)];
+    let mut w = claimed_by(vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)]);
     assert_eq!(reason(&decide_for(&restored, &w)), Some("Allocated"));
     // But one that took the segment over meanwhile (recorded it) keeps it.
     w.claims[0].established = true;
     assert_eq!(reason(&decide_for(&restored, &w)), Some("SegmentInUse"));
     // Two claims recorded at once: the older object holds.
-    let mut w = world(Seen::Present(seg(SegmentStatus::Allocated)));
-    w.claims = vec![claimant("older", "2026-01-01T00:00:00Z", true, false)];
+    let w = claimed_by(vec![claimant("older", "2026-01-01T00:00:00Z", true, false)]);
     assert_eq!(reason(&decide_for(&recorded(), &w)), Some("SegmentInUse"));
 }
 

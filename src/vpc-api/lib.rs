@@ -7,5 +7,5 @@ pub mod errors;
 pub mod model;
 pub mod signer;
 
-pub use errors::{Classification, ErrorClass, Refusal, classify};
+pub use errors::{Classification, ErrorClass, Refusal, classify, classify_sts};
 pub use model::Action;

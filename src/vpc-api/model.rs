@@ -73,6 +73,18 @@ pub enum SegmentStatus {
 }
 
 impl SegmentStatus {
+    /// The status a word names, as the cloud spells it: any other word (another case, a status
+    /// added later) is `Other`, which proves nothing.
+    pub fn parse(word: &str) -> SegmentStatus {
+        match word {
+            "Allocating" => SegmentStatus::Allocating,
+            "Allocated" => SegmentStatus::Allocated,
+            "Releasing" => SegmentStatus::Releasing,
+            "Released" => SegmentStatus::Released,
+            other => SegmentStatus::Other(other.to_string()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             SegmentStatus::Allocating => "Allocating",
@@ -232,6 +244,14 @@ pub struct EipAddress {
     /// Non-empty when the EIP is in a shared bandwidth package.
     #[serde(default)]
     pub bandwidth_package_id: String,
+}
+
+impl EipAddress {
+    /// The EIP holds its segment's release back: it is not Available (bound to an instance, or
+    /// changing state, or in a status this operator does not know) or it is in a bandwidth plan.
+    pub fn holds_the_release_back(&self) -> bool {
+        self.status != "Available" || !self.bandwidth_package_id.is_empty()
+    }
 }
 
 #[derive(Deserialize)]
@@ -426,6 +446,34 @@ mod tests {
         assert_eq!(seg.ip_count, None);
         let empty: DescribeEipSegmentBody = serde_json::from_str(r#"{"EipSegments":{}}"#).unwrap();
         assert!(empty.eip_segments.unwrap().eip_segment.is_none());
+    }
+
+    #[test]
+    fn a_status_word_reads_as_the_answers_do() {
+        for word in ["Allocating", "Allocated", "Releasing", "Released", "Frozen", "released", ""] {
+            let answered: SegmentStatus = serde_json::from_value(serde_json::json!(word)).unwrap();
+            assert_eq!(SegmentStatus::parse(word), answered, "{word:?}");
+            assert_eq!(SegmentStatus::parse(word).as_str(), word);
+        }
+        assert_eq!(SegmentStatus::parse("released"), SegmentStatus::Other("released".into()), "no guessing");
+    }
+
+    #[test]
+    fn only_an_available_eip_outside_any_plan_leaves_the_release_free() {
+        let eip = |status: &str, plan: &str| EipAddress {
+            allocation_id: "eip-1".into(),
+            ip_address: "47.0.0.1".into(),
+            status: status.into(),
+            instance_id: String::new(),
+            instance_type: String::new(),
+            segment_instance_id: "eipsg-1".into(),
+            bandwidth_package_id: plan.into(),
+        };
+        assert!(!eip("Available", "").holds_the_release_back());
+        assert!(eip("Available", "cbwp-1").holds_the_release_back());
+        for status in ["InUse", "Associating", "Unassociating", "available", ""] {
+            assert!(eip(status, "").holds_the_release_back(), "{status:?}");
+        }
     }
 
     #[test]

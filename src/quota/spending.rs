@@ -1,71 +1,20 @@
-//! Client-side flow control per (credentials, region, action), in the cloud's own terms: a quota
-//! of calls per window. Work that waits spends the quota at once, and never more than `calls` in
-//! any `window`, so that neither a fixed window nor a token bucket of that size refuses it. A
-//! throttling answer holds the action for the cloud's TimeLeft and teaches where its window is.
+//! What each (action, credentials, region) has spent of its quota. Work that waits spends the
+//! quota at once, and never more than `calls` in any `window`, so that neither a fixed window nor a
+//! token bucket of that size refuses it. A throttling answer holds the action for the cloud's
+//! TimeLeft and teaches where its window is.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::cloud::Action;
+use vpc_api::model::Action;
 
-/// At most `calls` calls in any `window`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Quota {
-    pub calls: u32,
-    pub window: Duration,
-}
+use super::admission::{Admission, Admit};
+use super::settings::Quota;
 
-impl Quota {
-    /// The spacing of calls when the quota is spread evenly over its window.
-    pub fn share(&self) -> Duration {
-        self.window / self.calls
-    }
-
-    /// How long a call counts against the quota after it was sent: the window, 1 % and 50 ms more,
-    /// so that the latency between this clock and the cloud's count never puts a call of the next
-    /// window into the previous one.
-    pub fn memory(&self) -> Duration {
-        self.window + self.window / 100 + Duration::from_millis(50)
-    }
-}
-
-impl std::fmt::Display for Quota {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} calls per {} s", self.calls, self.window.as_secs_f64())
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("invalid quota {0:?}: expected CALLS/SECONDS with at least one call in a window of more than 0 s, e.g. 60/60")]
-pub struct InvalidQuota(pub String);
-
-impl std::str::FromStr for Quota {
-    type Err = InvalidQuota;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidQuota(s.to_string());
-        let (calls, seconds) = s.trim().split_once('/').ok_or_else(invalid)?;
-        let calls: u32 = calls.trim().parse().ok().filter(|c| *c > 0).ok_or_else(invalid)?;
-        let seconds: f64 =
-            seconds.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(invalid)?;
-        let window = Duration::try_from_secs_f64(seconds).ok().filter(|w| !w.is_zero()).ok_or_else(invalid)?;
-        Ok(Quota { calls, window })
-    }
-}
-
-/// The defaults. Alibaba documents ReleaseEipSegmentAddress at 60 calls per 60 s (its API page) and
-/// DescribeEipAddresses at 600 per 60 s (the EIP quotas page). The others have no published figure:
-/// AllocateEipSegmentAddress gets the release's, DescribeEipSegment a modest 20 per second.
-pub fn default_quotas() -> Vec<(Action, Quota)> {
-    let quota = |calls, seconds| Quota { calls, window: Duration::from_secs(seconds) };
-    vec![
-        (Action::ReleaseEipSegmentAddress, quota(60, 60)),
-        (Action::AllocateEipSegmentAddress, quota(60, 60)),
-        (Action::DescribeEipSegment, quota(20, 1)),
-        (Action::DescribeEipAddresses, quota(600, 60)),
-    ]
-}
+/// The hold after a throttling answer without a TimeLeft hint, and the longest hold honoured.
+const THROTTLED_HOLD: Duration = Duration::from_secs(1);
+const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
 
 type Key = (Action, String, String);
 
@@ -174,6 +123,15 @@ impl Quotas {
         }
     }
 
+    /// Takes a place for one `action` call within the quota if one is free now, without waiting:
+    /// work that must wait its turn is requeued instead of holding a worker.
+    pub fn admit(&self, action: Action, access_key_id: &str, region: &str) -> Admit {
+        match self.try_acquire(action, access_key_id, region) {
+            Ok(ticket) => Admit::Granted(Admission::new(ticket.map(|t| (t, self.clone())))),
+            Err(after) => Admit::NotYet { after, frees: self.frees(action, access_key_id, region) },
+        }
+    }
+
     /// Takes a place within the quota if one is free now (a ticket to stamp when the call is sent,
     /// for a limited action); otherwise says how long until one may be.
     pub fn try_acquire(&self, action: Action, access_key_id: &str, region: &str) -> Result<Option<Ticket>, Duration> {
@@ -233,8 +191,10 @@ impl Quotas {
         self.per_action.get(&action).copied()
     }
 
-    /// The cloud throttled `action`: no call of it goes out before `left` has passed.
-    pub fn throttled(&self, action: Action, access_key_id: &str, region: &str, left: Duration) {
+    /// The cloud throttled `action`, with its TimeLeft `hint` if it gave one: its window outranks
+    /// ours, so no call of it goes out before the hint (a second without one, at most a minute).
+    pub fn throttled(&self, action: Action, access_key_id: &str, region: &str, hint: Option<Duration>) {
+        let left = hint.unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);
         self.throttled_at(action, access_key_id, region, left, Instant::now());
     }
 
@@ -363,6 +323,29 @@ mod tests {
         assert!(q.try_acquire_at(Action::DescribeEipSegment, "ak", "r", t0 + secs(2.0)).is_ok());
     }
 
+    #[test]
+    fn a_throttling_answer_holds_for_its_hint_a_second_without_one_a_minute_at_most() {
+        for (hint, held) in [(None, secs(1.0)), (Some(secs(3.0)), secs(3.0)), (Some(secs(600.0)), secs(60.0))] {
+            let q = quotas(60, 60);
+            q.throttled(RELEASE, "ak", "r", hint);
+            let wait = q.try_acquire(RELEASE, "ak", "r").unwrap_err();
+            assert!(wait <= held && wait > held - secs(0.5), "{hint:?}: held {wait:?}");
+        }
+    }
+
+    #[test]
+    fn an_admission_holds_its_place_until_spent_or_dropped() {
+        let q = quotas(1, 60);
+        let Admit::Granted(admission) = q.admit(RELEASE, "ak", "r") else { panic!("a free place") };
+        let Admit::NotYet { after, frees } = q.admit(RELEASE, "ak", "r") else { panic!("the only place is taken") };
+        assert!(frees.len() == 1 && after > secs(59.0), "{after:?} {frees:?}");
+        drop(admission);
+        let Admit::Granted(admission) = q.admit(RELEASE, "ak", "r") else { panic!("given back when dropped") };
+        admission.spend();
+        assert!(matches!(q.admit(RELEASE, "ak", "r"), Admit::NotYet { .. }), "spent, it stays taken");
+        assert!(matches!(q.admit(Action::DescribeEipSegment, "ak", "r"), Admit::Granted(_)), "unlimited");
+    }
+
     #[tokio::test]
     async fn waiting_returns_once_a_place_is_free() {
         let q = Quotas::new(&[(RELEASE, Quota { calls: 2, window: Duration::from_millis(200) })]);
@@ -371,15 +354,5 @@ mod tests {
             q.wait(RELEASE, "ak", "r").await;
         }
         assert!(started.elapsed() >= Duration::from_millis(200), "the third waits for the window");
-    }
-
-    #[test]
-    fn quotas_parse_and_refuse_nonsense() {
-        assert_eq!("60/60".parse(), Ok(Quota { calls: 60, window: Duration::from_secs(60) }));
-        assert_eq!("20/0.5".parse(), Ok(Quota { calls: 20, window: Duration::from_millis(500) }));
-        for bad in ["", "60", "0/60", "60/0", "60/-1", "x/60", "60/inf", "60/NaN"] {
-            assert!(bad.parse::<Quota>().is_err(), "{bad:?}");
-        }
-        assert_eq!(Quota { calls: 60, window: Duration::from_secs(60) }.to_string(), "60 calls per 60 s");
     }
 }
