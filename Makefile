@@ -29,12 +29,12 @@ cluster-down:
 # vectors, client <-> simulator, the official SDKs against the simulator, the end-to-end suites on a
 # real control plane, the node suite (the image on a real node, with helm; needs root), and the
 # end-to-end, admission and GitOps suites again on the newest supported Kubernetes. Builds and
-# installs what it needs; the steps run JOBS at a time as their test beds get ready
-# (tests/test.mk), and a timing table closes the run (logs in target/test/logs/).
+# installs what it needs; the suites run JOBS at a time as their test beds get ready, beside the
+# test beds' builds (tests/test.mk), and a timing table closes the run (logs in target/test/logs/).
 JOBS ?= 3
 test:
 	@tests/step.sh --begin
-	@$(MAKE) --no-print-directory -f tests/test.mk -k -j$(JOBS) all; made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
+	@$(MAKE) --no-print-directory -f tests/test.mk -k -j64 SUITE_SLOTS=$(JOBS) all; made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
 
 # The supported Kubernetes range at both ends (Chart.yaml's kubeVersion; k8s-openapi built for the
 # oldest): every suite runs on the oldest, 1.33 (tests/controlplane/build.sh's default), and the
@@ -43,7 +43,7 @@ test:
 K8S_MATRIX ?= 1.37
 test-matrix:
 	@tests/step.sh --begin
-	@$(MAKE) --no-print-directory -f tests/test.mk -k -j$(JOBS) K8S_MATRIX="$(K8S_MATRIX)" matrix-e2e matrix-admission matrix-gitops; \
+	@$(MAKE) --no-print-directory -f tests/test.mk -k -j64 SUITE_SLOTS=$(JOBS) K8S_MATRIX="$(K8S_MATRIX)" matrix-e2e matrix-admission matrix-gitops; \
 	  made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error.

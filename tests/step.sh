@@ -4,6 +4,9 @@
 # ended, and a failing step prints its log's last lines.
 #
 #   tests/step.sh STEP COMMAND [ARG...]   run one step
+#   tests/step.sh --suite STEP COMMAND...  run one step once one of SUITE_SLOTS (default 3) places
+#                                         for suites is free: make runs every ready step at once,
+#                                         so the test beds' builds never wait behind suites
 #   tests/step.sh --table                 the timing table of every step run, and the tests counted
 #                                         in the suites' logs; exits 1 when a step failed
 set -uo pipefail
@@ -35,16 +38,52 @@ table() {
 }
 
 if [[ "${1:-}" == --table ]]; then table; exit; fi
-if [[ "${1:-}" == --begin ]]; then rm -rf "$dir/logs" "$dir/steps"; mkdir -p "$dir/logs" "$dir/steps"; date +%s >"$dir/started"; exit 0; fi
+if [[ "${1:-}" == --begin ]]; then
+  rm -rf "$dir/logs" "$dir/steps" "$dir/waiting" "$dir/tickets"
+  mkdir -p "$dir/logs" "$dir/steps"
+  date +%s >"$dir/started"
+  exit 0
+fi
 [[ -f "$dir/started" ]] || date +%s >"$dir/started"
 
-name="${1:?usage: step.sh STEP COMMAND [ARG...] | --table}"
+# Holds one of the suites' places on fd 8 until the step ends (its command does not inherit it).
+# Places go in the order steps asked for them (make starts them in its list's order): each waiting
+# step holds a ticket, and only the lowest ticket may take a free place.
+take_a_suite_place() {
+  local ticket i
+  mkdir -p "$dir/waiting"
+  exec 9>"$dir/places.lock"
+  flock 9
+  ticket=$(($(cat "$dir/tickets" 2>/dev/null || echo 0) + 1))
+  echo "$ticket" >"$dir/tickets"
+  touch "$dir/waiting/$ticket"
+  flock -u 9
+  while :; do
+    flock 9
+    if [[ "$(ls "$dir/waiting" | sort -n | head -1)" == "$ticket" ]]; then
+      for ((i = 0; i < ${SUITE_SLOTS:-3}; i++)); do
+        exec 8>"$dir/place.$i"
+        if flock -n 8; then
+          rm -f "$dir/waiting/$ticket"
+          flock -u 9
+          exec 9>&-
+          return
+        fi
+      done
+    fi
+    flock -u 9
+    sleep 1
+  done
+}
+
+if [[ "${1:-}" == --suite ]]; then shift; take_a_suite_place; fi
+name="${1:?usage: step.sh [--suite] STEP COMMAND [ARG...] | --table}"
 shift
 log="$dir/logs/$name.log"
 start="$(date +%s)"
 echo "$name $start" >"$dir/steps/$name"
 echo "[+$((start - $(cat "$dir/started")))s] $name: started" >&2
-"$@" >"$log" 2>&1 </dev/null
+"$@" >"$log" 2>&1 </dev/null 8>&-
 rc=$?
 end="$(date +%s)"
 result=ok

@@ -1,9 +1,11 @@
-# Every test, as `make test` runs it (`make -f tests/test.mk -k -j JOBS`): the test beds and one Rust
-# build prepared side by side, then each suite as soon as what it needs is ready, JOBS steps at a
-# time. Each step runs through tests/step.sh: its output in target/test/logs/STEP.log, its time in
-# the table printed at the end. The Go builds run one after another (each keeps both cores busy);
-# the order puts first what most suites wait for.
+# Every test, as `make test` runs it (`make -f tests/test.mk -k -j` with room for every step): the
+# test beds and one Rust build prepared side by side, then each suite as soon as what it needs is
+# ready, SUITE_SLOTS suites at a time (tests/step.sh --suite keeps that count, so a suite never
+# holds back a test bed's build). Each step runs through tests/step.sh: its output in
+# target/test/logs/STEP.log, its time in the table printed at the end. The Go builds run one after
+# another (each keeps both cores busy); the order puts first what most suites wait for.
 STEP := tests/step.sh
+SUITE := $(STEP) --suite
 K8S_MATRIX ?= 1.37
 
 # One Rust build serves the suites, the demo and the node suite's image (FROM scratch): linked
@@ -20,8 +22,8 @@ ON_CONTROL_PLANE := e2e admission gitops leakproof restores audit chaos bench
 SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node
 MATRIX_SUITES := e2e admission gitops
 
-# In the order make starts what is ready: the chain of Go builds first (each waits for the one
-# before it, so it holds one job at a time), then the build, then the suites longest first.
+# The chain of Go builds first (each waits for the one before it), then the build, then the suites
+# longest first: the order in which they take the suites' places.
 all: dashboard-check build suite-node suite-leakproof suite-e2e suite-chaos matrix-e2e suite-modelcheck \
 	suite-cloud_simulator matrix-admission suite-admission suite-chart suite-gitops matrix-gitops \
 	$(SUITES:%=suite-%) unit clippy fmt
@@ -68,30 +70,30 @@ dashboard-check: | promtool
 
 # ---- Suites ------------------------------------------------------------------------------------
 unit: build
-	@$(STEP) unit tests/run-suite.sh --unit
+	@$(SUITE) unit tests/run-suite.sh --unit
 
 $(ALONE:%=suite-%): suite-%: build
-	@$(STEP) $* tests/run-suite.sh $*
+	@$(SUITE) $* tests/run-suite.sh $*
 
 $(ON_CONTROL_PLANE:%=suite-%): suite-%: build controlplane
-	@$(STEP) $* tests/run-suite.sh $*
+	@$(SUITE) $* tests/run-suite.sh $*
 
 # It runs cargo itself (cargo tree), which waits while another cargo holds the package cache.
 suite-workspace: build clippy
-	@$(STEP) workspace tests/run-suite.sh workspace
+	@$(SUITE) workspace tests/run-suite.sh workspace
 
 suite-chart: build controlplane helm prometheus-crds
-	@$(STEP) chart tests/run-suite.sh chart
+	@$(SUITE) chart tests/run-suite.sh chart
 
 suite-monitoring: build helm promtool dashboard-check
-	@$(STEP) monitoring tests/run-suite.sh monitoring
+	@$(SUITE) monitoring tests/run-suite.sh monitoring
 
 suite-node: build controlplane helm
-	@$(STEP) node tests/run-suite.sh node
+	@$(SUITE) node tests/run-suite.sh node
 
 # The end-to-end, admission and GitOps suites again on the newest supported Kubernetes.
 $(MATRIX_SUITES:%=matrix-%): matrix-%: build controlplane-matrix
-	@$(STEP) matrix-$* sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/run-suite.sh $* || exit 1; done'
+	@$(SUITE) matrix-$* sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/run-suite.sh $* || exit 1; done'
 
 .PHONY: all fmt clippy build node-packages controlplane helm prometheus-crds promtool dashboard-check \
 	controlplane-matrix unit $(SUITES:%=suite-%) $(MATRIX_SUITES:%=matrix-%)
