@@ -280,7 +280,24 @@ fn every_ready_reason_and_error_class_the_operator_writes_has_a_case_with_its_he
 /// The Ready=False reasons the lifecycle core gives as literals (the others are the cloud's status
 /// words).
 fn lifecycle_ready_reasons() -> Vec<String> {
-    lifecycle_calls("not_ready").iter().filter_map(|a| a.get(1).and_then(|r| literal(r))).map(String::from).collect()
+    let constants = reason_constants();
+    let reason =
+        |arg: &str| literal(arg).map(str::to_string).or_else(|| constants.get(arg.strip_prefix("reason::")?).cloned());
+    lifecycle_calls("not_ready").iter().filter_map(|a| a.get(1).and_then(|r| reason(r))).collect()
+}
+
+/// The lifecycle's Ready reasons by constant name (`pub const NAME: &str = "Value";` in its
+/// `conditions::reason`), so that a call naming `reason::NAME` reads as the word it writes.
+fn reason_constants() -> std::collections::HashMap<String, String> {
+    let source = std::fs::read_to_string(root().join("src/lifecycle/conditions.rs")).unwrap();
+    let module = source.split("pub mod reason {").nth(1).and_then(|m| m.split("\n}").next()).unwrap_or_default();
+    module
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().strip_prefix("pub const ")?.split_once(": &str = ")?;
+            Some((name.to_string(), literal(value.strip_suffix(';')?)?.to_string()))
+        })
+        .collect()
 }
 
 /// The (class, code) of each problem the lifecycle core names itself.
