@@ -7,6 +7,7 @@
 #   tests/step.sh --suite STEP COMMAND...  run one step once one of SUITE_SLOTS (default 3) places
 #                                         for suites is free: make runs every ready step at once,
 #                                         so the test beds' builds never wait behind suites
+#   tests/step.sh --begin                 a new run: forgets the steps and logs of the last one
 #   tests/step.sh --table                 the timing table of every step run, and the tests counted
 #                                         in the suites' logs; exits 1 when a step failed
 set -uo pipefail
@@ -15,20 +16,20 @@ dir="$repo/target/test"
 mkdir -p "$dir/logs" "$dir/steps"
 
 table() {
-  local name start end status total passed=0 failed=0 bad p f
+  local name start end status total passed=0 failed=0 bad step log in_log failed_in_log
   printf '\n%-28s %8s %8s %8s  %s\n' step start end seconds result
-  for f in "$dir"/steps/*; do
-    [[ -e "$f" ]] || continue
-    read -r name start end status <"$f"
+  for step in "$dir"/steps/*; do
+    [[ -e "$step" ]] || continue
+    read -r name start end status <"$step"
     [[ -z "$end" ]] && end="$start" status=running
     printf '%-28s %8s %8s %8s  %s\n' "$name" "+$((start - $(cat "$dir/started")))" \
       "+$((end - $(cat "$dir/started")))" "$((end - start))" "$status"
   done | sort -t+ -k2 -n
-  for f in "$dir"/logs/*.log; do
-    [[ -e "$f" ]] || continue
+  for log in "$dir"/logs/*.log; do
+    [[ -e "$log" ]] || continue
     # cargo's closing line per test binary: "test result: ok. 12 passed; 0 failed; ..."
-    read -r p f < <(awk '/^test result: /{ p += $4; f += $6 } END { print p + 0, f + 0 }' "$f")
-    passed=$((passed + p)) failed=$((failed + f))
+    read -r in_log failed_in_log < <(awk '/^test result: /{ p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
+    passed=$((passed + in_log)) failed=$((failed + failed_in_log))
   done
   total="$(($(date +%s) - $(cat "$dir/started")))"
   bad="$(grep -L ' ok$' "$dir"/steps/* | wc -l)"
