@@ -43,7 +43,7 @@ test:
 K8S_MATRIX ?= 1.37
 test-matrix:
 	@tests/step.sh --begin
-	@$(MAKE) --no-print-directory -f tests/test.mk -k -j64 SUITE_SLOTS=$(JOBS) K8S_MATRIX="$(K8S_MATRIX)" matrix-e2e matrix-admission matrix-gitops; \
+	@$(MAKE) --no-print-directory -f tests/test.mk -k -j64 SUITE_SLOTS=$(JOBS) CHAINED= K8S_MATRIX="$(K8S_MATRIX)" matrix-e2e matrix-admission matrix-gitops; \
 	  made=$$?; tests/step.sh --table; exit $$(( made || $$? ))
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error.
