@@ -6,12 +6,11 @@ use eipsegment_test_support as support;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::AllocateRequest;
-use eipsegment_operator::cloud::{Action, Admit, ClientConfig, VpcClient};
+use eipsegment_operator::cloud::{Action, Admit};
 use serde_json::{Value, json};
 use support::*;
 use vpc_simulator::{OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT};
@@ -379,18 +378,7 @@ fn none_unowned_exits_0_and_releasing_segments_are_listed_not_counted() {
 /// Allocates as the operator does once it has marked the object (its answer then lost).
 fn allocate(sim: &Simulator, region: &str, token: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let credentials = Credentials {
-        access_key_id: ACCESS_KEY_ID.into(),
-        access_key_secret: Secret::new(ACCESS_KEY_SECRET),
-        security_token: None,
-    };
-    let config = ClientConfig {
-        endpoint_override: Some(sim.url.clone()),
-        sts_endpoint: Some(sim.url.clone()),
-        allow_insecure_endpoint: true,
-        timeout: Duration::from_secs(5),
-    };
-    let client = VpcClient::new(config, Arc::new(StaticCredentials(credentials))).unwrap();
+    let client = vpc_client(&sim.url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, Duration::from_secs(5));
     let request =
         AllocateRequest { region_id: region.into(), eip_mask: 28, client_token: token.into(), ..Default::default() };
     rt.block_on(async {

@@ -1,12 +1,10 @@
 //! The real VPC client against the simulator, over real HTTP: every error class arises from state
 //! the simulator holds, and the client classifies it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse, SegmentStatus};
-use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient};
+use eipsegment_operator::cloud::{Action, CloudError, ErrorClass, VpcClient};
 use serde_json::{Value, json};
 use vpc_simulator::{self as simulator, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
 
@@ -334,14 +332,7 @@ fn the_binary_refuses_two_shapes_of_limit_for_one_action() {
 
 #[tokio::test]
 async fn unreachable_endpoint_is_a_connection_failure() {
-    let config = ClientConfig {
-        endpoint_override: Some("http://127.0.0.1:9".into()),
-        sts_endpoint: Some("http://127.0.0.1:9".into()),
-        allow_insecure_endpoint: true,
-        timeout: Duration::from_secs(2),
-    };
-    let creds = Credentials { access_key_id: "a".into(), access_key_secret: Secret::new("b"), security_token: None };
-    let client = VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap();
+    let client = eipsegment_test_support::vpc_client("http://127.0.0.1:9", "a", "b", Duration::from_secs(2));
     let e = client.describe_segment(REGION, "eipsg-x").await.unwrap_err();
     assert_eq!((e.code(), e.class()), ("ConnectionFailed", ErrorClass::Transient));
 }

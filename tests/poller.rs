@@ -11,9 +11,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::SegmentStatus;
-use eipsegment_operator::cloud::{Action, ClientConfig, VpcClient};
+use eipsegment_operator::cloud::{Action, VpcClient};
 use eipsegment_operator::poller::{Change, Key, Observation, Poller, PollerConfig, Seen, WakeTarget};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -30,18 +29,7 @@ fn client(sim: &Sim) -> VpcClient {
 }
 
 fn client_at(url: &str) -> VpcClient {
-    let creds = Credentials {
-        access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
-        access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
-        security_token: None,
-    };
-    let config = ClientConfig {
-        endpoint_override: Some(url.to_string()),
-        sts_endpoint: Some(url.to_string()),
-        allow_insecure_endpoint: true,
-        timeout: Duration::from_secs(5),
-    };
-    VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+    eipsegment_test_support::vpc_client(url, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Duration::from_secs(5))
 }
 
 fn key() -> Key {

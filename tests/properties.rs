@@ -11,13 +11,12 @@
 //! own and the verifier on form-encoded bodies; these add the paths a deployment really takes.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
-use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
 use eipsegment_operator::cloud::model::{AllocateRequest, AllocateResponse};
-use eipsegment_operator::cloud::{Action, ClientConfig, CloudError, ErrorClass, VpcClient, client, signer};
+use eipsegment_operator::cloud::{Action, CloudError, ErrorClass, VpcClient, client, signer};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vpc_simulator::{self as simulator, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET};
@@ -41,18 +40,7 @@ fn simulator_url() -> &'static str {
 }
 
 fn client_for(url: &str, timeout: Duration) -> VpcClient {
-    let creds = Credentials {
-        access_key_id: DEFAULT_ACCESS_KEY_ID.into(),
-        access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
-        security_token: None,
-    };
-    let config = ClientConfig {
-        endpoint_override: Some(url.to_string()),
-        sts_endpoint: Some(url.to_string()),
-        allow_insecure_endpoint: true,
-        timeout,
-    };
-    VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+    eipsegment_test_support::vpc_client(url, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, timeout)
 }
 
 /// The mutating calls take a place within the client's rate (none is set here, so one is free).

@@ -16,14 +16,14 @@ dir="$repo/target/test"
 mkdir -p "$dir/logs" "$dir/steps"
 
 table() {
-  local name start end status total passed=0 failed=0 bad step log in_log failed_in_log
+  local name start end status total passed=0 failed=0 bad step log in_log failed_in_log began
+  began="$(cat "$dir/started")"
   printf '\n%-28s %8s %8s %8s  %s\n' step start end seconds result
   for step in "$dir"/steps/*; do
     [[ -e "$step" ]] || continue
     read -r name start end status <"$step"
     [[ -z "$end" ]] && end="$start" status=running
-    printf '%-28s %8s %8s %8s  %s\n' "$name" "+$((start - $(cat "$dir/started")))" \
-      "+$((end - $(cat "$dir/started")))" "$((end - start))" "$status"
+    printf '%-28s %8s %8s %8s  %s\n' "$name" "+$((start - began))" "+$((end - began))" "$((end - start))" "$status"
   done | sort -t+ -k2 -n
   for log in "$dir"/logs/*.log; do
     [[ -e "$log" ]] || continue
@@ -31,7 +31,7 @@ table() {
     read -r in_log failed_in_log < <(awk '/^test result: /{ p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
     passed=$((passed + in_log)) failed=$((failed + failed_in_log))
   done
-  total="$(($(date +%s) - $(cat "$dir/started")))"
+  total="$(($(date +%s) - began))"
   bad="$(grep -L ' ok$' "$dir"/steps/* | wc -l)"
   printf '%-28s %8s %8s %8s\n' "make test" +0 "+$total" "$total"
   echo "tests: $passed passed, $failed failed"

@@ -1,11 +1,9 @@
 //! A simulator inside the test process, reached over real HTTP on loopback, with its admin API.
 
 use clap::Parser;
-use std::sync::Arc;
 use std::time::Duration;
 
-use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
-use eipsegment_operator::cloud::{Action, Admission, Admit, ClientConfig, VpcClient};
+use eipsegment_operator::cloud::{Action, Admission, Admit, VpcClient};
 use serde_json::{Value, json};
 use vpc_simulator::{self as simulator, Args};
 
@@ -33,15 +31,7 @@ impl Sim {
 
     /// A client of the operator's with these keys, against this simulator.
     pub fn client_with(&self, id: &str, secret: &str, timeout: Duration) -> VpcClient {
-        let creds =
-            Credentials { access_key_id: id.into(), access_key_secret: Secret::new(secret), security_token: None };
-        let config = ClientConfig {
-            endpoint_override: Some(self.url.clone()),
-            sts_endpoint: Some(self.url.clone()),
-            allow_insecure_endpoint: true,
-            timeout,
-        };
-        VpcClient::new(config, Arc::new(StaticCredentials(creds))).unwrap()
+        crate::vpc_client(&self.url, id, secret, timeout)
     }
 
     /// A client with the default account's keys.

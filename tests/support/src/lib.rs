@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use eipsegment_operator::cloud::credentials::{Credentials, Secret, StaticCredentials};
+use eipsegment_operator::cloud::{ClientConfig, VpcClient};
 use eipsegment_operator::crd::EipSegment;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -33,6 +35,23 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let binary = profile_dir.join(name);
     assert!(binary.exists(), "{} is not built: run `cargo build --workspace --bins` first", binary.display());
     binary
+}
+
+/// The operator's cloud client with these static keys, against `url` (a simulator, or a test's own
+/// endpoint) for both the VPC API and STS.
+pub fn vpc_client(url: &str, access_key_id: &str, access_key_secret: &str, timeout: Duration) -> VpcClient {
+    let credentials = Credentials {
+        access_key_id: access_key_id.into(),
+        access_key_secret: Secret::new(access_key_secret),
+        security_token: None,
+    };
+    let config = ClientConfig {
+        endpoint_override: Some(url.to_string()),
+        sts_endpoint: Some(url.to_string()),
+        allow_insecure_endpoint: true,
+        timeout,
+    };
+    VpcClient::new(config, std::sync::Arc::new(StaticCredentials(credentials))).expect("a client")
 }
 
 /// The VPC simulator's binary (`tests/simulator`).
