@@ -14,8 +14,10 @@ use crate::controller::Timings;
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
 use crate::leadership::{self, LeaseConfig};
 use crate::poller::{Poller, PollerConfig};
+use crate::proof;
 use crate::quota::{Quota, QuotaSettings, Quotas};
 use crate::telemetry::{self, Metrics};
+use crate::tenancy::Tenancy;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,6 +90,8 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub identity_key: IdentityKeyArgs,
 }
 
 /// A region ID as the CRD accepts it (cn-hangzhou, ap-southeast-1).
@@ -180,6 +184,25 @@ pub struct RunArgs {
     /// Objects reconciled at once.
     #[arg(long, env = "EIPSEG_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// The tenancy policy (YAML): what each namespace may do with which credentials. Without one,
+    /// every namespace may do everything (a cluster of one team).
+    #[arg(long, env = "EIPSEG_TENANCY_POLICY")]
+    pub tenancy_policy: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub identity_key: IdentityKeyArgs,
+}
+
+/// Where the key that proves the identity annotations is kept.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityKeyArgs {
+    /// Secret holding the key that proves the identity annotations are the operator's, in the
+    /// operator's namespace (POD_NAMESPACE); made when absent. Back it up with the EipSegments:
+    /// without it, restored objects' annotations prove nothing.
+    #[arg(long, env = "EIPSEG_IDENTITY_KEY_SECRET", default_value = "eipsegment-identity-key")]
+    pub identity_key_secret: String,
+    /// The operator's namespace, where the key is kept (the pod's own, from the downward API).
+    #[arg(long = "identity-key-namespace", env = "POD_NAMESPACE", default_value = "eipsegment-system")]
+    pub identity_key_namespace: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +221,12 @@ pub enum RunError {
     Duration(f64),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::PolicyError),
+    #[error(transparent)]
+    IdentityKey(#[from] crate::proof::KeyError),
+    #[error("the namespaces' watch stopped before its first list")]
+    NamespaceWatch,
 }
 
 fn seconds(v: f64) -> Result<Duration, RunError> {
@@ -231,12 +260,22 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let guard = controller::guard::run(client.clone(), args.namespaces.clone(), binding.clone(), GUARD_EVERY);
         tokio::spawn(guard);
     }
+    let tenancy = args.tenancy_policy.as_deref().map(Tenancy::from_file).transpose()?.unwrap_or_default();
+    let key = &args.identity_key;
+    let identity = proof::load_or_create(client.clone(), &key.identity_key_namespace, &key.identity_key_secret).await?;
     let (poller, woken) = Poller::new(PollerConfig::new(timings.poll, timings.resync, timings.transient_max));
-    let mut context = Context::new(client.clone(), vpc, timings, metrics.clone(), poller);
+    let mut context = Context::new(client.clone(), vpc, timings, metrics.clone(), poller, identity);
     if args.secret_credentials {
         context.secret_credentials =
             Some(SecretCredentials { namespace_default: args.namespace_credentials_secret.clone() });
     }
+    if tenancy.needs_labels() {
+        let (labels, follow) = controller::watch_namespaces(client.clone());
+        tokio::spawn(follow);
+        labels.wait_until_ready().await.map_err(|_| RunError::NamespaceWatch)?;
+        context.namespace_labels = Some(labels);
+    }
+    context.tenancy = tenancy;
     let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
     let ctx = Arc::new(context);
     if args.leader_elect {
@@ -405,8 +444,14 @@ async fn audit(args: AuditArgs) -> u8 {
 async fn audit_report(args: &AuditArgs) -> Result<Report, RunError> {
     crate::cloud::client::install_crypto_provider();
     let vpc = ReadOnlyVpc::new(vpc_client(&args.cloud, &QuotaSettings::default())?);
-    let objects = crate::audit::list_objects(kube::Client::try_default().await?).await?;
-    Ok(crate::audit::run(&vpc, &objects, &args.regions).await?)
+    let client = kube::Client::try_default().await?;
+    let key = &args.identity_key;
+    // No key yet: no operator ever proved an annotation, and only status counts.
+    let identity = proof::load(client.clone(), &key.identity_key_namespace, &key.identity_key_secret)
+        .await?
+        .unwrap_or_else(proof::IdentityKey::generate);
+    let objects = crate::audit::list_objects(client).await?;
+    Ok(crate::audit::run(&vpc, &objects, &args.regions, &identity).await?)
 }
 
 #[cfg(test)]

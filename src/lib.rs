@@ -7,8 +7,10 @@ pub mod cloud;
 pub mod controller;
 pub mod leadership;
 pub mod poller;
+pub mod proof;
 pub mod quota;
 pub mod telemetry;
+pub mod tenancy;
 
 // The resource's types and the pure lifecycle core are crates of their own (`src/api`,
 // `src/lifecycle`), so that the core can depend on no IO.

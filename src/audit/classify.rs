@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use crate::cloud::model::{Segment, SegmentPage, SegmentStatus};
 use crate::crd::{EipSegment, EipSegmentStatus};
 use crate::lifecycle::identity::Identity;
+use crate::proof::IdentityKey;
 
 /// How far the cloud's clock may run behind the cluster's: a segment created up to this long
 /// before a pending allocation's marker may still be the answer to it.
@@ -42,8 +43,9 @@ pub enum Pending {
 pub struct Claim {
     pub object: ObjectRef,
     pub region: String,
-    /// The segment IDs it names: spec.segmentInstanceId, status.segmentInstanceId and the
-    /// eipsegment.io/segment-id annotation.
+    /// The segments it established: status.segmentInstanceId, and the eipsegment.io/segment-id
+    /// annotation the operator proves it wrote (a restored object's). An adoption that names one in
+    /// spec only, or an annotation anyone else wrote, owns nothing.
     pub names: BTreeSet<String>,
     /// The account it recorded: status.accountId, else the eipsegment.io/account-id annotation
     /// (status wins, as when the operator restores an identity).
@@ -55,17 +57,24 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub fn of(obj: &EipSegment) -> Claim {
+    /// What `obj` says, its identity annotations proven with `key`; without a key, taken as written
+    /// (only where counting an object too many is harmless).
+    pub fn of(obj: &EipSegment, key: Option<&IdentityKey>) -> Claim {
         let no_annotations = BTreeMap::new();
-        let annotations = Identity::from_annotations(obj.metadata.annotations.as_ref().unwrap_or(&no_annotations));
+        let written = obj.metadata.annotations.as_ref().unwrap_or(&no_annotations);
+        let (namespace, name) =
+            (obj.metadata.namespace.as_deref().unwrap_or(""), obj.metadata.name.as_deref().unwrap_or(""));
+        let annotations = match key {
+            Some(key) => key.read(namespace, name, written, obj.status.as_ref()).identity,
+            None => Identity::from_annotations(written),
+        };
         let status = obj.status.clone().unwrap_or_default();
-        let names: BTreeSet<String> =
-            [&obj.spec.segment_instance_id, &status.segment_instance_id, &annotations.segment_id]
-                .into_iter()
-                .flatten()
-                .map(|id| id.trim().to_string())
-                .filter(|id| !id.is_empty())
-                .collect();
+        let names: BTreeSet<String> = [&status.segment_instance_id, &annotations.segment_id]
+            .into_iter()
+            .flatten()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .collect();
         let account = non_blank(status.account_id.as_deref()).or(annotations.account_id.clone());
         let pending = if names.is_empty() { pending(&status, &annotations) } else { None };
         Claim {
@@ -346,7 +355,8 @@ mod tests {
             (&'a [(&'a str, &'a str)], Option<&'a str>, Option<EipSegmentStatus>, &'a [&'a str], Option<&'a str>);
         let cases: Vec<Case> = vec![
             (&[], None, Some(status(Some("eipsg-alloc"), Some(ME))), &["eipsg-alloc"], Some(ME)),
-            (&[], Some("eipsg-adopt"), None, &["eipsg-adopt"], None),
+            // An adoption not yet established owns nothing.
+            (&[], Some("eipsg-adopt"), None, &[], None),
             (&[(SEGMENT_ID, "eipsg-restored"), (ACCOUNT_ID, OTHER)], None, None, &["eipsg-restored"], Some(OTHER)),
             (&[(SEGMENT_ID, " ")], None, None, &[], None),
             // Status wins over the annotation for the account; both IDs count.
@@ -360,12 +370,23 @@ mod tests {
             (&[(ACCOUNT_ID, OTHER)], None, Some(status(None, Some(" "))), &[], Some(OTHER)),
         ];
         for (annotations, spec_id, status, names, account) in cases {
-            let c = Claim::of(&object(annotations, spec_id, status.clone()));
+            let c = Claim::of(&object(annotations, spec_id, status.clone()), None);
             let want: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
             assert_eq!((&c.names, c.account.as_deref()), (&want, account), "{annotations:?} {spec_id:?} {status:?}");
             assert_eq!(c.object.to_string(), "team/web");
             assert_eq!(c.pending, None);
         }
+    }
+
+    #[test]
+    fn only_annotations_the_operator_proves_name_a_segment() {
+        let key = IdentityKey::generate();
+        let restored = Identity { segment_id: Some("eipsg-restored".into()), ..Default::default() };
+        let proof = key.proof("team", "web", &restored);
+        let proven = object(&[(SEGMENT_ID, "eipsg-restored"), (crate::lifecycle::identity::PROOF, &proof)], None, None);
+        assert_eq!(Claim::of(&proven, Some(&key)).names, BTreeSet::from(["eipsg-restored".to_string()]));
+        let forged = object(&[(SEGMENT_ID, "eipsg-victim")], None, None);
+        assert!(Claim::of(&forged, Some(&key)).names.is_empty(), "a forged annotation owns nothing");
     }
 
     #[test]
@@ -399,7 +420,7 @@ mod tests {
         ];
         for (annotations, status, want) in cases {
             assert_eq!(
-                Claim::of(&object(annotations, None, status.clone())).pending,
+                Claim::of(&object(annotations, None, status.clone()), None).pending,
                 want,
                 "{annotations:?} {status:?}"
             );

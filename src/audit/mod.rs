@@ -14,6 +14,7 @@ use crate::cloud::model::{MAX_SEGMENT_PAGE_SIZE, Segment, SegmentPage};
 use crate::cloud::{CloudError, ReadOnlyVpc};
 use crate::crd::EipSegment;
 use crate::poller::plan::pages_for;
+use crate::proof::IdentityKey;
 use classify::{CLOCK_SKEW, Claim, Unproven, classify, whole_listing};
 use report::Report;
 
@@ -64,8 +65,13 @@ pub async fn list_objects(client: kube::Client) -> Result<Vec<EipSegment>, Audit
 
 /// The audit of `objects` (listed before the cloud, so that a segment allocated meanwhile has
 /// its object's pending marker in the list) against each region's listing.
-pub async fn run(vpc: &ReadOnlyVpc, objects: &[EipSegment], asked: &[String]) -> Result<Report, AuditError> {
-    let claims: Vec<Claim> = objects.iter().map(Claim::of).collect();
+pub async fn run(
+    vpc: &ReadOnlyVpc,
+    objects: &[EipSegment],
+    asked: &[String],
+    key: &IdentityKey,
+) -> Result<Report, AuditError> {
+    let claims: Vec<Claim> = objects.iter().map(|o| Claim::of(o, Some(key))).collect();
     let regions = regions_to_audit(asked, &claims)?;
     let account = vpc.account().await.map_err(AuditError::Account)?;
     let mut outcomes = Vec::with_capacity(regions.len());

@@ -63,7 +63,7 @@ impl Cached {
         let names = super::claims::named(&obj).into_iter().map(String::into_boxed_str).collect();
         let EipSegment { metadata, spec, status } = obj;
         let mut annotations = metadata.annotations.unwrap_or_default();
-        annotations.retain(|key, _| ANNOTATIONS.contains(&key.as_str()));
+        annotations.retain(|key, _| ANNOTATIONS.contains(&key.as_str()) || key == identity::PROOF);
         let metadata = ObjectMeta {
             name: metadata.name,
             namespace: metadata.namespace,

@@ -85,7 +85,7 @@ impl Tally {
             reason: Label::of(&REASONS, ready.map_or("None", |c| &c.reason), "CloudStatus"),
             synced: Label::of(SYNCED_CLASSES, synced.map_or("Unknown", |c| &c.reason), "Unknown"),
             allocation_pending: status.is_some_and(|s| s.allocation_requested_at.is_some()),
-            awaits_segment: Claim::of(o).pending.is_some(),
+            awaits_segment: Claim::of(o, None).pending.is_some(),
         }
     }
 }
@@ -138,7 +138,7 @@ fn claims_on(ctx: &Context, objects: &[Arc<Cached>], scanned: &[(Key, Vec<Segmen
         .chain(awaiting)
         .filter(|o| seen.insert(Arc::as_ptr(o)))
         .filter_map(|o| match o.object() {
-            Ok(obj) => Some(Claim::of(&obj)),
+            Ok(obj) => Some(Claim::of(&obj, Some(&ctx.identity))),
             Err(e) => {
                 warn!(error = %e, "left out of the census");
                 None
@@ -245,7 +245,7 @@ mod tests {
             (key("111", "cn-beijing"), vec![allocated("eipsg-e"), allocated("eipsg-f")]),
             (key("222", "cn-beijing"), vec![allocated("eipsg-z")]),
         ];
-        let claims: Vec<Claim> = objects().iter().map(|o| Claim::of(o)).collect();
+        let claims: Vec<Claim> = objects().iter().map(|o| Claim::of(o, None)).collect();
         let unowned = unowned(&claims, scanned);
         assert_eq!(unowned.get("cn-hangzhou"), Some(&1), "named objects own theirs; a Releasing one is on its way out");
         // In cn-beijing, eipsg-e (annotation) and eipsg-f (adoption) are owned; eipsg-z, with no

@@ -40,6 +40,7 @@ pub async fn resolve(ctx: &super::Context, namespace: &str, choice: &SourceChoic
                 }
             }
         },
+        SourceChoice::NamespaceDefaultOnly { rule } => namespace_default_only(ctx, namespace, rule).await,
     };
     match found {
         Ok((client, secret)) => {
@@ -55,6 +56,33 @@ pub async fn resolve(ctx: &super::Context, namespace: &str, choice: &SourceChoic
                 secret: None,
             }
         }
+    }
+}
+
+/// The namespace's default Secret, the only credentials the tenancy policy leaves it.
+async fn namespace_default_only(
+    ctx: &super::Context,
+    namespace: &str,
+    rule: &str,
+) -> (Source, Result<(VpcClient, Option<KubeSecret>), Missing>) {
+    let Some(config) = &ctx.secret_credentials else {
+        let why = format!(
+            "the tenancy policy (rule {rule:?}) does not let namespace {namespace} use the operator's credentials, and \
+             this operator does not read Secrets: enable Secret-referenced credentials"
+        );
+        return (Source::Operator, Err(Missing::Unusable(why)));
+    };
+    let default = Source::Secret(config.namespace_default.clone());
+    match read(ctx, namespace, &default).await {
+        Err(Missing::NotFound(_)) => {
+            let why = format!(
+                "the tenancy policy (rule {rule:?}) does not let namespace {namespace} use the operator's credentials: \
+                 set spec.credentialsSecretRef, or create the namespace's default credentials Secret {}",
+                config.namespace_default
+            );
+            (default, Err(Missing::Unusable(why)))
+        }
+        other => (default, other),
     }
 }
 

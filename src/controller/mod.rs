@@ -25,9 +25,13 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::cloud::VpcClient;
+use crate::lifecycle::Allowance;
 use crate::poller::{Poller, WakeTarget};
+use crate::proof::IdentityKey;
 use crate::quota::Queues;
 use crate::telemetry::Metrics;
+use crate::tenancy::Tenancy;
+use k8s_openapi::api::core::v1::Namespace;
 
 pub use cache::Cached;
 pub use credentials::SecretCredentials;
@@ -57,6 +61,11 @@ pub struct Context {
     pub poller: Arc<Poller>,
     /// Set when objects may name their credentials in a Secret of their namespace.
     pub secret_credentials: Option<SecretCredentials>,
+    /// The key the identity annotations are proven with.
+    pub identity: IdentityKey,
+    /// The tenancy policy, and the namespaces' labels its rules select by (watched only then).
+    pub tenancy: Tenancy,
+    pub namespace_labels: Option<reflector::Store<Namespace>>,
     /// The objects queued for a place within the client-side quotas.
     queues: Arc<Queues>,
     /// Per-object backoff and gauges, keyed by UID.
@@ -65,11 +74,37 @@ pub struct Context {
     stores: RwLock<Vec<Cache>>,
 }
 
+/// The namespaces' labels, for a tenancy policy whose rules select namespaces by them: the cache,
+/// and the watch that fills it (to spawn), ready once its first list is in.
+pub fn watch_namespaces(client: Client) -> (reflector::Store<Namespace>, impl std::future::Future<Output = ()>) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(Api::<Namespace>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    let follow = async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                warn!(error = %e, "the namespaces' watch failed; retrying");
+            }
+        }
+    };
+    (reader, follow)
+}
+
 /// One watch's cache and its index of who names each segment.
 type Cache = (reflector::Store<Cached>, Arc<Mutex<claims::Claims>>);
 
 impl Context {
-    pub fn new(client: Client, vpc: VpcClient, timings: Timings, metrics: Arc<Metrics>, poller: Arc<Poller>) -> Self {
+    pub fn new(
+        client: Client,
+        vpc: VpcClient,
+        timings: Timings,
+        metrics: Arc<Metrics>,
+        poller: Arc<Poller>,
+        identity: IdentityKey,
+    ) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let queues = Arc::new(Queues::default());
         Context {
@@ -82,8 +117,17 @@ impl Context {
             metrics,
             poller,
             secret_credentials: None,
+            identity,
+            tenancy: Tenancy::default(),
+            namespace_labels: None,
             stores: RwLock::default(),
         }
+    }
+
+    /// What the tenancy policy lets `namespace` do, by its labels as last seen.
+    pub(crate) fn allowance(&self, namespace: &str) -> Allowance {
+        let labels = self.namespace_labels.as_ref().and_then(|store| store.get(&ObjectRef::new(namespace)));
+        self.tenancy.allowance(namespace, labels.as_ref().map(|ns| ns.labels()))
     }
 
     /// Every cached object that passes `keep`.

@@ -17,11 +17,11 @@ use crate::cloud::{Admission, CloudError, VpcClient};
 use crate::crd::{EipSegment, FINALIZER, SegmentAddress};
 use crate::lifecycle::conditions::{self, is_ready};
 use crate::lifecycle::{
-    self, Call, Claimant, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem, SecretUse, Seen,
-    Watch,
+    self, Call, Claimant, Decision, Facts, Look, Move, Need, Next, Object, Outcome, Problem, SecretUse, Seen, Watch,
 };
 use crate::poller::{self, Key, WakeTarget};
 use crate::quota::{QueueName, Turn};
+use vpc_api::ErrorClass;
 
 pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
     let obj = cached.object()?;
@@ -74,15 +74,19 @@ struct Pass<'c> {
 
 impl<'c> Pass<'c> {
     fn new(ctx: &'c Context, api: Api<EipSegment>, obj: EipSegment) -> Result<Pass<'c>, Error> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let proven = ctx.identity.read(&namespace, &obj.name_any(), obj.annotations(), obj.status.as_ref());
         let object = Object {
-            namespace: obj.namespace().unwrap_or_default(),
+            allowance: ctx.allowance(&namespace),
+            namespace,
             name: obj.name_any(),
             uid: obj.uid().ok_or(Error::MissingMetadata("uid"))?,
             created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
             generation: obj.metadata.generation,
             spec: obj.spec.clone(),
             status: obj.status.clone().unwrap_or_default(),
-            annotations: Identity::from_annotations(obj.annotations()),
+            annotations: proven.identity,
+            unproven: proven.unproven,
             deleting: obj.metadata.deletion_timestamp.is_some(),
             now: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         };
@@ -159,30 +163,28 @@ impl<'c> Pass<'c> {
         Ok(true)
     }
 
-    /// The other cached objects that name the segment.
+    /// The other cached objects that name the segment: in spec, in status, or in an identity
+    /// annotation the operator proves it wrote.
     fn claimants(&self, segment_id: &str) -> Result<Vec<Claimant>, Error> {
-        let names = |o: &EipSegment| {
-            let status = o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref());
-            o.spec.segment_instance_id.as_deref() == Some(segment_id)
-                || status == Some(segment_id)
-                || Identity::from_annotations(o.annotations()).segment_id.as_deref() == Some(segment_id)
-        };
         let uid = &self.object.uid;
         let naming = self.ctx.naming(segment_id).iter().map(|o| o.object()).collect::<Result<Vec<_>, _>>()?;
         Ok(naming
             .iter()
-            .filter(|o| o.uid().as_ref() != Some(uid) && names(o))
-            .map(|o| Claimant {
-                namespace: o.namespace().unwrap_or_default(),
-                name: o.name_any(),
-                uid: o.uid().unwrap_or_default(),
-                created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-                established: o.status.as_ref().and_then(|s| s.segment_instance_id.as_deref()) == Some(segment_id),
-                deleting: o.metadata.deletion_timestamp.is_some(),
-                finalized: o.finalizers().iter().any(|f| f == FINALIZER),
-                adopts: o.spec.adopts(),
-            })
+            .filter(|o| o.uid().as_ref() != Some(uid) && self.names(o, segment_id))
+            .map(|o| claimant(o, segment_id))
             .collect())
+    }
+
+    fn names(&self, o: &EipSegment, segment_id: &str) -> bool {
+        let status = o.status.as_ref();
+        let annotated = || {
+            let namespace = o.namespace().unwrap_or_default();
+            let proven = self.ctx.identity.read(&namespace, &o.name_any(), o.annotations(), status);
+            proven.identity.segment_id.as_deref() == Some(segment_id)
+        };
+        o.spec.segment_instance_id.as_deref() == Some(segment_id)
+            || status.and_then(|s| s.segment_instance_id.as_deref()) == Some(segment_id)
+            || annotated()
     }
 
     /// The client and poller key of the credentials in force, when their account is known.
@@ -216,7 +218,7 @@ impl<'c> Pass<'c> {
         // Only now is the place used: a pass stopped by its write keeps the object's turn, so that
         // the place it gives back is not left to objects asleep until a later window.
         self.ctx.queues.leave(&self.object.uid);
-        if let Some(event) = &m.event {
+        for event in m.warning.iter().chain(&m.event) {
             writes::publish(self.ctx, &self.obj, event).await;
         }
         self.outcome = Some(self.call(call, admission).await);
@@ -274,7 +276,7 @@ impl<'c> Pass<'c> {
 
     /// The move's writes: identity annotations, status, the hold on the Secret.
     async fn write(&mut self, m: &Move, precondition: Precondition) -> Result<(), Error> {
-        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity).await? {
+        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity, &self.ctx.identity).await? {
             self.obj = written;
         }
         if let Some(written) = writes::write_status(&self.api, &self.obj, &m.status, precondition).await? {
@@ -308,6 +310,9 @@ impl<'c> Pass<'c> {
         }
         if let Some(watch) = &m.watch {
             self.tell_poller(watch, &m);
+        }
+        if let Some(warning) = &m.warning {
+            writes::publish(self.ctx, &self.obj, warning).await;
         }
         if let Some(event) = &m.event {
             if m.next == Next::Finish {
@@ -372,6 +377,23 @@ impl<'c> Pass<'c> {
                 }
             }
         }
+    }
+}
+
+fn claimant(o: &EipSegment, segment_id: &str) -> Claimant {
+    let status = o.status.clone().unwrap_or_default();
+    Claimant {
+        namespace: o.namespace().unwrap_or_default(),
+        name: o.name_any(),
+        uid: o.uid().unwrap_or_default(),
+        created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        established: status.segment_instance_id.as_deref() == Some(segment_id),
+        deleting: o.metadata.deletion_timestamp.is_some(),
+        finalized: o.finalizers().iter().any(|f| f == FINALIZER),
+        adopts: o.spec.adopts(),
+        ready_reason: conditions::ready_reason(&status).map(str::to_string),
+        failing: status.last_error.as_ref().and_then(|e| ErrorClass::parse(&e.class)),
+        account: status.account_id,
     }
 }
 

@@ -11,7 +11,8 @@ use tracing::warn;
 
 use super::{Context, Error, MANAGER};
 use crate::crd::{EipSegment, EipSegmentStatus, FINALIZER};
-use crate::lifecycle::{self, Identity};
+use crate::lifecycle::{self, Identity, identity};
+use crate::proof::IdentityKey;
 
 const SECRET_HOLD_PREFIX: &str = "eipsegment.io/in-use-by-";
 
@@ -73,18 +74,27 @@ async fn json_patch(api: &Api<EipSegment>, obj: &EipSegment, patch: serde_json::
     api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.map_err(Error::Kube)
 }
 
-/// Writes the identity annotations when they differ from the object's; returns the object as
-/// written.
+/// Writes the identity annotations, with the operator's proof of them, when the object does not
+/// carry them so; returns the object as written. Annotations it has no value for are left as they
+/// are: one it cannot prove is reported, never erased.
 pub async fn write_identity(
     api: &Api<EipSegment>,
     obj: &EipSegment,
     identity: &Identity,
+    key: &IdentityKey,
 ) -> Result<Option<EipSegment>, Error> {
-    if Identity::from_annotations(obj.annotations()) == *identity {
+    if identity.is_empty() {
         return Ok(None);
     }
-    let annotations: serde_json::Map<String, serde_json::Value> =
-        identity.annotations().iter().map(|(k, v)| (k.to_string(), v.map_or(json!(null), |v| json!(v)))).collect();
+    let proof = key.proof(&obj.namespace().unwrap_or_default(), &obj.name_any(), identity);
+    let current = obj.annotations();
+    let carried = identity.annotations().iter().all(|(k, v)| v.is_none() || current.get(*k).map(String::as_str) == *v);
+    if carried && current.get(identity::PROOF) == Some(&proof) {
+        return Ok(None);
+    }
+    let mut annotations: serde_json::Map<String, serde_json::Value> =
+        identity.annotations().iter().filter_map(|(k, v)| Some((k.to_string(), json!((*v)?)))).collect();
+    annotations.insert(identity::PROOF.to_string(), json!(proof));
     let patch = json!({"metadata": {"annotations": annotations, "resourceVersion": obj.resource_version()}});
     let written =
         api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)?;

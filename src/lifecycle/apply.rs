@@ -9,8 +9,14 @@ use vpc_api::model::{Segment, SegmentStatus};
 
 pub(super) fn decide(pass: &Pass) -> Decision {
     match pass.holding() {
-        Holding::Nothing | Holding::Pending => allocate(pass),
-        Holding::Adopting(id) | Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => watch(pass, &id),
+        // The tenancy policy is asked before anything new is taken on; a pending allocation is
+        // resolved whatever it says now.
+        Holding::Nothing => pass.refusal_to_allocate().map_or_else(|| allocate(pass), |why| pass.refuse_by_policy(why)),
+        Holding::Adopting(id) => {
+            pass.refusal_to_adopt().map_or_else(|| watch(pass, &id), |why| pass.refuse_by_policy(why))
+        }
+        Holding::Pending => allocate(pass),
+        Holding::Unseen(id) | Holding::Named(id) | Holding::Gone(id) => watch(pass, &id),
     }
 }
 
@@ -88,8 +94,10 @@ fn watch(pass: &Pass, id: &str) -> Decision {
         Ok(claims) => claims,
         Err(need) => return need,
     };
-    // A holder being deleted hands its segment to a live claimant, which may then take it.
-    if let Some(owner) = pass.outranked_by(claims, id).filter(|owner| !owner.deleting) {
+    // A holder being deleted hands its segment to a live claimant of its own namespace, which may
+    // then take it; another namespace's waits until the holder is gone.
+    let hands_over = |owner: &&Claimant| owner.deleting && owner.namespace == pass.object.namespace;
+    if let Some(owner) = pass.outranked_by(claims, id).filter(|owner| !hands_over(owner)) {
         return refused(pass, id, owner);
     }
     let (credentials, account) = match pass.account() {

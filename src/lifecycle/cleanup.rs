@@ -49,11 +49,14 @@ fn released(id: &str, account: Option<&str>) -> Event {
 fn retain(pass: &Pass) -> Decision {
     let kept = |id: &str| {
         let account = pass.starting_status.account_id.as_deref().map(|a| format!(" (account {a})")).unwrap_or_default();
-        Event::normal(
-            "Retained",
-            "Finalize",
-            format!("deletion policy Retain: segment {id}{account} is kept in the cloud"),
-        )
+        let why = match pass.policy_capped {
+            true => format!(
+                "the tenancy policy (rule {:?}) does not let an adoption in namespace {} release its segment",
+                pass.object.allowance.rule, pass.object.namespace
+            ),
+            false => "deletion policy Retain".to_string(),
+        };
+        Event::normal("Retained", "Finalize", format!("{why}: segment {id}{account} is kept in the cloud"))
     };
     match pass.holding() {
         Holding::Pending => match pass.facts.outcome {
@@ -160,18 +163,37 @@ fn yield_to_holder(pass: &Pass, id: &str, claims: &[Claimant]) -> Option<Decisio
     Some(pass.finish(pass.object.status.clone(), Event::normal("NotOwner", "Finalize", note)))
 }
 
-/// The holder of an allocated segment that a live object also names: never released; let go once
-/// that object has taken it over (recorded it in its status, in its own account), so that it is
-/// neither released under the other nor left to an object that cannot hold it.
+/// The holder of an allocated segment that a live object of its own namespace (allowed to adopt)
+/// also names: not released; let go once that object has taken it over (recorded it in its status,
+/// in the segment's account), so that it is neither released under the other nor left to an object
+/// that cannot hold it. An heir that shows it cannot take it on (its credentials fail, act for
+/// another account, do not see the segment, or the policy refuses it) no longer holds the release
+/// back, and another namespace's objects never do.
 fn hand_over(pass: &Pass, status: &EipSegmentStatus, id: &str, claims: &[Claimant]) -> Option<Decision> {
-    let live: Vec<&Claimant> =
-        claims.iter().filter(|claimant| !claimant.deleting && claimant.uid != pass.object.uid).collect();
-    if let Some(heir) = live.iter().find(|claimant| claimant.finalized && claimant.established) {
+    let object = pass.object;
+    let heirs: Vec<&Claimant> = claims
+        .iter()
+        .filter(|c| !c.deleting && c.uid != object.uid && c.namespace == object.namespace && object.allowance.adopt)
+        .collect();
+    let same_account = |c: &Claimant| c.account.is_some() && c.account == status.account_id;
+    if let Some(heir) = heirs.iter().find(|c| c.finalized && c.established && same_account(c)) {
         let note =
             format!("segment {id} is also named by {}/{}, which keeps it: not released", heir.namespace, heir.name);
         return Some(pass.finish(status.clone(), Event::normal("HandedOver", "Finalize", note)));
     }
-    live.first().map(|heir| in_use(pass, status.clone(), id, heir, "is to take it over (it has not recorded it yet)"))
+    heirs
+        .iter()
+        .find(|c| !(c.established && c.finalized) && may_still_take(c))
+        .map(|heir| in_use(pass, status.clone(), id, heir, "is to take it over (it has not recorded it yet)"))
+}
+
+/// An heir that has not shown it cannot take the segment on: no lasting failure, no refusal.
+fn may_still_take(heir: &Claimant) -> bool {
+    let cannot =
+        [reason::ADOPTION_TARGET_NOT_FOUND, reason::POLICY_REFUSED, reason::SEGMENT_MISSING, reason::ACCOUNT_UNKNOWN];
+    let refused = heir.ready_reason.as_deref().is_some_and(|r| cannot.contains(&r));
+    let failing = heir.failing.is_some_and(|class| class != ErrorClass::Transient);
+    !refused && !failing
 }
 
 fn in_use(pass: &Pass, status: EipSegmentStatus, id: &str, who: &Claimant, why: &str) -> Decision {

@@ -7,6 +7,8 @@ use eipsegment_api::{Condition, EipSegmentStatus};
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
+/// Whether every identity annotation the object carries is the operator's own.
+pub const IDENTITY_PROVEN: &str = "IdentityProven";
 
 /// The reasons the lifecycle gives Ready. Where the cloud's status is passed on as the reason
 /// (Allocating, Releasing, a status this operator does not know), the word is the cloud's.
@@ -26,6 +28,11 @@ pub mod reason {
     pub const SEGMENT_MISSING: &str = "SegmentMissing";
     pub const ADOPTION_TARGET_NOT_FOUND: &str = "AdoptionTargetNotFound";
     pub const ACCOUNT_UNKNOWN: &str = "AccountUnknown";
+    /// The tenancy policy of the object's namespace does not allow what it asks.
+    pub const POLICY_REFUSED: &str = "PolicyRefused";
+    /// IdentityProven's reasons.
+    pub const UNPROVEN_ANNOTATIONS: &str = "UnprovenAnnotations";
+    pub const PROVEN: &str = "Proven";
     /// Synced's reason after a successful cloud call (after a failed one, the error's class).
     pub const SUCCEEDED: &str = "Succeeded";
 }
@@ -45,12 +52,25 @@ pub const READY_REASONS: &[&str] = &[
     reason::SEGMENT_MISSING,
     reason::ADOPTION_TARGET_NOT_FOUND,
     reason::ACCOUNT_UNKNOWN,
+    reason::POLICY_REFUSED,
 ];
 
 /// The messages of the conditions most objects carry on their way: allocated, released, settled.
 pub mod message {
     /// Synced=True.
     pub const SUCCEEDED: &str = "the last cloud call succeeded";
+    /// IdentityProven=True.
+    pub const IDENTITY_PROVEN: &str = "every identity annotation is the operator's own";
+
+    /// IdentityProven=False.
+    pub fn unproven(annotations: &[String]) -> String {
+        format!(
+            "annotation {} was not written by this operator (no valid identity proof, and status does not record \
+             it): it is ignored, and credits no segment, token or credentials source to this object. If the object was \
+             restored from a backup, restore the operator's identity key Secret first",
+            annotations.join(", ")
+        )
+    }
 
     /// Ready=False while the cloud allocates the segment.
     pub fn allocating(segment_id: &str) -> String {
@@ -109,6 +129,18 @@ pub fn set(status: &mut EipSegmentStatus, type_: &str, value: bool, reason: &str
 
 pub fn set_ready(status: &mut EipSegmentStatus, ready: bool, reason: &str, message: &str, now: &str) {
     set(status, READY, ready, reason, message, now);
+}
+
+/// IdentityProven=False naming the annotations that are not the operator's; True again once none
+/// is left (only on an object that was told otherwise before).
+pub fn set_identity(status: &mut EipSegmentStatus, unproven: &[String], now: &str) {
+    if unproven.is_empty() {
+        if get(status, IDENTITY_PROVEN).is_some_and(|c| c.status != "True") {
+            set(status, IDENTITY_PROVEN, true, reason::PROVEN, message::IDENTITY_PROVEN, now);
+        }
+        return;
+    }
+    set(status, IDENTITY_PROVEN, false, reason::UNPROVEN_ANNOTATIONS, &message::unproven(unproven), now);
 }
 
 /// Synced=True after a successful cloud interaction; False with the error's class otherwise.

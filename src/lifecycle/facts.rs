@@ -40,12 +40,47 @@ pub struct Object {
     pub generation: Option<i64>,
     pub spec: EipSegmentSpec,
     pub status: EipSegmentStatus,
-    /// The identity annotations.
+    /// The identity annotations the operator proves it wrote (signed, or equal to what status
+    /// records); a restore brings them back. Nothing else of a user's is believed.
     pub annotations: Identity,
+    /// The identity annotations present but not proven (forged, copied, or signed with a key the
+    /// operator no longer has): ignored, and reported.
+    pub unproven: Vec<String>,
+    /// What the tenancy policy lets the object's namespace do.
+    pub allowance: Allowance,
     /// Its deletion was requested.
     pub deleting: bool,
     /// The time of the pass (RFC 3339), for markers and conditions.
     pub now: String,
+}
+
+/// What the platform's tenancy policy lets a namespace do, and the rule that says so.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Allowance {
+    /// The rule that matched the namespace (or the default), for messages.
+    pub rule: String,
+    /// It may act with the operator's own credentials; otherwise it brings a Secret.
+    pub operator_credentials: bool,
+    pub allocate: bool,
+    /// The smallest `eipMask` (the largest segment) it may allocate.
+    pub min_eip_mask: u8,
+    pub adopt: bool,
+    /// An adoption may release the segment on deletion (deletionPolicy Delete).
+    pub adopt_with_delete: bool,
+}
+
+impl Default for Allowance {
+    /// A cluster of one team: everything allowed.
+    fn default() -> Allowance {
+        Allowance {
+            rule: "default".into(),
+            operator_credentials: true,
+            allocate: true,
+            min_eip_mask: 0,
+            adopt: true,
+            adopt_with_delete: true,
+        }
+    }
 }
 
 /// Another object that names the same segment.
@@ -62,6 +97,11 @@ pub struct Claimant {
     pub finalized: bool,
     /// It names the segment to adopt it (`spec.segmentInstanceId`), rather than as its own.
     pub adopts: bool,
+    /// The account its status records.
+    pub account: Option<String>,
+    /// Its Ready reason, and the class of its last failed call: whether it could take the segment on.
+    pub ready_reason: Option<String>,
+    pub failing: Option<ErrorClass>,
 }
 
 /// The credentials a pass would act with.

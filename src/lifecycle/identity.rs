@@ -16,6 +16,9 @@ pub const RELEASE_TOKEN: &str = "eipsegment.io/release-token";
 
 /// The annotations the operator keeps, in the order it writes them.
 pub const ANNOTATIONS: [&str; 5] = [SEGMENT_ID, ACCOUNT_ID, CREDENTIALS_SOURCE, ALLOCATION_TOKEN, RELEASE_TOKEN];
+/// The operator's proof that it wrote the others (an HMAC under a key it keeps): without it, an
+/// annotation counts only where status records the same.
+pub const PROOF: &str = "eipsegment.io/identity-proof";
 
 /// ClientTokens derive from the object's UID, never its name: a recreated object gets new ones.
 pub fn allocation_token(uid: &str) -> String {
@@ -57,6 +60,23 @@ impl Identity {
             (ALLOCATION_TOKEN, self.allocation_token.as_deref()),
             (RELEASE_TOKEN, self.release_token.as_deref()),
         ]
+    }
+
+    /// Sets the part `annotation` names (one of [`ANNOTATIONS`]).
+    pub fn set(&mut self, annotation: &str, value: &str) {
+        let field = match annotation {
+            SEGMENT_ID => &mut self.segment_id,
+            ACCOUNT_ID => &mut self.account_id,
+            CREDENTIALS_SOURCE => &mut self.credentials_source,
+            ALLOCATION_TOKEN => &mut self.allocation_token,
+            RELEASE_TOKEN => &mut self.release_token,
+            _ => return,
+        };
+        *field = Some(value.to_string());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.annotations().iter().all(|(_, value)| value.is_none())
     }
 
     /// The identity status records.

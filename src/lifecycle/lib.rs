@@ -14,7 +14,11 @@
 //!   allocation; the pending marker goes only with proof;
 //! - one object holds a segment: another that names it is refused, and a segment another live
 //!   object names is never released;
-//! - a release goes only from a deleting object with the Delete policy, with one token.
+//! - a release goes only from a deleting object with the Delete policy, with one token;
+//! - an identity annotation counts only when the operator proves it wrote it;
+//! - another namespace's object never blocks a release, never receives a segment, and never makes
+//!   one kept; the tenancy policy of the object's namespace is asked before any allocation or
+//!   adoption, and caps what an adoption may release.
 
 mod apply;
 mod cleanup;
@@ -24,14 +28,32 @@ pub mod identity;
 pub mod moves;
 mod pass;
 
-pub use facts::{Claimant, Credentials, Facts, Look, Object, Outcome, Problem, Seen};
+pub use facts::{Allowance, Claimant, Credentials, Facts, Look, Object, Outcome, Problem, Seen};
 pub use identity::{Identity, Source};
 pub use moves::{Call, Change, Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
 
 /// The next step for the object, from what is known so far.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     let pass = pass::Pass::new(facts);
-    if facts.object.deleting { cleanup::decide(&pass) } else { apply::decide(&pass) }
+    let decision = if facts.object.deleting { cleanup::decide(&pass) } else { apply::decide(&pass) };
+    match decision {
+        Decision::Act(decided) => Decision::Act(tell_identity(facts.object, decided)),
+        need => need,
+    }
+}
+
+/// Every move says which identity annotations the object carries that the operator cannot prove
+/// (a condition), with a Warning event when that is new.
+fn tell_identity(object: &Object, mut decided: Move) -> Move {
+    conditions::set_identity(&mut decided.status, &object.unproven, &object.now);
+    let before = conditions::get(&object.status, conditions::IDENTITY_PROVEN);
+    let after = conditions::get(&decided.status, conditions::IDENTITY_PROVEN);
+    let news = after.is_some_and(|c| c.status == "False") && before.map(|c| &c.message) != after.map(|c| &c.message);
+    if news {
+        let note = conditions::message::unproven(&object.unproven);
+        decided.warning = Some(Event::warning("UnprovenIdentity", "Observe", note));
+    }
+    decided
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub enum SourceChoice {
     Exactly(Source),
     /// Nothing recorded yet: the namespace's default Secret if it exists, else the operator's own.
     NamespaceDefaultOrOperator,
+    /// Nothing recorded yet, and the tenancy policy (this rule) keeps the operator's own
+    /// credentials from the namespace: its default Secret, or nothing.
+    NamespaceDefaultOnly { rule: String },
 }
 
 /// The whole next move. The glue writes `identity`, then `status`, then holds or lets go of the
@@ -48,6 +51,9 @@ pub struct Move {
     pub secret: SecretUse,
     pub call: Option<Call>,
     pub event: Option<Event>,
+    /// A standing problem of the object itself (identity annotations it cannot prove), told beside
+    /// the move's own event when it is new.
+    pub warning: Option<Event>,
     pub watch: Option<Watch>,
     pub next: Next,
 }

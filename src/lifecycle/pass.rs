@@ -70,7 +70,11 @@ pub(super) struct Pass<'a> {
     /// The status this pass starts from: as read, with the identity a restore left in annotations
     /// filled in, the generation observed and the deletion policy in force.
     pub starting_status: EipSegmentStatus,
+    /// The deletion policy in force: the spec's, unless the tenancy policy keeps an adoption from
+    /// releasing its segment.
     pub policy: DeletionPolicy,
+    /// The tenancy policy turned the spec's Delete into Retain.
+    pub policy_capped: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -85,9 +89,50 @@ impl<'a> Pass<'a> {
             status.allocation_requested_at.get_or_insert_with(|| object.now.clone());
         }
         status.observed_generation = object.generation;
-        let policy = object.spec.effective_deletion_policy();
+        let asked = object.spec.effective_deletion_policy();
+        let policy_capped =
+            object.spec.adopts() && asked == DeletionPolicy::Delete && !object.allowance.adopt_with_delete;
+        let policy = if policy_capped { DeletionPolicy::Retain } else { asked };
         status.deletion_policy = Some(policy.as_str().to_string());
-        Pass { facts: *facts, object, starting_status: status, policy }
+        Pass { facts: *facts, object, starting_status: status, policy, policy_capped }
+    }
+
+    /// Why the tenancy policy refuses a new allocation, if it does.
+    pub fn refusal_to_allocate(&self) -> Option<String> {
+        let allowance = &self.object.allowance;
+        let mask = self.object.spec.eip_mask.unwrap_or(28);
+        if !allowance.allocate {
+            return Some(format!("{} allocate segments", self.policy_denies()));
+        }
+        (mask < allowance.min_eip_mask).then(|| {
+            format!(
+                "{} allocate a /{mask} segment: the largest it may ask for is a /{} (eipMask {} or more)",
+                self.policy_denies(),
+                allowance.min_eip_mask,
+                allowance.min_eip_mask
+            )
+        })
+    }
+
+    /// Why the tenancy policy refuses an adoption, if it does.
+    pub fn refusal_to_adopt(&self) -> Option<String> {
+        if !self.object.allowance.adopt {
+            return Some(format!("{} adopt segments it did not allocate", self.policy_denies()));
+        }
+        self.policy_capped.then(|| {
+            format!(
+                "{} adopt a segment with deletionPolicy Delete (a deletion would release a segment this namespace did \
+                 not allocate): set spec.deletionPolicy to Retain",
+                self.policy_denies()
+            )
+        })
+    }
+
+    fn policy_denies(&self) -> String {
+        format!(
+            "the tenancy policy (rule {:?}) does not let namespace {}",
+            self.object.allowance.rule, self.object.namespace
+        )
     }
 
     pub fn holding(&self) -> Holding {
@@ -130,7 +175,8 @@ impl<'a> Pass<'a> {
         match (self.recorded_source(), &self.object.spec.credentials_secret_ref) {
             (Some(recorded), _) => SourceChoice::Exactly(recorded),
             (None, Some(secret)) => SourceChoice::Exactly(Source::Secret(secret.name.clone())),
-            (None, None) => SourceChoice::NamespaceDefaultOrOperator,
+            (None, None) if self.object.allowance.operator_credentials => SourceChoice::NamespaceDefaultOrOperator,
+            (None, None) => SourceChoice::NamespaceDefaultOnly { rule: self.object.allowance.rule.clone() },
         }
     }
 
@@ -227,6 +273,7 @@ impl<'a> Pass<'a> {
             status,
             call: None,
             event: None,
+            warning: None,
             watch: None,
             next,
         }
@@ -269,6 +316,18 @@ impl<'a> Pass<'a> {
     pub fn not_ready(&self, mut status: EipSegmentStatus, reason: &str, message: &str) -> EipSegmentStatus {
         set_ready(&mut status, false, reason, message, self.now());
         status
+    }
+
+    /// Refused by the tenancy policy: Ready=False saying which rule, no cloud call, a Warning event
+    /// when new; asked again when the object changes (or after a long backoff, for a policy change).
+    pub fn refuse_by_policy(&self, why: String) -> Decision {
+        let status = self.not_ready(self.starting_status.clone(), conditions::reason::POLICY_REFUSED, &why);
+        let mut decided =
+            self.act(status, Next::Wait(Pace::Backoff { class: vpc_api::ErrorClass::Terminal, hint: None }));
+        if self.reason_is_new(conditions::reason::POLICY_REFUSED) {
+            decided.event = Some(Event::warning("PolicyRefused", "Admit", why));
+        }
+        Decision::Act(decided)
     }
 
     pub fn reason_is_new(&self, reason: &str) -> bool {

@@ -415,6 +415,9 @@ fn claimant(name: &str, created: &str, established: bool, deleting: bool) -> Cla
         deleting,
         finalized: true,
         adopts: name != "owner" && name != "older",
+        account: established.then(|| A.into()),
+        ready_reason: None,
+        failing: None,
     }
 }
 
@@ -460,7 +463,7 @@ fn a_deleted_holder_hands_its_segment_over_to_a_live_claimant() {
     assert_ne!(m.next, Next::Finish);
     let hw = claimed_by(vec![claimant("owner", "2026-01-01T00:00:01Z", true, true)]);
     assert_eq!(reason(&decide_for(&adopter(), &hw)), Some("Adopted"), "a holder being deleted does not refuse");
-    w.claims[0].established = true;
+    (w.claims[0].established, w.claims[0].account) = (true, Some(A.into()));
     let m = decide_for(&deleting(recorded()), &w);
     assert_eq!((m.call.is_none(), &m.next, event(&m)), (true, &Next::Finish, Some("HandedOver")));
     // One the operator has not reconciled yet could vanish unseen: the holder waits for it.
@@ -710,4 +713,133 @@ fn a_call_the_quota_does_not_admit_keeps_a_restored_objects_identity() {
     let waiting = after(&pending, &m, &w, queued());
     assert_eq!(reason(&waiting), Some("AllocationQueued"));
     assert_eq!(waiting.identity, pending.annotations);
+}
+
+// ---- tenants ----
+
+fn elsewhere(mut claimant: Claimant) -> Claimant {
+    claimant.namespace = "other-team".into();
+    claimant
+}
+
+fn shared_cluster() -> Allowance {
+    Allowance {
+        rule: "tenants".into(),
+        operator_credentials: false,
+        allocate: true,
+        min_eip_mask: 28,
+        adopt: false,
+        adopt_with_delete: false,
+    }
+}
+
+#[test]
+fn another_namespace_never_holds_a_release_back_nor_receives_the_segment() {
+    // A claimant in another namespace, live, unestablished: the holder releases at once.
+    let w = claimed_by(vec![elsewhere(claimant("adopter", "2026-01-01T00:00:09Z", false, false))]);
+    let m = decide_for(&deleting(recorded()), &w);
+    assert!(matches!(m.call, Some(Call::Release { .. })), "{:?}", m.next);
+    // Established there (it took the segment while unheld): still not handed over.
+    let mut established = elsewhere(claimant("adopter", "2026-01-01T00:00:09Z", true, false));
+    established.adopts = true;
+    let m = decide_for(&deleting(recorded()), &claimed_by(vec![established]));
+    assert!(matches!(m.call, Some(Call::Release { .. })));
+    // And the other namespace's adopter stays refused while the holder is being deleted.
+    let holder = elsewhere(claimant("owner", "2026-01-01T00:00:01Z", true, true));
+    let m = decide_for(&adopter(), &claimed_by(vec![holder]));
+    assert_eq!((reason(&m), m.status.segment_instance_id.as_deref()), (Some("SegmentInUse"), None));
+}
+
+#[test]
+fn an_heir_that_cannot_take_the_segment_does_not_hold_the_release_back() {
+    let cannot = [
+        (Some("AdoptionTargetNotFound"), None),
+        (Some("PolicyRefused"), None),
+        (Some("SegmentInUse"), Some(ErrorClass::Terminal)),
+    ];
+    for (ready_reason, failing) in cannot {
+        let mut heir = claimant("adopter", "2026-01-01T00:00:09Z", false, false);
+        (heir.ready_reason, heir.failing) = (ready_reason.map(String::from), failing);
+        let m = decide_for(&deleting(recorded()), &claimed_by(vec![heir]));
+        assert!(matches!(m.call, Some(Call::Release { .. })), "{ready_reason:?} {failing:?}");
+    }
+    // A passing failure (throttling) is not a refusal: still waited for.
+    let mut heir = claimant("adopter", "2026-01-01T00:00:09Z", false, false);
+    heir.failing = Some(ErrorClass::Transient);
+    let m = decide_for(&deleting(recorded()), &claimed_by(vec![heir.clone()]));
+    assert_eq!((m.call.is_none(), reason(&m)), (true, Some("SegmentInUse")));
+    // An heir established in another account does not receive it.
+    (heir.established, heir.account, heir.failing) = (true, Some(B.into()), None);
+    let m = decide_for(&deleting(recorded()), &claimed_by(vec![heir]));
+    assert!(matches!(m.call, Some(Call::Release { .. })));
+    // Nor does any heir where the namespace may not adopt.
+    let mut holder = deleting(recorded());
+    holder.allowance = shared_cluster();
+    let heir = claimant("adopter", "2026-01-01T00:00:09Z", false, false);
+    assert!(matches!(decide_for(&holder, &claimed_by(vec![heir])).call, Some(Call::Release { .. })));
+}
+
+#[test]
+fn the_tenancy_policy_refuses_before_any_cloud_call() {
+    let refused = |o: &Object, words: &str| {
+        let (asked, m) = decide_in(o, &world(Seen::Absent), None);
+        assert_eq!((asked, &m.call), (vec![], &None), "nothing is gathered, nothing called");
+        assert_eq!((reason(&m), event(&m)), (Some("PolicyRefused"), Some("PolicyRefused")));
+        assert!(condition_message(&m).contains(words), "{}", condition_message(&m));
+        assert!(condition_message(&m).contains("rule \"tenants\""), "names the rule");
+    };
+    let mut large = object();
+    (large.allowance, large.spec.eip_mask) = (shared_cluster(), Some(24));
+    refused(&large, "allocate a /24 segment: the largest it may ask for is a /28");
+    let mut no_allocation = object();
+    no_allocation.allowance = Allowance { allocate: false, ..shared_cluster() };
+    refused(&no_allocation, "allocate segments");
+    let mut adoption = adopter();
+    adoption.allowance = shared_cluster();
+    refused(&adoption, "adopt segments it did not allocate");
+    adoption.allowance = Allowance { adopt: true, ..shared_cluster() };
+    adoption.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    refused(&adoption, "set spec.deletionPolicy to Retain");
+    // A pending allocation is resolved whatever the policy says now.
+    let mut resolving = pending();
+    resolving.allowance = Allowance { allocate: false, ..shared_cluster() };
+    assert!(matches!(decide_for(&resolving, &world(Seen::Absent)).call, Some(Call::Allocate(_))));
+}
+
+#[test]
+fn an_adoption_the_policy_keeps_from_releasing_is_retained() {
+    let mut o = deleting(recorded());
+    (o.spec.eip_mask, o.spec.segment_instance_id) = (None, Some(ID.into()));
+    o.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    o.allowance = Allowance { adopt: true, ..shared_cluster() };
+    let (asked, m) = decide_in(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))), None);
+    assert_eq!((asked, &m.call, &m.next, event(&m)), (vec![], &None, &Next::Finish, Some("Retained")));
+    assert!(m.event.unwrap().note.contains("tenancy policy (rule \"tenants\")"));
+    assert_eq!(m.status.deletion_policy.as_deref(), Some("Retain"), "status says which policy is in force");
+}
+
+#[test]
+fn without_the_operators_credentials_only_the_namespace_default_secret_is_asked_for() {
+    let mut o = object();
+    o.spec.credentials_secret_ref = None;
+    o.allowance = shared_cluster();
+    let (asked, _) = decide_in(&o, &world(Seen::Absent), None);
+    assert_eq!(asked, [Need::Credentials(SourceChoice::NamespaceDefaultOnly { rule: "tenants".into() })]);
+}
+
+#[test]
+fn unproven_annotations_are_reported_once_and_cleared_when_gone() {
+    let mut o = recorded();
+    o.unproven = vec![identity::CREDENTIALS_SOURCE.to_string()];
+    let m = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    let told = conditions::get(&m.status, conditions::IDENTITY_PROVEN).unwrap();
+    assert_eq!((told.status.as_str(), told.reason.as_str()), ("False", "UnprovenAnnotations"));
+    let warning = m.warning.as_ref().map(|e| (e.reason, e.note.contains(identity::CREDENTIALS_SOURCE)));
+    assert_eq!(warning, Some(("UnprovenIdentity", true)));
+    o.status = m.status.clone();
+    let again = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!(again.warning, None, "told once");
+    o.unproven.clear();
+    let cleared = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
+    assert_eq!(conditions::get(&cleared.status, conditions::IDENTITY_PROVEN).unwrap().status, "True");
 }

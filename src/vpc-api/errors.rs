@@ -24,6 +24,13 @@ impl ErrorClass {
             ErrorClass::Terminal => "Terminal",
         }
     }
+
+    /// The class [`ErrorClass::as_str`] names (as status records it).
+    pub fn parse(value: &str) -> Option<ErrorClass> {
+        [ErrorClass::Gone, ErrorClass::Transient, ErrorClass::Blocked, ErrorClass::Terminal]
+            .into_iter()
+            .find(|class| class.as_str() == value)
+    }
 }
 
 /// How an error code is read: its class and what to tell the user.

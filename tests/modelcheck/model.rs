@@ -10,8 +10,8 @@ use eipsegment_operator::cloud::ErrorClass;
 use eipsegment_operator::cloud::model::{Segment, SegmentStatus};
 use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use eipsegment_operator::lifecycle::{
-    Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome, Problem,
-    SecretUse, Seen, Source, SourceChoice,
+    Allowance, Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome,
+    Problem, SecretUse, Seen, Source, SourceChoice, conditions,
 };
 
 use super::rules::Rules;
@@ -441,6 +441,8 @@ impl Model {
             spec: o.spec.clone(),
             status: o.status.clone(),
             annotations: self.rules.annotations(&o.annotations),
+            unproven: Vec::new(),
+            allowance: Allowance::default(),
             deleting: o.deleting,
             now: NOW.into(),
         }
@@ -466,6 +468,9 @@ impl Model {
                 deleting: o.deleting,
                 finalized: o.finalizer,
                 adopts: o.spec.adopts(),
+                account: o.status.account_id.clone(),
+                ready_reason: conditions::ready_reason(&o.status).map(str::to_string),
+                failing: o.status.last_error.as_ref().and_then(|e| ErrorClass::parse(&e.class)),
             })
             .collect();
         self.rules.claims(claims)
