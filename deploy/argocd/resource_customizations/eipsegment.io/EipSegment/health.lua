@@ -110,10 +110,11 @@ if deleting then
 end
 
 -- A segment gone out of band is not re-created; an adoption target that does not exist never appears;
--- a segment another object holds is not acted on. Checked before the generation: a refused object's
--- status is not that of its current spec.
+-- a segment another object holds is not acted on; the tenancy policy refuses what the spec asks.
+-- Checked before the generation: a refused object's status is not that of its current spec.
 if ready ~= nil and ready.status == "False" and (ready.reason == "SegmentMissing"
-    or ready.reason == "AdoptionTargetNotFound" or ready.reason == "SegmentInUse") then
+    or ready.reason == "AdoptionTargetNotFound" or ready.reason == "SegmentInUse"
+    or ready.reason == "PolicyRefused") then
   hs.status = "Degraded"
   hs.message = ready.message
   return hs
