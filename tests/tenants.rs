@@ -18,9 +18,6 @@ use eipsegment_test_support as support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -79,10 +76,9 @@ fn blocking_someone_elses_release_forever(enforced: bool) {
     );
     let adopter = t.attempt(open, "adopter", &[], &adoption);
     let forged = format!("{SPEC}  credentialsSecretRef: {{name: no-such-secret}}\n");
-    let forger =
-        t.attempt(open, "forger", &[(SEGMENT_ID, &id)], &forged).then(|| UnprovenWatch::start(c, open, "forger"));
+    let forger = t.attempt(open, "forger", &[(SEGMENT_ID, &id)], &forged);
     // The operator has seen both claims before the platform team deletes its object.
-    for (name, made) in [("adopter", adopter), ("forger", forger.is_some())] {
+    for (name, made) in [("adopter", adopter), ("forger", forger)] {
         if made {
             answered(c, &open.ns, name);
         }
@@ -91,8 +87,10 @@ fn blocking_someone_elses_release_forever(enforced: bool) {
     t.platform.delete(c, "victim");
     wait_deleted(c, &t.platform.ns, "victim");
     t.assert_victims_segment_released(&id);
-    if let Some(watch) = forger {
-        watch.assert_reported(c, open, "forger", SEGMENT_ID);
+    if forger {
+        // It never allocates (its Secret does not exist): the forged annotation stays, and so does
+        // the report.
+        assert_reported(c, open, "forger", SEGMENT_ID, Lasting::Yes);
     }
     t.delete_all(open, &["adopter", "forger"]);
     assert_each_allocation_released_once(&t.sim);
@@ -126,11 +124,10 @@ fn leaking_a_restored_segment(enforced: bool) {
     let t = Tenancy::new("restore", enforced);
     let (c, open) = (t.c, &t.open);
     let (id, _) = t.victim();
-    let squatter = t.attempt(open, "squatter", &[(SEGMENT_ID, &id)], SPEC).then(|| {
-        let watch = UnprovenWatch::start(c, open, "squatter");
+    let squatter = t.attempt(open, "squatter", &[(SEGMENT_ID, &id)], SPEC);
+    if squatter {
         answered(c, &open.ns, "squatter");
-        watch
-    });
+    }
     // The restore comes after the squatter was made: creation timestamps have whole seconds.
     std::thread::sleep(Duration::from_millis(1100));
     let (saved, _) = Kube::new(c).remove_behind_operator(&t.platform.ns, "victim").expect("removed");
@@ -143,8 +140,8 @@ fn leaking_a_restored_segment(enforced: bool) {
     t.platform.delete(c, "victim");
     wait_deleted(c, &t.platform.ns, "victim");
     t.assert_victims_segment_released(&id);
-    if let Some(watch) = squatter {
-        watch.assert_reported(c, open, "squatter", SEGMENT_ID);
+    if squatter {
+        assert_reported(c, open, "squatter", SEGMENT_ID, Lasting::No);
     }
     t.delete_all(open, &["squatter"]);
     assert_each_allocation_released_once(&t.sim);
@@ -159,7 +156,6 @@ fn bypassing_the_credentials_policy(enforced: bool) {
     t.put_secret(shared, "own-keys", OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET);
     let with_keys = format!("{SPEC}  credentialsSecretRef: {{name: own-keys}}\n");
     if t.attempt(shared, "forged-source", &[(CREDENTIALS_SOURCE, "Operator")], &with_keys) {
-        let watch = UnprovenWatch::start(c, shared, "forged-source");
         let obj = wait_ready_saying(c, &shared.ns, "forged-source");
         let account = &obj["status"]["accountId"];
         assert_eq!(
@@ -168,17 +164,19 @@ fn bypassing_the_credentials_policy(enforced: bool) {
             obj["status"]["credentialsSource"]
         );
         assert_eq!(t.sim.segment(&segment_id(&obj)).unwrap()["ownerAccount"], OTHER_ACCOUNT);
-        watch.assert_reported(c, shared, "forged-source", CREDENTIALS_SOURCE);
+        assert_reported(c, shared, "forged-source", CREDENTIALS_SOURCE, Lasting::No);
     }
     assert_nothing_in_operators_account(&t.sim);
 
     // No Secret reference and no namespace default Secret: only the operator's credentials are
     // left, which the shared profile does not allow.
+    // Its forged credentials source does not change that, and stays reported.
     let before = calls(&t.sim, ALLOCATE);
-    if t.attempt(shared, "no-keys", &[], SPEC) {
+    if t.attempt(shared, "no-keys", &[(CREDENTIALS_SOURCE, "Operator")], SPEC) {
         let answer = policy_answer(c, &shared.ns, "no-keys");
         assert_eq!(calls(&t.sim, ALLOCATE), before, "allocated with the operator's credentials: {}", ready_of(&answer));
         assert!(!is_ready(&answer), "{}", ready_of(&answer));
+        assert_reported(c, shared, "no-keys", CREDENTIALS_SOURCE, Lasting::Yes);
     }
     assert_nothing_in_operators_account(&t.sim);
     t.delete_all(shared, &["forged-source", "no-keys"]);
@@ -195,7 +193,6 @@ fn stealing_a_segment_by_replaying_its_token(enforced: bool) {
     let token = format!("alloc-{}", uid(&victim));
     assert_eq!(victim["status"]["allocationToken"], token.as_str());
     if t.attempt(open, "replayer", &[(ALLOCATION_TOKEN, &token)], SPEC) {
-        let watch = UnprovenWatch::start(c, open, "replayer");
         let obj = eventually(&format!("{}/replayer names a segment", open.ns), T, || {
             c.get(&open.ns, "replayer").filter(|o| o["status"]["segmentInstanceId"].is_string())
         });
@@ -205,7 +202,7 @@ fn stealing_a_segment_by_replaying_its_token(enforced: bool) {
             "the replayed token gave the tenant the platform's segment: {}",
             ready_of(&obj)
         );
-        watch.assert_reported(c, open, "replayer", ALLOCATION_TOKEN);
+        assert_reported(c, open, "replayer", ALLOCATION_TOKEN, Lasting::No);
     }
 
     t.platform.delete(c, "victim");
@@ -564,51 +561,28 @@ fn never_holds_while_deleted(c: &Cluster, (ns, name): (&str, &str), id: &str, (v
     }
 }
 
-/// Watches an object from its creation for the report that its identity annotations are not
-/// believed (condition IdentityProven=False, reason UnprovenAnnotations): the condition may be
-/// gone again once the operator has written the object's own identity.
-struct UnprovenWatch {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<bool>,
+/// Whether a forged annotation outlives the object's first passes: one the operator overwrites with
+/// the object's own identity (its own segment, token or credentials source) is no longer reported.
+#[derive(PartialEq)]
+enum Lasting {
+    Yes,
+    No,
 }
 
-impl UnprovenWatch {
-    fn start(c: &'static Cluster, team: &Team, name: &str) -> UnprovenWatch {
-        let (ns, name) = (team.ns.clone(), name.to_string());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                let unproven = condition(&c.get(&ns, &name).unwrap_or_default(), "IdentityProven")
-                    .is_some_and(|p| p["status"] == "False" && p["reason"] == "UnprovenAnnotations");
-                if unproven {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            false
+/// The object was told that its annotation `key` is not believed: a Warning event naming the key,
+/// and, while the annotation stays, the condition IdentityProven=False (UnprovenAnnotations).
+fn assert_reported(c: &Cluster, team: &Team, name: &str, key: &str, lasting: Lasting) {
+    let ns = &team.ns;
+    let named = || events_of(c, ns, name, "UnprovenIdentity").into_iter().find(|(w, note)| *w && note.contains(key));
+    eventually(&format!("{ns}/{name}: an UnprovenIdentity warning naming {key}"), T, named);
+    if lasting == Lasting::Yes {
+        let told = c.get(ns, name).and_then(|o| condition(&o, "IdentityProven"));
+        let unproven = told.as_ref().is_some_and(|p| {
+            p["status"] == "False"
+                && p["reason"] == "UnprovenAnnotations"
+                && p["message"].as_str().unwrap_or("").contains(key)
         });
-        UnprovenWatch { stop, thread }
-    }
-
-    /// The object was told that its annotation `key` is not believed: the condition, and a Warning
-    /// event naming the key.
-    fn assert_reported(self, c: &Cluster, team: &Team, name: &str, key: &str) {
-        let start = Instant::now();
-        while !self.thread.is_finished() && start.elapsed() < T {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        let seen = self.thread.join().unwrap_or(false);
-        let ns = &team.ns;
-        assert!(
-            seen,
-            "{ns}/{name} never had IdentityProven=False (UnprovenAnnotations); events {:?}",
-            c.events(ns, name)
-        );
-        let named =
-            || events_of(c, ns, name, "UnprovenIdentity").into_iter().find(|(w, note)| *w && note.contains(key));
-        eventually(&format!("{ns}/{name}: an UnprovenIdentity warning naming {key}"), T, named);
+        assert!(unproven, "{ns}/{name}: IdentityProven is {told:?}");
     }
 }
 
