@@ -78,6 +78,7 @@ struct Rule {
 }
 
 /// The policy in force.
+#[derive(Default)]
 pub struct Tenancy {
     base: Allowance,
     rules: Vec<Rule>,
@@ -91,12 +92,6 @@ pub enum PolicyError {
     Parse(String, #[source] serde_yaml::Error),
     #[error("tenancy rule {0:?}: {1}")]
     Rule(String, String),
-}
-
-impl Default for Tenancy {
-    fn default() -> Tenancy {
-        Tenancy { base: Allowance::default(), rules: Vec::new() }
-    }
 }
 
 impl Tenancy {

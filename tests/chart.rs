@@ -3,8 +3,11 @@
 //! least-privilege RBAC in every mode, the tuning flags, disruption budget, spread, NetworkPolicy,
 //! PrometheusRule and dashboard ConfigMap each values mode renders, deploy/ rendered from it, an
 //! install of the rendering that runs the operator with the chart's own arguments and identity, and
-//! the per-namespace rendering alone carrying the operator through a namespace deletion. The alerts'
-//! behaviour and the dashboard's schema are checked in tests/monitoring.rs.
+//! the per-namespace rendering alone carrying the operator through a namespace deletion. The tenancy
+//! policy from the values, read by the operator's own parser; on the real apiserver, the rights for
+//! people aggregated into Kubernetes' own roles, and the admission policies refusing the operator's
+//! annotations and status to people and what the tenancy policy forbids. The alerts' behaviour and
+//! the dashboard's schema are checked in tests/monitoring.rs.
 
 use eipsegment_test_support as support;
 
@@ -15,7 +18,10 @@ use std::time::Duration;
 use clap::Parser;
 use eipsegment_operator::cli::{Cli, Command as CliCommand, RunArgs};
 use eipsegment_operator::controller::guard::FINALIZER as GUARD_FINALIZER;
+use eipsegment_operator::lifecycle::Allowance;
+use eipsegment_operator::lifecycle::identity::{ACCOUNT_ID, PROOF, SEGMENT_ID};
 use eipsegment_operator::quota::Quota;
+use eipsegment_operator::tenancy::Tenancy;
 use serde_yaml::Value;
 use support::*;
 
@@ -78,6 +84,16 @@ fn strings(v: &Value) -> Vec<String> {
 fn is_role(d: &Value) -> bool {
     d["kind"] == "Role" || d["kind"] == "ClusterRole"
 }
+
+/// A ClusterRole that Kubernetes aggregates into its built-in view, edit or admin.
+fn is_for_people(d: &Value) -> bool {
+    d["kind"] == "ClusterRole"
+        && d["metadata"]["labels"]
+            .as_mapping()
+            .is_some_and(|l| l.keys().any(|k| k.as_str().is_some_and(|k| k.starts_with(AGGREGATE_TO))))
+}
+
+const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
 fn is_binding(d: &Value) -> bool {
     d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding"
@@ -195,6 +211,16 @@ const MODES: &[(&str, &[&str])] = &[
             "grafanaDashboard.annotations.grafana_folder=Operators",
         ],
     ),
+    ("shared tenancy", &["tenancy.profile=shared", r#"json:tenancy.default={"minEipMask":27}"#, RULES_BY_NAME]),
+    ("tenancy by label, namespaced", &["watchNamespaces={team-a,team-b}", RULES_BY_LABEL]),
+    (
+        "admission policies off, identity writers",
+        &[
+            "tenancy.admissionPolicy.enabled=false",
+            "tenancy.identityWriters.users={velero}",
+            "identityKey.secretName=k",
+        ],
+    ),
 ];
 
 /// Every tuning value set, as `--set-json` (fractions stay numbers), with the flag each becomes.
@@ -228,10 +254,16 @@ const ALL_TUNING: &[&str] = &[
     "tuning.describeAddressesQuota=5/0.5",
 ];
 
+/// A tenancy rule by namespace name, and one by label (the operator then watches Namespaces).
+const RULES_BY_NAME: &str = r#"json:tenancy.rules=[{"name":"platform","namespaces":["platform-network"],"operatorCredentials":true,"minEipMask":24}]"#;
+const RULES_BY_LABEL: &str = r#"json:tenancy.rules=[{"name":"trusted","namespaceSelector":{"matchLabels":{"eipsegment.io/tier":"trusted"},"matchExpressions":[{"key":"env","operator":"NotIn","values":["prod"]}]},"adopt":true}]"#;
+
 /// Scrapes only from Prometheus' pods in the monitoring namespace.
 const METRICS_FROM: &str = r#"json:networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"prometheus"}}}]"#;
 
 const RELEASE_NS: &str = "eipsegment-system";
+/// The Secret of the identity key (the chart's default identityKey.secretName).
+const KEY_SECRET: &str = "eipsegment-identity-key";
 
 fn grant(scope: &str, group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
     named_grant(scope, group, resource, &[], verbs)
@@ -267,6 +299,20 @@ fn release_lease_grants(ns: &str, release: &str) -> Vec<Grant> {
 
 fn lease_grants() -> Vec<Grant> {
     release_lease_grants(RELEASE_NS, "eipsegment-operator")
+}
+
+/// The identity key in the release namespace `ns`: read its Secret, and create it when absent.
+fn release_key_grants(ns: &str) -> Vec<Grant> {
+    [named_grant(ns, "", "secrets", &[KEY_SECRET], &["get"]), grant(ns, "", "secrets", &["create"])].concat()
+}
+
+fn key_grants() -> Vec<Grant> {
+    release_key_grants(RELEASE_NS)
+}
+
+/// A tenancy rule matches namespaces by label: the operator watches them.
+fn namespace_grants() -> Vec<Grant> {
+    grant("*", "", "namespaces", &["get", "list", "watch"])
 }
 
 /// Read a credentials Secret, and hold it with a finalizer while a segment depends on it.
@@ -409,20 +455,30 @@ fn rbac_objects(docs: &[Value]) -> Vec<(String, String, String)> {
 
 /// What the chart renders for the release `eipsegment-operator` in eipsegment-system: cluster-wide,
 /// a ClusterRole and its ClusterRoleBinding; per namespace, one ClusterRole bound by a RoleBinding in
-/// each served namespace; the Lease's Role and RoleBinding with leader election.
-fn expected_rbac_objects(namespaces: &[String], leader_election: bool) -> Vec<(String, String, String)> {
+/// each served namespace, and for tenancy rules by label, a ClusterRole for Namespaces and its
+/// ClusterRoleBinding; the Lease's Role and RoleBinding with leader election; the identity key's
+/// Role and RoleBinding; the view and edit ClusterRoles for people.
+fn expected_rbac_objects(namespaces: &[String], leader_election: bool, labels: bool) -> Vec<(String, String, String)> {
     let o = |kind: &str, ns: &str, name: &str| (kind.to_string(), ns.to_string(), name.to_string());
     let mut out = if namespaces.is_empty() {
         vec![o("ClusterRole", "", "eipsegment-operator"), o("ClusterRoleBinding", "", "eipsegment-operator")]
     } else {
         let mut v = vec![o("ClusterRole", "", "eipsegment-operator-namespaced")];
         v.extend(namespaces.iter().map(|ns| o("RoleBinding", ns, "eipsegment-operator")));
+        if labels {
+            v.push(o("ClusterRole", "", "eipsegment-operator-namespaces"));
+            v.push(o("ClusterRoleBinding", "", "eipsegment-operator-namespaces"));
+        }
         v
     };
     if leader_election {
         out.push(o("Role", RELEASE_NS, "eipsegment-operator-leader-election"));
         out.push(o("RoleBinding", RELEASE_NS, "eipsegment-operator-leader-election"));
     }
+    out.push(o("Role", RELEASE_NS, "eipsegment-operator-identity-key"));
+    out.push(o("RoleBinding", RELEASE_NS, "eipsegment-operator-identity-key"));
+    out.push(o("ClusterRole", "", "eipsegment-operator-view"));
+    out.push(o("ClusterRole", "", "eipsegment-operator-edit"));
     out.sort();
     out
 }
@@ -439,7 +495,9 @@ fn guard_flag(docs: &[Value]) -> Option<String> {
 /// What must hold of every rendering, whatever the values: checked on each rule of each role, bound
 /// or not.
 /// - No wildcard anywhere.
-/// - Secrets: `get` and `patch` at most (never list, watch, create, update or delete).
+/// - Secrets: `get` and `patch` at most (never list, watch, update or delete); besides, in a Role of
+///   the release namespace, `get` on the identity key's Secret alone (--identity-key-secret) and
+///   `create` (which cannot be limited to a name).
 /// - RBAC objects: only `get` and `patch` on rolebindings, and only on the RoleBinding that
 ///   --rbac-guard-rolebinding names.
 /// - Per-namespace mode (--namespace given): the operator runs with --rbac-guard-rolebinding naming
@@ -448,6 +506,9 @@ fn guard_flag(docs: &[Value]) -> Option<String> {
 /// - The operator's own parser takes the arguments, with the same namespaces and guard.
 fn check_rbac_invariants(mode: &str, docs: &[Value]) {
     let guard = guard_flag(docs);
+    let release_ns = &of_kind(docs, "Deployment")[0]["metadata"]["namespace"];
+    let key_secret = args(docs).iter().find_map(|a| a.strip_prefix("--identity-key-secret=").map(String::from));
+    let key_secret = key_secret.expect("--identity-key-secret");
     let namespaces: Vec<String> = args(docs)
         .iter()
         .find_map(|a| a.strip_prefix("--namespace="))
@@ -467,7 +528,11 @@ fn check_rbac_invariants(mode: &str, docs: &[Value]) {
             }
             let secrets = groups.iter().any(|g| g.is_empty())
                 && resources.iter().any(|r| r == "secrets" || r.starts_with("secrets/"));
-            if secrets {
+            let in_release_namespace = role["kind"] == "Role" && role["metadata"]["namespace"] == *release_ns;
+            if secrets && in_release_namespace {
+                let key = verbs == ["get"] && names == [key_secret.as_str()];
+                assert!(key || (verbs == ["create"] && names.is_empty()), "{mode}: {rule:?} in {name:?}");
+            } else if secrets {
                 for verb in &verbs {
                     assert!(["get", "patch"].contains(&verb.as_str()), "{mode}: {verb} on Secrets in {name:?}");
                 }
@@ -567,12 +632,23 @@ fn rbac_cases() -> Vec<(&'static str, &'static [&'static str], Vec<Grant>)> {
         ),
         ("rrsa", &["rrsa.enabled=true", "rrsa.roleName=r"], [operator_grants("*"), lease_grants()].concat()),
         ("credentials secret", &["credentials.secretName=k"], [operator_grants("*"), lease_grants()].concat()),
+        ("tenancy rules by name", &[RULES_BY_NAME], [operator_grants("*"), lease_grants()].concat()),
+        (
+            "tenancy rules by label",
+            &[RULES_BY_LABEL],
+            [operator_grants("*"), namespace_grants(), lease_grants()].concat(),
+        ),
+        (
+            "tenancy rules by label, namespaced",
+            &["watchNamespaces={team-a,team-b}", RULES_BY_LABEL],
+            [namespaced_grants(no_grants), namespace_grants(), lease_grants()].concat(),
+        ),
     ]
 }
 
 /// Every binding names a role of this rendering (a Role in its own namespace), for the release's
 /// ServiceAccount (eipsegment-system/eipsegment-operator, the identity the test control plane
-/// uses); every role is bound.
+/// uses); every role is bound, but those for people, which Kubernetes aggregates into its own.
 fn check_bindings_are_for_the_release(mode: &str, docs: &[Value]) {
     let sa = of_kind(docs, "ServiceAccount")[0];
     assert_eq!(
@@ -592,7 +668,7 @@ fn check_bindings_are_for_the_release(mode: &str, docs: &[Value]) {
             "{mode}"
         );
     }
-    for role in docs.iter().filter(|d| is_role(d)) {
+    for role in docs.iter().filter(|d| is_role(d) && !is_for_people(d)) {
         assert!(
             docs.iter().filter(|d| is_binding(d)).any(|b| bound_role(docs, b) == Some(role)),
             "{mode}: {:?} is bound nowhere",
@@ -605,9 +681,12 @@ fn check_bindings_are_for_the_release(mode: &str, docs: &[Value]) {
 fn rbac_is_exactly_what_each_mode_needs() {
     for (mode, sets, want) in rbac_cases() {
         let docs = documents(&template(sets).unwrap());
-        assert_eq!(sorted(grants(&docs)), sorted(want), "{mode}: granted rights");
+        // Every mode: the identity key in the release namespace.
+        assert_eq!(sorted(grants(&docs)), sorted([want, key_grants()].concat()), "{mode}: granted rights");
         let leader_election = !sets.contains(&"leaderElection.enabled=false");
-        assert_eq!(rbac_objects(&docs), expected_rbac_objects(&watched(sets), leader_election), "{mode}: RBAC objects");
+        let labels = sets.contains(&RULES_BY_LABEL);
+        let want_objects = expected_rbac_objects(&watched(sets), leader_election, labels);
+        assert_eq!(rbac_objects(&docs), want_objects, "{mode}: RBAC objects");
         check_rbac_invariants(mode, &docs);
         check_bindings_are_for_the_release(mode, &docs);
     }
@@ -638,6 +717,7 @@ fn the_guard_flag_names_the_rolebindings_that_carry_its_finalizer() {
     assert_eq!(
         bindings,
         [
+            ("platform", "ops-eipsegment-operator-identity-key"),
             ("platform", "ops-eipsegment-operator-leader-election"),
             ("team-a", "ops-eipsegment-operator"),
             ("team-b", "ops-eipsegment-operator"),
@@ -647,9 +727,10 @@ fn the_guard_flag_names_the_rolebindings_that_carry_its_finalizer() {
         .iter()
         .flat_map(|ns| [operator_grants(ns), secret_grants(ns), guard_grants(ns, "ops-eipsegment-operator")].concat())
         .chain(release_lease_grants("platform", "ops-eipsegment-operator"))
+        .chain(release_key_grants("platform"))
         .collect();
     assert_eq!(sorted(grants(&docs)), sorted(want));
-    let role = of_kind(&docs, "ClusterRole");
+    let role: Vec<&Value> = of_kind(&docs, "ClusterRole").into_iter().filter(|r| !is_for_people(r)).collect();
     assert_eq!(role.len(), 1);
     assert_eq!(role[0]["metadata"]["name"], "ops-eipsegment-operator-namespaced");
     // Cluster-wide, the guard has nothing to do: no flag, no finalizer, no rights on rolebindings.
@@ -1048,11 +1129,16 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     }
 }
 
+/// The ConfigMaps of the rendering but the tenancy policy's.
+fn dashboards(docs: &[Value]) -> Vec<&Value> {
+    of_kind(docs, "ConfigMap").into_iter().filter(|m| m["metadata"]["name"] != "eipsegment-operator-tenancy").collect()
+}
+
 #[test]
 fn the_dashboard_config_map_holds_the_charts_dashboard() {
-    assert!(of_kind(&documents(&template(&[]).unwrap()), "ConfigMap").is_empty(), "opt-in");
+    assert!(dashboards(&documents(&template(&[]).unwrap())).is_empty(), "opt-in");
     let docs = documents(&template(&["grafanaDashboard.enabled=true"]).unwrap());
-    let maps = of_kind(&docs, "ConfigMap");
+    let maps = dashboards(&docs);
     assert_eq!(maps.len(), 1);
     assert_eq!(maps[0]["metadata"]["labels"]["grafana_dashboard"], "1", "the Grafana chart's sidecar label");
     assert!(maps[0]["metadata"]["annotations"].is_null());
@@ -1069,7 +1155,7 @@ fn the_dashboard_config_map_holds_the_charts_dashboard() {
         ])
         .unwrap(),
     );
-    let metadata = &of_kind(&docs, "ConfigMap")[0]["metadata"];
+    let metadata = &dashboards(&docs)[0]["metadata"];
     assert_eq!(metadata["labels"]["dashboards"], "platform");
     assert_eq!(metadata["labels"]["grafana_dashboard"], "1", "the default label stays unless replaced");
     assert_eq!(metadata["annotations"]["grafana_folder"], "Operators");
@@ -1114,6 +1200,19 @@ fn invalid_values_are_refused_by_the_schema() {
         ("prometheusRule.runbookUrl=README.md", "/prometheusRule/runbookUrl"),
         ("prometheusRule.runbookUrl=https://x.example/README.md#runbook", "/prometheusRule/runbookUrl"),
         ("grafanaDashboard.label.a=b", "'label'"),
+        // Tenancy: the operator refuses an unknown field of its policy file, so the schema does.
+        ("tenancy.profile=open", "/tenancy/profile"),
+        (r#"json:tenancy.rules=[{"name":"x","namespaces":["a"],"alocate":false}]"#, "'alocate'"),
+        (r#"json:tenancy.rules=[{"namespaces":["a"]}]"#, "missing property 'name'"),
+        (r#"json:tenancy.default={"minEipMask":23}"#, "/tenancy/default/minEipMask"),
+        (r#"json:tenancy.default={"adopt":"yes"}"#, "/tenancy/default/adopt"),
+        (
+            r#"json:tenancy.rules=[{"name":"x","namespaceSelector":{"matchExpressions":[{"key":"a","operator":"Equals"}]}}]"#,
+            "/tenancy/rules/0/namespaceSelector/matchExpressions/0/operator",
+        ),
+        ("tenancy.admissionPolicy.enable=false", "'enable'"),
+        ("tenancy.identityWriters.group={x}", "'group'"),
+        ("identityKey.secretName=Bad_Name", "/identityKey/secretName"),
     ] {
         let err = template(&[set]).expect_err(set);
         assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
@@ -1194,12 +1293,17 @@ fn deploy_rbac_is_the_identity_the_test_control_plane_uses() {
     let (ns, sa) = (var("operator_ns"), var("operator_sa"));
     let docs = documents(&std::fs::read_to_string(root.join("deploy/rbac/operator.yaml")).unwrap());
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Role", "RoleBinding", "RoleBinding"]
+    );
     assert_eq!(
         (docs[0]["metadata"]["namespace"].as_str(), docs[0]["metadata"]["name"].as_str()),
         (Some(ns.as_str()), Some(sa.as_str()))
     );
-    assert_eq!(sorted(grants(&docs)), sorted([operator_grants("*"), lease_grants()].concat()));
+    assert_eq!(sorted(grants(&docs)), sorted([operator_grants("*"), lease_grants(), key_grants()].concat()));
+    // The scoped identity's key rights, which cluster.sh grants as the chart does.
+    assert!(script.contains(&format!("identity_key_secret={KEY_SECRET} ")), "cluster.sh names another key Secret");
 }
 
 #[test]
@@ -1237,7 +1341,9 @@ fn deploy_and_the_chart_crd_are_up_to_date() {
 
 /// `helm install` for real (the Deployment stays unscheduled: no kubelet runs here), then the
 /// release's manifest as installed. The control plane already holds the same RBAC from
-/// deploy/rbac/, which the release adopts.
+/// deploy/rbac/, which the release adopts. Without the admission policies: cluster-wide, they would
+/// refuse the other operator identities of this shared control plane their own annotations and
+/// status (the policies' tests install them for their own namespaces).
 fn helm_install(c: &Cluster) -> Vec<Value> {
     let out = Command::new(helm())
         .args([
@@ -1248,6 +1354,8 @@ fn helm_install(c: &Cluster) -> Vec<Value> {
             "--namespace",
             "eipsegment-system",
             "--take-ownership",
+            "--set",
+            "tenancy.admissionPolicy.enabled=false",
             "--kubeconfig",
             c.admin_kubeconfig(),
         ])
@@ -1281,14 +1389,24 @@ fn installed_replicas(c: &Cluster) -> String {
     ])
 }
 
+/// The chart's arguments for the operator run here as a process (the harness gives `run` and the
+/// metrics address): the tenancy policy from the rendering's ConfigMap, in a file of its own.
+fn host_args(c: &Cluster, ns: &str, docs: &[Value]) -> Vec<String> {
+    let policy = c.dir.join(format!("tenancy-policy-{ns}.yaml"));
+    std::fs::write(&policy, tenancy_policy_file(docs)).unwrap();
+    let mut chart_args = args(docs);
+    chart_args.retain(|a| a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--tenancy-policy"));
+    chart_args.push(format!("--tenancy-policy={}", policy.display()));
+    chart_args
+}
+
 /// The operator with the chart's arguments, then what only a test needs: the simulator, a free
 /// port, its own Lease and namespace (other tests share this control plane).
 fn start_with_installed_args(c: &Cluster, sim: &Simulator, ns: &str, docs: &[Value]) -> Operator {
-    let mut chart_args = args(docs);
-    chart_args.retain(|a| a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--lease-name"));
-    let lease = format!("--lease-name=chart-{ns}");
-    let mut extra: Vec<&str> = chart_args.iter().map(String::as_str).collect();
-    extra.push(&lease);
+    let mut chart_args = host_args(c, ns, docs);
+    chart_args.retain(|a| !a.starts_with("--lease-name"));
+    chart_args.push(format!("--lease-name=chart-{ns}"));
+    let extra: Vec<&str> = chart_args.iter().map(String::as_str).collect();
     Operator::start_with_env(
         c,
         sim,
@@ -1358,9 +1476,12 @@ fn render_guarded(ns: &str) -> Vec<Value> {
 /// Applies the rendering's RBAC only (no kubelet runs here, so the operator runs as a process) and
 /// returns the path of a kubeconfig with a token of the rendering's ServiceAccount.
 fn install_rbac_with_its_identity(c: &Cluster, ns: &str, docs: &[Value]) -> String {
-    let rbac: Vec<String> =
-        docs.iter().filter(|d| is_role(d) || is_binding(d)).map(|d| serde_yaml::to_string(d).unwrap()).collect();
-    assert_eq!(rbac.len(), 2, "a ClusterRole and one RoleBinding: {rbac:?}");
+    let rbac: Vec<String> = docs
+        .iter()
+        .filter(|d| (is_role(d) || is_binding(d)) && !is_for_people(d))
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    assert_eq!(rbac.len(), 4, "a ClusterRole and one RoleBinding, the identity key's Role and RoleBinding: {rbac:?}");
     c.apply(&rbac.join("---\n")).unwrap();
     c.kubectl(&["create", "serviceaccount", GUARDED_SA, "-n", RELEASE_NS]);
     let token = c.kubectl(&["create", "token", GUARDED_SA, "-n", RELEASE_NS, "--duration=2h"]);
@@ -1397,6 +1518,7 @@ fn guarded_binding_ref() -> String {
 /// The identity may do what the rendering grants in `ns`, and nothing more.
 fn assert_can_i_agrees_with_the_rendering(c: &Cluster, kubeconfig: &str, ns: &str) {
     let binding_ref = guarded_binding_ref();
+    let key_ref = format!("secrets/{KEY_SECRET}");
     for (verb, what, namespace, want) in [
         ("list", "eipsegments.eipsegment.io", ns, true),
         ("patch", "eipsegments.eipsegment.io", ns, true),
@@ -1414,6 +1536,10 @@ fn assert_can_i_agrees_with_the_rendering(c: &Cluster, kubeconfig: &str, ns: &st
         ("patch", "rolebindings.rbac.authorization.k8s.io/another", ns, false),
         ("list", "rolebindings.rbac.authorization.k8s.io", ns, false),
         ("patch", binding_ref.as_str(), "default", false),
+        ("get", key_ref.as_str(), RELEASE_NS, true),
+        ("create", "secrets", RELEASE_NS, true),
+        ("get", "secrets/another", RELEASE_NS, false),
+        ("patch", key_ref.as_str(), RELEASE_NS, false),
     ] {
         assert_eq!(can_i(c, kubeconfig, verb, what, namespace), want, "can-i {verb} {what} -n {namespace}");
     }
@@ -1422,13 +1548,9 @@ fn assert_can_i_agrees_with_the_rendering(c: &Cluster, kubeconfig: &str, ns: &st
 /// The operator with the rendering's arguments, as its identity (the harness gives the same
 /// namespace, a free metrics port and the simulator).
 fn start_as_rendered(c: &Cluster, sim: &Simulator, ns: &str, docs: &[Value], kubeconfig: &str) -> Operator {
-    let chart_args = args(docs);
+    let chart_args = host_args(c, ns, docs);
     assert!(chart_args.contains(&format!("--namespace={ns}")), "{chart_args:?}");
-    let extra: Vec<&str> = chart_args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "run" && !a.starts_with("--metrics-addr") && !a.starts_with("--namespace="))
-        .collect();
+    let extra: Vec<&str> = chart_args.iter().map(String::as_str).filter(|a| !a.starts_with("--namespace=")).collect();
     Operator::start_with_env(c, sim, ns, &extra, &[("KUBECONFIG", kubeconfig)])
 }
 
@@ -1558,5 +1680,511 @@ fn a_namespace_deletion_keeps_the_per_namespace_rights_until_its_eipsegments_are
     assert!(!can_i(c, &kubeconfig, "patch", &guarded_binding_ref(), &ns), "the right went with the RoleBinding");
     let _ =
         c.kubectl_as(c.admin_kubeconfig(), &["delete", "clusterrole", &format!("{GUARDED_BINDING}-namespaced")], None);
+    let key_rbac = format!("{GUARDED_BINDING}-identity-key");
+    let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "role,rolebinding", &key_rbac, "-n", RELEASE_NS], None);
     let _ = c.kubectl_as(c.admin_kubeconfig(), &["delete", "serviceaccount", GUARDED_SA, "-n", RELEASE_NS], None);
+}
+
+/// Where the pods mount the tenancy policy's ConfigMap.
+const POLICY_MOUNT: &str = "/etc/eipsegment-operator/tenancy";
+
+/// A shared platform cluster's tenancy, as in values.yaml's example.
+const SHARED_TENANCY: &[&str] = &[
+    "tenancy.profile=shared",
+    r#"json:tenancy.default={"minEipMask":27}"#,
+    r#"json:tenancy.rules=[{"name":"platform","namespaces":["platform-network"],"operatorCredentials":true,"minEipMask":24,"adopt":true,"adoptWithDelete":true},{"name":"trusted","namespaceSelector":{"matchLabels":{"eipsegment.io/tier":"trusted"}},"adopt":true}]"#,
+];
+
+/// The tenancy policy file the pods read: from the ConfigMap the Deployment mounts read-only at
+/// [`POLICY_MOUNT`], the file that --tenancy-policy names.
+fn tenancy_policy_file(docs: &[Value]) -> String {
+    let mounts = container(docs)["volumeMounts"].as_sequence().expect("volume mounts");
+    let mount = mounts.iter().find(|m| m["mountPath"] == POLICY_MOUNT).expect("the policy mounted");
+    assert_eq!(mount["readOnly"], true);
+    let volumes = pod_spec(docs)["volumes"].as_sequence().expect("volumes");
+    let volume = volumes.iter().find(|v| v["name"] == mount["name"]).expect("the mount's volume");
+    let name = &volume["configMap"]["name"];
+    let map = of_kind(docs, "ConfigMap").into_iter().find(|m| m["metadata"]["name"] == *name).expect("its ConfigMap");
+    let flag = args(docs).into_iter().find_map(|a| a.strip_prefix("--tenancy-policy=").map(String::from));
+    let flag = flag.expect("--tenancy-policy");
+    assert_eq!(Path::new(&flag).parent(), Some(Path::new(POLICY_MOUNT)), "{flag}");
+    let file = Path::new(&flag).file_name().unwrap().to_str().unwrap();
+    map["data"][file].as_str().expect("the file --tenancy-policy names").to_string()
+}
+
+fn pod_annotation<'a>(docs: &'a [Value], key: &str) -> &'a Value {
+    &of_kind(docs, "Deployment")[0]["spec"]["template"]["metadata"]["annotations"][key]
+}
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The values become the file the operator reads, as its own parser reads it; the pods carry the
+/// file's checksum, so that a new policy rolls them and nothing else does.
+#[test]
+fn the_tenancy_policy_reaches_the_operator_and_a_change_rolls_the_pods() {
+    let docs = documents(&template(&[]).unwrap());
+    let single_team = Tenancy::parse(&tenancy_policy_file(&docs)).unwrap();
+    assert_eq!(single_team.allowance("any", None), Allowance::default(), "single-team: everything allowed");
+    assert!(!single_team.needs_labels());
+
+    let shared_docs = documents(&template(SHARED_TENANCY).unwrap());
+    let shared = Tenancy::parse(&tenancy_policy_file(&shared_docs)).unwrap();
+    let platform = shared.allowance("platform-network", None);
+    assert_eq!(
+        (platform.rule.as_str(), platform.operator_credentials, platform.min_eip_mask, platform.adopt_with_delete),
+        ("platform", true, 24, true)
+    );
+    let trusted = shared.allowance("team-b", Some(&labels(&[("eipsegment.io/tier", "trusted")])));
+    assert_eq!((trusted.rule.as_str(), trusted.adopt, trusted.min_eip_mask), ("trusted", true, 27));
+    let other = shared.allowance("team-c", Some(&labels(&[])));
+    assert_eq!(
+        (other.rule.as_str(), other.operator_credentials, other.allocate, other.min_eip_mask, other.adopt),
+        ("default", false, true, 27, false)
+    );
+    assert!(shared.needs_labels());
+
+    let checksum = |docs: &[Value]| pod_annotation(docs, "checksum/tenancy-policy").as_str().unwrap().to_string();
+    assert_ne!(checksum(&docs), checksum(&shared_docs), "a new policy rolls the pods");
+    let unrelated = documents(&template(&["logLevel=debug", "podAnnotations.team=platform"]).unwrap());
+    assert_eq!(checksum(&docs), checksum(&unrelated), "only the policy counts");
+    assert_eq!(pod_annotation(&unrelated, "team"), "platform", "one's own pod annotations stay");
+}
+
+/// The identity key's Secret and the policy file as flags the operator's own parser reads.
+#[test]
+fn the_identity_key_and_the_policy_file_are_flags_of_the_operator() {
+    let parse = |docs: &[Value]| {
+        let argv = std::iter::once("eipsegment-operator".to_string()).chain(args(docs));
+        let CliCommand::Run(run) = Cli::try_parse_from(argv).unwrap().command else { panic!("not `run`") };
+        (run.identity_key.identity_key_secret, run.tenancy_policy)
+    };
+    let policy = Some(Path::new(POLICY_MOUNT).join("policy.yaml"));
+    assert_eq!(parse(&documents(&template(&[]).unwrap())), (KEY_SECRET.to_string(), policy.clone()));
+    let docs = documents(&template(&["identityKey.secretName=platform-identity"]).unwrap());
+    assert_eq!(parse(&docs), ("platform-identity".to_string(), policy));
+    let key = [
+        named_grant(RELEASE_NS, "", "secrets", &["platform-identity"], &["get"]),
+        grant(RELEASE_NS, "", "secrets", &["create"]),
+    ];
+    assert_eq!(sorted(grants(&docs)), sorted([operator_grants("*"), lease_grants(), key.concat()].concat()));
+    assert!(of_kind(&docs, "Secret").is_empty(), "the operator makes the key's Secret, which outlives the release");
+}
+
+/// A rule the operator would refuse, or whose refusals could not say which rule it is (a name given
+/// twice), fails the rendering with the reason.
+#[test]
+fn invalid_tenancy_rules_fail_the_rendering() {
+    for (rules, why) in [
+        (r#"[{"name":"x"}]"#, r#"tenancy rule "x" names no namespaces and has no namespaceSelector"#),
+        (r#"[{"name":"x","namespaces":[]}]"#, r#"tenancy rule "x" names no namespaces"#),
+        (r#"[{"name":"x","namespaces":["a"]},{"name":"x","namespaces":["b"]}]"#, r#"tenancy rule "x" is given twice"#),
+        (
+            r#"[{"name":"x","namespaceSelector":{"matchExpressions":[{"key":"env","operator":"In"}]}}]"#,
+            r#"tenancy rule "x": matchExpressions env In needs values"#,
+        ),
+        (
+            r#"[{"name":"x","namespaceSelector":{"matchExpressions":[{"key":"env","operator":"Exists","values":["a"]}]}}]"#,
+            r#"tenancy rule "x": matchExpressions env Exists takes no values"#,
+        ),
+    ] {
+        let err = template(&[&format!("json:tenancy.rules={rules}")]).expect_err(rules);
+        assert!(err.contains(why), "{rules}: {err}");
+        // Even without the admission policies, which share the checks with the policy file.
+        let err = template(&[&format!("json:tenancy.rules={rules}"), "tenancy.admissionPolicy.enabled=false"]);
+        assert!(err.is_err(), "{rules}");
+    }
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    of_kind(docs, kind)
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn match_conditions(policy: &Value) -> String {
+    policy["spec"]["matchConditions"].as_sequence().unwrap().iter().map(|c| c["expression"].as_str().unwrap()).collect()
+}
+
+/// Both policies exempt the release's own ServiceAccount, the identity policy also the identity
+/// writers; each binding denies, in every namespace, or only in the served ones per namespace.
+#[test]
+fn the_admission_policies_exempt_the_release_and_bind_where_it_serves() {
+    let sets = ["serviceAccount.create=false", "serviceAccount.name=eipseg", "tenancy.identityWriters.users={velero}"];
+    let docs = documents(&template_release("ops", "platform", &sets).unwrap());
+    for name in ["ops-eipsegment-operator-identity", "ops-eipsegment-operator-tenancy"] {
+        let conditions = match_conditions(named(&docs, "ValidatingAdmissionPolicy", name));
+        assert!(
+            conditions.contains(r#"request.userInfo.username != "system:serviceaccount:platform:eipseg""#),
+            "{name}"
+        );
+        let binding = named(&docs, "ValidatingAdmissionPolicyBinding", name);
+        assert_eq!(binding["spec"]["policyName"], name);
+        assert_eq!(strings(&binding["spec"]["validationActions"]), ["Deny"]);
+        assert!(binding["spec"]["matchResources"].is_null(), "cluster-wide: every namespace");
+    }
+    let identity = match_conditions(named(&docs, "ValidatingAdmissionPolicy", "ops-eipsegment-operator-identity"));
+    assert!(identity.contains(r#"["velero"]"#) && identity.contains(r#"["system:masters"]"#), "{identity}");
+
+    let docs = documents(&template(&["watchNamespaces={team-a,team-b}"]).unwrap());
+    for binding in of_kind(&docs, "ValidatingAdmissionPolicyBinding") {
+        let selector = &binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0];
+        assert_eq!(selector["key"], "kubernetes.io/metadata.name");
+        assert_eq!(selector["operator"], "In");
+        assert_eq!(strings(&selector["values"]), ["team-a", "team-b"]);
+    }
+    let docs = documents(&template(&["tenancy.admissionPolicy.enabled=false"]).unwrap());
+    assert!(of_kind(&docs, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&docs, "ValidatingAdmissionPolicyBinding").is_empty());
+}
+
+/// People may read (view) and write (edit, admin) EipSegments, never their status or finalizers.
+#[test]
+fn the_roles_for_people_never_touch_the_operators_subresources() {
+    let docs = documents(&template(&[]).unwrap());
+    let people: Vec<&Value> = docs.iter().filter(|d| is_for_people(d)).collect();
+    let aggregated = |role: &Value| {
+        let mut to: Vec<String> = role["metadata"]["labels"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, v)| Some(k.as_str()?.strip_prefix(AGGREGATE_TO)?.to_string()).filter(|_| v == "true"))
+            .collect();
+        to.sort();
+        to
+    };
+    let view = named(&docs, "ClusterRole", "eipsegment-operator-view");
+    let edit = named(&docs, "ClusterRole", "eipsegment-operator-edit");
+    assert_eq!(people, [view, edit]);
+    assert_eq!(aggregated(view), ["admin", "edit", "view"]);
+    assert_eq!(aggregated(edit), ["admin", "edit"]);
+    // One rule each, on eipsegments alone: (apiGroups, resources, verbs).
+    let rule = |role: &Value| {
+        let rules = rules_of(role);
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert!(rules[0]["resourceNames"].is_null());
+        let rule = &rules[0];
+        (strings(&rule["apiGroups"]), strings(&rule["resources"]), strings(&rule["verbs"]))
+    };
+    let on = |verbs: &[&str]| {
+        (
+            vec!["eipsegment.io".to_string()],
+            vec!["eipsegments".to_string()],
+            verbs.iter().map(|v| v.to_string()).collect(),
+        )
+    };
+    assert_eq!(rule(view), on(&["get", "list", "watch"]));
+    assert_eq!(rule(edit), on(&["create", "update", "patch", "delete", "deletecollection"]));
+}
+
+/// The chart's admission policies and roles for people, as `helm template --show-only` renders them
+/// for release `release` serving `namespaces` (so that they bind there alone, beside the other tests
+/// of this control plane), with the control plane's operator identity as the release's; applied, and
+/// deleted when dropped.
+struct Policies<'a> {
+    c: &'a Cluster,
+    yaml: String,
+}
+
+impl<'a> Policies<'a> {
+    fn install(c: &'a Cluster, release: &str, namespaces: &[&str], sets: &[&str]) -> Policies<'a> {
+        let served = format!("watchNamespaces={{{}}}", namespaces.join(","));
+        let mut all = vec!["serviceAccount.create=false", "serviceAccount.name=eipsegment-operator", served.as_str()];
+        all.extend(sets);
+        let out = Command::new(helm())
+            .args(["template", release, CHART, "--namespace", RELEASE_NS])
+            .args(["--show-only", "templates/admission-policies.yaml", "--show-only", "templates/user-roles.yaml"])
+            .args(set_args(&all))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let yaml = String::from_utf8(out.stdout).unwrap();
+        assert!(yaml.contains(&format!("!= \"{}\"", c.env["OPERATOR_USER"])), "the operator's identity is exempt");
+        c.apply(&yaml).unwrap();
+        Policies { c, yaml }
+    }
+}
+
+impl Drop for Policies<'_> {
+    fn drop(&mut self) {
+        let delete = ["delete", "--ignore-not-found", "-f", "-"];
+        let _ = self.c.kubectl_as(self.c.admin_kubeconfig(), &delete, Some(&self.yaml));
+    }
+}
+
+/// kubectl as `user` (None: the admin, in system:masters), authenticated in no other group.
+fn kubectl_by(c: &Cluster, user: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let who = user.map(|u| [format!("--as={u}"), "--as-group=system:authenticated".to_string()]);
+    let all: Vec<&str> = who.iter().flatten().map(String::as_str).chain(args.iter().copied()).collect();
+    let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &all, stdin);
+    if ok { Ok(out) } else { Err(err) }
+}
+
+fn create_by(c: &Cluster, user: Option<&str>, yaml: &str) -> Result<String, String> {
+    kubectl_by(c, user, &["create", "-f", "-"], Some(yaml))
+}
+
+/// As [`create_by`], the apiserver's whole admission included, nothing stored.
+fn try_create_by(c: &Cluster, user: Option<&str>, yaml: &str) -> Result<String, String> {
+    kubectl_by(c, user, &["create", "--dry-run=server", "-f", "-"], Some(yaml))
+}
+
+/// `kubectl auth can-i` for `user`, authenticated in no other group.
+fn can_by(c: &Cluster, user: &str, args: &[&str]) -> bool {
+    let who = format!("--as={user}");
+    let asked = [&["auth", "can-i", &who, "--as-group=system:authenticated"][..], args].concat();
+    let (_, out, err) = c.kubectl_as(c.admin_kubeconfig(), &asked, None);
+    match out.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("can-i {args:?}: {other} {err}"),
+    }
+}
+
+fn annotate_by(c: &Cluster, user: Option<&str>, ns: &str, args: &[&str]) -> Result<String, String> {
+    kubectl_by(c, user, &[&["annotate", "eipsegment", "-n", ns, "--overwrite"][..], args].concat(), None)
+}
+
+fn annotated_segment(ns: &str, name: &str, annotations: &[(&str, &str)], spec: &str) -> String {
+    let annotations: Vec<String> = annotations.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+    format!(
+        "apiVersion: eipsegment.io/v1alpha1\nkind: EipSegment\nmetadata:\n  name: {name}\n  namespace: {ns}\n  \
+         annotations:\n{}spec:\n{spec}",
+        annotations.concat()
+    )
+}
+
+const MASK_28: &str = "  regionId: cn-hangzhou\n  eipMask: 28\n";
+
+/// Why the identity policy refuses the operator's annotations to people.
+const ANNOTATIONS_REFUSED: &str = "these annotations record which cloud segment, account and tokens belong to the \
+    object, and only the operator writes them; a restore from backup is done by a platform admin, or an identity \
+    listed in tenancy.identityWriters";
+const STATUS_REFUSED: &str = "status is the operator's record of the cloud segment, and only the operator writes it";
+
+/// Refused by an admission policy, with a message saying each of `why` (in any order).
+fn assert_refused(result: Result<String, String>, why: &[&str]) {
+    let err = result.expect_err(why[0]);
+    assert!(err.contains("denied request: "), "refused, but not by a policy: {err}");
+    for part in why {
+        assert!(err.contains(part), "refused, but not saying {part:?}: {err}");
+    }
+}
+
+/// Alice may edit in `ns`, Bob may write status there (which no built-in role grants), Rita restores
+/// from backups (an identity writer of the values); returns once the edit role carries EipSegments
+/// and the identity policy refuses a forged annotation.
+fn people_in(c: &Cluster, ns: &str) {
+    c.kubectl(&["create", "rolebinding", "alice-edits", "-n", ns, "--clusterrole=edit", "--user=alice"]);
+    c.kubectl(&["create", "rolebinding", "rita-edits", "-n", ns, "--clusterrole=edit", "--user=rita"]);
+    let status = "--resource=eipsegments.eipsegment.io/status";
+    c.kubectl(&["create", "role", "status-writer", "-n", ns, "--verb=get,patch", status]);
+    c.kubectl(&["create", "rolebinding", "bob-writes-status", "-n", ns, "--role=status-writer", "--user=bob"]);
+    eventually("edit carrying EipSegments", WAIT, || {
+        can_by(c, "alice", &["create", "eipsegments.eipsegment.io", "-n", ns]).then_some(())
+    });
+    let forged = annotated_segment(ns, "probe", &[(SEGMENT_ID, "eipsg-victim")], MASK_28);
+    eventually("the identity policy in force", WAIT, || {
+        try_create_by(c, Some("alice"), &forged).err().filter(|e| e.contains(ANNOTATIONS_REFUSED))
+    });
+}
+
+/// People's rights come from Kubernetes' own roles: with `edit` in one namespace, Alice writes
+/// EipSegments there and nowhere else, and never status. The identity policy refuses her the
+/// operator's annotations, on creation and on update (adding, changing, removing one), and refuses
+/// status to anyone RBAC lets write it; the admin (system:masters) and the identity writers restore
+/// objects with their annotations, and the operator writes both.
+#[test]
+fn people_write_eipsegments_but_never_the_operators_record() {
+    let c = Cluster::shared();
+    let (ns, elsewhere) = (c.namespace("people"), c.namespace("people-elsewhere"));
+    let _policies = Policies::install(c, "people", &[&ns, &elsewhere], &["tenancy.identityWriters.users={rita}"]);
+    people_in(c, &ns);
+    let alice = Some("alice");
+    create_by(c, alice, &segment_yaml(&ns, "web", MASK_28)).unwrap();
+    let err = create_by(c, alice, &segment_yaml(&elsewhere, "web", MASK_28)).unwrap_err();
+    assert!(err.contains(r#"cannot create resource "eipsegments""#), "{err}");
+    for subresource in ["status", "finalizers"] {
+        let asked = ["update", "eipsegments.eipsegment.io", "-n", &ns, &format!("--subresource={subresource}")];
+        assert!(!can_by(c, "alice", &asked), "edit grants eipsegments/{subresource}");
+    }
+    let status = ["patch", "eipsegment", "web", "-n", &ns, "--subresource=status", "--type=merge"];
+    let forged_status = [&status[..], &["-p", r#"{"status":{"segmentInstanceId":"eipsg-victim"}}"#]].concat();
+    let err = kubectl_by(c, alice, &forged_status, None).unwrap_err();
+    assert!(err.contains(r#"User "alice" cannot"#) && err.contains(r#"resource "eipsegments/status""#), "{err}");
+    assert_refused(kubectl_by(c, Some("bob"), &forged_status, None), &[STATUS_REFUSED]);
+
+    let two = [(SEGMENT_ID, "eipsg-victim"), (ACCOUNT_ID, "1234567890123456")];
+    let refused = create_by(c, alice, &annotated_segment(&ns, "forged", &two, MASK_28));
+    assert_refused(refused, &["may not create an EipSegment with ", SEGMENT_ID, ACCOUNT_ID, ANNOTATIONS_REFUSED]);
+    annotate_by(c, alice, &ns, &["web", "team=web"]).expect("her own annotations");
+    let forged = format!("{SEGMENT_ID}=eipsg-victim");
+    let added = format!("may not add, change or remove {SEGMENT_ID}: {ANNOTATIONS_REFUSED}");
+    assert_refused(annotate_by(c, alice, &ns, &["web", &forged]), &[&added]);
+    check_restores(c, &ns);
+}
+
+/// The admin and Rita restore objects with their annotations; Alice may then neither change nor
+/// remove them, but still edit the rest; the operator writes annotations and status.
+fn check_restores(c: &Cluster, ns: &str) {
+    let restored = [(SEGMENT_ID, "eipsg-restored"), (ACCOUNT_ID, "1234567890123456"), (PROOF, "v1:segment-id:AAAA")];
+    create_by(c, None, &annotated_segment(ns, "restored", &restored, MASK_28)).expect("the admin restores");
+    create_by(c, Some("rita"), &annotated_segment(ns, "by-rita", &restored, MASK_28)).expect("an identity writer");
+    let alice = Some("alice");
+    let changed = format!("may not add, change or remove {SEGMENT_ID}: ");
+    assert_refused(annotate_by(c, alice, ns, &["restored", &format!("{SEGMENT_ID}=eipsg-victim")]), &[&changed]);
+    let removal = ["restored", &format!("{ACCOUNT_ID}-"), &format!("{PROOF}-")];
+    assert_refused(annotate_by(c, alice, ns, &removal), &["may not add, change or remove ", ACCOUNT_ID, PROOF]);
+    annotate_by(c, alice, ns, &["restored", "team=restored"]).expect("an update that leaves them as they are");
+    let operator = c.operator_kubeconfig();
+    let own = format!("{SEGMENT_ID}=eipsg-1");
+    let (ok, _, err) = c.kubectl_as(operator, &["annotate", "eipsegment", "web", "-n", ns, &own], None);
+    assert!(ok, "the operator's own annotation: {err}");
+    let status = r#"{"status":{"segmentInstanceId":"eipsg-1"}}"#;
+    let patch = ["patch", "eipsegment", "web", "-n", ns, "--subresource=status", "--type=merge", "-p", status];
+    let (ok, _, err) = c.kubectl_as(operator, &patch, None);
+    assert!(ok, "the operator's status: {err}");
+}
+
+/// The tenancy of the admission test: shared, at most a /27 by default; the platform's namespace
+/// allocates anything and adopts with Delete; namespaces labelled trusted, but not prod, adopt; the
+/// frozen one adopts but never allocates. Names are filled in by [`tenancy_values`].
+const ADMISSION_RULES: &str = r#"[
+  {"name": "platform", "namespaces": ["PLATFORM"], "minEipMask": 24, "adopt": true, "adoptWithDelete": true},
+  {"name": "trusted", "namespaceSelector": {"matchLabels": {"eipsegment.io/tier": "trusted"},
+    "matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}, "adopt": true},
+  {"name": "frozen", "namespaces": ["FROZEN"], "allocate": false, "adopt": true}
+]"#;
+
+fn tenancy_values(platform: &str, frozen: &str) -> Vec<String> {
+    let rules: serde_json::Value =
+        serde_json::from_str(&ADMISSION_RULES.replace("PLATFORM", platform).replace("FROZEN", frozen)).unwrap();
+    vec![
+        "tenancy.profile=shared".to_string(),
+        r#"json:tenancy.default={"minEipMask":27}"#.to_string(),
+        format!("json:tenancy.rules={rules}"),
+    ]
+}
+
+const ADOPT: &str = "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-adopted\n";
+const ADOPT_WITH_DELETE: &str =
+    "  regionId: cn-hangzhou\n  segmentInstanceId: eipsg-adopted\n  deletionPolicy: Delete\n";
+
+fn allocate(mask: u8) -> String {
+    format!("  regionId: cn-hangzhou\n  eipMask: {mask}\n")
+}
+
+/// What the operator itself allows `spec` in a namespace with `allowance` (as its lifecycle does).
+fn operator_allows(allowance: &Allowance, spec: &str) -> bool {
+    if spec.contains("segmentInstanceId") {
+        allowance.adopt && (!spec.contains("deletionPolicy: Delete") || allowance.adopt_with_delete)
+    } else {
+        let mask: u8 = spec.split("eipMask: ").nth(1).unwrap().trim().parse().unwrap();
+        allowance.allocate && mask >= allowance.min_eip_mask
+    }
+}
+
+/// The tenancy policy from the values, at admission: each refusal names the namespace and the rule,
+/// and says what it refuses; what the rule allows passes. The operator's own reading of the chart's
+/// policy file names the same rule, and allows the same.
+#[test]
+fn the_tenancy_policy_refuses_at_admission_what_a_namespace_may_not_ask_for() {
+    let c = Cluster::shared();
+    let [platform, team, trusted, prod, frozen] =
+        ["platform", "team", "trusted", "trusted-prod", "frozen"].map(|n| c.namespace(&format!("tenancy-{n}")));
+    let tier = "eipsegment.io/tier=trusted";
+    c.kubectl(&["label", "namespace", &trusted, tier, "env=staging"]);
+    c.kubectl(&["label", "namespace", &prod, tier, "env=prod"]);
+    let before = objects_from_before_the_policy(c, &team);
+    let values = tenancy_values(&platform, &frozen);
+    let sets: Vec<&str> = values.iter().map(String::as_str).collect();
+    let served = [&platform, &team, &trusted, &prod, &frozen].map(String::as_str);
+    let _policies = Policies::install(c, "tenancy", &served, &sets);
+    let policy = Tenancy::parse(&tenancy_policy_file(&documents(&template(&sets).unwrap()))).unwrap();
+    let refused_by_default = segment_yaml(&team, "probe", &allocate(26));
+    eventually("the tenancy policy in force", WAIT, || {
+        try_create_by(c, None, &refused_by_default).err().filter(|e| e.contains("allows /27 at most"))
+    });
+
+    let may_not = |ns: &str, what: &str, rule: &str| format!("namespace {ns} may not {what} (tenancy rule \"{rule}\"");
+    let adopt_with_delete = "adopt an EIP segment with deletionPolicy Delete";
+    let cases: Vec<(&str, String, Option<String>)> = vec![
+        (&team, allocate(28), None),
+        (&team, allocate(27), None),
+        (&team, allocate(26), Some(may_not(&team, "allocate a /26 EIP segment", "default") + " allows /27 at most)")),
+        (&team, ADOPT.into(), Some(may_not(&team, "adopt EIP segments it did not allocate", "default") + ")")),
+        (&platform, allocate(24), None),
+        (&platform, ADOPT_WITH_DELETE.into(), None),
+        (&trusted, ADOPT.into(), None),
+        (&trusted, ADOPT_WITH_DELETE.into(), Some(may_not(&trusted, adopt_with_delete, "trusted") + "): ")),
+        (
+            &trusted,
+            allocate(25),
+            Some(may_not(&trusted, "allocate a /25 EIP segment", "trusted") + " allows /27 at most)"),
+        ),
+        (&prod, ADOPT.into(), Some(may_not(&prod, "adopt EIP segments it did not allocate", "default") + ")")),
+        (&frozen, allocate(28), Some(may_not(&frozen, "allocate EIP segments", "frozen") + ")")),
+        (&frozen, ADOPT.into(), None),
+    ];
+    for (i, (ns, spec, refusal)) in cases.iter().enumerate() {
+        let result = create_by(c, None, &segment_yaml(ns, &format!("case-{i}"), spec));
+        let namespace_labels = namespace_labels(c, ns);
+        let allowance = policy.allowance(ns, Some(&namespace_labels));
+        assert_eq!(operator_allows(&allowance, spec), refusal.is_none(), "the operator decides otherwise: {ns} {spec}");
+        match refusal {
+            None => assert!(result.is_ok(), "{ns} {spec}: {result:?}"),
+            Some(why) => {
+                assert_refused(result, &[why]);
+                assert!(
+                    why.contains(&format!("tenancy rule \"{}\"", allowance.rule)),
+                    "{why} (the operator's {allowance:?})"
+                );
+            }
+        }
+    }
+    check_updates(c, &team, &before);
+}
+
+fn namespace_labels(c: &Cluster, ns: &str) -> std::collections::BTreeMap<String, String> {
+    let out = c.kubectl(&["get", "namespace", ns, "-o", "jsonpath={.metadata.labels}"]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Objects that break the rules of `team` made before the policy: an allocation of a /24, an adoption
+/// with Delete, an adoption with Retain.
+fn objects_from_before_the_policy(c: &Cluster, team: &str) -> [&'static str; 3] {
+    let objects = [("large", allocate(24)), ("releases", ADOPT_WITH_DELETE.to_string()), ("keeps", ADOPT.to_string())];
+    for (name, spec) in &objects {
+        create_by(c, None, &segment_yaml(team, name, spec)).unwrap();
+    }
+    objects.map(|(name, _)| name)
+}
+
+/// Updates ask only for what they change: one that leaves spec alone passes whatever the object is,
+/// as does Retain on a segment larger than the rule allows now, or keeping an adoption's Delete; an
+/// adoption newly set to Delete is refused, but not to the operator; deletions pass.
+fn check_updates(c: &Cluster, team: &str, [large, releases, keeps]: &[&str; 3]) {
+    for name in [large, releases, keeps] {
+        annotate_by(c, None, team, &[name, "team=web"]).expect("an update that leaves spec alone");
+    }
+    let set_policy = |name: &str, policy: &str| {
+        let patch = format!(r#"{{"spec":{{"deletionPolicy":"{policy}"}}}}"#);
+        kubectl_by(c, None, &["patch", "eipsegment", name, "-n", team, "--type=merge", "-p", &patch], None)
+    };
+    set_policy(large, "Retain").expect("Retain asks for nothing new");
+    let credentials = r#"{"spec":{"credentialsSecretRef":{"name":"team-keys"}}}"#;
+    kubectl_by(c, None, &["patch", "eipsegment", releases, "-n", team, "--type=merge", "-p", credentials], None)
+        .expect("an adoption that keeps its Delete");
+    let why =
+        format!("namespace {team} may not adopt an EIP segment with deletionPolicy Delete (tenancy rule \"default\")");
+    assert_refused(set_policy(keeps, "Delete"), &[&why, "set spec.deletionPolicy to Retain"]);
+    let patch = r#"{"spec":{"deletionPolicy":"Delete"}}"#;
+    let by_operator = ["patch", "eipsegment", keeps, "-n", team, "--type=merge", "-p", patch];
+    let (ok, _, err) = c.kubectl_as(c.operator_kubeconfig(), &by_operator, None);
+    assert!(ok, "the operator is exempt: {err}");
+    for name in [large, releases, keeps] {
+        kubectl_by(c, None, &["delete", "eipsegment", name, "-n", team], None).expect("a deletion");
+    }
 }

@@ -46,7 +46,6 @@ macro_rules! attacks {
         mod behind_admission_policy {
             $(
                 #[test]
-                #[ignore = "the chart renders no ValidatingAdmissionPolicy yet"]
                 fn $attack() { super::$attack(true) }
             )+
         }
@@ -289,6 +288,7 @@ struct Tenancy {
 impl Tenancy {
     fn new(attack: &str, enforced: bool) -> Tenancy {
         let c = Cluster::shared();
+        let attack = &format!("{attack}{}", if enforced { "-vap" } else { "" });
         let platform = Team { user: "platform-a", ns: c.namespace(&format!("{attack}-platform")) };
         let open = Team { user: "tenant-b", ns: c.namespace(&format!("{attack}-open")) };
         let shared = Team { user: "tenant-c", ns: c.namespace(&format!("{attack}-shared")) };
@@ -298,10 +298,11 @@ impl Tenancy {
         }
         assert_confined(c, &open, &platform.ns);
         let namespaces = [platform.ns.as_str(), open.ns.as_str(), shared.ns.as_str()];
+        let text = tenancy_policy(&platform.ns, &open.ns);
         if enforced {
-            install_admission_policy(c, attack, &namespaces);
+            install_admission_policy(c, attack, &namespaces, &text);
         }
-        let policy = write_tenancy_policy(c, attack, &platform.ns, &open.ns);
+        let policy = write_tenancy_policy(c, attack, &text);
         let sim = Simulator::start(&[]);
         let args = ["--secret-credentials", "--tenancy-policy", policy.to_str().unwrap()];
         let mut op = Operator::start(c, &sim, &namespaces.join(","), &args);
@@ -402,12 +403,16 @@ fn grant_secrets(c: &Cluster, ns: &str) {
 }
 
 /// The shared profile for every namespace no rule names; the platform's and the open tenant's
-/// rules allow everything (the platform's up to a /24).
-fn write_tenancy_policy(c: &Cluster, attack: &str, platform_ns: &str, open_ns: &str) -> PathBuf {
-    let path = c.dir.join(format!("tenancy-{attack}.yaml"));
-    let policy = format!(
+/// rules allow everything (the platform's up to a /24). The operator reads it from a file; the
+/// chart renders its admission policy from the same text as values.
+fn tenancy_policy(platform_ns: &str, open_ns: &str) -> String {
+    format!(
         "profile: shared\ndefault: {{}}\nrules:\n- name: platform\n  namespaces: [{platform_ns}]\n  operatorCredentials: true\n  allocate: true\n  minEipMask: 24\n  adopt: true\n  adoptWithDelete: true\n- name: open-tenant\n  namespaces: [{open_ns}]\n  operatorCredentials: true\n  allocate: true\n  adopt: true\n  adoptWithDelete: true\n"
-    );
+    )
+}
+
+fn write_tenancy_policy(c: &Cluster, attack: &str, policy: &str) -> PathBuf {
+    let path = c.dir.join(format!("tenancy-{attack}.yaml"));
     std::fs::write(&path, policy).expect("write the tenancy policy");
     path
 }
@@ -423,18 +428,19 @@ fn assert_running(op: &mut Operator) {
     }
 }
 
-/// The values with which the chart renders its admission policy.
-const ADMISSION_POLICY_VALUES: &[&str] = &[];
-
-/// The chart's ValidatingAdmissionPolicies, with their bindings narrowed to this test's
-/// namespaces: the other tests of this process share the cluster and run without them.
-fn install_admission_policy(c: &Cluster, attack: &str, namespaces: &[&str]) {
+/// The chart's ValidatingAdmissionPolicies for `policy` (as `tenancy` values), with their bindings
+/// narrowed to this test's namespaces: the other tests of this process share the cluster and run
+/// without them.
+fn install_admission_policy(c: &Cluster, attack: &str, namespaces: &[&str], policy: &str) {
+    let indented: String = policy.lines().map(|line| format!("  {line}\n")).collect();
+    let values = c.dir.join(format!("tenancy-{attack}-values.yaml"));
+    std::fs::write(&values, format!("tenancy:\n{indented}  admissionPolicy: {{enabled: true}}\n")).unwrap();
     let helm = Command::new(repo().join("tests/tools/build-helm.sh")).output().expect("build-helm.sh");
     assert!(helm.status.success(), "building helm failed: {}", String::from_utf8_lossy(&helm.stderr));
     let chart = repo().join("charts/eipsegment-operator");
     let out = Command::new(String::from_utf8_lossy(&helm.stdout).trim())
         .args(["template", "eipsegment-operator", chart.to_str().unwrap(), "--namespace", "eipsegment-system"])
-        .args(ADMISSION_POLICY_VALUES)
+        .args(["--values", values.to_str().unwrap()])
         .output()
         .expect("helm template");
     assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
@@ -443,15 +449,18 @@ fn install_admission_policy(c: &Cluster, attack: &str, namespaces: &[&str]) {
         serde_yaml::Deserializer::from_str(&rendered).filter_map(|doc| Value::deserialize(doc).ok()).collect();
     let of_kind = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).cloned().collect::<Vec<Value>>();
     let policies = of_kind("ValidatingAdmissionPolicy");
-    assert!(!policies.is_empty(), "the chart renders no ValidatingAdmissionPolicy with {ADMISSION_POLICY_VALUES:?}");
-    for policy in policies {
+    assert!(!policies.is_empty(), "the chart renders no ValidatingAdmissionPolicy with {}", values.display());
+    // Each test's own copy (the policies carry its tenancy rules), bound to its namespaces only.
+    let own = |name: &Value| json!(format!("{}-{attack}-{}", name.as_str().unwrap(), std::process::id()));
+    for mut policy in policies {
+        policy["metadata"]["name"] = own(&policy["metadata"]["name"]);
         c.apply(&policy.to_string()).unwrap();
     }
     let only_these =
         json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]});
     for mut binding in of_kind("ValidatingAdmissionPolicyBinding") {
-        let name = format!("{}-{attack}-{}", binding["metadata"]["name"].as_str().unwrap(), std::process::id());
-        binding["metadata"]["name"] = json!(name);
+        binding["metadata"]["name"] = own(&binding["metadata"]["name"]);
+        binding["spec"]["policyName"] = own(&binding["spec"]["policyName"]);
         binding["spec"]["matchResources"]["namespaceSelector"] = only_these.clone();
         c.apply(&binding.to_string()).unwrap();
     }

@@ -17,7 +17,8 @@
 # DIR/kubeconfig is cluster-admin (group system:masters). DIR/operator.kubeconfig authenticates exactly
 # as the operator's ServiceAccount would, so the RBAC in deploy/rbac/ is what it is allowed to do.
 # DIR/scoped-operator.kubeconfig is a second operator identity (ServiceAccount
-# eipsegment-operator-scoped) with no rights at all until a test grants them, for per-namespace mode.
+# eipsegment-operator-scoped) for per-namespace mode: no rights until a test grants them, but those on
+# the identity key's Secret in the operator's namespace.
 # A bare apiserver runs no controllers: without --with-controller-manager there is no garbage
 # collection and deleted namespaces stay Terminating.
 # K8S_MINOR in the environment (1.33, 1.34, 1.37) picks the Kubernetes version build.sh builds and
@@ -30,6 +31,7 @@ cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 operator_ns=eipsegment-system
 operator_sa=eipsegment-operator
 scoped_sa=eipsegment-operator-scoped
+identity_key_secret=eipsegment-identity-key # the operator's default --identity-key-secret
 marker=.eipsegment-cluster # `down` only ever removes a directory that `up` marked as its own
 
 log() { echo "cluster.sh: $*" >&2; }
@@ -317,10 +319,11 @@ EOF
   local kc=("$kubectl" --kubeconfig "$dir/kubeconfig")
 
   if ((with_kcm)); then
-    # Only what tests need: foreground/background deletion and namespace deletion; with a node, what
+    # Only what tests need: foreground/background deletion, namespace deletion and aggregated
+    # ClusterRoles (the chart adds its rights for people to view, edit and admin); with a node, what
     # Deployments, Services and ServiceAccounts need. It acts with its own credentials (admin).
     write_kubeconfig "$dir/controller-manager.kubeconfig" controller-manager "$admin_token"
-    local controllers=garbage-collector-controller,namespace-controller
+    local controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller
     ((with_node)) && controllers+=,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,endpoints-controller,node-lifecycle-controller,pod-garbage-collector-controller,disruption-controller
     start kube-controller-manager "$bin/kube-controller-manager" \
       --kubeconfig="$dir/controller-manager.kubeconfig" \
@@ -356,10 +359,28 @@ EOF
     "${kc[@]}" apply --server-side --field-manager=cluster.sh "${rbac[@]/#/--filename=}" >/dev/null ||
       die "applying $repo/deploy/rbac/*.yaml failed (kubectl's message above)"
   fi
-  # The scoped identity's ServiceAccount, without any binding: tests grant it rights per namespace.
+  # The scoped identity's ServiceAccount: tests grant it rights per namespace, but the identity key's
+  # here, in the operator's namespace whatever it serves, as the chart grants them (the operator
+  # reads the key's Secret at start, and creates it when absent).
   if ((!with_node)); then
     "${kc[@]}" get serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null 2>&1 ||
       "${kc[@]}" create serviceaccount -n "$operator_ns" "$scoped_sa" >/dev/null
+    "${kc[@]}" apply --server-side --field-manager=cluster.sh -f - >/dev/null <<EOF ||
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: $scoped_sa-identity-key, namespace: $operator_ns}
+rules:
+- {apiGroups: [""], resources: [secrets], resourceNames: [$identity_key_secret], verbs: [get]}
+- {apiGroups: [""], resources: [secrets], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: $scoped_sa-identity-key, namespace: $operator_ns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: $scoped_sa-identity-key}
+subjects:
+- {kind: ServiceAccount, name: $scoped_sa, namespace: $operator_ns}
+EOF
+      die "granting $scoped_sa the identity key's Secret failed (kubectl's message above)"
   fi
 
   cat >"$dir/cluster.env" <<EOF

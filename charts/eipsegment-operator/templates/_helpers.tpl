@@ -106,3 +106,107 @@ Runbook: the README's section "{{ index $section 0 }}" (README.md#{{ index $sect
 runbook_url: {{ printf "%s#%s" . (index (index $.runbook $.alert) 1) | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The username the operator's ServiceAccount authenticates as: the admission policies exempt it. */}}
+{{- define "eipsegment-operator.operatorUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "eipsegment-operator.serviceAccountName" .) }}
+{{- end }}
+
+{{/* The tenancy policy file the operator reads (--tenancy-policy), as given in the values. */}}
+{{- define "eipsegment-operator.tenancyPolicy" -}}
+{{- $t := .Values.tenancy }}
+{{- toYaml (dict "profile" $t.profile "default" $t.default "rules" $t.rules) }}
+{{- end }}
+
+{{/* "true" when a tenancy rule matches namespaces by label: the operator then watches Namespaces. */}}
+{{- define "eipsegment-operator.watchesNamespaces" -}}
+{{- range .Values.tenancy.rules }}
+{{- if hasKey . "namespaceSelector" }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The tenancy policy resolved as the operator resolves it, as JSON: "default" (namespaces no rule
+matches) and "rules" in order, each with every allowance set (the rule's, else the default's, else
+the profile's) and its match flattened for CEL: namespaces, selected (it has a namespaceSelector),
+matchLabels, matchExpressions. Invalid rules fail the rendering, saying why. */}}
+{{- define "eipsegment-operator.resolvedTenancy" -}}
+{{- $t := .Values.tenancy }}
+{{- $fields := list "operatorCredentials" "allocate" "minEipMask" "adopt" "adoptWithDelete" }}
+{{- $profile := dict "operatorCredentials" true "allocate" true "minEipMask" 0 "adopt" true "adoptWithDelete" true }}
+{{- if eq $t.profile "shared" }}
+{{- $profile = dict "operatorCredentials" false "allocate" true "minEipMask" 28 "adopt" false "adoptWithDelete" false }}
+{{- end }}
+{{- $default := dict "name" "default" }}
+{{- range $fields }}
+{{- $_ := set $default . (hasKey $t.default . | ternary (index $t.default .) (index $profile .)) }}
+{{- end }}
+{{- $rules := list }}
+{{- $names := dict }}
+{{- range $t.rules }}
+{{- $rule := dict "name" .name "namespaces" (.namespaces | default list) "selected" (hasKey . "namespaceSelector") }}
+{{- if hasKey $names .name }}
+{{- fail (printf "tenancy rule %q is given twice: each rule needs its own name, which refusals quote" .name) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- if not (or $rule.namespaces $rule.selected) }}
+{{- fail (printf "tenancy rule %q names no namespaces and has no namespaceSelector: it would match nothing" .name) }}
+{{- end }}
+{{- $selector := .namespaceSelector | default dict }}
+{{- $expressions := list }}
+{{- range $selector.matchExpressions }}
+{{- $values := .values | default list }}
+{{- if and (has .operator (list "In" "NotIn")) (not $values) }}
+{{- fail (printf "tenancy rule %q: matchExpressions %s %s needs values" $rule.name .key .operator) }}
+{{- end }}
+{{- if and (has .operator (list "Exists" "DoesNotExist")) $values }}
+{{- fail (printf "tenancy rule %q: matchExpressions %s %s takes no values" $rule.name .key .operator) }}
+{{- end }}
+{{- $expressions = append $expressions (dict "key" .key "operator" .operator "values" $values) }}
+{{- end }}
+{{- $_ := set $rule "matchLabels" ($selector.matchLabels | default dict) }}
+{{- $_ := set $rule "matchExpressions" $expressions }}
+{{- $r := . }}
+{{- range $fields }}
+{{- $_ := set $rule . (hasKey $r . | ternary (index $r .) (index $default .)) }}
+{{- end }}
+{{- $rules = append $rules $rule }}
+{{- end }}
+{{- toJson (dict "default" $default "rules" $rules) }}
+{{- end }}
+
+{{/* Whether a resolved tenancy rule matches the namespace of the request, in CEL (with
+variables.labels the namespace's labels): by name, or by its namespaceSelector as Kubernetes matches
+label selectors. Strings are JSON's, which CEL reads. */}}
+{{- define "eipsegment-operator.ruleMatches" -}}
+{{- $terms := list }}
+{{- range $key, $value := .matchLabels }}
+{{- $terms = append $terms (printf "(%s in variables.labels && variables.labels[%s] == %s)" (toJson $key) (toJson $key) (toJson $value)) }}
+{{- end }}
+{{- range .matchExpressions }}
+{{- $has := printf "%s in variables.labels" (toJson .key) }}
+{{- $in := printf "(%s && variables.labels[%s] in %s)" $has (toJson .key) (toJson .values) }}
+{{- $terms = append $terms (get (dict "In" $in "NotIn" (print "!" $in) "Exists" $has "DoesNotExist" (printf "!(%s)" $has)) .operator) }}
+{{- end }}
+{{- $either := list }}
+{{- with .namespaces }}
+{{- $either = append $either (printf "namespaceObject.metadata.name in %s" (toJson .)) }}
+{{- end }}
+{{- if .selected }}
+{{- $either = append $either (printf "(%s)" ($terms | default (list "true") | join " && ")) }}
+{{- end }}
+{{- join " || " $either }}
+{{- end }}
+
+{{/* The admission policies' bindings: per namespace, only the served namespaces (another release
+may serve the others, with its own operator). */}}
+{{- define "eipsegment-operator.policyScope" -}}
+{{- if .Values.watchNamespaces }}
+matchResources:
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values:
+          {{- toYaml .Values.watchNamespaces | nindent 10 }}
+{{- end }}
+{{- end }}
