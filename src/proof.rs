@@ -143,13 +143,11 @@ pub enum KeyError {
     TooShort(usize),
     #[error("the identity key Secret {0} has no data field `key`")]
     NoKeyField(String),
-    #[error(
-        "cannot read or create the identity key Secret {secret}: grant the operator get and create on Secrets in \
-         namespace {namespace}"
-    )]
+    #[error("cannot {verbs} the identity key Secret {secret}: this identity needs {grant}")]
     Kube {
         secret: String,
-        namespace: String,
+        verbs: &'static str,
+        grant: String,
         #[source]
         source: kube::Error,
     },
@@ -159,7 +157,12 @@ pub enum KeyError {
 /// together both try; the one whose create fails reads the other's.
 pub async fn load_or_create(client: kube::Client, namespace: &str, name: &str) -> Result<IdentityKey, KeyError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
-    let failed = |source| KeyError::Kube { secret: format!("{namespace}/{name}"), namespace: namespace.into(), source };
+    let failed = |source| KeyError::Kube {
+        secret: format!("{namespace}/{name}"),
+        verbs: "read or create",
+        grant: format!("get on that Secret and create on Secrets in namespace {namespace} (the chart grants both)"),
+        source,
+    };
     if let Some(secret) = api.get_opt(name).await.map_err(failed)? {
         return key_of(&secret, namespace, name);
     }
@@ -180,7 +183,12 @@ pub async fn load_or_create(client: kube::Client, namespace: &str, name: &str) -
 /// The key in Secret `namespace/name`, if it exists; never made (the audit only reads).
 pub async fn load(client: kube::Client, namespace: &str, name: &str) -> Result<Option<IdentityKey>, KeyError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
-    let failed = |source| KeyError::Kube { secret: format!("{namespace}/{name}"), namespace: namespace.into(), source };
+    let failed = |source| KeyError::Kube {
+        secret: format!("{namespace}/{name}"),
+        verbs: "read",
+        grant: "get on that Secret, to tell the operator's identity annotations from forged ones".into(),
+        source,
+    };
     match api.get_opt(name).await.map_err(failed)? {
         Some(secret) => key_of(&secret, namespace, name).map(Some),
         None => Ok(None),

@@ -1,16 +1,25 @@
 //! `eipsegment-operator audit` as a person runs it: the real binary against a real kube-apiserver
-//! and the VPC simulator, under an identity that may only read EipSegments. Every audit is checked
-//! to have made no cloud call but GetCallerIdentity and DescribeEipSegment.
+//! and the VPC simulator, under an identity that may only read EipSegments and the identity key's
+//! Secret. Every audit is checked to have made no cloud call but GetCallerIdentity and
+//! DescribeEipSegment.
+//!
+//! A segment is owned only by an object that established it: one whose status names it (written by
+//! the operator, or by the admin as the operator writes it), or one whose identity annotations the
+//! operator proves it wrote (a restored object, which has no status). An adoption in spec that was
+//! never established, a forged annotation and one copied from another object own nothing.
 
 use eipsegment_test_support as support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use base64::Engine;
 use eipsegment_operator::cloud::model::AllocateRequest;
 use eipsegment_operator::cloud::{Action, Admit};
+use eipsegment_operator::lifecycle::identity::{ACCOUNT_ID, PROOF, SEGMENT_ID};
+use eipsegment_operator::proof::IdentityKey;
 use serde_json::{Value, json};
 use support::*;
 use vpc_simulator::{OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET, OTHER_ACCOUNT};
@@ -20,24 +29,39 @@ const DEFAULT_KEY: (&str, &str) = (ACCESS_KEY_ID, ACCESS_KEY_SECRET);
 const OTHER_KEY: (&str, &str) = (OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET);
 /// The only cloud calls an audit may make.
 const READS: [&str; 2] = ["DescribeEipSegment", "GetCallerIdentity"];
+/// Where the operator keeps its identity key, and where the audit reads it (both by default).
+const OPERATOR_NS: &str = "eipsegment-system";
+const KEY_SECRET: &str = "eipsegment-identity-key";
 
 /// Each audit lists every EipSegment in the cluster: one test at a time, each starting from none.
 fn start() -> (MutexGuard<'static, ()>, &'static Cluster) {
     static SERIAL: Mutex<()> = Mutex::new(());
     let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let c = Cluster::shared();
-    auditor_rights(c);
+    auditors(c);
     remove_every_object(c);
     (serial, c)
 }
 
-/// The scoped identity may get and list EipSegments in every namespace, and nothing else: an
-/// audit that tried a Kubernetes write would be refused and could not exit 0 or 1.
-fn auditor_rights(c: &Cluster) {
-    static GRANTED: OnceLock<()> = OnceLock::new();
-    GRANTED.get_or_init(|| {
-        c.apply(
-            r#"
+/// The audit's identities, ServiceAccounts of the operator's namespace, as kubeconfigs.
+struct Auditors {
+    /// May get and list EipSegments in every namespace and get the identity key's Secret, and
+    /// nothing else: an audit that tried a Kubernetes write would be refused and could not exit 0
+    /// or 1.
+    reader: String,
+    /// The same, but the Secret.
+    keyless: String,
+}
+
+const AUDITOR_RBAC: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: eipsegment-auditor, namespace: eipsegment-system}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: eipsegment-auditor-keyless, namespace: eipsegment-system}
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: eipsegment-auditor}
@@ -49,22 +73,79 @@ kind: ClusterRoleBinding
 metadata: {name: eipsegment-auditor}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: eipsegment-auditor}
 subjects:
-- {kind: ServiceAccount, name: eipsegment-operator-scoped, namespace: eipsegment-system}
-"#,
-        )
-        .unwrap();
-        for (verb, resource, expect) in [
-            ("list", "eipsegments.eipsegment.io", "yes"),
-            ("patch", "eipsegments.eipsegment.io", "no"),
-            ("patch", "eipsegments.eipsegment.io/status", "no"),
-            ("delete", "eipsegments.eipsegment.io", "no"),
-            ("create", "events.events.k8s.io", "no"),
-        ] {
-            let args = ["auth", "can-i", verb, resource, "--all-namespaces"];
-            let (_, out, err) = c.kubectl_as(c.scoped_operator_kubeconfig(), &args, None);
-            assert_eq!(out.trim(), expect, "{args:?}: {err}");
-        }
-    });
+- {kind: ServiceAccount, name: eipsegment-auditor, namespace: eipsegment-system}
+- {kind: ServiceAccount, name: eipsegment-auditor-keyless, namespace: eipsegment-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: eipsegment-auditor-identity-key, namespace: eipsegment-system}
+rules:
+- {apiGroups: [""], resources: [secrets], resourceNames: [eipsegment-identity-key], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: eipsegment-auditor-identity-key, namespace: eipsegment-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: eipsegment-auditor-identity-key}
+subjects:
+- {kind: ServiceAccount, name: eipsegment-auditor, namespace: eipsegment-system}
+"#;
+
+fn auditors(c: &Cluster) -> &'static Auditors {
+    static AUDITORS: OnceLock<Auditors> = OnceLock::new();
+    AUDITORS.get_or_init(|| {
+        c.apply(AUDITOR_RBAC).unwrap();
+        let auditors = Auditors {
+            reader: service_account_kubeconfig(c, "eipsegment-auditor"),
+            keyless: service_account_kubeconfig(c, "eipsegment-auditor-keyless"),
+        };
+        check_auditor_rights(c, &auditors);
+        auditors
+    })
+}
+
+/// A kubeconfig with a token of the operator namespace's ServiceAccount `sa`.
+fn service_account_kubeconfig(c: &Cluster, sa: &str) -> String {
+    let token = c.kubectl(&["create", "token", sa, "-n", OPERATOR_NS, "--duration=2h"]);
+    let kubeconfig = c.dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\n\
+             users:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
+             current-context: x\n",
+            c.env["APISERVER_URL"],
+            c.env["CA_CERT"],
+            token.trim()
+        ),
+    )
+    .unwrap();
+    kubeconfig.to_str().unwrap().to_string()
+}
+
+/// What each identity may do, asked of the apiserver ("*": in every namespace).
+fn check_auditor_rights(c: &Cluster, a: &Auditors) {
+    let key = format!("secrets/{KEY_SECRET}");
+    let (reader, keyless) = (a.reader.as_str(), a.keyless.as_str());
+    for (who, verb, resource, ns, expect) in [
+        (reader, "list", "eipsegments.eipsegment.io", "*", "yes"),
+        (reader, "get", "eipsegments.eipsegment.io", "*", "yes"),
+        (reader, "patch", "eipsegments.eipsegment.io", "*", "no"),
+        (reader, "patch", "eipsegments.eipsegment.io/status", "*", "no"),
+        (reader, "delete", "eipsegments.eipsegment.io", "*", "no"),
+        (reader, "create", "events.events.k8s.io", "*", "no"),
+        (reader, "get", key.as_str(), OPERATOR_NS, "yes"),
+        (reader, "get", "secrets/another", OPERATOR_NS, "no"),
+        (reader, "list", "secrets", OPERATOR_NS, "no"),
+        (reader, "create", "secrets", OPERATOR_NS, "no"),
+        (reader, "update", key.as_str(), OPERATOR_NS, "no"),
+        (keyless, "list", "eipsegments.eipsegment.io", "*", "yes"),
+        (keyless, "get", key.as_str(), OPERATOR_NS, "no"),
+    ] {
+        let scope = if ns == "*" { vec!["--all-namespaces"] } else { vec!["-n", ns] };
+        let args = [&["auth", "can-i", verb, resource][..], &scope].concat();
+        let (_, out, err) = c.kubectl_as(who, &args, None);
+        assert_eq!(out.trim(), expect, "{who}: {args:?}: {err}");
+    }
 }
 
 fn remove_every_object(c: &Cluster) {
@@ -143,7 +224,7 @@ fn audit_as(sim: &Simulator, key: (&str, &str), kubeconfig: &str, args: &[&str])
 }
 
 fn audit(c: &Cluster, sim: &Simulator, args: &[&str]) -> Audit {
-    audit_as(sim, DEFAULT_KEY, c.scoped_operator_kubeconfig(), args)
+    audit_as(sim, DEFAULT_KEY, &auditors(c).reader, args)
 }
 
 /// The JSON report's segments by ID.
@@ -181,19 +262,50 @@ fn adopting(id: &str, region: &str) -> String {
     format!("  regionId: {region}\n  segmentInstanceId: {id}\n")
 }
 
+fn allocating(region: &str) -> String {
+    format!("  regionId: {region}\n  eipMask: 28\n")
+}
+
+/// Establishes `ns/name` on `id` as the operator records an adoption: status names the segment and
+/// its account (written by the admin; status is the operator's alone, and no tenant may write it).
+fn establish(c: &Cluster, ns: &str, name: &str, id: &str, account: &str, source: &str) {
+    let status = json!({"status": {
+        "segmentInstanceId": id, "accountId": account, "credentialsSource": source, "cloudStatus": "Allocated",
+    }});
+    c.kubectl(&[
+        "patch",
+        "eipsegment",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
 /// The objects and segments of the cross-region scenario, by what an audit must make of them.
 struct Fleet {
     /// The operator's namespace, and one it never served.
     served: String,
     other: String,
-    /// Owned by allocation and by adoption, through the real operator.
+    /// Owned by allocation and by adoption, established through the real operator (status).
     allocated: String,
     adopted: String,
-    /// Owned by an object that carries only the identity annotation (restored, not yet reconciled).
+    /// Owned by its proven identity annotations alone: allocated by the operator, then restored
+    /// without status while the operator is stopped.
     restored: String,
     /// Unowned: named by nobody, or only by an object recorded in another account.
     stray: String,
     misrecorded: String,
+    /// Unowned: adopted in spec by an object the operator never served, so never established.
+    unestablished: String,
+    /// Unowned: named by an identity annotation anyone could write, without the operator's proof.
+    forged: String,
+    /// Unowned: allocated by the operator for an object removed since, whose annotations, proof
+    /// included, were copied to another object (where the proof proves nothing).
+    copied: String,
     /// The other account's own: one named for it, one not.
     theirs: String,
     their_stray: String,
@@ -201,35 +313,117 @@ struct Fleet {
     paged: Vec<String>,
 }
 
-/// Allocates one segment and adopts another through the real operator, which is then stopped.
-/// Returns (allocated, adopted).
-fn owned_through_the_operator(c: &Cluster, sim: &Simulator, served: &str) -> (String, String) {
+/// Ready, with the identity annotations and the operator's proof of them.
+fn wait_proven(c: &Cluster, ns: &str, name: &str) -> Value {
+    eventually(&format!("{ns}/{name} Ready with its identity proven"), WAIT, || {
+        c.get(ns, name).filter(|o| {
+            let annotations = &o["metadata"]["annotations"];
+            is_ready(o) && annotations[PROOF].is_string() && annotations[SEGMENT_ID] == o["status"]["segmentInstanceId"]
+        })
+    })
+}
+
+/// Through the real operator, which is then stopped: allocates `allocated` (cn-hangzhou), adopts
+/// `adopted`, allocates `restored` and `copied` (cn-shanghai). Returns their segments in that order.
+fn established_by_the_operator(c: &Cluster, sim: &Simulator, served: &str) -> [String; 4] {
     let mut op = Operator::start(c, sim, served, &[]);
-    c.apply(&segment_yaml(served, "allocated", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     let adopted = sim.seed(json!({"regionId": "cn-hangzhou"}));
-    c.apply(&segment_yaml(served, "adopted", &adopting(&adopted, "cn-hangzhou"))).unwrap();
-    let allocated = segment_id(&wait_ready(c, served, "allocated"));
-    assert_eq!(wait_ready(c, served, "adopted")["status"]["accountId"], DEFAULT_ACCOUNT);
+    let names = ["allocated", "adopted", "restored", "copied"];
+    let specs = [
+        allocating("cn-hangzhou"),
+        adopting(&adopted, "cn-hangzhou"),
+        allocating("cn-shanghai"),
+        allocating("cn-shanghai"),
+    ];
+    for (name, spec) in names.iter().zip(&specs) {
+        c.apply(&segment_yaml(served, name, spec)).unwrap();
+    }
+    let objects = names.map(|name| wait_proven(c, served, name));
     op.kill();
-    (allocated, adopted)
+    assert!(objects.iter().all(|o| o["status"]["accountId"] == DEFAULT_ACCOUNT), "{objects:?}");
+    assert_eq!(segment_id(&objects[1]), adopted);
+    objects.map(|o| segment_id(&o))
+}
+
+/// Removes `ns/name` behind the (stopped) operator's back, then applies its backup as `to`: spec and
+/// identity annotations, proof included, no status. Returns the object as applied.
+fn restore_as(c: &Cluster, ns: &str, name: &str, to: (&str, &str)) -> Value {
+    let (saved, _) = Kube::new(c).remove_behind_operator(ns, name).expect("removed");
+    let mut manifest = restore_manifest(&saved, false);
+    manifest["metadata"]["namespace"] = json!(to.0);
+    manifest["metadata"]["name"] = json!(to.1);
+    c.apply(&manifest.to_string()).unwrap();
+    let back = c.get(to.0, to.1).expect("applied");
+    assert!(back["status"].is_null(), "a backup holds no status: {back}");
+    for key in [SEGMENT_ID, PROOF] {
+        assert_eq!(back["metadata"]["annotations"][key], saved["metadata"]["annotations"][key], "{key}");
+    }
+    back
+}
+
+/// The operator's identity key, from its Secret.
+fn operator_key(c: &Cluster) -> IdentityKey {
+    let data = c.kubectl(&["get", "secret", KEY_SECRET, "-n", OPERATOR_NS, "-o", "jsonpath={.data.key}"]);
+    IdentityKey::new(base64::engine::general_purpose::STANDARD.decode(data.trim()).unwrap()).unwrap()
+}
+
+/// The segment the object's annotations name, if the operator's key proves them on this object.
+fn proven_segment(key: &IdentityKey, obj: &Value) -> Option<String> {
+    let annotations: BTreeMap<String, String> = serde_json::from_value(obj["metadata"]["annotations"].clone()).unwrap();
+    let meta = &obj["metadata"];
+    key.read(meta["namespace"].as_str().unwrap(), meta["name"].as_str().unwrap(), &annotations, None)
+        .identity
+        .segment_id
+}
+
+/// Objects of `other`, a namespace the operator never served, that name segments without having
+/// established them (an adoption in spec, a forged annotation), and two recorded in the other
+/// account. Returns (misrecorded, theirs, unestablished, forged).
+fn named_but_not_established(c: &Cluster, sim: &Simulator, other: &str) -> [String; 4] {
+    let misrecorded = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    c.apply(&segment_yaml(other, "elsewhere", &adopting(&misrecorded, "cn-hangzhou"))).unwrap();
+    establish(c, other, "elsewhere", &misrecorded, OTHER_ACCOUNT, "Secret/other-keys");
+    let theirs = sim.seed(json!({"regionId": "cn-hangzhou", "ownerAccount": OTHER_ACCOUNT}));
+    c.apply(&segment_yaml(other, "theirs", &adopting(&theirs, "cn-hangzhou"))).unwrap();
+    establish(c, other, "theirs", &theirs, OTHER_ACCOUNT, "Secret/other-keys");
+    let unestablished = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    c.apply(&segment_yaml(other, "adopting", &adopting(&unestablished, "cn-hangzhou"))).unwrap();
+    let forged = sim.seed(json!({"regionId": "cn-hangzhou"}));
+    let annotations = [(SEGMENT_ID, forged.as_str()), (ACCOUNT_ID, DEFAULT_ACCOUNT)];
+    c.apply(&object_yaml(other, "forged", &annotations, &allocating("cn-hangzhou"))).unwrap();
+    [misrecorded, theirs, unestablished, forged]
 }
 
 fn fleet_across_regions(c: &Cluster, sim: &Simulator) -> Fleet {
     let served = c.namespace("audit-served");
     let other = c.namespace("audit-other");
-    let (allocated, adopted) = owned_through_the_operator(c, sim, &served);
-    let restored = sim.seed(json!({"regionId": "cn-shanghai"}));
-    let annotation = [("eipsegment.io/segment-id", restored.as_str())];
-    c.apply(&object_yaml(&other, "restored", &annotation, "  regionId: cn-shanghai\n  eipMask: 28\n")).unwrap();
+    let [allocated, adopted, restored, copied] = established_by_the_operator(c, sim, &served);
+    let restored_obj = restore_as(c, &served, "restored", (&served, "restored"));
+    let copy = restore_as(c, &served, "copied", (&other, "copy"));
+    // The fixtures are what they say: the operator's key proves the restored object's annotations,
+    // and the same annotations prove nothing on the copy.
+    let key = operator_key(c);
+    assert_eq!(proven_segment(&key, &restored_obj).as_ref(), Some(&restored), "{restored_obj}");
+    assert_eq!(proven_segment(&key, &copy), None, "{copy}");
     let stray = sim.seed(json!({"regionId": "cn-shanghai"}));
-    let misrecorded = sim.seed(json!({"regionId": "cn-hangzhou"}));
-    let elsewhere = [("eipsegment.io/account-id", OTHER_ACCOUNT)];
-    c.apply(&object_yaml(&other, "elsewhere", &elsewhere, &adopting(&misrecorded, "cn-hangzhou"))).unwrap();
-    let theirs = sim.seed(json!({"regionId": "cn-hangzhou", "ownerAccount": OTHER_ACCOUNT}));
-    c.apply(&object_yaml(&other, "theirs", &elsewhere, &adopting(&theirs, "cn-hangzhou"))).unwrap();
+    let [misrecorded, theirs, unestablished, forged] = named_but_not_established(c, sim, &other);
     let their_stray = sim.seed(json!({"regionId": "cn-shanghai", "ownerAccount": OTHER_ACCOUNT}));
     let paged: Vec<String> = (0..52).map(|_| sim.seed(json!({"regionId": "cn-beijing"}))).collect();
-    Fleet { served, other, allocated, adopted, restored, stray, misrecorded, theirs, their_stray, paged }
+    Fleet {
+        served,
+        other,
+        allocated,
+        adopted,
+        restored,
+        stray,
+        misrecorded,
+        unestablished,
+        forged,
+        copied,
+        theirs,
+        their_stray,
+        paged,
+    }
 }
 
 /// The table: a row per segment of this account in the regions objects name, with its owner or
@@ -245,11 +439,18 @@ fn check_table_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
     let cidr = sim.segment(allocated).unwrap()["segment"].as_str().unwrap().to_string();
     let row = table.row(allocated);
     assert!(row.starts_with("cn-hangzhou") && row.contains(&cidr) && row.contains("Allocated"), "{row}");
-    assert!(row.ends_with(&format!("owned by {served}/allocated")), "{row}");
-    assert!(table.row(&f.adopted).ends_with(&format!("owned by {served}/adopted")), "{}", table.stdout);
-    assert!(table.row(&f.restored).ends_with(&format!("owned by {other}/restored")), "{}", table.stdout);
-    let stray = table.row(&f.stray);
-    assert!(stray.starts_with("cn-shanghai") && stray.ends_with("UNOWNED"), "{}", table.stdout);
+    for (id, owner) in [(allocated, "allocated"), (&f.adopted, "adopted"), (&f.restored, "restored")] {
+        assert!(table.row(id).ends_with(&format!("owned by {served}/{owner}")), "{owner}: {}", table.stdout);
+    }
+    assert!(table.row(&f.restored).starts_with("cn-shanghai"), "{}", table.stdout);
+    for (id, what) in [
+        (&f.stray, "named by nobody"),
+        (&f.unestablished, "an adoption never established"),
+        (&f.forged, "a forged annotation"),
+        (&f.copied, "a copied annotation"),
+    ] {
+        assert!(table.row(id).ends_with("UNOWNED"), "{what}: {}", table.stdout);
+    }
     let named_elsewhere = format!("UNOWNED (named only by {other}/elsewhere for account {OTHER_ACCOUNT})");
     assert!(table.row(&f.misrecorded).ends_with(&named_elsewhere), "{}", table.stdout);
     for hidden in [&f.theirs, &f.their_stray, &f.paged[0]] {
@@ -260,7 +461,7 @@ fn check_table_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
         );
     }
     assert!(
-        table.stdout.contains(&format!("account {DEFAULT_ACCOUNT}: all 2 region(s) listed; 3 owned, 2 unowned")),
+        table.stdout.contains(&format!("account {DEFAULT_ACCOUNT}: all 2 region(s) listed; 3 owned, 5 unowned")),
         "{}",
         table.stdout
     );
@@ -274,12 +475,12 @@ fn check_json_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
     let v = report.json();
     assert_eq!(
         (&v["version"], &v["account"], &v["complete"], &v["unowned"]),
-        (&json!(1), &json!(DEFAULT_ACCOUNT), &json!(true), &json!(2))
+        (&json!(1), &json!(DEFAULT_ACCOUNT), &json!(true), &json!(5))
     );
     assert_eq!(regions(&v), ["cn-hangzhou", "cn-shanghai"]);
     assert!(v["regions"].as_array().unwrap().iter().all(|r| r["error"].is_null()));
     let by_id = segments(&v);
-    assert_eq!(by_id.len(), 5, "{v}");
+    assert_eq!(by_id.len(), 8, "{v}");
     let cidr = sim.segment(&f.allocated).unwrap()["segment"].as_str().unwrap().to_string();
     let owned = &by_id[&f.allocated];
     assert_eq!(
@@ -288,8 +489,16 @@ fn check_json_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
     );
     assert_eq!(owned["creationTime"], sim.segment(&f.allocated).unwrap()["creationTime"]);
     assert_eq!(names(&owned["owners"]), [format!("{}/allocated", f.served)]);
-    assert_eq!(names(&by_id[&f.restored]["owners"]), [format!("{}/restored", f.other)]);
-    assert_eq!(by_id[&f.stray]["verdict"], "unowned");
+    assert_eq!(names(&by_id[&f.adopted]["owners"]), [format!("{}/adopted", f.served)]);
+    assert_eq!(names(&by_id[&f.restored]["owners"]), [format!("{}/restored", f.served)]);
+    for id in [&f.stray, &f.unestablished, &f.forged, &f.copied] {
+        let s = &by_id[id];
+        assert_eq!(
+            (&s["verdict"], &s["owners"], &s["otherAccounts"]),
+            (&json!("unowned"), &json!([]), &json!([])),
+            "{s}"
+        );
+    }
     assert_eq!(by_id[&f.misrecorded]["verdict"], "unowned");
     assert_eq!(
         by_id[&f.misrecorded]["otherAccounts"],
@@ -300,9 +509,35 @@ fn check_json_report(c: &Cluster, sim: &Simulator, f: &Fleet) {
     }
 }
 
+/// Without the key's Secret (no operator ever made one), nothing but status counts: the restored
+/// object's annotations prove nothing, the objects with status still own theirs. The Secret is put
+/// back as it was.
+fn check_only_status_counts_without_the_key(c: &Cluster, sim: &Simulator, f: &Fleet) {
+    let saved: Value =
+        serde_json::from_str(&c.kubectl(&["get", "secret", KEY_SECRET, "-n", OPERATOR_NS, "-o", "json"])).unwrap();
+    c.kubectl(&["delete", "secret", KEY_SECRET, "-n", OPERATOR_NS, "--timeout=30s"]);
+    let keyless = audit(c, sim, &["--output", "json"]);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": saved["type"], "data": saved["data"],
+        "metadata": {"name": KEY_SECRET, "namespace": OPERATOR_NS},
+    });
+    c.apply(&secret.to_string()).unwrap();
+    assert_eq!(keyless.code, 1, "{}\n{}", keyless.stdout, keyless.stderr);
+    let v = keyless.json();
+    assert_eq!(v["unowned"], 6, "{v}");
+    let by_id = segments(&v);
+    assert_eq!(by_id[&f.restored]["verdict"], "unowned", "{v}");
+    for id in [&f.allocated, &f.adopted] {
+        assert_eq!(by_id[id]["verdict"], "owned", "{v}");
+    }
+    let back = audit(c, sim, &[]);
+    assert_eq!(back.code, 1, "{}", back.stderr);
+    assert!(back.row(&f.restored).ends_with(&format!("owned by {}/restored", f.served)), "{}", back.stdout);
+}
+
 /// The other account's audit: its own segments only.
 fn check_the_other_accounts_audit(c: &Cluster, sim: &Simulator, f: &Fleet) {
-    let theirs_audit = audit_as(sim, OTHER_KEY, c.scoped_operator_kubeconfig(), &["--output", "json"]);
+    let theirs_audit = audit_as(sim, OTHER_KEY, &auditors(c).reader, &["--output", "json"]);
     assert_eq!(theirs_audit.code, 1, "{}", theirs_audit.stderr);
     let v = theirs_audit.json();
     assert_eq!((&v["account"], &v["unowned"]), (&json!(OTHER_ACCOUNT), &json!(1)));
@@ -324,7 +559,7 @@ fn check_regions_asked_for(c: &Cluster, sim: &Simulator, f: &Fleet) {
     let v = paged_audit.json();
     assert_eq!(regions(&v), ["cn-beijing", "cn-hangzhou"]);
     assert_eq!(v["regions"][0]["segments"].as_array().unwrap().len(), 52);
-    assert_eq!(v["unowned"], 52 + 1);
+    assert_eq!(v["unowned"], 52 + 3, "cn-hangzhou: misrecorded, unestablished, forged");
     assert!(f.paged.iter().all(|id| segments(&v)[id]["verdict"] == "unowned"));
     assert_eq!(paged_audit.calls("DescribeEipSegment", "Success"), 2 + 1, "two pages and one");
 }
@@ -338,6 +573,7 @@ fn segments_owned_unowned_and_in_another_account_across_regions() {
     check_json_report(c, &sim, &fleet);
     check_the_other_accounts_audit(c, &sim, &fleet);
     check_regions_asked_for(c, &sim, &fleet);
+    check_only_status_counts_without_the_key(c, &sim, &fleet);
 }
 
 #[test]
@@ -350,6 +586,12 @@ fn none_unowned_exits_0_and_releasing_segments_are_listed_not_counted() {
     let releasing = sim.seed(json!({"status": "Releasing"}));
     let released = sim.seed(json!({}));
     sim.admin("PATCH", &format!("segments/{released}"), json!({"reportedStatus": "Released"}));
+
+    // Adopted in spec, but not established yet: not the object's.
+    let unestablished = audit(c, &sim, &[]);
+    assert_eq!(unestablished.code, 1, "{}\n{}", unestablished.stdout, unestablished.stderr);
+    assert!(unestablished.row(&kept).ends_with("UNOWNED"), "{}", unestablished.stdout);
+    establish(c, &ns, "kept", &kept, DEFAULT_ACCOUNT, "Operator");
 
     let clean = audit(c, &sim, &[]);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
@@ -406,6 +648,7 @@ fn a_pending_allocations_segment_is_possibly_its_objects() {
     // New, but in a region where nothing is pending.
     let named = sim.seed(json!({"regionId": "cn-shanghai"}));
     c.apply(&segment_yaml(&ns, "shanghai", &adopting(&named, "cn-shanghai"))).unwrap();
+    establish(c, &ns, "shanghai", &named, DEFAULT_ACCOUNT, "Operator");
     let elsewhere = sim.seed(json!({"regionId": "cn-shanghai"}));
 
     let table = audit(c, &sim, &[]);
@@ -500,6 +743,25 @@ fn assert_a_failed_region_keeps_2(c: &Cluster, sim: &Simulator, stray: &str) {
     );
 }
 
+/// An identity refused the identity key's Secret cannot tell which annotations are the operator's:
+/// 2, naming the Secret and the refusal, with no report and before any cloud call.
+fn assert_an_unreadable_key_is_2(c: &Cluster, sim: &Simulator) {
+    for output in ["table", "json"] {
+        let refused = audit_as(sim, DEFAULT_KEY, &auditors(c).keyless, &["--output", output]);
+        assert_eq!(refused.code, 2, "{output}: {}\n{}", refused.stdout, refused.stderr);
+        assert!(refused.stdout.is_empty(), "{output}: {}", refused.stdout);
+        let said = |what: &str| refused.stderr.contains(what);
+        assert!(
+            said("could not tell")
+                && said(&format!("identity key Secret {OPERATOR_NS}/{KEY_SECRET}"))
+                && said("forbidden"),
+            "{output}: {}",
+            refused.stderr
+        );
+        assert_eq!(refused.calls, json!({}), "{output}");
+    }
+}
+
 /// No account, no audit.
 fn assert_no_account_no_audit(c: &Cluster, sim: &Simulator) {
     sim.admin("PUT", "sts", json!({"unavailable": true}));
@@ -538,6 +800,7 @@ fn an_unproven_listing_or_nothing_to_audit_is_exit_2() {
     let stray = sim.seed(json!({}));
     c.apply(&segment_yaml(&ns, "allocating", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
     assert_eq!(audit(c, &sim, &[]).code, 1, "the listing proves the stray unowned");
+    assert_an_unreadable_key_is_2(c, &sim);
 
     assert_malformed_listings_are_2(c, &sim, &stray);
     assert_a_failed_listing_is_2(c, &sim);
