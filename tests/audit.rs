@@ -105,21 +105,7 @@ fn auditors(c: &Cluster) -> &'static Auditors {
 
 /// A kubeconfig with a token of the operator namespace's ServiceAccount `sa`.
 fn service_account_kubeconfig(c: &Cluster, sa: &str) -> String {
-    let token = c.kubectl(&["create", "token", sa, "-n", OPERATOR_NS, "--duration=2h"]);
-    let kubeconfig = c.dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\n\
-             users:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
-             current-context: x\n",
-            c.env["APISERVER_URL"],
-            c.env["CA_CERT"],
-            token.trim()
-        ),
-    )
-    .unwrap();
-    kubeconfig.to_str().unwrap().to_string()
+    c.service_account_kubeconfig(OPERATOR_NS, sa, OPERATOR_NS)
 }
 
 /// What each identity may do, asked of the apiserver ("*": in every namespace).

@@ -1484,21 +1484,7 @@ fn install_rbac_with_its_identity(c: &Cluster, ns: &str, docs: &[Value]) -> Stri
     assert_eq!(rbac.len(), 4, "a ClusterRole and one RoleBinding, the identity key's Role and RoleBinding: {rbac:?}");
     c.apply(&rbac.join("---\n")).unwrap();
     c.kubectl(&["create", "serviceaccount", GUARDED_SA, "-n", RELEASE_NS]);
-    let token = c.kubectl(&["create", "token", GUARDED_SA, "-n", RELEASE_NS, "--duration=2h"]);
-    let kubeconfig = c.dir.join(format!("{GUARDED_SA}.kubeconfig"));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\n\
-             users:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u, namespace: {ns}}}\n\
-             current-context: x\n",
-            c.env["APISERVER_URL"],
-            c.env["CA_CERT"],
-            token.trim()
-        ),
-    )
-    .unwrap();
-    kubeconfig.to_str().unwrap().to_string()
+    c.service_account_kubeconfig(RELEASE_NS, GUARDED_SA, ns)
 }
 
 /// `kubectl auth can-i` for the identity of `kubeconfig`.

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use eipsegment_operator::lifecycle::identity::{ALLOCATION_TOKEN, CREDENTIALS_SOURCE, SEGMENT_ID};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::*;
@@ -30,9 +31,6 @@ const T: Duration = Duration::from_secs(60);
 const ALLOCATE: &str = "AllocateEipSegmentAddress";
 const RELEASE: &str = "ReleaseEipSegmentAddress";
 const SPEC: &str = "  regionId: cn-hangzhou\n  eipMask: 28\n";
-const SEGMENT_ID: &str = "eipsegment.io/segment-id";
-const CREDENTIALS_SOURCE: &str = "eipsegment.io/credentials-source";
-const ALLOCATION_TOKEN: &str = "eipsegment.io/allocation-token";
 
 // ---- the attacks, each run against the operator alone and behind the admission policy ----
 

@@ -120,6 +120,23 @@ impl Cluster {
         &self.env["SCOPED_OPERATOR_KUBECONFIG"]
     }
 
+    /// A kubeconfig (written beside the cluster's) that authenticates with a fresh token of the
+    /// ServiceAccount `namespace/sa`, with `default_namespace` as its namespace.
+    pub fn service_account_kubeconfig(&self, namespace: &str, sa: &str, default_namespace: &str) -> String {
+        let token = self.kubectl(&["create", "token", sa, "-n", namespace, "--duration=2h"]);
+        let kubeconfig = self.dir.join(format!("{sa}.kubeconfig"));
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\n\
+             users:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u, namespace: {default_namespace}}}\n\
+             current-context: x\n",
+            self.env["APISERVER_URL"],
+            self.env["CA_CERT"],
+            token.trim()
+        );
+        std::fs::write(&kubeconfig, yaml).expect("write the kubeconfig");
+        kubeconfig.to_str().unwrap().to_string()
+    }
+
     /// Runs kubectl as the admin; returns (success, stdout, stderr).
     pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new(&self.env["KUBECTL"]);
