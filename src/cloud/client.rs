@@ -474,12 +474,13 @@ pub fn read_answer<T: DeserializeOwned>(
             detail: format!("{e} in {}", snippet(bytes)),
         });
     }
+    let (retry_after, asked) = crate::cloud::error::bounded_hint(retry_after);
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(err) if !err.code.is_empty() => Err(CloudError::Api {
             action,
             http_status: status,
             code: err.code,
-            message: without_string_to_sign(err.message),
+            message: without_string_to_sign(err.message) + &asked,
             request_id: err.request_id,
             retry_after,
         }),
@@ -487,7 +488,7 @@ pub fn read_answer<T: DeserializeOwned>(
             action,
             http_status: status,
             code: crate::cloud::error::bodyless_code(status),
-            message: snippet(bytes),
+            message: snippet(bytes) + &asked,
             request_id: String::new(),
             retry_after,
         }),
@@ -625,6 +626,18 @@ mod tests {
             let e = read_answer::<serde_json::Value>(Action::ReleaseEipSegmentAddress, status, None, body.as_bytes()).unwrap_err();
             prop_assert_eq!(e.code(), code.as_str());
         }
+    }
+
+    #[test]
+    fn a_hint_of_any_size_is_taken_for_a_minute_at_most_and_told() {
+        let body =
+            br#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control.","RequestId":"r"}"#;
+        let hours = Some(Duration::from_secs(3 * 3600));
+        let e = read_answer::<serde_json::Value>(Action::DescribeEipSegment, 400, hours, body).unwrap_err();
+        assert_eq!(e.retry_after(), Some(crate::cloud::error::LONGEST_HINT));
+        assert!(e.to_string().contains("asked to wait 10800 s before retrying"), "{e}");
+        let e = read_answer::<serde_json::Value>(Action::DescribeEipSegment, 400, Some(Duration::from_secs(2)), body);
+        assert_eq!(e.unwrap_err().retry_after(), Some(Duration::from_secs(2)), "a hint within bounds is kept");
     }
 
     #[test]

@@ -9,6 +9,27 @@ pub use vpc_api::errors::{
 
 use crate::cloud::Action;
 
+/// The longest wait a throttling answer's TimeLeft is taken for: the hint is the cloud's, any size
+/// (a bug or a misconfigured gateway may ask for hours), and every wait built on it (the client's
+/// hold, the poller's pause, an object's backoff) must end.
+pub const LONGEST_HINT: Duration = Duration::from_secs(60);
+
+/// A TimeLeft hint as the operator takes it: at most [`LONGEST_HINT`], and a note for the message
+/// when the cloud asked for more.
+pub fn bounded_hint(asked: Option<Duration>) -> (Option<Duration>, String) {
+    match asked {
+        Some(asked) if asked > LONGEST_HINT => (
+            Some(LONGEST_HINT),
+            format!(
+                " (the cloud asked to wait {:.0} s before retrying, TimeLeft; the operator waits at most {} s)",
+                asked.as_secs_f64(),
+                LONGEST_HINT.as_secs()
+            ),
+        ),
+        other => (other, String::new()),
+    }
+}
+
 /// Anything a cloud call can end in other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
@@ -19,7 +40,8 @@ pub enum CloudError {
         code: String,
         message: String,
         request_id: String,
-        /// From the throttling headers' `TimeLeft`, when the cloud gave one.
+        /// From the throttling headers' `TimeLeft`, when the cloud gave one, at most
+        /// [`LONGEST_HINT`] (the message says what the cloud asked).
         retry_after: Option<Duration>,
     },
     #[error("{action} timed out after {timeout:?}")]

@@ -12,9 +12,8 @@ use vpc_api::model::Action;
 use super::admission::{Admission, Admit};
 use super::settings::Quota;
 
-/// The hold after a throttling answer without a TimeLeft hint, and the longest hold honoured.
+/// The hold after a throttling answer without a TimeLeft hint (a hint is at most `LONGEST_HINT`).
 const THROTTLED_HOLD: Duration = Duration::from_secs(1);
-const MAX_THROTTLED_HOLD: Duration = Duration::from_secs(60);
 
 type Key = (Action, String, String);
 
@@ -194,7 +193,7 @@ impl Quotas {
     /// The cloud throttled `action`, with its TimeLeft `hint` if it gave one: its window outranks
     /// ours, so no call of it goes out before the hint (a second without one, at most a minute).
     pub fn throttled(&self, action: Action, access_key_id: &str, region: &str, hint: Option<Duration>) {
-        let left = hint.unwrap_or(THROTTLED_HOLD).min(MAX_THROTTLED_HOLD);
+        let left = hint.unwrap_or(THROTTLED_HOLD).min(crate::cloud::error::LONGEST_HINT);
         self.throttled_at(action, access_key_id, region, left, Instant::now());
     }
 

@@ -35,6 +35,9 @@ pub struct Faults {
     pub delay_ms_max: u64,
     /// Throttling answers beyond those of the rate limits.
     pub throttle_rate: f64,
+    /// The TimeLeft those answers give, in milliseconds (1000 when unset): the real API's hint
+    /// can be anything, minutes included.
+    pub throttle_time_left_ms: Option<u64>,
     /// Successful answers replaced by a malformed HTTP 200 answer (the action itself took effect:
     /// for a mutation this is like a lost answer). Drawn per request, after the other faults.
     pub malformed_rate: f64,
@@ -79,7 +82,8 @@ enum Fault {
     DropBefore,
     DropAfter,
     InternalError,
-    Throttle,
+    /// A throttling answer with this TimeLeft (ms).
+    Throttle(u64),
 }
 
 impl Fault {
@@ -88,7 +92,7 @@ impl Fault {
         match self {
             Fault::DropBefore => Some(ApiReply::Drop),
             Fault::InternalError => Some(ApiReply::Err(internal_error(), None)),
-            Fault::Throttle => Some(throttled("Limit:0,Remain:0,TimeLeft:1000".into())),
+            Fault::Throttle(left_ms) => Some(throttled(format!("Limit:0,Remain:0,TimeLeft:{left_ms}"))),
             Fault::None | Fault::DropAfter => None,
         }
     }
@@ -204,7 +208,7 @@ impl Simulator {
         } else if roll < faults.drop_rate + faults.internal_error_rate {
             Fault::InternalError
         } else if roll < faults.drop_rate + faults.internal_error_rate + faults.throttle_rate {
-            Fault::Throttle
+            Fault::Throttle(faults.throttle_time_left_ms.unwrap_or(1000))
         } else {
             Fault::None
         };

@@ -97,6 +97,9 @@ pub struct Args {
     /// Probability of a throttling answer beyond the rate limits.
     #[arg(long, default_value_t = 0.0)]
     pub fault_throttle_rate: f64,
+    /// The TimeLeft those throttling answers give, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub fault_throttle_time_left_ms: u64,
     /// A RAM role STS AssumeRoleWithOIDC may assume (`acs:ram::<account>:role/<name>`), repeatable;
     /// its credentials act for the role's account.
     #[arg(long = "rrsa-role", value_parser = parse_role_arn, default_values_t = [sts::DEFAULT_ROLE_ARN.to_string()])]
@@ -218,6 +221,7 @@ impl Args {
             delay_ms_min: 0,
             delay_ms_max: self.fault_delay_ms,
             throttle_rate: self.fault_throttle_rate,
+            throttle_time_left_ms: Some(self.fault_throttle_time_left_ms),
             ..Faults::default()
         };
         let limits = self.limits()?;
