@@ -8,6 +8,7 @@
 //! own as well: status is written by the operator alone.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -149,19 +150,47 @@ pub enum KeyError {
         verbs: &'static str,
         grant: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
 /// The key in Secret `namespace/name`, made (at random) when there is none. Two replicas starting
-/// together both try; the one whose create fails reads the other's.
+/// together both try; the one whose create fails reads the other's. An apiserver that cannot be
+/// reached yet (a control plane restarting with the operator) is waited for; a refusal is not.
 pub async fn load_or_create(client: kube::Client, namespace: &str, name: &str) -> Result<IdentityKey, KeyError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
+    let mut failures = 0;
+    loop {
+        match try_load_or_create(&api, namespace, name).await {
+            Err(KeyError::Kube { source, .. }) if unreachable(&source) && failures < UNREACHABLE_TRIES => {
+                failures += 1;
+                let wait = crate::backoff::delay(Duration::from_secs(1), Duration::from_secs(15), failures, 0.0, None);
+                tracing::warn!(secret = name, error = %source, ?wait, "the apiserver cannot be reached yet; reading the identity key again");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// About five minutes of tries before the operator gives up (and its Pod is restarted).
+const UNREACHABLE_TRIES: u32 = 25;
+
+/// No answer from the apiserver, or one that says to come back.
+fn unreachable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+async fn try_load_or_create(api: &Api<Secret>, namespace: &str, name: &str) -> Result<IdentityKey, KeyError> {
     let failed = |source| KeyError::Kube {
         secret: format!("{namespace}/{name}"),
         verbs: "read or create",
         grant: format!("get on that Secret and create on Secrets in namespace {namespace} (the chart grants both)"),
-        source,
+        source: Box::new(source),
     };
     if let Some(secret) = api.get_opt(name).await.map_err(failed)? {
         return key_of(&secret, namespace, name);
@@ -187,7 +216,7 @@ pub async fn load(client: kube::Client, namespace: &str, name: &str) -> Result<O
         secret: format!("{namespace}/{name}"),
         verbs: "read",
         grant: "get on that Secret, to tell the operator's identity annotations from forged ones".into(),
-        source,
+        source: Box::new(source),
     };
     match api.get_opt(name).await.map_err(failed)? {
         Some(secret) => key_of(&secret, namespace, name).map(Some),

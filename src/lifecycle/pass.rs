@@ -188,14 +188,20 @@ impl<'a> Pass<'a> {
     /// The claimant that holds the segment instead of this object: a claim its status records
     /// comes first, then an object that names the segment as its own (it allocated it; a restored
     /// one comes back to it) before one that adopts it, then the older object (then the UID, so that
-    /// the order is total).
+    /// the order is total). Between namespaces, an object that names the segment as its own (its
+    /// status or its proven annotations say so) comes before any adopter, even one that took the
+    /// segment while its owner was away (during a restore): another namespace never wins it.
     pub fn outranked_by<'c>(&self, claims: &'c [Claimant], segment_id: &str) -> Option<&'c Claimant> {
-        let established = self.object.status.segment_instance_id.as_deref() == Some(segment_id);
-        let mine = (!established, self.object.spec.adopts(), &self.object.created, &self.object.uid);
-        claims
-            .iter()
-            .filter(|claimant| claimant.uid != self.object.uid)
-            .find(|claimant| (!claimant.established, claimant.adopts, &claimant.created, &claimant.uid) < mine)
+        let object = self.object;
+        let established = object.status.segment_instance_id.as_deref() == Some(segment_id);
+        claims.iter().filter(|claimant| claimant.uid != object.uid).find(|claimant| {
+            let across = claimant.namespace != object.namespace;
+            let theirs =
+                (across && claimant.adopts, !claimant.established, claimant.adopts, &claimant.created, &claimant.uid);
+            let mine =
+                (across && object.spec.adopts(), !established, object.spec.adopts(), &object.created, &object.uid);
+            theirs < mine
+        })
     }
 
     /// The member EIPs, or the need for them.

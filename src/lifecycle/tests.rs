@@ -497,9 +497,18 @@ fn a_recorded_claim_comes_first_then_the_own_segment_then_the_older_object() {
     restored.annotations = Identity { segment_id: Some(ID.into()), account_id: Some(A.into()), ..Default::default() };
     let mut w = claimed_by(vec![claimant("adopter", "2026-01-01T00:00:09Z", false, false)]);
     assert_eq!(reason(&decide_for(&restored, &w)), Some("Allocated"));
-    // But one that took the segment over meanwhile (recorded it) keeps it.
+    // But one of its namespace that took the segment over meanwhile (recorded it) keeps it.
     w.claims[0].established = true;
     assert_eq!(reason(&decide_for(&restored, &w)), Some("SegmentInUse"));
+    // Another namespace's adopter never does: the restored owner takes its segment back.
+    let w = claimed_by(vec![elsewhere(claimant("adopter", "2026-01-01T00:00:09Z", true, false))]);
+    assert_eq!(reason(&decide_for(&restored, &w)), Some("Allocated"));
+    let mut adopter = elsewhere(claimant("adopter", "2026-01-01T00:00:09Z", true, false));
+    adopter.namespace = "ns".into();
+    let mut away = adopter_object_elsewhere();
+    away.status.segment_instance_id = Some(ID.into());
+    let owner = Claimant { namespace: "ns".into(), adopts: false, established: false, ..adopter };
+    assert_eq!(reason(&decide_for(&away, &claimed_by(vec![owner]))), Some("SegmentInUse"), "and the adopter yields");
     // Two claims recorded at once: the older object holds.
     let w = claimed_by(vec![claimant("older", "2026-01-01T00:00:00Z", true, false)]);
     assert_eq!(reason(&decide_for(&recorded(), &w)), Some("SegmentInUse"));
@@ -720,6 +729,13 @@ fn a_call_the_quota_does_not_admit_keeps_a_restored_objects_identity() {
 fn elsewhere(mut claimant: Claimant) -> Claimant {
     claimant.namespace = "other-team".into();
     claimant
+}
+
+/// An adopter in another namespace than the segment's owner.
+fn adopter_object_elsewhere() -> Object {
+    let mut o = adopter();
+    o.namespace = "other-team".into();
+    o
 }
 
 fn shared_cluster() -> Allowance {
