@@ -156,16 +156,18 @@ pub enum KeyError {
 
 /// The key in Secret `namespace/name`, made (at random) when there is none. Two replicas starting
 /// together both try; the one whose create fails reads the other's. An apiserver that cannot be
-/// reached yet (a control plane restarting with the operator) is waited for; a refusal is not.
+/// reached yet (a control plane restarting with the operator) is waited for, and so, for a shorter
+/// while, is a refusal: an apiserver just started, or a RoleBinding installed with the operator's
+/// Deployment, refuses until its authorizer has caught up.
 pub async fn load_or_create(client: kube::Client, namespace: &str, name: &str) -> Result<IdentityKey, KeyError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let mut failures = 0;
     loop {
         match try_load_or_create(&api, namespace, name).await {
-            Err(KeyError::Kube { source, .. }) if unreachable(&source) && failures < UNREACHABLE_TRIES => {
+            Err(KeyError::Kube { source, .. }) if failures < tries_for(&source) => {
                 failures += 1;
                 let wait = crate::backoff::delay(Duration::from_secs(1), Duration::from_secs(15), failures, 0.0, None);
-                tracing::warn!(secret = name, error = %source, ?wait, "the apiserver cannot be reached yet; reading the identity key again");
+                tracing::warn!(secret = name, error = %source, ?wait, "the identity key cannot be read yet; trying again");
                 tokio::time::sleep(wait).await;
             }
             other => return other,
@@ -173,15 +175,15 @@ pub async fn load_or_create(client: kube::Client, namespace: &str, name: &str) -
     }
 }
 
-/// About five minutes of tries before the operator gives up (and its Pod is restarted).
-const UNREACHABLE_TRIES: u32 = 25;
-
-/// No answer from the apiserver, or one that says to come back.
-fn unreachable(e: &kube::Error) -> bool {
+/// How often a failure is tried again before the operator gives up (and its Pod is restarted): about
+/// five minutes for an apiserver that does not answer, one for a refusal, none for anything else.
+fn tries_for(e: &kube::Error) -> u32 {
     match e {
-        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+        kube::Error::Api(status) if status.code >= 500 || status.code == 429 => 25,
+        kube::Error::Api(status) if status.code == 401 || status.code == 403 => 7,
+        kube::Error::Api(_) => 0,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => 25,
+        _ => 0,
     }
 }
 

@@ -2,8 +2,8 @@
 //! garbage collector and namespace controller), the `vpc-simulator` binary and the
 //! `eipsegment-operator` binary under its shipped RBAC, driven with kubectl.
 //!
-//! EipSegments spread over a few namespaces, which one operator watches (`--namespace` each, with
-//! Secret-referenced credentials on), are created and deleted in waves (some deleted while still
+//! EipSegments spread over a few victims' namespaces, which one operator watches (`--namespace`
+//! each, with Secret-referenced credentials and a tenancy policy on), are created and deleted in waves (some deleted while still
 //! allocating, some names reused once their object is gone, a few with `deletionPolicy: Retain`).
 //! Each namespace has two credentials Secrets, `keys-a` (the default account's keys) and `keys-b`
 //! (the other account's); the second namespace's default credentials Secret holds the other
@@ -11,7 +11,10 @@
 //! (that Secret, else the operator's own keys), so segments live in both accounts. The operator's
 //! Secret rights come from a RoleBinding per namespace that carries a finalizer, which the operator
 //! removes once no EipSegment is left in a namespace being deleted (`--rbac-guard-rolebinding`).
-//! Meanwhile:
+//! The tenancy policy (`--tenancy-policy`) is the shared profile, with a rule that lets the victims'
+//! namespaces do everything and one that lets a hostile tenant's namespace adopt, with Delete: it
+//! has its own `keys-a` and `keys-b` (the cloud accounts are shared) but not the operator's keys,
+//! and allocates at most a /28. Meanwhile:
 //! - the operator is SIGKILLed at random moments and started again after a random pause;
 //! - the simulated cloud answers 10% of calls with 5xx, drops 5% of connections (half before, half
 //!   after the action ran), delays 20% (some past the operator's call timeout), throttles 5%, and
@@ -28,20 +31,31 @@
 //!   next wave;
 //! - objects are removed behind the operator's back (the finalizer taken off, then the object
 //!   deleted, with preconditions so the operator never sees the deletion) and re-applied from the
-//!   manifest saved just before (spec, labels, identity annotations, with or without the
-//!   finalizer, no status), as a backup restore does; a quarter of them in another namespace (a
-//!   move), and half of them, when there is one, a holder whose segment a live adopter names.
+//!   manifest saved just before (spec, labels, identity annotations and their proof, with or
+//!   without the finalizer, no status), as a backup restore does, in their own namespace (the proof
+//!   holds for it alone: a copy elsewhere is what the hostile tenant does); half of them, when there
+//!   is one, a holder whose segment a live adopter names;
+//! - the hostile tenant aims at a live victim holding a segment under Delete: it copies the victim's
+//!   identity annotations and proof onto an object of the victim's name in its namespace, forges
+//!   them (the victim's segment ID, account and `alloc-<victim UID>`, credentials source Operator,
+//!   a proof of the right shape; with keys of the victim's account or none), adopts the victim's
+//!   segment with `deletionPolicy: Delete`, or claims it where it can never be established (the
+//!   other account's keys, a Secret that does not exist); it deletes each object a wave or two
+//!   later, once the operator has looked at it, and half of the claims' victims go meanwhile.
 //!
 //! Then the faults stop, every remaining object is deleted, and the run holds the cloud's history
 //! in both accounts (`GET /__admin/history?account=`, `GET /__admin/state?account=`) against what it
 //! did. A segment is named by the object whose allocation token created it (tokens of every
 //! incarnation: a restored object keeps the token of its annotations) and by each object adopting
-//! it. Each check must be 0:
-//! - leaked segments: in the cloud at the end while every object that named it is gone and none of
-//!   them had Retain, or allocated with a ClientToken that names no object of the run;
-//! - premature releases: a release accepted while an object that named the segment had not been
-//!   asked to go (its holder, through a restore too, or an adopter), or when no object with the
-//!   Delete policy that named it had been asked to go (Retain);
+//! it; its keepers are its allocator and the victims' adopters of the same namespace or that took it
+//! over (another namespace's adopter holds no release back, and the hostile tenant keeps nothing).
+//! Each check must be 0, and those about segments and tenants are also shown per namespace:
+//! - leaked segments: in the cloud at the end while every keeper is gone and none had Retain, or
+//!   allocated with a ClientToken that names no object of the run;
+//! - premature releases: a release accepted while a keeper had not been asked to go (its holder,
+//!   through a restore too, or an adopter), or when no keeper with the Delete policy had (Retain);
+//! - segments released more than once (with no leak, a deleted object's segment is released exactly
+//!   once);
 //! - second allocations: more than one segment per object across its incarnations, a segment with
 //!   an adopter's token, a segment created after its object was seen gone, a released segment whose
 //!   token names no object, a status naming a segment not allocated with one of the object's own
@@ -60,6 +74,15 @@
 //! - stuck: objects, Secrets deleted by hand and deleted namespaces still there 2 minutes after the
 //!   faults stop (with the finalizers that hold them, and whom they stand for);
 //! - operator panics, and operator exits the run did not cause (it must ride out the apiserver restart);
+//! - victim segments the hostile tenant held: a status of its objects naming a segment or an
+//!   allocation token that is not the object's own;
+//! - hostile objects acting with others' keys: the operator's credentials (its policy denies them),
+//!   or an account its own keys are not of (none, for an object given none);
+//! - releases held back by another namespace: a deletion that waited for an object of another
+//!   namespace naming its segment;
+//! - identity annotations misjudged: an object of the hostile tenant with copied or forged
+//!   annotations that the operator looked at but never reported unproven (IdentityProven=False or
+//!   an UnprovenIdentity event), or any other object reported so;
 //! - secret hygiene: both accounts' AccessKeySecrets and the wrong one (plain or base64), and the
 //!   operator's Kubernetes token, never in any operator log (at trace level), event, object status
 //!   or /metrics scrape;
@@ -82,6 +105,8 @@ mod checks;
 mod delivery;
 #[path = "chaos/evidence.rs"]
 mod evidence;
+#[path = "chaos/hostile.rs"]
+mod hostile;
 #[path = "chaos/hygiene.rs"]
 mod hygiene;
 #[path = "chaos/plan.rs"]
@@ -92,6 +117,8 @@ mod report;
 mod run;
 #[path = "chaos/supervisor.rs"]
 mod supervisor;
+#[path = "chaos/tenants.rs"]
+mod tenants;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -141,7 +168,7 @@ fn main() {
     http.admin(&sim, "PUT", "faults", Some(faults(&profile)));
     let mut run = Run::new(c, profile, needles.clone(), StdRng::seed_from_u64(seed.wrapping_add(3)));
     run.set_up();
-    let op = start_operator(c, &sim, &run.namespace_names());
+    let op = start_operator(c, &sim, &run);
     let log_path = op.lock().unwrap().log.clone();
     let supervisor = Supervisor::spawn(&op, &needles, plan.kills.clone());
 
@@ -265,14 +292,19 @@ fn start_simulator(profile: &Profile, seed: u64) -> Simulator {
     ])
 }
 
-/// One operator for all the run's namespaces, with Secret-referenced credentials and the guard of
-/// its Secret rights on.
-fn start_operator(c: &Cluster, sim: &Simulator, names: &[String]) -> Arc<Mutex<Operator>> {
+/// One operator for all the run's namespaces, with Secret-referenced credentials, the guard of its
+/// Secret rights and the run's tenancy policy on.
+fn start_operator(c: &Cluster, sim: &Simulator, run: &Run) -> Arc<Mutex<Operator>> {
+    let names = run.namespace_names();
+    let victims: Vec<String> = run.namespaces.iter().map(|n| n.name.clone()).collect();
+    let policy = c.dir.join("tenancy-policy.yaml");
+    std::fs::write(&policy, hostile::tenancy_policy(&victims, &run.hostile.namespace)).unwrap();
     // The most verbose logging there is, for the secret check.
     let mut extra: Vec<String> =
         ["--log-level", "trace", "--secret-credentials", "--rbac-guard-rolebinding", SECRETS_BINDING]
             .map(String::from)
             .to_vec();
+    extra.extend(["--tenancy-policy".to_string(), policy.display().to_string()]);
     for ns in &names[1..] {
         extra.extend(["--namespace".to_string(), ns.clone()]);
     }
@@ -363,7 +395,7 @@ impl Stage<'_> {
             .partition(|f| !matches!(f, PlannedFault::DeleteNamespace { .. }));
         do_or_carry(run, w, before, &mut carried.faults);
         run.wait(Duration::from_millis(wave.pause_ms));
-        let ks = run.wave_deletions(&wave.deletes);
+        let ks = run.wave_deletions(w, &wave.deletes);
         run.delete(&ks, "wave");
         chaos.deleted_during_chaos += ks.len();
         if w == MALFORMED_BURST_WAVE {

@@ -152,11 +152,12 @@ fn release(pass: &Pass, id: &str) -> Decision {
     }
 }
 
-/// An object another holds releases nothing; it goes once the holder stays (a holder being deleted
-/// settles the segment first, so that neither leaves it to the other).
+/// An object another holds releases nothing; it goes once the holder stays (a holder of its own
+/// namespace being deleted settles the segment first, so that neither leaves it to the other; one
+/// of another namespace never hands it over, so there is nothing to wait for).
 fn yield_to_holder(pass: &Pass, id: &str, claims: &[Claimant]) -> Option<Decision> {
     let owner = pass.outranked_by(claims, id)?;
-    if owner.deleting {
+    if owner.deleting && owner.namespace == pass.object.namespace {
         return Some(in_use(pass, pass.starting_status.clone(), id, owner, "holds it and is being deleted"));
     }
     let note = format!("segment {id} belongs to {}/{}: this object releases nothing", owner.namespace, owner.name);

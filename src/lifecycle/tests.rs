@@ -859,3 +859,16 @@ fn unproven_annotations_are_reported_once_and_cleared_when_gone() {
     let cleared = decide_for(&o, &world(Seen::Present(seg(SegmentStatus::Allocated))));
     assert_eq!(conditions::get(&cleared.status, conditions::IDENTITY_PROVEN).unwrap().status, "True");
 }
+
+#[test]
+fn an_object_outranked_by_another_namespace_goes_without_waiting() {
+    // The holder elsewhere is being deleted: it hands nothing over across namespaces, so this
+    // object, which releases nothing, does not wait for it to settle.
+    let mut claim = deleting(adopter_object_elsewhere());
+    claim.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    claim.status.segment_instance_id = Some(ID.into());
+    claim.status.account_id = Some(A.into());
+    let holder = Claimant { namespace: "ns".into(), ..claimant("owner", "2026-01-01T00:00:01Z", true, true) };
+    let m = decide_for(&claim, &claimed_by(vec![holder]));
+    assert_eq!((m.call.is_none(), &m.next, event(&m)), (true, &Next::Finish, Some("NotOwner")));
+}

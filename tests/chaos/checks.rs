@@ -1,6 +1,9 @@
 //! The cloud's history (both accounts) held against what the run did. A segment is *named* by the
 //! object whose allocation token created it (any of its incarnations' UIDs: a restored object keeps
 //! the token of its annotations) and by every adopter whose `spec.segmentInstanceId` is its ID.
+//! Its *keepers* are the namers whose wish the operator must honour: the allocator, and the
+//! victims' adopters of its namespace or that took it over (status named it); another namespace's
+//! adopter neither holds a release back nor keeps a segment, and the hostile tenant keeps nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -22,10 +25,16 @@ pub const PANICS: &str = "operator panics";
 pub const EXITS: &str = "operator exits the run did not cause";
 pub const HYGIENE: &str = "secret hygiene";
 pub const NOT_DELIVERED: &str = "chaos not delivered";
+pub const RELEASED_TWICE: &str = "segments released more than once";
+pub const HOSTILE_HOLDS: &str = "victim segments the hostile tenant held";
+pub const HOSTILE_CREDENTIALS: &str = "hostile objects acting with others' keys";
+pub const HELD_BACK: &str = "releases held back by another namespace";
+pub const IDENTITY_MISJUDGED: &str = "identity annotations misjudged";
 
-pub const CHECKS: [&str; 11] = [
+pub const CHECKS: [&str; 16] = [
     LEAKED,
     PREMATURE,
+    RELEASED_TWICE,
     SECOND,
     ACCOUNTS,
     CREDENTIALS_LOST,
@@ -33,6 +42,10 @@ pub const CHECKS: [&str; 11] = [
     STUCK,
     PANICS,
     EXITS,
+    HOSTILE_HOLDS,
+    HOSTILE_CREDENTIALS,
+    HELD_BACK,
+    IDENTITY_MISJUDGED,
     HYGIENE,
     NOT_DELIVERED,
 ];
@@ -107,6 +120,7 @@ pub fn all(run: &Run, evidence: &Evidence, sup: &SupervisorReport, t0: u64) -> F
             segments: segments_of(o),
         });
     }
+    v.extend(crate::tenants::checks(run, evidence));
     v.extend(operator(evidence, sup, t0));
     Findings { violations: v, figures, taken_in_the_gap }
 }
@@ -154,6 +168,14 @@ fn releases(seg: &Value) -> Vec<u64> {
 pub fn allocator<'r>(run: &'r Run, seg: &Value) -> Option<&'r Tracked> {
     let uid = seg["allocationToken"].as_str()?.strip_prefix("alloc-")?;
     run.by_uid.get(uid).map(|&k| &run.objects[k])
+}
+
+/// The namers of a segment that keep it: its allocator, and the victims' adopters of the
+/// allocator's namespace or that took it over (their status named it).
+pub fn keepers<'r>(run: &'r Run, id: &str, allocator: &'r Tracked) -> Vec<&'r Tracked> {
+    let adopters = run.objects.iter().filter(|a| a.adopts.as_deref() == Some(id) && a.hostile.is_none());
+    let keeps = |a: &&Tracked| a.namespace == allocator.namespace || a.first_named.contains_key(id);
+    std::iter::once(allocator).chain(adopters.filter(keeps)).collect()
 }
 
 /// When an object surely existed: the allocator from before its create (its segment came later),
@@ -209,9 +231,6 @@ impl<'a> SegmentChecks<'a> {
         let id = seg["instanceId"].as_str().unwrap_or_default();
         let present = in_cloud.contains(id);
         let rel = releases(seg);
-        if rel.len() > 1 {
-            self.f.released_twice += 1;
-        }
         let out_of_band = seg["removedOutOfBand"].as_bool() == Some(true);
         self.f.out_of_band += usize::from(out_of_band);
         let Some(o) = allocator(self.run, seg) else {
@@ -226,11 +245,16 @@ impl<'a> SegmentChecks<'a> {
                 seg,
             ));
         }
+        if rel.len() > 1 {
+            self.f.released_twice += 1;
+            let what = format!("{id} ({}) had {} releases accepted", o.name, rel.len());
+            self.v.push(about(RELEASED_TWICE, what, o, seg));
+        }
         self.per_object.entry(self.run.by_uid[o.uid()]).or_default().push(seg);
         let adopters: Vec<&Tracked> = self.run.objects.iter().filter(|a| a.adopts.as_deref() == Some(id)).collect();
-        let namers: Vec<&Tracked> = std::iter::once(o).chain(adopters.iter().copied()).collect();
+        let keeping = keepers(self.run, id, o);
         if present && !out_of_band {
-            self.left_in_cloud(seg, id, o, &namers);
+            self.left_in_cloud(seg, id, o, &keeping);
         }
         self.created_after_gone(seg, id, o);
         let owner = seg["ownerAccount"].as_str().unwrap_or_default();
@@ -239,20 +263,20 @@ impl<'a> SegmentChecks<'a> {
             self.v.push(about(ACCOUNTS, what, o, seg));
         }
         for r in rel {
-            self.release(seg, id, o, r, &adopters, &namers);
+            self.release(seg, id, o, r, &adopters, &keeping);
         }
     }
 
-    /// Kept for a Retain namer, else a leak once every object that named it is gone.
-    fn left_in_cloud(&mut self, seg: &Value, id: &str, o: &Tracked, namers: &[&Tracked]) {
+    /// Kept for a Retain keeper, else a leak once every keeper is gone.
+    fn left_in_cloud(&mut self, seg: &Value, id: &str, o: &Tracked, keeping: &[&Tracked]) {
         let left: Vec<&str> =
-            namers.iter().filter(|n| self.final_objects.contains(n.uid())).map(|n| n.name.as_str()).collect();
-        if namers.iter().any(|n| n.retain) {
+            keeping.iter().filter(|n| self.final_objects.contains(n.uid())).map(|n| n.name.as_str()).collect();
+        if keeping.iter().any(|n| n.retain) {
             self.f.retained_kept += 1;
             self.f.kept_by_adopter += usize::from(!o.retain);
         } else if left.is_empty() {
-            let names: Vec<&str> = namers.iter().map(|n| n.name.as_str()).collect();
-            let what = format!("{id} is still in the cloud; every object that named it ({names:?}) is gone");
+            let names: Vec<&str> = keeping.iter().map(|n| n.name.as_str()).collect();
+            let what = format!("{id} is still in the cloud; every object that keeps it ({names:?}) is gone");
             self.v.push(about(LEAKED, what, o, seg));
         }
     }
@@ -273,11 +297,11 @@ impl<'a> SegmentChecks<'a> {
         }
     }
 
-    /// A release accepted at `r` is premature while a namer had not been asked to go, or when no
-    /// namer with the Delete policy had.
-    fn release(&mut self, seg: &Value, id: &str, o: &Tracked, r: u64, adopters: &[&Tracked], namers: &[&Tracked]) {
-        let live: Vec<&str> = namers.iter().filter(|n| n.live_at(r, since(n))).map(|n| n.name.as_str()).collect();
-        let asked = namers.iter().any(|n| !n.retain && n.delete_ms.is_some_and(|d| d <= r));
+    /// A release accepted at `r` is premature while a keeper had not been asked to go, or when no
+    /// keeper with the Delete policy had.
+    fn release(&mut self, seg: &Value, id: &str, o: &Tracked, r: u64, adopters: &[&Tracked], keeping: &[&Tracked]) {
+        let live: Vec<&str> = keeping.iter().filter(|n| n.live_at(r, since(n))).map(|n| n.name.as_str()).collect();
+        let asked = keeping.iter().any(|n| !n.retain && n.delete_ms.is_some_and(|d| d <= r));
         let why = if !live.is_empty() {
             Some(format!("{live:?} named it and had not been asked to go"))
         } else if !asked {
@@ -314,10 +338,14 @@ impl<'a> SegmentChecks<'a> {
         }
     }
 
-    /// What the object's status and annotations named, held against its own tokens and its target.
+    /// What the object's status and annotations named, held against its own tokens and its target
+    /// (the hostile tenant's objects: in `tenants`).
     fn object(&mut self, k: usize, o: &Tracked, by_segment: &HashMap<&str, &Value>) {
         if o.adopts.is_none() && !self.per_object.contains_key(&k) {
             self.f.deleted_before_allocation += usize::from(o.delete_ms.is_some());
+        }
+        if o.hostile.is_some() {
+            return;
         }
         let own = o.tokens();
         for sid in &o.segments_seen {

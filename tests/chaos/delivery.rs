@@ -1,16 +1,19 @@
 //! Whether the chaos was delivered: the faults the simulator injected, by kind, and for each kind
 //! of fault the run does (credential switches, Secret and namespace deletions, malformed answers,
-//! duplicate adoptions, restores) how many were planned, how many happened, and what they met.
+//! duplicate adoptions, restores, the hostile tenant's acts) how many were planned, how many
+//! happened, and what they met.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
 use crate::checks::{NOT_DELIVERED, Violation};
 use crate::evidence::Evidence;
-use crate::plan::{Plan, PlannedFault, Profile};
+use crate::hostile::HostileRecord;
+use crate::plan::{HostileAct, Plan, PlannedFault, Profile};
 use crate::run::{self, Run};
 use crate::supervisor::SupervisorReport;
+use crate::tenants;
 
 /// One row of the faults table: planned, happened, and what it met.
 pub struct FaultRow {
@@ -41,7 +44,8 @@ impl Delivery {
         ];
         let malformed: BTreeMap<String, u64> =
             counters.iter().filter_map(|(action, o)| o["Malformed"].as_u64().map(|n| (action.clone(), n))).collect();
-        let rows = fault_rows(run, plan, &malformed, &evidence.event_reasons, p, taken_in_the_gap);
+        let mut rows = fault_rows(run, plan, &malformed, &evidence.event_reasons, p, taken_in_the_gap);
+        rows.extend(hostile_rows(run, plan, evidence));
         Delivery { injected, malformed, rows }
     }
 
@@ -203,11 +207,10 @@ fn restore_row(run: &Run, p: &Profile, taken_in_the_gap: usize) -> FaultRow {
         planned: p.restores.to_string(),
         happened: run.restores.len(),
         met: format!(
-            "{} kept the finalizer, {} were moves to another namespace; {} named a segment ({} one a live adopter \
-             named), {back} came back to it, {refused_own} were refused it ({taken_in_the_gap} by an object that took it \
-             over while they were gone); {} needed more than one removal try; failures {:?}",
+            "{} kept the finalizer; {} named a segment ({} one a live adopter named), {back} came back to it, \
+             {refused_own} were refused it ({taken_in_the_gap} by an object that took it over while they were gone); {} \
+             needed more than one removal try; failures {:?}",
             run.restores.iter().filter(|r| r.kept_finalizer).count(),
-            run.restores.iter().filter(|r| r.moved_to.is_some()).count(),
             run.restores.iter().filter(|r| r.segment.is_some()).count(),
             run.restores.iter().filter(|r| r.contested).count(),
             run.restores.iter().filter(|r| r.tries > 1).count(),
@@ -215,4 +218,51 @@ fn restore_row(run: &Run, p: &Profile, taken_in_the_gap: usize) -> FaultRow {
         ),
         detail: json!(run.restores),
     }
+}
+
+/// The hostile tenant's acts, by kind: how its objects fared.
+fn hostile_rows(run: &Run, plan: &Plan, evidence: &Evidence) -> Vec<FaultRow> {
+    let kinds = [
+        (HostileAct::CopyIdentity, "hostileCopies"),
+        (HostileAct::ForgeIdentity { with_keys: true }, "hostileForgeries"),
+        (HostileAct::AdoptWithDelete, "hostileAdoptions"),
+        (HostileAct::UnreachableClaim { missing_secret: true }, "hostileClaims"),
+    ];
+    kinds
+        .into_iter()
+        .map(|(like, key)| {
+            let acts: Vec<&HostileRecord> = run.hostile.acts.iter().filter(|r| r.act.kind() == like.kind()).collect();
+            FaultRow {
+                kind: like.kind(),
+                key,
+                planned: plan.planned(|f| matches!(f, PlannedFault::Hostile(a) if a.kind() == like.kind())).to_string(),
+                happened: acts.len(),
+                met: hostile_met(run, evidence, &acts),
+                detail: json!(acts),
+            }
+        })
+        .collect()
+}
+
+/// What the hostile tenant's objects showed: Ready reasons, errors, the Warning events about them,
+/// and the victims deleted while they lived.
+fn hostile_met(run: &Run, evidence: &Evidence, acts: &[&HostileRecord]) -> String {
+    let objects: Vec<&run::Tracked> = acts.iter().map(|r| &run.objects[r.object]).collect();
+    let reasons: BTreeSet<&String> = objects.iter().flat_map(|o| &o.reasons_seen).collect();
+    let errors: BTreeSet<&String> = objects.iter().flat_map(|o| &o.errors_seen).collect();
+    let events: BTreeSet<&str> = objects.iter().flat_map(|o| tenants::events_about(evidence, o)).collect();
+    let looked_at = objects.iter().filter(|o| tenants::looked_at(evidence, o)).count();
+    let victims_deleted = acts
+        .iter()
+        .filter(|r| {
+            let o = &run.objects[r.object];
+            let victim = run.by_uid.get(&r.victim_uid).map(|&k| &run.objects[k]);
+            victim.and_then(|v| v.delete_ms).is_some_and(|d| o.delete_ms.is_none_or(|od| od > d))
+        })
+        .count();
+    format!(
+        "{looked_at} looked at by the operator; Ready reasons {reasons:?}; errors {errors:?}; events {events:?}; \
+         {victims_deleted} victim(s) deleted while it lived; segments its status named: {}",
+        objects.iter().map(|o| o.segments_seen.len()).sum::<usize>()
+    )
 }

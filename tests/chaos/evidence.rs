@@ -2,7 +2,7 @@
 //! are gone: the cloud's history and state in both accounts and its call counters, the cluster's
 //! events, and the secrets found in every output (lists, /metrics, events, the operator log).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -24,8 +24,10 @@ pub struct Evidence {
     pub all_segments: usize,
     /// The simulator's answers, by action and outcome.
     pub counters: Value,
-    /// The cluster's events (in the namespaces that stayed), counted by reason.
+    /// The cluster's events (in the namespaces that stayed), counted by reason, and the reasons
+    /// of those about each object (by UID).
     pub event_reasons: BTreeMap<String, u64>,
+    pub events_by_uid: HashMap<String, BTreeSet<String>>,
     pub log: LogScan,
     /// Secrets found in any output, sorted, without duplicates.
     pub secret_findings: Vec<String>,
@@ -58,8 +60,20 @@ impl Evidence {
         }
         secret_findings.sort();
         secret_findings.dedup();
-        let event_reasons = event_reasons(&events_json);
-        Evidence { history, present, per_account, all_segments, counters, event_reasons, log, secret_findings }
+        let events = events(&events_json);
+        let event_reasons = event_reasons(&events);
+        let events_by_uid = events_by_uid(&events);
+        Evidence {
+            history,
+            present,
+            per_account,
+            all_segments,
+            counters,
+            event_reasons,
+            events_by_uid,
+            log,
+            secret_findings,
+        }
     }
 }
 
@@ -89,15 +103,25 @@ fn accounts(http: &Http, sim: &Simulator) -> (Vec<Value>, HashSet<String>, BTree
     (history, present_ids, per_account)
 }
 
-fn event_reasons(events_json: &str) -> BTreeMap<String, u64> {
-    let events: Vec<Value> = serde_json::from_str::<Value>(events_json)
-        .ok()
-        .and_then(|v| v["items"].as_array().cloned())
-        .unwrap_or_default();
+fn events(events_json: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(events_json).ok().and_then(|v| v["items"].as_array().cloned()).unwrap_or_default()
+}
+
+fn event_reasons(events: &[Value]) -> BTreeMap<String, u64> {
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for e in &events {
+    for e in events {
         *reasons.entry(e["reason"].as_str().unwrap_or_default().to_string()).or_default() +=
             e["count"].as_u64().unwrap_or(1);
     }
     reasons
+}
+
+fn events_by_uid(events: &[Value]) -> HashMap<String, BTreeSet<String>> {
+    let mut by_uid: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in events {
+        if let (Some(uid), Some(reason)) = (e["involvedObject"]["uid"].as_str(), e["reason"].as_str()) {
+            by_uid.entry(uid.to_string()).or_default().insert(reason.to_string());
+        }
+    }
+    by_uid
 }

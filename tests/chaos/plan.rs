@@ -62,6 +62,8 @@ pub struct Profile {
     pub adopt_handover: f64,
     /// Objects removed behind the operator's back and re-applied from their saved manifest.
     pub restores: usize,
+    /// Acts of the hostile tenant, its kinds in turn.
+    pub hostile: usize,
 }
 
 pub const SHORT: Profile = Profile {
@@ -93,6 +95,7 @@ pub const SHORT: Profile = Profile {
     adopt_delete: 0.5,
     adopt_handover: 0.5,
     restores: 4,
+    hostile: 6,
 };
 
 pub const LONG: Profile = Profile {
@@ -124,6 +127,7 @@ pub const LONG: Profile = Profile {
     adopt_delete: 0.5,
     adopt_handover: 0.5,
     restores: 16,
+    hostile: 18,
 };
 
 /// The simulator's faults until the end of the waves.
@@ -191,7 +195,47 @@ pub enum PlannedFault {
     DeleteSecret,
     /// After the wave's deletions.
     DeleteNamespace { ns: usize },
+    /// The hostile tenant acts on a victim's object or segment, picked when it acts.
+    Hostile(HostileAct),
 }
+
+/// What the hostile tenant does, in its own namespace, to a victim of another namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum HostileAct {
+    /// A new object of the victim's name with a copy of its identity annotations and proof.
+    CopyIdentity,
+    /// A new object with forged annotations: the victim's segment ID, account and allocation token
+    /// (`alloc-<victim UID>`), credentials source Operator, and a proof of the right shape; with
+    /// keys of the victim's account, or with none.
+    ForgeIdentity { with_keys: bool },
+    /// An adoption of the victim's segment with deletionPolicy Delete.
+    AdoptWithDelete,
+    /// An adoption of the victim's segment that can never be established: with the other
+    /// account's keys, or naming a Secret that does not exist.
+    UnreachableClaim { missing_secret: bool },
+}
+
+impl HostileAct {
+    /// What it tries, as the report groups the acts.
+    pub fn kind(self) -> &'static str {
+        match self {
+            HostileAct::CopyIdentity => "hostile: identity annotations copied",
+            HostileAct::ForgeIdentity { .. } => "hostile: identity annotations forged",
+            HostileAct::AdoptWithDelete => "hostile: adoption with Delete",
+            HostileAct::UnreachableClaim { .. } => "hostile: claim never established",
+        }
+    }
+}
+
+/// The hostile tenant's acts, each kind in turn.
+pub const HOSTILE_ACTS: [HostileAct; 6] = [
+    HostileAct::CopyIdentity,
+    HostileAct::ForgeIdentity { with_keys: true },
+    HostileAct::AdoptWithDelete,
+    HostileAct::UnreachableClaim { missing_secret: false },
+    HostileAct::ForgeIdentity { with_keys: false },
+    HostileAct::UnreachableClaim { missing_secret: true },
+];
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Wave {
@@ -238,6 +282,8 @@ impl Plan {
         plan_switches(p, &mut waves, p.namespaces - deleted_at.len(), &mut frng);
         plan_secret_deletions(p, &mut waves, &mut frng);
         plan_adoptions_and_restores(p, &mut waves, &mut frng);
+        // From an rng of its own, so that a seed's other faults stay as they were.
+        plan_hostile_acts(p, &mut waves, &mut StdRng::seed_from_u64(seed.wrapping_add(5)));
         Plan { waves, restart_after_wave, apiserver_down_s, kills }
     }
 
@@ -361,5 +407,13 @@ fn plan_adoptions_and_restores(p: &Profile, waves: &mut [Wave], frng: &mut StdRn
     }
     for _ in 0..p.restores {
         waves[frng.random_range(1..n)].restores += 1;
+    }
+}
+
+/// The hostile tenant's acts, at any wave but the first (they need victims with a segment).
+fn plan_hostile_acts(p: &Profile, waves: &mut [Wave], hrng: &mut StdRng) {
+    let n = waves.len();
+    for act in HOSTILE_ACTS.iter().cycle().take(p.hostile) {
+        waves[hrng.random_range(1..n)].faults.push(PlannedFault::Hostile(*act));
     }
 }

@@ -1,7 +1,7 @@
-//! The report of a run: the checks, what each fault met and the figures as tables, a timeline of
-//! each violation (the object, its segments, the operator's lines about them), and all of it as
-//! JSON, written to `target/chaos/<profile>-seed<seed>.*` with the cloud's history and the
-//! operator log.
+//! The report of a run: the checks, what each fault met, each namespace's checks and figures, and
+//! the figures as tables, a timeline of each violation (the object, its segments, the operator's
+//! lines about them), and all of it as JSON, written to `target/chaos/<profile>-seed<seed>.*` with
+//! the cloud's history and the operator log.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,13 +16,23 @@ use crate::evidence::Evidence;
 use crate::plan::{Cred, Plan, Profile, faults};
 use crate::run::{Run, Tracked};
 use crate::supervisor::SupervisorReport;
+use crate::tenants::{self, NamespaceRow, PER_NAMESPACE};
 use crate::{Chaos, Drain, fmt_ms};
 
 /// The width of the names column of the checks table, and the least one of the figures table.
 const NAME_WIDTH: usize = 48;
 /// The events whose counts the figures show.
-const SELECTED_EVENTS: [&str; 7] =
-    ["HandedOver", "NotOwner", "ClaimRefused", "AccountMismatch", "Retained", "Adopted", "NothingToRelease"];
+const SELECTED_EVENTS: [&str; 9] = [
+    "HandedOver",
+    "NotOwner",
+    "ClaimRefused",
+    "AccountMismatch",
+    "Retained",
+    "Adopted",
+    "NothingToRelease",
+    "UnprovenIdentity",
+    "PolicyRefused",
+];
 
 pub struct Report<'r> {
     pub profile: &'r Profile,
@@ -68,6 +78,7 @@ impl Report<'_> {
         let calls = calls(&self.evidence.counters);
         let mut table = self.checks_table();
         table += &self.faults_table();
+        table += &namespaces_table(&self.namespace_rows());
         let mut figures = self.object_figures();
         figures.extend(self.segment_figures());
         figures.extend(self.operator_figures());
@@ -108,8 +119,13 @@ impl Report<'_> {
         table
     }
 
+    fn namespace_rows(&self) -> Vec<NamespaceRow> {
+        tenants::rows(self.run, self.evidence, self.violations())
+    }
+
+    /// The victims' objects (the hostile tenant's are in the namespaces table).
     fn object_figures(&self) -> Vec<(String, String)> {
-        let objects = &self.run.objects;
+        let objects: Vec<&Tracked> = self.run.objects.iter().filter(|o| o.hostile.is_none()).collect();
         let with_cred = |c: Cred| objects.iter().filter(|o| o.cred == c).count();
         vec![
             (
@@ -371,6 +387,8 @@ impl Report<'_> {
             "switches": run.switches,
             "adoptions": run.adoptions,
             "restores": run.restores,
+            "hostileActs": run.hostile.acts,
+            "perNamespace": self.namespace_rows(),
             "postponed": run.postponed,
             "objects": run.objects,
             "plan": self.plan,
@@ -423,6 +441,41 @@ fn calls(counters: &Value) -> BTreeMap<String, (u64, String)> {
             (action.clone(), (total, detail))
         })
         .collect()
+}
+
+/// Each namespace: its rule, objects and segments, and the checks that concern it.
+fn namespaces_table(rows: &[NamespaceRow]) -> String {
+    let mut header = vec![
+        "namespace (tenancy rule)".to_string(),
+        "objects".into(),
+        "segments / releases / left".into(),
+        "released once".into(),
+    ];
+    header.extend(PER_NAMESPACE.iter().map(|(_, title)| title.to_string()));
+    let mut lines = vec![header];
+    for r in rows {
+        let mut line = vec![
+            format!("{} ({})", r.namespace, r.rule),
+            r.objects.to_string(),
+            format!("{} / {} / {}", r.allocated, r.releases, r.left),
+            format!("{} of {}", r.released_once, r.to_release),
+        ];
+        line.extend(PER_NAMESPACE.iter().map(|(c, _)| r.checks[c].to_string()));
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len()).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    let format_line = |l: &Vec<String>| {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        cells.join(" | ").trim_end().to_string() + "\n"
+    };
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let mut table = "\nper namespace (the checks among them each 0; released once: of the segments every keeper of \
+                     which is gone, none with Retain)\n"
+        .to_string();
+    table += &format_line(&lines[0]);
+    table += &(rule.join("-+-") + "\n");
+    lines[1..].iter().for_each(|l| table += &format_line(l));
+    table
 }
 
 fn figures_table(figures: &[(String, String)]) -> String {

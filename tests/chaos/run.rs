@@ -1,7 +1,8 @@
 //! The run's hands and eyes on the cluster: the namespaces, credentials Secrets and RBAC it sets up,
 //! the objects it creates and deletes (with kubectl, as a platform team would), one list a second of
 //! everything it made (objects, Secrets, namespaces), and the faults it does by hand: credential
-//! switches, Secret and namespace deletions, duplicate adoptions and restore-style re-creations.
+//! switches, Secret and namespace deletions, duplicate adoptions and restore-style re-creations
+//! (the hostile tenant's acts are in `hostile.rs`).
 //!
 //! An object is tracked as one logical object across its incarnations: a restore removes it behind
 //! the operator's back and re-applies its saved manifest, which gives it a new UID but keeps the
@@ -22,9 +23,12 @@ use vpc_simulator::{
     OTHER_ACCOUNT,
 };
 
+use crate::hostile::HostileTenant;
 use crate::hygiene::{Needles, WRONG_ACCESS_KEY_SECRET};
 use crate::now_ms;
-use crate::plan::{Cred, KEYS_A, KEYS_B, NAMESPACE_DEFAULT, NAMESPACE_WITH_DEFAULT, NewObject, PlannedFault, Profile};
+use crate::plan::{
+    Cred, HostileAct, KEYS_A, KEYS_B, NAMESPACE_DEFAULT, NAMESPACE_WITH_DEFAULT, NewObject, PlannedFault, Profile,
+};
 use eipsegment_test_support::{Cluster, Kube, REGION, restore_manifest};
 
 /// Every object, Secret and namespace of a run carries this label, with the run's ID.
@@ -96,12 +100,55 @@ pub struct Tracked {
     /// `status.lastError.code`s and Ready reasons it showed.
     pub errors_seen: BTreeSet<String>,
     pub reasons_seen: BTreeSet<String>,
+    /// The reasons of its IdentityProven condition it showed, and the Ready messages it showed
+    /// while its deletion waited for another object that named its segment.
+    pub identity_seen: BTreeSet<String>,
+    pub waits_seen: BTreeSet<String>,
+    /// Made by the hostile tenant, for this act (its annotations are the tenant's, not the
+    /// operator's: only its status counts).
+    pub hostile: Option<HostileAct>,
     /// The object as last listed.
     #[serde(skip)]
     pub last: Value,
 }
 
 impl Tracked {
+    /// Not yet created: its credentials and the account they act for.
+    pub fn new(
+        index: usize,
+        name: String,
+        namespace: String,
+        (cred, expected_account): (Cred, &'static str),
+        wave: usize,
+    ) -> Tracked {
+        Tracked {
+            index,
+            name,
+            namespace,
+            retain: false,
+            adopts: None,
+            cred,
+            expected_account,
+            wave,
+            created_ms: 0,
+            incarnations: Vec::new(),
+            delete_ms: None,
+            deleted_by: None,
+            gone_ms: None,
+            segments_seen: BTreeSet::new(),
+            first_named: BTreeMap::new(),
+            tokens_seen: BTreeSet::new(),
+            accounts_seen: BTreeSet::new(),
+            sources_seen: BTreeSet::new(),
+            errors_seen: BTreeSet::new(),
+            reasons_seen: BTreeSet::new(),
+            identity_seen: BTreeSet::new(),
+            waits_seen: BTreeSet::new(),
+            hostile: None,
+            last: Value::Null,
+        }
+    }
+
     pub fn uid(&self) -> &str {
         &self.incarnations.last().expect("tracked once seen").uid
     }
@@ -117,11 +164,11 @@ impl Tracked {
         since <= at && self.delete_ms.is_none_or(|d| d > at)
     }
 
-    fn status_str(&self, field: &str) -> Option<&str> {
+    pub fn status_str(&self, field: &str) -> Option<&str> {
         self.last["status"][field].as_str()
     }
 
-    fn listed_live(&self) -> bool {
+    pub fn listed_live(&self) -> bool {
         self.delete_ms.is_none() && self.last["metadata"]["deletionTimestamp"].is_null() && self.last.is_object()
     }
 
@@ -153,8 +200,10 @@ struct StatusSeen {
     source: Option<String>,
     code: Option<String>,
     action: Option<String>,
-    /// The Ready condition's reason.
+    /// The Ready condition's reason and message, and the IdentityProven condition's reason.
     ready: Option<String>,
+    ready_message: Option<String>,
+    identity: Option<String>,
     deleting: bool,
 }
 
@@ -162,15 +211,20 @@ impl StatusSeen {
     fn of(item: &Value) -> StatusSeen {
         let status = &item["status"];
         let str_of = |v: &Value| v.as_str().map(String::from);
+        let condition = |kind: &str, field: &str| {
+            status["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == kind))
+                .and_then(|c| c[field].as_str().map(String::from))
+        };
         StatusSeen {
             segment: str_of(&status["segmentInstanceId"]),
             source: str_of(&status["credentialsSource"]),
             code: str_of(&status["lastError"]["code"]),
             action: str_of(&status["lastError"]["action"]),
-            ready: status["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .and_then(|c| c["reason"].as_str().map(String::from)),
+            ready: condition("Ready", "reason"),
+            ready_message: condition("Ready", "message"),
+            identity: condition("IdentityProven", "reason"),
             deleting: item["metadata"]["deletionTimestamp"].is_string(),
         }
     }
@@ -234,8 +288,6 @@ pub struct RestoreRecord {
     pub old_uid: String,
     pub new_uid: String,
     pub kept_finalizer: bool,
-    /// A move: re-applied in this namespace.
-    pub moved_to: Option<String>,
     /// It held a segment that a live adopter named.
     pub contested: bool,
     /// The segment and allocation token its annotations held when it was removed.
@@ -277,9 +329,11 @@ pub struct Run<'a> {
     pub credentials_lost: BTreeMap<(String, String), (String, usize)>,
     /// Secrets created again as an object asked: (namespace, name, the object).
     pub recreated: Vec<(String, String, String)>,
+    /// The tenant of a namespace of its own that goes for the others' segments.
+    pub hostile: HostileTenant,
     pub rng: StdRng,
     /// Holders to delete at the next wave (adopted ones), and users of a switched Secret at this one.
-    handovers: Vec<usize>,
+    pub handovers: Vec<usize>,
     switch_deletes: Vec<usize>,
 }
 
@@ -288,6 +342,7 @@ impl<'a> Run<'a> {
         let run_id = std::process::id().to_string();
         let namespaces =
             (0..p.namespaces).map(|i| Namespace { name: format!("chaos{i}-{run_id}"), ..Default::default() }).collect();
+        let hostile = HostileTenant::new(&run_id);
         Run {
             c,
             p,
@@ -313,6 +368,7 @@ impl<'a> Run<'a> {
             substituted: 0,
             credentials_lost: BTreeMap::new(),
             recreated: Vec::new(),
+            hostile,
             rng,
             handovers: Vec::new(),
             switch_deletes: Vec::new(),
@@ -342,22 +398,23 @@ impl<'a> Run<'a> {
         json!({RUN_LABEL: self.run_id})
     }
 
+    /// Every namespace the operator watches: the victims', then the hostile tenant's.
     pub fn namespace_names(&self) -> Vec<String> {
-        self.namespaces.iter().map(|n| n.name.clone()).collect()
+        self.namespaces.iter().map(|n| n.name.clone()).chain([self.hostile.namespace.clone()]).collect()
     }
 
     /// The namespaces, the rights to read and hold Secrets in them, and their credentials Secrets:
-    /// `keys-a` (the default account's keys), `keys-b` (the other account's) and, in one, the
-    /// namespace's default credentials Secret with the other account's keys.
+    /// `keys-a` (the default account's keys) and `keys-b` (the other account's) in each, victims'
+    /// and hostile tenant's alike, and, in one victim's, the namespace's default credentials Secret
+    /// with the other account's keys.
     pub fn set_up(&mut self) {
         let labels = self.labels();
         let role = format!("eipsegment-chaos-secrets-{}", self.run_id);
-        let mut items = Vec::new();
-        for ns in &self.namespaces {
-            items.push(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns.name, "labels": labels}}),
-            );
-        }
+        let mut items: Vec<Value> = self
+            .namespace_names()
+            .iter()
+            .map(|name| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}))
+            .collect();
         items.push(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": role, "labels": labels},
@@ -367,10 +424,10 @@ impl<'a> Run<'a> {
                  "resourceNames": [SECRETS_BINDING], "verbs": ["get", "patch"]},
             ],
         }));
-        for (i, ns) in self.namespaces.iter().enumerate() {
+        for (i, ns) in self.namespace_names().iter().enumerate() {
             items.push(json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": SECRETS_BINDING, "namespace": ns.name, "labels": labels, "finalizers": [GUARD_FINALIZER]},
+                "metadata": {"name": SECRETS_BINDING, "namespace": ns, "labels": labels, "finalizers": [GUARD_FINALIZER]},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
                 "subjects": [{"kind": "ServiceAccount", "name": "eipsegment-operator", "namespace": "eipsegment-system"}],
             }));
@@ -381,12 +438,12 @@ impl<'a> Run<'a> {
             if i == NAMESPACE_WITH_DEFAULT {
                 secrets.push((NAMESPACE_DEFAULT, keys_data(OTHER_ACCESS_KEY_ID, OTHER_ACCESS_KEY_SECRET)));
             }
-            for (name, data) in secrets {
-                items.push(json!({
+            items.extend(secrets.into_iter().map(|(name, data)| {
+                json!({
                     "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": name, "namespace": ns.name, "labels": labels}, "data": data,
-                }));
-            }
+                    "metadata": {"name": name, "namespace": ns, "labels": labels}, "data": data,
+                })
+            }));
         }
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
         self.kubectl_retried(
@@ -407,7 +464,7 @@ impl<'a> Run<'a> {
     }
 
     /// `keys-a` of this namespace acts for the other account right now.
-    fn switched_to_other(&self, ns: &str) -> bool {
+    pub fn switched_to_other(&self, ns: &str) -> bool {
         self.switches.iter().any(|s| s.namespace == ns && !s.wrong && s.reverted_ms.is_none())
     }
 
@@ -438,20 +495,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Whether an object whose identity records `source` (or none yet) and whose spec says `cred`
-    /// keeps working in namespace `ns` (by number): a move there keeps its account.
-    fn movable_to(&self, ns: usize, source: Option<&str>, cred: Cred) -> bool {
-        let name = &self.namespaces[ns].name;
-        let usable =
-            |secret: &str| !(self.secret_deleted(name, secret) || (secret == KEYS_A && self.switch_active(name)));
-        match source {
-            Some("Operator") => true,
-            Some(s) => s.strip_prefix("Secret/").is_some_and(|secret| secret != NAMESPACE_DEFAULT && usable(secret)),
-            None => cred.secret().is_none_or(usable) && (cred != Cred::Own || ns != NAMESPACE_WITH_DEFAULT),
-        }
-    }
-
-    fn namespace_open(&self, ns: &str) -> bool {
+    /// A victim's namespace whose deletion was not asked.
+    pub fn namespace_open(&self, ns: &str) -> bool {
         self.namespaces.iter().any(|n| n.name == ns && n.delete_ms.is_none())
     }
 
@@ -531,6 +576,9 @@ impl<'a> Run<'a> {
     fn record(&mut self, k: usize, uid: &str, item: &Value, list_started: u64) {
         let seen = StatusSeen::of(item);
         self.note(k, uid, item, &seen, list_started);
+        if seen.deleting && seen.ready.as_deref() == Some("SegmentInUse") {
+            self.objects[k].waits_seen.extend(seen.ready_message.clone());
+        }
         let (name, namespace) = (self.objects[k].name.clone(), self.objects[k].namespace.clone());
         self.note_switch_met(&name, &namespace, &seen, list_started);
         self.check_credentials_kept(k, &item["status"], &seen, list_started);
@@ -542,6 +590,8 @@ impl<'a> Run<'a> {
         let annotations = &item["metadata"]["annotations"];
         let str_of = |v: &Value| v.as_str().map(String::from);
         let o = &mut self.objects[k];
+        // The hostile tenant's annotations are its own words: only what the operator wrote counts.
+        let annotations = if o.hostile.is_some() { &Value::Null } else { annotations };
         if let Some(inc) = o.incarnations.iter_mut().find(|i| i.uid == uid) {
             inc.segments.extend(seen.segment.clone());
             if !seen.deleting {
@@ -558,6 +608,7 @@ impl<'a> Run<'a> {
         o.sources_seen.extend(seen.source.clone());
         o.errors_seen.extend(seen.code.clone());
         o.reasons_seen.extend(seen.ready.clone());
+        o.identity_seen.extend(seen.identity.clone());
         o.last = item.clone();
     }
 
@@ -684,32 +735,10 @@ impl<'a> Run<'a> {
     }
 
     fn template(&self, index: usize, name: String, ns: usize, cred: Cred, wave: usize) -> Tracked {
-        Tracked {
-            index,
-            name,
-            namespace: self.namespaces[ns].name.clone(),
-            retain: false,
-            adopts: None,
-            cred,
-            expected_account: self.account_of(ns, cred),
-            wave,
-            created_ms: 0,
-            incarnations: Vec::new(),
-            delete_ms: None,
-            deleted_by: None,
-            gone_ms: None,
-            segments_seen: BTreeSet::new(),
-            first_named: BTreeMap::new(),
-            tokens_seen: BTreeSet::new(),
-            accounts_seen: BTreeSet::new(),
-            sources_seen: BTreeSet::new(),
-            errors_seen: BTreeSet::new(),
-            reasons_seen: BTreeSet::new(),
-            last: Value::Null,
-        }
+        Tracked::new(index, name, self.namespaces[ns].name.clone(), (cred, self.account_of(ns, cred)), wave)
     }
 
-    fn manifest(&self, t: &Tracked, spec: Value) -> Value {
+    pub fn manifest(&self, t: &Tracked, spec: Value) -> Value {
         json!({
             "apiVersion": "eipsegment.io/v1alpha1", "kind": "EipSegment",
             "metadata": {"name": t.name, "namespace": t.namespace, "labels": self.labels()}, "spec": spec,
@@ -753,7 +782,7 @@ impl<'a> Run<'a> {
 
     /// Creates these objects, in as many tries as the apiserver needs; each is tracked once a list
     /// shows it.
-    fn create(&mut self, mut new: Vec<(Tracked, Value)>) {
+    pub fn create(&mut self, mut new: Vec<(Tracked, Value)>) {
         let first_try = now_ms();
         for attempt in 0.. {
             let items: Vec<&Value> = new.iter().map(|(_, m)| m).collect();
@@ -801,14 +830,19 @@ impl<'a> Run<'a> {
     }
 
     /// The objects of the plan (by creation index) whose deletion this wave asks, with the users
-    /// of a switched Secret picked for it, the holders of adopted segments due, and each live
-    /// adopter with the chance of an earlier object.
-    pub fn wave_deletions(&mut self, indexes: &[usize]) -> Vec<usize> {
+    /// of a switched Secret picked for it, the holders of adopted segments due, the hostile
+    /// tenant's objects the operator has looked at, and each live victim adopter with the chance
+    /// of an earlier object.
+    pub fn wave_deletions(&mut self, wave: usize, indexes: &[usize]) -> Vec<usize> {
         let mut ks: Vec<usize> = indexes.iter().filter_map(|i| self.by_index.get(i).copied()).collect();
         ks.append(&mut self.switch_deletes);
         ks.append(&mut self.handovers);
+        ks.extend(self.hostile_due(wave));
         let adopters: Vec<usize> = (0..self.objects.len())
-            .filter(|&k| self.objects[k].adopts.is_some() && self.objects[k].delete_ms.is_none())
+            .filter(|&k| {
+                let o = &self.objects[k];
+                o.adopts.is_some() && o.hostile.is_none() && o.delete_ms.is_none()
+            })
             .collect();
         for k in adopters {
             if self.rng.random_bool(self.p.delete_earlier) {
@@ -908,6 +942,7 @@ impl<'a> Run<'a> {
                 self.delete_namespace(*ns);
                 Ok(())
             }
+            PlannedFault::Hostile(act) => self.hostile_act(wave, *act),
         };
         match why {
             Ok(()) => true,
@@ -1232,9 +1267,8 @@ impl<'a> Run<'a> {
         };
         let keep = self.rng.random_bool(0.5);
         let gap_ms = self.rng.random_range(0..=1500);
-        let wants_move = self.rng.random_bool(0.25);
         let Some((saved, tries, removed_ms)) = self.remove_for_restore(wave, k) else { return false };
-        let (manifest, moved_to) = self.manifest_for_restore(k, &saved, keep, wants_move);
+        let manifest = restore_manifest(&saved, keep);
         let kept_finalizer =
             manifest["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|f| f == FINALIZER));
         std::thread::sleep(Duration::from_millis(gap_ms));
@@ -1259,7 +1293,6 @@ impl<'a> Run<'a> {
             old_uid: saved["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
             new_uid: applied["metadata"]["uid"].as_str().expect("uid of the re-applied object").to_string(),
             kept_finalizer,
-            moved_to,
             contested,
             segment: annotations["eipsegment.io/segment-id"].as_str().map(String::from),
             token: annotations[ALLOCATION_TOKEN].as_str().map(String::from),
@@ -1267,12 +1300,11 @@ impl<'a> Run<'a> {
         };
         let source = annotations["eipsegment.io/credentials-source"].as_str();
         println!(
-            "chaos: {}/{} removed behind the operator ({tries} tries) and re-applied {gap_ms} ms later {} the finalizer{}; \
+            "chaos: {}/{} removed behind the operator ({tries} tries) and re-applied {gap_ms} ms later {} the finalizer; \
              its annotations name segment {:?}, token {:?}, credentials {source:?}",
             record.namespace,
             record.name,
             if kept_finalizer { "with" } else { "without" },
-            record.moved_to.as_ref().map(|m| format!(" in namespace {m}")).unwrap_or_default(),
             record.segment,
             record.token
         );
@@ -1332,49 +1364,16 @@ impl<'a> Run<'a> {
         Some((saved, tries, removed_ms))
     }
 
-    /// The saved manifest to re-apply, with or without the finalizer, and the namespace it moves
-    /// to if it is a move: some are re-applied in another namespace where their credentials act
-    /// for the same account, and where no object of that name lives.
-    fn manifest_for_restore(
-        &mut self,
-        k: usize,
-        saved: &Value,
-        keep: bool,
-        wants_move: bool,
-    ) -> (Value, Option<String>) {
-        let mut manifest = restore_manifest(saved, keep);
-        let source = saved["metadata"]["annotations"]["eipsegment.io/credentials-source"].as_str();
-        let (ns, name, cred) = (&self.objects[k].namespace, &self.objects[k].name, self.objects[k].cred);
-        let targets: Vec<usize> = (0..self.namespaces.len())
-            .filter(|&j| self.namespaces[j].name != *ns && self.namespaces[j].delete_ms.is_none())
-            .filter(|&j| self.movable_to(j, source, cred))
-            .filter(|&j| {
-                let target = &self.namespaces[j].name;
-                self.objects.iter().all(|o| o.namespace != *target || o.name != *name || o.gone_ms.is_some())
-            })
-            .collect();
-        let moved_to = (wants_move && !targets.is_empty())
-            .then(|| self.namespaces[targets[self.rng.random_range(0..targets.len())]].name.clone());
-        if let Some(target) = &moved_to {
-            manifest["metadata"]["namespace"] = json!(target);
-        }
-        (manifest, moved_to)
-    }
-
-    /// The re-applied object as the new incarnation of its logical object (in its new namespace,
-    /// for a move).
+    /// The re-applied object as the new incarnation of its logical object.
     fn track_restored(&mut self, record: RestoreRecord) {
         let k = record.object;
         self.objects[k].incarnations.push(Incarnation {
             uid: record.new_uid.clone(),
-            namespace: record.moved_to.clone().unwrap_or_else(|| record.namespace.clone()),
+            namespace: record.namespace.clone(),
             seen_ms: record.reapplied_ms,
             restored_with_finalizer: Some(record.kept_finalizer),
             ..Default::default()
         });
-        if let Some(target) = &record.moved_to {
-            self.objects[k].namespace = target.clone();
-        }
         self.by_uid.insert(record.new_uid.clone(), k);
         self.restores.push(record);
     }
