@@ -1,8 +1,9 @@
 //! The lifecycle core, model-checked with stateright over every interleaving of user edits,
 //! operator passes, crashes, lost answers, failed writes and looks, and the cloud's asynchronous
-//! changes, in two isolated accounts. The decisions are the operator's own
+//! changes, in two isolated accounts, with a tenant of another namespace who copies or forges
+//! identity annotations and adopts what is not its own. The decisions are the operator's own
 //! (`eipsegment_operator::lifecycle::decide`). Then each earlier rule the core replaced is run
-//! through the same model, and the checker must find the leak or the premature release it allowed.
+//! through the same model, and the checker must find the violation it allowed.
 //!
 //! Each scenario bounds the faults and user edits; within those budgets the search is exhaustive
 //! (every reachable state) unless `MODELCHECK_DEPTH` (default 40) cuts it first. `make modelcheck`
@@ -16,7 +17,8 @@ use std::time::Instant;
 
 use stateright::{Checker, HasDiscoveries, Model as _, Property};
 
-use model::{Action, CallEnd, Keys, LookFault, Model, Op, Scenario, State, User, UserKind};
+use model::{ACCOUNT_A, ACCOUNT_B, Action, CallEnd, Hostile, Keys, LookFault, Model, Op, Scenario, State, Tenant};
+use model::{User, UserKind};
 use rules::{Earlier, Rules};
 
 impl stateright::Model for Model {
@@ -36,7 +38,7 @@ impl stateright::Model for Model {
     }
 
     fn format_action(&self, action: &Action) -> String {
-        story(action)
+        story(self, action)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
@@ -45,8 +47,20 @@ impl stateright::Model for Model {
                 properties::leaked(m, s).is_empty()
             }),
             Property::always(
-                "no release is accepted unless its object is deleted with Delete and no other wants it",
+                "no release is accepted unless its owner is deleted with Delete (as its namespace's policy allows) \
+                 and no other object of its namespace wants it",
                 |_, s: &State| s.premature_release.is_none(),
+            ),
+            Property::always(
+                "an owner deleted with Delete leaves its segment to no one but an heir of its namespace",
+                |_, s: &State| s.misplaced.is_none(),
+            ),
+            Property::always("an object holds only a segment it allocated or adopts by its spec", |_, s: &State| {
+                properties::holds_only_its_own(s)
+            }),
+            Property::always(
+                "the operator's own credentials act only for a namespace its policy lets use them",
+                |_, s: &State| s.operator_call.is_none(),
             ),
             Property::always("at most one allocation per object, across restores", |_, s: &State| {
                 properties::allocations_per_object_at_most_one(s)
@@ -59,23 +73,27 @@ impl stateright::Model for Model {
     }
 }
 
-fn story(action: &Action) -> String {
+fn story(m: &Model, action: &Action) -> String {
+    let at = |slot: &usize| m.label(*slot);
     match action {
-        Action::User(User::Delete(i)) => format!("the user deletes seg{i}"),
-        Action::User(User::FlipPolicy(i)) => format!("the user flips seg{i}'s deletion policy"),
+        Action::User(User::Delete(i)) => format!("the user deletes {}", at(i)),
+        Action::User(User::FlipPolicy(i)) => format!("the user flips {}'s deletion policy", at(i)),
         Action::User(User::Keys(Keys::Of(a))) => {
             format!("the user puts keys of account {a} into the credentials Secret")
         }
         Action::User(User::Keys(Keys::Broken)) => "the user puts a wrong secret key into the Secret".into(),
         Action::User(User::DeleteSecret) => "the credentials Secret is deleted (as its namespace goes)".into(),
         Action::User(User::Restore(i)) => {
-            format!("seg{i} comes back from a backup: spec and annotations, no status, a new UID")
+            format!("{} comes back from a backup: spec and annotations, no status, a new UID", at(i))
         }
-        Action::User(User::Adopt(id)) => format!("the user creates seg1 adopting {id} with deletionPolicy Delete"),
-        Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles seg{i}"),
-        Action::Operator(Op::Pass(i, LookFault::Failed)) => format!("the operator reconciles seg{i}; its look fails"),
+        Action::User(User::Adopt(id)) => format!("the user creates team/seg1 adopting {id} with deletionPolicy Delete"),
+        Action::User(User::Tenant(hostile)) => tenant_story(hostile),
+        Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles {}", at(i)),
+        Action::Operator(Op::Pass(i, LookFault::Failed)) => {
+            format!("the operator reconciles {}; its look fails", at(i))
+        }
         Action::Operator(Op::Pass(i, LookFault::Malformed)) => {
-            format!("the operator reconciles seg{i}; the cloud answers its look with a 2xx without the list")
+            format!("the operator reconciles {}; the cloud answers its look with a 2xx without the list", at(i))
         }
         Action::Operator(Op::Call(end)) => match end {
             CallEnd::Answered => "the operator writes, then calls the cloud, which answers".into(),
@@ -90,6 +108,18 @@ fn story(action: &Action) -> String {
         Action::Operator(Op::Record) => "the operator records what followed".into(),
         Action::Operator(Op::Crash) => "the operator crashes before recording".into(),
         Action::Cloud(id) => format!("the cloud moves {id} along (visible, then Allocated, or gone after a release)"),
+    }
+}
+
+fn tenant_story(hostile: &Hostile) -> String {
+    let created = "namespace other's user creates other/seg0";
+    match hostile {
+        Hostile::Copy => format!("{created} with team/seg0's identity annotations and proof copied"),
+        Hostile::Forge { segment, token } => {
+            let segment = segment.as_ref().map(|id| format!("segment-id {id}, ")).unwrap_or_default();
+            format!("{created} with forged annotations: {segment}allocation-token {token}, credentials-source Operator")
+        }
+        Hostile::Adopt(id) => format!("{created} adopting {id} with deletionPolicy Delete"),
     }
 }
 
@@ -117,11 +147,14 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
     let steps = path.into_vec();
     for (i, (state, action)) in steps.iter().enumerate() {
         let Some(action) = action else { continue };
-        println!("    {:>2}. {}", i + 1, story(action));
+        println!("    {:>2}. {}", i + 1, story(model, action));
         if let Some((next, _)) = steps.get(i + 1)
             && matches!(action, Action::Operator(Op::Pass(..) | Op::Call(_)))
         {
-            println!("{}", decided(next));
+            let decision = decided(next);
+            if !decision.is_empty() {
+                println!("{decision}");
+            }
         }
         let _ = state;
     }
@@ -140,7 +173,7 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
                         .map(|c| format!("{}: {}", c.reason, c.message))
                         .unwrap_or_default();
                     let synced = o.status.last_error.as_ref().map(|e| format!(" [{}]", e.message)).unwrap_or_default();
-                    format!("seg{i}{} {ready}{synced}", if o.deleting { " (deleting)" } else { "" })
+                    format!("{}{} {ready}{synced}", model.label(i), if o.deleting { " (deleting)" } else { "" })
                 })
                 .collect();
             println!("      {}", objects.join("; "));
@@ -156,56 +189,63 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
 fn scenarios() -> Vec<Scenario> {
     use UserKind::*;
     let more = env("MODELCHECK_BUDGET", 0) as u8;
-    let scenario = |name, second_adopts, visibility_lag, faults: u8, user_actions: u8, user, extra_depth| Scenario {
-        name,
-        second_adopts,
-        visibility_lag,
-        faults: faults + more,
-        user_actions: user_actions + more,
-        user,
-        extra_depth,
-    };
+    let scenario =
+        |name, faults: u8, user_actions: u8, user| Scenario::new(name, faults + more, user_actions + more, user);
     vec![
+        scenario("credentials change, break or go", 1, 2, vec![Delete, SwitchAccount, BreakKeys, DeleteSecret]),
+        scenario("crashes, lost answers and policy flips", 2, 1, vec![Delete, FlipPolicy]).lagging(),
+        scenario("restore from a backup", 1, 1, vec![Delete, Restore]).lagging().deeper(2),
+        scenario("two objects naming one segment", 1, 0, vec![Delete]).adopting().deeper(8),
+        scenario("two objects, credentials and policy", 1, 1, vec![Delete, FlipPolicy, SwitchAccount, DeleteSecret])
+            .adopting()
+            .deeper(8),
+        scenario("all of it at once", 2, 2, vec![Delete, FlipPolicy, SwitchAccount, BreakKeys, DeleteSecret, Restore])
+            .lagging(),
+        // The tenant keeps keys of the team's account, but its policy is the shared profile.
+        scenario("another namespace copies identity", 1, 0, vec![Delete, CopyIdentity])
+            .tenant(Tenant::shared_profile(Some(ACCOUNT_A)))
+            .deeper(8),
         scenario(
-            "credentials change, break or go",
-            false,
-            false,
+            "another namespace without credentials adopts and forges",
             1,
-            2,
-            vec![Delete, SwitchAccount, BreakKeys, DeleteSecret],
             0,
-        ),
-        scenario("crashes, lost answers and policy flips", false, true, 2, 1, vec![Delete, FlipPolicy], 0),
-        scenario("restore from a backup", false, true, 1, 1, vec![Delete, Restore], 2),
-        scenario("two objects naming one segment", true, false, 1, 0, vec![Delete], 8),
-        scenario(
-            "two objects, credentials and policy",
-            true,
-            false,
-            1,
-            1,
-            vec![Delete, FlipPolicy, SwitchAccount, DeleteSecret],
-            8,
-        ),
-        scenario(
-            "all of it at once",
-            false,
-            true,
-            2,
-            2,
-            vec![Delete, FlipPolicy, SwitchAccount, BreakKeys, DeleteSecret, Restore],
-            0,
-        ),
+            vec![Delete, AdoptAcross, ForgeIdentity],
+        )
+        .tenant(Tenant::shared_profile(None))
+        .deeper(8),
+        // Both namespaces act in account B, the team with its Secret, the tenant with the
+        // operator's credentials: trusted, yet not the team's heir.
+        scenario("another namespace trusted in the same account", 1, 1, vec![Delete, AdoptAcross, SwitchAccount])
+            .team_keys(ACCOUNT_B)
+            .tenant(Tenant::permissive(None))
+            .deeper(8),
+        scenario("another namespace adopts what the team kept", 1, 1, vec![Delete, FlipPolicy, AdoptAcross])
+            .tenant(Tenant::adopts_to_keep(Some(ACCOUNT_A)))
+            .deeper(8),
+        scenario("heirs in two namespaces", 0, 0, vec![Delete, AdoptAcross])
+            .adopting()
+            .team_keys(ACCOUNT_B)
+            .tenant(Tenant::permissive(None))
+            .deeper(8),
     ]
 }
 
-/// The scenario in which an earlier rule's flaw shows.
-fn scenario_for(earlier: Earlier) -> usize {
+/// The scenarios in which an earlier rule's flaw shows.
+fn scenarios_for(earlier: Earlier) -> &'static [&'static str] {
     match earlier {
-        Earlier::AnyAccount => 0,
-        Earlier::MalformedIsAbsent | Earlier::MarkerClearedOnRefusal | Earlier::RetainForgetsPending => 1,
-        Earlier::StatusOnlyIdentity => 2,
-        Earlier::NoOwnerCheck => 3,
+        Earlier::AnyAccount => &["credentials change, break or go"],
+        Earlier::MalformedIsAbsent | Earlier::MarkerClearedOnRefusal | Earlier::RetainForgetsPending => {
+            &["crashes, lost answers and policy flips"]
+        }
+        Earlier::StatusOnlyIdentity => &["restore from a backup"],
+        Earlier::NoOwnerCheck => &["two objects naming one segment"],
+        Earlier::UnprovenBelieved => {
+            &["another namespace copies identity", "another namespace without credentials adopts and forges"]
+        }
+        Earlier::AnyNamespaceHandOver => &["another namespace trusted in the same account", "heirs in two namespaces"],
+        Earlier::PolicyIgnored => {
+            &["another namespace without credentials adopts and forges", "another namespace adopts what the team kept"]
+        }
     }
 }
 
@@ -232,13 +272,37 @@ fn check(model: Model, depth: usize, threads: usize, stop_at_first: bool) -> (Ru
         depth: checker.max_depth(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let found: Vec<_> = checker.discoveries().into_iter().collect();
+    // In the order the properties are listed.
+    let order: Vec<&str> = checker.model().properties().iter().map(|p| p.name).collect();
+    let mut found: Vec<_> = checker.discoveries().into_iter().collect();
+    found.sort_by_key(|(property, _)| order.iter().position(|name| name == property));
     let model = Model { scenario: checker.model().scenario.clone(), rules: checker.model().rules };
     (run, found, model)
 }
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs an earlier rule through a scenario until the first violation, and tells its story.
+fn finds(earlier: Earlier, name: &str, depth: usize, threads: usize) -> bool {
+    let Some(scenario) = scenarios().into_iter().find(|s| s.name == name) else {
+        println!("  earlier rule {earlier:?}: no scenario {name:?}");
+        return false;
+    };
+    let deep = depth + scenario.extra_depth;
+    let (run, found, model) = check(Model { scenario, rules: Rules::Earlier(earlier) }, deep, threads, true);
+    match found.into_iter().next() {
+        Some((property, path)) => {
+            println!("  earlier rule {earlier:?}, {name}: found after {} states, {:.1} s:", run.unique, run.seconds);
+            print_story(path, property, &model);
+            true
+        }
+        None => {
+            println!("  earlier rule {earlier:?}, {name}: NOT found in {} states to depth {}", run.unique, run.depth);
+            false
+        }
+    }
 }
 
 fn main() {
@@ -269,18 +333,8 @@ fn main() {
         }
     }
     for earlier in Earlier::ALL {
-        let scenario = scenarios().remove(scenario_for(earlier));
-        let deep = depth + scenario.extra_depth;
-        let (run, found, model) = check(Model { scenario, rules: Rules::Earlier(earlier) }, deep, threads, true);
-        match found.into_iter().next() {
-            Some((property, path)) => {
-                println!("  earlier rule {earlier:?}: found after {} states, {:.1} s:", run.unique, run.seconds);
-                print_story(path, property, &model);
-            }
-            None => {
-                failed = true;
-                println!("  earlier rule {earlier:?}: NOT found in {} states to depth {}", run.unique, run.depth);
-            }
+        for name in scenarios_for(earlier) {
+            failed |= !finds(earlier, name, depth, threads);
         }
     }
     if failed {

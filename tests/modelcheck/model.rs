@@ -1,8 +1,9 @@
-//! The model: a cloud of two isolated accounts, an apiserver with EipSegments and one credentials
-//! Secret, the operator (passes that gather, decide with the real lifecycle core, write, call and
-//! record, and that a crash can cut between any two steps), and a user who deletes, flips the
-//! deletion policy, changes or breaks the credentials, deletes the Secret, adopts another object's
-//! segment and restores an object without its status.
+//! The model: a cloud of two isolated accounts, an apiserver with EipSegments in two namespaces and
+//! the team's credentials Secret, the operator (passes that gather, decide with the real lifecycle
+//! core, write, call and record, and that a crash can cut between any two steps), a user who
+//! deletes, flips the deletion policy, changes or breaks the credentials, deletes the Secret, adopts
+//! another object's segment and restores an object without its status, and a tenant of another
+//! namespace who copies or forges the team's identity annotations or adopts its segment.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,8 +12,9 @@ use eipsegment_operator::cloud::model::{Segment, SegmentStatus};
 use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use eipsegment_operator::lifecycle::{
     Allowance, Call, Claimant, Credentials, Decision, Facts, Identity, Look, Move, Need, Next, Object, Outcome,
-    Problem, SecretUse, Seen, Source, SourceChoice, conditions,
+    Problem, SecretUse, Seen, Source, SourceChoice, conditions, identity,
 };
+use eipsegment_operator::proof::Proven;
 
 use super::rules::Rules;
 
@@ -20,6 +22,10 @@ pub const ACCOUNT_A: &str = "111";
 /// The operator's own credentials act here: another account than the team's.
 pub const ACCOUNT_B: &str = "222";
 const SECRET: &str = "eipsegment-credentials";
+/// The namespace of the objects whose segments are at stake, and of the credentials Secret.
+pub const TEAM: &str = "team";
+/// Another tenant's namespace.
+pub const OTHER: &str = "other";
 const NOW: &str = "2026-01-01T00:00:00Z";
 
 /// What the credentials Secret holds.
@@ -35,26 +41,88 @@ pub struct SecretState {
     pub exists: bool,
     pub keys: Keys,
     pub deleting: bool,
-    pub holders: BTreeSet<String>,
+    /// The objects holding it (by name, in its namespace).
+    pub holders: BTreeSet<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Obj {
+    pub namespace: &'static str,
+    pub name: &'static str,
     pub exists: bool,
     /// The object's UID; a restore gives a new one.
     pub uid: String,
     pub created: String,
     pub spec: EipSegmentSpec,
     pub status: EipSegmentStatus,
+    /// The identity annotations as written, by the operator or by a user.
     pub annotations: Identity,
+    pub proof: Option<Proof>,
     pub finalizer: bool,
     pub deleting: bool,
+}
+
+/// The operator's proof of the identity annotations it wrote (`proof::IdentityKey`): an HMAC of
+/// their values with the object's namespace and name, modelled as what it binds. A user can copy
+/// one to another object, but never make one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Proof {
+    pub namespace: &'static str,
+    pub name: &'static str,
+    pub covers: Identity,
 }
 
 impl Obj {
     /// What a write's resourceVersion precondition protects: what the user may change meanwhile.
     fn version(&self) -> (EipSegmentSpec, bool, bool, String) {
         (self.spec.clone(), self.deleting, self.finalizer, self.uid.clone())
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The identity annotations the operator proves it wrote, and those it cannot, as the glue
+    /// reads them (`proof::IdentityKey::read`): a key counts when a proof made for this object
+    /// covers it with the value written, or when status records the same value.
+    pub fn proven(&self) -> Proven {
+        let nothing = Identity::default();
+        let signed = self.proof.as_ref().filter(|proof| self.carries(proof)).map_or(&nothing, |proof| &proof.covers);
+        let recorded = Identity::of_status(&self.status);
+        let mut proven = Proven::default();
+        for (((key, written), (_, in_status)), (_, in_proof)) in
+            self.annotations.annotations().into_iter().zip(recorded.annotations()).zip(signed.annotations())
+        {
+            let Some(value) = written else { continue };
+            if in_proof.is_some() || in_status == Some(value) {
+                proven.identity.set(key, value);
+            } else {
+                proven.unproven.push(key.to_string());
+            }
+        }
+        proven
+    }
+
+    /// The proof was made for this object, over the values it carries: an edited value, or a copy
+    /// to another namespace or name, proves nothing.
+    fn carries(&self, proof: &Proof) -> bool {
+        let values = proof.covers.annotations().into_iter().zip(self.annotations.annotations());
+        (proof.namespace, proof.name) == (self.namespace, self.name)
+            && values.into_iter().all(|((_, signed), (_, written))| signed.is_none() || signed == written)
+    }
+
+    /// The identity annotations as the glue writes them: the move's replace what was there and are
+    /// signed for this object; any others stay as they are, unproven.
+    fn sign(&mut self, identity: &Identity) {
+        if identity.is_empty() {
+            return;
+        }
+        for (key, value) in identity.annotations() {
+            if let Some(value) = value {
+                self.annotations.set(key, value);
+            }
+        }
+        self.proof = Some(Proof { namespace: self.namespace, name: self.name, covers: identity.clone() });
     }
 }
 
@@ -77,6 +145,13 @@ pub struct Cloud {
     pub release_tokens: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// The account credentials act in, and whether they are the operator's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Acting {
+    pub account: &'static str,
+    pub operator: bool,
+}
+
 /// A pass under way: decided, and waiting to perform its call or to record.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InFlight {
@@ -84,8 +159,8 @@ pub struct InFlight {
     pub uid: String,
     /// The object as read, for the precondition of the writes before a call.
     pub read: (EipSegmentSpec, bool, bool, String),
-    /// The account of the credentials the pass acts with.
-    pub account: Option<&'static str>,
+    /// The credentials the pass acts with, when they work.
+    pub acting: Option<Acting>,
     pub m: Move,
     pub called: bool,
     /// The other objects that named the segment when the pass decided.
@@ -102,8 +177,13 @@ pub struct State {
     pub user_left: u8,
     /// Segments an object let go of with Retain, naming them.
     pub retained: BTreeSet<String>,
-    /// A release the cloud accepted while its object did not want it, or while another wanted it.
+    /// A release the cloud accepted that its object must not make (see `Model::premature`).
     pub premature_release: Option<String>,
+    /// A segment still there when its owner went with Delete, held by no other object of its
+    /// namespace.
+    pub misplaced: Option<String>,
+    /// An object whose call the operator's own credentials made, against its namespace's policy.
+    pub operator_call: Option<String>,
 }
 
 /// Where the model starts and what may happen.
@@ -119,6 +199,85 @@ pub struct Scenario {
     pub user: Vec<UserKind>,
     /// Steps searched beyond the common depth (a small scenario can go further).
     pub extra_depth: usize,
+    /// The account whose keys the team's Secret holds at first.
+    pub team_keys: &'static str,
+    /// The other namespace's tenant, with an object of its own (the last slot).
+    pub tenant: Option<Tenant>,
+}
+
+impl Scenario {
+    /// The team's first object alone, its Secret holding keys of account A, no lag.
+    pub fn new(name: &'static str, faults: u8, user_actions: u8, user: Vec<UserKind>) -> Scenario {
+        Scenario {
+            name,
+            second_adopts: false,
+            visibility_lag: false,
+            faults,
+            user_actions,
+            user,
+            extra_depth: 0,
+            team_keys: ACCOUNT_A,
+            tenant: None,
+        }
+    }
+
+    pub fn adopting(self) -> Scenario {
+        Scenario { second_adopts: true, ..self }
+    }
+
+    pub fn lagging(self) -> Scenario {
+        Scenario { visibility_lag: true, ..self }
+    }
+
+    pub fn deeper(self, extra_depth: usize) -> Scenario {
+        Scenario { extra_depth, ..self }
+    }
+
+    pub fn team_keys(self, account: &'static str) -> Scenario {
+        Scenario { team_keys: account, ..self }
+    }
+
+    pub fn tenant(self, tenant: Tenant) -> Scenario {
+        Scenario { tenant: Some(tenant), ..self }
+    }
+}
+
+/// The other namespace: what its policy allows, and the credentials it has.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub allowance: Allowance,
+    /// The account its default Secret holds keys of; None: it has no Secret.
+    pub keys: Option<&'static str>,
+}
+
+impl Tenant {
+    /// A tenant on the platform's shared profile: its own Secret only, no adoption.
+    pub fn shared_profile(keys: Option<&'static str>) -> Tenant {
+        let allowance = Allowance {
+            rule: "shared".into(),
+            operator_credentials: false,
+            adopt: false,
+            adopt_with_delete: false,
+            ..Allowance::default()
+        };
+        Tenant { allowance, keys }
+    }
+
+    /// A tenant that brings its own Secret and may adopt, but only to keep: no adoption with Delete.
+    pub fn adopts_to_keep(keys: Option<&'static str>) -> Tenant {
+        let allowance = Allowance {
+            rule: "keep-only".into(),
+            operator_credentials: false,
+            adopt_with_delete: false,
+            ..Allowance::default()
+        };
+        Tenant { allowance, keys }
+    }
+
+    /// A tenant trusted with everything: the operator's credentials, adoption with Delete.
+    pub fn permissive(keys: Option<&'static str>) -> Tenant {
+        Tenant { allowance: Allowance { rule: "trusted".into(), ..Allowance::default() }, keys }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +288,13 @@ pub enum UserKind {
     BreakKeys,
     DeleteSecret,
     Restore,
+    /// The tenant creates its object with the team object's identity annotations (and proof).
+    CopyIdentity,
+    /// The tenant creates its object with identity annotations naming the team object's segment,
+    /// its allocation token and the operator's credentials.
+    ForgeIdentity,
+    /// The tenant creates its object adopting the team object's segment, with Delete.
+    AdoptAcross,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -148,6 +314,20 @@ pub enum User {
     /// The object comes back from a backup: annotations and spec, no status, a new UID.
     Restore(usize),
     /// Slot 1 is created adopting this segment, with deletion policy Delete.
+    Adopt(String),
+    /// The tenant's object is created, as the kind says.
+    Tenant(Hostile),
+}
+
+/// What the tenant's object is created with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Hostile {
+    /// The team object's identity annotations and their proof, copied.
+    Copy,
+    /// Identity annotations written by hand: the segment (if the team object has one yet), its
+    /// allocation token, the operator's credentials.
+    Forge { segment: Option<String>, token: String },
+    /// `spec.segmentInstanceId`, with Delete.
     Adopt(String),
 }
 
@@ -190,47 +370,90 @@ pub struct Model {
     pub rules: Rules,
 }
 
-/// A decision, the account of the credentials it acts with, and the claims it saw.
-pub type Decided = (Move, Option<&'static str>, Option<(String, Vec<Claimant>)>);
+/// A pass's decision, the credentials it acts with, and the claims it saw.
+pub struct Decided {
+    pub m: Move,
+    pub acting: Option<Acting>,
+    pub claims: Option<(String, Vec<Claimant>)>,
+}
 
 fn spec() -> EipSegmentSpec {
     EipSegmentSpec { region_id: "cn-hangzhou".into(), eip_mask: Some(28), ..Default::default() }
 }
 
-fn absent_object(slot: usize) -> Obj {
+fn absent_object(slot: usize, namespace: &'static str, name: &'static str) -> Obj {
     Obj {
+        namespace,
+        name,
         exists: false,
         uid: format!("u{slot}"),
         created: format!("2026-01-01T00:00:0{slot}Z"),
         spec: spec(),
         status: EipSegmentStatus::default(),
         annotations: Identity::default(),
+        proof: None,
         finalizer: false,
         deleting: false,
     }
 }
 
+/// The slot of the team's object that adopts the first one's segment.
+const ADOPTER: usize = 1;
+
 impl Model {
     pub fn init(&self) -> State {
-        let mut first = absent_object(0);
-        first.exists = true;
-        let objects = if self.scenario.second_adopts { vec![first, absent_object(1)] } else { vec![first] };
+        let mut objects = vec![absent_object(0, TEAM, "seg0")];
+        objects[0].exists = true;
+        if self.scenario.second_adopts {
+            objects.push(absent_object(ADOPTER, TEAM, "seg1"));
+        }
+        if self.scenario.tenant.is_some() {
+            // The same name as the team's object: only the namespace tells them apart.
+            objects.push(absent_object(objects.len(), OTHER, "seg0"));
+        }
+        let keys = Keys::Of(self.scenario.team_keys);
         State {
             objects,
-            secret: SecretState { exists: true, keys: Keys::Of(ACCOUNT_A), deleting: false, holders: BTreeSet::new() },
+            secret: SecretState { exists: true, keys, deleting: false, holders: BTreeSet::new() },
             cloud: Cloud::default(),
             pass: None,
             faults_left: self.scenario.faults,
             user_left: self.scenario.user_actions,
             retained: BTreeSet::new(),
             premature_release: None,
+            misplaced: None,
+            operator_call: None,
         }
+    }
+
+    /// The object in `slot`, as `namespace/name`.
+    pub fn label(&self, slot: usize) -> String {
+        self.init().objects[slot].label()
+    }
+
+    /// The tenant's object, when the scenario has a tenant.
+    pub fn tenant_slot(&self) -> Option<usize> {
+        self.scenario.tenant.as_ref().map(|_| 1 + usize::from(self.scenario.second_adopts))
+    }
+
+    /// What the tenancy policy lets `namespace` do.
+    pub fn allowance(&self, namespace: &str) -> Allowance {
+        match &self.scenario.tenant {
+            Some(tenant) if namespace == OTHER => tenant.allowance.clone(),
+            _ => Allowance::default(),
+        }
+    }
+
+    /// The identity annotations the rules believe of `o`, and those they report unproven.
+    pub fn believed(&self, o: &Obj) -> Proven {
+        self.rules.annotations(&o.annotations, o.proven())
     }
 
     // ---- what may happen ----
 
     pub fn enabled(&self, s: &State, out: &mut Vec<Action>) {
         self.user_actions(s, out);
+        self.tenant_actions(s, out);
         self.operator_actions(s, out);
         for (id, seg) in &s.cloud.segments {
             if !seg.visible || seg.status != SegmentStatus::Allocated {
@@ -246,8 +469,7 @@ impl Model {
             }
         }
         if self.scenario.second_adopts
-            && !s.objects[1].exists
-            && s.objects[1].status == EipSegmentStatus::default()
+            && fresh(&s.objects[ADOPTER])
             && let Some(id) = &s.objects[0].status.segment_instance_id
         {
             out.push(Action::User(User::Adopt(id.clone())));
@@ -256,10 +478,10 @@ impl Model {
             return;
         }
         for (slot, o) in s.objects.iter().enumerate() {
-            if o.exists && self.allows(UserKind::FlipPolicy) {
+            if o.exists && o.namespace == TEAM && self.allows(UserKind::FlipPolicy) {
                 out.push(Action::User(User::FlipPolicy(slot)));
             }
-            if o.exists && o.finalizer && self.allows(UserKind::Restore) {
+            if o.exists && o.namespace == TEAM && o.finalizer && self.allows(UserKind::Restore) {
                 out.push(Action::User(User::Restore(slot)));
             }
         }
@@ -274,6 +496,27 @@ impl Model {
             if self.allows(UserKind::DeleteSecret) && !s.secret.deleting {
                 out.push(Action::User(User::DeleteSecret));
             }
+        }
+    }
+
+    /// The tenant creates its object once, from what it can read of the team's first object (its
+    /// segment also once it is gone).
+    fn tenant_actions(&self, s: &State, out: &mut Vec<Action>) {
+        let Some(slot) = self.tenant_slot() else { return };
+        let victim = &s.objects[0];
+        if !fresh(&s.objects[slot]) {
+            return;
+        }
+        let segment = victim.status.segment_instance_id.clone();
+        if self.allows(UserKind::CopyIdentity) && victim.exists && !victim.annotations.is_empty() {
+            out.push(Action::User(User::Tenant(Hostile::Copy)));
+        }
+        if self.allows(UserKind::ForgeIdentity) && victim.exists {
+            let token = identity::allocation_token(&victim.uid);
+            out.push(Action::User(User::Tenant(Hostile::Forge { segment: segment.clone(), token })));
+        }
+        if let Some(id) = segment.filter(|_| self.allows(UserKind::AdoptAcross)) {
+            out.push(Action::User(User::Tenant(Hostile::Adopt(id))));
         }
     }
 
@@ -319,17 +562,22 @@ impl Model {
 
     pub fn step(&self, s: &State, action: &Action) -> Option<State> {
         let mut n = s.clone();
-        match action {
-            Action::User(u) => self.user(&mut n, u),
-            Action::Operator(op) => self.operator(&mut n, op),
-            Action::Cloud(id) => settle(&mut n.cloud, id),
-        }
-        settle_kubernetes(&mut n);
+        self.apply(&mut n, action);
         Some(n)
     }
 
+    /// The action's effect, in place.
+    pub fn apply(&self, s: &mut State, action: &Action) {
+        match action {
+            Action::User(u) => self.user(s, u),
+            Action::Operator(op) => self.operator(s, op),
+            Action::Cloud(id) => settle(&mut s.cloud, id),
+        }
+        settle_kubernetes(s);
+    }
+
     fn user(&self, s: &mut State, u: &User) {
-        if !matches!(u, User::Delete(_) | User::Adopt(_)) {
+        if !matches!(u, User::Delete(_) | User::Adopt(_) | User::Tenant(_)) {
             s.user_left -= 1;
         }
         match u {
@@ -355,15 +603,27 @@ impl Model {
                 }
             }
             User::Adopt(id) => {
-                let o = &mut s.objects[1];
+                let o = &mut s.objects[ADOPTER];
                 o.exists = true;
-                o.spec = EipSegmentSpec {
-                    eip_mask: None,
-                    segment_instance_id: Some(id.clone()),
-                    deletion_policy: Some(DeletionPolicy::Delete),
-                    ..spec()
-                };
+                o.spec = adopting(id);
             }
+            User::Tenant(hostile) => self.tenant_creates(s, hostile),
+        }
+    }
+
+    fn tenant_creates(&self, s: &mut State, hostile: &Hostile) {
+        let Some(slot) = self.tenant_slot() else { return };
+        let (annotations, proof) = (s.objects[0].annotations.clone(), s.objects[0].proof.clone());
+        let o = &mut s.objects[slot];
+        o.exists = true;
+        match hostile {
+            Hostile::Copy => (o.annotations, o.proof) = (annotations, proof),
+            Hostile::Forge { segment, token } => {
+                o.annotations.segment_id.clone_from(segment);
+                o.annotations.allocation_token = Some(token.clone());
+                o.annotations.credentials_source = Some(Source::Operator.to_string());
+            }
+            Hostile::Adopt(id) => o.spec = adopting(id),
         }
     }
 
@@ -392,9 +652,9 @@ impl Model {
         if !o.finalizer {
             return;
         }
-        let (m, account, claims) = self.decide(s, slot, fault, None);
+        let Decided { m, acting, claims } = self.decide(s, slot, fault, None);
         let o = &s.objects[slot];
-        s.pass = Some(InFlight { slot, uid: o.uid.clone(), read: o.version(), account, m, called: false, claims });
+        s.pass = Some(InFlight { slot, uid: o.uid.clone(), read: o.version(), acting, m, called: false, claims });
     }
 
     /// The pass's decision, asking the real core until it has every fact it needs.
@@ -404,7 +664,7 @@ impl Model {
         // The member list changes no property: one member, read without fault.
         let members = Ok(vec![SegmentAddress { allocation_id: "eip-1".into(), ip_address: "47.0.0.1".into() }]);
         let mut asked_members = false;
-        let mut account = None;
+        let mut acting = None;
         loop {
             let facts = Facts {
                 object: &object,
@@ -415,16 +675,18 @@ impl Model {
                 outcome,
             };
             match self.rules.decide(&facts) {
-                Decision::Act(m) => return (m, account, claims),
+                Decision::Act(m) => return Decided { m, acting, claims },
                 Decision::Need(Need::Claims { segment_id }) => {
                     claims = Some((segment_id.clone(), self.claimants(s, slot, &segment_id)))
                 }
                 Decision::Need(Need::Credentials(choice)) => {
-                    let (fact, acting) = self.credentials(s, &choice);
-                    account = acting;
+                    let (fact, found) = self.credentials(s, object.namespace.as_str(), &choice);
+                    acting = found;
                     credentials = Some(self.rules.credentials(fact, object.status.account_id.as_deref()));
                 }
-                Decision::Need(Need::Look { segment_id, .. }) => look = Some(self.look(s, account, &segment_id, fault)),
+                Decision::Need(Need::Look { segment_id, .. }) => {
+                    look = Some(self.look(s, acting.map(|a| a.account), &segment_id, fault))
+                }
                 Decision::Need(Need::Members { .. }) => asked_members = true,
             }
         }
@@ -432,36 +694,39 @@ impl Model {
 
     fn object_fact(&self, s: &State, slot: usize) -> Object {
         let o = &s.objects[slot];
+        let Proven { identity: annotations, unproven } = self.believed(o);
         Object {
-            namespace: "team".into(),
-            name: format!("seg{slot}"),
+            namespace: o.namespace.into(),
+            name: o.name.into(),
             uid: o.uid.clone(),
             created: o.created.clone(),
             generation: Some(1),
             spec: o.spec.clone(),
             status: o.status.clone(),
-            annotations: self.rules.annotations(&o.annotations),
-            unproven: Vec::new(),
-            allowance: Allowance::default(),
+            annotations,
+            unproven,
+            allowance: self.allowance(o.namespace),
             deleting: o.deleting,
             now: NOW.into(),
         }
     }
 
+    /// The other objects naming the segment: by spec, by status, or by an identity annotation the
+    /// glue can prove.
     fn claimants(&self, s: &State, slot: usize, id: &str) -> Vec<Claimant> {
         let names = |o: &Obj| {
             o.spec.segment_instance_id.as_deref() == Some(id)
                 || o.status.segment_instance_id.as_deref() == Some(id)
-                || o.annotations.segment_id.as_deref() == Some(id)
+                || self.believed(o).identity.segment_id.as_deref() == Some(id)
         };
         let claims = s
             .objects
             .iter()
             .enumerate()
             .filter(|(other, o)| *other != slot && o.exists && names(o))
-            .map(|(other, o)| Claimant {
-                namespace: "team".into(),
-                name: format!("seg{other}"),
+            .map(|(_, o)| Claimant {
+                namespace: o.namespace.into(),
+                name: o.name.into(),
                 uid: o.uid.clone(),
                 created: o.created.clone(),
                 established: o.status.segment_instance_id.as_deref() == Some(id),
@@ -476,30 +741,38 @@ impl Model {
         self.rules.claims(claims)
     }
 
-    /// The credentials for `choice`, and the account they act in (None: they do not work).
-    fn credentials(&self, s: &State, choice: &SourceChoice) -> (Credentials, Option<&'static str>) {
-        let secret = Source::Secret(SECRET.into());
+    /// The keys of `namespace`'s credentials Secret, and whether it is being deleted; None: it has
+    /// none. The tenant's Secret never changes.
+    fn secret(&self, s: &State, namespace: &str) -> Option<(Keys, bool)> {
+        match &self.scenario.tenant {
+            Some(tenant) if namespace == OTHER => tenant.keys.map(|account| (Keys::Of(account), false)),
+            _ => s.secret.exists.then_some((s.secret.keys, s.secret.deleting)),
+        }
+    }
+
+    /// The credentials for `choice` in `namespace`, and what they act as (None: they do not work).
+    fn credentials(&self, s: &State, namespace: &str, choice: &SourceChoice) -> (Credentials, Option<Acting>) {
+        let source = Source::Secret(SECRET.into());
         let operator = || {
-            (
-                Credentials { source: Source::Operator, account: Ok(ACCOUNT_B.into()), terminating: false },
-                Some(ACCOUNT_B),
-            )
+            let fact = Credentials { source: Source::Operator, account: Ok(ACCOUNT_B.into()), terminating: false };
+            (fact, Some(Acting { account: ACCOUNT_B, operator: true }))
         };
-        match choice {
-            SourceChoice::Exactly(Source::Operator) => operator(),
-            SourceChoice::NamespaceDefaultOrOperator if !s.secret.exists => operator(),
-            _ if !s.secret.exists && self.rules.falls_back_to_operator() => operator(),
-            _ if !s.secret.exists => {
+        let secret = self.secret(s, namespace);
+        match (choice, secret) {
+            (SourceChoice::Exactly(Source::Operator), _) => operator(),
+            (SourceChoice::NamespaceDefaultOrOperator, None) => operator(),
+            (_, None) if self.rules.falls_back_to_operator() => operator(),
+            (_, None) => {
                 let missing =
                     Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: the Secret does not exist");
-                (Credentials { source: secret, account: Err(missing), terminating: false }, None)
+                (Credentials { source, account: Err(missing), terminating: false }, None)
             }
-            _ => {
-                let (account, acting) = match s.secret.keys {
-                    Keys::Of(a) => (Ok(a.to_string()), Some(a)),
+            (_, Some((keys, terminating))) => {
+                let (account, acting) = match keys {
+                    Keys::Of(a) => (Ok(a.to_string()), Some(Acting { account: a, operator: false })),
                     Keys::Broken => (Err(Problem::new(ErrorClass::Terminal, "SignatureDoesNotMatch", "bad key")), None),
                 };
-                (Credentials { source: secret, account, terminating: s.secret.deleting }, acting)
+                (Credentials { source, account, terminating }, acting)
             }
         }
     }
@@ -537,16 +810,17 @@ impl Model {
         }
         if end == CallEnd::NotAdmitted {
             let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
-            (p.m, _, _) = self.decide(s, p.slot, LookFault::None, Some(&outcome));
+            p.m = self.decide(s, p.slot, LookFault::None, Some(&outcome)).m;
             p.called = true;
             s.pass = Some(p);
             return;
         }
         self.write(s, p.slot, &p.m);
         let Some(call) = p.m.call.clone() else { return };
+        self.check_credentials(s, p.slot, p.acting);
         let effect = matches!(end, CallEnd::Answered | CallEnd::AnswerLost);
-        let answer = match p.account {
-            Some(account) if effect => self.cloud_call(s, p.slot, account, &call),
+        let answer = match p.acting {
+            Some(acting) if effect => self.cloud_call(s, p.slot, acting.account, &call),
             _ => None,
         };
         let outcome = match (end, answer) {
@@ -554,10 +828,18 @@ impl Model {
             (CallEnd::Refused, _) => Outcome::Refused(refusal(&call)),
             _ => Outcome::Refused(Problem::new(ErrorClass::Transient, "Timeout", "Timeout")),
         };
-        let (m, _, _) = self.decide(s, p.slot, LookFault::None, Some(&outcome));
-        p.m = m;
+        p.m = self.decide(s, p.slot, LookFault::None, Some(&outcome)).m;
         p.called = true;
         s.pass = Some(p);
+    }
+
+    /// A call made with the operator's own credentials for a namespace whose policy withholds them.
+    fn check_credentials(&self, s: &mut State, slot: usize, acting: Option<Acting>) {
+        let o = &s.objects[slot];
+        let operator = acting.is_some_and(|a| a.operator);
+        if operator && !self.allowance(o.namespace).operator_credentials && s.operator_call.is_none() {
+            s.operator_call = Some(o.label());
+        }
     }
 
     /// What the cloud does with the call; None when nothing could be sent.
@@ -580,20 +862,41 @@ impl Model {
                 };
                 Outcome::Allocated { segment_id: id }
             }
-            Call::Release { segment_id, token, .. } => release(s, slot, account, segment_id, token),
+            Call::Release { segment_id, token, .. } => {
+                let premature = self.premature(s, slot, segment_id);
+                release(s, account, segment_id, token, premature)
+            }
         })
+    }
+
+    /// The object's deletion releases its segment: deletion policy Delete, and for an adoption,
+    /// only as its namespace's policy allows.
+    pub fn releases_on_deletion(&self, o: &Obj) -> bool {
+        let allowance = self.allowance(o.namespace);
+        let capped = o.spec.adopts() && !(allowance.adopt && allowance.adopt_with_delete);
+        o.spec.effective_deletion_policy() == DeletionPolicy::Delete && !capped
+    }
+
+    /// A release its object must not make: not deleted with Delete in force, of a segment it
+    /// neither allocated nor adopts, or of one another live object of its namespace wants.
+    fn premature(&self, s: &State, slot: usize, id: &str) -> bool {
+        let o = &s.objects[slot];
+        let wanted = o.deleting && self.releases_on_deletion(o);
+        let owner = s.cloud.allocated_by.get(id) == Some(&slot) || o.spec.segment_instance_id.as_deref() == Some(id);
+        let heir = |other: &Obj| other.exists && !other.deleting && other.namespace == o.namespace && wants(other, id);
+        let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && heir(other));
+        !wanted || !owner || another
     }
 
     /// The move's writes, as the apiserver applies them to the live object.
     fn write(&self, s: &mut State, slot: usize, m: &Move) {
         let o = &mut s.objects[slot];
         o.status = m.status.clone();
-        o.annotations = m.identity.clone();
-        if let SecretUse::Hold(_) = &m.secret {
-            // A Secret being deleted takes no new finalizer.
-            if s.secret.exists && !s.secret.deleting && self.rules.holds_secrets() {
-                s.secret.holders.insert(format!("seg{slot}"));
-            }
+        o.sign(&m.identity);
+        // A Secret being deleted takes no new finalizer.
+        let holds = matches!(m.secret, SecretUse::Hold(_)) && o.namespace == TEAM;
+        if holds && s.secret.exists && !s.secret.deleting && self.rules.holds_secrets() {
+            s.secret.holders.insert(o.name);
         }
     }
 
@@ -608,7 +911,7 @@ impl Model {
             return;
         }
         if let SecretUse::LetGo(_) = &p.m.secret {
-            s.secret.holders.remove(&format!("seg{}", p.slot));
+            s.secret.holders.remove(s.objects[p.slot].name);
         }
         if let Some(e) = &p.m.event
             && matches!(e.reason, "Retained" | "ReleaseUnderWay")
@@ -617,7 +920,63 @@ impl Model {
             s.retained.extend(named);
         }
         s.objects[p.slot].finalizer = false;
+        if s.misplaced.is_none() && self.releases_on_deletion(&s.objects[p.slot]) {
+            s.misplaced = kept_against_policy(s, p.slot);
+        }
     }
+}
+
+/// The object holds the segment (its status records it), or adopts it by its spec and has not
+/// shown that it cannot take it on.
+fn wants(o: &Obj, id: &str) -> bool {
+    o.status.segment_instance_id.as_deref() == Some(id)
+        || (o.spec.segment_instance_id.as_deref() == Some(id) && !cannot_take(o))
+}
+
+/// Its status shows a refusal or a lasting failure: the segment is not there for its credentials,
+/// its namespace may not adopt it, or its calls fail for good.
+fn cannot_take(o: &Obj) -> bool {
+    use conditions::reason::{ACCOUNT_UNKNOWN, ADOPTION_TARGET_NOT_FOUND, POLICY_REFUSED, SEGMENT_MISSING};
+    let refusals = [ADOPTION_TARGET_NOT_FOUND, POLICY_REFUSED, SEGMENT_MISSING, ACCOUNT_UNKNOWN];
+    let refused = conditions::ready_reason(&o.status).is_some_and(|reason| refusals.contains(&reason));
+    let class = o.status.last_error.as_ref().and_then(|e| ErrorClass::parse(&e.class));
+    refused || class.is_some_and(|class| class != ErrorClass::Transient)
+}
+
+/// Not yet created (and not created before, unless it left nothing behind).
+fn fresh(o: &Obj) -> bool {
+    !o.exists && o.status == EipSegmentStatus::default()
+}
+
+fn adopting(id: &str) -> EipSegmentSpec {
+    EipSegmentSpec {
+        eip_mask: None,
+        segment_instance_id: Some(id.to_string()),
+        deletion_policy: Some(DeletionPolicy::Delete),
+        ..spec()
+    }
+}
+
+/// An object let go under Delete while a segment it allocated, or adopted and held, is still there
+/// (not released, not let go of with Retain), and no other object of its namespace holds it.
+fn kept_against_policy(s: &State, slot: usize) -> Option<String> {
+    let o = &s.objects[slot];
+    let owned = |id: &str| {
+        s.cloud.allocated_by.get(id) == Some(&slot)
+            || (o.spec.segment_instance_id.as_deref() == Some(id)
+                && o.status.segment_instance_id.as_deref() == Some(id))
+    };
+    let heir = |id: &str| {
+        s.objects.iter().enumerate().any(|(i, h)| {
+            i != slot && h.exists && h.namespace == o.namespace && h.status.segment_instance_id.as_deref() == Some(id)
+        })
+    };
+    s.cloud
+        .segments
+        .iter()
+        .filter(|(id, seg)| seg.status != SegmentStatus::Releasing && !s.retained.contains(*id) && owned(id))
+        .find(|(id, _)| !heir(id))
+        .map(|(id, _)| id.clone())
 }
 
 fn segment(id: &str, status: &SegmentStatus) -> Segment {
@@ -642,7 +1001,7 @@ fn refusal(call: &Call) -> Problem {
     }
 }
 
-fn release(s: &mut State, slot: usize, account: &'static str, id: &str, token: &str) -> Outcome {
+fn release(s: &mut State, account: &'static str, id: &str, token: &str, premature: bool) -> Outcome {
     let Some(seg) = s.cloud.segments.get_mut(id) else {
         return Outcome::Refused(Problem::new(ErrorClass::Gone, "InvalidAllocationId.NotFound", "gone"));
     };
@@ -658,16 +1017,7 @@ fn release(s: &mut State, slot: usize, account: &'static str, id: &str, token: &
         SegmentStatus::Releasing if accepted.contains(token) => {}
         _ => return Outcome::Refused(Problem::new(ErrorClass::Transient, "IncorrectEipStatus", "changing")),
     }
-    let o = &s.objects[slot];
-    let wanted = o.deleting && o.spec.effective_deletion_policy() == DeletionPolicy::Delete;
-    let names = |other: &Obj| {
-        other.exists
-            && !other.deleting
-            && (other.status.segment_instance_id.as_deref() == Some(id)
-                || other.spec.segment_instance_id.as_deref() == Some(id))
-    };
-    let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && names(other));
-    if (!wanted || another) && s.premature_release.is_none() {
+    if premature && s.premature_release.is_none() {
         s.premature_release = Some(id.to_string());
     }
     Outcome::ReleaseAccepted { request_id: "R".into() }

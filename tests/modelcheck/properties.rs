@@ -1,9 +1,11 @@
 //! What must hold in every reachable state, and the fault-free continuation that checks that every
 //! deletion finishes once faults stop.
 
+use std::collections::BTreeSet;
+
 use eipsegment_operator::cloud::model::SegmentStatus;
 
-use super::model::{ACCOUNT_A, Action, CallEnd, Keys, LookFault, Model, Obj, Op, State};
+use super::model::{ACCOUNT_A, Action, CallEnd, Keys, LookFault, Model, Obj, Op, State, TEAM};
 
 /// Segments this operator allocated that no existing object can still release (unless an object
 /// let go of it with Retain and named it).
@@ -26,10 +28,15 @@ fn can_release(m: &Model, s: &State, o: &Obj, id: &str, account: &str) -> bool {
     if !o.exists {
         return false;
     }
-    let annotations = m.rules.annotations(&o.annotations);
+    let annotations = m.believed(o).identity;
     let recorded = o.status.account_id.as_deref().or(annotations.account_id.as_deref());
-    // An adopter records the account when it first sees the segment.
-    let adopts = o.spec.segment_instance_id.as_deref() == Some(id) && recorded.is_none();
+    // An adopter records the account when it first sees the segment, if its namespace may adopt
+    // with Delete.
+    let allowance = m.allowance(o.namespace);
+    let adopts = o.spec.segment_instance_id.as_deref() == Some(id)
+        && recorded.is_none()
+        && allowance.adopt
+        && allowance.adopt_with_delete;
     if recorded != Some(account) && !adopts {
         return false;
     }
@@ -51,6 +58,16 @@ pub fn one_release_token_per_segment(s: &State) -> bool {
     s.cloud.release_tokens.values().all(|tokens| tokens.len() <= 1)
 }
 
+/// The segment an object's status records is one it allocated or adopts by its spec: nothing else
+/// (another's annotations, a token it did not make) credits it with one.
+pub fn holds_only_its_own(s: &State) -> bool {
+    s.objects.iter().enumerate().filter(|(_, o)| o.exists).all(|(slot, o)| {
+        let Some(id) = o.status.segment_instance_id.as_deref() else { return true };
+        let allocator = s.cloud.allocated_by.get(id);
+        allocator.is_none_or(|by| *by == slot) || o.spec.segment_instance_id.as_deref() == Some(id)
+    })
+}
+
 /// Faults stop and the user puts right what they broke (the Secret holds keys of the account the
 /// segments live in again): then every object being deleted goes, within a bounded number of
 /// fault-free passes and cloud steps.
@@ -60,12 +77,16 @@ pub fn deletions_finish(m: &Model, s: &State) -> bool {
 
 /// The continuation, each round shown to `see`.
 pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
+    // Only the user asks for deletions: without one, there is nothing to finish.
+    if !deleting(s) {
+        return true;
+    }
     // A pass under way completes first: its call may record the account the segment lives in.
     let mut c = s.clone();
     c.faults_left = 0;
-    let Some(mut c) = repaired(&finish_pass(m, c)) else { return true };
+    let Some(mut c) = repaired(m, finish_pass(m, c)) else { return true };
     for _ in 0..ROUNDS {
-        if c.objects.iter().all(|o| !(o.exists && o.deleting)) {
+        if !deleting(&c) {
             return true;
         }
         c = round(m, c);
@@ -76,21 +97,25 @@ pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
 
 const ROUNDS: usize = 12;
 
-/// The user restores the credentials: keys of the recorded account, the Secret there.
-fn repaired(s: &State) -> Option<State> {
-    let mut c = s.clone();
-    let recorded: Vec<&str> = c
+fn deleting(s: &State) -> bool {
+    s.objects.iter().any(|o| o.exists && o.deleting)
+}
+
+/// The user restores the credentials: keys of the account the team's objects recorded, the
+/// Secret there. (The tenant's credentials never change.)
+fn repaired(m: &Model, mut c: State) -> Option<State> {
+    let recorded: BTreeSet<String> = c
         .objects
         .iter()
-        .filter(|o| o.exists)
-        .filter_map(|o| o.status.account_id.as_deref().or(o.annotations.account_id.as_deref()))
+        .filter(|o| o.exists && o.namespace == TEAM)
+        .filter_map(|o| o.status.account_id.clone().or_else(|| m.believed(o).identity.account_id))
         .collect();
-    let account = recorded.first().copied().unwrap_or(ACCOUNT_A);
     // One Secret cannot serve two accounts: nothing to check there.
-    if recorded.iter().any(|a| *a != account) {
+    if recorded.len() > 1 {
         return None;
     }
-    c.secret.keys = Keys::Of(cloud_account(account));
+    let account = recorded.first().map_or(m.scenario.team_keys, |a| cloud_account(a));
+    c.secret.keys = Keys::Of(account);
     if !c.secret.exists {
         c.secret.exists = true;
         c.secret.deleting = false;
@@ -110,13 +135,13 @@ fn round(m: &Model, mut c: State) -> State {
     c = finish_pass(m, c);
     for slot in 0..c.objects.len() {
         if c.objects[slot].exists {
-            c = m.step(&c, &Action::Operator(Op::Pass(slot, LookFault::None))).unwrap_or(c);
+            m.apply(&mut c, &Action::Operator(Op::Pass(slot, LookFault::None)));
             c = finish_pass(m, c);
         }
     }
     let ids: Vec<String> = c.cloud.segments.keys().cloned().collect();
     for id in ids {
-        c = m.step(&c, &Action::Cloud(id)).unwrap_or(c);
+        m.apply(&mut c, &Action::Cloud(id));
     }
     c
 }
@@ -128,7 +153,7 @@ fn finish_pass(m: &Model, mut c: State) -> State {
             Some(p) if p.m.call.is_some() && !p.called => Op::Call(CallEnd::Answered),
             Some(_) => Op::Record,
         };
-        c = m.step(&c, &Action::Operator(op)).unwrap_or(c);
+        m.apply(&mut c, &Action::Operator(op));
     }
     c
 }

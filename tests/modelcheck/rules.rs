@@ -1,10 +1,15 @@
 //! The decision rules the model runs: the operator's own lifecycle core, or one of the earlier
-//! rules the leak-proof work replaced, each rebuilt at the core's interface so that the checker can
-//! show it finds what it exists for.
+//! rules it replaced, each rebuilt at the core's interface so that the checker can show it finds
+//! what it exists for.
+
+use std::collections::BTreeMap;
 
 use eipsegment_operator::cloud::ErrorClass;
 use eipsegment_operator::crd::DeletionPolicy;
-use eipsegment_operator::lifecycle::{self, Claimant, Credentials, Decision, Facts, Identity, Outcome, Problem, Seen};
+use eipsegment_operator::lifecycle::{
+    self, Allowance, Claimant, Credentials, Decision, Facts, Identity, Object, Outcome, Problem, Seen,
+};
+use eipsegment_operator::proof::Proven;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rules {
@@ -29,16 +34,27 @@ pub enum Earlier {
     NoOwnerCheck,
     /// The identity lived in status only: a restore lost it.
     StatusOnlyIdentity,
+    /// Identity annotations were believed as written (`Identity::from_annotations`), without the
+    /// operator's proof.
+    UnprovenBelieved,
+    /// A holder being deleted waited for any live claimant and handed its segment to any
+    /// established one, of any namespace; a claimant went ahead once the holder was being deleted.
+    AnyNamespaceHandOver,
+    /// No tenancy policy: every namespace could do everything (`Allowance::default()`).
+    PolicyIgnored,
 }
 
 impl Earlier {
-    pub const ALL: [Earlier; 6] = [
+    pub const ALL: [Earlier; 9] = [
         Earlier::AnyAccount,
         Earlier::MalformedIsAbsent,
         Earlier::MarkerClearedOnRefusal,
         Earlier::RetainForgetsPending,
         Earlier::NoOwnerCheck,
         Earlier::StatusOnlyIdentity,
+        Earlier::UnprovenBelieved,
+        Earlier::AnyNamespaceHandOver,
+        Earlier::PolicyIgnored,
     ];
 }
 
@@ -66,15 +82,28 @@ impl Rules {
                 forgetful.annotations = Identity::default();
                 lifecycle::decide(&Facts { object: &forgetful, ..*facts })
             }
+            Rules::Earlier(Earlier::AnyNamespaceHandOver) => hand_over_to_anyone(facts),
+            Rules::Earlier(Earlier::PolicyIgnored) => {
+                let unbound = Object { allowance: Allowance::default(), ..facts.object.clone() };
+                lifecycle::decide(&Facts { object: &unbound, ..*facts })
+            }
             Rules::Earlier(_) => lifecycle::decide(facts),
         }
     }
 
-    /// What the rules read of the identity annotations.
-    pub fn annotations(&self, annotations: &Identity) -> Identity {
+    /// What the rules read of the identity annotations `written`, given what the glue proves.
+    pub fn annotations(&self, written: &Identity, proven: Proven) -> Proven {
         match self {
-            Rules::Earlier(Earlier::StatusOnlyIdentity) => Identity::default(),
-            _ => annotations.clone(),
+            Rules::Earlier(Earlier::StatusOnlyIdentity) => Proven::default(),
+            Rules::Earlier(Earlier::UnprovenBelieved) => {
+                let map: BTreeMap<String, String> = written
+                    .annotations()
+                    .into_iter()
+                    .filter_map(|(key, value)| Some((key.to_string(), value?.to_string())))
+                    .collect();
+                Proven { identity: Identity::from_annotations(&map), unproven: Vec::new() }
+            }
+            _ => proven,
         }
     }
 
@@ -110,4 +139,38 @@ impl Rules {
             _ => Seen::Failed(Problem::new(ErrorClass::Transient, "MalformedResponse", "MalformedResponse")),
         }
     }
+}
+
+/// The core deciding with every claimant as an heir; its event and conditions name each by its
+/// own namespace.
+fn hand_over_to_anyone(facts: &Facts<'_>) -> Decision {
+    let Some(claims) = facts.claims else { return lifecycle::decide(facts) };
+    let heirs = as_heirs(facts, claims);
+    let mut decision = lifecycle::decide(&Facts { claims: Some(&heirs), ..*facts });
+    if let Decision::Act(decided) = &mut decision {
+        let namespace = &facts.object.namespace;
+        let texts = decided.event.iter_mut().map(|e| &mut e.note);
+        for text in texts.chain(decided.status.conditions.iter_mut().map(|c| &mut c.message)) {
+            for c in claims.iter().filter(|c| c.namespace != *namespace) {
+                *text = text.replace(&format!("{namespace}/{}", c.name), &format!("{}/{}", c.namespace, c.name));
+            }
+        }
+    }
+    decision
+}
+
+/// Every claimant as the core sees an heir: of the deciding object's namespace, in the account its
+/// credentials act for, with nothing shown that it could not take the segment on.
+fn as_heirs(facts: &Facts<'_>, claims: &[Claimant]) -> Vec<Claimant> {
+    let account = facts.credentials.and_then(|c| c.account.as_ref().ok()).cloned();
+    claims
+        .iter()
+        .map(|c| Claimant {
+            namespace: facts.object.namespace.clone(),
+            account: account.clone().or_else(|| c.account.clone()),
+            ready_reason: None,
+            failing: None,
+            ..c.clone()
+        })
+        .collect()
 }
