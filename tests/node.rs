@@ -353,8 +353,8 @@ impl Node {
             let Ok(v) = serde_yaml::from_str::<Value>(doc) else { continue };
             // The roles for people (aggregated into view, edit and admin) grant the operator nothing.
             let for_people = v["metadata"]["labels"]
-                .as_mapping()
-                .is_some_and(|labels| labels.keys().any(|k| k.as_str().is_some_and(|k| k.contains("/aggregate-to-"))));
+                .as_object()
+                .is_some_and(|labels| labels.keys().any(|k| k.contains("/aggregate-to-")));
             let namespace = match v["kind"].as_str() {
                 Some("Role") => v["metadata"]["namespace"].as_str().unwrap_or(NS).to_string(),
                 Some("ClusterRole") if !for_people => String::new(),
