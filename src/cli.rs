@@ -225,7 +225,10 @@ pub enum RunError {
     Tenancy(#[from] crate::tenancy::PolicyError),
     #[error(transparent)]
     IdentityKey(#[from] crate::proof::KeyError),
-    #[error("the namespaces' watch stopped before its first list")]
+    #[error(
+        "the tenancy policy selects namespaces by label, but the namespaces could not be listed within a minute: \
+         grant get, list and watch on namespaces (the chart does when a rule has a namespaceSelector)"
+    )]
     NamespaceWatch,
 }
 
@@ -272,7 +275,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if tenancy.needs_labels() {
         let (labels, follow) = controller::watch_namespaces(client.clone());
         tokio::spawn(follow);
-        labels.wait_until_ready().await.map_err(|_| RunError::NamespaceWatch)?;
+        let listed = tokio::time::timeout(NAMESPACES_LISTED_WITHIN, labels.wait_until_ready()).await;
+        listed.ok().and_then(Result::ok).ok_or(RunError::NamespaceWatch)?;
         context.namespace_labels = Some(labels);
     }
     context.tenancy = tenancy;
@@ -286,6 +290,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long the namespaces' first list may take before the operator gives up (a missing right is
+/// retried by the watch for good, and would otherwise hang the start).
+const NAMESPACES_LISTED_WITHIN: Duration = Duration::from_secs(60);
 
 /// How often the per-namespace RoleBinding guard looks.
 const GUARD_EVERY: Duration = Duration::from_secs(5);

@@ -248,6 +248,50 @@ fn spending_without_limit(enforced: bool) {
     assert_each_allocation_released_once(&t.sim);
 }
 
+/// A rule that selects namespaces by label: the operator watches the namespaces (with the rights
+/// the chart grants it then), and only the labelled namespace gets the rule's wider segments; the
+/// other one falls to the shared profile's default and is refused, naming it.
+#[test]
+fn a_rule_by_label_follows_the_namespaces_labels() {
+    let c = Cluster::shared();
+    let (wide, plain) = (
+        Team { user: "tenant-d", ns: c.namespace("bylabel-wide") },
+        Team { user: "tenant-e", ns: c.namespace("bylabel-plain") },
+    );
+    for team in [&wide, &plain] {
+        bind_to_own_namespace(c, team);
+        grant_secrets(c, &team.ns);
+    }
+    c.kubectl(&["label", "namespace", &wide.ns, "eipsegment.io/tier=wide"]);
+    c.apply(NAMESPACE_READER).unwrap();
+    let policy = "profile: shared\nrules:\n- name: wide\n  namespaceSelector: {matchLabels: {eipsegment.io/tier: wide}}\n  operatorCredentials: true\n  minEipMask: 24\n";
+    let path = write_tenancy_policy(c, "bylabel", policy);
+    let sim = Simulator::start(&[]);
+    let args = ["--secret-credentials", "--tenancy-policy", path.to_str().unwrap()];
+    let mut op = Operator::start(c, &sim, &format!("{},{}", wide.ns, plain.ns), &args);
+    assert_running(&mut op);
+    let slash24 = "  regionId: cn-hangzhou\n  eipMask: 24\n";
+    for team in [&wide, &plain] {
+        let (ok, _, err) = team.kubectl(c, &["create", "-f", "-"], Some(&manifest(&team.ns, "wide", &[], slash24)));
+        assert!(ok, "{err}");
+    }
+    let allowed = wait_ready_saying(c, &wide.ns, "wide");
+    assert_eq!(allowed["status"]["ipCount"], 256, "{}", allowed["status"]);
+    let refused = policy_answer(c, &plain.ns, "wide");
+    assert_refused_by_policy(c, &plain.ns, "wide", &refused);
+    let message = condition(&refused, "Ready").and_then(|r| r["message"].as_str().map(String::from));
+    assert!(message.as_deref().is_some_and(|m| m.contains(r#"rule "default""#)), "{message:?}");
+    assert_eq!(calls(&sim, ALLOCATE), 1, "only the labelled namespace allocated: {:?}", history(&sim));
+    for team in [&wide, &plain] {
+        team.delete(c, "wide");
+        wait_deleted(c, &team.ns, "wide");
+    }
+    assert_each_allocation_released_once(&sim);
+}
+
+/// What the chart grants the operator when a tenancy rule selects namespaces by label.
+const NAMESPACE_READER: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: eipsegment-operator-namespaces}\nrules:\n- {apiGroups: [\"\"], resources: [namespaces], verbs: [get, list, watch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: eipsegment-operator-namespaces}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: eipsegment-operator-namespaces}\nsubjects:\n- {kind: ServiceAccount, name: eipsegment-operator, namespace: eipsegment-system}\n";
+
 // ---- the test bed: three namespaces, one operator, a tenancy policy ----
 
 /// A user bound to its own namespace only.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
@@ -31,7 +32,6 @@ use crate::proof::IdentityKey;
 use crate::quota::Queues;
 use crate::telemetry::Metrics;
 use crate::tenancy::Tenancy;
-use k8s_openapi::api::core::v1::Namespace;
 
 pub use cache::Cached;
 pub use credentials::SecretCredentials;
