@@ -84,16 +84,6 @@ fn assert_identity(obj: &Value, account: &str, source: &str) {
     }
 }
 
-/// Fails at once, with the log's last lines, when the operator did not start (an unknown flag).
-fn assert_running(op: &mut Operator) {
-    std::thread::sleep(Duration::from_secs(1));
-    if let Some(status) = op.exited() {
-        let log = op.log_text();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        panic!("the operator exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-    }
-}
-
 /// An operator with no credentials of its own unless `own` gives some: what objects act with comes
 /// from Secrets in their namespace.
 fn secret_operator(c: &Cluster, sim: &Simulator, ns: &str, extra: &[&str], own: Option<(&str, &str)>) -> Operator {
@@ -397,7 +387,7 @@ subjects:
         &["--secret-credentials", "--rbac-guard-rolebinding", "eipsegment-operator"],
         &[("ALIBABA_CLOUD_ACCESS_KEY_ID", OTHER_KEY_ID), ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", OTHER_KEY_SECRET)],
     );
-    assert_running(&mut op);
+    op.assert_running();
     namespace_deletion(c, &sim, &ns, || {
         // The namespace controller deletes the RoleBinding with everything else; its finalizer
         // keeps the operator's rights while EipSegments remain.

@@ -269,7 +269,7 @@ fn a_rule_by_label_follows_the_namespaces_labels() {
     let sim = Simulator::start(&[]);
     let args = ["--secret-credentials", "--tenancy-policy", path.to_str().unwrap()];
     let mut op = Operator::start(c, &sim, &format!("{},{}", wide.ns, plain.ns), &args);
-    assert_running(&mut op);
+    op.assert_running();
     let slash24 = "  regionId: cn-hangzhou\n  eipMask: 24\n";
     for team in [&wide, &plain] {
         let (ok, _, err) = team.kubectl(c, &["create", "-f", "-"], Some(&manifest(&team.ns, "wide", &[], slash24)));
@@ -348,7 +348,7 @@ impl Tenancy {
         let sim = Simulator::start(&[]);
         let args = ["--secret-credentials", "--tenancy-policy", policy.to_str().unwrap()];
         let mut op = Operator::start(c, &sim, &namespaces.join(","), &args);
-        assert_running(&mut op);
+        op.assert_running();
         Tenancy { c, _op: op, sim, platform, open, shared, enforced }
     }
 
@@ -457,17 +457,6 @@ fn write_tenancy_policy(c: &Cluster, attack: &str, policy: &str) -> PathBuf {
     let path = c.dir.join(format!("tenancy-{attack}.yaml"));
     std::fs::write(&path, policy).expect("write the tenancy policy");
     path
-}
-
-/// Fails at once, with the log's last lines, when the operator did not start (an unknown flag, a
-/// policy it cannot read).
-fn assert_running(op: &mut Operator) {
-    std::thread::sleep(Duration::from_secs(1));
-    if let Some(status) = op.exited() {
-        let log = op.log_text();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        panic!("the operator exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-    }
 }
 
 /// The chart's ValidatingAdmissionPolicies for `policy` (as `tenancy` values), with their bindings

@@ -401,6 +401,17 @@ impl Operator {
         self.child = Some(child);
     }
 
+    /// Fails at once, with the log's last lines, when the operator did not start (an unknown flag, a
+    /// policy it cannot read).
+    pub fn assert_running(&mut self) {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(status) = self.exited() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            panic!("the operator exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+
     /// SIGKILL: no chance to clean up, as when a node dies.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
