@@ -122,14 +122,11 @@ fn refused(pass: &Pass, id: &str, owner: &Claimant) -> Decision {
          or delete {}/{} to hand the segment over",
         owner.namespace, owner.name, owner.namespace, owner.name
     );
-    let status = pass.not_ready(pass.object.status.clone(), reason::SEGMENT_IN_USE, &message);
+    let event = ("ClaimRefused", "Adopt");
     let mut decided =
-        pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
+        pass.stand(pass.object.status.clone(), reason::SEGMENT_IN_USE, message, ErrorClass::Blocked, event);
     decided.identity = pass.object.annotations.clone();
     decided.secret = crate::moves::SecretUse::Unchanged;
-    if pass.reason_is_new(reason::SEGMENT_IN_USE) {
-        decided.event = Some(Event::warning("ClaimRefused", "Adopt", message));
-    }
     decided.watch = Some(Watch::Forget { segment_ids: vec![id.to_string()] });
     Decision::Act(decided)
 }
@@ -206,13 +203,8 @@ fn absent(pass: &Pass, id: &str, account: &str) -> Decision {
                  spec.regionId and the credentials",
                 pass.region()
             );
-            let status = pass.not_ready(status, reason::ADOPTION_TARGET_NOT_FOUND, &message);
-            let mut decided =
-                pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Terminal, hint: None }));
-            if pass.reason_is_new(reason::ADOPTION_TARGET_NOT_FOUND) {
-                decided.event = Some(Event::warning("AdoptionFailed", "Adopt", message));
-            }
-            Decision::Act(decided)
+            let event = ("AdoptionFailed", "Adopt");
+            Decision::Act(pass.stand(status, reason::ADOPTION_TARGET_NOT_FOUND, message, ErrorClass::Terminal, event))
         }
         Holding::Unseen(_) => {
             let message = format!("segment {id} was accepted and is not yet visible in account {account}");
@@ -238,11 +230,5 @@ fn drifted(pass: &Pass, mut status: eipsegment_api::EipSegmentStatus, id: &str, 
     record_missing(&mut status);
     // Its addresses are no longer the object's to hand out.
     (status.first_address, status.last_address, status.addresses) = (None, None, Vec::new());
-    let status = pass.not_ready(status, reason::SEGMENT_MISSING, &message);
-    let mut decided =
-        pass.act(status, crate::moves::Next::Wait(Pace::Backoff { class: ErrorClass::Blocked, hint: None }));
-    if pass.reason_is_new(reason::SEGMENT_MISSING) {
-        decided.event = Some(Event::warning("Drifted", "Observe", message));
-    }
-    Decision::Act(decided)
+    Decision::Act(pass.stand(status, reason::SEGMENT_MISSING, message, ErrorClass::Blocked, ("Drifted", "Observe")))
 }

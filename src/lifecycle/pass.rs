@@ -324,16 +324,30 @@ impl<'a> Pass<'a> {
         status
     }
 
-    /// Refused by the tenancy policy: Ready=False saying which rule, no cloud call, a Warning event
-    /// when new; asked again when the object changes (or after a long backoff, for a policy change).
-    pub fn refuse_by_policy(&self, why: String) -> Decision {
-        let status = self.not_ready(self.starting_status.clone(), conditions::reason::POLICY_REFUSED, &why);
-        let mut decided =
-            self.act(status, Next::Wait(Pace::Backoff { class: vpc_api::ErrorClass::Terminal, hint: None }));
-        if self.reason_is_new(conditions::reason::POLICY_REFUSED) {
-            decided.event = Some(Event::warning("PolicyRefused", "Admit", why));
+    /// Ready=False for a reason that lasts until something changes (the spec, the cloud, a person):
+    /// no call, a backoff at the pace of `class`, and a Warning event (reason, action) when the
+    /// reason is new.
+    pub fn stand(
+        &self,
+        status: EipSegmentStatus,
+        reason: &str,
+        message: String,
+        class: vpc_api::ErrorClass,
+        (event, action): (&'static str, &'static str),
+    ) -> Move {
+        let status = self.not_ready(status, reason, &message);
+        let mut decided = self.act(status, Next::Wait(Pace::Backoff { class, hint: None }));
+        if self.reason_is_new(reason) {
+            decided.event = Some(Event::warning(event, action, message));
         }
-        Decision::Act(decided)
+        decided
+    }
+
+    /// Refused by the tenancy policy: Ready=False saying which rule, no cloud call; asked again when
+    /// the object changes (or after a long backoff, for a policy change).
+    pub fn refuse_by_policy(&self, why: String) -> Decision {
+        let (status, reason) = (self.starting_status.clone(), conditions::reason::POLICY_REFUSED);
+        Decision::Act(self.stand(status, reason, why, vpc_api::ErrorClass::Terminal, ("PolicyRefused", "Admit")))
     }
 
     pub fn reason_is_new(&self, reason: &str) -> bool {
