@@ -1,8 +1,15 @@
-//! The Argo CD health check for EipSegment under a real Lua 5.1: `tests/argocd/run_health_tests.py`
-//! runs `health.lua` against every case of its `health_test.yaml`, as Argo CD's own
-//! resource-customization tests do (the object as the global `obj`, the returned status and message
-//! compared), and fails if a line of the script runs in no case. Every Ready reason and error code
-//! the lifecycle core (`src/lifecycle/`) writes must have a decided health and a case that shows it.
+//! The Argo CD health check for EipSegment, case by case from its `health_test.yaml`, two ways:
+//! - through Argo CD's own code: `argocd admin settings resource-overrides health` (the binary of
+//!   `tests/tools/build-argocd.sh`) takes the check from an argocd-cm made of
+//!   `deploy/argocd/argocd-cm-patch.yaml` and runs gitops-engine's `GetResourceHealth`, the
+//!   controller's path, its handling of deleting objects included;
+//! - under a real Lua 5.1: `tests/argocd/run_health_tests.py` runs `health.lua` as Argo CD's own
+//!   resource-customization tests do (the object as the global `obj`, the returned status, message
+//!   and deletionMessage compared) with only the libraries argocd-cm gives a check, and fails if a
+//!   line of the script runs in no case.
+//!
+//! Every Ready reason and error code the lifecycle core (`src/lifecycle/`) writes must have a decided
+//! health and a case that shows it.
 //!
 //! Needs `lua5.1`/`luac5.1` and a Python 3 with PyYAML. When Lua is missing it is installed with
 //! apt-get if we are root; when PyYAML is missing it goes into a venv under
@@ -13,6 +20,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use eipsegment_operator::lifecycle::conditions::READY_REASONS;
+use eipsegment_test_support::argocd::argocd_command;
 use serde_yaml::Value;
 
 fn root() -> &'static Path {
@@ -164,6 +172,106 @@ fn the_harness_fails_on_a_wrong_expectation_a_broken_script_and_an_unused_file()
         "the string library was there"
     );
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// An argocd-cm holding the health check, as `deploy/argocd/argocd-cm-patch.yaml` patches it in, with
+/// `script` in place of the shipped one when given; written into `dir`.
+fn argocd_cm(dir: &Path, script: Option<&str>) -> PathBuf {
+    let patch: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap()).unwrap();
+    let mut data = patch["data"].clone();
+    if let Some(script) = script {
+        data[HEALTH_KEY] = Value::String(script.to_string());
+    }
+    let cm = serde_yaml::to_string(&serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+        "data": serde_json::to_value(&data).unwrap(),
+    }))
+    .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("argocd-cm.yaml");
+    std::fs::write(&path, cm).unwrap();
+    path
+}
+
+const HEALTH_KEY: &str = "resource.customizations.health.eipsegment.io_EipSegment";
+
+/// The health Argo CD gives the object in `input`: its status, and its message (for a deleting
+/// object, the check's deletionMessage, or Argo CD's own text when the check gives none).
+fn argocd_health(cm: &Path, input: &Path) -> (String, String) {
+    let out = argocd_command("argocd")
+        .args(["admin", "settings", "resource-overrides", "health"])
+        .arg(input)
+        .arg("--argocd-cm-path")
+        .arg(cm)
+        .output()
+        .expect("run argocd");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "argocd on {}: {stdout}{}", input.display(), String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| stdout.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+    let status = field("STATUS: ").unwrap_or_else(|| panic!("no STATUS from argocd: {stdout}"));
+    (status, field("MESSAGE: ").unwrap_or_default())
+}
+
+#[test]
+fn argo_cds_own_evaluation_gives_every_case_its_expected_health() {
+    let dir = check_dir();
+    let cm = argocd_cm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("argocd-own-evaluation"), None);
+    let tests: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap()).unwrap();
+    let cases = tests["tests"].as_sequence().unwrap();
+    // Two at a time: each run starts Argo CD's settings manager afresh.
+    let failures: Vec<String> = cases
+        .chunks(cases.len().div_ceil(2))
+        .map(|chunk| {
+            let (cm, dir) = (cm.clone(), dir.clone());
+            let chunk = chunk.to_vec();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for case in chunk {
+                    let input = case["inputPath"].as_str().unwrap();
+                    let want = &case["healthStatus"];
+                    let message = want["deletionMessage"].as_str().or(want["message"].as_str()).unwrap_or("");
+                    let expected = (want["status"].as_str().unwrap().to_string(), message.to_string());
+                    let got = argocd_health(&cm, &dir.join(input));
+                    if got != expected {
+                        failures.push(format!("{input}: got {got:?}, want {expected:?}"));
+                    }
+                }
+                failures
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "Argo CD disagrees with health_test.yaml:\n{}", failures.join("\n"));
+}
+
+/// Why the check sets deletionMessage: without it, Argo CD shows any deleting object as Progressing,
+/// and a release that needs a person (a member EIP in use) would look like one under way.
+#[test]
+fn without_a_deletion_message_argo_cd_would_show_a_blocked_release_as_progressing() {
+    let script = std::fs::read_to_string(check_dir().join("health.lua")).unwrap();
+    let without = script.replace("hs.deletionMessage = hs.message", "");
+    assert_ne!(script, without, "health.lua no longer sets deletionMessage as this test expects");
+    let cm = argocd_cm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("argocd-without-deletion-message"), Some(&without));
+    let (status, message) = argocd_health(&cm, &check_dir().join("testdata/release-blocked.yaml"));
+    assert_eq!(status, "Progressing", "{message}");
+    assert!(message.starts_with("Pending deletion; blocked by finalizers"), "{message}");
+    let shipped = argocd_cm(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("argocd-with-deletion-message"), None);
+    let (status, message) = argocd_health(&shipped, &check_dir().join("testdata/release-blocked.yaml"));
+    assert_eq!(status, "Degraded", "{message}");
+    assert!(message.contains("i-bp1web01"), "{message}");
+}
+
+/// The argocd-cm patch users apply carries health.lua word for word.
+#[test]
+fn the_argocd_cm_patch_carries_the_health_check_word_for_word() {
+    let patch: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap()).unwrap();
+    let script = std::fs::read_to_string(check_dir().join("health.lua")).unwrap();
+    assert_eq!(patch["data"][HEALTH_KEY].as_str(), Some(script.as_str()), "regenerate deploy/argocd/argocd-cm-patch.yaml");
 }
 
 /// A call's arguments at the top level of its parentheses, from the text just after `name(`.

@@ -1,15 +1,12 @@
 //! Removals the way GitOps tools make them, on a control plane with kube-controller-manager (garbage
 //! collector, namespace controller): foreground and background propagation, namespace deletion,
-//! `kubectl apply --prune`, an operator that is down while deletions are requested, and the Argo CD
-//! health check evaluated by gopher-lua over the real objects.
+//! `kubectl apply --prune`, and an operator that is down while deletions are requested. Removals
+//! through a real Argo CD are the `argocd` suite's.
 
 use eipsegment_test_support as support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use support::*;
 
 fn create(c: &Cluster, ns: &str, name: &str) -> String {
@@ -130,83 +127,4 @@ fn deletions_requested_while_the_operator_is_down_complete_when_it_returns() {
     }
     assert!(ids.iter().all(|id| sim.segment(id).is_none()));
     assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 2);
-}
-
-/// The health Argo CD would show for the object, by gopher-lua.
-fn argocd_health(obj: &serde_json::Value) -> (String, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cache = std::env::var("EIPSEG_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/eipsegment-operator"));
-    let mut child = Command::new("go")
-        .args([
-            "run",
-            ".",
-            root.join("deploy/argocd/resource_customizations/eipsegment.io/EipSegment/health.lua").to_str().unwrap(),
-        ])
-        .current_dir(root.join("tests/argocd"))
-        .env("GOMODCACHE", cache.join("go/mod"))
-        .env("GOCACHE", cache.join("go/build"))
-        .env("GOFLAGS", "-mod=mod")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("go");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(obj.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "gopher-lua evaluation failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (v["status"].as_str().unwrap().into(), v["message"].as_str().unwrap().into())
-}
-
-#[test]
-fn argocd_health_of_the_real_objects_at_each_phase() {
-    let c = Cluster::shared();
-    let ns = c.namespace("health");
-    let sim = Simulator::start(&["--allocate-seconds", "3"]);
-    let _op = Operator::start(c, &sim, &ns, &[]);
-    c.apply(&segment_yaml(&ns, "web", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-
-    let allocating =
-        eventually("Allocating", WAIT, || c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Allocating"));
-    let (status, message) = argocd_health(&allocating);
-    assert_eq!(status, "Progressing", "{message}");
-    assert!(message.contains("being allocated") || message.contains("allocation requested"), "{message}");
-
-    let ready = wait_ready(c, &ns, "web");
-    let id = segment_id(&ready);
-    let (status, message) = argocd_health(&ready);
-    assert_eq!(status, "Healthy");
-    assert!(message.contains(&id), "{message}");
-
-    // A member EIP in use blocks the release: Degraded, with what to do.
-    let index = 3;
-    sim.admin(
-        "PATCH",
-        &format!("segments/{id}"),
-        json!({"members": [{"index": index, "status": "InUse", "instanceId": "i-argo1"}]}),
-    );
-    c.kubectl(&["delete", "eipsegment", "web", "-n", &ns, "--wait=false"]);
-    let blocked = eventually("release blocked", WAIT, || {
-        c.get(&ns, "web").filter(|o| o["status"]["lastError"]["class"] == "Blocked")
-    });
-    let (status, message) = argocd_health(&blocked);
-    assert_eq!(status, "Degraded");
-    assert!(message.contains("i-argo1") && message.contains("deletionPolicy"), "{message}");
-
-    // Unblocked: Progressing while the cloud releases it, then gone.
-    sim.admin(
-        "PATCH",
-        &format!("segments/{id}"),
-        json!({"members": [{"index": index, "status": "Available", "instanceId": ""}]}),
-    );
-    let releasing = eventually("Releasing", WAIT, || {
-        c.get(&ns, "web").filter(|o| o["status"]["cloudStatus"] == "Releasing" && o["status"]["lastError"].is_null())
-    });
-    let (status, message) = argocd_health(&releasing);
-    assert_eq!(status, "Progressing");
-    assert!(message.contains("releasing segment"), "{message}");
-    wait_gone(c, &ns, "web");
 }

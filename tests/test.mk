@@ -17,14 +17,14 @@ EXECUTABLES := target/test/executables.tsv
 
 # Suites by what they need besides the build.
 ALONE := modelcheck properties signer_vectors cloud_simulator simulator_accounts poller rrsa \
-	argocd_health sdk_crosscheck
+	sdk_crosscheck
 ON_CONTROL_PLANE := e2e admission gitops leakproof restores tenants audit chaos bench
-SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node
+SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node argocd argocd_health
 MATRIX_SUITES := e2e admission gitops
 
 # The chain of Go builds first (each waits for the one before it), then the build, then the suites
 # longest first: the order in which they take the suites' places.
-all: dashboard-check build suite-node suite-leakproof suite-e2e suite-chaos matrix-e2e suite-modelcheck \
+all: argocd build suite-node suite-leakproof suite-e2e suite-chaos matrix-e2e suite-modelcheck \
 	suite-cloud_simulator matrix-admission suite-admission suite-chart suite-gitops matrix-gitops \
 	$(SUITES:%=suite-%) unit clippy fmt
 
@@ -72,6 +72,10 @@ promtool: | $(if $(CHAINED),controlplane-matrix)
 dashboard-check: | $(if $(CHAINED),promtool)
 	@$(STEP) dashboard-check tests/tools/build-dashboard-check.sh
 
+# Last: only the Argo CD suites wait for it, and it is the longest of the builds.
+argocd: | $(if $(CHAINED),dashboard-check)
+	@$(STEP) argocd tests/tools/build-argocd.sh
+
 # ---- Suites ------------------------------------------------------------------------------------
 unit: build
 	@$(SUITE) unit tests/run-suite.sh --unit
@@ -95,9 +99,15 @@ suite-monitoring: build helm promtool dashboard-check
 suite-node: build controlplane helm
 	@$(SUITE) node tests/run-suite.sh node
 
+suite-argocd: build controlplane helm argocd
+	@$(SUITE) argocd tests/run-suite.sh argocd
+
+suite-argocd_health: build argocd
+	@$(SUITE) argocd_health tests/run-suite.sh argocd_health
+
 # The end-to-end, admission and GitOps suites again on the newest supported Kubernetes.
 $(MATRIX_SUITES:%=matrix-%): matrix-%: build controlplane-matrix
 	@$(SUITE) matrix-$* sh -c 'for v in $(K8S_MATRIX); do K8S_MINOR=$$v tests/run-suite.sh $* || exit 1; done'
 
-.PHONY: all fmt clippy build node-packages controlplane helm prometheus-crds promtool dashboard-check \
+.PHONY: all fmt clippy build node-packages controlplane helm prometheus-crds promtool dashboard-check argocd \
 	controlplane-matrix unit $(SUITES:%=suite-%) $(MATRIX_SUITES:%=matrix-%)

@@ -3,7 +3,7 @@
 
 It works the way Argo CD's own resource_customizations tests do. For each case it loads the
 inputPath YAML, gives it to the script as the global table `obj`, runs health.lua, and compares the
-returned table's status and message with healthStatus. As in Argo CD, which converts the object from
+returned table's status, message and deletionMessage with healthStatus. As in Argo CD, which converts the object from
 JSON, YAML nulls become absent fields and timestamps stay strings. The script runs with only the
 libraries Argo CD gives a health check installed through argocd-cm (base, table, os.time/os.date),
 which is stricter than Argo CD's own tests, which open all libraries.
@@ -91,7 +91,8 @@ def lua_value(v):
 # Runs the script with `obj` set, in an environment holding only what Argo CD offers a health check
 # from argocd-cm without resource.customizations.useOpenLibs: the base library (less file access),
 # table, and os.time/os.date; no string or math library, so strings have no methods either. Prints
-# the status, a NUL, the message, a NUL, then (for --coverage) the lines that ran.
+# the status, the message and the deletion message, each ended by a NUL, then (for --coverage) the
+# lines that ran.
 DRIVER = r"""
 local source, obj = ...
 local env = {
@@ -130,12 +131,13 @@ if type(hs) ~= "table" then
   io.stderr:write("returned a ", type(hs), ", not a table\n")
   os.exit(4)
 end
-if type(hs.status) ~= "string" or (hs.message ~= nil and type(hs.message) ~= "string") then
-  io.stderr:write("status must be a string and message a string or nil; got ",
-    type(hs.status), " and ", type(hs.message), "\n")
+if type(hs.status) ~= "string" or (hs.message ~= nil and type(hs.message) ~= "string")
+    or (hs.deletionMessage ~= nil and type(hs.deletionMessage) ~= "string") then
+  io.stderr:write("status must be a string, message and deletionMessage strings or nil; got ",
+    type(hs.status), ", ", type(hs.message), " and ", type(hs.deletionMessage), "\n")
   os.exit(5)
 end
-io.write(hs.status, "\0", hs.message or "", "\0")
+io.write(hs.status, "\0", hs.message or "", "\0", hs.deletionMessage or "", "\0")
 local ran = {}
 for line in pairs(lines) do ran[#ran + 1] = line end
 table.sort(ran)
@@ -149,8 +151,8 @@ def run_case(lua, script, obj):
     proc = subprocess.run([lua, "-"], input=program.encode("utf-8"), capture_output=True)
     if proc.returncode != 0:
         raise AssertionError("health.lua " + proc.stderr.decode("utf-8", "replace").strip())
-    status, message, ran = proc.stdout.decode("utf-8").split("\0")
-    return status, message, {int(x) for x in ran.split()}
+    status, message, deletion_message, ran = proc.stdout.decode("utf-8").split("\0")
+    return (status, message, deletion_message), {int(x) for x in ran.split()}
 
 
 # Lua 5.1 executes the JMP after these within the instruction itself, so no line event reaches it.
@@ -217,13 +219,14 @@ def main():
             want = case["healthStatus"]
             used.add(os.path.normpath(input_path))
             try:
-                status, message, lines = run_case(args.lua, script, load_yaml(os.path.join(check, input_path)))
+                got, lines = run_case(args.lua, script, load_yaml(os.path.join(check, input_path)))
                 ran |= lines
-                if status not in STATUSES:
-                    raise AssertionError("status %r is not one Argo CD knows" % status)
-                if (status, message) != (want["status"], want.get("message", "")):
-                    raise AssertionError("got %s %r, want %s %r" % (status, message, want["status"], want.get("message", "")))
-                print("ok   %s %s: %s: %s" % (name, input_path, status, message))
+                if got[0] not in STATUSES:
+                    raise AssertionError("status %r is not one Argo CD knows" % got[0])
+                expected = (want["status"], want.get("message", ""), want.get("deletionMessage", ""))
+                if got != expected:
+                    raise AssertionError("got %s %r %r, want %s %r %r" % (got + expected))
+                print("ok   %s %s: %s: %s" % (name, input_path, got[0], got[1] or got[2]))
             except (AssertionError, OSError, ValueError, TypeError, yaml.YAMLError) as e:
                 print("FAIL %s %s: %s" % (name, input_path, e))
                 failures += 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the node and the image build need from Debian's packages, when something is missing.
+# Installs what the node, the image build and the Argo CD test bed (Redis) need from Debian's
+# packages, when something is missing.
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins iptables conntrack buildah)
+packages=(containerd runc containernetworking-plugins iptables conntrack buildah redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -19,6 +19,7 @@ pub const REGION: &str = "cn-hangzhou";
 pub const ACCESS_KEY_ID: &str = "LTAI5tSimulatorDefaultKey";
 pub const ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
 
+pub mod argocd;
 pub mod in_process;
 
 /// The repository's root (this crate is `tests/support`).
