@@ -2192,13 +2192,10 @@ fn the_chart_readme_is_generated_from_the_values_and_describes_each() {
     let generated = String::from_utf8(out.stdout).unwrap();
     let readme = std::fs::read_to_string(format!("{CHART}/README.md")).unwrap();
     assert!(generated == readme, "charts/eipsegment-operator/README.md is out of date: run `make reference`");
-    let rows: Vec<&str> = readme
-        .lines()
-        .skip_while(|l| !l.starts_with("| Key |"))
-        .skip(2)
-        .take_while(|l| l.starts_with("| "))
-        .collect();
-    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap()).unwrap();
+    let rows: Vec<&str> =
+        readme.lines().skip_while(|l| !l.starts_with("| Key |")).skip(2).take_while(|l| l.starts_with("| ")).collect();
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap()).unwrap();
     let mut leaves = Vec::new();
     value_leaves(&values, "", &mut leaves);
     assert!(rows.len() > 50 && leaves.len() > 50, "{} rows, {} values", rows.len(), leaves.len());

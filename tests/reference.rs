@@ -15,14 +15,15 @@ use std::path::Path;
 
 use clap::CommandFactory;
 use eipsegment_operator::cli::Cli;
-use eipsegment_operator::lifecycle::conditions::READY_REASONS;
 use eipsegment_operator::cloud::Action;
 use eipsegment_operator::cloud::client::CallObserver;
+use eipsegment_operator::lifecycle::conditions::READY_REASONS;
 use eipsegment_operator::telemetry::{Census, Metrics, ObjectCensus};
 use serde_yaml::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const BEGIN: &str = "<!-- BEGIN generated from crds/eipsegment.io_eipsegments.yaml by tests/reference.rs: `make reference` -->";
+const BEGIN: &str =
+    "<!-- BEGIN generated from crds/eipsegment.io_eipsegments.yaml by tests/reference.rs: `make reference` -->";
 const END: &str = "<!-- END generated -->";
 
 fn read(path: &str) -> String {
@@ -178,6 +179,46 @@ fn field_rows(schema: &Value, prefix: &str, rows: &mut Vec<String>) {
     }
 }
 
+/// The printer columns of a version.
+fn columns(version: &Value, out: &mut Vec<String>) {
+    out.push("### Columns".into());
+    out.push(String::new());
+    out.push("`kubectl get` shows the columns of priority 0; `-o wide` adds the others.".into());
+    out.push(String::new());
+    out.push("| column | priority | JSONPath | description |".into());
+    out.push("|---|---|---|---|".into());
+    for c in version["additionalPrinterColumns"].as_sequence().into_iter().flatten() {
+        let priority = c.get("priority").map_or("0".to_string(), scalar);
+        out.push(format!(
+            "| {} | {priority} | `{}` | {} |",
+            scalar(&c["name"]),
+            scalar(&c["jsonPath"]).replace('|', "\\|"),
+            cell(c["description"].as_str().unwrap_or(""))
+        ));
+    }
+}
+
+/// The table of a part's fields (spec or status), with what the part says of itself.
+fn fields(part: &str, field: &Value, out: &mut Vec<String>) {
+    out.push(String::new());
+    out.push(format!("### {}", if part == "spec" { "Spec" } else { "Status" }));
+    out.push(String::new());
+    if let Some(d) = field["description"].as_str() {
+        out.push(cell(d).replace("\\|", "|"));
+        out.push(String::new());
+    }
+    let checks = constraints(field, false);
+    if !checks.is_empty() {
+        out.push(format!("Across fields: {checks}"));
+        out.push(String::new());
+    }
+    out.push("| field | type | description |".into());
+    out.push("|---|---|---|".into());
+    let mut rows = Vec::new();
+    field_rows(field, &format!("{part}."), &mut rows);
+    out.extend(rows);
+}
+
 fn crd_reference(crd: &Value) -> String {
     let spec = &crd["spec"];
     let names = &spec["names"];
@@ -209,40 +250,9 @@ fn crd_reference(crd: &Value) -> String {
             out.push(cell(d).replace("\\|", "|"));
             out.push(String::new());
         }
-        out.push("### Columns".into());
-        out.push(String::new());
-        out.push("`kubectl get` shows the columns of priority 0; `-o wide` adds the others.".into());
-        out.push(String::new());
-        out.push("| column | priority | JSONPath | description |".into());
-        out.push("|---|---|---|---|".into());
-        for c in version["additionalPrinterColumns"].as_sequence().into_iter().flatten() {
-            let priority = c.get("priority").map_or("0".to_string(), scalar);
-            out.push(format!(
-                "| {} | {priority} | `{}` | {} |",
-                scalar(&c["name"]),
-                scalar(&c["jsonPath"]).replace('|', "\\|"),
-                cell(c["description"].as_str().unwrap_or(""))
-            ));
-        }
+        columns(version, &mut out);
         for part in ["spec", "status"] {
-            out.push(String::new());
-            out.push(format!("### {}", if part == "spec" { "Spec" } else { "Status" }));
-            out.push(String::new());
-            let field = &schema["properties"][part];
-            if let Some(d) = field["description"].as_str() {
-                out.push(cell(d).replace("\\|", "|"));
-                out.push(String::new());
-            }
-            let checks = constraints(field, false);
-            if !checks.is_empty() {
-                out.push(format!("Across fields: {checks}"));
-                out.push(String::new());
-            }
-            out.push("| field | type | description |".into());
-            out.push("|---|---|---|".into());
-            let mut rows = Vec::new();
-            field_rows(field, &format!("{part}."), &mut rows);
-            out.extend(rows);
+            fields(part, &schema["properties"][part], &mut out);
         }
         let whole = constraints(schema, false);
         if !whole.is_empty() {
@@ -284,9 +294,12 @@ fn the_api_reference_is_generated_from_the_crd() {
 fn the_generator_sees_every_field() {
     let crd: Value = serde_yaml::from_str(&read("crds/eipsegment.io_eipsegments.yaml")).unwrap();
     let text = crd_reference(&crd);
-    for field in
-        ["spec.regionId", "spec.credentialsSecretRef.name", "status.addresses[].ipAddress", "status.conditions[].reason"]
-    {
+    for field in [
+        "spec.regionId",
+        "spec.credentialsSecretRef.name",
+        "status.addresses[].ipAddress",
+        "status.conditions[].reason",
+    ] {
         assert!(text.contains(&format!("| `{field}` |")), "{field} has no row");
     }
     assert!(text.contains("Required."), "spec.regionId is required");
@@ -476,7 +489,8 @@ fn event_reasons() -> BTreeSet<String> {
 #[test]
 fn every_event_is_in_the_api_reference_and_back() {
     let mut code = event_reasons();
-    for must in ["Retained", "Released", "ReleaseRequested", "Drifted", "PolicyRefused", "ReleaseBlocked", "AccountMismatch"]
+    for must in
+        ["Retained", "Released", "ReleaseRequested", "Drifted", "PolicyRefused", "ReleaseBlocked", "AccountMismatch"]
     {
         assert!(code.contains(must), "event {must} not found in src/lifecycle/: {code:?}");
     }
