@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test test-matrix lint demo crd controlplane tools node-packages image deploy bench chaos modelcheck
+.PHONY: cluster-up cluster-down test test-matrix lint demo crd reference controlplane tools node-packages image deploy bench chaos modelcheck
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
@@ -95,6 +95,13 @@ deploy:
 crd:
 	cargo run --quiet -- crd > crds/eipsegment.io_eipsegments.yaml
 	cp crds/eipsegment.io_eipsegments.yaml charts/eipsegment-operator/crds/
+
+# Regenerates the reference pages: the chart's README from values.yaml (helm-docs, built once and
+# cached like helm) and the API reference in crds/README.md from the CRD. The chart and reference
+# suites fail when either is stale.
+reference:
+	$$(tests/tools/build-helm-docs.sh) --chart-search-root charts --skip-version-footer --log-level warning
+	EIPSEG_WRITE_REFERENCE=1 cargo test --quiet --test reference the_api_reference_is_generated_from_the_crd
 
 # ---- Demo --------------------------------------------------------------------------------------
 # Control plane + simulator + operator: create a segment, see it Ready, delete it, see it released.

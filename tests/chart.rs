@@ -2174,3 +2174,83 @@ fn check_updates(c: &Cluster, team: &str, [large, releases, keeps]: &[&str; 3]) 
         kubectl_by(c, None, &["delete", "eipsegment", name, "-n", team], None).expect("a deletion");
     }
 }
+
+/// The chart's README is helm-docs' rendering of values.yaml as checked in (`make reference` writes
+/// it), and every value in it has a description (`# --` in values.yaml).
+#[test]
+fn the_chart_readme_is_generated_from_the_values_and_describes_each() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let built = Command::new(format!("{repo}/tests/tools/build-helm-docs.sh")).output().expect("build-helm-docs.sh");
+    assert!(built.status.success(), "building helm-docs failed: {}", String::from_utf8_lossy(&built.stderr));
+    let helm_docs = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    let out = Command::new(helm_docs)
+        .args(["--chart-search-root", "charts", "--dry-run", "--skip-version-footer", "--log-level", "warning"])
+        .current_dir(repo)
+        .output()
+        .expect("helm-docs");
+    assert!(out.status.success(), "helm-docs: {}", String::from_utf8_lossy(&out.stderr));
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let readme = std::fs::read_to_string(format!("{CHART}/README.md")).unwrap();
+    assert!(generated == readme, "charts/eipsegment-operator/README.md is out of date: run `make reference`");
+    let rows: Vec<&str> =
+        readme.lines().skip_while(|l| !l.starts_with("| Key |")).skip(2).take_while(|l| l.starts_with("| ")).collect();
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap()).unwrap();
+    let mut leaves = Vec::new();
+    value_leaves(&values, "", &mut leaves);
+    assert!(rows.len() > 50 && leaves.len() > 50, "{} rows, {} values", rows.len(), leaves.len());
+    let keys: Vec<&str> = rows.iter().map(|r| r.trim_start_matches("| ").split(" | ").next().unwrap()).collect();
+    for row in &rows {
+        let description = row.trim_end_matches('|').rsplit(" | ").next().unwrap().trim();
+        assert!(!description.is_empty(), "a value without a description (`# --` in values.yaml): {row}");
+    }
+    // Each value is in a row, itself or the map that holds it (documented as a whole, as resources).
+    for leaf in &leaves {
+        let documented = keys.iter().any(|k| leaf == k || leaf.starts_with(&format!("{k}.")));
+        assert!(documented, "value {leaf} is not in the chart's README");
+    }
+}
+
+/// The dotted paths of a values tree's leaves (empty maps and lists are leaves).
+fn value_leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v.as_mapping() {
+        Some(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let key = k.as_str().unwrap();
+                let path = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+                value_leaves(child, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+/// The overlay the operations guide gives for `kubectl apply -k` (the block after its marker, in a
+/// directory beside a checkout named as the guide names it) names the reader's image and
+/// credentials Secret, and applies.
+#[test]
+fn the_guides_kustomize_overlay_sets_the_image_and_credentials() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let guide = std::fs::read_to_string(format!("{repo}/deploy/OPERATIONS.md")).unwrap();
+    let marker = "<!-- kustomization: rendered by tests/chart.rs -->";
+    let after = &guide[guide.find(marker).expect("the overlay's marker") + marker.len()..];
+    let block = after.split("```").nth(1).expect("the overlay's block").trim_start_matches("yaml\n");
+    assert!(block.contains("../eipsegment-operator/deploy"), "the overlay names deploy/ beside it");
+    let overlay = block.replace("<registry>", "registry.example.com");
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo, root.path().join("eipsegment-operator")).unwrap();
+    let dir = root.path().join("overlay");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("kustomization.yaml"), overlay).unwrap();
+    let c = Cluster::shared();
+    let dir_arg = dir.to_str().unwrap();
+    let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["kustomize", dir_arg], None);
+    assert!(ok, "kubectl kustomize: {err}");
+    let docs = documents(&out);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/eipsegment-operator:0.1.0");
+    assert_eq!(container["envFrom"][0]["secretRef"]["name"], "alibaba-credentials");
+    let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "-k", dir_arg, "--dry-run=server"], None);
+    assert!(ok, "the overlay does not apply: {err}");
+}

@@ -2,9 +2,13 @@
 //! kube-proxy), installed, upgraded and uninstalled with the real helm, in a namespace that enforces
 //! PodSecurity `restricted`, against the VPC simulator on the node's address. Needs root (the node).
 //!
-//! The steps share one cluster and one release and run in order; the figures (image size, node
-//! start, install to Ready, hand-overs) are printed at the end.
+//! The steps share one cluster and one release and run in order; last, the README's quick start runs
+//! as written (tests/node/quickstart.rs). The figures (image size, node start, install to Ready,
+//! hand-overs, the quick start) are printed at the end.
 use eipsegment_test_support as support;
+
+#[path = "node/quickstart.rs"]
+mod quickstart;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -101,6 +105,7 @@ fn main() {
     n.leader_pod_deleted_during_a_delete_storm(&mut f);
     n.upgrade_during_a_delete_storm(&mut f);
     n.uninstall_keeps_crd_and_objects(&mut f);
+    n.quick_start_as_the_readme_says(&mut f);
 
     println!("\nnode suite figures:");
     for (what, value) in &f.rows {

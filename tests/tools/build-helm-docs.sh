@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds helm-docs (the chart README's generator, github.com/norwoodj/helm-docs) from its published Go
+# module, once per version, into a cache outside the repository (like build-helm.sh, sharing its Go
+# module and build caches). Prints the binary's path.
+set -euo pipefail
+version=v1.14.2
+cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
+bin="$cache/tools/helm-docs-$version"
+export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
+
+build() {
+  local start tmp
+  start=$(date +%s)
+  tmp="$(mktemp -d "$cache/tools/.helm-docs-build.XXXXXX")"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/norwoodj/helm-docs/cmd/helm-docs@$version"
+  mkdir -p "$bin"
+  mv "$tmp/helm-docs" "$bin/helm-docs"
+  rmdir "$tmp"
+  echo "built helm-docs $version in $(( $(date +%s) - start ))s" >&2
+}
+
+if [[ ! -x "$bin/helm-docs" ]]; then
+  mkdir -p "$cache/tools"
+  # Tests may call this concurrently: one builds, the others wait and find the binary.
+  exec 9>"$cache/tools/.helm-docs.lock"
+  flock 9
+  [[ -x "$bin/helm-docs" ]] || build
+  exec 9>&-
+fi
+echo "$bin/helm-docs"
