@@ -178,7 +178,8 @@ fn the_harness_fails_on_a_wrong_expectation_a_broken_script_and_an_unused_file()
 /// `script` in place of the shipped one when given; written into `dir`.
 fn argocd_cm(dir: &Path, script: Option<&str>) -> PathBuf {
     let patch: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap())
+            .unwrap();
     let mut data = patch["data"].clone();
     if let Some(script) = script {
         data[HEALTH_KEY] = Value::String(script.to_string());
@@ -269,9 +270,14 @@ fn without_a_deletion_message_argo_cd_would_show_a_blocked_release_as_progressin
 #[test]
 fn the_argocd_cm_patch_carries_the_health_check_word_for_word() {
     let patch: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("deploy/argocd/argocd-cm-patch.yaml")).unwrap())
+            .unwrap();
     let script = std::fs::read_to_string(check_dir().join("health.lua")).unwrap();
-    assert_eq!(patch["data"][HEALTH_KEY].as_str(), Some(script.as_str()), "regenerate deploy/argocd/argocd-cm-patch.yaml");
+    assert_eq!(
+        patch["data"][HEALTH_KEY].as_str(),
+        Some(script.as_str()),
+        "regenerate deploy/argocd/argocd-cm-patch.yaml"
+    );
 }
 
 /// A call's arguments at the top level of its parentheses, from the text just after `name(`.

@@ -25,7 +25,8 @@ build() {
   engine="$(module_dir github.com/argoproj/argo-cd/gitops-engine/v3)"
   [[ -d "$src" && -d "$engine" ]] || { echo "build-argocd.sh: cannot download argo-cd $version" >&2; exit 1; }
   scratch="$(mktemp -d "$cache/tools/.argocd-build.XXXXXX")"
-  trap 'chmod -R u+w "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
+  # Module files are read-only; the trap runs after this function's locals are gone.
+  trap "chmod -R u+w '$scratch' 2>/dev/null; rm -rf '$scratch'" EXIT
   cp -r "$src" "$scratch/src"
   chmod -R u+w "$scratch/src"
   cp -r "$engine" "$scratch/src/gitops-engine"

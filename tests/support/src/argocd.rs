@@ -107,7 +107,12 @@ impl ArgoCd {
         c.kubectl(&["create", "namespace", NAMESPACE]);
         let crds = bin.join("crds");
         c.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-        c.kubectl(&["wait", "--for=condition=Established", "crd/applications.argoproj.io", "crd/appprojects.argoproj.io"]);
+        // `kubectl wait` fails outright while a new CRD has no conditions yet.
+        let established =
+            ["wait", "--for=condition=Established", "crd/applications.argoproj.io", "crd/appprojects.argoproj.io"];
+        eventually("Argo CD's CRDs established", Duration::from_secs(30), || {
+            c.kubectl_as(c.admin_kubeconfig(), &established, None).0.then_some(())
+        });
         c.apply(SETTINGS).unwrap();
         // The health check, patched into argocd-cm the way the README tells users to.
         let patch = repo().join("deploy/argocd/argocd-cm-patch.yaml");
@@ -132,7 +137,8 @@ impl ArgoCd {
     }
 
     fn start_processes(&mut self) {
-        let (redis, repo_server, repo_metrics, controller_metrics) = (free_port(), free_port(), free_port(), free_port());
+        let (redis, repo_server, repo_metrics, controller_metrics) =
+            (free_port(), free_port(), free_port(), free_port());
         let mut daemon = Command::new("git");
         daemon.args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"]).args([
             format!("--port={}", self.git_port),
@@ -147,12 +153,20 @@ impl ArgoCd {
         let redis = format!("127.0.0.1:{redis}");
 
         let mut repo = argocd_command("argocd-repo-server");
-        repo.args(["--address", "127.0.0.1", "--port", &repo_server.to_string(), "--disable-tls", "--client-ca-path", ""])
-            .args(["--metrics-address", "127.0.0.1", "--metrics-port", &repo_metrics.to_string()])
-            .args(["--redis", &redis, "--loglevel", "info"])
-            .env("ARGOCD_FAKE_IN_CLUSTER", "true")
-            .env("KUBECONFIG", &self.kubeconfig)
-            .current_dir(&self.dir);
+        repo.args([
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &repo_server.to_string(),
+            "--disable-tls",
+            "--client-ca-path",
+            "",
+        ])
+        .args(["--metrics-address", "127.0.0.1", "--metrics-port", &repo_metrics.to_string()])
+        .args(["--redis", &redis, "--loglevel", "info"])
+        .env("ARGOCD_FAKE_IN_CLUSTER", "true")
+        .env("KUBECONFIG", &self.kubeconfig)
+        .current_dir(&self.dir);
         self.spawn("repo-server", repo);
 
         let mut controller = argocd_command("argocd-application-controller");
