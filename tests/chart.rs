@@ -51,10 +51,16 @@ fn template_release(release: &str, namespace: &str, sets: &[&str]) -> Result<Str
     }
 }
 
+/// The placeholder image, allowed: the suite renders the chart as a local test does (the chart
+/// refuses it otherwise; a later `image.allowPlaceholder=false` wins).
+const LOCAL_IMAGE: &str = "image.allowPlaceholder=true";
+
 /// helm's value arguments: `--set` pairs, or `--set-json` for those written `json:PATH=JSON` (numbers
-/// with a fraction, lists of objects: `--set` would make them strings or flat lists).
+/// with a fraction, lists of objects: `--set` would make them strings or flat lists), after
+/// [`LOCAL_IMAGE`].
 fn set_args(sets: &[&str]) -> Vec<String> {
-    sets.iter()
+    std::iter::once(&LOCAL_IMAGE)
+        .chain(sets)
         .flat_map(|s| match s.strip_prefix("json:") {
             Some(json) => ["--set-json".to_string(), json.to_string()],
             None => ["--set".to_string(), s.to_string()],
@@ -206,7 +212,7 @@ const MODES: &[(&str, &[&str])] = &[
             "metrics.serviceMonitor.enabled=true",
             "prometheusRule.enabled=true",
             "prometheusRule.labels.release=prometheus",
-            "prometheusRule.runbookUrl=https://git.example.com/platform/eipsegment-operator/blob/main/README.md",
+            "prometheusRule.runbookUrl=https://git.example.com/platform/eipsegment-operator/blob/main/deploy/RUNBOOK.md",
             "grafanaDashboard.enabled=true",
             "grafanaDashboard.annotations.grafana_folder=Operators",
         ],
@@ -764,7 +770,8 @@ fn arguments_follow_the_values() {
         args(&docs)
     );
     // The Lease lives in the release namespace, whatever it is.
-    let out = Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).output().unwrap();
+    let out =
+        Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).args(set_args(&[])).output().unwrap();
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
     assert!(
         has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"),
@@ -1012,7 +1019,8 @@ fn the_network_policy_admits_only_the_metrics_port() {
 }
 
 /// The alerts of the contract: name, expression with the default thresholds (and the default
-/// release's job), `for`, and the README runbook section and its anchor.
+/// release's job), `for`, and the section of deploy/RUNBOOK.md and its anchor (EipSegmentNotReady's:
+/// its Ready reason's, as Prometheus renders them; tests/monitoring.rs checks both resolve).
 const ALERTS: &[(&str, &str, Option<&str>, &str, &str)] = &[
     (
         "EipSegmentDeletionBlocked",
@@ -1056,6 +1064,27 @@ const ALERTS: &[(&str, &str, Option<&str>, &str, &str)] = &[
         "Operator down",
         "operator-down",
     ),
+    (
+        "EipSegmentNotReady",
+        r#"sum by (region, reason) (eipsegment_objects{ready!="True", reason!~"None|AllocationQueued|Releasing|ReleaseQueued|Released|ReleaseBlocked|ReleaseFailed|SegmentMissing"}) > 0"#,
+        Some("1h"),
+        r#"{{ if eq $labels.reason "CloudStatus" }}Not ready{{ else }}{{ $labels.reason }}{{ end }}"#,
+        r#"{{ if eq $labels.reason "CloudStatus" }}not-ready{{ else }}{{ $labels.reason | toLower }}{{ end }}"#,
+    ),
+    (
+        "EipSegmentBlocked",
+        r#"sum by (region) (eipsegment_objects_synced{class="Blocked"}) - (sum by (region) (eipsegment_objects{reason="ReleaseBlocked"}) or sum by (region) (eipsegment_objects_synced{class="Blocked"}) * 0) > 0"#,
+        Some("15m"),
+        "Blocked",
+        "blocked",
+    ),
+    (
+        "EipSegmentSegmentMissing",
+        r#"sum by (region) (eipsegment_objects{reason="SegmentMissing"}) > 0"#,
+        Some("5m"),
+        "Segment missing",
+        "segment-missing",
+    ),
 ];
 
 /// The alerting rules of a rendering, by alert name.
@@ -1079,7 +1108,8 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
     assert_eq!(names, ALERTS.iter().map(|a| a.0).collect::<Vec<_>>());
     for (rule, (name, expr, for_, section, anchor)) in rules.iter().zip(ALERTS) {
-        assert_eq!(rule["expr"].as_str().map(str::trim), Some(*expr), "{name}");
+        let one_line = rule["expr"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(one_line, *expr, "{name}");
         assert_eq!(rule["for"].as_str(), *for_, "{name}");
         assert!(["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")), "{name}");
         let summary = rule["annotations"]["summary"].as_str().unwrap();
@@ -1088,7 +1118,7 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
         // What it means and what to do first, then where the runbook says more.
         assert!(description.contains("First "), "{name}: no first step in {description:?}");
         assert!(
-            description.ends_with(&format!("Runbook: the README's section \"{section}\" (README.md#{anchor}).")),
+            description.ends_with(&format!("Runbook: deploy/RUNBOOK.md, section \"{section}\".")),
             "{name}: {description:?}"
         );
         assert!(rule["annotations"]["runbook_url"].is_null(), "{name}: no runbookUrl, no runbook_url");
@@ -1106,7 +1136,7 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
         assert!(rule["expr"].as_str().unwrap().contains(&format!("job=\"{service}\"")), "{rule:?}");
     }
     // Thresholds and durations from the values; runbook_url with the section's anchor.
-    let url = "https://git.example.com/platform/eipsegment-operator/blob/main/README.md";
+    let url = "https://git.example.com/platform/eipsegment-operator/blob/main/deploy/RUNBOOK.md";
     let docs = documents(
         &template(&[
             "prometheusRule.enabled=true",
@@ -1114,6 +1144,8 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
             "prometheusRule.terminalFor=30m",
             "json:prometheusRule.throttledPerSecond=0.5",
             "prometheusRule.unownedFor=6h",
+            "prometheusRule.notReadyFor=3h",
+            "prometheusRule.blockedFor=45m",
             &format!("prometheusRule.runbookUrl={url}"),
         ])
         .unwrap(),
@@ -1124,6 +1156,8 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     assert_eq!(by_name("EipSegmentTerminalErrors")["for"], "30m");
     assert!(by_name("EipSegmentCloudThrottling")["expr"].as_str().unwrap().ends_with("> 0.5"));
     assert_eq!(by_name("EipSegmentUnownedSegments")["for"], "6h");
+    assert_eq!(by_name("EipSegmentNotReady")["for"], "3h");
+    assert_eq!(by_name("EipSegmentBlocked")["for"], "45m");
     for (name, _, _, _, anchor) in ALERTS {
         assert_eq!(by_name(name)["annotations"]["runbook_url"], format!("{url}#{anchor}").as_str(), "{name}");
     }
@@ -1197,8 +1231,8 @@ fn invalid_values_are_refused_by_the_schema() {
         ("json:networkPolicy.metricsFrom=[{}]", "/networkPolicy/metricsFrom/0"),
         ("prometheusRule.terminalFor=ten", "/prometheusRule/terminalFor"),
         ("prometheusRule.deletionBlockedSeconds=0", "/prometheusRule/deletionBlockedSeconds"),
-        ("prometheusRule.runbookUrl=README.md", "/prometheusRule/runbookUrl"),
-        ("prometheusRule.runbookUrl=https://x.example/README.md#runbook", "/prometheusRule/runbookUrl"),
+        ("prometheusRule.runbookUrl=deploy/RUNBOOK.md", "/prometheusRule/runbookUrl"),
+        ("prometheusRule.runbookUrl=https://x.example/RUNBOOK.md#not-ready", "/prometheusRule/runbookUrl"),
         ("grafanaDashboard.label.a=b", "'label'"),
         // Tenancy: the operator refuses an unknown field of its policy file, so the schema does.
         ("tenancy.profile=open", "/tenancy/profile"),
@@ -1213,10 +1247,48 @@ fn invalid_values_are_refused_by_the_schema() {
         ("tenancy.admissionPolicy.enable=false", "'enable'"),
         ("tenancy.identityWriters.group={x}", "'group'"),
         ("identityKey.secretName=Bad_Name", "/identityKey/secretName"),
+        ("image.allowPlaceholder=yes", "/image/allowPlaceholder"),
+        ("prometheusRule.notReadyFor=an hour", "/prometheusRule/notReadyFor"),
+        ("prometheusRule.blockedFor=15", "/prometheusRule/blockedFor"),
     ] {
         let err = template(&[set]).expect_err(set);
         assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
         assert!(err.contains(path), "{set}: the message should name {path}: {err}");
+    }
+}
+
+/// The placeholder repository names no published image: the chart refuses it, saying what to set,
+/// unless the values say it is a local test; a real repository needs no such value.
+#[test]
+fn the_placeholder_image_renders_only_for_a_local_test() {
+    let err = template(&["image.allowPlaceholder=false"]).expect_err("the placeholder image rendered");
+    for says in ["image.repository is the placeholder", "make image", "image.allowPlaceholder=true"] {
+        assert!(err.contains(says), "the refusal should say {says:?}: {err}");
+    }
+    let image = |docs: &[Value]| container(docs)["image"].as_str().unwrap().to_string();
+    let local = documents(&template(&[]).unwrap());
+    assert_eq!(image(&local), "eipsegment-operator:0.1.0");
+    let published = ["image.allowPlaceholder=false", "image.repository=registry.example.com/platform/eipsegment-operator"];
+    let docs = documents(&template(&published).unwrap());
+    assert_eq!(image(&docs), "registry.example.com/platform/eipsegment-operator:0.1.0");
+}
+
+/// Chart.yaml's kubeVersion is the supported range, 1.33 to 1.37, at both ends.
+#[test]
+fn the_chart_installs_only_on_supported_kubernetes_versions() {
+    for (version, installs) in
+        [("1.32.9", false), ("1.33.0", true), ("1.35.1", true), ("1.37.2", true), ("1.37.99", true), ("1.38.0", false)]
+    {
+        let out = Command::new(helm())
+            .args(["template", "eipsegment-operator", CHART, "--kube-version", version])
+            .args(set_args(&[]))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), installs, "Kubernetes {version}: {err}");
+        if !installs {
+            assert!(err.contains("is incompatible with Kubernetes"), "Kubernetes {version}: {err}");
+        }
     }
 }
 
@@ -1356,6 +1428,8 @@ fn helm_install(c: &Cluster) -> Vec<Value> {
             "--take-ownership",
             "--set",
             "tenancy.admissionPolicy.enabled=false",
+            "--set",
+            LOCAL_IMAGE,
             "--kubeconfig",
             c.admin_kubeconfig(),
         ])
