@@ -770,8 +770,11 @@ fn arguments_follow_the_values() {
         args(&docs)
     );
     // The Lease lives in the release namespace, whatever it is.
-    let out =
-        Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).args(set_args(&[])).output().unwrap();
+    let out = Command::new(helm())
+        .args(["template", "ops", CHART, "--namespace", "platform"])
+        .args(set_args(&[]))
+        .output()
+        .unwrap();
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
     assert!(
         has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"),
@@ -1107,7 +1110,7 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     let rules = alert_rules(&docs);
     let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
     assert_eq!(names, ALERTS.iter().map(|a| a.0).collect::<Vec<_>>());
-    for (rule, (name, expr, for_, section, anchor)) in rules.iter().zip(ALERTS) {
+    for (rule, (name, expr, for_, section, _)) in rules.iter().zip(ALERTS) {
         let one_line = rule["expr"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
         assert_eq!(one_line, *expr, "{name}");
         assert_eq!(rule["for"].as_str(), *for_, "{name}");
@@ -1268,7 +1271,8 @@ fn the_placeholder_image_renders_only_for_a_local_test() {
     let image = |docs: &[Value]| container(docs)["image"].as_str().unwrap().to_string();
     let local = documents(&template(&[]).unwrap());
     assert_eq!(image(&local), "eipsegment-operator:0.1.0");
-    let published = ["image.allowPlaceholder=false", "image.repository=registry.example.com/platform/eipsegment-operator"];
+    let published =
+        ["image.allowPlaceholder=false", "image.repository=registry.example.com/platform/eipsegment-operator"];
     let docs = documents(&template(&published).unwrap());
     assert_eq!(image(&docs), "registry.example.com/platform/eipsegment-operator:0.1.0");
 }
@@ -1289,6 +1293,91 @@ fn the_chart_installs_only_on_supported_kubernetes_versions() {
         if !installs {
             assert!(err.contains("is incompatible with Kubernetes"), "Kubernetes {version}: {err}");
         }
+    }
+}
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+
+/// `helm lint --strict` and `helm template` with one of deploy/examples/values-*.yaml alone, as a
+/// reader would install it (no value of this suite's: the examples name a real registry).
+fn render_example(file: &str) -> Vec<Value> {
+    let values = format!("{EXAMPLES}/{file}");
+    let out = Command::new(helm())
+        .args(["lint", "--strict", CHART, "--namespace", RELEASE_NS, "-f", &values])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{file}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(helm())
+        .args(["template", "eipsegment-operator", CHART, "--namespace", RELEASE_NS, "-f", &values])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    documents(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// Each values example renders what it says, and the apiserver accepts every object of it.
+#[test]
+fn every_values_example_renders_what_it_says_and_passes_a_server_side_dry_run() {
+    let c = Cluster::shared();
+    install_monitoring_crds(c);
+    for ns in ["team-a", "team-b"] {
+        let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
+    }
+    let mut files: Vec<String> = std::fs::read_dir(EXAMPLES)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|f| f.starts_with("values-"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["values-air-gapped.yaml", "values-per-namespace.yaml", "values-production.yaml"]);
+    for file in &files {
+        let docs = render_example(file);
+        says_what_it_does(file, &docs);
+        let yaml: String = docs.iter().map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap())).collect();
+        let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "--dry-run=server", "-f", "-"], Some(&yaml));
+        assert!(ok, "{file}: {err}");
+        assert_eq!(out.lines().count(), docs.len(), "{file}: every object went through:\n{out}");
+    }
+}
+
+/// What each values example is for, in the rendering.
+fn says_what_it_does(file: &str, docs: &[Value]) {
+    assert!(!container(docs)["image"].as_str().unwrap().starts_with("eipsegment-operator:"), "{file}: a real registry");
+    match file {
+        "values-per-namespace.yaml" => {
+            let bindings: Vec<&str> = of_kind(docs, "RoleBinding")
+                .iter()
+                .filter(|b| b["metadata"]["name"] == "eipsegment-operator")
+                .map(|b| b["metadata"]["namespace"].as_str().unwrap())
+                .collect();
+            assert_eq!(bindings, ["team-a", "team-b"], "{file}");
+            assert!(of_kind(docs, "ClusterRoleBinding").is_empty(), "{file}: nothing bound cluster-wide");
+            assert!(has_arg(docs, "--secret-credentials"), "{file}: {:?}", args(docs));
+        }
+        "values-air-gapped.yaml" => {
+            for want in [
+                "--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+                "--sts-endpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com",
+            ] {
+                assert!(has_arg(docs, want), "{file}: {want} in {:?}", args(docs));
+            }
+            assert_eq!(pod_spec(docs)["imagePullSecrets"][0]["name"], "internal-registry", "{file}");
+        }
+        "values-production.yaml" => {
+            for kind in ["PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"] {
+                assert_eq!(of_kind(docs, kind).len(), 1, "{file}: {kind}");
+            }
+            let account = &of_kind(docs, "ServiceAccount")[0]["metadata"]["annotations"];
+            assert_eq!(account["pod-identity.alibabacloud.com/role-name"], "eipsegment-operator", "{file}");
+            let url = alert_rules(docs)[0]["annotations"]["runbook_url"].as_str().unwrap();
+            assert!(url.contains("/deploy/RUNBOOK.md#"), "{file}: {url}");
+        }
+        other => panic!("{other}: say what it is for"),
     }
 }
 
