@@ -1381,6 +1381,41 @@ fn says_what_it_does(file: &str, docs: &[Value]) {
     }
 }
 
+/// `make release`'s packaging (deploy/release.sh without the image build): the chart with the
+/// release's version as its version, appVersion and image tag, the repository's chart untouched,
+/// checksums that verify; a version that is not SemVer is refused.
+#[test]
+fn the_release_packages_the_chart_with_its_version_stamped() {
+    let out = tempfile::tempdir().unwrap();
+    let release = |version: &str| {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/release.sh"))
+            .args(["--skip-image", "--version", version, "--out", out.path().to_str().unwrap()])
+            .env("HELM", helm())
+            .output()
+            .unwrap()
+    };
+    let refused = release("v1.2");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not SemVer"));
+    let made = release("1.2.3-rc.1");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let package = out.path().join("eipsegment-operator-1.2.3-rc.1.tgz");
+    let package = package.to_str().unwrap();
+    let shown = Command::new(helm()).args(["show", "chart", package]).output().unwrap();
+    let chart: Value = serde_yaml::from_slice(&shown.stdout).unwrap();
+    let ours: Value = serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/Chart.yaml")).unwrap()).unwrap();
+    assert_eq!((&chart["version"], &chart["appVersion"]), (&"1.2.3-rc.1".into(), &"1.2.3-rc.1".into()));
+    assert_eq!(chart["kubeVersion"], ours["kubeVersion"]);
+    assert_eq!(ours["version"], "0.1.0", "the repository's chart is left as it is");
+    let repository = "image.repository=registry.example.com/platform/eipsegment-operator";
+    let rendered = Command::new(helm()).args(["template", "r", package, "--set", repository]).output().unwrap();
+    let docs = documents(&String::from_utf8(rendered.stdout).unwrap());
+    assert_eq!(container(&docs)["image"], "registry.example.com/platform/eipsegment-operator:1.2.3-rc.1");
+    let placeholder = Command::new(helm()).args(["template", "r", package]).output().unwrap();
+    assert!(!placeholder.status.success(), "the packaged chart refuses the placeholder image too");
+    let sums = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(out.path()).output().unwrap();
+    assert!(sums.status.success() && String::from_utf8_lossy(&sums.stdout).contains(": OK"), "{sums:?}");
+}
+
 /// The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (tests/tools/prometheus-operator-crds.sh),
 /// applied once to the shared control plane and Established, so that the apiserver validates the
 /// chart's monitoring objects against their schemas.
