@@ -72,23 +72,18 @@ case "$builder" in
   podman) podman "${storage[@]}" build --quiet --build-arg VERSION="$version" -t "$name" "$ctx" >/dev/null ;;
   docker) docker build --quiet --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null ;;
 esac
-if [[ -n "$archive" ]]; then
-  mkdir -p "$(dirname "$archive")"
-  rm -f "$archive"
+# Writes the image to FILE as FORMAT (docker-archive or oci-archive).
+export_image() {
+  local format="$1" file="$2"
+  mkdir -p "$(dirname "$file")"
+  rm -f "$file"
   case "$builder" in
-    buildah) buildah "${storage[@]}" push --quiet "$name" "docker-archive:$archive:$name" ;;
-    podman) podman "${storage[@]}" save --quiet --format docker-archive -o "$archive" "$name" ;;
-    docker) docker save -o "$archive" "$tag" ;;
+    buildah) buildah "${storage[@]}" push --quiet "$name" "$format:$file:$name" ;;
+    podman) podman "${storage[@]}" save --quiet --format "$format" -o "$file" "$name" ;;
+    # Docker 25 and later write an OCI layout (with Docker's manifest beside it) either way.
+    docker) docker save -o "$file" "$tag" ;;
   esac
-fi
-if [[ -n "$oci_archive" ]]; then
-  mkdir -p "$(dirname "$oci_archive")"
-  rm -f "$oci_archive"
-  case "$builder" in
-    buildah) buildah "${storage[@]}" push --quiet "$name" "oci-archive:$oci_archive:$tag" ;;
-    podman) podman "${storage[@]}" save --quiet --format oci-archive -o "$oci_archive" "$name" ;;
-    # Docker 25 and later write an OCI layout (with Docker's manifest beside it).
-    docker) docker save -o "$oci_archive" "$tag" ;;
-  esac
-fi
+}
+if [[ -n "$archive" ]]; then export_image docker-archive "$archive"; fi
+if [[ -n "$oci_archive" ]]; then export_image oci-archive "$oci_archive"; fi
 echo "built image $name from $binary ($(du -h "$binary" | cut -f1))${archive:+, archive $archive}${oci_archive:+, OCI archive $oci_archive}" >&2

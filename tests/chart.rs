@@ -1323,11 +1323,7 @@ fn render_example(file: &str) -> Vec<Value> {
 /// Each values example renders what it says, and the apiserver accepts every object of it.
 #[test]
 fn every_values_example_renders_what_it_says_and_passes_a_server_side_dry_run() {
-    let c = Cluster::shared();
-    install_monitoring_crds(c);
-    for ns in ["team-a", "team-b"] {
-        let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
-    }
+    let c = dry_run_cluster();
     let mut files: Vec<String> = std::fs::read_dir(EXAMPLES)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -1441,13 +1437,20 @@ fn install_monitoring_crds(c: &Cluster) {
     });
 }
 
-#[test]
-fn every_mode_passes_a_server_side_dry_run() {
+/// The shared control plane, ready for server-side dry runs of any rendering: the monitoring CRDs
+/// installed and the namespaces the per-namespace modes serve created.
+fn dry_run_cluster() -> &'static Cluster {
     let c = Cluster::shared();
     install_monitoring_crds(c);
     for ns in ["team-a", "team-b"] {
         let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
     }
+    c
+}
+
+#[test]
+fn every_mode_passes_a_server_side_dry_run() {
+    let c = dry_run_cluster();
     for (mode, sets) in MODES {
         let rendered = template(sets).unwrap();
         let (ok, out, err) =
