@@ -39,7 +39,7 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     assert_eq!(releasing["releasesAccepted"], 1);
     let during = c.get(&ns, "web").expect("object still present while releasing");
     assert!(during["metadata"]["deletionTimestamp"].is_string());
-    let deleting = row(&c.kubectl(&["get", "eipseg", "-n", &ns]), "web", "DELETING");
+    let deleting = row(&c.kubectl(&["get", "eipseg", "-n", &ns]), &["web"], "DELETING");
     assert!(deleting.ends_with('s') || deleting.ends_with('m'), "a deleting object says so: {deleting:?}");
     deleter.join().unwrap();
     assert!(started.elapsed() >= Duration::from_secs(3), "delete returned before the release could complete");
@@ -114,15 +114,16 @@ fn retain_keeps_the_segment_and_adoption_never_allocates() {
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), before);
 }
 
-/// The cell of `column` in the row of `name` of a `kubectl get` table ("" when empty; cells are
+/// The cell of `column` in the row holding the words of `key` (a name, and its namespace with -A) of a `kubectl get` table ("" when empty; cells are
 /// found by the header's offsets, as kubectl pads them).
-fn row(table: &str, name: &str, column: &str) -> String {
+fn row(table: &str, key: &[&str], column: &str) -> String {
     let mut lines = table.lines();
     let header = lines.next().unwrap();
     let at = header.find(column).unwrap_or_else(|| panic!("no column {column} in {header:?}"));
     let after = at + column.len();
     let next = header[after..].find(|c: char| c != ' ').map_or(usize::MAX, |n| after + n);
-    let line = lines.find(|l| l.split_whitespace().any(|w| w == name)).unwrap_or_else(|| panic!("{name}: {table}"));
+    let has_key = |l: &&str| key.iter().all(|k| l.split_whitespace().any(|w| w == *k));
+    let line = lines.find(has_key).unwrap_or_else(|| panic!("{key:?}: {table}"));
     line.get(at..next.min(line.len())).unwrap_or("").trim().to_string()
 }
 
@@ -136,7 +137,8 @@ fn assert_the_columns_fit_and_wide_shows_the_rest(c: &Cluster, ns: &str, obj: &s
     let widest = table.lines().map(str::len).max().unwrap();
     assert!(widest < 100, "{widest} columns wide:\n{table}");
     let cidr = obj["status"]["segment"].as_str().unwrap();
-    let cells: Vec<String> = ["CIDR", "IPS", "READY", "REASON", "DELETING"].map(|col| row(&table, "web", col)).into();
+    let cells: Vec<String> =
+        ["CIDR", "IPS", "READY", "REASON", "DELETING"].map(|col| row(&table, &[ns, "web"], col)).into();
     assert_eq!(cells, [cidr, "32", "True", "Allocated", ""], "{table}");
     let wide = c.kubectl(&["get", "eipseg", "web", "-n", ns, "-o", "wide"]);
     let id = segment_id(obj);
@@ -147,10 +149,10 @@ fn assert_the_columns_fit_and_wide_shows_the_rest(c: &Cluster, ns: &str, obj: &s
         ("SYNCED", "Succeeded"),
         ("POLICY", "Delete"),
     ] {
-        assert_eq!(row(&wide, "web", column), want, "{column}:\n{wide}");
+        assert_eq!(row(&wide, &["web"], column), want, "{column}:\n{wide}");
     }
     let by_category = c.kubectl(&["get", "alibabacloud", "-n", ns]);
-    assert_eq!(row(&by_category, "web", "REASON"), "Allocated", "{by_category}");
+    assert_eq!(row(&by_category, &["web"], "REASON"), "Allocated", "{by_category}");
     let explain = c.kubectl(&["explain", "eipsegment"]);
     assert!(explain.contains("An Alibaba Cloud EIP segment") && !explain.contains("Auto-generated"), "{explain}");
 }
@@ -850,23 +852,13 @@ fn rrsa_credentials_are_refreshed_from_a_rotated_token_file() {
     assert!(!log.contains(&std::fs::read_to_string(&token_file).unwrap()), "the OIDC token reached the log");
 }
 
-/// The line of `kubectl get eipseg` (with `-o wide` when asked) for one object, split in columns.
-fn table_row(c: &Cluster, ns: &str, name: &str, wide: bool) -> (Vec<String>, Vec<String>) {
+/// `kubectl get` of one object, `-o wide` or not.
+fn table(c: &Cluster, ns: &str, name: &str, wide: bool) -> String {
     let mut args = vec!["get", "eipseg", name, "-n", ns];
     if wide {
         args.extend(["-o", "wide"]);
     }
-    let table = c.kubectl(&args);
-    let mut lines = table.lines().map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>());
-    let header = lines.next().unwrap_or_default();
-    (header, lines.next().unwrap_or_default())
-}
-
-/// The column `title` (one word) of a row.
-fn column<'a>(header: &[String], row: &'a [String], title: &str) -> Option<&'a str> {
-    // "SEGMENT ID" and "DELETION POLICY" are two words in the header, one value in the row.
-    let titles: Vec<&str> = header.iter().map(String::as_str).filter(|t| *t != "ID" && *t != "POLICY").collect();
-    titles.iter().position(|t| *t == title).and_then(|i| row.get(i)).map(String::as_str)
+    c.kubectl(&args)
 }
 
 /// The region label of every per-region metric in these tests.
@@ -898,14 +890,14 @@ fn check_addresses_recorded(c: &Cluster, sim: &Simulator, ns: &str, id: &str) ->
 /// `kubectl get` shows the settled segment as Ready, and `-o wide` its first and last address,
 /// its sync and its account.
 fn check_ready_row(c: &Cluster, ns: &str, obj: &serde_json::Value, addresses: &[String]) {
-    let (header, row) = table_row(c, ns, "web", false);
-    assert_eq!(column(&header, &row, "READY"), Some("True"), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "REASON"), Some("Allocated"));
-    let (header, row) = table_row(c, ns, "web", true);
-    assert_eq!(column(&header, &row, "FIRST"), Some(addresses[0].as_str()), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "LAST"), Some(addresses[15].as_str()));
-    assert_eq!(column(&header, &row, "SYNCED"), Some("Succeeded"));
-    assert_eq!(column(&header, &row, "ACCOUNT"), obj["status"]["accountId"].as_str());
+    let default = table(c, ns, "web", false);
+    assert_eq!(row(&default, &["web"], "READY"), "True", "{default}");
+    assert_eq!(row(&default, &["web"], "REASON"), "Allocated");
+    let wide = table(c, ns, "web", true);
+    assert_eq!(row(&wide, &["web"], "FIRST"), addresses[0], "{wide}");
+    assert_eq!(row(&wide, &["web"], "LAST"), addresses[15]);
+    assert_eq!(row(&wide, &["web"], "SYNCED"), "Succeeded");
+    assert_eq!(Some(row(&wide, &["web"], "ACCOUNT").as_str()), obj["status"]["accountId"].as_str());
 }
 
 /// A release blocked by a bound member EIP; `kubectl get` keeps the cloud status as the cloud has
@@ -919,13 +911,14 @@ fn block_a_release(c: &Cluster, sim: &Simulator, ns: &str) {
     eventually("Ready False ReleaseBlocked", T, || {
         c.get(ns, "bound").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseBlocked"))
     });
-    let (header, row) = table_row(c, ns, "bound", false);
     println!("kubectl get eipseg during a blocked release:\n{}", c.kubectl(&["get", "eipseg", "-n", ns]));
-    assert_eq!(column(&header, &row, "STATUS"), Some("Allocated"), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "READY"), Some("False"));
-    assert_eq!(column(&header, &row, "REASON"), Some("ReleaseBlocked"));
-    let (header, row) = table_row(c, ns, "bound", true);
-    assert_eq!(column(&header, &row, "SYNCED"), Some("Blocked"), "{header:?} {row:?}");
+    let default = table(c, ns, "bound", false);
+    assert_eq!(row(&default, &["bound"], "READY"), "False", "{default}");
+    assert_eq!(row(&default, &["bound"], "REASON"), "ReleaseBlocked");
+    assert!(!row(&default, &["bound"], "DELETING").is_empty(), "{default}");
+    let wide = table(c, ns, "bound", true);
+    assert_eq!(row(&wide, &["bound"], "STATUS"), "Allocated", "{wide}");
+    assert_eq!(row(&wide, &["bound"], "SYNCED"), "Blocked", "{wide}");
 }
 
 /// The metrics an alert needs, with no object name in them.
