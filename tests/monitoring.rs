@@ -199,8 +199,13 @@ fn minutes(v: &Value) -> u64 {
 /// The unit tests depend on the values: with other thresholds they fail, so they test the rendering.
 #[test]
 fn the_unit_tests_fail_on_other_thresholds() {
-    let dir =
-        rules_dir(&[&runbook_url(), "prometheusRule.deletionBlockedSeconds=3600", "prometheusRule.unownedFor=2h", "prometheusRule.notReadyFor=2h", "prometheusRule.blockedFor=30m"]);
+    let dir = rules_dir(&[
+        &runbook_url(),
+        "prometheusRule.deletionBlockedSeconds=3600",
+        "prometheusRule.unownedFor=2h",
+        "prometheusRule.notReadyFor=2h",
+        "prometheusRule.blockedFor=30m",
+    ]);
     let out = run(&tool("build-promtool.sh"), &["test", "rules", "alerts.test.yaml"], dir.path());
     let report = text(&out);
     assert!(!out.status.success(), "promtool accepted other thresholds:\n{report}");
@@ -385,7 +390,8 @@ const RUNBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/RUNBOOK.md");
 /// How EipSegmentNotReady names its section and anchor, as Prometheus renders them per alert: the
 /// Ready reason's own, or "Not ready" for a cloud status the operator does not know (the promtool
 /// unit tests render both branches).
-const NOT_READY_SECTION: &str = r#"{{ if eq $labels.reason "CloudStatus" }}Not ready{{ else }}{{ $labels.reason }}{{ end }}"#;
+const NOT_READY_SECTION: &str =
+    r#"{{ if eq $labels.reason "CloudStatus" }}Not ready{{ else }}{{ $labels.reason }}{{ end }}"#;
 const NOT_READY_ANCHOR: &str =
     r#"{{ if eq $labels.reason "CloudStatus" }}not-ready{{ else }}{{ $labels.reason | toLower }}{{ end }}"#;
 
@@ -410,7 +416,8 @@ fn github_anchor(heading: &str) -> String {
 
 fn runbook() -> Runbook {
     let text = std::fs::read_to_string(RUNBOOK).expect("deploy/RUNBOOK.md");
-    let mut book = Runbook { anchors: BTreeSet::new(), alert_sections: BTreeSet::new(), reason_sections: BTreeSet::new() };
+    let mut book =
+        Runbook { anchors: BTreeSet::new(), alert_sections: BTreeSet::new(), reason_sections: BTreeSet::new() };
     let (mut part, mut fenced) = (String::new(), false);
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for line in text.lines() {
@@ -498,6 +505,9 @@ fn github_anchors_follow_githubs_rules() {
     assert_eq!(github_anchor("Deletion blocked"), "deletion-blocked");
     assert_eq!(github_anchor("AdoptionTargetNotFound"), "adoptiontargetnotfound");
     assert_eq!(github_anchor("Retain and billing"), "retain-and-billing");
-    assert_eq!(github_anchor("What delete does, and what the operator promises"), "what-delete-does-and-what-the-operator-promises");
+    assert_eq!(
+        github_anchor("What delete does, and what the operator promises"),
+        "what-delete-does-and-what-the-operator-promises"
+    );
     assert_eq!(github_anchor("4. Install the chart"), "4-install-the-chart");
 }
