@@ -1,5 +1,5 @@
 # Entry points for developers and CI. Targets stay thin: the logic lives in the scripts they call.
-.PHONY: cluster-up cluster-down test test-matrix lint demo crd reference controlplane tools node-packages image deploy bench chaos modelcheck
+.PHONY: cluster-up cluster-down test test-matrix lint demo crd reference controlplane tools node-packages image release deploy bench chaos modelcheck
 
 # ---- Local control plane ----------------------------------------------------------------------
 # etcd + kube-apiserver + kube-controller-manager (garbage collection, namespace deletion) built from
@@ -86,6 +86,13 @@ node-packages:
 IMAGE ?= eipsegment-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 image:
 	deploy/build-image.sh --builder $(IMAGE_BUILDER) --tag $(IMAGE) --archive $(IMAGE_ARCHIVE)
+
+# A release under target/release-artifacts/ (deploy/release.sh): the chart with VERSION (default:
+# Cargo.toml's) stamped as its version, appVersion and image tag, packaged with helm; the image
+# (IMAGE_BUILDER) as an OCI layout archive; their SHA256SUMS.
+VERSION ?=
+release:
+	deploy/release.sh --builder $(IMAGE_BUILDER) $(if $(VERSION),--version $(VERSION))
 
 # Re-renders deploy/ from the chart (a test fails when it is stale).
 deploy:

@@ -3,10 +3,12 @@
 # (glibc with crt-static: it needs no library at run time, and resolves names from /etc/hosts and
 # /etc/resolv.conf), then the context directory, then the image.
 #
-#   deploy/build-image.sh [--builder buildah|podman|docker] [--tag IMAGE] [--archive FILE] [--binary FILE]
+#   deploy/build-image.sh [--builder buildah|podman|docker] [--tag IMAGE] [--archive FILE] [--oci-archive FILE] [--binary FILE]
 #
 # --tag defaults to eipsegment-operator:<version in Cargo.toml>, the chart's default image.
-# --archive also writes the image as a docker-archive tarball (`ctr images import` reads it).
+# --archive also writes the image as a docker-archive tarball (`ctr images import` reads it);
+# --oci-archive as an OCI layout in a tarball (what `make release` ships; skopeo, crane and
+# `ctr images import` read it).
 # --binary packages an operator binary already built statically (the test build is; `make test`
 # uses it) instead of building the release one; it is stripped in the image.
 # IMAGE_STORAGE_DIR, with buildah or podman, keeps their storage there (vfs) instead of the
@@ -14,12 +16,13 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)"
-builder=buildah tag="eipsegment-operator:$version" archive="" prebuilt=""
+builder=buildah tag="eipsegment-operator:$version" archive="" oci_archive="" prebuilt=""
 while (($#)); do
   case "$1" in
     --builder) builder="${2:?}"; shift ;;
     --tag) tag="${2:?}"; shift ;;
     --archive) archive="$(realpath -m -- "${2:?}")"; shift ;;
+    --oci-archive) oci_archive="$(realpath -m -- "${2:?}")"; shift ;;
     --binary) prebuilt="$(realpath -- "${2:?}")"; shift ;;
     *) sed -n '6,7s/^# */usage: /p' "$0" >&2; exit 2 ;;
   esac
@@ -69,13 +72,18 @@ case "$builder" in
   podman) podman "${storage[@]}" build --quiet --build-arg VERSION="$version" -t "$name" "$ctx" >/dev/null ;;
   docker) docker build --quiet --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null ;;
 esac
-if [[ -n "$archive" ]]; then
-  mkdir -p "$(dirname "$archive")"
-  rm -f "$archive"
+# Writes the image to FILE as FORMAT (docker-archive or oci-archive).
+export_image() {
+  local format="$1" file="$2"
+  mkdir -p "$(dirname "$file")"
+  rm -f "$file"
   case "$builder" in
-    buildah) buildah "${storage[@]}" push --quiet "$name" "docker-archive:$archive:$name" ;;
-    podman) podman "${storage[@]}" save --quiet --format docker-archive -o "$archive" "$name" ;;
-    docker) docker save -o "$archive" "$tag" ;;
+    buildah) buildah "${storage[@]}" push --quiet "$name" "$format:$file:$name" ;;
+    podman) podman "${storage[@]}" save --quiet --format "$format" -o "$file" "$name" ;;
+    # Docker 25 and later write an OCI layout (with Docker's manifest beside it) either way.
+    docker) docker save -o "$file" "$tag" ;;
   esac
-fi
-echo "built image $name from $binary ($(du -h "$binary" | cut -f1))${archive:+, archive $archive}" >&2
+}
+if [[ -n "$archive" ]]; then export_image docker-archive "$archive"; fi
+if [[ -n "$oci_archive" ]]; then export_image oci-archive "$oci_archive"; fi
+echo "built image $name from $binary ($(du -h "$binary" | cut -f1))${archive:+, archive $archive}${oci_archive:+, OCI archive $oci_archive}" >&2

@@ -299,6 +299,7 @@ fn operator_rbac(release: &str, ns: &str) -> (String, String) {
     let out = Command::new(helm.trim())
         .args(["template", release, repo().join("charts/eipsegment-operator").to_str().unwrap(), "--namespace", ns])
         .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"])
+        .args(["--set", "image.allowPlaceholder=true"])
         .output()
         .expect("helm template");
     assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));

@@ -51,10 +51,16 @@ fn template_release(release: &str, namespace: &str, sets: &[&str]) -> Result<Str
     }
 }
 
+/// The placeholder image, allowed: the suite renders the chart as a local test does (the chart
+/// refuses it otherwise; a later `image.allowPlaceholder=false` wins).
+const LOCAL_IMAGE: &str = "image.allowPlaceholder=true";
+
 /// helm's value arguments: `--set` pairs, or `--set-json` for those written `json:PATH=JSON` (numbers
-/// with a fraction, lists of objects: `--set` would make them strings or flat lists).
+/// with a fraction, lists of objects: `--set` would make them strings or flat lists), after
+/// [`LOCAL_IMAGE`].
 fn set_args(sets: &[&str]) -> Vec<String> {
-    sets.iter()
+    std::iter::once(&LOCAL_IMAGE)
+        .chain(sets)
         .flat_map(|s| match s.strip_prefix("json:") {
             Some(json) => ["--set-json".to_string(), json.to_string()],
             None => ["--set".to_string(), s.to_string()],
@@ -206,7 +212,7 @@ const MODES: &[(&str, &[&str])] = &[
             "metrics.serviceMonitor.enabled=true",
             "prometheusRule.enabled=true",
             "prometheusRule.labels.release=prometheus",
-            "prometheusRule.runbookUrl=https://git.example.com/platform/eipsegment-operator/blob/main/README.md",
+            "prometheusRule.runbookUrl=https://git.example.com/platform/eipsegment-operator/blob/main/deploy/RUNBOOK.md",
             "grafanaDashboard.enabled=true",
             "grafanaDashboard.annotations.grafana_folder=Operators",
         ],
@@ -764,7 +770,11 @@ fn arguments_follow_the_values() {
         args(&docs)
     );
     // The Lease lives in the release namespace, whatever it is.
-    let out = Command::new(helm()).args(["template", "ops", CHART, "--namespace", "platform"]).output().unwrap();
+    let out = Command::new(helm())
+        .args(["template", "ops", CHART, "--namespace", "platform"])
+        .args(set_args(&[]))
+        .output()
+        .unwrap();
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
     assert!(
         has_arg(&docs, "--lease-namespace=platform") && has_arg(&docs, "--lease-name=ops-eipsegment-operator"),
@@ -1012,7 +1022,8 @@ fn the_network_policy_admits_only_the_metrics_port() {
 }
 
 /// The alerts of the contract: name, expression with the default thresholds (and the default
-/// release's job), `for`, and the README runbook section and its anchor.
+/// release's job), `for`, and the section of deploy/RUNBOOK.md and its anchor (EipSegmentNotReady's:
+/// its Ready reason's, as Prometheus renders them; tests/monitoring.rs checks both resolve).
 const ALERTS: &[(&str, &str, Option<&str>, &str, &str)] = &[
     (
         "EipSegmentDeletionBlocked",
@@ -1056,6 +1067,27 @@ const ALERTS: &[(&str, &str, Option<&str>, &str, &str)] = &[
         "Operator down",
         "operator-down",
     ),
+    (
+        "EipSegmentNotReady",
+        r#"sum by (region, reason) (eipsegment_objects{ready!="True", reason!~"None|AllocationQueued|Releasing|ReleaseQueued|Released|ReleaseBlocked|ReleaseFailed|SegmentMissing"}) > 0"#,
+        Some("1h"),
+        r#"{{ if eq $labels.reason "CloudStatus" }}Not ready{{ else }}{{ $labels.reason }}{{ end }}"#,
+        r#"{{ if eq $labels.reason "CloudStatus" }}not-ready{{ else }}{{ $labels.reason | toLower }}{{ end }}"#,
+    ),
+    (
+        "EipSegmentBlocked",
+        r#"sum by (region) (eipsegment_objects_synced{class="Blocked"}) - (sum by (region) (eipsegment_objects{reason="ReleaseBlocked"}) or sum by (region) (eipsegment_objects_synced{class="Blocked"}) * 0) > 0"#,
+        Some("15m"),
+        "Blocked",
+        "blocked",
+    ),
+    (
+        "EipSegmentSegmentMissing",
+        r#"sum by (region) (eipsegment_objects{reason="SegmentMissing"}) > 0"#,
+        Some("5m"),
+        "Segment missing",
+        "segment-missing",
+    ),
 ];
 
 /// The alerting rules of a rendering, by alert name.
@@ -1078,8 +1110,9 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     let rules = alert_rules(&docs);
     let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
     assert_eq!(names, ALERTS.iter().map(|a| a.0).collect::<Vec<_>>());
-    for (rule, (name, expr, for_, section, anchor)) in rules.iter().zip(ALERTS) {
-        assert_eq!(rule["expr"].as_str().map(str::trim), Some(*expr), "{name}");
+    for (rule, (name, expr, for_, section, _)) in rules.iter().zip(ALERTS) {
+        let one_line = rule["expr"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(one_line, *expr, "{name}");
         assert_eq!(rule["for"].as_str(), *for_, "{name}");
         assert!(["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")), "{name}");
         let summary = rule["annotations"]["summary"].as_str().unwrap();
@@ -1088,7 +1121,7 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
         // What it means and what to do first, then where the runbook says more.
         assert!(description.contains("First "), "{name}: no first step in {description:?}");
         assert!(
-            description.ends_with(&format!("Runbook: the README's section \"{section}\" (README.md#{anchor}).")),
+            description.ends_with(&format!("Runbook: deploy/RUNBOOK.md, section \"{section}\".")),
             "{name}: {description:?}"
         );
         assert!(rule["annotations"]["runbook_url"].is_null(), "{name}: no runbookUrl, no runbook_url");
@@ -1106,7 +1139,7 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
         assert!(rule["expr"].as_str().unwrap().contains(&format!("job=\"{service}\"")), "{rule:?}");
     }
     // Thresholds and durations from the values; runbook_url with the section's anchor.
-    let url = "https://git.example.com/platform/eipsegment-operator/blob/main/README.md";
+    let url = "https://git.example.com/platform/eipsegment-operator/blob/main/deploy/RUNBOOK.md";
     let docs = documents(
         &template(&[
             "prometheusRule.enabled=true",
@@ -1114,6 +1147,8 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
             "prometheusRule.terminalFor=30m",
             "json:prometheusRule.throttledPerSecond=0.5",
             "prometheusRule.unownedFor=6h",
+            "prometheusRule.notReadyFor=3h",
+            "prometheusRule.blockedFor=45m",
             &format!("prometheusRule.runbookUrl={url}"),
         ])
         .unwrap(),
@@ -1124,6 +1159,8 @@ fn the_prometheus_rule_carries_the_contracts_alerts_with_their_runbook() {
     assert_eq!(by_name("EipSegmentTerminalErrors")["for"], "30m");
     assert!(by_name("EipSegmentCloudThrottling")["expr"].as_str().unwrap().ends_with("> 0.5"));
     assert_eq!(by_name("EipSegmentUnownedSegments")["for"], "6h");
+    assert_eq!(by_name("EipSegmentNotReady")["for"], "3h");
+    assert_eq!(by_name("EipSegmentBlocked")["for"], "45m");
     for (name, _, _, _, anchor) in ALERTS {
         assert_eq!(by_name(name)["annotations"]["runbook_url"], format!("{url}#{anchor}").as_str(), "{name}");
     }
@@ -1197,8 +1234,8 @@ fn invalid_values_are_refused_by_the_schema() {
         ("json:networkPolicy.metricsFrom=[{}]", "/networkPolicy/metricsFrom/0"),
         ("prometheusRule.terminalFor=ten", "/prometheusRule/terminalFor"),
         ("prometheusRule.deletionBlockedSeconds=0", "/prometheusRule/deletionBlockedSeconds"),
-        ("prometheusRule.runbookUrl=README.md", "/prometheusRule/runbookUrl"),
-        ("prometheusRule.runbookUrl=https://x.example/README.md#runbook", "/prometheusRule/runbookUrl"),
+        ("prometheusRule.runbookUrl=deploy/RUNBOOK.md", "/prometheusRule/runbookUrl"),
+        ("prometheusRule.runbookUrl=https://x.example/RUNBOOK.md#not-ready", "/prometheusRule/runbookUrl"),
         ("grafanaDashboard.label.a=b", "'label'"),
         // Tenancy: the operator refuses an unknown field of its policy file, so the schema does.
         ("tenancy.profile=open", "/tenancy/profile"),
@@ -1213,11 +1250,166 @@ fn invalid_values_are_refused_by_the_schema() {
         ("tenancy.admissionPolicy.enable=false", "'enable'"),
         ("tenancy.identityWriters.group={x}", "'group'"),
         ("identityKey.secretName=Bad_Name", "/identityKey/secretName"),
+        ("image.allowPlaceholder=yes", "/image/allowPlaceholder"),
+        ("prometheusRule.notReadyFor=an hour", "/prometheusRule/notReadyFor"),
+        ("prometheusRule.blockedFor=15", "/prometheusRule/blockedFor"),
     ] {
         let err = template(&[set]).expect_err(set);
         assert!(err.contains("values don't meet the specifications of the schema"), "{set}: {err}");
         assert!(err.contains(path), "{set}: the message should name {path}: {err}");
     }
+}
+
+/// The placeholder repository names no published image: the chart refuses it, saying what to set,
+/// unless the values say it is a local test; a real repository needs no such value.
+#[test]
+fn the_placeholder_image_renders_only_for_a_local_test() {
+    let err = template(&["image.allowPlaceholder=false"]).expect_err("the placeholder image rendered");
+    for says in ["image.repository is the placeholder", "make image", "image.allowPlaceholder=true"] {
+        assert!(err.contains(says), "the refusal should say {says:?}: {err}");
+    }
+    let image = |docs: &[Value]| container(docs)["image"].as_str().unwrap().to_string();
+    let local = documents(&template(&[]).unwrap());
+    assert_eq!(image(&local), "eipsegment-operator:0.1.0");
+    let published =
+        ["image.allowPlaceholder=false", "image.repository=registry.example.com/platform/eipsegment-operator"];
+    let docs = documents(&template(&published).unwrap());
+    assert_eq!(image(&docs), "registry.example.com/platform/eipsegment-operator:0.1.0");
+}
+
+/// Chart.yaml's kubeVersion is the supported range, 1.33 to 1.37, at both ends.
+#[test]
+fn the_chart_installs_only_on_supported_kubernetes_versions() {
+    for (version, installs) in
+        [("1.32.9", false), ("1.33.0", true), ("1.35.1", true), ("1.37.2", true), ("1.37.99", true), ("1.38.0", false)]
+    {
+        let out = Command::new(helm())
+            .args(["template", "eipsegment-operator", CHART, "--kube-version", version])
+            .args(set_args(&[]))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), installs, "Kubernetes {version}: {err}");
+        if !installs {
+            assert!(err.contains("is incompatible with Kubernetes"), "Kubernetes {version}: {err}");
+        }
+    }
+}
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+
+/// `helm lint --strict` and `helm template` with one of deploy/examples/values-*.yaml alone, as a
+/// reader would install it (no value of this suite's: the examples name a real registry).
+fn render_example(file: &str) -> Vec<Value> {
+    let values = format!("{EXAMPLES}/{file}");
+    let out = Command::new(helm())
+        .args(["lint", "--strict", CHART, "--namespace", RELEASE_NS, "-f", &values])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{file}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(helm())
+        .args(["template", "eipsegment-operator", CHART, "--namespace", RELEASE_NS, "-f", &values])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    documents(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// Each values example renders what it says, and the apiserver accepts every object of it.
+#[test]
+fn every_values_example_renders_what_it_says_and_passes_a_server_side_dry_run() {
+    let c = dry_run_cluster();
+    let mut files: Vec<String> = std::fs::read_dir(EXAMPLES)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|f| f.starts_with("values-"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["values-air-gapped.yaml", "values-per-namespace.yaml", "values-production.yaml"]);
+    for file in &files {
+        let docs = render_example(file);
+        says_what_it_does(file, &docs);
+        let yaml: String = docs.iter().map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap())).collect();
+        let (ok, out, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "--dry-run=server", "-f", "-"], Some(&yaml));
+        assert!(ok, "{file}: {err}");
+        assert_eq!(out.lines().count(), docs.len(), "{file}: every object went through:\n{out}");
+    }
+}
+
+/// What each values example is for, in the rendering.
+fn says_what_it_does(file: &str, docs: &[Value]) {
+    assert!(!container(docs)["image"].as_str().unwrap().starts_with("eipsegment-operator:"), "{file}: a real registry");
+    match file {
+        "values-per-namespace.yaml" => {
+            let bindings: Vec<&str> = of_kind(docs, "RoleBinding")
+                .iter()
+                .filter(|b| b["metadata"]["name"] == "eipsegment-operator")
+                .map(|b| b["metadata"]["namespace"].as_str().unwrap())
+                .collect();
+            assert_eq!(bindings, ["team-a", "team-b"], "{file}");
+            assert!(of_kind(docs, "ClusterRoleBinding").is_empty(), "{file}: nothing bound cluster-wide");
+            assert!(has_arg(docs, "--secret-credentials"), "{file}: {:?}", args(docs));
+        }
+        "values-air-gapped.yaml" => {
+            for want in [
+                "--vpc-endpoint=https://vpc-vpc.cn-hangzhou.aliyuncs.com",
+                "--sts-endpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com",
+            ] {
+                assert!(has_arg(docs, want), "{file}: {want} in {:?}", args(docs));
+            }
+            assert_eq!(pod_spec(docs)["imagePullSecrets"][0]["name"], "internal-registry", "{file}");
+        }
+        "values-production.yaml" => {
+            for kind in ["PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"] {
+                assert_eq!(of_kind(docs, kind).len(), 1, "{file}: {kind}");
+            }
+            let account = &of_kind(docs, "ServiceAccount")[0]["metadata"]["annotations"];
+            assert_eq!(account["pod-identity.alibabacloud.com/role-name"], "eipsegment-operator", "{file}");
+            let url = alert_rules(docs)[0]["annotations"]["runbook_url"].as_str().unwrap();
+            assert!(url.contains("/deploy/RUNBOOK.md#"), "{file}: {url}");
+        }
+        other => panic!("{other}: say what it is for"),
+    }
+}
+
+/// `make release`'s packaging (deploy/release.sh without the image build): the chart with the
+/// release's version as its version, appVersion and image tag, the repository's chart untouched,
+/// checksums that verify; a version that is not SemVer is refused.
+#[test]
+fn the_release_packages_the_chart_with_its_version_stamped() {
+    let out = tempfile::tempdir().unwrap();
+    let release = |version: &str| {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/release.sh"))
+            .args(["--skip-image", "--version", version, "--out", out.path().to_str().unwrap()])
+            .env("HELM", helm())
+            .output()
+            .unwrap()
+    };
+    let refused = release("v1.2");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not SemVer"));
+    let made = release("1.2.3-rc.1");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let package = out.path().join("eipsegment-operator-1.2.3-rc.1.tgz");
+    let package = package.to_str().unwrap();
+    let shown = Command::new(helm()).args(["show", "chart", package]).output().unwrap();
+    let chart: Value = serde_yaml::from_slice(&shown.stdout).unwrap();
+    let ours: Value = serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART}/Chart.yaml")).unwrap()).unwrap();
+    assert_eq!((&chart["version"], &chart["appVersion"]), (&"1.2.3-rc.1".into(), &"1.2.3-rc.1".into()));
+    assert_eq!(chart["kubeVersion"], ours["kubeVersion"]);
+    assert_eq!(ours["version"], "0.1.0", "the repository's chart is left as it is");
+    let repository = "image.repository=registry.example.com/platform/eipsegment-operator";
+    let rendered = Command::new(helm()).args(["template", "r", package, "--set", repository]).output().unwrap();
+    let docs = documents(&String::from_utf8(rendered.stdout).unwrap());
+    assert_eq!(container(&docs)["image"], "registry.example.com/platform/eipsegment-operator:1.2.3-rc.1");
+    let placeholder = Command::new(helm()).args(["template", "r", package]).output().unwrap();
+    assert!(!placeholder.status.success(), "the packaged chart refuses the placeholder image too");
+    let sums = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(out.path()).output().unwrap();
+    assert!(sums.status.success() && String::from_utf8_lossy(&sums.stdout).contains(": OK"), "{sums:?}");
 }
 
 /// The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (tests/tools/prometheus-operator-crds.sh),
@@ -1245,13 +1437,20 @@ fn install_monitoring_crds(c: &Cluster) {
     });
 }
 
-#[test]
-fn every_mode_passes_a_server_side_dry_run() {
+/// The shared control plane, ready for server-side dry runs of any rendering: the monitoring CRDs
+/// installed and the namespaces the per-namespace modes serve created.
+fn dry_run_cluster() -> &'static Cluster {
     let c = Cluster::shared();
     install_monitoring_crds(c);
     for ns in ["team-a", "team-b"] {
         let _ = c.kubectl_as(c.admin_kubeconfig(), &["create", "namespace", ns], None);
     }
+    c
+}
+
+#[test]
+fn every_mode_passes_a_server_side_dry_run() {
+    let c = dry_run_cluster();
     for (mode, sets) in MODES {
         let rendered = template(sets).unwrap();
         let (ok, out, err) =
@@ -1356,6 +1555,8 @@ fn helm_install(c: &Cluster) -> Vec<Value> {
             "--take-ownership",
             "--set",
             "tenancy.admissionPolicy.enabled=false",
+            "--set",
+            LOCAL_IMAGE,
             "--kubeconfig",
             c.admin_kubeconfig(),
         ])

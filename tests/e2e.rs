@@ -27,9 +27,7 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     assert_eq!(obj["status"]["allocationToken"], format!("alloc-{}", obj["metadata"]["uid"].as_str().unwrap()));
     assert!(obj["metadata"]["finalizers"].as_array().unwrap().iter().any(|f| f == "eipsegment.io/release"));
     assert_eq!(sim.segment(&id).unwrap()["bandwidth"], 10);
-    // The printer columns show the segment.
-    let table = c.kubectl(&["get", "eipseg", "web", "-n", &ns]);
-    assert!(table.contains(&id) && table.contains("Allocated") && table.contains("Delete"), "{table}");
+    assert_the_columns_fit_and_wide_shows_the_rest(c, &ns, &obj);
 
     // `kubectl delete` waits; while it does, the object stays and the cloud is Releasing.
     let started = std::time::Instant::now();
@@ -41,6 +39,8 @@ fn delete_blocks_until_the_cloud_confirms_the_release() {
     assert_eq!(releasing["releasesAccepted"], 1);
     let during = c.get(&ns, "web").expect("object still present while releasing");
     assert!(during["metadata"]["deletionTimestamp"].is_string());
+    let deleting = row(&c.kubectl(&["get", "eipseg", "-n", &ns]), &["web"], "DELETING");
+    assert!(deleting.ends_with('s') || deleting.ends_with('m'), "a deleting object says so: {deleting:?}");
     deleter.join().unwrap();
     assert!(started.elapsed() >= Duration::from_secs(3), "delete returned before the release could complete");
     // When kubectl returns, the cloud no longer has the segment.
@@ -112,6 +112,49 @@ fn retain_keeps_the_segment_and_adoption_never_allocates() {
     assert!(c.has_event(&ns, "ghost", "AdoptionFailed"));
     c.kubectl(&["delete", "eipsegment", "ghost", "-n", &ns, "--timeout=30s"]);
     assert_eq!(sim.count("AllocateEipSegmentAddress", "Success"), before);
+}
+
+/// The cell of `column` in the row holding the words of `key` (a name, and its namespace with -A) of a `kubectl get` table ("" when empty; cells are
+/// found by the header's offsets, as kubectl pads them).
+fn row(table: &str, key: &[&str], column: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let at = header.find(column).unwrap_or_else(|| panic!("no column {column} in {header:?}"));
+    let after = at + column.len();
+    let next = header[after..].find(|c: char| c != ' ').map_or(usize::MAX, |n| after + n);
+    let has_key = |l: &&str| key.iter().all(|k| l.split_whitespace().any(|w| w == *k));
+    let line = lines.find(has_key).unwrap_or_else(|| panic!("{key:?}: {table}"));
+    line.get(at..next.min(line.len())).unwrap_or("").trim().to_string()
+}
+
+/// `kubectl get eipseg -A`: the columns a person scans, well under 120 characters; `-o wide` adds
+/// the rest; the category `alibabacloud` lists the same objects; `kubectl explain` opens with what
+/// an EipSegment is.
+fn assert_the_columns_fit_and_wide_shows_the_rest(c: &Cluster, ns: &str, obj: &serde_json::Value) {
+    let table = c.kubectl(&["get", "eipseg", "-A"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAMESPACE", "NAME", "CIDR", "IPS", "READY", "REASON", "DELETING", "AGE"], "{table}");
+    let widest = table.lines().map(str::len).max().unwrap();
+    assert!(widest < 100, "{widest} columns wide:\n{table}");
+    let cidr = obj["status"]["segment"].as_str().unwrap();
+    let cells: Vec<String> =
+        ["CIDR", "IPS", "READY", "REASON", "DELETING"].map(|col| row(&table, &[ns, "web"], col)).into();
+    assert_eq!(cells, [cidr, "32", "True", "Allocated", ""], "{table}");
+    let wide = c.kubectl(&["get", "eipseg", "web", "-n", ns, "-o", "wide"]);
+    let id = segment_id(obj);
+    for (column, want) in [
+        ("REGION", "cn-hangzhou"),
+        ("SEGMENT ID", id.as_str()),
+        ("STATUS", "Allocated"),
+        ("SYNCED", "Succeeded"),
+        ("POLICY", "Delete"),
+    ] {
+        assert_eq!(row(&wide, &["web"], column), want, "{column}:\n{wide}");
+    }
+    let by_category = c.kubectl(&["get", "alibabacloud", "-n", ns]);
+    assert_eq!(row(&by_category, &["web"], "REASON"), "Allocated", "{by_category}");
+    let explain = c.kubectl(&["explain", "eipsegment"]);
+    assert!(explain.contains("An Alibaba Cloud EIP segment") && !explain.contains("Auto-generated"), "{explain}");
 }
 
 /// An adoption of segment `id` that releases it on deletion.
@@ -809,23 +852,13 @@ fn rrsa_credentials_are_refreshed_from_a_rotated_token_file() {
     assert!(!log.contains(&std::fs::read_to_string(&token_file).unwrap()), "the OIDC token reached the log");
 }
 
-/// The line of `kubectl get eipseg` (with `-o wide` when asked) for one object, split in columns.
-fn table_row(c: &Cluster, ns: &str, name: &str, wide: bool) -> (Vec<String>, Vec<String>) {
+/// `kubectl get` of one object, `-o wide` or not.
+fn table(c: &Cluster, ns: &str, name: &str, wide: bool) -> String {
     let mut args = vec!["get", "eipseg", name, "-n", ns];
     if wide {
         args.extend(["-o", "wide"]);
     }
-    let table = c.kubectl(&args);
-    let mut lines = table.lines().map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>());
-    let header = lines.next().unwrap_or_default();
-    (header, lines.next().unwrap_or_default())
-}
-
-/// The column `title` (one word) of a row.
-fn column<'a>(header: &[String], row: &'a [String], title: &str) -> Option<&'a str> {
-    // "SEGMENT ID" and "DELETION POLICY" are two words in the header, one value in the row.
-    let titles: Vec<&str> = header.iter().map(String::as_str).filter(|t| *t != "ID" && *t != "POLICY").collect();
-    titles.iter().position(|t| *t == title).and_then(|i| row.get(i)).map(String::as_str)
+    c.kubectl(&args)
 }
 
 /// The region label of every per-region metric in these tests.
@@ -857,14 +890,14 @@ fn check_addresses_recorded(c: &Cluster, sim: &Simulator, ns: &str, id: &str) ->
 /// `kubectl get` shows the settled segment as Ready, and `-o wide` its first and last address,
 /// its sync and its account.
 fn check_ready_row(c: &Cluster, ns: &str, obj: &serde_json::Value, addresses: &[String]) {
-    let (header, row) = table_row(c, ns, "web", false);
-    assert_eq!(column(&header, &row, "READY"), Some("True"), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "REASON"), Some("Allocated"));
-    let (header, row) = table_row(c, ns, "web", true);
-    assert_eq!(column(&header, &row, "FIRST"), Some(addresses[0].as_str()), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "LAST"), Some(addresses[15].as_str()));
-    assert_eq!(column(&header, &row, "SYNCED"), Some("Succeeded"));
-    assert_eq!(column(&header, &row, "ACCOUNT"), obj["status"]["accountId"].as_str());
+    let default = table(c, ns, "web", false);
+    assert_eq!(row(&default, &["web"], "READY"), "True", "{default}");
+    assert_eq!(row(&default, &["web"], "REASON"), "Allocated");
+    let wide = table(c, ns, "web", true);
+    assert_eq!(row(&wide, &["web"], "FIRST"), addresses[0], "{wide}");
+    assert_eq!(row(&wide, &["web"], "LAST"), addresses[15]);
+    assert_eq!(row(&wide, &["web"], "SYNCED"), "Succeeded");
+    assert_eq!(Some(row(&wide, &["web"], "ACCOUNT").as_str()), obj["status"]["accountId"].as_str());
 }
 
 /// A release blocked by a bound member EIP; `kubectl get` keeps the cloud status as the cloud has
@@ -878,13 +911,14 @@ fn block_a_release(c: &Cluster, sim: &Simulator, ns: &str) {
     eventually("Ready False ReleaseBlocked", T, || {
         c.get(ns, "bound").filter(|o| condition(o, "Ready").is_some_and(|r| r["reason"] == "ReleaseBlocked"))
     });
-    let (header, row) = table_row(c, ns, "bound", false);
     println!("kubectl get eipseg during a blocked release:\n{}", c.kubectl(&["get", "eipseg", "-n", ns]));
-    assert_eq!(column(&header, &row, "STATUS"), Some("Allocated"), "{header:?} {row:?}");
-    assert_eq!(column(&header, &row, "READY"), Some("False"));
-    assert_eq!(column(&header, &row, "REASON"), Some("ReleaseBlocked"));
-    let (header, row) = table_row(c, ns, "bound", true);
-    assert_eq!(column(&header, &row, "SYNCED"), Some("Blocked"), "{header:?} {row:?}");
+    let default = table(c, ns, "bound", false);
+    assert_eq!(row(&default, &["bound"], "READY"), "False", "{default}");
+    assert_eq!(row(&default, &["bound"], "REASON"), "ReleaseBlocked");
+    assert!(!row(&default, &["bound"], "DELETING").is_empty(), "{default}");
+    let wide = table(c, ns, "bound", true);
+    assert_eq!(row(&wide, &["bound"], "STATUS"), "Allocated", "{wide}");
+    assert_eq!(row(&wide, &["bound"], "SYNCED"), "Blocked", "{wide}");
 }
 
 /// The metrics an alert needs, with no object name in them.
@@ -1017,4 +1051,86 @@ fn a_storm_shows_in_the_deletion_gauges_until_the_last_release_is_confirmed() {
     });
     assert!(sim.segments().is_empty());
     assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 12);
+}
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+
+/// The example `file` as a reader applies it, moved into `ns`, the adopted segment's ID replaced by
+/// `adopt` and the Secrets' placeholder keys by the simulator's.
+fn example(file: &str, ns: &str, adopt: &str) -> String {
+    let text = std::fs::read_to_string(format!("{EXAMPLES}/{file}")).unwrap();
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut doc = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if doc.is_null() {
+            continue;
+        }
+        doc["metadata"]["namespace"] = ns.into();
+        if doc["spec"]["segmentInstanceId"].is_string() {
+            doc["spec"]["segmentInstanceId"] = adopt.into();
+        }
+        if doc["kind"] == "Secret" {
+            doc["stringData"]["ALIBABA_CLOUD_ACCESS_KEY_ID"] = ACCESS_KEY_ID.into();
+            doc["stringData"]["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = ACCESS_KEY_SECRET.into();
+        }
+        docs.push(format!("---\n{}", serde_yaml::to_string(&doc).unwrap()));
+    }
+    docs.concat()
+}
+
+fn secret_finalizers(c: &Cluster, ns: &str, name: &str) -> String {
+    c.kubectl(&["get", "secret", name, "-n", ns, "-o", "jsonpath={.metadata.finalizers}"])
+}
+
+/// Every EipSegment example of deploy/examples/, applied to the real control plane with the
+/// operator and the simulator: each turns Ready in its mode, and its deletion does what it says.
+#[test]
+fn every_example_manifest_turns_ready_and_goes_as_it_says() {
+    let c = Cluster::shared();
+    let (ns, team) = (c.namespace("examples"), c.namespace("examples-team"));
+    grant_secret_rights(c, &ns);
+    grant_secret_rights(c, &team);
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &format!("{ns},{team}"), &["--secret-credentials"]);
+    let legacy = sim.seed(json!({"regionId": "cn-hangzhou", "eipMask": 28}));
+    for file in ["eipsegment.yaml", "retain.yaml", "adopt.yaml"] {
+        c.apply(&example(file, &ns, &legacy)).unwrap();
+    }
+    c.apply(&example("secret-credentials.yaml", &team, &legacy)).unwrap();
+
+    let ready = |ns: &str, name: &str| -> (String, serde_json::Value) {
+        let obj = wait_ready(c, ns, name);
+        (condition(&obj, "Ready").unwrap()["reason"].as_str().unwrap().to_string(), obj["status"].clone())
+    };
+    let (reason, web) = ready(&ns, "web-frontend");
+    assert_eq!((reason.as_str(), &web["ipCount"], &web["deletionPolicy"]), ("Allocated", &json!(16), &json!("Delete")));
+    let (reason, kept) = ready(&ns, "egress-retained");
+    assert_eq!(
+        (reason.as_str(), &kept["ipCount"], &kept["deletionPolicy"]),
+        ("Allocated", &json!(32), &json!("Retain"))
+    );
+    let (reason, adopted) = ready(&ns, "legacy-frontend");
+    assert_eq!(
+        (reason.as_str(), &adopted["segmentInstanceId"], &adopted["deletionPolicy"]),
+        ("Adopted", &json!(legacy), &json!("Retain"))
+    );
+    let (_, by_default) = ready(&team, "team-a-egress");
+    assert_eq!(by_default["credentialsSource"], "Secret/eipsegment-credentials");
+    let (_, by_ref) = ready(&team, "team-a-billing");
+    assert_eq!(by_ref["credentialsSource"], "Secret/billing-account");
+    assert!(secret_finalizers(c, &team, "billing-account").contains("eipsegment.io/in-use-by-team-a-billing"));
+
+    // Delete releases; Retain and the adoption's default keep.
+    let (web_id, kept_id) = (segment_id(&json!({"status": web})), segment_id(&json!({"status": kept})));
+    for name in ["web-frontend", "egress-retained", "legacy-frontend"] {
+        c.kubectl(&["delete", "eipsegment", name, "-n", &ns, "--timeout=60s"]);
+    }
+    assert!(sim.segment(&web_id).is_none(), "Delete releases the allocated segment");
+    assert!(sim.segment(&kept_id).is_some() && c.has_event(&ns, "egress-retained", "Retained"));
+    assert!(sim.segment(&legacy).is_some(), "an adoption keeps its segment by default");
+    for name in ["team-a-egress", "team-a-billing"] {
+        c.kubectl(&["delete", "eipsegment", name, "-n", &team, "--timeout=60s"]);
+    }
+    assert_eq!(secret_finalizers(c, &team, "billing-account"), "", "the Secret is let go once its segment is released");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 3);
 }

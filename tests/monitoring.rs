@@ -19,7 +19,7 @@ const DASHBOARD: &str =
 const ALERT_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/monitoring/alerts.test.yaml");
 
 /// The runbook URL the unit tests expect in runbook_url (see the head of alerts.test.yaml).
-const RUNBOOK_URL: &str = "https://git.example.com/platform/eipsegment-operator/blob/main/README.md";
+const RUNBOOK_URL: &str = "https://git.example.com/platform/eipsegment-operator/blob/main/deploy/RUNBOOK.md";
 
 /// The alerts of the chart, as the contract names them.
 const ALERTS: &[&str] = &[
@@ -29,6 +29,9 @@ const ALERTS: &[&str] = &[
     "EipSegmentUnownedSegments",
     "EipSegmentNoLeader",
     "EipSegmentOperatorDown",
+    "EipSegmentNotReady",
+    "EipSegmentBlocked",
+    "EipSegmentSegmentMissing",
 ];
 
 /// Every series name the operator serves on /metrics (histograms as their _bucket, _sum and _count),
@@ -108,6 +111,8 @@ fn rendered_rules(sets: &[&str]) -> String {
         "templates/prometheusrule.yaml",
         "--set",
         "prometheusRule.enabled=true",
+        "--set",
+        "image.allowPlaceholder=true",
     ]);
     for s in sets {
         cmd.args(["--set", s]);
@@ -194,12 +199,17 @@ fn minutes(v: &Value) -> u64 {
 /// The unit tests depend on the values: with other thresholds they fail, so they test the rendering.
 #[test]
 fn the_unit_tests_fail_on_other_thresholds() {
-    let dir =
-        rules_dir(&[&runbook_url(), "prometheusRule.deletionBlockedSeconds=3600", "prometheusRule.unownedFor=2h"]);
+    let dir = rules_dir(&[
+        &runbook_url(),
+        "prometheusRule.deletionBlockedSeconds=3600",
+        "prometheusRule.unownedFor=2h",
+        "prometheusRule.notReadyFor=2h",
+        "prometheusRule.blockedFor=30m",
+    ]);
     let out = run(&tool("build-promtool.sh"), &["test", "rules", "alerts.test.yaml"], dir.path());
     let report = text(&out);
     assert!(!out.status.success(), "promtool accepted other thresholds:\n{report}");
-    for alert in ["EipSegmentDeletionBlocked", "EipSegmentUnownedSegments"] {
+    for alert in ["EipSegmentDeletionBlocked", "EipSegmentUnownedSegments", "EipSegmentNotReady", "EipSegmentBlocked"] {
         assert!(report.contains(&format!("alertname: {alert}")), "{alert} not reported:\n{report}");
     }
     // Without runbookUrl the expected runbook_url annotations are missing.
@@ -373,4 +383,131 @@ fn the_alerts_query_only_what_the_operator_serves() {
     assert!(queried.len() >= 5, "the rules name only {queried:?}");
     let unknown: Vec<&&str> = queried.iter().filter(|m| !is_served(m)).collect();
     assert!(unknown.is_empty(), "the alerts query metrics the operator does not serve: {unknown:?}");
+}
+
+const RUNBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/RUNBOOK.md");
+
+/// How EipSegmentNotReady names its section and anchor, as Prometheus renders them per alert: the
+/// Ready reason's own, or "Not ready" for a cloud status the operator does not know (the promtool
+/// unit tests render both branches).
+const NOT_READY_SECTION: &str =
+    r#"{{ if eq $labels.reason "CloudStatus" }}Not ready{{ else }}{{ $labels.reason }}{{ end }}"#;
+const NOT_READY_ANCHOR: &str =
+    r#"{{ if eq $labels.reason "CloudStatus" }}not-ready{{ else }}{{ $labels.reason | toLower }}{{ end }}"#;
+
+/// deploy/RUNBOOK.md's headings: every anchor GitHub gives them, and the level-3 headings under
+/// "## Alerts" and under "## Ready reasons".
+struct Runbook {
+    anchors: BTreeSet<String>,
+    alert_sections: BTreeSet<String>,
+    reason_sections: BTreeSet<String>,
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped (hyphens and underscores kept),
+/// spaces as hyphens.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn runbook() -> Runbook {
+    let text = std::fs::read_to_string(RUNBOOK).expect("deploy/RUNBOOK.md");
+    let mut book =
+        Runbook { anchors: BTreeSet::new(), alert_sections: BTreeSet::new(), reason_sections: BTreeSet::new() };
+    let (mut part, mut fenced) = (String::new(), false);
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        }
+        let Some((hashes, heading)) = line.split_once(' ').filter(|(h, _)| !fenced && h.chars().all(|c| c == '#'))
+        else {
+            continue;
+        };
+        // A repeated anchor gets -1, -2, … on GitHub.
+        let anchor = github_anchor(heading);
+        let n = seen.entry(anchor.clone()).or_default();
+        book.anchors.insert(if *n == 0 { anchor } else { format!("{anchor}-{n}") });
+        *n += 1;
+        match hashes.len() {
+            2 => part = heading.to_string(),
+            3 if part == "Alerts" => {
+                book.alert_sections.insert(heading.to_string());
+            }
+            3 if part == "Ready reasons" => {
+                book.reason_sections.insert(heading.to_string());
+            }
+            _ => {}
+        }
+    }
+    book
+}
+
+/// Each rendered alert's section (from its description) and runbook_url anchor.
+fn alert_links() -> Vec<(String, String, String)> {
+    let rules: Value = serde_yaml::from_str(&rendered_rules(&[&runbook_url()])).unwrap();
+    let mut links = Vec::new();
+    for rule in rules["groups"].as_sequence().unwrap().iter().flat_map(|g| g["rules"].as_sequence().unwrap()) {
+        let name = rule["alert"].as_str().unwrap().to_string();
+        let description = rule["annotations"]["description"].as_str().unwrap();
+        let (_, section) = description.split_once("Runbook: deploy/RUNBOOK.md, section \"").expect(&name);
+        let section = section.strip_suffix("\".").unwrap_or_else(|| panic!("{name}: {description}"));
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+        let anchor = url.strip_prefix(&format!("{RUNBOOK_URL}#")).unwrap_or_else(|| panic!("{name}: {url}"));
+        links.push((name, section.to_string(), anchor.to_string()));
+    }
+    links
+}
+
+/// Every alert's runbook link lands on a heading of deploy/RUNBOOK.md, the one its description
+/// names; EipSegmentNotReady's, for every Ready reason, on that reason's.
+#[test]
+fn every_alert_links_a_section_of_the_runbook() {
+    let book = runbook();
+    let reasons = eipsegment_operator::lifecycle::conditions::READY_REASONS;
+    for (name, section, anchor) in alert_links() {
+        let landings: Vec<(String, String)> = if name == "EipSegmentNotReady" {
+            assert_eq!((section.as_str(), anchor.as_str()), (NOT_READY_SECTION, NOT_READY_ANCHOR));
+            let each_reason = reasons.iter().map(|r| (r.to_string(), r.to_lowercase()));
+            each_reason.chain([("Not ready".to_string(), "not-ready".to_string())]).collect()
+        } else {
+            vec![(section, anchor)]
+        };
+        for (section, anchor) in landings {
+            assert!(book.anchors.contains(&anchor), "{name}: #{anchor} is no heading of deploy/RUNBOOK.md");
+            assert_eq!(github_anchor(&section), anchor, "{name}: section {section:?} is not at #{anchor}");
+        }
+    }
+}
+
+/// deploy/RUNBOOK.md has a section under "Alerts" for each alert and under "Ready reasons" for each
+/// Ready reason the operator writes, and none for an alert or a reason that does not exist.
+#[test]
+fn the_runbook_has_a_section_for_each_alert_and_ready_reason_and_no_other() {
+    let book = runbook();
+    let named: BTreeSet<String> = alert_links()
+        .into_iter()
+        .map(|(_, section, _)| if section == NOT_READY_SECTION { "Not ready".to_string() } else { section })
+        .collect();
+    assert_eq!(named.len(), ALERTS.len(), "one section per alert: {named:?}");
+    assert_eq!(book.alert_sections, named, "the sections under \"## Alerts\" and the alerts' sections");
+    let reasons: BTreeSet<String> =
+        eipsegment_operator::lifecycle::conditions::READY_REASONS.iter().map(|r| r.to_string()).collect();
+    assert_eq!(book.reason_sections, reasons, "the sections under \"## Ready reasons\" and READY_REASONS");
+}
+
+#[test]
+fn github_anchors_follow_githubs_rules() {
+    assert_eq!(github_anchor("Deletion blocked"), "deletion-blocked");
+    assert_eq!(github_anchor("AdoptionTargetNotFound"), "adoptiontargetnotfound");
+    assert_eq!(github_anchor("Retain and billing"), "retain-and-billing");
+    assert_eq!(
+        github_anchor("What delete does, and what the operator promises"),
+        "what-delete-does-and-what-the-operator-promises"
+    );
+    assert_eq!(github_anchor("4. Install the chart"), "4-install-the-chart");
 }

@@ -177,7 +177,9 @@ impl Node {
             format!(r#"extraArgs=["--vpc-endpoint={sim}","--sts-endpoint={sim}","--allow-insecure-endpoint"]"#);
         let mut args = head.to_vec();
         args.extend([RELEASE, CHART, "-n", NS]);
-        args.extend(["--set", "image.pullPolicy=Never", "--set", "credentials.secretName=alibaba-credentials"]);
+        // The image is imported into the node's containerd under the placeholder name.
+        args.extend(["--set", "image.pullPolicy=Never", "--set", "image.allowPlaceholder=true"]);
+        args.extend(["--set", "credentials.secretName=alibaba-credentials"]);
         args.extend(["--set-json", &extra_args]);
         let (ok, out, err) = self.helm(&args);
         assert!(ok, "helm {head:?} failed: {err}{out}");

@@ -472,6 +472,7 @@ fn install_admission_policy(c: &Cluster, attack: &str, namespaces: &[&str], poli
     let out = Command::new(String::from_utf8_lossy(&helm.stdout).trim())
         .args(["template", "eipsegment-operator", chart.to_str().unwrap(), "--namespace", "eipsegment-system"])
         .args(["--values", values.to_str().unwrap()])
+        .args(["--set", "image.allowPlaceholder=true"]) // only the policies are applied
         .output()
         .expect("helm template");
     assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));

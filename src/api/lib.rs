@@ -41,18 +41,23 @@ const CREDENTIALS_FIXED_ONCE_USED: &str = "!has(oldSelf.status) || !has(oldSelf.
     shortname = "eipseg",
     namespaced,
     status = "EipSegmentStatus",
-    printcolumn(name = "Region", type_ = "string", json_path = ".spec.regionId"),
-    printcolumn(name = "Segment ID", type_ = "string", json_path = ".status.segmentInstanceId"),
+    category = "alibabacloud",
+    doc = "An Alibaba Cloud EIP segment (a contiguous group of elastic IP addresses), allocated by the operator or adopted, and released when the object is deleted with deletionPolicy Delete. spec says which segment; status is the operator's record of it, and its Ready condition says whether the segment is there.",
+    // The columns a person scans fit a terminal (`kubectl get eipseg -A` well under 120 characters);
+    // the rest come with `-o wide`. Deleting shows how long ago the deletion was asked, empty otherwise.
     printcolumn(name = "CIDR", type_ = "string", json_path = ".status.segment"),
     printcolumn(name = "IPs", type_ = "integer", json_path = ".status.ipCount"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus", description = "The cloud's status of the segment as last seen"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, description = "Why the object is (not) Ready"),
-    printcolumn(name = "Deletion Policy", type_ = "string", json_path = ".status.deletionPolicy"),
+    printcolumn(name = "Deleting", type_ = "date", json_path = ".metadata.deletionTimestamp", description = "How long ago the deletion was asked; the object stays until its segment is released or retained"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.regionId", priority = 1),
+    printcolumn(name = "Segment ID", type_ = "string", json_path = ".status.segmentInstanceId", priority = 1),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.cloudStatus", priority = 1, description = "The cloud's status of the segment as last seen"),
+    printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].reason"#, priority = 1, description = "Succeeded, or the class of the last cloud error"),
+    printcolumn(name = "Policy", type_ = "string", json_path = ".status.deletionPolicy", priority = 1, description = "The deletion policy in force"),
     printcolumn(name = "First", type_ = "string", json_path = ".status.firstAddress", priority = 1),
     printcolumn(name = "Last", type_ = "string", json_path = ".status.lastAddress", priority = 1),
-    printcolumn(name = "Synced", type_ = "string", json_path = r#".status.conditions[?(@.type=="Synced")].reason"#, priority = 1, description = "Succeeded, or the class of the last cloud error"),
     printcolumn(name = "Account", type_ = "string", json_path = ".status.accountId", priority = 1),
     validation = Rule::new(CREDENTIALS_FIXED_ONCE_USED).message(
         "credentialsSecretRef cannot change once the operator has recorded the account of the segment (status.accountId): the segment lives in that account"
@@ -298,15 +303,18 @@ pub struct EipSegmentStatus {
     /// when the cloud's answer to the token proves that nothing was created. While set, a segment
     /// may exist that the cloud does not show yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub allocation_requested_at: Option<String>,
     /// ClientToken of ReleaseEipSegmentAddress, derived from the object's UID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_token: Option<String>,
     /// When the release was first requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub release_requested_at: Option<String>,
     /// When the cloud accepted the release: from then on it cannot be undone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub release_accepted_at: Option<String>,
     /// The last cloud error, when the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,8 +348,9 @@ pub struct Condition {
     /// A CamelCase word for programs: why the condition is what it is. Ready: Allocated, Adopted;
     /// Allocating, AllocationQueued, Releasing, ReleaseQueued, ReleaseBlocked (a person must act,
     /// see the message), ReleaseFailed (configuration or credentials), SegmentInUse,
-    /// SegmentMissing, AdoptionTargetNotFound, AccountUnknown, or the cloud's own status word.
-    /// Synced: Succeeded, Transient, Blocked, Terminal.
+    /// SegmentMissing, AdoptionTargetNotFound, AccountUnknown, PolicyRefused, or the cloud's own
+    /// status word (Released once a release is confirmed). Synced: Succeeded, Transient, Blocked,
+    /// Terminal. deploy/RUNBOOK.md has a section for each Ready reason.
     pub reason: String,
     /// What it means and what to do, for people.
     pub message: String,

@@ -94,10 +94,10 @@ ServiceMonitor sets no jobLabel, so Prometheus takes the Service's name. The ale
 {{- end }}
 
 {{/* An alert's runbook section, for its description: (dict "runbook" SECTIONS "alert" NAME "url" URL),
-SECTIONS mapping each alert to its README heading and anchor. */}}
+SECTIONS mapping each alert to its heading in deploy/RUNBOOK.md and the heading's anchor. */}}
 {{- define "eipsegment-operator.runbook" -}}
 {{- $section := index .runbook .alert -}}
-Runbook: the README's section "{{ index $section 0 }}" (README.md#{{ index $section 1 }}).
+Runbook: deploy/RUNBOOK.md, section "{{ index $section 0 }}".
 {{- end }}
 
 {{/* The alert's runbook_url annotation, when prometheusRule.runbookUrl is set. */}}
@@ -209,4 +209,14 @@ matchResources:
         values:
           {{- toYaml .Values.watchNamespaces | nindent 10 }}
 {{- end }}
+{{- end }}
+
+{{/* The operator's image. The placeholder repository names no registry: a cluster would pull an
+image nobody published, so the rendering stops unless image.allowPlaceholder says it is a local test. */}}
+{{- define "eipsegment-operator.image" -}}
+{{- $image := .Values.image }}
+{{- if and (eq $image.repository "eipsegment-operator") (not $image.allowPlaceholder) }}
+{{- fail "image.repository is the placeholder \"eipsegment-operator\": no public image is published. Build it (make image), push it to your registry and set image.repository (e.g. registry.example.com/platform/eipsegment-operator); for a local test whose nodes already hold the image, set image.allowPlaceholder=true" }}
+{{- end }}
+{{- printf "%s:%s" $image.repository ($image.tag | default .Chart.AppVersion) }}
 {{- end }}
