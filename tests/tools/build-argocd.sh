@@ -8,6 +8,7 @@
 # with ./gitops-engine: the build runs in a scratch copy with that module's own download put there,
 # and upstream's go.sum, unchanged, checks every other download. Argo CD needs Go 1.27.
 set -euo pipefail
+source "$(dirname "$0")/build-once.sh"
 version=v3.6.1
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 out="$cache/tools/argocd-$version"
@@ -46,12 +47,6 @@ build() {
   echo "built argocd $version in $(( $(date +%s) - start ))s" >&2
 }
 
-if [[ ! -x "$out/argocd" ]]; then
-  mkdir -p "$cache/tools"
-  # Tests may call this concurrently: one builds, the others wait and find the binary.
-  exec 9>"$cache/tools/.argocd.lock"
-  flock 9
-  [[ -x "$out/argocd" ]] || build
-  exec 9>&-
-fi
+# The directory is printed: the binary and what the test bed needs beside it.
+build_once argocd "$out/argocd" >/dev/null
 echo "$out"

@@ -3,6 +3,7 @@
 # the Grafana Foundation SDK, its PromQL parsed by Prometheus' parser) into the cache that
 # build-helm.sh uses, once per content of its sources. Prints the binary's path.
 set -euo pipefail
+source "$(dirname "$0")/build-once.sh"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 src="$repo/tests/monitoring/dashboard-check"
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
@@ -22,11 +23,4 @@ build() {
   echo "built dashboard-check in $(( $(date +%s) - start ))s" >&2
 }
 
-if [[ ! -x "$bin/dashboard-check" ]]; then
-  mkdir -p "$cache/tools"
-  exec 9>"$cache/tools/.dashboard-check.lock"
-  flock 9
-  [[ -x "$bin/dashboard-check" ]] || build
-  exec 9>&-
-fi
-echo "$bin/dashboard-check"
+build_once dashboard-check "$bin/dashboard-check"

@@ -3,6 +3,7 @@
 # module, once per version, into a cache outside the repository (like build-helm.sh, sharing its Go
 # module and build caches). Prints the binary's path.
 set -euo pipefail
+source "$(dirname "$0")/build-once.sh"
 version=v1.14.2
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/tools/helm-docs-$version"
@@ -19,12 +20,4 @@ build() {
   echo "built helm-docs $version in $(( $(date +%s) - start ))s" >&2
 }
 
-if [[ ! -x "$bin/helm-docs" ]]; then
-  mkdir -p "$cache/tools"
-  # Tests may call this concurrently: one builds, the others wait and find the binary.
-  exec 9>"$cache/tools/.helm-docs.lock"
-  flock 9
-  [[ -x "$bin/helm-docs" ]] || build
-  exec 9>&-
-fi
-echo "$bin/helm-docs"
+build_once helm-docs "$bin/helm-docs"

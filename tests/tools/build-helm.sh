@@ -2,6 +2,7 @@
 # Builds helm from its published Go module, once per version, into a cache outside the repository
 # (like tests/controlplane/build.sh, sharing its Go module and build caches). Prints the binary's path.
 set -euo pipefail
+source "$(dirname "$0")/build-once.sh"
 version=v3.22.0
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/tools/helm-$version"
@@ -28,12 +29,4 @@ build() {
   echo "built helm $version (Kubernetes $major.$minor by default) in $(( $(date +%s) - start ))s" >&2
 }
 
-if [[ ! -x "$bin/helm" ]]; then
-  mkdir -p "$cache/tools"
-  # Tests may call this concurrently: one builds, the others wait and find the binary.
-  exec 9>"$cache/tools/.helm.lock"
-  flock 9
-  [[ -x "$bin/helm" ]] || build
-  exec 9>&-
-fi
-echo "$bin/helm"
+build_once helm "$bin/helm"

@@ -3,6 +3,7 @@
 # github.com/prometheus/prometheus, once per version, into the cache that build-helm.sh uses (same Go
 # module and build caches). Prints the binary's path.
 set -euo pipefail
+source "$(dirname "$0")/build-once.sh"
 module=github.com/prometheus/prometheus
 version=v0.316.0
 cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
@@ -29,12 +30,4 @@ build() {
   echo "built promtool $release ($module@$version) in $(( $(date +%s) - start ))s" >&2
 }
 
-if [[ ! -x "$bin/promtool" ]]; then
-  mkdir -p "$cache/tools"
-  # Concurrent tests: one builds, the others wait on the lock and then find the binary.
-  exec 9>"$cache/tools/.promtool.lock"
-  flock 9
-  [[ -x "$bin/promtool" ]] || build
-  exec 9>&-
-fi
-echo "$bin/promtool"
+build_once promtool "$bin/promtool"

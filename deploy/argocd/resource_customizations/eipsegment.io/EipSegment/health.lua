@@ -36,6 +36,14 @@ local function text(value)
   return value ~= nil and value ~= ""
 end
 
+-- Degraded, with the condition's message, or `fallback` when it has none.
+local function degraded(c, fallback)
+  if text(c.message) then
+    return { status = "Degraded", message = c.message }
+  end
+  return { status = "Degraded", message = fallback }
+end
+
 local metadata = obj.metadata or {}
 local spec = obj.spec or {}
 local status = obj.status or {}
@@ -50,13 +58,7 @@ local function assess()
 
   -- A person must act: the operator keeps retrying, but the cause is outside its reach.
   if synced ~= nil and synced.status == "False" and (synced.reason == "Blocked" or synced.reason == "Terminal") then
-    hs.status = "Degraded"
-    if text(synced.message) then
-      hs.message = synced.message
-    else
-      hs.message = "the last cloud call failed (" .. synced.reason .. ")"
-    end
-    return hs
+    return degraded(synced, "the last cloud call failed (" .. synced.reason .. ")")
   end
 
   -- Deleting: the finalizer holds the object until the cloud confirms the release.
@@ -76,13 +78,7 @@ local function assess()
     -- configuration or credentials (ReleaseFailed) stays Degraded between retries, while looks succeed.
     if policy ~= "Retain" and ready ~= nil and ready.status == "False" and (ready.reason == "AccountUnknown"
         or ready.reason == "ReleaseBlocked" or ready.reason == "ReleaseFailed") then
-      hs.status = "Degraded"
-      if text(ready.message) then
-        hs.message = ready.message
-      else
-        hs.message = "deleting; the release cannot go on (" .. ready.reason .. ")"
-      end
-      return hs
+      return degraded(ready, "deleting; the release cannot go on (" .. ready.reason .. ")")
     end
     hs.status = "Progressing"
     if policy == "Retain" then
