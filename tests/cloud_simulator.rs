@@ -92,6 +92,32 @@ async fn allocate_describe_release_until_gone() {
     assert_eq!(sim.counters().await["ReleaseEipSegmentAddress"]["Success"], 2);
 }
 
+/// The cloud's token memory is not forever: once it forgets, a repeat of an accepted allocation is
+/// a new request and creates a second segment. Its parameters are checked before the token is
+/// looked up, so a repeat with parameters it refuses is refused whatever the first request did.
+#[tokio::test]
+async fn a_forgotten_token_allocates_again_and_parameters_are_checked_before_the_token() {
+    let sim = fast_sim(&["--token-memory-seconds", "1"]).await;
+    let client = sim.client();
+    let first = allocate(&client, &allocate_request("uid-forgotten")).await.unwrap();
+    let remembered = allocate(&client, &allocate_request("uid-forgotten")).await.unwrap();
+    assert_eq!(remembered.eip_segment_instance_id, first.eip_segment_instance_id);
+    let mut invalid = allocate_request("uid-forgotten");
+    invalid.eip_mask = 20;
+    let e = allocate(&client, &invalid).await.unwrap_err();
+    assert_eq!(
+        (api_code(&e), e.class()),
+        ("InvalidParameter", ErrorClass::Terminal),
+        "not IdempotentParameterMismatch"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let forgotten = allocate(&client, &allocate_request("uid-forgotten")).await.unwrap();
+    assert_ne!(forgotten.eip_segment_instance_id, first.eip_segment_instance_id, "the forgotten token allocated again");
+    let state = sim.admin(reqwest::Method::GET, "state", json!({})).await;
+    assert_eq!(state["segments"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn blocking_states_give_the_documented_codes() {
     let sim = fast_sim(&[]).await;

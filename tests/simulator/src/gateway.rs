@@ -342,8 +342,13 @@ impl Simulator {
     ) -> Result<serde_json::Value, ApiError> {
         let token = params.get("ClientToken").to_string();
         let fingerprint = params.fingerprint();
-        if let Some(previous) = lock(&self.world).token_lookup(&account, action.as_str(), &token, &fingerprint) {
-            return previous;
+        {
+            let world = lock(&self.world);
+            world.validate(action, &params)?;
+            if let Some(previous) = world.token_lookup(&account, action.as_str(), &token, &fingerprint, Instant::now())
+            {
+                return previous;
+            }
         }
         lock(&self.world).token_begin(&account, action.as_str(), &token, &fingerprint);
         let sim = self.clone();
@@ -353,7 +358,7 @@ impl Simulator {
             }
             let mut world = lock(&sim.world);
             let result = run_action(&mut world, action, &account, &params);
-            world.token_finish(&account, action.as_str(), &token, &result);
+            world.token_finish(&account, action.as_str(), &token, &result, Instant::now());
             result
         });
         work.await.unwrap_or_else(|_| Err(internal_error()))

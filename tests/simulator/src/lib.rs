@@ -68,6 +68,10 @@ pub struct Args {
     /// Seconds after an accepted Allocate before DescribeEipSegment returns the new segment.
     #[arg(long, default_value_t = 0.0)]
     pub visibility_lag_seconds: f64,
+    /// Seconds the cloud remembers a ClientToken's answer; after that a repeat is a new request, as
+    /// the real API's token memory is not forever. 0 remembers forever.
+    #[arg(long, default_value_t = 0.0)]
+    pub token_memory_seconds: f64,
     /// Regions the simulated cloud has, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.iter().map(|r| r.to_string()))]
     pub regions: Vec<String>,
@@ -206,6 +210,7 @@ impl Args {
             release_seconds: self.release_seconds,
             release_cooldown_seconds: self.release_cooldown_seconds,
             visibility_lag_seconds: self.visibility_lag_seconds,
+            token_memory_seconds: self.token_memory_seconds,
         };
         let mut world = World::new(self.regions.clone(), timing, StdRng::seed_from_u64(self.seed));
         world.add_account(DEFAULT_ACCOUNT);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+use vpc_api::Action;
 
 /// An API error as the cloud reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +200,8 @@ enum TokenState {
 struct TokenRecord {
     fingerprint: String,
     state: TokenState,
+    /// When the request finished; the memory of its answer runs from then.
+    done_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -212,6 +215,9 @@ pub struct Timing {
     /// Allocate was accepted, as an eventually consistent read side does; 0 shows it at once.
     #[serde(default)]
     pub visibility_lag_seconds: f64,
+    /// How long a ClientToken's answer is remembered after the request finished; 0 is forever.
+    #[serde(default)]
+    pub token_memory_seconds: f64,
 }
 
 impl Default for Timing {
@@ -221,6 +227,7 @@ impl Default for Timing {
             release_seconds: 2.0,
             release_cooldown_seconds: 1.0,
             visibility_lag_seconds: 0.0,
+            token_memory_seconds: 0.0,
         }
     }
 }
@@ -368,18 +375,22 @@ impl World {
     }
 
     /// Idempotency by ClientToken: the first answer for a token is the answer for every repeat with
-    /// the same parameters.
+    /// the same parameters, for as long as the token is remembered.
     pub fn token_lookup(
         &self,
         account: &str,
         action: &'static str,
         token: &str,
         fingerprint: &str,
+        now: Instant,
     ) -> Option<Result<serde_json::Value, ApiError>> {
         if token.is_empty() {
             return None;
         }
         let record = self.tokens.get(&(account.to_string(), action, token.to_string()))?;
+        if self.forgotten(record, now) {
+            return None;
+        }
         if record.fingerprint != fingerprint {
             return Some(Err(err(
                 400,
@@ -395,11 +406,16 @@ impl World {
         })
     }
 
+    fn forgotten(&self, record: &TokenRecord, now: Instant) -> bool {
+        let memory = self.timing.token_memory_seconds;
+        memory > 0.0 && record.done_at.is_some_and(|done| now.duration_since(done).as_secs_f64() > memory)
+    }
+
     pub fn token_begin(&mut self, account: &str, action: &'static str, token: &str, fingerprint: &str) {
         if !token.is_empty() {
             self.tokens.insert(
                 (account.to_string(), action, token.to_string()),
-                TokenRecord { fingerprint: fingerprint.to_string(), state: TokenState::InFlight },
+                TokenRecord { fingerprint: fingerprint.to_string(), state: TokenState::InFlight, done_at: None },
             );
         }
     }
@@ -411,17 +427,36 @@ impl World {
         action: &'static str,
         token: &str,
         result: &Result<serde_json::Value, ApiError>,
+        now: Instant,
     ) {
         let key = (account.to_string(), action, token.to_string());
         match result {
             Ok(_) => {
                 if let Some(r) = self.tokens.get_mut(&key) {
                     r.state = TokenState::Done(result.clone());
+                    r.done_at = Some(now);
                 }
             }
             Err(_) => {
                 self.tokens.remove(&key);
             }
+        }
+    }
+
+    /// The checks of a mutation's parameters alone, which the cloud makes before it looks up the
+    /// request's ClientToken: a repeat with parameters it refuses is refused, whatever the token's
+    /// first request did.
+    pub fn validate(&self, action: Action, p: &Params) -> Result<(), ApiError> {
+        match action {
+            Action::AllocateEipSegmentAddress => self.allocation_request(p).map(|_| ()),
+            Action::ReleaseEipSegmentAddress => {
+                self.check_region(p.get("RegionId"))?;
+                if p.get("SegmentInstanceId").is_empty() {
+                    return Err(missing_parameter("SegmentInstanceId"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -926,6 +961,7 @@ mod tests {
             release_seconds: 5.0,
             release_cooldown_seconds: 0.0,
             visibility_lag_seconds: 0.0,
+            token_memory_seconds: 0.0,
         };
         let mut w = World::new(vec!["cn-hangzhou".into()], timing, StdRng::seed_from_u64(7));
         w.add_account("acct");
@@ -1095,12 +1131,12 @@ mod tests {
             |v: Result<serde_json::Value, ApiError>| v.unwrap()["EipSegmentInstanceId"].as_str().unwrap().to_string();
         let fingerprint = request.fingerprint();
         let allocate = |w: &mut World, account: &str| {
-            if let Some(previous) = w.token_lookup(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint) {
+            if let Some(previous) = w.token_lookup(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint, t0) {
                 return id(previous);
             }
             w.token_begin(account, "AllocateEipSegmentAddress", "uid-1", &fingerprint);
             let result = w.allocate(account, &request, t0);
-            w.token_finish(account, "AllocateEipSegmentAddress", "uid-1", &result);
+            w.token_finish(account, "AllocateEipSegmentAddress", "uid-1", &result, t0);
             id(result)
         };
         let first = allocate(&mut w, "acct");
@@ -1111,8 +1147,51 @@ mod tests {
         assert_eq!(w.segment(&first).unwrap().owner_account, "acct");
 
         w.token_begin("acct", "ReleaseEipSegmentAddress", "r-1", "f");
-        assert!(w.token_lookup("other", "ReleaseEipSegmentAddress", "r-1", "f").is_none(), "in flight in acct only");
-        assert!(w.token_lookup("acct", "ReleaseEipSegmentAddress", "r-1", "f").is_some());
+        assert!(
+            w.token_lookup("other", "ReleaseEipSegmentAddress", "r-1", "f", t0).is_none(),
+            "in flight in acct only"
+        );
+        assert!(w.token_lookup("acct", "ReleaseEipSegmentAddress", "r-1", "f", t0).is_some());
+    }
+
+    #[test]
+    fn a_token_is_forgotten_after_the_memory_and_its_repeat_is_a_new_request() {
+        let mut w = world();
+        w.timing.token_memory_seconds = 60.0;
+        let t0 = Instant::now();
+        let done = Ok(serde_json::json!({"EipSegmentInstanceId": "eipsg-first"}));
+        w.token_begin("acct", "AllocateEipSegmentAddress", "uid-1", "f");
+        assert!(
+            w.token_lookup("acct", "AllocateEipSegmentAddress", "uid-1", "f", t0 + Duration::from_secs(600)).is_some(),
+            "a request in flight is never forgotten"
+        );
+        w.token_finish("acct", "AllocateEipSegmentAddress", "uid-1", &done, t0);
+        let remembered =
+            w.token_lookup("acct", "AllocateEipSegmentAddress", "uid-1", "f", t0 + Duration::from_secs(59));
+        assert_eq!(remembered.unwrap().unwrap(), done.clone().unwrap());
+        assert!(
+            w.token_lookup("acct", "AllocateEipSegmentAddress", "uid-1", "f", t0 + Duration::from_secs(61)).is_none()
+        );
+        w.timing.token_memory_seconds = 0.0;
+        assert!(
+            w.token_lookup("acct", "AllocateEipSegmentAddress", "uid-1", "f", t0 + Duration::from_secs(86_400))
+                .is_some(),
+            "0 remembers forever"
+        );
+    }
+
+    #[test]
+    fn parameters_are_checked_before_the_token_is_looked_up() {
+        let w = world();
+        let bad_region = params(&[("RegionId", "xx-nowhere-1"), ("EipMask", "28"), ("ClientToken", "uid-1")]);
+        let e = w.validate(Action::AllocateEipSegmentAddress, &bad_region).unwrap_err();
+        assert_eq!(e.code, "InvalidRegion.NotSupport");
+        let bad_mask = params(&[("RegionId", REGION), ("EipMask", "20"), ("ClientToken", "uid-1")]);
+        assert_eq!(w.validate(Action::AllocateEipSegmentAddress, &bad_mask).unwrap_err().code, "InvalidParameter");
+        let good = params(&[("RegionId", REGION), ("EipMask", "28"), ("ClientToken", "uid-1")]);
+        assert!(w.validate(Action::AllocateEipSegmentAddress, &good).is_ok());
+        let release = params(&[("RegionId", REGION), ("ClientToken", "r-1")]);
+        assert_eq!(w.validate(Action::ReleaseEipSegmentAddress, &release).unwrap_err().code, "MissingParameter");
     }
 
     #[test]
