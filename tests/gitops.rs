@@ -128,3 +128,34 @@ fn deletions_requested_while_the_operator_is_down_complete_when_it_returns() {
     assert!(ids.iter().all(|id| sim.segment(id).is_none()));
     assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 2);
 }
+
+/// A deleting object whose finalizer a person strips (as users do when a GitOps sync hangs) leaves
+/// nothing behind in the operator: it is no longer counted as a release in flight, and the poller
+/// stops looking at its segment, which the cloud is still releasing.
+#[test]
+fn an_object_removed_with_its_finalizer_stripped_is_forgotten() {
+    let c = Cluster::shared();
+    let ns = c.namespace("stripped");
+    let sim = Simulator::start(&["--release-seconds", "60"]);
+    let op = Operator::start(c, &sim, &ns, &[]);
+    let id = create(c, &ns, "gone");
+    c.kubectl(&["delete", "eipsegment", "gone", "-n", &ns, "--wait=false"]);
+    eventually("the release in flight", WAIT, || {
+        (op.metric("eipsegment_releases_in_flight") == Some(1.0)
+            && sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"))
+        .then_some(())
+    });
+    c.kubectl(&["patch", "eipsegment", "gone", "-n", &ns, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    wait_gone(c, &ns, "gone");
+    eventually("the gauge back to 0", WAIT, || (op.metric("eipsegment_releases_in_flight") == Some(0.0)).then_some(()));
+    // The poller's looks at a releasing segment come about every poll interval (0.5 s here).
+    std::thread::sleep(Duration::from_secs(2));
+    let looks = sim.count("DescribeEipSegment", "Success");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        sim.count("DescribeEipSegment", "Success"),
+        looks,
+        "the poller still looks at the removed object's segment"
+    );
+    assert!(sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"), "the cloud finishes the accepted release");
+}

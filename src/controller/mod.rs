@@ -8,6 +8,7 @@ mod credentials;
 pub mod guard;
 mod pacing;
 mod pass;
+mod removals;
 mod resync;
 mod writes;
 
@@ -187,11 +188,12 @@ pub async fn run(
                 None => Api::all(ctx.client.clone()),
                 Some(ns) => Api::namespaced(ctx.client.clone(), ns),
             };
+            let removals = removals::Removals::new(ctx.clone(), namespace.clone());
             routes.push((namespace, tx));
             let wakes = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|t| (ObjectRef::new(&t.name).within(&t.namespace), rx))
             });
-            run_one(ctx.clone(), api, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
+            run_one(ctx.clone(), api, removals, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
         })
         .collect();
     let routes = Arc::new(routes);
@@ -237,6 +239,7 @@ async fn mark_synced(store: reflector::Store<Cached>, unsynced: Arc<AtomicUsize>
 async fn run_one(
     ctx: Arc<Context>,
     api: Api<Cached>,
+    mut removals: removals::Removals,
     concurrency: u16,
     wakes: impl futures::Stream<Item = ObjectRef<Cached>> + Send + 'static,
     unsynced: Arc<AtomicUsize>,
@@ -263,6 +266,7 @@ async fn run_one(
                 _ => None,
             };
             claims.lock().unwrap_or_else(|p| p.into_inner()).observe(&event, held.as_deref());
+            removals.observe(&event);
             event
         })
         .reflect(writer)

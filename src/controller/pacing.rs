@@ -3,7 +3,7 @@
 //! that count objects by state. Everything here is keyed by the object's UID, so one object's
 //! finish touches nothing of another's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,7 +69,8 @@ pub struct Pacing {
     failures: Mutex<HashMap<String, u32>>,
     /// The quota's queues, where an object may sleep until its turn.
     queues: Arc<Queues>,
-    counted: Mutex<HashMap<String, Counted>>,
+    /// By UID: the object's namespace, and what it is counted as.
+    counted: Mutex<HashMap<String, (String, Counted)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,10 +119,10 @@ impl Pacing {
         self.after(uid, retry, timings).unwrap_or(timings.transient_base)
     }
 
-    /// Counts the object as ready and/or releasing in the gauges.
-    pub fn count(&self, uid: &str, now: Counted) {
+    /// Counts the object (of `namespace`) as ready and/or releasing in the gauges.
+    pub fn count(&self, uid: &str, namespace: &str, now: Counted) {
         let mut counted = lock(&self.counted);
-        let before = counted.insert(uid.to_string(), now).unwrap_or_default();
+        let before = counted.insert(uid.to_string(), (namespace.to_string(), now)).map(|(_, c)| c).unwrap_or_default();
         self.publish(before, now);
     }
 
@@ -130,9 +131,20 @@ impl Pacing {
         lock(&self.failures).remove(uid);
         self.queues.leave(uid);
         let mut counted = lock(&self.counted);
-        if let Some(before) = counted.remove(uid) {
+        if let Some((_, before)) = counted.remove(uid) {
             self.publish(before, Counted::default());
         }
+    }
+
+    /// Forgets every object of a namespace `in_scope` accepts that `present` (a fresh listing's
+    /// UIDs) does not hold.
+    pub fn keep_only(&self, present: &HashSet<String>, in_scope: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = lock(&self.counted)
+            .iter()
+            .filter(|(uid, (namespace, _))| in_scope(namespace) && !present.contains(*uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        gone.iter().for_each(|uid| self.forget(uid));
     }
 
     /// Moves the gauges by one object's change (under the lock of `counted`).
@@ -227,12 +239,26 @@ mod tests {
     fn gauges_follow_objects_and_forget_them() {
         let metrics = Arc::new(Metrics::default());
         let pacing = Pacing::new(metrics.clone(), Arc::default());
-        pacing.count("a", Counted { ready: true, releasing: false });
-        pacing.count("b", Counted { ready: false, releasing: true });
-        pacing.count("c", Counted { ready: true, releasing: false });
+        pacing.count("a", "ns", Counted { ready: true, releasing: false });
+        pacing.count("b", "ns", Counted { ready: false, releasing: true });
+        pacing.count("c", "ns", Counted { ready: true, releasing: false });
         assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (2, 1));
         pacing.forget("c");
         pacing.forget("b");
+        assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (1, 0));
+    }
+
+    #[test]
+    fn a_listing_forgets_only_the_objects_of_its_scope_it_does_not_hold() {
+        let metrics = Arc::new(Metrics::default());
+        let pacing = Pacing::new(metrics.clone(), Arc::default());
+        pacing.count("kept", "a", Counted { ready: true, releasing: false });
+        pacing.count("removed", "a", Counted { ready: false, releasing: true });
+        pacing.count("elsewhere", "b", Counted { ready: true, releasing: false });
+        let listing: HashSet<String> = ["kept".to_string()].into();
+        pacing.keep_only(&listing, |ns| ns == "a");
+        assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (2, 0));
+        pacing.keep_only(&listing, |_| true);
         assert_eq!((metrics.objects_ready.get(), metrics.releases_in_flight.get()), (1, 0));
     }
 }

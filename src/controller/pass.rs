@@ -368,7 +368,7 @@ impl<'c> Pass<'c> {
             Next::Wait(pace) => {
                 let releasing =
                     self.object.deleting && conditions::ready_reason(&m.status) == Some(conditions::reason::RELEASING);
-                self.ctx.pacing.count(uid, Counted { ready: is_ready(&m.status), releasing });
+                self.ctx.pacing.count(uid, &self.object.namespace, Counted { ready: is_ready(&m.status), releasing });
                 self.ctx.metrics.reconciled(if self.object.deleting { "pending" } else { "success" });
                 match self.ctx.pacing.after(uid, pace, &self.ctx.timings) {
                     Some(after) => Action::requeue(after),

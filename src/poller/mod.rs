@@ -130,6 +130,13 @@ impl RegionState {
         }
     }
 
+    /// The segment is watched no more; a probe it was taking ends with it.
+    fn unwatch(&mut self, segment_id: &str) {
+        if let Some(change) = self.watched.remove(segment_id).and_then(|w| w.phase.probe()) {
+            self.durations_mut(change).probe_done();
+        }
+    }
+
     /// The segment's record, created (awaiting its first look) if none is.
     fn entry(&mut self, segment_id: &str, epoch: Instant) -> &mut Watched {
         self.watched.entry(segment_id.to_string()).or_insert_with(|| Watched::new(epoch))
@@ -485,11 +492,26 @@ impl Poller {
         let mut st = lock(&region.state);
         let Some(w) = st.watched.get_mut(segment_id) else { return };
         w.registrations.retain(|r| r.target != *target);
-        if !w.registrations.is_empty() {
-            return;
+        if w.registrations.is_empty() {
+            st.unwatch(segment_id);
         }
-        if let Some(change) = st.watched.remove(segment_id).and_then(|w| w.phase.probe()) {
-            st.durations_mut(change).probe_done();
+    }
+
+    /// Forgets every registration of the objects `gone` says are gone, in every region: an object
+    /// removed without finishing (its finalizer stripped by hand) no longer has its segments looked at.
+    pub fn forget_targets(&self, gone: impl Fn(&WakeTarget) -> bool) {
+        let regions: Vec<Arc<Region>> = lock(&self.regions).values().cloned().collect();
+        for region in regions {
+            let mut st = lock(&region.state);
+            let mut emptied = Vec::new();
+            for (id, w) in st.watched.iter_mut() {
+                let before = w.registrations.len();
+                w.registrations.retain(|r| !gone(&r.target));
+                if before > 0 && w.registrations.is_empty() {
+                    emptied.push(id.clone());
+                }
+            }
+            emptied.iter().for_each(|id| st.unwatch(id));
         }
     }
 
