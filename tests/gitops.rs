@@ -159,3 +159,30 @@ fn an_object_removed_with_its_finalizer_stripped_is_forgotten() {
     );
     assert!(sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"), "the cloud finishes the accepted release");
 }
+
+/// A throttling answer's TimeLeft can be anything; one of three hours must not stop the looks at a
+/// region (and so the deletions waiting on them) for that long: once throttling stops, the deletion
+/// finishes within the operator's longest wait for a hint (60 s).
+#[test]
+fn a_deletion_finishes_once_throttling_stops_whatever_time_left_the_cloud_gave() {
+    let c = Cluster::shared();
+    let ns = c.namespace("timeleft");
+    let sim = Simulator::start(&["--release-seconds", "1"]);
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    let id = create(c, &ns, "held");
+    let throttle = serde_json::json!({
+        "throttleRate": 1.0, "throttleTimeLeftMs": 3 * 3600 * 1000, "actions": ["DescribeEipSegment"]
+    });
+    sim.admin("PUT", "faults", throttle);
+    c.kubectl(&["delete", "eipsegment", "held", "-n", &ns, "--wait=false"]);
+    eventually("a look throttled", WAIT, || (sim.count("DescribeEipSegment", "Throttling.User") > 0).then_some(()));
+    std::thread::sleep(Duration::from_secs(3));
+    sim.admin("PUT", "faults", serde_json::json!({}));
+    let stopped = Instant::now();
+    wait_gone(c, &ns, "held");
+    assert!(sim.segment(&id).is_none());
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(75), "the deletion waited {took:?} after throttling stopped");
+    assert_eq!(sim.count("ReleaseEipSegmentAddress", "Success"), 1);
+    eprintln!("the deletion finished {took:?} after throttling stopped (the cloud had asked for 3 h)");
+}
