@@ -10,10 +10,8 @@
 set -euo pipefail
 source "$(dirname "$0")/build-once.sh"
 version=v3.6.1
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 out="$cache/tools/argocd-$version"
 export GOTOOLCHAIN=go1.27.3 GOFLAGS=-buildvcs=false
-export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 
 module_dir() {
   go mod download -json "$1@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'

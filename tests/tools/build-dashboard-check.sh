@@ -6,8 +6,6 @@ set -euo pipefail
 source "$(dirname "$0")/build-once.sh"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 src="$repo/tests/monitoring/dashboard-check"
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
-export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 # A change to the checker or to its pinned modules builds a new binary.
 key="$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)"
 bin="$cache/tools/dashboard-check-$key"

@@ -5,9 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/build-once.sh"
 version=v1.14.2
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/tools/helm-docs-$version"
-export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 
 build() {
   local start tmp

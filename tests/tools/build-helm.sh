@@ -4,9 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/build-once.sh"
 version=v3.22.0
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/tools/helm-$version"
-export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 
 build() {
   local start gomod client_go major minor ldflags pkg tmp

@@ -6,9 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/build-once.sh"
 module=github.com/prometheus/prometheus
 version=v0.316.0
-cache="${EIPSEG_CACHE:-$HOME/.cache/eipsegment-operator}"
 bin="$cache/tools/promtool-$version-nosd"
-export GOMODCACHE="${GOMODCACHE:-$cache/go/mod}" GOCACHE="${GOCACHE:-$cache/go/build}"
 
 build() {
   local start dir release tmp
