@@ -104,7 +104,7 @@ impl ArgoCd {
         let dir = c.dir.join("argocd");
         std::fs::create_dir_all(&dir).unwrap();
         let bin = argocd_dir();
-        c.kubectl(&["create", "namespace", NAMESPACE]);
+        c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n")).unwrap();
         let crds = bin.join("crds");
         c.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
         // `kubectl wait` fails outright while a new CRD has no conditions yet.
