@@ -7,7 +7,6 @@
 
 use eipsegment_test_support as support;
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -293,17 +292,8 @@ fn a_namespace_of_segments_removed_from_git_goes_once_every_release_is_confirmed
 /// The operator's ServiceAccount and RBAC as the chart renders them for `release` in `ns`, and the
 /// ServiceAccount's name.
 fn operator_rbac(release: &str, ns: &str) -> (String, String) {
-    let helm = Command::new(repo().join("tests/tools/build-helm.sh")).output().expect("build-helm.sh");
-    assert!(helm.status.success(), "building helm: {}", String::from_utf8_lossy(&helm.stderr));
-    let helm = String::from_utf8(helm.stdout).unwrap();
-    let out = Command::new(helm.trim())
-        .args(["template", release, repo().join("charts/eipsegment-operator").to_str().unwrap(), "--namespace", ns])
-        .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"])
-        .args(["--set", "image.allowPlaceholder=true"])
-        .output()
-        .expect("helm template");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
-    let rendered = String::from_utf8(out.stdout).unwrap();
+    let only = ["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"];
+    let rendered = helm_template(release, ns, &[&only[..], &["--set", "image.allowPlaceholder=true"]].concat());
     let account = rendered
         .split("\n---")
         .find(|doc| doc.contains("kind: ServiceAccount"))

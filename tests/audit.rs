@@ -143,16 +143,7 @@ fn remove_every_object(c: &Cluster) {
         r#"jsonpath={range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}"#,
     ]);
     for (ns, name) in listed.lines().filter_map(|l| l.split_once(' ')) {
-        c.kubectl(&[
-            "patch",
-            "eipsegment",
-            name,
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
+        c.strip_finalizers(ns, name);
         c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--ignore-not-found", "--timeout=30s"]);
     }
 }
@@ -258,17 +249,7 @@ fn establish(c: &Cluster, ns: &str, name: &str, id: &str, account: &str, source:
     let status = json!({"status": {
         "segmentInstanceId": id, "accountId": account, "credentialsSource": source, "cloudStatus": "Allocated",
     }});
-    c.kubectl(&[
-        "patch",
-        "eipsegment",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &status.to_string(),
-    ]);
+    c.patch_status(ns, name, &status.to_string());
 }
 
 /// The objects and segments of the cross-region scenario, by what an audit must make of them.
@@ -627,7 +608,7 @@ fn a_pending_allocations_segment_is_possibly_its_objects() {
     let token = format!("alloc-{uid}");
     let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
-    c.kubectl(&["patch", "eipsegment", "pending", "-n", &ns, "--subresource=status", "--type=merge", "-p", &marker]);
+    c.patch_status(&ns, "pending", &marker);
     let answer = allocate(&sim, "cn-hangzhou", &token);
     // Made long before the marker: not the allocation's.
     let old = sim.seed(json!({"regionId": "cn-hangzhou", "creationTime": "2020-01-01T00:00:00Z"}));

@@ -28,11 +28,7 @@ use support::*;
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/eipsegment-operator");
 
 fn helm() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/build-helm.sh"))
-        .output()
-        .expect("build-helm.sh");
-    assert!(out.status.success(), "building helm failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    tool("build-helm.sh")
 }
 
 /// `helm template` with `--set` pairs; Err carries helm's message.

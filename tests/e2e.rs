@@ -164,16 +164,7 @@ fn adopting_for_release(id: &str) -> String {
 
 /// The way out of a release the cloud refuses: keep the segment.
 fn set_retain(c: &Cluster, ns: &str, name: &str) {
-    c.kubectl(&[
-        "patch",
-        "eipsegment",
-        name,
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
-    ]);
+    c.patch(ns, name, r#"{"spec":{"deletionPolicy":"Retain"}}"#);
 }
 
 /// A segment whose release the cloud refuses, as the simulator seeds it, with the error code, the
@@ -500,16 +491,7 @@ fn the_apiserver_rejects_invalid_specs_and_immutable_changes() {
         assert!(!ok && err.contains(expect), "{patch}: {err}");
     }
     // deletionPolicy stays changeable.
-    c.kubectl(&[
-        "patch",
-        "eipsegment",
-        "good",
-        "-n",
-        &ns,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"deletionPolicy":"Retain"}}"#,
-    ]);
+    c.patch(&ns, "good", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
     // `kubectl explain` shows the descriptions.
     let explain = c.kubectl(&["explain", "eipsegment.spec.deletionPolicy"]);
     assert!(explain.contains("Retain"), "{explain}");

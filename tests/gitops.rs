@@ -145,7 +145,7 @@ fn an_object_removed_with_its_finalizer_stripped_is_forgotten() {
             && sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"))
         .then_some(())
     });
-    c.kubectl(&["patch", "eipsegment", "gone", "-n", &ns, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    c.strip_finalizers(&ns, "gone");
     wait_gone(c, &ns, "gone");
     eventually("the gauge back to 0", WAIT, || (op.metric("eipsegment_releases_in_flight") == Some(0.0)).then_some(()));
     // The poller's looks at a releasing segment come about every poll interval (0.5 s here).

@@ -103,10 +103,6 @@ fn delete_now(c: &Cluster, ns: &str, name: &str) {
     c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--wait=false"]);
 }
 
-fn patch(c: &Cluster, ns: &str, name: &str, merge: &str) {
-    c.kubectl(&["patch", "eipsegment", name, "-n", ns, "--type=merge", "-p", merge]);
-}
-
 /// The object is still there, looked at every 300 ms for `how_long`; the last reading.
 fn stays(c: &Cluster, ns: &str, name: &str, how_long: Duration) -> Value {
     let start = Instant::now();
@@ -432,7 +428,7 @@ fn the_apiserver_refuses_another_credentials_secret_once_the_account_is_recorded
     c.apply(&segment_yaml(&ns, "fresh", &format!("{SPEC}  credentialsSecretRef: {{name: missing}}\n"))).unwrap();
     let obj = with_error(c, &ns, "fresh", "NoCredentials");
     assert!(obj["status"]["accountId"].is_null());
-    patch(c, &ns, "fresh", r#"{"spec":{"credentialsSecretRef":{"name":"other"}}}"#);
+    c.patch(&ns, "fresh", r#"{"spec":{"credentialsSecretRef":{"name":"other"}}}"#);
     assert_eq!(wait_ready(c, &ns, "fresh")["status"]["accountId"], OTHER_ACCOUNT);
     for name in ["web", "fresh"] {
         delete_now(c, &ns, name);
@@ -709,7 +705,7 @@ fn retain_with_a_pending_allocation_names_the_segment_it_keeps() {
     let mut op = Operator::start(c, &sim, &ns, &[]);
     c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
     let held = lose_the_allocation_answer(c, &sim, &mut op, &ns, "web");
-    patch(c, &ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
+    c.patch(&ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
     delete_now(c, &ns, "web");
     op.start_again();
     wait_gone(c, &ns, "web");
@@ -733,7 +729,7 @@ fn retain_after_the_release_was_accepted_says_the_release_is_under_way() {
     // The pass that made the call records its answer right away.
     std::thread::sleep(Duration::from_secs(1));
     let accepted = c.get(&ns, "web").unwrap();
-    patch(c, &ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
+    c.patch(&ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
     wait_gone(c, &ns, "web");
     assert!(sim.segment(&id).is_some_and(|s| s["status"] == "Releasing"), "the object waited for the release");
     assert!(
@@ -770,7 +766,7 @@ fn retain_after_a_release_whose_answer_was_lost_does_not_claim_to_keep_the_segme
     faults(&sim, json!({}));
     assert_eq!(sim.segment(&id).unwrap()["status"], "Releasing");
     assert!(c.get(&ns, "web").unwrap()["status"]["releaseAcceptedAt"].is_null(), "the answer was not lost");
-    patch(c, &ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
+    c.patch(&ns, "web", r#"{"spec":{"deletionPolicy":"Retain"}}"#);
     op.start_again();
     wait_gone(c, &ns, "web");
     let retained = events_of(c, &ns, "web", "Retained");
@@ -949,7 +945,7 @@ fn manifest(obj: &Value) -> String {
 
 /// Removes the object with the operator stopped, as a lost cluster would: the segment stays.
 fn lose(c: &Cluster, ns: &str, name: &str) {
-    c.kubectl(&["patch", "eipsegment", name, "-n", ns, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    c.strip_finalizers(ns, name);
     c.kubectl(&["delete", "eipsegment", name, "-n", ns, "--timeout=30s"]);
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use eipsegment_test_support::tool;
 use serde_yaml::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -88,12 +89,6 @@ const ON_THE_DASHBOARD: &[&str] = &[
 ];
 
 /// Runs one of tests/tools/ and returns the path it prints (a built tool, cached).
-fn tool(script: &str) -> String {
-    let out = Command::new(Path::new(ROOT).join("tests/tools").join(script)).output().expect(script);
-    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn run(program: &str, args: &[&str], dir: &Path) -> Output {
     Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{program}: {e}"))
 }

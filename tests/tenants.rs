@@ -17,7 +17,6 @@
 use eipsegment_test_support as support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use eipsegment_operator::lifecycle::identity::{ALLOCATION_TOKEN, CREDENTIALS_SOURCE, SEGMENT_ID};
@@ -466,17 +465,9 @@ fn install_admission_policy(c: &Cluster, attack: &str, namespaces: &[&str], poli
     let indented: String = policy.lines().map(|line| format!("  {line}\n")).collect();
     let values = c.dir.join(format!("tenancy-{attack}-values.yaml"));
     std::fs::write(&values, format!("tenancy:\n{indented}  admissionPolicy: {{enabled: true}}\n")).unwrap();
-    let helm = Command::new(repo().join("tests/tools/build-helm.sh")).output().expect("build-helm.sh");
-    assert!(helm.status.success(), "building helm failed: {}", String::from_utf8_lossy(&helm.stderr));
-    let chart = repo().join("charts/eipsegment-operator");
-    let out = Command::new(String::from_utf8_lossy(&helm.stdout).trim())
-        .args(["template", "eipsegment-operator", chart.to_str().unwrap(), "--namespace", "eipsegment-system"])
-        .args(["--values", values.to_str().unwrap()])
-        .args(["--set", "image.allowPlaceholder=true"]) // only the policies are applied
-        .output()
-        .expect("helm template");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
-    let rendered = String::from_utf8_lossy(&out.stdout);
+    // Only the policies are applied: the placeholder image does no harm.
+    let values_arg = ["--values", values.to_str().unwrap(), "--set", "image.allowPlaceholder=true"];
+    let rendered = helm_template("eipsegment-operator", "eipsegment-system", &values_arg);
     let docs: Vec<Value> =
         serde_yaml::Deserializer::from_str(&rendered).filter_map(|doc| Value::deserialize(doc).ok()).collect();
     let of_kind = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).cloned().collect::<Vec<Value>>();

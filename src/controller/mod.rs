@@ -239,7 +239,7 @@ async fn mark_synced(store: reflector::Store<Cached>, unsynced: Arc<AtomicUsize>
 async fn run_one(
     ctx: Arc<Context>,
     api: Api<Cached>,
-    mut removals: removals::Removals,
+    removals: removals::Removals,
     concurrency: u16,
     wakes: impl futures::Stream<Item = ObjectRef<Cached>> + Send + 'static,
     unsynced: Arc<AtomicUsize>,
@@ -250,29 +250,7 @@ async fn run_one(
     ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push((reader.clone(), claims.clone()));
     tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
     let metrics = ctx.metrics.clone();
-    // A consistent list in pages of 100: each page's text is held whole until its objects are kept;
-    // at the default 500 a page was the largest allocation of a restart.
-    let cached = reader.clone();
-    let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
-        .default_backoff()
-        // Each version meets the one it replaces before the store takes it: the index of who names
-        // which segment follows, and only a change of the spec, deletion or finalizers (not the
-        // operator's own status and annotation writes) calls for a pass.
-        .map_ok(move |event| {
-            let before = |o: &Cached| cached.get(&ObjectRef::from_obj(o));
-            let event = event.modify(|o| o.compare(before(o).as_deref()));
-            let held = match &event {
-                watcher::Event::Apply(o) | watcher::Event::Delete(o) => before(o),
-                _ => None,
-            };
-            claims.lock().unwrap_or_else(|p| p.into_inner()).observe(&event, held.as_deref());
-            removals.observe(&event);
-            event
-        })
-        .reflect(writer)
-        .applied_objects()
-        .try_filter(|o| futures::future::ready(o.changed))
-        .map_ok(|o| o.named_only());
+    let stream = changes(api, writer, claims, removals);
     let resync = resync::rolling(reader.clone(), resync::PERIOD);
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -292,6 +270,38 @@ async fn run_one(
             }
         })
         .await;
+}
+
+/// The watch of `api`, kept in `writer`'s store: the objects whose change calls for a pass. A consistent
+/// list in pages of 100: each page's text is held whole until its objects are kept; at the default
+/// 500 a page was the largest allocation of a restart.
+fn changes(
+    api: Api<Cached>,
+    writer: reflector::store::Writer<Cached>,
+    claims: Arc<Mutex<claims::Claims>>,
+    mut removals: removals::Removals,
+) -> impl futures::Stream<Item = Result<Cached, watcher::Error>> + Send + 'static {
+    let cached = writer.as_reader();
+    watcher(api, watcher::Config::default().page_size(LIST_PAGE))
+        .default_backoff()
+        // Each version meets the one it replaces before the store takes it: the index of who names
+        // which segment follows, and only a change of the spec, deletion or finalizers (not the
+        // operator's own status and annotation writes) calls for a pass.
+        .map_ok(move |event| {
+            let before = |o: &Cached| cached.get(&ObjectRef::from_obj(o));
+            let event = event.modify(|o| o.compare(before(o).as_deref()));
+            let held = match &event {
+                watcher::Event::Apply(o) | watcher::Event::Delete(o) => before(o),
+                _ => None,
+            };
+            claims.lock().unwrap_or_else(|p| p.into_inner()).observe(&event, held.as_deref());
+            removals.observe(&event);
+            event
+        })
+        .reflect(writer)
+        .applied_objects()
+        .try_filter(|o| futures::future::ready(o.changed))
+        .map_ok(|o| o.named_only())
 }
 
 async fn reconcile(obj: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {

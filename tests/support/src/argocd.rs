@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{Cluster, eventually, repo};
+use crate::{Cluster, eventually, repo, tool};
 
 /// Argo CD's namespace, where its Applications, ConfigMaps and AppProject live.
 pub const NAMESPACE: &str = "argocd";
@@ -22,14 +22,7 @@ pub const NAMESPACE: &str = "argocd";
 /// The cached Argo CD: the multi-call binary, the repo server's wrapper scripts, the CRDs.
 pub fn argocd_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new(repo().join("tests/tools/build-argocd.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run build-argocd.sh");
-        assert!(out.status.success(), "build-argocd.sh failed (see its output above)");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| PathBuf::from(tool("build-argocd.sh")))
 }
 
 /// Runs the Argo CD binary as `name` (its multi-call name, e.g. `argocd`).
@@ -92,15 +85,14 @@ impl GitRepo {
 /// Argo CD's processes, stopped when dropped.
 pub struct ArgoCd {
     processes: Vec<Child>,
-    kubeconfig: String,
-    kubectl: String,
+    cluster: &'static Cluster,
     git_port: u16,
     pub dir: PathBuf,
 }
 
 impl ArgoCd {
     /// Installs Argo CD's CRDs, settings and default project on `c`, and starts its processes.
-    pub fn start(c: &Cluster) -> ArgoCd {
+    pub fn start(c: &'static Cluster) -> ArgoCd {
         let dir = c.dir.join("argocd");
         std::fs::create_dir_all(&dir).unwrap();
         let bin = argocd_dir();
@@ -118,13 +110,7 @@ impl ArgoCd {
         let patch = repo().join("deploy/argocd/argocd-cm-patch.yaml");
         c.kubectl(&["patch", "configmap", "argocd-cm", "-n", NAMESPACE, "--patch-file", patch.to_str().unwrap()]);
         std::fs::create_dir_all(dir.join("git")).unwrap();
-        let mut argocd = ArgoCd {
-            processes: Vec::new(),
-            kubeconfig: c.admin_kubeconfig().to_string(),
-            kubectl: c.env["KUBECTL"].clone(),
-            git_port: free_port(),
-            dir,
-        };
+        let mut argocd = ArgoCd { processes: Vec::new(), cluster: c, git_port: free_port(), dir };
         argocd.start_processes();
         argocd
     }
@@ -165,7 +151,7 @@ impl ArgoCd {
         .args(["--metrics-address", "127.0.0.1", "--metrics-port", &repo_metrics.to_string()])
         .args(["--redis", &redis, "--loglevel", "info"])
         .env("ARGOCD_FAKE_IN_CLUSTER", "true")
-        .env("KUBECONFIG", &self.kubeconfig)
+        .env("KUBECONFIG", self.cluster.admin_kubeconfig())
         .current_dir(&self.dir);
         self.spawn("repo-server", repo);
 
@@ -176,7 +162,7 @@ impl ArgoCd {
             .args(["--metrics-port", &controller_metrics.to_string(), "--persist-resource-health"])
             .args(["--app-resync", "10", "--app-resync-jitter", "0", "--loglevel", "info"])
             .env("ARGOCD_FAKE_IN_CLUSTER", "true")
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", self.cluster.admin_kubeconfig())
             .current_dir(&self.dir);
         self.spawn("application-controller", controller);
         // Ready when the controller serves its metrics and the repo server its gRPC port.
@@ -194,16 +180,7 @@ impl ArgoCd {
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new(&self.kubectl);
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().expect("kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        self.cluster.kubectl_as(self.cluster.admin_kubeconfig(), args, stdin)
     }
 
     /// A new repository named `name`, served to Argo CD.

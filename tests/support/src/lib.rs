@@ -27,6 +27,28 @@ pub fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// A tool of the test beds, built once and cached by its `tests/tools/` script (which waits for a
+/// build another test started); the path the script prints.
+pub fn tool(script: &str) -> String {
+    let out =
+        Command::new(repo().join("tests/tools").join(script)).output().unwrap_or_else(|e| panic!("{script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The chart rendered by `helm template RELEASE` into `namespace`, with `args` (`--set`, `--values`,
+/// `--show-only`…).
+pub fn helm_template(release: &str, namespace: &str, args: &[&str]) -> String {
+    let chart = repo().join("charts/eipsegment-operator");
+    let out = Command::new(tool("build-helm.sh"))
+        .args(["template", release, chart.to_str().unwrap(), "--namespace", namespace])
+        .args(args)
+        .output()
+        .expect("helm template");
+    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A binary of the workspace, built beside the running test (`target/<profile>/`); the test
 /// command builds every member's binaries first (`cargo build --workspace --all-targets`).
 pub fn workspace_binary(name: &str) -> PathBuf {
@@ -156,6 +178,21 @@ impl Cluster {
         let (ok, out, err) = self.kubectl_as(self.admin_kubeconfig(), args, None);
         assert!(ok, "kubectl {args:?} failed: {err}");
         out
+    }
+
+    /// Merge-patches the EipSegment as the admin.
+    pub fn patch(&self, ns: &str, name: &str, patch: &str) -> String {
+        self.kubectl(&["patch", "eipsegment", name, "-n", ns, "--type=merge", "-p", patch])
+    }
+
+    /// Merge-patches the EipSegment's status as the admin (a test standing in for the operator).
+    pub fn patch_status(&self, ns: &str, name: &str, patch: &str) -> String {
+        self.kubectl(&["patch", "eipsegment", name, "-n", ns, "--subresource=status", "--type=merge", "-p", patch])
+    }
+
+    /// Strips the EipSegment's finalizers, as a person does by hand: it goes without the operator.
+    pub fn strip_finalizers(&self, ns: &str, name: &str) -> String {
+        self.patch(ns, name, r#"{"metadata":{"finalizers":null}}"#)
     }
 
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
