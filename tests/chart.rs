@@ -1622,10 +1622,22 @@ fn allocate_and_release(c: &Cluster, sim: &Simulator, ns: &str) {
     assert!(sim.segment(&id).is_none());
 }
 
+/// Held by the tests that write release `eipsegment-operator` in eipsegment-system: its
+/// cluster-scoped objects are one set on the shared control plane, and an apply that read one absent
+/// would race the other's create.
+static SYSTEM_RELEASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn system_release() -> std::sync::MutexGuard<'static, ()> {
+    SYSTEM_RELEASE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn the_installed_chart_runs_the_operator_with_its_own_arguments_and_identity() {
     let c = Cluster::shared();
-    let docs = helm_install(c);
+    let docs = {
+        let _release = system_release();
+        helm_install(c)
+    };
     assert_eq!(installed_replicas(c), "2");
     let ns = c.namespace("chart");
     let sim = Simulator::start(&[]);
@@ -2448,6 +2460,7 @@ fn the_guides_kustomize_overlay_sets_the_image_and_credentials() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "registry.example.com/eipsegment-operator:0.1.0");
     assert_eq!(container["envFrom"][0]["secretRef"]["name"], "alibaba-credentials");
+    let _release = system_release();
     let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &["apply", "-k", dir_arg, "--dry-run=server"], None);
     assert!(ok, "the overlay does not apply: {err}");
 }
