@@ -132,6 +132,11 @@ pub struct RunArgs {
     /// starts at one second and doubles, with jitter.
     #[arg(long, env = "EIPSEG_TRANSIENT_RETRY_MAX_SECONDS", default_value_t = 120.0)]
     pub transient_retry_max_seconds: f64,
+    /// Seconds the cloud is taken to remember a ClientToken's answer: a refusal of a pending
+    /// allocation's replay proves nothing was created only within this time of the first request.
+    /// Shorter is safer (such a refusal then leaves the object for a person to resolve).
+    #[arg(long, env = "EIPSEG_TOKEN_MEMORY_SECONDS", default_value_t = 3600.0)]
+    pub token_memory_seconds: f64,
     /// First retry after a blocked release (doubles up to 10 minutes).
     #[arg(long, env = "EIPSEG_BLOCKED_RETRY_SECONDS", default_value_t = 30.0)]
     pub blocked_retry_seconds: f64,
@@ -305,6 +310,7 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
         blocked_base: seconds(args.blocked_retry_seconds)?,
         terminal_base: seconds(args.terminal_retry_seconds)?,
         transient_max: seconds(args.transient_retry_max_seconds)?,
+        token_memory: seconds(args.token_memory_seconds)?,
         ..Timings::default()
     })
 }

@@ -88,7 +88,8 @@ impl<'c> Pass<'c> {
             annotations: proven.identity,
             unproven: proven.unproven,
             deleting: obj.metadata.deletion_timestamp.is_some(),
-            now: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            now: rfc3339(Utc::now()),
+            tokens_remembered_since: rfc3339(Utc::now() - ctx.timings.token_memory),
         };
         let target = WakeTarget { namespace: object.namespace.clone(), name: object.name.clone() };
         Ok(Pass {
@@ -133,7 +134,8 @@ impl<'c> Pass<'c> {
                 self.claims = Some((segment_id, claims))
             }
             Need::Credentials(choice) => {
-                self.credentials = Some(credentials::resolve(self.ctx, &self.object.namespace, &choice).await)
+                let (namespace, region) = (&self.object.namespace, &self.object.spec.region_id);
+                self.credentials = Some(credentials::resolve(self.ctx, namespace, region, &choice).await)
             }
             Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
             Need::Members { segment_id } => self.members = Some(self.members(&segment_id).await),
@@ -378,6 +380,12 @@ impl<'c> Pass<'c> {
             }
         }
     }
+}
+
+/// A time as status records it: RFC 3339 in UTC, to the second (so that its text orders as the
+/// time does).
+fn rfc3339(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn claimant(o: &EipSegment, segment_id: &str) -> Claimant {
