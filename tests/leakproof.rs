@@ -475,6 +475,39 @@ fn a_pending_allocation_is_never_replayed_in_another_account() {
     assert!(segments_in(&sim, ACCOUNT).is_empty() && segments_in(&sim, OTHER_ACCOUNT).is_empty());
 }
 
+/// A pending allocation's replay sent to another endpoint (another region's, or a private one) is
+/// refused there as invalid: that refusal answers another request than the one that created the
+/// segment. The object stays and says why; once the operator reaches the first endpoint again, the
+/// replay learns the segment and releases it.
+#[test]
+fn a_replay_refused_at_another_endpoint_proves_nothing() {
+    let c = Cluster::shared();
+    let ns = c.namespace("replayelsewhere");
+    let sim = Simulator::start(&[]);
+    let elsewhere = Simulator::start(&["--regions", "cn-beijing"]);
+    let mut op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    let held = lose_the_allocation_answer(c, &sim, &mut op, &ns, "web");
+    let first = c.get(&ns, "web").unwrap()["status"]["allocationRequest"].clone();
+    assert!(first.as_str().is_some_and(|r| r.contains(&sim.url)), "the first request is on record: {first}");
+    delete_now(c, &ns, "web");
+
+    let mut astray = Operator::start(c, &elsewhere, &ns, &[]);
+    let refused = with_error(c, &ns, "web", "InvalidRegion.NotSupport");
+    let message = refused["status"]["lastError"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("is not the first request") && message.contains("release it by hand"), "{message}");
+    let obj = stays(c, &ns, "web", Duration::from_secs(3));
+    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the pending marker went: {}", obj["status"]);
+    assert_eq!(obj["status"]["allocationRequest"], first, "the first request stays on record");
+    assert!(allocations(&elsewhere).is_empty());
+
+    astray.kill();
+    op.start_again();
+    wait_gone(c, &ns, "web");
+    assert_eq!(releases_accepted(&sim, &held), 1, "the first request's segment is released");
+    assert!(segments_in(&sim, ACCOUNT).is_empty());
+}
+
 // ---- 2. absence proven ----
 
 #[test]
