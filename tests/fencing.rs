@@ -41,6 +41,12 @@ fn count(op: &Operator, series: &str) -> f64 {
     op.metric(series).unwrap_or(0.0)
 }
 
+/// The mean duration of the operator's fence proofs so far.
+fn mean_proof(op: &Operator) -> Duration {
+    let n = count(op, "eipsegment_fence_proof_duration_seconds_count").max(1.0);
+    Duration::from_secs_f64(count(op, "eipsegment_fence_proof_duration_seconds_sum") / n)
+}
+
 fn accepted_lines(log: &str) -> usize {
     log.lines().filter(|l| ACCEPTED.iter().any(|a| l.contains(a))).count()
 }
@@ -179,13 +185,15 @@ fn a_leader_cut_off_mid_storm_hands_over_and_every_segment_is_allocated_and_rele
     assert!(per_token.values().all(|n| *n == 1), "a token allocated twice: {per_token:?}");
     assert!(history.iter().all(|(_, released)| *released == 1), "releases per segment: {history:?}");
     assert!(history.len() >= 28, "only {} of 36 objects were allocated", history.len());
-    let (proofs_b, refusals_b) = (count(&b, "eipsegment_fence_proofs_total"), b.metric("eipsegment_fence_refusals_total"));
+    let (proofs_b, refusals_b) =
+        (count(&b, "eipsegment_fence_proofs_total"), b.metric("eipsegment_fence_refusals_total"));
     assert!(proofs_b >= 1.0 && refusals_b.is_none(), "replica-b: {proofs_b} proofs, refusals {refusals_b:?}");
     let calls = |action: &str| sim.count(action, "Success");
+    let proof_b = mean_proof(&b);
     eprintln!(
         "storm of 36: {} segments; Allocate accepted {} times, Release {}; replica-a {proofs_a} proofs before the \
          cut, {unconfirmed} calls held back while cut off, 0 accepted after the hand-over, stopped {a_stopped:?} \
-         after reconnecting ({}); replica-b {proofs_b} proofs, no refusal; hand-over {handover:?} after the cut",
+         after reconnecting ({}); replica-b {proofs_b} proofs ({proof_b:?} each on average), no refusal; hand-over {handover:?} after the cut",
         history.len(),
         calls("AllocateEipSegmentAddress"),
         calls("ReleaseEipSegmentAddress"),
