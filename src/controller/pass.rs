@@ -223,7 +223,7 @@ impl<'c> Pass<'c> {
         for event in m.warning.iter().chain(&m.event) {
             writes::publish(self.ctx, &self.obj, event).await;
         }
-        self.outcome = Some(self.call(call, admission).await);
+        self.outcome = Some(self.ctx.fenced(self.call(call, admission)).await?);
         self.object.status = m.status;
         self.object.annotations = m.identity;
         let after = self.decide().await?;
