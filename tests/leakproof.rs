@@ -508,6 +508,62 @@ fn a_replay_refused_at_another_endpoint_proves_nothing() {
     assert!(segments_in(&sim, ACCOUNT).is_empty());
 }
 
+/// An admission policy that refuses every status write to `ns/name`: the first of a pass's two writes
+/// fails, as if the operator crashed between them. Removed when dropped.
+struct StatusRefused<'c> {
+    c: &'c Cluster,
+    name: String,
+}
+
+impl<'c> StatusRefused<'c> {
+    fn on(c: &'c Cluster, ns: &str, name: &str) -> StatusRefused<'c> {
+        let policy = format!("refuse-status-{ns}");
+        c.apply(&format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {{name: {policy}}}\n\
+             spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - {{apiGroups: [eipsegment.io], \
+             apiVersions: ['*'], operations: [UPDATE], resources: [eipsegments/status]}}\n  validations:\n  \
+             - {{expression: \"object.metadata.namespace != '{ns}' || object.metadata.name != '{name}'\", \
+             message: status writes refused by the test}}\n---\napiVersion: admissionregistration.k8s.io/v1\n\
+             kind: ValidatingAdmissionPolicyBinding\nmetadata: {{name: {policy}}}\nspec: {{policyName: {policy}, \
+             validationActions: [Deny]}}\n"
+        ))
+        .unwrap();
+        StatusRefused { c, name: policy }
+    }
+}
+
+impl Drop for StatusRefused<'_> {
+    fn drop(&mut self) {
+        for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+            self.c.kubectl(&["delete", kind, &self.name, "--ignore-not-found"]);
+        }
+    }
+}
+
+/// A pass's writes are split: status goes first, then the identity annotations. When the status
+/// write fails (or the operator dies before it lands), no annotation is ahead of status, so
+/// nothing reads as a restored pending allocation: the object, deleted before any call went out,
+/// goes without the cloud ever being asked to allocate.
+#[test]
+fn a_write_cut_before_the_status_leaves_nothing_that_allocates_on_deletion() {
+    let c = Cluster::shared();
+    let ns = c.namespace("splitwrite");
+    let sim = Simulator::start(&[]);
+    let refused = StatusRefused::on(c, &ns, "web");
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    // Passes come and fail at their first write; none goes further.
+    eventually("the finalizer", T, || c.get(&ns, "web").filter(|o| !finalizers(o).is_empty()));
+    let obj = stays(c, &ns, "web", Duration::from_secs(4));
+    assert_eq!(annotation(&obj, "eipsegment.io/allocation-token"), None, "annotations ahead of status");
+    delete_now(c, &ns, "web");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(refused);
+    wait_gone(c, &ns, "web");
+    assert_eq!(calls(&sim, ALLOCATE), 0, "a deleted object that never sent a call allocated: {:?}", history(&sim));
+    assert!(segments_in(&sim, ACCOUNT).is_empty());
+}
+
 // ---- 2. absence proven ----
 
 #[test]
