@@ -137,14 +137,14 @@ impl Context {
         self.tenancy.allowance(namespace, labels.as_ref().map(|ns| ns.labels()))
     }
 
-    /// Sends `call` (a mutating cloud call, not yet sent) only once the fence, if any, proves this
-    /// replica the holder. A call not sent is as a crash after the write-ahead record: the next
+    /// Proves this replica the Lease's holder, when there is a fence, right before a mutating cloud
+    /// call. A call not sent for want of proof is as a crash after the write-ahead record: the next
     /// pass, or the next leader, learns from the cloud what it did.
-    pub(crate) async fn fenced<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, Error> {
-        if let Some(fence) = &self.fence {
-            fence.prove().await.map_err(Error::Fenced)?;
+    pub(crate) async fn prove_leadership(&self) -> Result<(), Error> {
+        match &self.fence {
+            Some(fence) => fence.prove().await.map_err(Error::Fenced),
+            None => Ok(()),
         }
-        Ok(call.await)
     }
 
     /// Every cached object that passes `keep`.

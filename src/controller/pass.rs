@@ -210,10 +210,12 @@ impl<'c> Pass<'c> {
         // Only now is the place used: a pass stopped by its write keeps the object's turn, so that
         // the place it gives back is not left to objects asleep until a later window.
         self.ctx.queues.leave(&self.object.uid);
+        // Before the events that announce the call: a deposed replica says nothing.
+        self.ctx.prove_leadership().await?;
         for event in m.warning.iter().chain(&m.event) {
             writes::publish(self.ctx, &self.obj, event).await;
         }
-        let outcome = self.ctx.fenced(self.call(call, admission)).await?;
+        let outcome = self.call(call, admission).await;
         self.sent = true;
         self.outcome = Some(outcome);
         self.object.status = m.status;
