@@ -68,7 +68,18 @@ impl stateright::Model for Model {
             Property::always("at most one release token per segment", |_, s: &State| {
                 properties::one_release_token_per_segment(s)
             }),
-            Property::always("every deletion finishes once faults stop", properties::deletions_finish),
+            Property::always(
+                "a deleting object sends an allocation only if its status recorded a pending allocation (or a \
+                 segment) before its deletion",
+                |_, s: &State| s.unfounded_allocation.is_none(),
+            ),
+            Property::always("no operator write erases from status a segment still allocated", |_, s: &State| {
+                s.erased.is_none()
+            }),
+            Property::always(
+                "every deletion finishes once faults and throttling stop, whatever TimeLeft the cloud gave",
+                properties::deletions_finish,
+            ),
         ]
     }
 }
@@ -88,6 +99,10 @@ fn story(m: &Model, action: &Action) -> String {
         }
         Action::User(User::Adopt(id)) => format!("the user creates team/seg1 adopting {id} with deletionPolicy Delete"),
         Action::User(User::Tenant(hostile)) => tenant_story(hostile),
+        Action::User(User::Strip(i)) => format!("the user strips {}'s finalizer by hand and deletes it: it is gone", at(i)),
+        Action::Watch(i) => format!("the operator's cache catches up with {}", at(i)),
+        Action::Depose => "the Lease passes to a new replica; the old one runs on with the cache it has".into(),
+        Action::Stale(i) => format!("the deposed replica reconciles {} from its cache, on its own clock", at(i)),
         Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles {}", at(i)),
         Action::Operator(Op::Pass(i, LookFault::Failed)) => {
             format!("the operator reconciles {}; its look fails", at(i))
@@ -95,17 +110,20 @@ fn story(m: &Model, action: &Action) -> String {
         Action::Operator(Op::Pass(i, LookFault::Malformed)) => {
             format!("the operator reconciles {}; the cloud answers its look with a 2xx without the list", at(i))
         }
-        Action::Operator(Op::Call(end)) => match end {
-            CallEnd::Answered => "the operator writes, then calls the cloud, which answers".into(),
-            CallEnd::AnswerLost => "the operator writes, then calls; the cloud acts but the answer is lost".into(),
-            CallEnd::NotSent => "the operator writes, then calls; the call never reaches the cloud".into(),
-            CallEnd::Refused => {
-                "the operator writes, then calls; the cloud refuses (quota, or a member EIP in use)".into()
-            }
-            CallEnd::WriteFailed => "the operator's writes before its call fail: no call".into(),
-            CallEnd::NotAdmitted => "the client-side rate has no place for the call: no writes, no call".into(),
-        },
-        Action::Operator(Op::Record) => "the operator records what followed".into(),
+        Action::Operator(Op::Call(i, end)) => {
+            let what = match end {
+                CallEnd::Answered => "writes, then calls the cloud, which answers",
+                CallEnd::AnswerLost => "writes, then calls; the cloud acts but the answer is lost",
+                CallEnd::NotSent => "writes, then calls; the call never reaches the cloud",
+                CallEnd::Refused => "writes, then calls; the cloud refuses (quota, or a member EIP in use)",
+                CallEnd::WriteFailed => "fails its writes before the call: no call",
+                CallEnd::NotAdmitted => "finds no place in the client-side rate: no writes, no call",
+                CallEnd::Throttled => "writes, then calls; the cloud throttles it with TimeLeft 86400 s",
+                CallEnd::CrashBetweenWrites => "makes the first of its two writes before the call, and crashes",
+            };
+            format!("for {}, the operator {what}", at(i))
+        }
+        Action::Operator(Op::Record(i)) => format!("the operator records what followed for {}", at(i)),
         Action::Operator(Op::Crash) => "the operator crashes before recording".into(),
         Action::Cloud(id) => format!("the cloud moves {id} along (visible, then Allocated, or gone after a release)"),
     }
@@ -124,8 +142,8 @@ fn tenant_story(hostile: &Hostile) -> String {
 }
 
 /// What the operator decided in a pass, for the story.
-fn decided(state: &State) -> String {
-    let Some(p) = &state.pass else { return String::new() };
+fn decided(state: &State, slot: usize) -> String {
+    let Some(p) = state.passes.iter().find(|p| p.slot == slot) else { return String::new() };
     let call = match &p.m.call {
         Some(eipsegment_operator::lifecycle::Call::Allocate(r)) if !p.called => {
             format!("allocate with token {}", r.client_token)
@@ -149,9 +167,9 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
         let Some(action) = action else { continue };
         println!("    {:>2}. {}", i + 1, story(model, action));
         if let Some((next, _)) = steps.get(i + 1)
-            && matches!(action, Action::Operator(Op::Pass(..) | Op::Call(_)))
+            && let Action::Operator(Op::Pass(slot, _) | Op::Call(slot, _)) = action
         {
-            let decision = decided(next);
+            let decision = decided(next, *slot);
             if !decision.is_empty() {
                 println!("{decision}");
             }
@@ -227,6 +245,15 @@ fn scenarios() -> Vec<Scenario> {
             .team_keys(ACCOUNT_B)
             .tenant(Tenant::permissive(None))
             .deeper(8),
+        scenario("throttling with any TimeLeft", 1, 0, vec![Delete]).throttling(),
+        scenario("a crash between the writes before a call", 1, 0, vec![Delete]).split_writes(),
+        scenario("a lagging cache and the client-side rate", 1, 0, vec![Delete]).stale_cache(),
+        scenario("an object removed with its finalizer stripped", 0, 0, vec![Delete, Strip]).stale_cache(),
+        scenario("a deposed replica and an heir", 1, 0, vec![Delete]).adopting().second_replica().deeper(8),
+        scenario("two objects reconciled at once from a lagging cache", 1, 0, vec![Delete])
+            .adopting()
+            .concurrent(2)
+            .deeper(8),
     ]
 }
 
@@ -246,6 +273,12 @@ fn scenarios_for(earlier: Earlier) -> &'static [&'static str] {
         Earlier::PolicyIgnored => {
             &["another namespace without credentials adopts and forges", "another namespace adopts what the team kept"]
         }
+        Earlier::UnboundedHint => &["throttling with any TimeLeft"],
+        Earlier::RefusalProvesAnywhere => &[],
+        Earlier::IdentityBeforeStatus => &["a crash between the writes before a call"],
+        Earlier::ForcedAfterConflict => &["a lagging cache and the client-side rate"],
+        Earlier::Unfenced => &["a deposed replica and an heir"],
+        Earlier::ActsForRemoved => &["an object removed with its finalizer stripped"],
     }
 }
 

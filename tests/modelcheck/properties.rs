@@ -81,10 +81,10 @@ pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
     if !deleting(s) {
         return true;
     }
-    // A pass under way completes first: its call may record the account the segment lives in.
+    // The passes under way complete first: a call may record the account the segment lives in.
     let mut c = s.clone();
     c.faults_left = 0;
-    let Some(mut c) = repaired(m, finish_pass(m, c)) else { return true };
+    let Some(mut c) = repaired(m, finish_passes(m, c)) else { return true };
     for _ in 0..ROUNDS {
         if !deleting(&c) {
             return true;
@@ -96,6 +96,8 @@ pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
 }
 
 const ROUNDS: usize = 12;
+/// The time a round takes: an object paused longer by a throttling hint sits it out.
+const ROUND_SECONDS: u64 = 60;
 
 fn deleting(s: &State) -> bool {
     s.objects.iter().any(|o| o.exists && o.deleting)
@@ -132,12 +134,20 @@ fn round(m: &Model, mut c: State) -> State {
         c.secret.exists = true;
         c.secret.deleting = false;
     }
-    c = finish_pass(m, c);
+    c = finish_passes(m, c);
+    // The watch delivers: the cache catches up.
+    for slot in 0..c.cache.len() {
+        m.apply(&mut c, &Action::Watch(slot));
+    }
     for slot in 0..c.objects.len() {
-        if c.objects[slot].exists {
+        let paused = c.paused.get(&slot).is_some_and(|left| *left > ROUND_SECONDS);
+        if c.objects[slot].exists && !paused {
             m.apply(&mut c, &Action::Operator(Op::Pass(slot, LookFault::None)));
-            c = finish_pass(m, c);
+            c = finish_passes(m, c);
         }
+    }
+    for left in c.paused.values_mut() {
+        *left = left.saturating_sub(ROUND_SECONDS);
     }
     let ids: Vec<String> = c.cloud.segments.keys().cloned().collect();
     for id in ids {
@@ -146,12 +156,11 @@ fn round(m: &Model, mut c: State) -> State {
     c
 }
 
-fn finish_pass(m: &Model, mut c: State) -> State {
-    for _ in 0..2 {
-        let op = match &c.pass {
-            None => return c,
-            Some(p) if p.m.call.is_some() && !p.called => Op::Call(CallEnd::Answered),
-            Some(_) => Op::Record,
+fn finish_passes(m: &Model, mut c: State) -> State {
+    while let Some(p) = c.passes.first() {
+        let op = match p.m.call.is_some() && !p.called {
+            true => Op::Call(p.slot, CallEnd::Answered),
+            false => Op::Record(p.slot),
         };
         m.apply(&mut c, &Action::Operator(op));
     }
