@@ -7,7 +7,8 @@
 //!
 //! Each scenario bounds the faults and user edits; within those budgets the search is exhaustive
 //! (every reachable state) unless `MODELCHECK_DEPTH` (default 40) cuts it first. `make modelcheck`
-//! raises every budget by `MODELCHECK_BUDGET`. A violation is printed as a story, step by step.
+//! raises every budget by `MODELCHECK_BUDGET`; `MODELCHECK_SCENARIO` runs only the scenarios whose
+//! name holds its text. A violation is printed as a story, step by step.
 
 mod model;
 mod properties;
@@ -100,7 +101,7 @@ fn story(m: &Model, action: &Action) -> String {
         Action::User(User::Adopt(id)) => format!("the user creates team/seg1 adopting {id} with deletionPolicy Delete"),
         Action::User(User::Tenant(hostile)) => tenant_story(hostile),
         Action::User(User::Strip(i)) => format!("the user strips {}'s finalizer by hand and deletes it: it is gone", at(i)),
-        Action::Watch(i) => format!("the operator's cache catches up with {}", at(i)),
+        Action::Watch => "the watch delivers: the operator's cache catches up".into(),
         Action::Depose => "the Lease passes to a new replica; the old one runs on with the cache it has".into(),
         Action::Stale(i) => format!("the deposed replica reconciles {} from its cache, on its own clock", at(i)),
         Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles {}", at(i)),
@@ -172,6 +173,8 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
             let decision = decided(next, *slot);
             if !decision.is_empty() {
                 println!("{decision}");
+            } else if let Action::Operator(Op::Call(_, CallEnd::Answered | CallEnd::AnswerLost)) = action {
+                println!("    its write before the call meets a changed or gone object: no call");
             }
         }
         let _ = state;
@@ -249,8 +252,8 @@ fn scenarios() -> Vec<Scenario> {
         scenario("a crash between the writes before a call", 1, 0, vec![Delete]).split_writes(),
         scenario("a lagging cache and the client-side rate", 1, 0, vec![Delete]).stale_cache(),
         scenario("an object removed with its finalizer stripped", 0, 0, vec![Delete, Strip]).stale_cache(),
-        scenario("a deposed replica and an heir", 1, 0, vec![Delete]).adopting().second_replica().deeper(8),
-        scenario("two objects reconciled at once from a lagging cache", 1, 0, vec![Delete])
+        scenario("a deposed replica", 1, 0, vec![Delete]).second_replica(),
+        scenario("two objects reconciled at once from a lagging cache", 0, 0, vec![Delete])
             .adopting()
             .concurrent(2)
             .deeper(8),
@@ -277,7 +280,7 @@ fn scenarios_for(earlier: Earlier) -> &'static [&'static str] {
         Earlier::RefusalProvesAnywhere => &[],
         Earlier::IdentityBeforeStatus => &["a crash between the writes before a call"],
         Earlier::ForcedAfterConflict => &["a lagging cache and the client-side rate"],
-        Earlier::Unfenced => &["a deposed replica and an heir"],
+        Earlier::Unfenced => &["a deposed replica"],
         Earlier::ActsForRemoved => &["an object removed with its finalizer stripped"],
     }
 }
@@ -347,8 +350,10 @@ fn main() {
     let depth = env("MODELCHECK_DEPTH", 40);
     let threads = env("MODELCHECK_THREADS", 2);
     let mut failed = false;
+    // Only the scenarios whose name holds this text, when it is given.
+    let only = std::env::var("MODELCHECK_SCENARIO").unwrap_or_default();
     println!("model checking the lifecycle core to depth {depth} with {threads} threads");
-    for scenario in scenarios() {
+    for scenario in scenarios().into_iter().filter(|s| s.name.contains(&only)) {
         let name = scenario.name;
         let deep = depth + scenario.extra_depth;
         let (run, found, model) = check(Model { scenario, rules: Rules::Current }, deep, threads, false);
@@ -366,7 +371,7 @@ fn main() {
         }
     }
     for earlier in Earlier::ALL {
-        for name in scenarios_for(earlier) {
+        for name in scenarios_for(earlier).iter().filter(|name| name.contains(&only)) {
             failed |= !finds(earlier, name, depth, threads);
         }
     }

@@ -175,7 +175,8 @@ pub struct State {
     pub cloud: Cloud,
     /// The passes under way, by slot: never two of one object.
     pub passes: Vec<InFlight>,
-    /// The objects as the operator's cache shows them; empty: the cache never lags.
+    /// The objects as the operator's cache shows them (the cluster as it was when the watch last
+    /// delivered); empty: the cache never lags.
     pub cache: Vec<Obj>,
     /// The cache of a replica that lost the Lease and runs on, once there is one.
     pub deposed: Option<Vec<Obj>>,
@@ -352,8 +353,9 @@ pub enum Action {
     User(User),
     Operator(Op),
     Cloud(String),
-    /// The operator's cache catches up with the object in this slot.
-    Watch(usize),
+    /// The watch delivers what changed since the operator's cache last caught up: one stream
+    /// for the kind, in order, so the cache shows the cluster as it was at some moment.
+    Watch,
     /// The Lease passes to another replica (the operator of `Op`); the old one keeps its cache.
     Depose,
     /// The deposed replica reconciles the object in this slot from its cache, on its own clock.
@@ -526,10 +528,8 @@ impl Model {
         self.tenant_actions(s, out);
         self.operator_actions(s, out);
         self.replica_actions(s, out);
-        for (slot, cached) in s.cache.iter().enumerate() {
-            if *cached != s.objects[slot] {
-                out.push(Action::Watch(slot));
-            }
+        if !s.cache.is_empty() && s.cache != s.objects {
+            out.push(Action::Watch);
         }
         for (id, seg) in &s.cloud.segments {
             if !seg.visible || seg.status != SegmentStatus::Allocated {
@@ -677,7 +677,7 @@ impl Model {
             Action::User(u) => self.user(s, u),
             Action::Operator(op) => self.operator(s, op),
             Action::Cloud(id) => settle(&mut s.cloud, id),
-            Action::Watch(slot) => s.cache[*slot] = s.objects[*slot].clone(),
+            Action::Watch => s.cache.clone_from(&s.objects),
             Action::Depose => s.deposed = Some(self.view(s).to_vec()),
             Action::Stale(slot) => self.stale_pass(s, *slot),
         }
@@ -914,9 +914,6 @@ impl Model {
         }
         let Some(at) = s.passes.iter().position(|p| p.slot == slot) else { return };
         let mut p = s.passes.remove(at);
-        if end == CallEnd::WriteFailed || !self.may_call(s, &p) {
-            return;
-        }
         // Right before the call, the other objects naming the segment are looked at again (in the
         // cache): one that appeared since the decision makes the pass decide again.
         if let Some((id, seen)) = &p.claims
@@ -924,12 +921,16 @@ impl Model {
         {
             return;
         }
+        // The client-side rate is asked before any write.
         if end == CallEnd::NotAdmitted {
             let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
             p.m = self.decide(s, &with(self.view(s), slot, &p.read), slot, LookFault::None, Some(&outcome)).m;
             (p.called, p.outcome) = (true, Some(outcome));
             s.passes.push(p);
             s.passes.sort_by_key(|p| p.slot);
+            return;
+        }
+        if end == CallEnd::WriteFailed || !self.may_call(s, &p) {
             return;
         }
         if end == CallEnd::CrashBetweenWrites {
@@ -1029,13 +1030,16 @@ impl Model {
     }
 
     /// A release its object must not make: not deleted with Delete in force, of a segment it
-    /// neither allocated nor adopts, or of one another live object of its namespace wants.
+    /// neither allocated nor adopts, or of one another live object of its namespace wants. An
+    /// object created after the leader's cache last caught up is not one it can know of: the glue
+    /// looks at claims in the cache, even right before a call.
     fn premature(&self, s: &State, slot: usize, id: &str) -> bool {
         let o = &s.objects[slot];
         let wanted = o.deleting && self.releases_on_deletion(o);
         let owner = s.cloud.allocated_by.get(id) == Some(&slot) || o.spec.segment_instance_id.as_deref() == Some(id);
         let heir = |other: &Obj| other.exists && !other.deleting && other.namespace == o.namespace && wants(other, id);
-        let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && heir(other));
+        let known = |i: usize| s.cache.get(i).is_none_or(|cached| cached.exists);
+        let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && heir(other) && known(i));
         !wanted || !owner || another
     }
 

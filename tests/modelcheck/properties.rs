@@ -136,8 +136,8 @@ fn round(m: &Model, mut c: State) -> State {
     }
     c = finish_passes(m, c);
     // The watch delivers: the cache catches up.
-    for slot in 0..c.cache.len() {
-        m.apply(&mut c, &Action::Watch(slot));
+    if !c.cache.is_empty() {
+        m.apply(&mut c, &Action::Watch);
     }
     for slot in 0..c.objects.len() {
         let paused = c.paused.get(&slot).is_some_and(|left| *left > ROUND_SECONDS);
