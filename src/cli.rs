@@ -12,6 +12,7 @@ use crate::cloud::sts::StsConfig;
 use crate::cloud::{ClientConfig, ReadOnlyVpc, VpcClient, credentials};
 use crate::controller::Timings;
 use crate::controller::{self, Context, SecretCredentials, WatchScope};
+use crate::fence::Fence;
 use crate::leadership::{self, LeaseConfig};
 use crate::poller::{Poller, PollerConfig};
 use crate::proof;
@@ -132,6 +133,11 @@ pub struct RunArgs {
     /// starts at one second and doubles, with jitter.
     #[arg(long, env = "EIPSEG_TRANSIENT_RETRY_MAX_SECONDS", default_value_t = 120.0)]
     pub transient_retry_max_seconds: f64,
+    /// Seconds the cloud is taken to remember a ClientToken's answer: a refusal of a pending
+    /// allocation's replay proves nothing was created only within this time of the first request.
+    /// Shorter is safer (such a refusal then leaves the object for a person to resolve).
+    #[arg(long, env = "EIPSEG_TOKEN_MEMORY_SECONDS", default_value_t = 3600.0)]
+    pub token_memory_seconds: f64,
     /// First retry after a blocked release (doubles up to 10 minutes).
     #[arg(long, env = "EIPSEG_BLOCKED_RETRY_SECONDS", default_value_t = 30.0)]
     pub blocked_retry_seconds: f64,
@@ -281,10 +287,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     context.tenancy = tenancy;
     let scope = WatchScope { namespaces: args.namespaces.clone(), concurrency: args.concurrency };
-    let ctx = Arc::new(context);
     if args.leader_elect {
-        return run_as_leader(&args, client, ctx, scope, woken, metrics).await;
+        let lease = lease_config(&args);
+        let fence = Arc::new(Fence::new(client.clone(), &lease, metrics.clone()));
+        context.fence = Some(fence.clone());
+        return run_as_leader(lease, fence, client, Arc::new(context), scope, woken, metrics).await;
     }
+    let ctx = Arc::new(context);
     metrics.leader.set(1);
     controller::run(ctx, scope, woken, termination()).await;
     tracing::info!("stopped");
@@ -305,6 +314,7 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
         blocked_base: seconds(args.blocked_retry_seconds)?,
         terminal_base: seconds(args.terminal_retry_seconds)?,
         transient_max: seconds(args.transient_retry_max_seconds)?,
+        token_memory: seconds(args.token_memory_seconds)?,
         ..Timings::default()
     })
 }
@@ -340,23 +350,28 @@ fn quota_settings(args: &RunArgs) -> QuotaSettings {
     }
 }
 
+fn lease_config(args: &RunArgs) -> LeaseConfig {
+    LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: leadership::default_identity(),
+        duration: Duration::from_secs(args.lease_duration_seconds),
+        grace: Duration::from_secs(args.lease_grace_seconds),
+    }
+}
+
 /// With leader election: a standby is healthy and ready while it waits; the holder reconciles
-/// until terminated or until it loses the lease, then gives the lease up at once.
+/// until terminated, until it loses the lease, or until the apiserver refuses its fence. It then
+/// gives the lease up at once, unless the apiserver said the lease is another's.
 async fn run_as_leader(
-    args: &RunArgs,
+    lease: LeaseConfig,
+    fence: Arc<Fence>,
     client: kube::Client,
     ctx: Arc<Context>,
     scope: WatchScope,
     woken: tokio::sync::mpsc::UnboundedReceiver<crate::poller::WakeTarget>,
     metrics: Arc<Metrics>,
 ) -> Result<(), RunError> {
-    let lease = LeaseConfig {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: leadership::default_identity(),
-        duration: Duration::from_secs(args.lease_duration_seconds),
-        grace: Duration::from_secs(args.lease_grace_seconds),
-    };
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the lease");
     let mut leadership = tokio::select! {
@@ -364,6 +379,9 @@ async fn run_as_leader(
         _ = termination() => return Ok(()),
     };
     tracing::info!(identity = %lease.identity, "holding the lease; reconciling");
+    if let Err(e) = fence.arm().await {
+        tracing::warn!(error = %crate::error_chain(&e), "could not prepare the lease for fencing");
+    }
     metrics.leader.set(1);
     metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
@@ -375,17 +393,19 @@ async fn run_as_leader(
         }
         leadership
     });
+    let deposed = fence.clone();
     let shutdown = async move {
         tokio::select! {
             _ = termination() => tracing::info!("terminating"),
             _ = lost_rx => tracing::warn!("lease lost; stopping"),
+            _ = deposed.deposed() => tracing::warn!("the apiserver refused the fence: the lease is another's; stopping"),
         }
     };
     controller::run(ctx, scope, woken, shutdown).await;
     metrics.leader.set(0);
     let _ = stop_tx.send(());
     if let Ok(leadership) = watcher.await {
-        leadership.release().await;
+        leadership.release(&fence).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -11,6 +11,8 @@ use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::fence::Fence;
+
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
     pub name: String,
@@ -88,13 +90,21 @@ impl Leadership {
         }
     }
 
-    /// Gives the lease up so that a standby takes over without waiting for it to expire.
-    pub async fn release(self) {
+    /// Gives the lease up so that a standby takes over without waiting for it to expire. The
+    /// manager's own release trusts its view of the Lease, which a replica deposed without noticing
+    /// still holds: it would clear its successor's hold. The fence clears it only while the
+    /// apiserver says it is this replica's.
+    pub async fn release(self, fence: &Fence) {
+        self.task.abort();
+        let _ = self.task.await;
         drop(self.held);
-        match self.task.await {
-            Ok(Ok(_)) => tracing::info!("lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
-            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        if fence.is_deposed() {
+            tracing::info!("the lease is another's; nothing to release");
+            return;
+        }
+        match fence.give_up().await {
+            Ok(()) => tracing::info!("lease released"),
+            Err(e) => tracing::info!(reason = %e, "lease not released"),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod cli;
 pub mod cloud;
 pub mod controller;
+pub mod fence;
 pub mod leadership;
 pub mod poller;
 pub mod proof;

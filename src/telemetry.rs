@@ -39,6 +39,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionLabels {
     pub region: String,
 }
@@ -90,6 +95,9 @@ pub struct Metrics {
     release_seconds: Histogram,
     /// 1 while this replica holds the lease (or runs without leader election).
     pub leader: Gauge,
+    fence_proofs: Counter,
+    fence_refusals: Family<ReasonLabels, Counter>,
+    fence_proof_seconds: Histogram,
     /// Set once the watch has listed every object.
     pub ready: AtomicBool,
     census: Arc<OnceLock<Arc<dyn Census>>>,
@@ -126,6 +134,20 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica reconciles (holds the lease)", leader.clone());
+        let fence_proofs = Counter::default();
+        registry.register(
+            "fence_proofs",
+            "Lease writes that proved this replica the holder right before a mutating cloud call",
+            fence_proofs.clone(),
+        );
+        let fence_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "fence_refusals",
+            "Mutating cloud calls not sent because the holder was not proven (deposed, unconfirmed)",
+            fence_refusals.clone(),
+        );
+        let fence_proof_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register("fence_proof_duration_seconds", "Duration of one fence proof", fence_proof_seconds.clone());
         let census = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(CensusCollector(census.clone())));
         Metrics {
@@ -139,6 +161,9 @@ impl Default for Metrics {
             objects_ready,
             release_seconds,
             leader,
+            fence_proofs,
+            fence_refusals,
+            fence_proof_seconds,
             ready: AtomicBool::new(false),
             census,
         }
@@ -156,6 +181,18 @@ impl Metrics {
 
     pub fn release_confirmed(&self, after: Duration) {
         self.release_seconds.observe(after.as_secs_f64());
+    }
+
+    pub fn fence_proven(&self) {
+        self.fence_proofs.inc();
+    }
+
+    pub fn fence_refused(&self, reason: &str) {
+        self.fence_refusals.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    pub fn fence_proof_took(&self, elapsed: Duration) {
+        self.fence_proof_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// Where the object gauges come from; the first source given stays.

@@ -650,6 +650,34 @@ fn a_pending_allocations_segment_is_possibly_its_objects() {
     assert!(clean.row(&answer).contains("possibly the pending allocation"), "{}", clean.stdout);
 }
 
+/// The cloud's clock ten minutes behind the cluster's: the segment a pending allocation created
+/// carries a CreationTime well before its object's marker. The audit measures the two clocks (the
+/// cloud's answers are dated) and still sees the segment as possibly that allocation's, never as
+/// one to release.
+#[test]
+fn a_pending_allocations_segment_stays_its_objects_when_the_clouds_clock_runs_behind() {
+    let (_serial, c) = start();
+    let sim = Simulator::start(&["--clock-offset-seconds=-600"]);
+    let ns = c.namespace("audit-skew");
+    c.apply(&segment_yaml(&ns, "pending", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let uid = c.get(&ns, "pending").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    let token = format!("alloc-{uid}");
+    let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
+    c.patch_status(&ns, "pending", &marker);
+    let answer = allocate(&sim, "cn-hangzhou", &token);
+    let created = sim.segment(&answer).unwrap()["creationTime"].as_str().unwrap().to_string();
+    assert!(created < requested_at, "the cloud dates it {created}, before the marker {requested_at}");
+
+    let table = audit(c, &sim, &[]);
+    assert_eq!(table.code, 0, "{}\n{}", table.stdout, table.stderr);
+    assert!(
+        table.row(&answer).contains(&format!("possibly the pending allocation of {ns}/pending")),
+        "{}",
+        table.stdout
+    );
+}
+
 /// No EipSegment names a region: nothing to audit.
 fn assert_nothing_to_audit_is_2(c: &Cluster, sim: &Simulator) {
     let none = audit(c, sim, &[]);

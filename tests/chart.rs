@@ -233,6 +233,7 @@ const TUNING: &[(&str, &str, &str)] = &[
     ("blockedRetrySeconds", "45", "--blocked-retry-seconds"),
     ("terminalRetrySeconds", "300", "--terminal-retry-seconds"),
     ("callTimeoutSeconds", "7.5", "--call-timeout-seconds"),
+    ("tokenMemorySeconds", "900", "--token-memory-seconds"),
 ];
 
 /// Every quota value set, with the flag each becomes.
@@ -250,6 +251,7 @@ const ALL_TUNING: &[&str] = &[
     "json:tuning.blockedRetrySeconds=45",
     "json:tuning.terminalRetrySeconds=300",
     "json:tuning.callTimeoutSeconds=7.5",
+    "json:tuning.tokenMemorySeconds=900",
     "tuning.releaseQuota=30/60",
     "tuning.allocateQuota=120/60",
     "tuning.describeQuota=15/1",
@@ -985,6 +987,7 @@ fn tuning_values_become_flags_exactly_when_set() {
         run.blocked_retry_seconds,
         run.terminal_retry_seconds,
         run.cloud.call_timeout_seconds,
+        run.token_memory_seconds,
     ];
     let given: Vec<f64> = TUNING.iter().map(|(_, value, _)| value.parse().unwrap()).collect();
     assert_eq!(parsed.to_vec(), given);

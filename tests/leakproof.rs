@@ -475,6 +475,95 @@ fn a_pending_allocation_is_never_replayed_in_another_account() {
     assert!(segments_in(&sim, ACCOUNT).is_empty() && segments_in(&sim, OTHER_ACCOUNT).is_empty());
 }
 
+/// A pending allocation's replay sent to another endpoint (another region's, or a private one) is
+/// refused there as invalid: that refusal answers another request than the one that created the
+/// segment. The object stays and says why; once the operator reaches the first endpoint again, the
+/// replay learns the segment and releases it.
+#[test]
+fn a_replay_refused_at_another_endpoint_proves_nothing() {
+    let c = Cluster::shared();
+    let ns = c.namespace("replayelsewhere");
+    let sim = Simulator::start(&[]);
+    let elsewhere = Simulator::start(&["--regions", "cn-beijing"]);
+    let mut op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    let held = lose_the_allocation_answer(c, &sim, &mut op, &ns, "web");
+    let first = c.get(&ns, "web").unwrap()["status"]["allocationRequest"].clone();
+    assert!(first.as_str().is_some_and(|r| r.contains(&sim.url)), "the first request is on record: {first}");
+    delete_now(c, &ns, "web");
+
+    let mut astray = Operator::start(c, &elsewhere, &ns, &[]);
+    let refused = with_error(c, &ns, "web", "InvalidRegion.NotSupport");
+    let message = refused["status"]["lastError"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("is not the first request") && message.contains("release it by hand"), "{message}");
+    let obj = stays(c, &ns, "web", Duration::from_secs(3));
+    assert!(obj["status"]["allocationRequestedAt"].is_string(), "the pending marker went: {}", obj["status"]);
+    assert_eq!(obj["status"]["allocationRequest"], first, "the first request stays on record");
+    assert!(allocations(&elsewhere).is_empty());
+
+    astray.kill();
+    op.start_again();
+    wait_gone(c, &ns, "web");
+    assert_eq!(releases_accepted(&sim, &held), 1, "the first request's segment is released");
+    assert!(segments_in(&sim, ACCOUNT).is_empty());
+}
+
+/// An admission policy that refuses every status write to `ns/name`: the first of a pass's two writes
+/// fails, as if the operator crashed between them. Removed when dropped.
+struct StatusRefused<'c> {
+    c: &'c Cluster,
+    name: String,
+}
+
+impl<'c> StatusRefused<'c> {
+    fn on(c: &'c Cluster, ns: &str, name: &str) -> StatusRefused<'c> {
+        let policy = format!("refuse-status-{ns}");
+        c.apply(&format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {{name: {policy}}}\n\
+             spec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - {{apiGroups: [eipsegment.io], \
+             apiVersions: ['*'], operations: [UPDATE], resources: [eipsegments/status]}}\n  validations:\n  \
+             - {{expression: \"object.metadata.namespace != '{ns}' || object.metadata.name != '{name}'\", \
+             message: status writes refused by the test}}\n---\napiVersion: admissionregistration.k8s.io/v1\n\
+             kind: ValidatingAdmissionPolicyBinding\nmetadata: {{name: {policy}}}\nspec: {{policyName: {policy}, \
+             validationActions: [Deny]}}\n"
+        ))
+        .unwrap();
+        StatusRefused { c, name: policy }
+    }
+}
+
+impl Drop for StatusRefused<'_> {
+    fn drop(&mut self) {
+        for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+            self.c.kubectl(&["delete", kind, &self.name, "--ignore-not-found"]);
+        }
+    }
+}
+
+/// A pass's writes are split: status goes first, then the identity annotations. When the status
+/// write fails (or the operator dies before it lands), no annotation is ahead of status, so
+/// nothing reads as a restored pending allocation: the object, deleted before any call went out,
+/// goes without the cloud ever being asked to allocate.
+#[test]
+fn a_write_cut_before_the_status_leaves_nothing_that_allocates_on_deletion() {
+    let c = Cluster::shared();
+    let ns = c.namespace("splitwrite");
+    let sim = Simulator::start(&[]);
+    let refused = StatusRefused::on(c, &ns, "web");
+    let _op = Operator::start(c, &sim, &ns, &[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
+    // Passes come and fail at their first write; none goes further.
+    eventually("the finalizer", T, || c.get(&ns, "web").filter(|o| !finalizers(o).is_empty()));
+    let obj = stays(c, &ns, "web", Duration::from_secs(4));
+    assert_eq!(annotation(&obj, "eipsegment.io/allocation-token"), None, "annotations ahead of status");
+    delete_now(c, &ns, "web");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(refused);
+    wait_gone(c, &ns, "web");
+    assert_eq!(calls(&sim, ALLOCATE), 0, "a deleted object that never sent a call allocated: {:?}", history(&sim));
+    assert!(segments_in(&sim, ACCOUNT).is_empty());
+}
+
 // ---- 2. absence proven ----
 
 #[test]

@@ -371,12 +371,13 @@ impl Census for NoObjects {
 }
 
 /// Every metric the operator serves, as scraped: counters with their `_total`. A family shows once
-/// it has a series: one call, throttled, and one reconcile give each a series.
+/// it has a series: one call, throttled, one reconcile and one fence refusal give each a series.
 fn served_metrics() -> BTreeSet<String> {
     let metrics = Metrics::default();
     metrics.count_with(std::sync::Arc::new(NoObjects));
     metrics.observe(Action::DescribeEipSegment, "cn-hangzhou", "Throttling.User", true, std::time::Duration::ZERO);
     metrics.reconciled("success");
+    metrics.fence_refused("deposed");
     let text = metrics.encode();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -18,7 +18,7 @@ EXECUTABLES := target/test/executables.tsv
 # Suites by what they need besides the build.
 ALONE := modelcheck properties signer_vectors cloud_simulator simulator_accounts poller rrsa \
 	sdk_crosscheck reference
-ON_CONTROL_PLANE := e2e admission gitops leakproof restores tenants audit chaos bench
+ON_CONTROL_PLANE := e2e admission gitops leakproof restores tenants audit chaos bench fencing
 SUITES := $(ALONE) $(ON_CONTROL_PLANE) workspace chart monitoring node argocd argocd_health
 MATRIX_SUITES := e2e admission gitops
 

@@ -305,6 +305,11 @@ pub struct EipSegmentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub allocation_requested_at: Option<String>,
+    /// The request the pending allocation stands for: the account and endpoint it was sent to and
+    /// its parameters. A refusal of a replay proves that nothing was created only when it answers
+    /// this same request while the cloud still remembers the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_request: Option<String>,
     /// ClientToken of ReleaseEipSegmentAddress, derived from the object's UID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_token: Option<String>,

@@ -12,8 +12,9 @@ use crate::crd::{EipSegment, EipSegmentStatus};
 use crate::lifecycle::identity::Identity;
 use crate::proof::IdentityKey;
 
-/// How far the cloud's clock may run behind the cluster's: a segment created up to this long
-/// before a pending allocation's marker may still be the answer to it.
+/// How far the cloud's clock may run behind the cluster's beyond what its answers' dates show: a
+/// segment created up to this long (plus the measured difference) before a pending allocation's
+/// marker may still be the answer to it.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

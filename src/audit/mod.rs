@@ -78,11 +78,19 @@ pub async fn run(
     for region in regions {
         let findings = list_region(vpc, &region)
             .await
-            .map(|segments| classify(&account, &region, &claims, &segments, CLOCK_SKEW))
+            .map(|segments| classify(&account, &region, &claims, &segments, skew(vpc.cloud_clock_offset())))
             .map_err(|e| crate::error_chain(&e));
         outcomes.push((region, findings));
     }
     Ok(Report::new(&account, outcomes))
+}
+
+/// The allowance between a pending marker (the operator's clock) and a segment's CreationTime (the
+/// cloud's): the usual drift, widened by however far apart the cloud's last answer showed the two
+/// clocks, either way (the audit runs where the operator's clock is taken to be, in the cluster).
+fn skew(cloud_clock_offset: Option<chrono::TimeDelta>) -> std::time::Duration {
+    let measured = cloud_clock_offset.map(|o| o.abs().to_std().unwrap_or_default()).unwrap_or_default();
+    CLOCK_SKEW + measured
 }
 
 /// The regions asked for, else every region an object names; in order, once each.

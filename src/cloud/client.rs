@@ -91,6 +91,9 @@ pub struct VpcClient {
     /// never changes account.
     accounts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     asking: Arc<tokio::sync::Mutex<()>>,
+    /// How far the cloud's clock ran from this host's at its last answer (its `Date` header), in
+    /// seconds, cloud minus host; `i64::MIN` until an answer carried one.
+    cloud_clock_offset: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl VpcClient {
@@ -120,7 +123,15 @@ impl VpcClient {
             quotas: Quotas::default(),
             accounts: Arc::default(),
             asking: Arc::default(),
+            cloud_clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         })
+    }
+
+    /// How far the cloud's clock runs ahead of this host's (negative: behind), as its last answer
+    /// dated it; to the second at best.
+    pub fn cloud_clock_offset(&self) -> Option<chrono::TimeDelta> {
+        let seconds = self.cloud_clock_offset.load(std::sync::atomic::Ordering::Relaxed);
+        (seconds != i64::MIN).then(|| chrono::TimeDelta::seconds(seconds))
     }
 
     /// The same client (connection pool, endpoint, observer) acting with other credentials.
@@ -421,6 +432,9 @@ impl VpcClient {
             .map_err(|e| self.transport_error(action, e))?;
         let status = response.status().as_u16();
         let retry_after = throttle_hint(response.headers());
+        if let Some(offset) = clock_offset(response.headers(), Utc::now()) {
+            self.cloud_clock_offset.store(offset.num_seconds(), std::sync::atomic::Ordering::Relaxed);
+        }
         let bytes = response.bytes().await.map_err(|e| self.transport_error(action, e))?;
         let answer = read_answer(action, status, retry_after, &bytes);
         if let Err(e) = &answer {
@@ -443,6 +457,13 @@ impl VpcClient {
             CloudError::Transport { action, source: e }
         }
     }
+}
+
+/// The answer's `Date` (RFC 7231, as RFC 2822 reads it) less `now`.
+fn clock_offset(headers: &reqwest::header::HeaderMap, now: chrono::DateTime<Utc>) -> Option<chrono::TimeDelta> {
+    let date = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let dated = chrono::DateTime::parse_from_rfc2822(date).ok()?;
+    Some(dated.with_timezone(&Utc) - now)
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -646,5 +667,16 @@ mod tests {
         h.insert("x-ratelimit-user-api", "Limit:60,Remain:0,TimeLeft:1500,Reset:1".parse().unwrap());
         assert_eq!(throttle_hint(&h), Some(Duration::from_millis(1500)));
         assert_eq!(throttle_hint(&reqwest::header::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_clouds_clock_is_read_from_its_date_header() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T00:10:51Z").unwrap().with_timezone(&Utc);
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::DATE, "Mon, 07 Dec 2026 00:00:51 GMT".parse().unwrap());
+        assert_eq!(clock_offset(&h, now), Some(chrono::TimeDelta::seconds(-600)));
+        h.insert(reqwest::header::DATE, "yesterday".parse().unwrap());
+        assert_eq!(clock_offset(&h, now), None);
+        assert_eq!(clock_offset(&reqwest::header::HeaderMap::new(), now), None);
     }
 }

@@ -20,6 +20,11 @@ impl ReadOnlyVpc {
         self.client.account().await
     }
 
+    /// How far the cloud's clock runs ahead of this host's, as its last answer dated it.
+    pub fn cloud_clock_offset(&self) -> Option<chrono::TimeDelta> {
+        self.client.cloud_clock_offset()
+    }
+
     /// One page of the region's segments; only a whole, consistent answer is a page.
     pub async fn segment_page(
         &self,

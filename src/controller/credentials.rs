@@ -8,6 +8,7 @@ use kube::api::Api;
 
 use crate::cloud::credentials::{Credentials as Keys, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
 use crate::cloud::credentials::{Secret, StaticCredentials};
+use crate::cloud::model::Action;
 use crate::cloud::{CloudError, VpcClient};
 use crate::lifecycle::{Credentials, Problem, Source, SourceChoice};
 
@@ -27,7 +28,8 @@ pub struct Resolved {
     pub secret: Option<KubeSecret>,
 }
 
-pub async fn resolve(ctx: &super::Context, namespace: &str, choice: &SourceChoice) -> Resolved {
+/// The credentials `choice` names for an object of `namespace` in `region`.
+pub async fn resolve(ctx: &super::Context, namespace: &str, region: &str, choice: &SourceChoice) -> Resolved {
     let (source, found) = match choice {
         SourceChoice::Exactly(source) => (source.clone(), read(ctx, namespace, source).await),
         SourceChoice::NamespaceDefaultOrOperator => match &ctx.secret_credentials {
@@ -46,12 +48,13 @@ pub async fn resolve(ctx: &super::Context, namespace: &str, choice: &SourceChoic
         Ok((client, secret)) => {
             let account = client.account().await.map_err(|e| problem_of(&e));
             let terminating = secret.as_ref().is_some_and(|s| s.metadata.deletion_timestamp.is_some());
-            Resolved { fact: Credentials { source, account, terminating }, client: Some(client), secret }
+            let endpoint = client.endpoint(Action::AllocateEipSegmentAddress, region);
+            Resolved { fact: Credentials { source, account, terminating, endpoint }, client: Some(client), secret }
         }
         Err(missing) => {
             let problem = problem_of(&CloudError::Credentials(missing.to_string()));
             Resolved {
-                fact: Credentials { source, account: Err(problem), terminating: false },
+                fact: Credentials { source, account: Err(problem), terminating: false, endpoint: String::new() },
                 client: None,
                 secret: None,
             }

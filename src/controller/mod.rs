@@ -27,6 +27,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
 use crate::cloud::VpcClient;
+use crate::fence::{Fence, Refusal};
 use crate::lifecycle::Allowance;
 use crate::poller::{Poller, WakeTarget};
 use crate::proof::IdentityKey;
@@ -48,6 +49,8 @@ pub enum Error {
     MissingMetadata(&'static str),
     #[error(transparent)]
     Unreadable(#[from] cache::Unreadable),
+    #[error("the cloud call was not sent")]
+    Fenced(#[source] Refusal),
 }
 
 pub struct Context {
@@ -67,6 +70,8 @@ pub struct Context {
     /// The tenancy policy, and the namespaces' labels its rules select by (watched only then).
     pub tenancy: Tenancy,
     pub namespace_labels: Option<reflector::Store<Namespace>>,
+    /// With leader election: what proves this replica the holder before each mutating call.
+    pub fence: Option<Arc<Fence>>,
     /// The objects queued for a place within the client-side quotas.
     queues: Arc<Queues>,
     /// Per-object backoff and gauges, keyed by UID.
@@ -121,6 +126,7 @@ impl Context {
             identity,
             tenancy: Tenancy::default(),
             namespace_labels: None,
+            fence: None,
             stores: RwLock::default(),
         }
     }
@@ -129,6 +135,16 @@ impl Context {
     pub(crate) fn allowance(&self, namespace: &str) -> Allowance {
         let labels = self.namespace_labels.as_ref().and_then(|store| store.get(&ObjectRef::new(namespace)));
         self.tenancy.allowance(namespace, labels.as_ref().map(|ns| ns.labels()))
+    }
+
+    /// Sends `call` (a mutating cloud call, not yet sent) only once the fence, if any, proves this
+    /// replica the holder. A call not sent is as a crash after the write-ahead record: the next
+    /// pass, or the next leader, learns from the cloud what it did.
+    pub(crate) async fn fenced<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, Error> {
+        if let Some(fence) = &self.fence {
+            fence.prove().await.map_err(Error::Fenced)?;
+        }
+        Ok(call.await)
     }
 
     /// Every cached object that passes `keep`.

@@ -27,6 +27,8 @@ pub struct Timings {
     pub blocked_max: Duration,
     pub terminal_base: Duration,
     pub terminal_max: Duration,
+    /// How long the cloud is taken to remember a ClientToken's answer.
+    pub token_memory: Duration,
 }
 
 impl Default for Timings {
@@ -40,6 +42,7 @@ impl Default for Timings {
             blocked_max: Duration::from_secs(600),
             terminal_base: Duration::from_secs(120),
             terminal_max: Duration::from_secs(1800),
+            token_memory: Duration::from_secs(3600),
         }
     }
 }

@@ -54,6 +54,9 @@ pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
     }
 }
 
+/// How many times a pass tries to record a sent call's outcome on an object that keeps changing.
+const RECORD_ATTEMPTS: u32 = 5;
+
 /// How soon a pass whose object changed under it is made again.
 const CHANGED_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -70,26 +73,13 @@ struct Pass<'c> {
     look: Option<Look>,
     members: Option<Result<Vec<SegmentAddress>, Problem>>,
     outcome: Option<Outcome>,
+    /// A mutating call went out (or may have): what it did must be recorded.
+    sent: bool,
 }
 
 impl<'c> Pass<'c> {
     fn new(ctx: &'c Context, api: Api<EipSegment>, obj: EipSegment) -> Result<Pass<'c>, Error> {
-        let namespace = obj.namespace().unwrap_or_default();
-        let proven = ctx.identity.read(&namespace, &obj.name_any(), obj.annotations(), obj.status.as_ref());
-        let object = Object {
-            allowance: ctx.allowance(&namespace),
-            namespace,
-            name: obj.name_any(),
-            uid: obj.uid().ok_or(Error::MissingMetadata("uid"))?,
-            created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-            generation: obj.metadata.generation,
-            spec: obj.spec.clone(),
-            status: obj.status.clone().unwrap_or_default(),
-            annotations: proven.identity,
-            unproven: proven.unproven,
-            deleting: obj.metadata.deletion_timestamp.is_some(),
-            now: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        };
+        let object = object_of(ctx, &obj)?;
         let target = WakeTarget { namespace: object.namespace.clone(), name: object.name.clone() };
         Ok(Pass {
             ctx,
@@ -102,6 +92,7 @@ impl<'c> Pass<'c> {
             look: None,
             members: None,
             outcome: None,
+            sent: false,
         })
     }
 
@@ -133,7 +124,8 @@ impl<'c> Pass<'c> {
                 self.claims = Some((segment_id, claims))
             }
             Need::Credentials(choice) => {
-                self.credentials = Some(credentials::resolve(self.ctx, &self.object.namespace, &choice).await)
+                let (namespace, region) = (&self.object.namespace, &self.object.spec.region_id);
+                self.credentials = Some(credentials::resolve(self.ctx, namespace, region, &choice).await)
             }
             Need::Look { segment_id, drift } => self.look = Some(self.observe(&segment_id, drift)),
             Need::Members { segment_id } => self.members = Some(self.members(&segment_id).await),
@@ -221,7 +213,9 @@ impl<'c> Pass<'c> {
         for event in m.warning.iter().chain(&m.event) {
             writes::publish(self.ctx, &self.obj, event).await;
         }
-        self.outcome = Some(self.call(call, admission).await);
+        let outcome = self.ctx.fenced(self.call(call, admission)).await?;
+        self.sent = true;
+        self.outcome = Some(outcome);
         self.object.status = m.status;
         self.object.annotations = m.identity;
         let after = self.decide().await?;
@@ -269,17 +263,14 @@ impl<'c> Pass<'c> {
         }
     }
 
-    /// Whether this pass sent a call.
-    fn called(&self) -> bool {
-        self.outcome.as_ref().is_some_and(|o| !matches!(o, Outcome::NotAdmitted { .. }))
-    }
-
-    /// The move's writes: identity annotations, status, the hold on the Secret.
+    /// The move's writes: status, identity annotations, the hold on the Secret. Status first: it is
+    /// the operator's record, and a crash before the annotations follow leaves them behind it, which
+    /// the next pass completes; annotations ahead of status would read as a restore.
     async fn write(&mut self, m: &Move, precondition: Precondition) -> Result<(), Error> {
-        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity, &self.ctx.identity).await? {
+        if let Some(written) = writes::write_status(&self.api, &self.obj, &m.status, precondition).await? {
             self.obj = written;
         }
-        if let Some(written) = writes::write_status(&self.api, &self.obj, &m.status, precondition).await? {
+        if let Some(written) = writes::write_identity(&self.api, &self.obj, &m.identity, &self.ctx.identity).await? {
             self.obj = written;
         }
         if let SecretUse::Hold(name) = &m.secret {
@@ -292,16 +283,7 @@ impl<'c> Pass<'c> {
     /// Writes the move (a finish lets go of the Secret, then of the object), tells the poller,
     /// publishes the event, and says when to come back.
     async fn record(&mut self, m: Move) -> Result<Action, Error> {
-        match self.write(&m, Precondition::IfChanged).await {
-            // What a call did must be recorded: on the object as it is now. A call the quota did not
-            // admit did nothing, and its move may come from a stale read: the next pass decides
-            // afresh, and never puts an older status back.
-            Err(e) if self.called() && writes::is_conflict(&e) => {
-                self.obj = self.api.get(&self.object.name).await.map_err(Error::Kube)?;
-                self.write(&m, Precondition::IfChanged).await?;
-            }
-            other => other?,
-        }
+        let m = self.write_recorded(m).await?;
         if m.next == Next::Finish {
             if let SecretUse::LetGo(name) = &m.secret {
                 writes::let_go_secret(self.ctx, &self.object.namespace, name, &self.object.name).await?;
@@ -321,6 +303,27 @@ impl<'c> Pass<'c> {
             writes::publish(self.ctx, &self.obj, event).await;
         }
         Ok(self.next(&m))
+    }
+
+    /// Writes the move. Without a call sent, a conflict ends the pass: nothing happened that the
+    /// next pass, deciding afresh, would not learn. After a sent call its outcome must be recorded:
+    /// the move is decided again, with that outcome, on the object as it is now, so that nothing
+    /// the older read lacked (an ID recorded since, an edited spec) is undone.
+    async fn write_recorded(&mut self, mut m: Move) -> Result<Move, Error> {
+        let mut attempts = 1;
+        loop {
+            match self.write(&m, Precondition::IfChanged).await {
+                Err(e) if self.sent && writes::is_conflict(&e) && attempts < RECORD_ATTEMPTS => {
+                    attempts += 1;
+                    let fresh = self.api.get(&self.object.name).await.map_err(Error::Kube)?;
+                    self.object = object_of(self.ctx, &fresh)?;
+                    self.obj = fresh;
+                    m = self.decide().await?;
+                    m.call = None;
+                }
+                other => return other.map(|()| m),
+            }
+        }
     }
 
     fn tell_poller(&self, watch: &Watch, m: &Move) {
@@ -378,6 +381,33 @@ impl<'c> Pass<'c> {
             }
         }
     }
+}
+
+/// The object as the lifecycle knows it: the identity annotations it proves, the pass's time.
+fn object_of(ctx: &Context, obj: &EipSegment) -> Result<Object, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let proven = ctx.identity.read(&namespace, &obj.name_any(), obj.annotations(), obj.status.as_ref());
+    Ok(Object {
+        allowance: ctx.allowance(&namespace),
+        namespace,
+        name: obj.name_any(),
+        uid: obj.uid().ok_or(Error::MissingMetadata("uid"))?,
+        created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        generation: obj.metadata.generation,
+        spec: obj.spec.clone(),
+        status: obj.status.clone().unwrap_or_default(),
+        annotations: proven.identity,
+        unproven: proven.unproven,
+        deleting: obj.metadata.deletion_timestamp.is_some(),
+        now: rfc3339(Utc::now()),
+        tokens_remembered_since: rfc3339(Utc::now() - ctx.timings.token_memory),
+    })
+}
+
+/// A time as status records it: RFC 3339 in UTC, to the second (so that its text orders as the
+/// time does).
+fn rfc3339(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn claimant(o: &EipSegment, segment_id: &str) -> Claimant {

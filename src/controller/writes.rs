@@ -55,10 +55,15 @@ pub async fn add_finalizer(api: &Api<EipSegment>, obj: &EipSegment) -> Result<Ei
     json_patch(api, obj, patch).await
 }
 
-/// Removes the object's finalizer: it may go.
+/// Removes the object's finalizer: it may go. Only from the very object the pass decided on, as
+/// it decided (its UID and resourceVersion): a later change, or a replica deciding on an older
+/// read, gets a conflict rather than letting the object go.
 pub async fn remove_finalizer(api: &Api<EipSegment>, obj: &EipSegment) -> Result<(), Error> {
     let Some(index) = obj.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
-    let patch = json!([{"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+    let patch = json!([{"op": "test", "path": "/metadata/uid", "value": obj.uid()},
+                       // A patched resourceVersion is the apiserver's precondition: 409 if it moved.
+                       {"op": "replace", "path": "/metadata/resourceVersion", "value": obj.resource_version()},
+                       {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
                        {"op": "remove", "path": format!("/metadata/finalizers/{index}")}]);
     match json_patch(api, obj, patch).await {
         Ok(_) => Ok(()),

@@ -1,9 +1,10 @@
 //! The object wants its segment: allocate it, adopt it, or keep it under watch.
 
 use crate::conditions::{is_ready, message, reason, set_ready};
-use crate::facts::{Claimant, Outcome};
+use crate::facts::{Claimant, Outcome, Problem};
 use crate::moves::{Call, Change, Decision, Event, Pace, Watch};
 use crate::pass::{Act, Holding, Pass, record_account, record_cloud_status, record_missing, record_segment};
+use crate::replay;
 use vpc_api::ErrorClass;
 use vpc_api::model::{Segment, SegmentStatus};
 
@@ -35,11 +36,15 @@ pub(super) fn allocate(pass: &Pass) -> Decision {
     let mut status = pass.starting_status.clone();
     let token = pass.allocation_token();
     let first = status.allocation_requested_at.is_none() && pass.holding() == Holding::Nothing;
+    let request = pass.object.spec.allocate_request(&token);
     status.allocation_token = Some(token.clone());
-    status.allocation_requested_at.get_or_insert_with(|| pass.now().to_string());
+    if status.allocation_requested_at.is_none() {
+        status.allocation_requested_at = Some(pass.now().to_string());
+        status.allocation_request = Some(replay::request_of(&account, &credentials.endpoint, &request));
+    }
     record_account(&mut status, credentials, &account);
     let mut decided = pass.act(status, crate::moves::Next::Wait(Pace::Woken));
-    decided.call = Some(Call::Allocate(pass.object.spec.allocate_request(&token)));
+    decided.call = Some(Call::Allocate(request));
     if first {
         let note = format!(
             "requesting a /{} segment in {} (account {account})",
@@ -77,12 +82,19 @@ pub(super) fn after_allocate(pass: &Pass, outcome: &Outcome) -> Decision {
             decided.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
             Decision::Act(decided)
         }
-        Outcome::Refused(problem) => {
-            if problem.proves_nothing_created {
+        Outcome::Refused(problem) => match pass.refusal_proves_nothing_created(problem) {
+            Ok(()) => {
                 status.allocation_requested_at = None;
+                status.allocation_request = None;
+                pass.fail(status, problem, Act::Allocate)
             }
-            pass.fail(status, problem, Act::Allocate)
-        }
+            Err(why) if why.is_empty() => pass.fail(status, problem, Act::Allocate),
+            Err(why) => {
+                let advice = replay::advice(&why, status.account_id.as_deref());
+                let detail = format!("{} ({advice})", problem.detail);
+                pass.fail(status, &Problem { detail, ..problem.clone() }, Act::Allocate)
+            }
+        },
         // Not an answer to an allocation: look again.
         Outcome::ReleaseAccepted { .. } => pass.wait(status, Pace::Woken),
     }

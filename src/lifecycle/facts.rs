@@ -52,6 +52,9 @@ pub struct Object {
     pub deleting: bool,
     /// The time of the pass (RFC 3339), for markers and conditions.
     pub now: String,
+    /// The pass's time less the cloud's memory of a ClientToken (RFC 3339): a token first used
+    /// before it may be forgotten, and a refusal of its replay proves nothing.
+    pub tokens_remembered_since: String,
 }
 
 /// What the platform's tenancy policy lets a namespace do, and the rule that says so.
@@ -112,6 +115,8 @@ pub struct Credentials {
     pub account: Result<String, Problem>,
     /// The Secret they come from is being deleted.
     pub terminating: bool,
+    /// The endpoint their allocations in the object's region are sent to.
+    pub endpoint: String,
 }
 
 /// The poller's view of the segment.

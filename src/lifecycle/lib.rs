@@ -27,6 +27,7 @@ pub mod facts;
 pub mod identity;
 pub mod moves;
 mod pass;
+pub mod replay;
 
 pub use facts::{Allowance, Claimant, Credentials, Facts, Look, Object, Outcome, Problem, Seen};
 pub use identity::{Identity, Source};

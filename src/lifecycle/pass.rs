@@ -8,6 +8,7 @@ use crate::conditions::{self, set_ready, set_synced};
 use crate::facts::{Claimant, Credentials, Facts, Look, Object, Problem, Seen};
 use crate::identity::{self, Identity, Source};
 use crate::moves::{Decision, Event, Move, Need, Next, Pace, SecretUse, SourceChoice, Watch};
+use crate::replay;
 use eipsegment_api::{DeletionPolicy, EipSegmentStatus, LastError};
 use vpc_api::model::{Segment, SegmentStatus};
 
@@ -228,6 +229,16 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Whether a refusal of this pass's allocation proves that the pending marker's request created
+    /// nothing (see [`replay`]); if not, why (empty: the refusal is not of that kind at all).
+    pub fn refusal_proves_nothing_created(&self, problem: &Problem) -> Result<(), String> {
+        let Some(credentials) = self.facts.credentials else { return Err(String::new()) };
+        let Ok(account) = &credentials.account else { return Err(String::new()) };
+        let request = self.object.spec.allocate_request(&self.allocation_token());
+        let replayed = replay::request_of(account, &credentials.endpoint, &request);
+        replay::proves_nothing_created(problem, self.object, &self.starting_status, &replayed)
+    }
+
     /// Credentials of another account: nothing they say about the segment is believed, and they
     /// neither allocate nor release.
     fn mismatch(&self, credentials: &Credentials, recorded: &str, account: &str) -> Decision {
@@ -404,6 +415,7 @@ pub(super) fn record_segment(status: &mut EipSegmentStatus, seg: &Segment) {
     record_cloud_status(status, &seg.status);
     // Seen: whatever was requested exists.
     status.allocation_requested_at = None;
+    status.allocation_request = None;
 }
 
 /// Records the segment's status in the cloud's own word.

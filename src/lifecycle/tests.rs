@@ -33,8 +33,17 @@ fn object() -> Object {
         generation: Some(1),
         spec: spec(),
         now: "2026-01-01T00:01:00Z".into(),
+        tokens_remembered_since: "2026-01-01T00:00:00Z".into(),
         ..Default::default()
     }
+}
+
+/// The endpoint the world's credentials send allocations to.
+const ENDPOINT: &str = "https://vpc.cn-hangzhou.aliyuncs.com";
+
+/// The allocation request `pending()` stands for, as recorded with its marker.
+fn first_request() -> String {
+    crate::replay::request_of(A, ENDPOINT, &spec().allocate_request("alloc-u1"))
 }
 
 /// An object whose segment is recorded (and seen) in account `A`.
@@ -59,6 +68,7 @@ fn pending() -> Object {
         credentials_source: Some("Secret/keys".into()),
         allocation_token: Some("alloc-u1".into()),
         allocation_requested_at: Some("2026-01-01T00:00:02Z".into()),
+        allocation_request: Some(first_request()),
         ..Default::default()
     };
     o
@@ -90,7 +100,12 @@ struct World {
 fn world(seen: Seen) -> World {
     World {
         claims: Vec::new(),
-        credentials: Credentials { source: Source::Secret("keys".into()), account: Ok(A.into()), terminating: false },
+        credentials: Credentials {
+            source: Source::Secret("keys".into()),
+            account: Ok(A.into()),
+            terminating: false,
+            endpoint: ENDPOINT.into(),
+        },
         seen,
         members: Ok(members(&["47.0.0.2", "47.0.0.1"])),
     }
@@ -282,6 +297,42 @@ fn the_pending_marker_goes_only_with_proof() {
         let gone = after(&deleting(pending()), &m, &world(Seen::Absent), Outcome::Refused(problem(code, status)));
         assert_eq!((&gone.next, event(&gone)), (&Next::Finish, Some("NothingAllocated")));
     }
+}
+
+/// A refusal proves nothing about a first request it does not answer: one sent elsewhere, made
+/// before the cloud's memory of the token, or not on record at all.
+#[test]
+fn a_refusal_of_another_request_than_the_first_proves_nothing() {
+    let refusal = Outcome::Refused(problem("InvalidRegion.NotSupport", 400));
+    let mut elsewhere = world(Seen::Absent);
+    elsewhere.credentials.endpoint = "https://vpc-private.example".into();
+    let mut forgotten = pending();
+    forgotten.tokens_remembered_since = "2026-01-01T00:00:03Z".into();
+    let mut unrecorded = pending();
+    unrecorded.status.allocation_request = None;
+    let mut edited = pending();
+    edited.spec.eip_mask = Some(27);
+    let cases = [
+        (pending(), elsewhere, "is not the first request"),
+        (forgotten, world(Seen::Absent), "older than the cloud's memory"),
+        (unrecorded, world(Seen::Absent), "is not on record"),
+        (edited, world(Seen::Absent), "is not the first request"),
+    ];
+    for (o, w, why) in cases {
+        for o in [o.clone(), deleting(o.clone()), deleting(retain(o))] {
+            let m = decide_for(&o, &w);
+            assert!(matches!(m.call, Some(Call::Allocate(_))), "{m:?}");
+            assert_eq!(m.status.allocation_request, o.status.allocation_request, "the first request stays on record");
+            let refused = after(&o, &m, &w, refusal.clone());
+            assert!(refused.status.allocation_requested_at.is_some(), "{why}: the marker was cleared");
+            assert_ne!(refused.next, Next::Finish, "{why}: the object was let go");
+            let message = &refused.status.last_error.as_ref().unwrap().message;
+            assert!(message.contains(why) && message.contains("release it by hand"), "{message}");
+        }
+    }
+    // The first request itself records what it is.
+    let m = decide_for(&object(), &world(Seen::Absent));
+    assert_eq!(m.status.allocation_request, Some(first_request()));
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub const TEAM: &str = "team";
 /// Another tenant's namespace.
 pub const OTHER: &str = "other";
 const NOW: &str = "2026-01-01T00:00:00Z";
+/// The one endpoint the model's cloud answers at.
+const ENDPOINT: &str = "https://vpc.cn-hangzhou.aliyuncs.com";
 
 /// What the credentials Secret holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -826,6 +828,7 @@ impl Model {
             allowance: self.allowance(o.namespace),
             deleting: o.deleting,
             now: NOW.into(),
+            tokens_remembered_since: NOW.into(),
         }
     }
 
@@ -871,7 +874,12 @@ impl Model {
     fn credentials(&self, s: &State, namespace: &str, choice: &SourceChoice) -> (Credentials, Option<Acting>) {
         let source = Source::Secret(SECRET.into());
         let operator = || {
-            let fact = Credentials { source: Source::Operator, account: Ok(ACCOUNT_B.into()), terminating: false };
+            let fact = Credentials {
+                source: Source::Operator,
+                account: Ok(ACCOUNT_B.into()),
+                terminating: false,
+                endpoint: ENDPOINT.into(),
+            };
             (fact, Some(Acting { account: ACCOUNT_B, operator: true }))
         };
         let secret = self.secret(s, namespace);
@@ -882,14 +890,14 @@ impl Model {
             (_, None) => {
                 let missing =
                     Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: the Secret does not exist");
-                (Credentials { source, account: Err(missing), terminating: false }, None)
+                (Credentials { source, account: Err(missing), terminating: false, endpoint: ENDPOINT.into() }, None)
             }
             (_, Some((keys, terminating))) => {
                 let (account, acting) = match keys {
                     Keys::Of(a) => (Ok(a.to_string()), Some(Acting { account: a, operator: false })),
                     Keys::Broken => (Err(Problem::new(ErrorClass::Terminal, "SignatureDoesNotMatch", "bad key")), None),
                 };
-                (Credentials { source, account, terminating }, acting)
+                (Credentials { source, account, terminating, endpoint: ENDPOINT.into() }, acting)
             }
         }
     }

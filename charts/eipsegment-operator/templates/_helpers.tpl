@@ -75,6 +75,7 @@ finalizer the operator removes (--rbac-guard-rolebinding). */}}
   (list "blockedRetrySeconds" "blocked-retry-seconds")
   (list "terminalRetrySeconds" "terminal-retry-seconds")
   (list "callTimeoutSeconds" "call-timeout-seconds")
+  (list "tokenMemorySeconds" "token-memory-seconds")
   (list "releaseQuota" "release-quota")
   (list "allocateQuota" "allocate-quota")
   (list "describeQuota" "describe-quota")

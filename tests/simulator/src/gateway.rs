@@ -261,8 +261,24 @@ impl Simulator {
         self.respond(reply, &call)
     }
 
-    /// The HTTP answer to an API call, counted under its action and outcome.
+    fn cloud_now(&self) -> chrono::DateTime<chrono::Utc> {
+        lock(&self.world).timing.cloud_now()
+    }
+
+    /// The HTTP answer to an API call, counted under its action and outcome, dated by the cloud's
+    /// clock.
     fn respond(&self, reply: ApiReply, call: &CallInfo) -> Reply {
+        let mut answer = self.answer(reply, call);
+        if let Ok(response) = &mut answer {
+            let date = self.cloud_now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(date) = hyper::header::HeaderValue::from_str(&date) {
+                response.headers_mut().insert(hyper::header::DATE, date);
+            }
+        }
+        answer
+    }
+
+    fn answer(&self, reply: ApiReply, call: &CallInfo) -> Reply {
         match reply {
             ApiReply::Ok(mut value) => {
                 self.count(&call.label, "Success");
@@ -301,7 +317,7 @@ impl Simulator {
         if !names_vpc_version(req) {
             return ApiReply::Err(invalid_version(), None);
         }
-        let account = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
+        let account = match self.keyring().authenticate(req, self.cloud_now(), Instant::now()) {
             Ok(caller) => caller.account,
             Err(e) => return ApiReply::Err(e, None),
         };
@@ -411,7 +427,7 @@ impl Simulator {
         if req.version() != sts::VERSION {
             return ApiReply::Err(invalid_version(), None);
         }
-        let caller = match self.keyring().authenticate(req, chrono::Utc::now(), Instant::now()) {
+        let caller = match self.keyring().authenticate(req, self.cloud_now(), Instant::now()) {
             Ok(caller) => caller,
             Err(e) => return ApiReply::Err(e, None),
         };

@@ -72,6 +72,10 @@ pub struct Args {
     /// the real API's token memory is not forever. 0 remembers forever.
     #[arg(long, default_value_t = 0.0)]
     pub token_memory_seconds: f64,
+    /// Seconds the cloud's clock runs ahead of the host's (negative: behind): its CreationTimes,
+    /// its answers' Date header and its check of request timestamps follow it.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_offset_seconds: i64,
     /// Regions the simulated cloud has, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.iter().map(|r| r.to_string()))]
     pub regions: Vec<String>,
@@ -211,6 +215,7 @@ impl Args {
             release_cooldown_seconds: self.release_cooldown_seconds,
             visibility_lag_seconds: self.visibility_lag_seconds,
             token_memory_seconds: self.token_memory_seconds,
+            clock_offset_seconds: self.clock_offset_seconds,
         };
         let mut world = World::new(self.regions.clone(), timing, StdRng::seed_from_u64(self.seed));
         world.add_account(DEFAULT_ACCOUNT);

@@ -218,6 +218,17 @@ pub struct Timing {
     /// How long a ClientToken's answer is remembered after the request finished; 0 is forever.
     #[serde(default)]
     pub token_memory_seconds: f64,
+    /// How far the cloud's clock runs ahead of the host's (negative: behind): its CreationTimes,
+    /// its answers' Date and its check of request timestamps.
+    #[serde(default)]
+    pub clock_offset_seconds: i64,
+}
+
+impl Timing {
+    /// The time on the cloud's clock.
+    pub fn cloud_now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::TimeDelta::seconds(self.clock_offset_seconds)
+    }
 }
 
 impl Default for Timing {
@@ -228,6 +239,7 @@ impl Default for Timing {
             release_cooldown_seconds: 1.0,
             visibility_lag_seconds: 0.0,
             token_memory_seconds: 0.0,
+            clock_offset_seconds: 0,
         }
     }
 }
@@ -494,7 +506,7 @@ impl World {
             zone: String::new(),
             resource_group_id: String::new(),
             deletion_protection: false,
-            creation_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            creation_time: self.timing.cloud_now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             members,
             transition_at: None,
             last_release_attempt: None,
@@ -962,6 +974,7 @@ mod tests {
             release_cooldown_seconds: 0.0,
             visibility_lag_seconds: 0.0,
             token_memory_seconds: 0.0,
+            clock_offset_seconds: 0,
         };
         let mut w = World::new(vec!["cn-hangzhou".into()], timing, StdRng::seed_from_u64(7));
         w.add_account("acct");

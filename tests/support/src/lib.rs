@@ -21,6 +21,7 @@ pub const ACCESS_KEY_SECRET: &str = "SimulatorDefaultSecretNotForProduction";
 
 pub mod argocd;
 pub mod in_process;
+pub mod proxy;
 
 /// The repository's root (this crate is `tests/support`).
 pub fn repo() -> PathBuf {
