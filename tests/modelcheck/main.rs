@@ -102,6 +102,10 @@ fn story(m: &Model, action: &Action) -> String {
         Action::User(User::Tenant(hostile)) => tenant_story(hostile),
         Action::User(User::Strip(i)) => format!("the user strips {}'s finalizer by hand and deletes it: it is gone", at(i)),
         Action::Watch => "the watch delivers: the operator's cache catches up".into(),
+        Action::User(User::Endpoint(e)) => format!("the credentials' endpoint for allocations becomes {e}"),
+        Action::DayPasses => {
+            "a day passes: the cloud forgets its ClientTokens, and now refuses a /28 here (InvalidParameter.Mask)".into()
+        }
         Action::Depose => "the Lease passes to a new replica; the old one runs on with the cache it has".into(),
         Action::Stale(i) => format!("the deposed replica reconciles {} from its cache, on its own clock", at(i)),
         Action::Operator(Op::Pass(i, LookFault::None)) => format!("the operator reconciles {}", at(i)),
@@ -249,6 +253,8 @@ fn scenarios() -> Vec<Scenario> {
             .tenant(Tenant::permissive(None))
             .deeper(8),
         scenario("throttling with any TimeLeft", 1, 0, vec![Delete]).throttling(),
+        scenario("a replay refused at another endpoint", 1, 1, vec![Delete, MoveEndpoint]),
+        scenario("a replay refused after the cloud forgot its token", 1, 1, vec![Delete, FlipPolicy]).forgetful(),
         scenario("a crash between the writes before a call", 1, 0, vec![Delete]).split_writes(),
         scenario("a lagging cache and the client-side rate", 1, 0, vec![Delete]).stale_cache(),
         scenario("an object removed with its finalizer stripped", 0, 0, vec![Delete, Strip]).stale_cache(),
@@ -277,7 +283,9 @@ fn scenarios_for(earlier: Earlier) -> &'static [&'static str] {
             &["another namespace without credentials adopts and forges", "another namespace adopts what the team kept"]
         }
         Earlier::UnboundedHint => &["throttling with any TimeLeft"],
-        Earlier::RefusalProvesAnywhere => &[],
+        Earlier::RefusalProvesAnywhere => {
+            &["a replay refused at another endpoint", "a replay refused after the cloud forgot its token"]
+        }
         Earlier::IdentityBeforeStatus => &["a crash between the writes before a call"],
         Earlier::ForcedAfterConflict => &["a lagging cache and the client-side rate"],
         Earlier::Unfenced => &["a deposed replica"],

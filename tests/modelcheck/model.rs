@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use eipsegment_operator::cloud::ErrorClass;
+use eipsegment_operator::cloud::error::{Refusal, classify};
 use eipsegment_operator::cloud::model::{Segment, SegmentStatus};
 use eipsegment_operator::crd::{DeletionPolicy, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use eipsegment_operator::lifecycle::{
@@ -27,8 +28,14 @@ pub const TEAM: &str = "team";
 /// Another tenant's namespace.
 pub const OTHER: &str = "other";
 const NOW: &str = "2026-01-01T00:00:00Z";
+/// A day later: beyond the cloud's memory of a ClientToken.
+const LATER: &str = "2026-01-02T00:00:00Z";
+/// The pass's time less the cloud's memory of a ClientToken (an hour), now and a day later.
+const REMEMBERED_SINCE: [&str; 2] = ["2025-12-31T23:00:00Z", "2026-01-01T23:00:00Z"];
 /// The one endpoint the model's cloud answers at.
-const ENDPOINT: &str = "https://vpc.cn-hangzhou.aliyuncs.com";
+pub const ENDPOINT: &str = "https://vpc.cn-hangzhou.aliyuncs.com";
+/// An endpoint that does not serve the objects' region.
+pub const ELSEWHERE: &str = "https://vpc.cn-shanghai.aliyuncs.com";
 
 /// What the credentials Secret holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,7 +145,10 @@ pub struct Seg {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Cloud {
     pub segments: BTreeMap<String, Seg>,
+    /// The ClientTokens the cloud remembers, with the segment each created.
     pub tokens: BTreeMap<(&'static str, String), String>,
+    /// Every ClientToken that created a segment, remembered or not.
+    pub minted: BTreeMap<(&'static str, String), String>,
     pub next_id: u8,
     /// Segments this operator allocated, with the object (slot) whose pass did it.
     pub allocated_by: BTreeMap<String, usize>,
@@ -151,6 +161,8 @@ pub struct Cloud {
 pub struct Acting {
     pub account: &'static str,
     pub operator: bool,
+    /// Where their allocations go.
+    pub endpoint: &'static str,
 }
 
 /// A pass under way: decided, and waiting to perform its call or to record.
@@ -184,6 +196,10 @@ pub struct State {
     pub deposed: Option<Vec<Obj>>,
     /// How long each object's requeue waits, in seconds, after a throttling hint.
     pub paused: BTreeMap<usize, u64>,
+    /// The endpoint every credentials send allocations to.
+    pub endpoint: &'static str,
+    /// A day has passed: the cloud forgot its ClientTokens, and refuses the objects' parameters.
+    pub later: bool,
     pub faults_left: u8,
     pub user_left: u8,
     /// Segments an object let go of with Retain, naming them.
@@ -228,6 +244,8 @@ pub struct Scenario {
     pub throttling: bool,
     /// A crash may come between the two writes before a call (status, identity annotations).
     pub split_writes: bool,
+    /// A day may pass, after which the cloud forgets its ClientTokens and refuses the parameters.
+    pub forgetful: bool,
 }
 
 impl Scenario {
@@ -248,7 +266,12 @@ impl Scenario {
             second_replica: false,
             throttling: false,
             split_writes: false,
+            forgetful: false,
         }
+    }
+
+    pub fn forgetful(self) -> Scenario {
+        Scenario { forgetful: true, ..self }
     }
 
     /// Passes of different objects run at once, from a cache that lags.
@@ -348,6 +371,8 @@ pub enum UserKind {
     AdoptAcross,
     /// The user strips the finalizer by hand from the team's first object and deletes it.
     Strip,
+    /// The endpoint the credentials send allocations to moves elsewhere, or back.
+    MoveEndpoint,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -362,6 +387,9 @@ pub enum Action {
     Depose,
     /// The deposed replica reconciles the object in this slot from its cache, on its own clock.
     Stale(usize),
+    /// A day passes: the cloud forgets its ClientTokens, and its rules change so that it refuses
+    /// the objects' parameters (InvalidParameter.Mask).
+    DayPasses,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -379,6 +407,8 @@ pub enum User {
     Tenant(Hostile),
     /// The finalizer is stripped by hand and the object deleted: it goes at once.
     Strip(usize),
+    /// The credentials' endpoint for allocations becomes this one.
+    Endpoint(&'static str),
 }
 
 /// What the tenant's object is created with.
@@ -489,6 +519,8 @@ impl Model {
             cache,
             deposed: None,
             paused: BTreeMap::new(),
+            endpoint: ENDPOINT,
+            later: false,
             faults_left: self.scenario.faults,
             user_left: self.scenario.user_actions,
             retained: BTreeSet::new(),
@@ -533,6 +565,9 @@ impl Model {
         if !s.cache.is_empty() && s.cache != s.objects {
             out.push(Action::Watch);
         }
+        if self.scenario.forgetful && !s.later {
+            out.push(Action::DayPasses);
+        }
         for (id, seg) in &s.cloud.segments {
             if !seg.visible || seg.status != SegmentStatus::Allocated {
                 out.push(Action::Cloud(id.clone()));
@@ -566,6 +601,9 @@ impl Model {
             if o.exists && o.namespace == TEAM && o.finalizer && self.allows(UserKind::Restore) {
                 out.push(Action::User(User::Restore(slot)));
             }
+        }
+        if self.allows(UserKind::MoveEndpoint) {
+            out.push(Action::User(User::Endpoint(if s.endpoint == ENDPOINT { ELSEWHERE } else { ENDPOINT })));
         }
         if s.secret.exists {
             if self.allows(UserKind::SwitchAccount) {
@@ -682,6 +720,10 @@ impl Model {
             Action::Watch => s.cache.clone_from(&s.objects),
             Action::Depose => s.deposed = Some(self.view(s).to_vec()),
             Action::Stale(slot) => self.stale_pass(s, *slot),
+            Action::DayPasses => {
+                s.later = true;
+                s.cloud.tokens.clear();
+            }
         }
         settle_kubernetes(s);
     }
@@ -706,6 +748,7 @@ impl Model {
                 spec.deletion_policy = Some(flipped);
             }
             User::Keys(keys) => s.secret.keys = *keys,
+            User::Endpoint(endpoint) => s.endpoint = endpoint,
             User::DeleteSecret => s.secret.deleting = true,
             User::Restore(slot) => {
                 let o = &mut s.objects[*slot];
@@ -780,7 +823,7 @@ impl Model {
 
     /// The pass's decision, asking the real core until it has every fact it needs.
     pub fn decide(&self, s: &State, view: &[Obj], slot: usize, fault: LookFault, outcome: Option<&Outcome>) -> Decided {
-        let object = self.object_fact(&view[slot]);
+        let object = self.object_fact(&view[slot], s.later);
         let (mut claims, mut credentials, mut look) = (None::<(String, Vec<Claimant>)>, None, None);
         // The member list changes no property: one member, read without fault.
         let members = Ok(vec![SegmentAddress { allocation_id: "eip-1".into(), ip_address: "47.0.0.1".into() }]);
@@ -813,7 +856,7 @@ impl Model {
         }
     }
 
-    fn object_fact(&self, o: &Obj) -> Object {
+    fn object_fact(&self, o: &Obj, later: bool) -> Object {
         let Proven { identity: annotations, unproven } = self.believed(o);
         Object {
             namespace: o.namespace.into(),
@@ -827,8 +870,8 @@ impl Model {
             unproven,
             allowance: self.allowance(o.namespace),
             deleting: o.deleting,
-            now: NOW.into(),
-            tokens_remembered_since: NOW.into(),
+            now: if later { LATER } else { NOW }.into(),
+            tokens_remembered_since: REMEMBERED_SINCE[usize::from(later)].into(),
         }
     }
 
@@ -873,14 +916,15 @@ impl Model {
     /// The credentials for `choice` in `namespace`, and what they act as (None: they do not work).
     fn credentials(&self, s: &State, namespace: &str, choice: &SourceChoice) -> (Credentials, Option<Acting>) {
         let source = Source::Secret(SECRET.into());
+        let endpoint = s.endpoint;
         let operator = || {
             let fact = Credentials {
                 source: Source::Operator,
                 account: Ok(ACCOUNT_B.into()),
                 terminating: false,
-                endpoint: ENDPOINT.into(),
+                endpoint: endpoint.into(),
             };
-            (fact, Some(Acting { account: ACCOUNT_B, operator: true }))
+            (fact, Some(Acting { account: ACCOUNT_B, operator: true, endpoint }))
         };
         let secret = self.secret(s, namespace);
         match (choice, secret) {
@@ -890,14 +934,14 @@ impl Model {
             (_, None) => {
                 let missing =
                     Problem::new(ErrorClass::Terminal, "NoCredentials", "NoCredentials: the Secret does not exist");
-                (Credentials { source, account: Err(missing), terminating: false, endpoint: ENDPOINT.into() }, None)
+                (Credentials { source, account: Err(missing), terminating: false, endpoint: endpoint.into() }, None)
             }
             (_, Some((keys, terminating))) => {
                 let (account, acting) = match keys {
-                    Keys::Of(a) => (Ok(a.to_string()), Some(Acting { account: a, operator: false })),
+                    Keys::Of(a) => (Ok(a.to_string()), Some(Acting { account: a, operator: false, endpoint })),
                     Keys::Broken => (Err(Problem::new(ErrorClass::Terminal, "SignatureDoesNotMatch", "bad key")), None),
                 };
-                (Credentials { source, account, terminating, endpoint: ENDPOINT.into() }, acting)
+                (Credentials { source, account, terminating, endpoint: endpoint.into() }, acting)
             }
         }
     }
@@ -953,7 +997,7 @@ impl Model {
         self.check_founded(s, slot, &call);
         let effect = matches!(end, CallEnd::Answered | CallEnd::AnswerLost);
         let answer = match p.acting {
-            Some(acting) if effect => self.cloud_call(s, slot, acting.account, &call),
+            Some(acting) if effect => self.cloud_call(s, slot, acting, &call),
             _ => None,
         };
         let outcome = match (end, answer) {
@@ -1003,8 +1047,12 @@ impl Model {
     }
 
     /// What the cloud does with the call; None when nothing could be sent.
-    fn cloud_call(&self, s: &mut State, slot: usize, account: &'static str, call: &Call) -> Option<Outcome> {
+    fn cloud_call(&self, s: &mut State, slot: usize, acting: Acting, call: &Call) -> Option<Outcome> {
+        let account = acting.account;
         Some(match call {
+            // The cloud validates a request before it looks up its token.
+            Call::Allocate(_) if acting.endpoint != ENDPOINT => invalid("InvalidRegionId.NotFound", 404),
+            Call::Allocate(_) if s.later => invalid("InvalidParameter.Mask", 400),
             Call::Allocate(request) => {
                 let key = (account, request.client_token.clone());
                 let id = match s.cloud.tokens.get(&key) {
@@ -1015,7 +1063,8 @@ impl Model {
                         let visible = !self.scenario.visibility_lag;
                         let seg = Seg { account, status: SegmentStatus::Allocating, visible };
                         s.cloud.segments.insert(id.clone(), seg);
-                        s.cloud.tokens.insert(key, id.clone());
+                        s.cloud.tokens.insert(key.clone(), id.clone());
+                        s.cloud.minted.insert(key, id.clone());
                         s.cloud.allocated_by.insert(id.clone(), slot);
                         id
                     }
@@ -1162,7 +1211,7 @@ impl Model {
             self.write(s, slot, &m);
             self.check_credentials(s, slot, acting);
             self.check_founded(s, slot, &call);
-            let answer = acting.and_then(|acting| self.cloud_call(s, slot, acting.account, &call));
+            let answer = acting.and_then(|acting| self.cloud_call(s, slot, acting, &call));
             if let Some(outcome) = answer {
                 let written = with(&cache, slot, &as_written(read, &m));
                 m = self.decide(s, &written, slot, LookFault::None, Some(&outcome)).m;
@@ -1270,6 +1319,14 @@ fn segment(id: &str, status: &SegmentStatus) -> Segment {
         description: String::new(),
         creation_time: String::new(),
     }
+}
+
+/// The cloud's refusal of an invalid request, classified as the client classifies it.
+fn invalid(code: &str, http_status: u16) -> Outcome {
+    let classified = classify(code, http_status);
+    let mut problem = Problem::new(classified.class, code, classified.advice);
+    problem.proves_nothing_created = classified.refusal == Refusal::InvalidRequest;
+    Outcome::Refused(problem)
 }
 
 /// A refusal that proves nothing: the allocation's quota, a release blocked by a member EIP.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use eipsegment_operator::cloud::model::SegmentStatus;
 
-use super::model::{ACCOUNT_A, Action, CallEnd, Keys, LookFault, Model, Obj, Op, State, TEAM};
+use super::model::{ACCOUNT_A, Action, CallEnd, ENDPOINT, Keys, LookFault, Model, Obj, Op, State, TEAM};
 
 /// Segments this operator allocated that no existing object can still release (unless an object
 /// let go of it with Retain and named it).
@@ -42,7 +42,7 @@ fn can_release(m: &Model, s: &State, o: &Obj, id: &str, account: &str) -> bool {
     }
     let named = o.status.segment_instance_id.as_deref().or(annotations.segment_id.as_deref());
     let token = o.status.allocation_token.as_ref().or(annotations.allocation_token.as_ref());
-    let created = token.and_then(|t| s.cloud.tokens.get(&(cloud_account(account), t.clone())));
+    let created = token.and_then(|t| s.cloud.minted.get(&(cloud_account(account), t.clone())));
     adopts || named == Some(id) || (named.is_none() && created.is_some_and(|c| c == id))
 }
 
@@ -100,7 +100,14 @@ const ROUNDS: usize = 12;
 const ROUND_SECONDS: u64 = 60;
 
 fn deleting(s: &State) -> bool {
-    s.objects.iter().any(|o| o.exists && o.deleting)
+    s.objects.iter().any(|o| o.exists && o.deleting && !waits_for_a_person(s, o))
+}
+
+/// A pending allocation that the cloud, having forgotten its token, no longer answers: nothing
+/// proves what its first request did, and the object's condition asks a person to look.
+fn waits_for_a_person(s: &State, o: &Obj) -> bool {
+    let allocating = o.status.last_error.as_ref().is_some_and(|e| e.action == "Allocate");
+    s.later && o.status.allocation_requested_at.is_some() && allocating
 }
 
 /// The user restores the credentials: keys of the account the team's objects recorded, the
@@ -118,6 +125,7 @@ fn repaired(m: &Model, mut c: State) -> Option<State> {
     }
     let account = recorded.first().map_or(m.scenario.team_keys, |a| cloud_account(a));
     c.secret.keys = Keys::Of(account);
+    c.endpoint = ENDPOINT;
     if !c.secret.exists {
         c.secret.exists = true;
         c.secret.deleting = false;

@@ -124,6 +124,10 @@ impl Rules {
                 lifecycle::decide(&Facts { object: &forgetful, ..*facts })
             }
             Rules::Earlier(Earlier::AnyNamespaceHandOver) => hand_over_to_anyone(facts),
+            Rules::Earlier(Earlier::RefusalProvesAnywhere) => {
+                let trusting = trusting_refusals(facts);
+                lifecycle::decide(&Facts { object: &trusting, ..*facts })
+            }
             Rules::Earlier(Earlier::PolicyIgnored) => {
                 let unbound = Object { allowance: Allowance::default(), ..facts.object.clone() };
                 lifecycle::decide(&Facts { object: &unbound, ..*facts })
@@ -199,6 +203,23 @@ impl Rules {
             _ => Seen::Failed(Problem::new(ErrorClass::Transient, "MalformedResponse", "MalformedResponse")),
         }
     }
+}
+
+/// The object as the core sees it when any refusal with a region or parameter code counts: the
+/// pending marker stands for whatever request was replayed, and the cloud remembers every token.
+fn trusting_refusals(facts: &Facts<'_>) -> Object {
+    let mut object = facts.object.clone();
+    let refused = matches!(facts.outcome, Some(Outcome::Refused(p)) if p.proves_nothing_created);
+    let account = facts.credentials.and_then(|c| Some((c.account.as_ref().ok()?, &c.endpoint)));
+    if let (true, Some((account, endpoint))) = (refused, account) {
+        let token = object.status.allocation_token.clone().or_else(|| object.annotations.allocation_token.clone());
+        let token = token.unwrap_or_else(|| lifecycle::identity::allocation_token(&object.uid));
+        let replayed = object.spec.allocate_request(&token);
+        object.status.allocation_request = Some(lifecycle::replay::request_of(account, endpoint, &replayed));
+        object.status.allocation_requested_at.get_or_insert_with(|| object.now.clone());
+        object.tokens_remembered_since = String::new();
+    }
+    object
 }
 
 /// The core deciding with every claimant as an heir; its event and conditions name each by its
