@@ -2,8 +2,15 @@
 //! operator passes, crashes, lost answers, failed writes and looks, and the cloud's asynchronous
 //! changes, in two isolated accounts, with a tenant of another namespace who copies or forges
 //! identity annotations and adopts what is not its own. The decisions are the operator's own
-//! (`eipsegment_operator::lifecycle::decide`). Then each earlier rule the core replaced is run
-//! through the same model, and the checker must find the violation it allowed.
+//! (`eipsegment_operator::lifecycle::decide`); around them the model does what the glue
+//! (`src/controller`) does: passes of different objects under way at once, reading a cache that
+//! lags; status written before the identity annotations, each write with the read's
+//! resourceVersion; after a sent call, a conflict decided again on the fresh object; a deposed
+//! replica that cannot prove it holds the Lease; a throttling hint capped. The cloud moves between
+//! endpoints, forgets its ClientTokens after a day, refuses replays with region or parameter
+//! codes and throttles with any TimeLeft; a user may strip an object's finalizer. Then each
+//! earlier rule the core or the glue replaced is run through the same model, and the checker must
+//! find the violation it allowed.
 //!
 //! Each scenario bounds the faults and user edits; within those budgets the search is exhaustive
 //! (every reachable state) unless `MODELCHECK_DEPTH` (default 40) cuts it first. `make modelcheck`
@@ -100,11 +107,14 @@ fn story(m: &Model, action: &Action) -> String {
         }
         Action::User(User::Adopt(id)) => format!("the user creates team/seg1 adopting {id} with deletionPolicy Delete"),
         Action::User(User::Tenant(hostile)) => tenant_story(hostile),
-        Action::User(User::Strip(i)) => format!("the user strips {}'s finalizer by hand and deletes it: it is gone", at(i)),
+        Action::User(User::Strip(i)) => {
+            format!("the user strips {}'s finalizer by hand and deletes it: it is gone", at(i))
+        }
         Action::Watch => "the watch delivers: the operator's cache catches up".into(),
         Action::User(User::Endpoint(e)) => format!("the credentials' endpoint for allocations becomes {e}"),
         Action::DayPasses => {
-            "a day passes: the cloud forgets its ClientTokens, and now refuses a /28 here (InvalidParameter.Mask)".into()
+            "a day passes: the cloud forgets its ClientTokens, and now refuses a /28 here (InvalidParameter.Mask)"
+                .into()
         }
         Action::Depose => "the Lease passes to a new replica; the old one runs on with the cache it has".into(),
         Action::Stale(i) => format!("the deposed replica reconciles {} from its cache, on its own clock", at(i)),
@@ -151,7 +161,8 @@ fn decided(state: &State, slot: usize) -> String {
     let Some(p) = state.passes.iter().find(|p| p.slot == slot) else { return String::new() };
     let call = match &p.m.call {
         Some(eipsegment_operator::lifecycle::Call::Allocate(r)) if !p.called => {
-            format!("allocate with token {}", r.client_token)
+            let elsewhere = p.acting.filter(|a| a.endpoint == model::ELSEWHERE).map(|a| format!(" at {}", a.endpoint));
+            format!("allocate with token {}{}", r.client_token, elsewhere.unwrap_or_default())
         }
         Some(eipsegment_operator::lifecycle::Call::Release { segment_id, token, .. }) if !p.called => {
             format!("release {segment_id} with token {token}")

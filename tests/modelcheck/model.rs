@@ -1,9 +1,15 @@
 //! The model: a cloud of two isolated accounts, an apiserver with EipSegments in two namespaces and
 //! the team's credentials Secret, the operator (passes that gather, decide with the real lifecycle
-//! core, write, call and record, and that a crash can cut between any two steps), a user who
-//! deletes, flips the deletion policy, changes or breaks the credentials, deletes the Secret, adopts
-//! another object's segment and restores an object without its status, and a tenant of another
+//! core, write, call and record, and that a crash can cut between any two steps, or between the two
+//! writes before a call), a user who deletes, flips the deletion policy, changes or breaks the
+//! credentials, moves their endpoint, deletes the Secret, adopts another object's segment,
+//! restores an object without its status and strips a finalizer, and a tenant of another
 //! namespace who copies or forges the team's identity annotations or adopts its segment.
+//!
+//! The glue's world, where a scenario asks for it: passes of different objects under way at once
+//! (never two of one object), reading the operator's cache, which shows the cluster as it was when
+//! the watch last delivered; a replica deposed with the cache it had; a cloud that throttles with a
+//! TimeLeft of a day, and that after a day forgets its ClientTokens and refuses the parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -815,15 +821,24 @@ impl Model {
         if !read.finalizer {
             return;
         }
-        let Decided { m, acting, claims } = self.decide(s, &with(self.view(s), slot, &read), slot, fault, None);
+        let Decided { m, acting, claims } = self.decide(s, self.view(s), &read, slot, fault, None);
         let pass = InFlight { slot, read, acting, m, called: false, outcome: None, claims };
         s.passes.push(pass);
         s.passes.sort_by_key(|p| p.slot);
     }
 
     /// The pass's decision, asking the real core until it has every fact it needs.
-    pub fn decide(&self, s: &State, view: &[Obj], slot: usize, fault: LookFault, outcome: Option<&Outcome>) -> Decided {
-        let object = self.object_fact(&view[slot], s.later);
+    /// `read` is the object as the pass knows it; the others come from `view`.
+    pub fn decide(
+        &self,
+        s: &State,
+        view: &[Obj],
+        read: &Obj,
+        slot: usize,
+        fault: LookFault,
+        outcome: Option<&Outcome>,
+    ) -> Decided {
+        let object = self.object_fact(read, s.later);
         let (mut claims, mut credentials, mut look) = (None::<(String, Vec<Claimant>)>, None, None);
         // The member list changes no property: one member, read without fault.
         let members = Ok(vec![SegmentAddress { allocation_id: "eip-1".into(), ip_address: "47.0.0.1".into() }]);
@@ -969,14 +984,14 @@ impl Model {
         // Right before the call, the other objects naming the segment are looked at again (in the
         // cache): one that appeared since the decision makes the pass decide again.
         if let Some((id, seen)) = &p.claims
-            && self.claimants(&with(self.view(s), slot, &p.read), slot, id) != *seen
+            && self.claimants(self.view(s), slot, id) != *seen
         {
             return;
         }
         // The client-side rate is asked before any write.
         if end == CallEnd::NotAdmitted {
             let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
-            p.m = self.decide(s, &with(self.view(s), slot, &p.read), slot, LookFault::None, Some(&outcome)).m;
+            p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome)).m;
             (p.called, p.outcome) = (true, Some(outcome));
             s.passes.push(p);
             s.passes.sort_by_key(|p| p.slot);
@@ -1007,7 +1022,7 @@ impl Model {
             _ => Outcome::Refused(Problem::new(ErrorClass::Transient, "Timeout", "Timeout")),
         };
         // The core decides again on the object as written before the call.
-        p.m = self.decide(s, &with(self.view(s), slot, &p.read), slot, LookFault::None, Some(&outcome)).m;
+        p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome)).m;
         (p.called, p.outcome) = (true, Some(outcome));
         s.passes.push(p);
         s.passes.sort_by_key(|p| p.slot);
@@ -1133,7 +1148,8 @@ impl Model {
         o.status = status.clone();
         o.recorded_allocation |= status.allocation_requested_at.is_some() || status.segment_instance_id.is_some();
         let label = o.label();
-        let allocated = |id: &String| s.cloud.segments.get(id).is_some_and(|seg| seg.status != SegmentStatus::Releasing);
+        let allocated =
+            |id: &String| s.cloud.segments.get(id).is_some_and(|seg| seg.status != SegmentStatus::Releasing);
         if erased.as_ref().is_some_and(allocated) && s.erased.is_none() {
             s.erased = Some(label);
         }
@@ -1163,7 +1179,7 @@ impl Model {
         }
         if sent {
             let fresh = live.clone();
-            let m = self.decide(s, &with(self.view(s), slot, &fresh), slot, LookFault::None, p.outcome.as_ref()).m;
+            let m = self.decide(s, self.view(s), &fresh, slot, LookFault::None, p.outcome.as_ref()).m;
             self.finish_move(s, slot, &m);
         }
     }
@@ -1200,7 +1216,7 @@ impl Model {
         s.faults_left -= 1;
         let Some(cache) = s.deposed.clone() else { return };
         let read = &cache[slot];
-        let Decided { mut m, acting, .. } = self.decide(s, &cache, slot, LookFault::None, None);
+        let Decided { mut m, acting, .. } = self.decide(s, &cache, read, slot, LookFault::None, None);
         if self.rules.glue().fenced {
             if s.objects[slot] == *read && m.call.is_none() {
                 self.finish_move(s, slot, &m);
@@ -1213,19 +1229,11 @@ impl Model {
             self.check_founded(s, slot, &call);
             let answer = acting.and_then(|acting| self.cloud_call(s, slot, acting, &call));
             if let Some(outcome) = answer {
-                let written = with(&cache, slot, &as_written(read, &m));
-                m = self.decide(s, &written, slot, LookFault::None, Some(&outcome)).m;
+                m = self.decide(s, &cache, &as_written(read, &m), slot, LookFault::None, Some(&outcome)).m;
             }
         }
         self.finish_move(s, slot, &m);
     }
-}
-
-/// The objects of `view`, with the one in `slot` as `read`.
-fn with(view: &[Obj], slot: usize, read: &Obj) -> Vec<Obj> {
-    let mut objects = view.to_vec();
-    objects[slot] = read.clone();
-    objects
 }
 
 /// The object as a move's writes leave it.

@@ -1,5 +1,6 @@
 //! What must hold in every reachable state, and the fault-free continuation that checks that every
-//! deletion finishes once faults stop.
+//! deletion finishes once faults and throttling stop: a round is a minute, and an object waits out
+//! the pause its last throttling hint bought before it is reconciled again.
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
-//! The decision rules the model runs: the operator's own lifecycle core, or one of the earlier
-//! rules it replaced, each rebuilt at the core's interface so that the checker can show it finds
-//! what it exists for.
+//! The decision rules the model runs: the operator's own lifecycle core and glue, or one of the
+//! earlier rules they replaced, each rebuilt at the core's interface (or as a choice of the glue)
+//! so that the checker can show it finds what it exists for.
 
 use std::collections::BTreeMap;
 
