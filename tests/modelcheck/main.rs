@@ -176,9 +176,25 @@ fn decided(state: &State, slot: usize) -> String {
     format!("    decides: {call}{event}")
 }
 
+/// The path cut at the first state that violates the property: a violation found further on (the
+/// search runs on two threads, and a flag once raised stays) tells the same story at more length.
+fn up_to_first_violation(
+    mut steps: Vec<(State, Option<Action>)>,
+    property: &str,
+    model: &Model,
+) -> Vec<(State, Option<Action>)> {
+    let properties = model.properties();
+    let Some(found) = properties.iter().find(|p| p.name == property) else { return steps };
+    if let Some(first) = steps.iter().position(|(state, _)| !(found.condition)(model, state)) {
+        steps.truncate(first + 1);
+        steps[first].1 = None;
+    }
+    steps
+}
+
 fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Model) {
     println!("    violated: {property}");
-    let steps = path.into_vec();
+    let steps = up_to_first_violation(path.into_vec(), property, model);
     for (i, (state, action)) in steps.iter().enumerate() {
         let Some(action) = action else { continue };
         println!("    {:>2}. {}", i + 1, story(model, action));
