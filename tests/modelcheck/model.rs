@@ -186,6 +186,8 @@ pub struct InFlight {
     pub outcome: Option<Outcome>,
     /// The other objects that named the segment when the pass decided.
     pub claims: Option<(String, Vec<Claimant>)>,
+    /// The credentials the pass resolved, kept to its end.
+    pub resolved: Option<Resolved>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -477,7 +479,12 @@ pub struct Decided {
     pub m: Move,
     pub acting: Option<Acting>,
     pub claims: Option<(String, Vec<Claimant>)>,
+    /// The credentials as resolved, which the pass keeps to its end.
+    pub resolved: Option<Resolved>,
 }
+
+/// Credentials as a pass resolved them: the fact, and what they act as.
+pub type Resolved = (Credentials, Option<Acting>);
 
 fn spec() -> EipSegmentSpec {
     EipSegmentSpec { region_id: "cn-hangzhou".into(), eip_mask: Some(28), ..Default::default() }
@@ -821,8 +828,8 @@ impl Model {
         if !read.finalizer {
             return;
         }
-        let Decided { m, acting, claims } = self.decide(s, self.view(s), &read, slot, fault, None);
-        let pass = InFlight { slot, read, acting, m, called: false, outcome: None, claims };
+        let Decided { m, acting, claims, resolved } = self.decide(s, self.view(s), &read, slot, fault, None, None);
+        let pass = InFlight { slot, read, acting, m, called: false, outcome: None, claims, resolved };
         s.passes.push(pass);
         s.passes.sort_by_key(|p| p.slot);
     }
@@ -837,13 +844,14 @@ impl Model {
         slot: usize,
         fault: LookFault,
         outcome: Option<&Outcome>,
+        kept: Option<&Resolved>,
     ) -> Decided {
         let object = self.object_fact(read, s.later);
         let (mut claims, mut credentials, mut look) = (None::<(String, Vec<Claimant>)>, None, None);
         // The member list changes no property: one member, read without fault.
         let members = Ok(vec![SegmentAddress { allocation_id: "eip-1".into(), ip_address: "47.0.0.1".into() }]);
         let mut asked_members = false;
-        let mut acting = None;
+        let (mut acting, mut resolved) = (None, kept.cloned());
         loop {
             let facts = Facts {
                 object: &object,
@@ -854,12 +862,13 @@ impl Model {
                 outcome,
             };
             match self.rules.decide(&facts) {
-                Decision::Act(m) => return Decided { m, acting, claims },
+                Decision::Act(m) => return Decided { m, acting, claims, resolved },
                 Decision::Need(Need::Claims { segment_id }) => {
                     claims = Some((segment_id.clone(), self.claimants(view, slot, &segment_id)))
                 }
                 Decision::Need(Need::Credentials(choice)) => {
-                    let (fact, found) = self.credentials(s, object.namespace.as_str(), &choice);
+                    let (fact, found) =
+                        resolved.get_or_insert_with(|| self.credentials(s, object.namespace.as_str(), &choice)).clone();
                     acting = found;
                     credentials = Some(self.rules.credentials(fact, object.status.account_id.as_deref()));
                 }
@@ -991,7 +1000,7 @@ impl Model {
         // The client-side rate is asked before any write.
         if end == CallEnd::NotAdmitted {
             let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
-            p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome)).m;
+            p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome), p.resolved.as_ref()).m;
             (p.called, p.outcome) = (true, Some(outcome));
             s.passes.push(p);
             s.passes.sort_by_key(|p| p.slot);
@@ -1022,7 +1031,7 @@ impl Model {
             _ => Outcome::Refused(Problem::new(ErrorClass::Transient, "Timeout", "Timeout")),
         };
         // The core decides again on the object as written before the call.
-        p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome)).m;
+        p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome), p.resolved.as_ref()).m;
         (p.called, p.outcome) = (true, Some(outcome));
         s.passes.push(p);
         s.passes.sort_by_key(|p| p.slot);
@@ -1179,7 +1188,7 @@ impl Model {
         }
         if sent {
             let fresh = live.clone();
-            let m = self.decide(s, self.view(s), &fresh, slot, LookFault::None, p.outcome.as_ref()).m;
+            let m = self.decide(s, self.view(s), &fresh, slot, LookFault::None, p.outcome.as_ref(), p.resolved.as_ref()).m;
             self.finish_move(s, slot, &m);
         }
     }
@@ -1216,7 +1225,7 @@ impl Model {
         s.faults_left -= 1;
         let Some(cache) = s.deposed.clone() else { return };
         let read = &cache[slot];
-        let Decided { mut m, acting, .. } = self.decide(s, &cache, read, slot, LookFault::None, None);
+        let Decided { mut m, acting, resolved, .. } = self.decide(s, &cache, read, slot, LookFault::None, None, None);
         if self.rules.glue().fenced {
             if s.objects[slot] == *read && m.call.is_none() {
                 self.finish_move(s, slot, &m);
@@ -1229,7 +1238,8 @@ impl Model {
             self.check_founded(s, slot, &call);
             let answer = acting.and_then(|acting| self.cloud_call(s, slot, acting, &call));
             if let Some(outcome) = answer {
-                m = self.decide(s, &cache, &as_written(read, &m), slot, LookFault::None, Some(&outcome)).m;
+                let written = as_written(read, &m);
+                m = self.decide(s, &cache, &written, slot, LookFault::None, Some(&outcome), resolved.as_ref()).m;
             }
         }
         self.finish_move(s, slot, &m);
