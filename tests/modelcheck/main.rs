@@ -134,7 +134,12 @@ fn story(m: &Model, action: &Action) -> String {
                 CallEnd::WriteFailed => "fails its writes before the call: no call",
                 CallEnd::NotAdmitted => "finds no place in the client-side rate: no writes, no call",
                 CallEnd::Throttled => "writes, then calls; the cloud throttles it with TimeLeft 86400 s",
-                CallEnd::CrashBetweenWrites => "makes the first of its two writes before the call, and crashes",
+                CallEnd::CrashBetweenWrites if m.rules.glue().status_first => {
+                    "writes status, and crashes before the identity annotations and the call"
+                }
+                CallEnd::CrashBetweenWrites => {
+                    "writes the identity annotations, and crashes before status and the call"
+                }
             };
             format!("for {}, the operator {what}", at(i))
         }

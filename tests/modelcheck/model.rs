@@ -486,6 +486,21 @@ pub struct Decided {
 /// Credentials as a pass resolved them: the fact, and what they act as.
 pub type Resolved = (Credentials, Option<Acting>);
 
+/// What a pass decides on: the object as it knows it (read, or as it wrote it), the other objects
+/// as its cache shows them, and the credentials it resolved, if it has.
+#[derive(Clone, Copy)]
+pub struct Reading<'a> {
+    pub view: &'a [Obj],
+    pub read: &'a Obj,
+    pub kept: Option<&'a Resolved>,
+}
+
+impl<'a> Reading<'a> {
+    fn of(view: &'a [Obj], read: &'a Obj, kept: &'a Option<Resolved>) -> Reading<'a> {
+        Reading { view, read, kept: kept.as_ref() }
+    }
+}
+
 fn spec() -> EipSegmentSpec {
     EipSegmentSpec { region_id: "cn-hangzhou".into(), eip_mask: Some(28), ..Default::default() }
 }
@@ -828,24 +843,23 @@ impl Model {
         if !read.finalizer {
             return;
         }
-        let Decided { m, acting, claims, resolved } = self.decide(s, self.view(s), &read, slot, fault, None, None);
+        let Decided { m, acting, claims, resolved } =
+            self.decide(s, Reading { view: self.view(s), read: &read, kept: None }, slot, fault, None);
         let pass = InFlight { slot, read, acting, m, called: false, outcome: None, claims, resolved };
         s.passes.push(pass);
         s.passes.sort_by_key(|p| p.slot);
     }
 
     /// The pass's decision, asking the real core until it has every fact it needs.
-    /// `read` is the object as the pass knows it; the others come from `view`.
     pub fn decide(
         &self,
         s: &State,
-        view: &[Obj],
-        read: &Obj,
+        reading: Reading<'_>,
         slot: usize,
         fault: LookFault,
         outcome: Option<&Outcome>,
-        kept: Option<&Resolved>,
     ) -> Decided {
+        let Reading { view, read, kept } = reading;
         let object = self.object_fact(read, s.later);
         let (mut claims, mut credentials, mut look) = (None::<(String, Vec<Claimant>)>, None, None);
         // The member list changes no property: one member, read without fault.
@@ -1000,7 +1014,9 @@ impl Model {
         // The client-side rate is asked before any write.
         if end == CallEnd::NotAdmitted {
             let outcome = Outcome::NotAdmitted { after: std::time::Duration::from_secs(1), why: "rate".into() };
-            p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome), p.resolved.as_ref()).m;
+            p.m = self
+                .decide(s, Reading::of(self.view(s), &p.read, &p.resolved), slot, LookFault::None, Some(&outcome))
+                .m;
             (p.called, p.outcome) = (true, Some(outcome));
             s.passes.push(p);
             s.passes.sort_by_key(|p| p.slot);
@@ -1031,7 +1047,7 @@ impl Model {
             _ => Outcome::Refused(Problem::new(ErrorClass::Transient, "Timeout", "Timeout")),
         };
         // The core decides again on the object as written before the call.
-        p.m = self.decide(s, self.view(s), &p.read, slot, LookFault::None, Some(&outcome), p.resolved.as_ref()).m;
+        p.m = self.decide(s, Reading::of(self.view(s), &p.read, &p.resolved), slot, LookFault::None, Some(&outcome)).m;
         (p.called, p.outcome) = (true, Some(outcome));
         s.passes.push(p);
         s.passes.sort_by_key(|p| p.slot);
@@ -1188,7 +1204,9 @@ impl Model {
         }
         if sent {
             let fresh = live.clone();
-            let m = self.decide(s, self.view(s), &fresh, slot, LookFault::None, p.outcome.as_ref(), p.resolved.as_ref()).m;
+            let m = self
+                .decide(s, Reading::of(self.view(s), &fresh, &p.resolved), slot, LookFault::None, p.outcome.as_ref())
+                .m;
             self.finish_move(s, slot, &m);
         }
     }
@@ -1225,7 +1243,8 @@ impl Model {
         s.faults_left -= 1;
         let Some(cache) = s.deposed.clone() else { return };
         let read = &cache[slot];
-        let Decided { mut m, acting, resolved, .. } = self.decide(s, &cache, read, slot, LookFault::None, None, None);
+        let Decided { mut m, acting, resolved, .. } =
+            self.decide(s, Reading { view: &cache, read, kept: None }, slot, LookFault::None, None);
         if self.rules.glue().fenced {
             if s.objects[slot] == *read && m.call.is_none() {
                 self.finish_move(s, slot, &m);
@@ -1239,7 +1258,7 @@ impl Model {
             let answer = acting.and_then(|acting| self.cloud_call(s, slot, acting, &call));
             if let Some(outcome) = answer {
                 let written = as_written(read, &m);
-                m = self.decide(s, &cache, &written, slot, LookFault::None, Some(&outcome), resolved.as_ref()).m;
+                m = self.decide(s, Reading::of(&cache, &written, &resolved), slot, LookFault::None, Some(&outcome)).m;
             }
         }
         self.finish_move(s, slot, &m);
