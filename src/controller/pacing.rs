@@ -74,6 +74,33 @@ pub struct Pacing {
     queues: Arc<Queues>,
     /// By UID: the object's namespace, and what it is counted as.
     counted: Mutex<HashMap<String, (String, Counted)>>,
+    /// The UIDs of objects gone lately: a pass that was under way when its object went counts it
+    /// no more (UIDs are never reused).
+    gone: Mutex<Gone>,
+}
+
+/// The last [`Gone::KEPT`] UIDs forgotten, oldest first.
+#[derive(Default)]
+struct Gone {
+    order: std::collections::VecDeque<String>,
+    uids: HashSet<String>,
+}
+
+impl Gone {
+    /// More than the passes that can be under way at once, by far.
+    const KEPT: usize = 4096;
+
+    fn insert(&mut self, uid: &str) {
+        if !self.uids.insert(uid.to_string()) {
+            return;
+        }
+        self.order.push_back(uid.to_string());
+        if self.order.len() > Gone::KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.uids.remove(&oldest);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,7 +109,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pacing {
     pub fn new(metrics: Arc<Metrics>, queues: Arc<Queues>) -> Pacing {
-        Pacing { metrics, failures: Mutex::default(), queues, counted: Mutex::default() }
+        Pacing { metrics, failures: Mutex::default(), queues, counted: Mutex::default(), gone: Mutex::default() }
     }
 
     /// How long until the object's next pass; `None` for a settled object, which waits for a
@@ -90,7 +117,9 @@ impl Pacing {
     pub fn after(&self, uid: &str, pace: Pace, timings: &Timings) -> Option<Duration> {
         let after = match pace {
             Pace::Backoff { class, hint } => {
-                let failures = {
+                let failures = if lock(&self.gone).uids.contains(uid) {
+                    1
+                } else {
                     let mut map = lock(&self.failures);
                     let n = map.entry(uid.to_string()).or_insert(0);
                     *n = n.saturating_add(1);
@@ -124,6 +153,9 @@ impl Pacing {
 
     /// Counts the object (of `namespace`) as ready and/or releasing in the gauges.
     pub fn count(&self, uid: &str, namespace: &str, now: Counted) {
+        if lock(&self.gone).uids.contains(uid) {
+            return;
+        }
         let mut counted = lock(&self.counted);
         let before = counted.insert(uid.to_string(), (namespace.to_string(), now)).map(|(_, c)| c).unwrap_or_default();
         self.publish(before, now);
@@ -131,6 +163,7 @@ impl Pacing {
 
     /// The object is gone: nothing of it is kept.
     pub fn forget(&self, uid: &str) {
+        lock(&self.gone).insert(uid);
         lock(&self.failures).remove(uid);
         self.queues.leave(uid);
         let mut counted = lock(&self.counted);
@@ -169,6 +202,26 @@ mod tests {
 
     fn pacing() -> Pacing {
         Pacing::new(Arc::new(Metrics::default()), Arc::default())
+    }
+
+    /// A pass that was under way when its object went (a Delete event, a listing without it) ends
+    /// after the forgetting: it counts the object no more, and keeps no backoff for it.
+    #[test]
+    fn a_pass_ending_after_its_object_went_counts_it_no_more() {
+        let pacing = pacing();
+        let ready = Counted { ready: true, releasing: false };
+        pacing.count("a", "ns", ready);
+        pacing.count("b", "ns", ready);
+        pacing.forget("a");
+        pacing.count("a", "ns", ready);
+        assert_eq!(pacing.metrics.objects_ready.get(), 1);
+        let blocked = Pace::Backoff { class: ErrorClass::Blocked, hint: None };
+        pacing.after("a", blocked, &Timings::default());
+        assert!(!lock(&pacing.failures).contains_key("a"));
+        // Only the last ones are kept.
+        (0..Gone::KEPT).for_each(|i| pacing.forget(&format!("other-{i}")));
+        pacing.count("a", "ns", ready);
+        assert_eq!(pacing.metrics.objects_ready.get(), 2);
     }
 
     #[test]
