@@ -230,7 +230,10 @@ fn print_story(path: stateright::Path<State, Action>, property: &str, model: &Mo
                         .map(|c| format!("{}: {}", c.reason, c.message))
                         .unwrap_or_default();
                     let synced = o.status.last_error.as_ref().map(|e| format!(" [{}]", e.message)).unwrap_or_default();
-                    format!("{}{} {ready}{synced}", model.label(i), if o.deleting { " (deleting)" } else { "" })
+                    let paused =
+                        c.paused.get(&i).filter(|left| **left > 0).map(|left| format!(", its requeue {left} s away"));
+                    let deleting = if o.deleting { " (deleting)" } else { "" };
+                    format!("{}{deleting} {ready}{synced}{}", model.label(i), paused.unwrap_or_default())
                 })
                 .collect();
             println!("      {}", objects.join("; "));
