@@ -1,11 +1,12 @@
 //! What must hold in every reachable state, and the fault-free continuation that checks that every
-//! deletion finishes once faults stop.
+//! deletion finishes once faults and throttling stop: a round is a minute, and an object waits out
+//! the pause its last throttling hint bought before it is reconciled again.
 
 use std::collections::BTreeSet;
 
 use eipsegment_operator::cloud::model::SegmentStatus;
 
-use super::model::{ACCOUNT_A, Action, CallEnd, Keys, LookFault, Model, Obj, Op, State, TEAM};
+use super::model::{ACCOUNT_A, Action, CallEnd, ENDPOINT, Keys, LookFault, Model, Obj, Op, State, TEAM};
 
 /// Segments this operator allocated that no existing object can still release (unless an object
 /// let go of it with Retain and named it).
@@ -42,7 +43,7 @@ fn can_release(m: &Model, s: &State, o: &Obj, id: &str, account: &str) -> bool {
     }
     let named = o.status.segment_instance_id.as_deref().or(annotations.segment_id.as_deref());
     let token = o.status.allocation_token.as_ref().or(annotations.allocation_token.as_ref());
-    let created = token.and_then(|t| s.cloud.tokens.get(&(cloud_account(account), t.clone())));
+    let created = token.and_then(|t| s.cloud.minted.get(&(cloud_account(account), t.clone())));
     adopts || named == Some(id) || (named.is_none() && created.is_some_and(|c| c == id))
 }
 
@@ -81,10 +82,10 @@ pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
     if !deleting(s) {
         return true;
     }
-    // A pass under way completes first: its call may record the account the segment lives in.
+    // The passes under way complete first: a call may record the account the segment lives in.
     let mut c = s.clone();
     c.faults_left = 0;
-    let Some(mut c) = repaired(m, finish_pass(m, c)) else { return true };
+    let Some(mut c) = repaired(m, finish_passes(m, c)) else { return true };
     for _ in 0..ROUNDS {
         if !deleting(&c) {
             return true;
@@ -96,9 +97,18 @@ pub fn continuation(m: &Model, s: &State, mut see: impl FnMut(&State)) -> bool {
 }
 
 const ROUNDS: usize = 12;
+/// The time a round takes: an object paused longer by a throttling hint sits it out.
+const ROUND_SECONDS: u64 = 60;
 
 fn deleting(s: &State) -> bool {
-    s.objects.iter().any(|o| o.exists && o.deleting)
+    s.objects.iter().any(|o| o.exists && o.deleting && !waits_for_a_person(s, o))
+}
+
+/// A pending allocation that the cloud, having forgotten its token, no longer answers: nothing
+/// proves what its first request did, and the object's condition asks a person to look.
+fn waits_for_a_person(s: &State, o: &Obj) -> bool {
+    let allocating = o.status.last_error.as_ref().is_some_and(|e| e.action == "Allocate");
+    s.later && o.status.allocation_requested_at.is_some() && allocating
 }
 
 /// The user restores the credentials: keys of the account the team's objects recorded, the
@@ -116,6 +126,7 @@ fn repaired(m: &Model, mut c: State) -> Option<State> {
     }
     let account = recorded.first().map_or(m.scenario.team_keys, |a| cloud_account(a));
     c.secret.keys = Keys::Of(account);
+    c.endpoint = ENDPOINT;
     if !c.secret.exists {
         c.secret.exists = true;
         c.secret.deleting = false;
@@ -132,12 +143,20 @@ fn round(m: &Model, mut c: State) -> State {
         c.secret.exists = true;
         c.secret.deleting = false;
     }
-    c = finish_pass(m, c);
+    c = finish_passes(m, c);
+    // The watch delivers: the cache catches up.
+    if !c.cache.is_empty() {
+        m.apply(&mut c, &Action::Watch);
+    }
     for slot in 0..c.objects.len() {
-        if c.objects[slot].exists {
+        let paused = c.paused.get(&slot).is_some_and(|left| *left > ROUND_SECONDS);
+        if c.objects[slot].exists && !paused {
             m.apply(&mut c, &Action::Operator(Op::Pass(slot, LookFault::None)));
-            c = finish_pass(m, c);
+            c = finish_passes(m, c);
         }
+    }
+    for left in c.paused.values_mut() {
+        *left = left.saturating_sub(ROUND_SECONDS);
     }
     let ids: Vec<String> = c.cloud.segments.keys().cloned().collect();
     for id in ids {
@@ -146,12 +165,11 @@ fn round(m: &Model, mut c: State) -> State {
     c
 }
 
-fn finish_pass(m: &Model, mut c: State) -> State {
-    for _ in 0..2 {
-        let op = match &c.pass {
-            None => return c,
-            Some(p) if p.m.call.is_some() && !p.called => Op::Call(CallEnd::Answered),
-            Some(_) => Op::Record,
+fn finish_passes(m: &Model, mut c: State) -> State {
+    while let Some(p) = c.passes.first() {
+        let op = match p.m.call.is_some() && !p.called {
+            true => Op::Call(p.slot, CallEnd::Answered),
+            false => Op::Record(p.slot),
         };
         m.apply(&mut c, &Action::Operator(op));
     }

@@ -1,6 +1,6 @@
-//! The decision rules the model runs: the operator's own lifecycle core, or one of the earlier
-//! rules it replaced, each rebuilt at the core's interface so that the checker can show it finds
-//! what it exists for.
+//! The decision rules the model runs: the operator's own lifecycle core and glue, or one of the
+//! earlier rules they replaced, each rebuilt at the core's interface (or as a choice of the glue)
+//! so that the checker can show it finds what it exists for.
 
 use std::collections::BTreeMap;
 
@@ -42,10 +42,28 @@ pub enum Earlier {
     AnyNamespaceHandOver,
     /// No tenancy policy: every namespace could do everything (`Allowance::default()`).
     PolicyIgnored,
+    /// A throttling answer's TimeLeft was taken as the pause, however long.
+    UnboundedHint,
+    /// A refusal of a pending allocation's replay with a region or parameter code proved that
+    /// nothing was created, whatever endpoint or parameters the first request went with, and
+    /// however long ago.
+    RefusalProvesAnywhere,
+    /// The identity annotations were written before status: a crash between the two leaves
+    /// annotations ahead of status, which reads as a restore.
+    IdentityBeforeStatus,
+    /// A conflict after a call (or after a refusal of the client-side rate, counted as a call)
+    /// force-wrote the move built from the stale read.
+    ForcedAfterConflict,
+    /// A deposed replica wrote without resourceVersion preconditions and called without proving
+    /// it still held the Lease.
+    Unfenced,
+    /// A pass from the cache acted for an object already gone: its write before the call failed
+    /// as not found, and the call went anyway.
+    ActsForRemoved,
 }
 
 impl Earlier {
-    pub const ALL: [Earlier; 9] = [
+    pub const ALL: [Earlier; 15] = [
         Earlier::AnyAccount,
         Earlier::MalformedIsAbsent,
         Earlier::MarkerClearedOnRefusal,
@@ -55,7 +73,30 @@ impl Earlier {
         Earlier::UnprovenBelieved,
         Earlier::AnyNamespaceHandOver,
         Earlier::PolicyIgnored,
+        Earlier::UnboundedHint,
+        Earlier::RefusalProvesAnywhere,
+        Earlier::IdentityBeforeStatus,
+        Earlier::ForcedAfterConflict,
+        Earlier::Unfenced,
+        Earlier::ActsForRemoved,
     ];
+}
+
+/// What the glue (`src/controller`) does around a decision: how it takes a throttling hint, in
+/// which order it writes, what it does on a conflict, how it is fenced.
+#[derive(Clone, Copy, Debug)]
+pub struct Glue {
+    /// A TimeLeft hint is capped (`cloud::error::LONGEST_HINT`).
+    pub bounded_hint: bool,
+    /// Status is written before the identity annotations.
+    pub status_first: bool,
+    /// On a conflict after a sent call the object is read again and the outcome decided on it;
+    /// a refusal by the client-side rate sent nothing.
+    pub decides_again_on_conflict: bool,
+    /// Every write carries the read's resourceVersion, every call a Lease proof.
+    pub fenced: bool,
+    /// The write before a call fails for a gone object, and so the call is not made.
+    pub gone_stops_calls: bool,
 }
 
 impl Rules {
@@ -83,6 +124,10 @@ impl Rules {
                 lifecycle::decide(&Facts { object: &forgetful, ..*facts })
             }
             Rules::Earlier(Earlier::AnyNamespaceHandOver) => hand_over_to_anyone(facts),
+            Rules::Earlier(Earlier::RefusalProvesAnywhere) => {
+                let trusting = trusting_refusals(facts);
+                lifecycle::decide(&Facts { object: &trusting, ..*facts })
+            }
             Rules::Earlier(Earlier::PolicyIgnored) => {
                 let unbound = Object { allowance: Allowance::default(), ..facts.object.clone() };
                 lifecycle::decide(&Facts { object: &unbound, ..*facts })
@@ -124,6 +169,25 @@ impl Rules {
         }
     }
 
+    pub fn glue(&self) -> Glue {
+        let flawed = |earlier| *self == Rules::Earlier(earlier);
+        Glue {
+            bounded_hint: !flawed(Earlier::UnboundedHint),
+            status_first: !flawed(Earlier::IdentityBeforeStatus),
+            decides_again_on_conflict: !flawed(Earlier::ForcedAfterConflict),
+            fenced: !flawed(Earlier::Unfenced),
+            gone_stops_calls: !flawed(Earlier::ActsForRemoved),
+        }
+    }
+
+    /// A throttling answer's TimeLeft as the glue takes it (the client's own bound).
+    pub fn hint(&self, asked: std::time::Duration) -> std::time::Duration {
+        match self.glue().bounded_hint {
+            true => eipsegment_operator::cloud::error::bounded_hint(Some(asked)).0.unwrap_or(asked),
+            false => asked,
+        }
+    }
+
     pub fn falls_back_to_operator(&self) -> bool {
         *self == Rules::Earlier(Earlier::AnyAccount)
     }
@@ -139,6 +203,23 @@ impl Rules {
             _ => Seen::Failed(Problem::new(ErrorClass::Transient, "MalformedResponse", "MalformedResponse")),
         }
     }
+}
+
+/// The object as the core sees it when any refusal with a region or parameter code counts: the
+/// pending marker stands for whatever request was replayed, and the cloud remembers every token.
+fn trusting_refusals(facts: &Facts<'_>) -> Object {
+    let mut object = facts.object.clone();
+    let refused = matches!(facts.outcome, Some(Outcome::Refused(p)) if p.proves_nothing_created);
+    let account = facts.credentials.and_then(|c| Some((c.account.as_ref().ok()?, &c.endpoint)));
+    if let (true, Some((account, endpoint))) = (refused, account) {
+        let token = object.status.allocation_token.clone().or_else(|| object.annotations.allocation_token.clone());
+        let token = token.unwrap_or_else(|| lifecycle::identity::allocation_token(&object.uid));
+        let replayed = object.spec.allocate_request(&token);
+        object.status.allocation_request = Some(lifecycle::replay::request_of(account, endpoint, &replayed));
+        object.status.allocation_requested_at.get_or_insert_with(|| object.now.clone());
+        object.tokens_remembered_since = String::new();
+    }
+    object
 }
 
 /// The core deciding with every claimant as an heir; its event and conditions name each by its
