@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use tracing::{debug, info, warn};
 
@@ -39,7 +39,9 @@ pub async fn run(ctx: &Context, cached: Arc<Cached>) -> Result<Action, Error> {
     let mut decided = pass.decide().await?;
     // Right before a call, the other objects naming the segment are looked at again: one that
     // appeared since the decision makes it decide again.
-    if decided.call.is_some() && pass.claims_changed()? {
+    if let Some(call) = &decided.call
+        && pass.claims_changed(matches!(call, Call::Release { .. })).await?
+    {
         decided = pass.decide().await?;
     }
     match pass.perform(decided).await {
@@ -145,14 +147,40 @@ impl<'c> Pass<'c> {
     }
 
     /// Whether the claims on the segment changed since they were gathered (then they are replaced).
-    fn claims_changed(&mut self) -> Result<bool, Error> {
+    /// Before a release, those of the object's own namespace, the only ones that can keep the
+    /// segment from it, are read from the apiserver: the cache may not show an object created a
+    /// moment ago.
+    async fn claims_changed(&mut self, releasing: bool) -> Result<bool, Error> {
         let Some((id, before)) = &self.claims else { return Ok(false) };
-        let now = self.claimants(id)?;
-        if now == *before {
+        let id = id.clone();
+        let mut now = if releasing { self.claimants_read_now(&id).await? } else { self.claimants(&id)? };
+        let mut before = before.clone();
+        for claims in [&mut now, &mut before] {
+            claims.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+        }
+        if now == before {
             return Ok(false);
         }
-        self.claims = Some((id.clone(), now));
+        self.claims = Some((id, now));
         Ok(true)
+    }
+
+    /// The claimants of other namespaces as the cache shows them, and those of the object's own as
+    /// the apiserver lists them now (a quorum read).
+    async fn claimants_read_now(&self, segment_id: &str) -> Result<Vec<Claimant>, Error> {
+        let namespace = &self.object.namespace;
+        let listed = self.api.list(&ListParams::default()).await.map_err(Error::Kube)?;
+        let mut claims: Vec<Claimant> =
+            self.claimants(segment_id)?.into_iter().filter(|c| c.namespace != *namespace).collect();
+        let uid = &self.object.uid;
+        claims.extend(
+            listed
+                .items
+                .iter()
+                .filter(|o| o.uid().as_ref() != Some(uid) && self.names(o, segment_id))
+                .map(|o| claimant(o, segment_id)),
+        );
+        Ok(claims)
     }
 
     /// The other cached objects that name the segment: in spec, in status, or in an identity

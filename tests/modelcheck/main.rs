@@ -325,6 +325,7 @@ fn scenarios_for(earlier: Earlier) -> &'static [&'static str] {
         Earlier::ForcedAfterConflict => &["a lagging cache and the client-side rate"],
         Earlier::Unfenced => &["a deposed replica"],
         Earlier::ActsForRemoved => &["an object removed with its finalizer stripped"],
+        Earlier::ClaimsFromCache => &["two objects reconciled at once from a lagging cache"],
     }
 }
 

@@ -1005,9 +1005,10 @@ impl Model {
         let Some(at) = s.passes.iter().position(|p| p.slot == slot) else { return };
         let mut p = s.passes.remove(at);
         // Right before the call, the other objects naming the segment are looked at again (in the
-        // cache): one that appeared since the decision makes the pass decide again.
+        // cache; before a release, those of the object's namespace as the apiserver lists them):
+        // one that appeared since the decision makes the pass decide again.
         if let Some((id, seen)) = &p.claims
-            && self.claimants(self.view(s), slot, id) != *seen
+            && self.claimants(&self.view_before_call(s, &p), slot, id) != *seen
         {
             return;
         }
@@ -1126,17 +1127,29 @@ impl Model {
         o.spec.effective_deletion_policy() == DeletionPolicy::Delete && !capped
     }
 
+    /// What a pass reads right before its call: the cache, and before a release the objects of the
+    /// releasing object's namespace as they are (the glue lists them from the apiserver then).
+    fn view_before_call(&self, s: &State, p: &InFlight) -> Vec<Obj> {
+        let mut view = self.view(s).to_vec();
+        if self.rules.lists_before_release() && matches!(p.m.call, Some(Call::Release { .. })) {
+            let namespace = s.objects[p.slot].namespace;
+            for (seen, live) in view.iter_mut().zip(&s.objects) {
+                if live.namespace == namespace {
+                    seen.clone_from(live);
+                }
+            }
+        }
+        view
+    }
+
     /// A release its object must not make: not deleted with Delete in force, of a segment it
-    /// neither allocated nor adopts, or of one another live object of its namespace wants. An
-    /// object created after the leader's cache last caught up is not one it can know of: the glue
-    /// looks at claims in the cache, even right before a call.
+    /// neither allocated nor adopts, or of one another live object of its namespace wants.
     fn premature(&self, s: &State, slot: usize, id: &str) -> bool {
         let o = &s.objects[slot];
         let wanted = o.deleting && self.releases_on_deletion(o);
         let owner = s.cloud.allocated_by.get(id) == Some(&slot) || o.spec.segment_instance_id.as_deref() == Some(id);
         let heir = |other: &Obj| other.exists && !other.deleting && other.namespace == o.namespace && wants(other, id);
-        let known = |i: usize| s.cache.get(i).is_none_or(|cached| cached.exists);
-        let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && heir(other) && known(i));
+        let another = s.objects.iter().enumerate().any(|(i, other)| i != slot && heir(other));
         !wanted || !owner || another
     }
 

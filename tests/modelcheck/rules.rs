@@ -60,10 +60,13 @@ pub enum Earlier {
     /// A pass from the cache acted for an object already gone: its write before the call failed
     /// as not found, and the call went anyway.
     ActsForRemoved,
+    /// Right before a release, the claims were read from the cache alone: an object of the
+    /// namespace created a moment before, adopting the segment, was not seen.
+    ClaimsFromCache,
 }
 
 impl Earlier {
-    pub const ALL: [Earlier; 15] = [
+    pub const ALL: [Earlier; 16] = [
         Earlier::AnyAccount,
         Earlier::MalformedIsAbsent,
         Earlier::MarkerClearedOnRefusal,
@@ -79,6 +82,7 @@ impl Earlier {
         Earlier::ForcedAfterConflict,
         Earlier::Unfenced,
         Earlier::ActsForRemoved,
+        Earlier::ClaimsFromCache,
     ];
 }
 
@@ -190,6 +194,11 @@ impl Rules {
 
     pub fn falls_back_to_operator(&self) -> bool {
         *self == Rules::Earlier(Earlier::AnyAccount)
+    }
+
+    /// Right before a release, the glue lists the namespace's objects from the apiserver.
+    pub fn lists_before_release(&self) -> bool {
+        *self != Rules::Earlier(Earlier::ClaimsFromCache)
     }
 
     pub fn holds_secrets(&self) -> bool {
