@@ -598,18 +598,25 @@ fn allocate(sim: &Simulator, region: &str, token: &str) -> String {
     })
 }
 
+/// `ns/pending`, marked as the operator marks an allocation before its call, and the segment the
+/// cloud made for it (whose answer the object never recorded); the marker's time and the segment.
+fn pending_allocation(c: &Cluster, sim: &Simulator, ns: &str) -> (String, String) {
+    c.apply(&segment_yaml(ns, "pending", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
+    let uid = c.get(ns, "pending").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    let token = format!("alloc-{uid}");
+    let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
+    c.patch_status(ns, "pending", &marker);
+    let answer = allocate(sim, "cn-hangzhou", &token);
+    (requested_at, answer)
+}
+
 #[test]
 fn a_pending_allocations_segment_is_possibly_its_objects() {
     let (_serial, c) = start();
     let sim = Simulator::start(&[]);
     let ns = c.namespace("audit-pending");
-    c.apply(&segment_yaml(&ns, "pending", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    let uid = c.get(&ns, "pending").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
-    let token = format!("alloc-{uid}");
-    let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
-    c.patch_status(&ns, "pending", &marker);
-    let answer = allocate(&sim, "cn-hangzhou", &token);
+    let (requested_at, answer) = pending_allocation(c, &sim, &ns);
     // Made long before the marker: not the allocation's.
     let old = sim.seed(json!({"regionId": "cn-hangzhou", "creationTime": "2020-01-01T00:00:00Z"}));
     // New, but in a region where nothing is pending.
@@ -659,13 +666,7 @@ fn a_pending_allocations_segment_stays_its_objects_when_the_clouds_clock_runs_be
     let (_serial, c) = start();
     let sim = Simulator::start(&["--clock-offset-seconds=-600"]);
     let ns = c.namespace("audit-skew");
-    c.apply(&segment_yaml(&ns, "pending", "  regionId: cn-hangzhou\n  eipMask: 28\n")).unwrap();
-    let uid = c.get(&ns, "pending").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
-    let token = format!("alloc-{uid}");
-    let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let marker = json!({"status": {"allocationRequestedAt": requested_at, "allocationToken": token}}).to_string();
-    c.patch_status(&ns, "pending", &marker);
-    let answer = allocate(&sim, "cn-hangzhou", &token);
+    let (requested_at, answer) = pending_allocation(c, &sim, &ns);
     let created = sim.segment(&answer).unwrap()["creationTime"].as_str().unwrap().to_string();
     assert!(created < requested_at, "the cloud dates it {created}, before the marker {requested_at}");
 

@@ -508,8 +508,10 @@ fn a_replay_refused_at_another_endpoint_proves_nothing() {
     assert!(segments_in(&sim, ACCOUNT).is_empty());
 }
 
-/// An admission policy that refuses every status write to `ns/name`: the first of a pass's two writes
-/// fails, as if the operator crashed between them. Removed when dropped.
+/// An admission policy that refuses every status write to the existing object `ns/name`: the first
+/// of a pass's two writes fails, as if the operator crashed between them. Returned once the
+/// apiserver enforces it (policies take effect a moment after they are created); removed when
+/// dropped.
 struct StatusRefused<'c> {
     c: &'c Cluster,
     name: String,
@@ -528,6 +530,12 @@ impl<'c> StatusRefused<'c> {
              validationActions: [Deny]}}\n"
         ))
         .unwrap();
+        let probe = ["patch", "eipsegment", name, "-n", ns, "--subresource=status", "--type=merge", "-p"];
+        let probe: Vec<&str> = probe.into_iter().chain([r#"{"status":{}}"#]).collect();
+        eventually("the policy in force", T, || {
+            let (ok, _, err) = c.kubectl_as(c.admin_kubeconfig(), &probe, None);
+            (!ok && err.contains("status writes refused by the test")).then_some(())
+        });
         StatusRefused { c, name: policy }
     }
 }
@@ -549,9 +557,9 @@ fn a_write_cut_before_the_status_leaves_nothing_that_allocates_on_deletion() {
     let c = Cluster::shared();
     let ns = c.namespace("splitwrite");
     let sim = Simulator::start(&[]);
+    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
     let refused = StatusRefused::on(c, &ns, "web");
     let _op = Operator::start(c, &sim, &ns, &[]);
-    c.apply(&segment_yaml(&ns, "web", SPEC)).unwrap();
     // Passes come and fail at their first write; none goes further.
     eventually("the finalizer", T, || c.get(&ns, "web").filter(|o| !finalizers(o).is_empty()));
     let obj = stays(c, &ns, "web", Duration::from_secs(4));
