@@ -417,6 +417,7 @@ impl<'c> Pass<'c> {
 fn object_of(ctx: &Context, obj: &EipSegment) -> Result<Object, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let proven = ctx.identity.read(&namespace, &obj.name_any(), obj.annotations(), obj.status.as_ref());
+    let now = Utc::now();
     Ok(Object {
         allowance: ctx.allowance(&namespace),
         namespace,
@@ -429,8 +430,8 @@ fn object_of(ctx: &Context, obj: &EipSegment) -> Result<Object, Error> {
         annotations: proven.identity,
         unproven: proven.unproven,
         deleting: obj.metadata.deletion_timestamp.is_some(),
-        now: rfc3339(Utc::now()),
-        tokens_remembered_since: rfc3339(Utc::now() - ctx.timings.token_memory),
+        now: rfc3339(now),
+        tokens_remembered_since: rfc3339(now - ctx.timings.token_memory),
     })
 }
 

@@ -82,14 +82,14 @@ pub(super) fn after_allocate(pass: &Pass, outcome: &Outcome) -> Decision {
             decided.watch = Some(Watch::Changing { segment_id: segment_id.clone(), change: Change::Allocating });
             Decision::Act(decided)
         }
-        Outcome::Refused(problem) => match pass.refusal_proves_nothing_created(problem) {
-            Ok(()) => {
+        Outcome::Refused(problem) => match pass.refusal_verdict(problem) {
+            replay::Verdict::NothingCreated => {
                 status.allocation_requested_at = None;
                 status.allocation_request = None;
                 pass.fail(status, problem, Act::Allocate)
             }
-            Err(why) if why.is_empty() => pass.fail(status, problem, Act::Allocate),
-            Err(why) => {
+            replay::Verdict::SaysNothing => pass.fail(status, problem, Act::Allocate),
+            replay::Verdict::AnotherRequest(why) => {
                 let advice = replay::advice(&why, status.account_id.as_deref());
                 let detail = format!("{} ({advice})", problem.detail);
                 pass.fail(status, &Problem { detail, ..problem.clone() }, Act::Allocate)

@@ -65,7 +65,7 @@ fn retain(pass: &Pass) -> Decision {
                 status.segment_instance_id = Some(segment_id.clone());
                 pass.finish(pass.succeeded(status), kept(segment_id))
             }
-            Some(Outcome::Refused(problem)) if pass.refusal_proves_nothing_created(problem).is_ok() => {
+            Some(Outcome::Refused(problem)) if pass.refusal_proves_nothing_created(problem) => {
                 let note = format!(
                     "deletion policy Retain: the cloud's answer to the pending allocation ({}) proves nothing was created",
                     problem.code
@@ -114,7 +114,7 @@ fn release_under_way(pass: &Pass) -> Decision {
 /// that proves nothing was created lets the object go; anything else keeps it and says why.
 fn resolve_pending(pass: &Pass) -> Decision {
     match pass.facts.outcome {
-        Some(Outcome::Refused(problem)) if pass.refusal_proves_nothing_created(problem).is_ok() => {
+        Some(Outcome::Refused(problem)) if pass.refusal_proves_nothing_created(problem) => {
             let note = format!(
                 "the cloud's answer to the pending allocation ({}) proves nothing was created: nothing to release",
                 problem.code

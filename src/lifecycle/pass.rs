@@ -229,14 +229,19 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Whether a refusal of this pass's allocation proves that the pending marker's request created
-    /// nothing (see [`replay`]); if not, why (empty: the refusal is not of that kind at all).
-    pub fn refusal_proves_nothing_created(&self, problem: &Problem) -> Result<(), String> {
-        let Some(credentials) = self.facts.credentials else { return Err(String::new()) };
-        let Ok(account) = &credentials.account else { return Err(String::new()) };
+    /// What a refusal of this pass's allocation says of the pending marker's request (see
+    /// [`replay`]).
+    pub fn refusal_verdict(&self, problem: &Problem) -> replay::Verdict {
+        let Some(credentials) = self.facts.credentials else { return replay::Verdict::SaysNothing };
+        let Ok(account) = &credentials.account else { return replay::Verdict::SaysNothing };
         let request = self.object.spec.allocate_request(&self.allocation_token());
         let replayed = replay::request_of(account, &credentials.endpoint, &request);
-        replay::proves_nothing_created(problem, self.object, &self.starting_status, &replayed)
+        replay::verdict(problem, self.object, &self.starting_status, &replayed)
+    }
+
+    /// A refusal of this pass's allocation proves that nothing was created.
+    pub fn refusal_proves_nothing_created(&self, problem: &Problem) -> bool {
+        self.refusal_verdict(problem) == replay::Verdict::NothingCreated
     }
 
     /// Credentials of another account: nothing they say about the segment is believed, and they

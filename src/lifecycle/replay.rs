@@ -18,33 +18,38 @@ pub fn request_of(account: &str, endpoint: &str, request: &AllocateRequest) -> S
     format!("{account}@{endpoint}?{}", params.join("&"))
 }
 
-/// Whether `problem`, the answer to `replayed`, proves the marker's request created nothing; if
-/// not, why (for the condition).
-pub fn proves_nothing_created(
-    problem: &Problem,
-    object: &Object,
-    status: &EipSegmentStatus,
-    replayed: &str,
-) -> Result<(), String> {
+/// What a refusal of an allocation says of the pending marker's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing was created: the marker may go.
+    NothingCreated,
+    /// A refusal of a kind that says nothing of what was created (quota, permissions, a 5xx).
+    SaysNothing,
+    /// A refusal of the kind that would prove it, of another request than the first; why.
+    AnotherRequest(String),
+}
+
+/// What `problem`, the answer to `replayed`, says of the marker's request.
+pub fn verdict(problem: &Problem, object: &Object, status: &EipSegmentStatus, replayed: &str) -> Verdict {
     if !problem.proves_nothing_created {
-        return Err(String::new());
+        return Verdict::SaysNothing;
     }
     match (&status.allocation_request, &status.allocation_requested_at) {
-        (None, _) | (_, None) => Err(format!(
+        (None, _) | (_, None) => Verdict::AnotherRequest(format!(
             "the first request with token {} is not on record (a restore, or an older operator), so this refusal \
              does not prove that it created nothing",
             status.allocation_token.as_deref().unwrap_or("?")
         )),
-        (Some(first), _) if first != replayed => Err(format!(
+        (Some(first), _) if first != replayed => Verdict::AnotherRequest(format!(
             "the replay ({replayed}) is not the first request ({first}), so its refusal does not prove that the \
              first created nothing"
         )),
         // RFC 3339 in UTC at one precision: the text orders as the time does.
-        (_, Some(at)) if at.as_str() < object.tokens_remembered_since.as_str() => Err(format!(
+        (_, Some(at)) if at.as_str() < object.tokens_remembered_since.as_str() => Verdict::AnotherRequest(format!(
             "the first request ({at}) is older than the cloud's memory of its token, so this refusal does not prove \
              that it created nothing"
         )),
-        _ => Ok(()),
+        _ => Verdict::NothingCreated,
     }
 }
 
