@@ -129,8 +129,11 @@ pub struct RunArgs {
     /// Seconds between drift checks of settled segments (region-wide pages when many are due).
     #[arg(long, env = "EIPSEG_RESYNC_SECONDS", default_value_t = 600.0)]
     pub resync_seconds: f64,
-    /// Longest wait between retries after passing errors (throttling, 5xx, timeouts); the wait
-    /// starts at one second and doubles, with jitter.
+    /// First retry after a passing error (throttling, 5xx, a timeout) or while another object of
+    /// the namespace is to take the segment over; doubles, with jitter.
+    #[arg(long, env = "EIPSEG_TRANSIENT_RETRY_SECONDS", default_value_t = 1.0)]
+    pub transient_retry_seconds: f64,
+    /// Longest wait between retries after passing errors (throttling, 5xx, timeouts).
     #[arg(long, env = "EIPSEG_TRANSIENT_RETRY_MAX_SECONDS", default_value_t = 120.0)]
     pub transient_retry_max_seconds: f64,
     /// Seconds the cloud is taken to remember a ClientToken's answer: a refusal of a pending
@@ -313,6 +316,7 @@ fn timings(args: &RunArgs) -> Result<Timings, RunError> {
         resync: seconds(args.resync_seconds)?,
         blocked_base: seconds(args.blocked_retry_seconds)?,
         terminal_base: seconds(args.terminal_retry_seconds)?,
+        transient_base: seconds(args.transient_retry_seconds)?,
         transient_max: seconds(args.transient_retry_max_seconds)?,
         token_memory: seconds(args.token_memory_seconds)?,
         ..Timings::default()

@@ -203,7 +203,9 @@ fn main() {
     let table = report.publish();
     if !findings.violations.is_empty() {
         drop(op);
-        panic!("chaos run failed: {} violation(s)\n{table}", findings.violations.len());
+        // Last, so that a log cut to its tail still names what failed.
+        let headlines: String = findings.violations.iter().map(|v| format!("\n  [{}] {}", v.check, v.what)).collect();
+        panic!("chaos run failed: {} violation(s)\n{table}\nviolations:{headlines}", findings.violations.len());
     }
 }
 

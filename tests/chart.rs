@@ -229,6 +229,7 @@ const MODES: &[(&str, &[&str])] = &[
 const TUNING: &[(&str, &str, &str)] = &[
     ("pollSeconds", "0.5", "--poll-seconds"),
     ("resyncSeconds", "1200", "--resync-seconds"),
+    ("transientRetrySeconds", "2", "--transient-retry-seconds"),
     ("transientRetryMaxSeconds", "60", "--transient-retry-max-seconds"),
     ("blockedRetrySeconds", "45", "--blocked-retry-seconds"),
     ("terminalRetrySeconds", "300", "--terminal-retry-seconds"),
@@ -247,6 +248,7 @@ const QUOTAS: &[(&str, &str, &str)] = &[
 const ALL_TUNING: &[&str] = &[
     "json:tuning.pollSeconds=0.5",
     "json:tuning.resyncSeconds=1200",
+    "json:tuning.transientRetrySeconds=2",
     "json:tuning.transientRetryMaxSeconds=60",
     "json:tuning.blockedRetrySeconds=45",
     "json:tuning.terminalRetrySeconds=300",
@@ -983,6 +985,7 @@ fn tuning_values_become_flags_exactly_when_set() {
     let parsed = [
         run.poll_seconds,
         run.resync_seconds,
+        run.transient_retry_seconds,
         run.transient_retry_max_seconds,
         run.blocked_retry_seconds,
         run.terminal_retry_seconds,

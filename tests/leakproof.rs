@@ -962,6 +962,34 @@ fn deleting_the_holder_hands_the_segment_over_to_the_object_that_names_it() {
     assert_eq!(allocations(&sim).len(), 1);
 }
 
+/// Neither waits for its next retry (a minute here): the holder's deletion wakes the heir, and the
+/// heir's taking the segment over wakes the holder.
+#[test]
+fn a_hand_over_goes_on_as_each_side_changes_not_at_the_next_retry() {
+    let c = Cluster::shared();
+    let ns = c.namespace("handover-woken");
+    let sim = Simulator::start(&[]);
+    let _op = Operator::start(c, &sim, &ns, &["--transient-retry-seconds", "60"]);
+    c.apply(&segment_yaml(&ns, "holder", SPEC)).unwrap();
+    let id = segment_id(&wait_ready(c, &ns, "holder"));
+    c.apply(&segment_yaml(
+        &ns,
+        "heir",
+        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
+    ))
+    .unwrap();
+    let waiting = settled_claim(c, &ns, "heir");
+    assert_eq!(condition(&waiting, "Ready").unwrap()["reason"], "SegmentInUse");
+    let started = Instant::now();
+    delete_now(c, &ns, "holder");
+    wait_gone(c, &ns, "holder");
+    let handed_over = started.elapsed();
+    assert!(handed_over < Duration::from_secs(30), "the hand-over waited for a retry: {handed_over:?}");
+    wait_event(c, &ns, "holder", "HandedOver");
+    assert_eq!(segment_id(&wait_ready(c, &ns, "heir")), id);
+    assert_eq!(calls(&sim, RELEASE), 0);
+}
+
 // ---- 6. a status the operator does not know ----
 
 #[test]

@@ -92,6 +92,9 @@ result=ok
 echo "$name $start $end $result" >"$dir/steps/$name"
 echo "[+$((end - $(cat "$dir/started")))s] $name: $result in $((end - start))s" >&2
 if ((rc != 0)); then
+  # What panicked first (a long panic message can push it out of the tail), then the tail.
+  echo "---- panics in $log" >&2
+  grep -A4 'panicked at' "$log" | head -n 40 >&2
   echo "---- last lines of $log" >&2
   tail -n 60 "$log" >&2
   echo "----" >&2

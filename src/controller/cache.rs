@@ -16,6 +16,7 @@ use kube::Resource;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::census::Tally;
+use super::claims;
 use crate::cloud::model::{Action, SegmentStatus};
 use crate::crd::{DeletionPolicy, EipSegment, EipSegmentSpec, EipSegmentStatus, SegmentAddress};
 use crate::lifecycle::Source;
@@ -36,6 +37,10 @@ pub struct Cached {
     pub names: Box<[Box<str>]>,
     /// This version of the object calls for a pass (see [`Cached::compare`]).
     pub changed: bool,
+    /// What the other objects naming its segments decide on, digested (see [`claims::stance`]).
+    stance: u64,
+    /// This version changed that: the others are to decide again (see [`Cached::compare`]).
+    pub stance_changed: bool,
     /// The identity annotations, spec and status, compressed.
     packed: Box<[u8]>,
 }
@@ -60,7 +65,8 @@ impl Cached {
     /// Keeps what a pass reads of `obj`.
     pub fn keep(obj: EipSegment) -> Result<Cached, Unreadable> {
         let tally = Tally::of(&obj);
-        let names = super::claims::named(&obj).into_iter().map(String::into_boxed_str).collect();
+        let names = claims::named(&obj).into_iter().map(String::into_boxed_str).collect();
+        let stance = claims::stance(&obj);
         let EipSegment { metadata, spec, status } = obj;
         let mut annotations = metadata.annotations.unwrap_or_default();
         annotations.retain(|key, _| ANNOTATIONS.contains(&key.as_str()) || key == identity::PROOF);
@@ -77,7 +83,15 @@ impl Cached {
         };
         let json = serde_json::to_vec(&Rest { annotations, spec, status }).map_err(|e| unreadable(&metadata, e))?;
         let packed = lock(&CODEC.compressor).compress(&json).map_err(|e| unreadable(&metadata, e))?;
-        Ok(Cached { metadata, tally, names, changed: true, packed: packed.into_boxed_slice() })
+        Ok(Cached {
+            metadata,
+            tally,
+            names,
+            changed: true,
+            stance,
+            stance_changed: false,
+            packed: packed.into_boxed_slice(),
+        })
     }
 
     /// The object as the cache holds it.
@@ -92,13 +106,15 @@ impl Cached {
     /// Notes whether this version calls for a pass, against the version the cache holds now: a
     /// new object does, and so does a change of the generation (the spec), the deletion request or
     /// the finalizers. Status and annotation writes do not, so the operator's own writes never wake
-    /// it up.
+    /// it up. Apart from that, it notes whether the version changed the object's stance towards
+    /// the others that name its segments.
     pub fn compare(&mut self, before: Option<&Cached>) {
         let (m, b) = (&self.metadata, before.map(|b| &b.metadata));
         self.changed = b.is_none_or(|b| {
             (&b.uid, b.generation, &b.deletion_timestamp, &b.finalizers)
                 != (&m.uid, m.generation, &m.deletion_timestamp, &m.finalizers)
         });
+        self.stance_changed = before.is_some_and(|b| b.stance != self.stance);
     }
 
     /// The name and namespace alone, to trigger a pass with: the controller's queue keeps the
@@ -112,6 +128,8 @@ impl Cached {
             tally: self.tally.clone(),
             names: Box::default(),
             changed: self.changed,
+            stance: self.stance,
+            stance_changed: self.stance_changed,
             packed: Box::default(),
         }
     }

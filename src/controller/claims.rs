@@ -2,14 +2,15 @@
 //! the other objects that name its segment; a scan of the whole cache per pass made a restart with
 //! 10,000 objects take 50 s.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::cache::Cached;
-use crate::crd::EipSegment;
-use crate::lifecycle::Identity;
+use crate::crd::{EipSegment, FINALIZER};
+use crate::lifecycle::{Identity, conditions};
 
 /// An object by namespace and name alone: all it takes to find it in the cache.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +36,24 @@ pub fn named(o: &EipSegment) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// A digest of what another object naming the same segment decides on (the lifecycle's
+/// `Claimant`): whether this one is being deleted or carries the finalizer, the segments it names,
+/// the segment and account its status records, its Ready reason and its last failure's class. The
+/// operator's status writes call for no pass of their own object, but a change of this wakes the
+/// others: an object waiting for an heir to take its segment over, or for a holder to settle it,
+/// goes on at once rather than at its next retry.
+pub fn stance(o: &EipSegment) -> u64 {
+    let status = o.status.as_ref();
+    let mut digest = DefaultHasher::new();
+    o.metadata.deletion_timestamp.is_some().hash(&mut digest);
+    o.finalizers().iter().any(|f| f == FINALIZER).hash(&mut digest);
+    named(o).hash(&mut digest);
+    status.map(|s| (&s.segment_instance_id, &s.account_id)).hash(&mut digest);
+    status.and_then(conditions::ready_reason).hash(&mut digest);
+    status.and_then(|s| s.last_error.as_ref()).map(|e| &e.class).hash(&mut digest);
+    digest.finish()
 }
 
 /// The index of one watch. It follows the watch's events as its store does, each before the store
@@ -95,6 +114,27 @@ impl Claims {
     pub fn naming(&self, segment_id: &str) -> Vec<Name> {
         self.live.by_segment.get(segment_id).cloned().unwrap_or_default()
     }
+
+    /// The others to wake once `event` is followed: every object of its namespace that names a
+    /// segment that the event's object names, or named in `before`, when its stance changed or it
+    /// is gone. Only an object of the same namespace waits for another (another namespace's never
+    /// holds a release back nor hands a segment over), so no tenant's edits cost another's passes.
+    pub fn to_wake(&self, event: &Event<Cached>, before: Option<&Cached>) -> BTreeSet<(Box<str>, Box<str>)> {
+        let o = match event {
+            Event::Apply(o) if o.stance_changed => o,
+            Event::Delete(o) => o,
+            _ => return BTreeSet::new(),
+        };
+        let itself = name_of(o);
+        let before = before.map_or(&[][..], |b| &b.names[..]);
+        o.names
+            .iter()
+            .chain(before)
+            .flat_map(|id| self.naming(id))
+            .filter(|n| *n != itself && n.namespace == itself.namespace)
+            .map(|n| (n.namespace, n.name))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -152,5 +192,55 @@ mod tests {
         claims.observe(&Event::InitDone, None);
         assert_eq!(names(&claims, "s2"), ["d"], "then only what it listed");
         assert!(names(&claims, "s3").is_empty());
+    }
+
+    /// Follows the event as the watch does, and says whom it wakes.
+    fn woken(claims: &mut Claims, store: &mut HashMap<String, Cached>, event: Event<Cached>) -> Vec<String> {
+        let mut event = event;
+        let name = match &event {
+            Event::Apply(o) | Event::Delete(o) => o.name_any(),
+            _ => unreachable!(),
+        };
+        let before = store.get(&name).cloned();
+        event = event.modify(|o| o.compare(before.as_ref()));
+        let woken = {
+            claims.observe(&event, before.as_ref());
+            claims.to_wake(&event, before.as_ref()).into_iter().map(|(_, n)| n.into()).collect()
+        };
+        match event {
+            Event::Apply(o) => drop(store.insert(name, o)),
+            _ => drop(store.remove(&name)),
+        }
+        woken
+    }
+
+    #[test]
+    fn a_change_of_stance_wakes_the_others_that_name_the_segment_and_nothing_else_does() {
+        let (mut claims, mut store) = (Claims::default(), HashMap::new());
+        assert!(woken(&mut claims, &mut store, Event::Apply(object("holder", None, Some("s1")))).is_empty());
+        assert!(
+            woken(&mut claims, &mut store, Event::Apply(object("heir", Some("s1"), None))).is_empty(),
+            "a new object"
+        );
+        woken(&mut claims, &mut store, Event::Apply(object("bystander", Some("s2"), None)));
+        let mut elsewhere = object("elsewhere", Some("s1"), None).object().unwrap();
+        elsewhere.metadata.namespace = Some("other".into());
+        woken(&mut claims, &mut store, Event::Apply(Cached::keep(elsewhere).unwrap()));
+        assert!(
+            woken(&mut claims, &mut store, Event::Apply(object("heir", Some("s1"), None))).is_empty(),
+            "the same stance again"
+        );
+        assert_eq!(woken(&mut claims, &mut store, Event::Apply(object("heir", Some("s1"), Some("s1")))), ["holder"]);
+
+        let mut deleting = object("holder", None, Some("s1")).object().unwrap();
+        deleting.metadata.deletion_timestamp =
+            Some(serde_json::from_value(serde_json::json!("2026-01-01T00:00:00Z")).unwrap());
+        assert_eq!(woken(&mut claims, &mut store, Event::Apply(Cached::keep(deleting.clone()).unwrap())), ["heir"]);
+        assert_eq!(woken(&mut claims, &mut store, Event::Delete(Cached::keep(deleting).unwrap())), ["heir"]);
+        assert_eq!(
+            woken(&mut claims, &mut store, Event::Apply(object("heir", Some("s1"), Some("s3")))),
+            Vec::<String>::new(),
+            "nobody else names either segment now"
+        );
     }
 }

@@ -266,11 +266,15 @@ async fn run_one(
     ctx.stores.write().unwrap_or_else(|p| p.into_inner()).push((reader.clone(), claims.clone()));
     tokio::spawn(mark_synced(reader.clone(), unsynced, ctx.metrics.clone()));
     let metrics = ctx.metrics.clone();
-    let stream = changes(api, writer, claims, removals);
+    let (neighbours, woken_neighbours) = tokio::sync::mpsc::unbounded_channel();
+    let stream = changes(api, writer, claims, removals, neighbours);
     let resync = resync::rolling(reader.clone(), resync::PERIOD);
+    let woken_neighbours = futures::stream::unfold(woken_neighbours, |mut rx| async move {
+        rx.recv().await.map(|(namespace, name): (Box<str>, Box<str>)| (ObjectRef::new(&name).within(&namespace), rx))
+    });
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .reconcile_on(futures::stream::select(wakes, resync))
+        .reconcile_on(futures::stream::select(futures::stream::select(wakes, woken_neighbours), resync))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -290,12 +294,14 @@ async fn run_one(
 
 /// The watch of `api`, kept in `writer`'s store: the objects whose change calls for a pass. A consistent
 /// list in pages of 100: each page's text is held whole until its objects are kept; at the default
-/// 500 a page was the largest allocation of a restart.
+/// 500 a page was the largest allocation of a restart. The others naming a segment with an object
+/// whose stance changed go to `neighbours`; the store takes the event before any pass can read it.
 fn changes(
     api: Api<Cached>,
     writer: reflector::store::Writer<Cached>,
     claims: Arc<Mutex<claims::Claims>>,
     mut removals: removals::Removals,
+    neighbours: tokio::sync::mpsc::UnboundedSender<(Box<str>, Box<str>)>,
 ) -> impl futures::Stream<Item = Result<Cached, watcher::Error>> + Send + 'static {
     let cached = writer.as_reader();
     watcher(api, watcher::Config::default().page_size(LIST_PAGE))
@@ -310,7 +316,12 @@ fn changes(
                 watcher::Event::Apply(o) | watcher::Event::Delete(o) => before(o),
                 _ => None,
             };
-            claims.lock().unwrap_or_else(|p| p.into_inner()).observe(&event, held.as_deref());
+            let mut claims = claims.lock().unwrap_or_else(|p| p.into_inner());
+            claims.observe(&event, held.as_deref());
+            for other in claims.to_wake(&event, held.as_deref()) {
+                let _ = neighbours.send(other);
+            }
+            drop(claims);
             removals.observe(&event);
             event
         })

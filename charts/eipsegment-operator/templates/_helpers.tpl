@@ -71,6 +71,7 @@ finalizer the operator removes (--rbac-guard-rolebinding). */}}
 {{- $flags := list
   (list "pollSeconds" "poll-seconds")
   (list "resyncSeconds" "resync-seconds")
+  (list "transientRetrySeconds" "transient-retry-seconds")
   (list "transientRetryMaxSeconds" "transient-retry-max-seconds")
   (list "blockedRetrySeconds" "blocked-retry-seconds")
   (list "terminalRetrySeconds" "terminal-retry-seconds")
