@@ -929,21 +929,23 @@ fn an_object_naming_a_held_segment_is_refused_and_its_deletion_releases_nothing(
     assert_eq!(releases_accepted(&sim, &id), 1);
 }
 
+/// A Ready `holder`, and an `heir` of its namespace that adopts its segment with the Delete policy,
+/// as it answers (waiting for the holder): the segment's ID and the heir.
+fn holder_and_heir(c: &Cluster, ns: &str) -> (String, Value) {
+    c.apply(&segment_yaml(ns, "holder", SPEC)).unwrap();
+    let id = segment_id(&wait_ready(c, ns, "holder"));
+    let adopts = format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n");
+    c.apply(&segment_yaml(ns, "heir", &adopts)).unwrap();
+    (id, settled_claim(c, ns, "heir"))
+}
+
 #[test]
 fn deleting_the_holder_hands_the_segment_over_to_the_object_that_names_it() {
     let c = Cluster::shared();
     let ns = c.namespace("handover");
     let sim = Simulator::start(&[]);
     let _op = Operator::start(c, &sim, &ns, &[]);
-    c.apply(&segment_yaml(&ns, "holder", SPEC)).unwrap();
-    let id = segment_id(&wait_ready(c, &ns, "holder"));
-    c.apply(&segment_yaml(
-        &ns,
-        "heir",
-        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
-    ))
-    .unwrap();
-    let waiting = settled_claim(c, &ns, "heir");
+    let (id, waiting) = holder_and_heir(c, &ns);
     delete_now(c, &ns, "holder");
     wait_gone(c, &ns, "holder");
     assert_eq!(calls(&sim, RELEASE), 0, "a segment another object names was released");
@@ -970,15 +972,7 @@ fn a_hand_over_goes_on_as_each_side_changes_not_at_the_next_retry() {
     let ns = c.namespace("handover-woken");
     let sim = Simulator::start(&[]);
     let _op = Operator::start(c, &sim, &ns, &["--transient-retry-seconds", "60"]);
-    c.apply(&segment_yaml(&ns, "holder", SPEC)).unwrap();
-    let id = segment_id(&wait_ready(c, &ns, "holder"));
-    c.apply(&segment_yaml(
-        &ns,
-        "heir",
-        &format!("  regionId: cn-hangzhou\n  segmentInstanceId: {id}\n  deletionPolicy: Delete\n"),
-    ))
-    .unwrap();
-    let waiting = settled_claim(c, &ns, "heir");
+    let (id, waiting) = holder_and_heir(c, &ns);
     assert_eq!(condition(&waiting, "Ready").unwrap()["reason"], "SegmentInUse");
     let started = Instant::now();
     delete_now(c, &ns, "holder");

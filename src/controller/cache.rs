@@ -38,7 +38,7 @@ pub struct Cached {
     /// This version of the object calls for a pass (see [`Cached::compare`]).
     pub changed: bool,
     /// What the other objects naming its segments decide on, digested (see [`claims::stance`]).
-    stance: u64,
+    stance: u32,
     /// This version changed that: the others are to decide again (see [`Cached::compare`]).
     pub stance_changed: bool,
     /// The identity annotations, spec and status, compressed.
