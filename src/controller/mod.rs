@@ -206,10 +206,7 @@ pub async fn run(
             };
             let removals = removals::Removals::new(ctx.clone(), namespace.clone());
             routes.push((namespace, tx));
-            let wakes = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|t| (ObjectRef::new(&t.name).within(&t.namespace), rx))
-            });
-            run_one(ctx.clone(), api, removals, scope.concurrency, wakes, unsynced.clone(), shutdown.clone())
+            run_one(ctx.clone(), api, removals, scope.concurrency, triggers(rx), unsynced.clone(), shutdown.clone())
         })
         .collect();
     let routes = Arc::new(routes);
@@ -222,6 +219,15 @@ pub async fn run(
         async move { ctx.queues.ring(alarms).await }
     });
     futures::future::join_all(controllers).await;
+}
+
+/// The objects a channel of wakes names, as triggers of passes.
+fn triggers(
+    wakes: tokio::sync::mpsc::UnboundedReceiver<WakeTarget>,
+) -> impl futures::Stream<Item = ObjectRef<Cached>> + Send + 'static {
+    futures::stream::unfold(wakes, |mut wakes| async move {
+        wakes.recv().await.map(|t| (ObjectRef::new(&t.name).within(&t.namespace), wakes))
+    })
 }
 
 async fn route_wakes(
@@ -269,12 +275,9 @@ async fn run_one(
     let (neighbours, woken_neighbours) = tokio::sync::mpsc::unbounded_channel();
     let stream = changes(api, writer, claims, removals, neighbours);
     let resync = resync::rolling(reader.clone(), resync::PERIOD);
-    let woken_neighbours = futures::stream::unfold(woken_neighbours, |mut rx| async move {
-        rx.recv().await.map(|(namespace, name): (Box<str>, Box<str>)| (ObjectRef::new(&name).within(&namespace), rx))
-    });
     Controller::for_stream(stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .reconcile_on(futures::stream::select(futures::stream::select(wakes, woken_neighbours), resync))
+        .reconcile_on(futures::stream::select(futures::stream::select(wakes, triggers(woken_neighbours)), resync))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -301,7 +304,7 @@ fn changes(
     writer: reflector::store::Writer<Cached>,
     claims: Arc<Mutex<claims::Claims>>,
     mut removals: removals::Removals,
-    neighbours: tokio::sync::mpsc::UnboundedSender<(Box<str>, Box<str>)>,
+    neighbours: Wakes,
 ) -> impl futures::Stream<Item = Result<Cached, watcher::Error>> + Send + 'static {
     let cached = writer.as_reader();
     watcher(api, watcher::Config::default().page_size(LIST_PAGE))
@@ -318,8 +321,8 @@ fn changes(
             };
             let mut claims = claims.lock().unwrap_or_else(|p| p.into_inner());
             claims.observe(&event, held.as_deref());
-            for other in claims.to_wake(&event, held.as_deref()) {
-                let _ = neighbours.send(other);
+            for (namespace, name) in claims.to_wake(&event, held.as_deref()) {
+                let _ = neighbours.send(WakeTarget { namespace: namespace.into(), name: name.into() });
             }
             drop(claims);
             removals.observe(&event);
